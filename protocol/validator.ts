@@ -1,0 +1,75 @@
+// Turns a decoded body into a typed message (PROTOCOL.md section 2), or a MusterError:
+// `malformed_frame` when the body is not a map, `unknown_type` for a type this side does
+// not take, `invalid_message` with the offending `field` path otherwise.
+// Validators are compiled once from the schemas in messages.ts.
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import type { TSchema } from '@sinclair/typebox';
+import { MusterError } from './errors.js';
+import {
+  MESSAGE_SCHEMAS,
+  NODE_MESSAGE_TYPES,
+  type MessageType,
+  type NodeMessage,
+  type PlaneMessage,
+} from './messages.js';
+
+const checks = new Map<string, TypeCheck<TSchema>>();
+for (const [type, schema] of Object.entries(MESSAGE_SCHEMAS)) checks.set(type, TypeCompiler.Compile(schema));
+
+const nodeTypes: ReadonlySet<string> = new Set(NODE_MESSAGE_TYPES);
+const planeTypes: ReadonlySet<string> = new Set(
+  (Object.keys(MESSAGE_SCHEMAS) as MessageType[]).filter((t) => !nodeTypes.has(t)),
+);
+
+/** Validates a message sent by a node to the control plane. */
+export function validateNodeMessage(value: unknown): NodeMessage {
+  return validateEnvelope(value, nodeTypes) as NodeMessage;
+}
+
+/** Validates a message sent by the control plane to a node. */
+export function validatePlaneMessage(value: unknown): PlaneMessage {
+  return validateEnvelope(value, planeTypes) as PlaneMessage;
+}
+
+function validateEnvelope(value: unknown, accepted: ReadonlySet<string>): unknown {
+  if (!isPlainMap(value)) throw new MusterError('malformed_frame', 'envelope is not a map');
+  const { type, data, id, reply_to: replyTo, traceparent } = value;
+  let replyId: string | undefined;
+  if (id !== undefined) {
+    if (typeof id !== 'string' || id.length < 1 || id.length > 64) {
+      throw new MusterError('invalid_message', 'id must be a string of 1 to 64 characters', { field: 'id' });
+    }
+    replyId = id;
+  }
+  if (typeof type !== 'string') {
+    throw new MusterError('invalid_message', 'type must be a string', { field: 'type', replyTo: replyId });
+  }
+  if (replyTo !== undefined && typeof replyTo !== 'string') {
+    throw new MusterError('invalid_message', 'reply_to must be a string', { field: 'reply_to', replyTo: replyId });
+  }
+  if (traceparent !== undefined && typeof traceparent !== 'string') {
+    throw new MusterError('invalid_message', 'traceparent must be a string', { field: 'traceparent', replyTo: replyId });
+  }
+  const check = accepted.has(type) ? checks.get(type) : undefined;
+  if (check === undefined) {
+    throw new MusterError('unknown_type', `unknown message type ${JSON.stringify(type.slice(0, 64))}`, {
+      replyTo: replyId,
+    });
+  }
+  if (!isPlainMap(data)) {
+    throw new MusterError('invalid_message', 'data must be a map', { field: 'data', replyTo: replyId });
+  }
+  if (!check.Check(data)) {
+    const first = check.Errors(data).First();
+    const field = first === undefined || first.path === '' ? 'data' : `data${first.path.replaceAll('/', '.')}`;
+    throw new MusterError('invalid_message', `${field}: ${first?.message ?? 'invalid'}`, {
+      field,
+      replyTo: replyId,
+    });
+  }
+  return value;
+}
+
+function isPlainMap(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}

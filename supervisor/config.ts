@@ -1,0 +1,100 @@
+// Every setting of the control plane and its default, in one place.
+// Precedence: defaults < config file (JSON) < MUSTER_* environment variables < command-line flags.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface Config {
+  /** Where the SQLite job store, the generated secret and the Unix socket live. */
+  dataDir: string;
+  /** HOST:PORT of the TCP node listener; `off` disables it (as for every listener). */
+  tcp: string;
+  /** Path of the Unix socket node listener; empty means `<dataDir>/muster.sock`. */
+  unix: string;
+  /** HOST:PORT of the admin HTTP API. */
+  http: string;
+  /** HS256 secret (at least 32 bytes); default read or generated at `<dataDir>/secret`. */
+  jwtSecret: string;
+  /** Identifier of this control-plane replica, sent in `RegisterAck`. */
+  controlPlaneId: string;
+  maxFrameBytes: number;
+  maxSendBufferBytes: number;
+  registerTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  missedHeartbeats: number;
+  acceptTimeoutMs: number;
+  /** Job timeout when a submission gives none. */
+  defaultJobTimeoutMs: number;
+  maxAttempts: number;
+  sessionTtlSeconds: number;
+  /** What `Shutdown` gives nodes, and how long the plane waits for in-flight writes on SIGTERM. */
+  shutdownGraceMs: number;
+  logLevel: string;
+}
+
+/** A listener setting with this value is not started. */
+export const LISTENER_OFF = 'off';
+
+export const DEFAULTS: Config = {
+  dataDir: './.muster',
+  tcp: '127.0.0.1:7420',
+  unix: '',
+  http: '127.0.0.1:7480',
+  jwtSecret: '',
+  controlPlaneId: '',
+  maxFrameBytes: 1_048_576,
+  maxSendBufferBytes: 8 * 1024 * 1024,
+  registerTimeoutMs: 10_000,
+  heartbeatIntervalMs: 5_000,
+  missedHeartbeats: 3,
+  acceptTimeoutMs: 5_000,
+  defaultJobTimeoutMs: 3_600_000,
+  maxAttempts: 3,
+  sessionTtlSeconds: 24 * 3600,
+  shutdownGraceMs: 10_000,
+  logLevel: 'info',
+};
+
+type Key = keyof Config;
+
+/** `heartbeatIntervalMs` → `MUSTER_HEARTBEAT_INTERVAL_MS`. */
+export function envName(key: Key): string {
+  return `MUSTER_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+export interface ConfigSources {
+  /** Path of a JSON file with any of the Config keys. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Values from flags; undefined entries are ignored. */
+  overrides?: Partial<Record<Key, string | number | undefined>>;
+}
+
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? process.env;
+  const config: Config = { ...DEFAULTS };
+  const file = sources.file ?? env.MUSTER_CONFIG;
+  if (file !== undefined && file !== '') {
+    const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    if (typeof parsed !== 'object' || parsed === null) throw new Error(`config file ${file} is not a JSON object`);
+    for (const [k, v] of Object.entries(parsed)) set(config, k, v, `config file ${file}`);
+  }
+  for (const key of Object.keys(DEFAULTS) as Key[]) {
+    const value = env[envName(key)];
+    if (value !== undefined) set(config, key, value, envName(key));
+  }
+  for (const [k, v] of Object.entries(sources.overrides ?? {})) if (v !== undefined) set(config, k, v, `--${k}`);
+  if (config.unix === '') config.unix = join(config.dataDir, 'muster.sock');
+  return config;
+}
+
+function set(config: Config, key: string, value: unknown, origin: string): void {
+  if (!Object.hasOwn(DEFAULTS, key)) throw new Error(`${origin}: unknown setting ${key}`);
+  const k = key as Key;
+  if (typeof DEFAULTS[k] === 'number') {
+    const n = typeof value === 'number' ? value : Number(value);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`${origin}: ${key} must be a non-negative number, got ${String(value)}`);
+    (config as unknown as Record<string, unknown>)[k] = n;
+  } else {
+    (config as unknown as Record<string, unknown>)[k] = String(value);
+  }
+}

@@ -1,0 +1,121 @@
+// The JobStore seam: where jobs, their attempts, results and log chunks live.
+// The embedded plane uses SQLite (sqlite-job-store.ts); a NATS JetStream store comes later
+// behind the same interface and must pass the same contract tests (test/supervisor/job-store-contract.ts).
+import type {
+  ExecutionContext,
+  JobMetrics,
+  JobOutcome,
+  JobSpec,
+  LogStream,
+  Priority,
+  ResultStatus,
+} from '../protocol/messages.js';
+
+export type JobState =
+  | 'Queued'
+  | 'Assigned'
+  | 'Running'
+  | 'Completed'
+  | 'Failed'
+  | 'Cancelled'
+  | 'TimedOut'
+  | 'DeadLettered';
+
+export const TERMINAL_STATES: ReadonlySet<JobState> = new Set([
+  'Completed',
+  'Failed',
+  'Cancelled',
+  'TimedOut',
+  'DeadLettered',
+]);
+
+/** Which nodes may run a job (PROTOCOL.md section 7, `POST /v1/jobs`). */
+export interface JobSelector {
+  runner_type?: string;
+  job_type?: string;
+  tags?: Record<string, string>;
+}
+
+export interface NewJob {
+  job: JobSpec;
+  execution_context: ExecutionContext;
+  priority: Priority;
+  selector: JobSelector;
+  /** RFC 3339; the job must be finished by then or it is `TimedOut`. */
+  deadline?: string;
+  max_attempts: number;
+}
+
+export interface JobRecord extends NewJob {
+  job_id: string;
+  state: JobState;
+  /** The current attempt, from 1. */
+  attempt: number;
+  /** The node of the current attempt while `Assigned` or `Running`. */
+  node_id?: string;
+  /** Set by `POST /v1/jobs/{id}/cancel`: a requeue then ends the job as `Cancelled`. */
+  cancel_requested: boolean;
+  /** Why the job ended where it did not end with a result (dead letter, timeout, cancel). */
+  reason?: string;
+  result?: JobOutcome;
+  metrics?: JobMetrics;
+  created_at: string;
+  /** When the current attempt was assigned / accepted (RFC 3339). */
+  assigned_at?: string;
+  started_at?: string;
+  /** Submission order, for FIFO within a priority. */
+  seq: number;
+}
+
+export interface LogRecord {
+  attempt: number;
+  stream: LogStream;
+  seq: number;
+  data: string;
+  /** Store-wide position, for resuming a follow (`after`). */
+  cursor: number;
+}
+
+export type StoreResultOutcome = 'stored' | 'duplicate' | 'stale';
+
+export type AppendLogOutcome =
+  | { status: 'stored' }
+  | { status: 'duplicate' }
+  /** A chunk arrived ahead of `nextSeq`: the node must resend from there (`LogResync`). */
+  | { status: 'gap'; nextSeq: number };
+
+/** All methods are atomic. Transitions are compare-and-set on `attempt`, so a stale caller changes nothing. */
+export interface JobStore {
+  submit(job: NewJob): Promise<JobRecord>;
+  get(jobId: string): Promise<JobRecord | undefined>;
+  /** Queued jobs, Critical first, then High, Normal, Low; FIFO (`seq`) within a priority. */
+  queued(limit?: number): Promise<JobRecord[]>;
+  /** Jobs `Assigned` or `Running`, for timers and for recovery after a restart. */
+  active(): Promise<JobRecord[]>;
+  /** `Queued` → `Assigned` to `nodeId`; false when the job is no longer queued at `attempt`. */
+  assign(jobId: string, attempt: number, nodeId: string): Promise<boolean>;
+  /** `Assigned` → `Running` when the node accepted `attempt`; false when stale. */
+  markRunning(jobId: string, attempt: number): Promise<boolean>;
+  /**
+   * Withdraws `attempt` (rejected, accept timeout, node dead): back to `Queued` with
+   * `attempt + 1`, or `DeadLettered` when `max_attempts` are used up, or `Cancelled`
+   * when a cancel was requested. Returns the record afterwards, or undefined when stale.
+   */
+  requeue(jobId: string, attempt: number, reason: string): Promise<JobRecord | undefined>;
+  /**
+   * Stores the result of `attempt` once. `duplicate`: that attempt's result is already stored.
+   * `stale`: `attempt` is not the current one (or the job has ended otherwise); nothing changes.
+   * A stored result sets the state from `result.status`.
+   */
+  storeResult(jobId: string, attempt: number, result: JobOutcome, metrics: JobMetrics): Promise<StoreResultOutcome>;
+  /** Ends a job without a result (`Cancelled` or `TimedOut` decided by the plane); false when stale or ended. */
+  finish(jobId: string, attempt: number, state: Extract<ResultStatus, 'Cancelled' | 'TimedOut'>, reason: string): Promise<boolean>;
+  /** Marks a cancel request; returns the record afterwards. A queued job is `Cancelled` at once. */
+  requestCancel(jobId: string): Promise<JobRecord | undefined>;
+  appendLog(jobId: string, attempt: number, stream: LogStream, seq: number, data: string): Promise<AppendLogOutcome>;
+  /** Log chunks in arrival order, all attempts, after `cursor` (exclusive). */
+  logs(jobId: string, afterCursor?: number): Promise<LogRecord[]>;
+  /** Counts by state, for stats and metrics. */
+  counts(): Promise<Record<JobState, number>>;
+  close(): Promise<void>;
+}

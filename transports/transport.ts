@@ -1,0 +1,76 @@
+// The one seam between sockets and the rest of Muster. A transport moves frames
+// (a codec byte and a body) and knows nothing of what they mean. Each transport
+// lives in one file and registers its URL schemes here, as grpc-js does with resolvers.
+import type { MusterError } from '../protocol/errors.js';
+
+/** What a connection reports to its owner. Called synchronously from socket events. */
+export interface FrameSink {
+  /** One whole frame: `codecByte` as on the wire (with 0x80 when encrypted), and the body. */
+  frame(codecByte: number, body: Uint8Array): void;
+  /** A framing error (oversize, unknown codec, zero length). The connection stays open until the owner closes it. */
+  error(err: MusterError): void;
+  /** The connection is closed, by either side; `err` is set when the close was abnormal. */
+  closed(err?: Error): void;
+}
+
+/** One established connection, on either side (control plane or node). */
+export interface Connection {
+  /** Unique per process, for logs (`conn_id`). */
+  readonly id: string;
+  /** The peer's address as `host:port`, or the socket path, for logs and allow-lists. */
+  readonly remoteAddress: string;
+  readonly isClosed: boolean;
+  /** Starts delivering frames to `sink`; frames that arrived earlier are delivered first. */
+  start(sink: FrameSink): void;
+  /**
+   * Queues one frame. Never blocks. When more than the send-buffer limit is queued
+   * the connection is closed (a peer that does not read must not grow our memory).
+   */
+  send(codecByte: number, body: Uint8Array): void;
+  /** Flushes what is queued (bounded by a timeout), then closes. */
+  close(): Promise<void>;
+}
+
+/** A listening endpoint that hands out connections. */
+export interface TransportServer {
+  /** The URL clients dial, with the real port when listening on port 0. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export interface ListenOptions {
+  maxFrameBytes: number;
+  /** Bytes a connection may have queued for sending before it is closed. */
+  maxSendBufferBytes: number;
+  onConnection(conn: Connection): void;
+}
+
+export interface DialOptions {
+  maxFrameBytes: number;
+  maxSendBufferBytes: number;
+  /** Give up connecting after this long. */
+  connectTimeoutMs: number;
+}
+
+/** A family of URL schemes served by one implementation. */
+export interface Transport {
+  readonly schemes: readonly string[];
+  listen(url: URL, options: ListenOptions): Promise<TransportServer>;
+  dial(url: URL, options: DialOptions): Promise<Connection>;
+}
+
+const registry = new Map<string, Transport>();
+
+export function registerTransport(transport: Transport): void {
+  for (const scheme of transport.schemes) registry.set(scheme, transport);
+}
+
+/** The transport for a URL's scheme (`tcp:` ...). Throws a plain Error for configuration mistakes. */
+export function transportFor(url: URL): Transport {
+  const scheme = url.protocol.replace(/:$/, '');
+  const transport = registry.get(scheme);
+  if (transport === undefined) {
+    throw new Error(`no transport for scheme ${scheme}:// (known: ${[...registry.keys()].join(', ')})`);
+  }
+  return transport;
+}
