@@ -70,6 +70,10 @@ function validateEnvelope(value: unknown, accepted: ReadonlySet<string>): unknow
   return value;
 }
 
+// Only plain objects are maps: MessagePack extensions can decode to a Date, Set, Error,
+// RegExp or typed array, none of which is an envelope or a `data` map.
 function isPlainMap(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+  if (typeof value !== 'object' || value === null) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
 }

@@ -1,0 +1,313 @@
+// The node actor's machine: the one place that decides a node's state.
+//
+//   registering ──RegisterNode──► authenticating ──ok──► online ──► dead
+//                                                        ├ lifecycle: ready ⇄ busy → draining
+//                                                        └ liveness:  watching (heartbeat expiry)
+//
+// It is driven only by decoded messages, by what the supervisor tells it about jobs
+// (assigned / ended), and by its own timers. Side effects (sending frames, closing the
+// connection, storing results) are named actions that the supervisor provides with
+// `machine.provide(...)`, so the machine stays free of sockets and stores.
+import { assign, fromPromise, not, setup } from 'xstate';
+import { MusterError } from '../protocol/errors.js';
+import type { Capabilities, EnvelopeOf, NodeInfo, NodeStatus } from '../protocol/messages.js';
+import { hasRoom, NO_RESOURCES, sumReserved, type Resources } from './node-capacity.js';
+
+/** One job attempt the node holds, with what it reserves. */
+export interface JobSlot {
+  attempt: number;
+  reserved: Resources;
+}
+
+/** What authentication decides about a `RegisterNode`. */
+export interface Registration {
+  nodeId: string;
+  resumed: boolean;
+  info: NodeInfo;
+  capabilities: Capabilities;
+  /** Jobs the node keeps across a resume. */
+  jobs: Record<string, JobSlot>;
+}
+
+export type NodeEndReason = 'expired' | 'deregistered' | 'replaced' | 'shutdown' | 'rejected' | 'disconnected';
+
+export interface NodeContext {
+  heartbeatIntervalMs: number;
+  missedHeartbeats: number;
+  registerTimeoutMs: number;
+  nodeId: string | undefined;
+  registration: Registration | undefined;
+  /** `Date.now()` of the last frame from the node: any frame counts (PROTOCOL.md 4.2). */
+  lastSeen: number;
+  reportedStatus: NodeStatus;
+  max: Resources;
+  jobs: Record<string, JobSlot>;
+  error: MusterError | undefined;
+  endReason: NodeEndReason | undefined;
+}
+
+export interface NodeInput {
+  heartbeatIntervalMs: number;
+  missedHeartbeats: number;
+  registerTimeoutMs: number;
+}
+
+type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
+
+export type NodeEvent =
+  | { type: 'RegisterNode'; message: EnvelopeOf<'RegisterNode'> }
+  | { type: 'Heartbeat'; message: EnvelopeOf<'Heartbeat'> }
+  | { type: 'Deregister'; message: EnvelopeOf<'Deregister'> }
+  | { type: 'job.message'; message: JobMessage }
+  /** A framing, decoding or validation error on the connection. */
+  | { type: 'frame.error'; error: MusterError }
+  | { type: 'job.assigned'; jobId: string; slot: JobSlot }
+  | { type: 'job.ended'; jobId: string }
+  | { type: 'drain' }
+  | { type: 'connection.closed' }
+  /** A newer connection registered this node (PROTOCOL.md 4.7). */
+  | { type: 'replaced' }
+  | { type: 'shutdown' };
+
+export interface NodeOutput {
+  nodeId: string | undefined;
+  reason: NodeEndReason;
+  jobs: Record<string, JobSlot>;
+}
+
+function silentFor(context: NodeContext): number {
+  return Date.now() - context.lastSeen;
+}
+
+/** Missed heartbeats, plus one interval of grace (PROTOCOL.md 4.8). */
+function livenessWindow(context: NodeContext): number {
+  return context.heartbeatIntervalMs * (context.missedHeartbeats + 1);
+}
+
+export const nodeMachine = setup({
+  types: {
+    context: {} as NodeContext,
+    events: {} as NodeEvent,
+    input: {} as NodeInput,
+    output: {} as NodeOutput,
+  },
+  actors: {
+    // Provided by the supervisor: verifies the token, resolves the node id, handles resume.
+    authenticate: fromPromise<Registration, EnvelopeOf<'RegisterNode'>>(async () => {
+      throw new MusterError('internal', 'authenticate not provided');
+    }),
+  },
+  actions: {
+    /** Sends `RegisterAck`. */
+    acknowledgeRegistration: () => {},
+    /** Answers a non-fatal error; the connection stays. */
+    replyError: (_, _params: { error: MusterError }) => {},
+    /** Sends a fatal error (when given) and closes the connection. */
+    closeConnection: (_, _params: { error: MusterError | undefined }) => {},
+    /** Hands a job protocol message to the supervisor's job handling. */
+    handleJobMessage: (_, _params: { message: JobMessage }) => {},
+    /** Sends `Drain` to the node. */
+    sendDrain: () => {},
+  },
+  guards: {
+    hasRoom: ({ context }) => context.reportedStatus !== 'Busy' && hasRoom(context.max, reservedBy(context.jobs)),
+    reportsDraining: ({ event }) => event.type === 'Heartbeat' && event.message.data.status === 'Draining',
+    silent: ({ context }) => silentFor(context) >= livenessWindow(context),
+    isFatal: ({ event }) => event.type === 'frame.error' && event.error.fatal,
+    isUnknownType: ({ event }) => event.type === 'frame.error' && event.error.code === 'unknown_type',
+    foreignNodeId: ({ context, event }) => {
+      const claimed = claimedNodeId(event);
+      return claimed !== undefined && claimed !== context.nodeId;
+    },
+  },
+  delays: {
+    registerTimeout: ({ context }) => context.registerTimeoutMs,
+    livenessCheck: ({ context }) => Math.max(1, Math.min(context.heartbeatIntervalMs, livenessWindow(context) - silentFor(context))),
+  },
+}).createMachine({
+  id: 'node',
+  context: ({ input }) => ({
+    heartbeatIntervalMs: input.heartbeatIntervalMs,
+    missedHeartbeats: input.missedHeartbeats,
+    registerTimeoutMs: input.registerTimeoutMs,
+    nodeId: undefined,
+    registration: undefined,
+    lastSeen: Date.now(),
+    reportedStatus: 'Ready',
+    max: NO_RESOURCES,
+    jobs: {},
+    error: undefined,
+    endReason: undefined,
+  }),
+  initial: 'registering',
+  on: {
+    shutdown: { target: '.dead', actions: assign({ endReason: 'shutdown' }) },
+  },
+  states: {
+    registering: {
+      initial: 'waiting',
+      after: {
+        registerTimeout: {
+          target: 'dead',
+          actions: assign({
+            endReason: 'rejected',
+            error: () => new MusterError('register_timeout', 'no RegisterNode in time'),
+          }),
+        },
+      },
+      on: {
+        'connection.closed': { target: 'dead', actions: assign({ endReason: 'disconnected' }) },
+        'frame.error': [
+          { guard: 'isFatal', target: 'dead', actions: assign({ endReason: 'rejected', error: ({ event }) => event.error }) },
+          // Any other type before RegisterNode, known or not, is `not_registered` (PROTOCOL.md 4.1).
+          { guard: 'isUnknownType', target: 'dead', actions: assign(notRegistered) },
+          { actions: { type: 'replyError', params: ({ event }) => ({ error: event.error }) } },
+        ],
+      },
+      states: {
+        waiting: {
+          on: {
+            RegisterNode: 'authenticating',
+            Heartbeat: { target: '#node.dead', actions: assign(notRegistered) },
+            Deregister: { target: '#node.dead', actions: assign(notRegistered) },
+            'job.message': { target: '#node.dead', actions: assign(notRegistered) },
+          },
+        },
+        authenticating: {
+          invoke: {
+            src: 'authenticate',
+            input: ({ event }) => (event as Extract<NodeEvent, { type: 'RegisterNode' }>).message,
+            onDone: {
+              target: '#node.online',
+              actions: assign(({ event }) => ({
+                nodeId: event.output.nodeId,
+                registration: event.output,
+                max: event.output.capabilities.max_resources,
+                jobs: event.output.jobs,
+                lastSeen: Date.now(),
+              })),
+            },
+            onError: {
+              target: '#node.dead',
+              actions: assign({ endReason: 'rejected', error: ({ event }) => toFatal(event.error) }),
+            },
+          },
+          on: {
+            // Frames sent before the RegisterAck are a protocol violation by the node.
+            Heartbeat: { target: '#node.dead', actions: assign(notRegistered) },
+            'job.message': { target: '#node.dead', actions: assign(notRegistered) },
+            RegisterNode: { target: '#node.dead', actions: assign(notRegistered) },
+          },
+        },
+      },
+    },
+    online: {
+      type: 'parallel',
+      entry: 'acknowledgeRegistration',
+      on: {
+        RegisterNode: {
+          actions: [
+            assign({ lastSeen: () => Date.now() }),
+            { type: 'replyError', params: () => ({ error: new MusterError('invalid_message', 'already registered', { field: 'type' }) }) },
+          ],
+        },
+        Heartbeat: [
+          {
+            guard: 'foreignNodeId',
+            actions: [assign({ lastSeen: () => Date.now() }), { type: 'replyError', params: () => ({ error: wrongNodeId() }) }],
+          },
+          { actions: assign({ lastSeen: () => Date.now(), reportedStatus: ({ event }) => event.message.data.status }) },
+        ],
+        'job.message': [
+          {
+            guard: 'foreignNodeId',
+            actions: [assign({ lastSeen: () => Date.now() }), { type: 'replyError', params: () => ({ error: wrongNodeId() }) }],
+          },
+          {
+            actions: [
+              assign({ lastSeen: () => Date.now() }),
+              { type: 'handleJobMessage', params: ({ event }) => ({ message: event.message }) },
+            ],
+          },
+        ],
+        'job.assigned': { actions: assign({ jobs: ({ context, event }) => ({ ...context.jobs, [event.jobId]: event.slot }) }) },
+        'job.ended': { actions: assign({ jobs: ({ context, event }) => withoutJob(context.jobs, event.jobId) }) },
+        Deregister: [
+          { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
+          { target: '#node.dead', actions: assign({ endReason: 'deregistered' }) },
+        ],
+        'frame.error': [
+          // A fatal error ends the connection, not the node: it may reconnect and resume.
+          { guard: 'isFatal', actions: { type: 'closeConnection', params: ({ event }) => ({ error: event.error }) } },
+          { actions: { type: 'replyError', params: ({ event }) => ({ error: event.error }) } },
+        ],
+        replaced: { target: '#node.dead', actions: assign({ endReason: 'replaced', error: () => new MusterError('session_replaced', 'a newer connection registered this node') }) },
+      },
+      states: {
+        liveness: {
+          initial: 'watching',
+          states: {
+            watching: {
+              after: {
+                livenessCheck: [
+                  { guard: 'silent', target: '#node.dead', actions: assign({ endReason: 'expired' }) },
+                  { target: 'watching', reenter: true },
+                ],
+              },
+            },
+          },
+        },
+        lifecycle: {
+          initial: 'ready',
+          on: {
+            drain: { target: '.draining', actions: 'sendDrain' },
+          },
+          states: {
+            ready: {
+              always: { guard: not('hasRoom'), target: 'busy' },
+              on: { Heartbeat: { guard: 'reportsDraining', target: 'draining' } },
+            },
+            busy: {
+              always: { guard: 'hasRoom', target: 'ready' },
+              on: { Heartbeat: { guard: 'reportsDraining', target: 'draining' } },
+            },
+            draining: {},
+          },
+        },
+      },
+    },
+    dead: {
+      type: 'final',
+      entry: { type: 'closeConnection', params: ({ context }) => ({ error: context.error }) },
+    },
+  },
+  output: ({ context }) => ({ nodeId: context.nodeId, reason: context.endReason ?? 'expired', jobs: context.jobs }),
+});
+
+/** The node id a message claims to come from; the connection's own id when it claims none. */
+function claimedNodeId(event: NodeEvent): string | undefined {
+  if (event.type === 'Heartbeat' || event.type === 'Deregister') return event.message.data.node_id;
+  if (event.type === 'job.message' && event.message.type === 'JobResult') return event.message.data.node_id;
+  return undefined;
+}
+
+function notRegistered(): Partial<NodeContext> {
+  return { endReason: 'rejected', error: new MusterError('not_registered', 'the first message must be RegisterNode') };
+}
+
+function wrongNodeId(): MusterError {
+  return new MusterError('invalid_message', 'node_id is not this connection\'s node', { field: 'data.node_id' });
+}
+
+function toFatal(err: unknown): MusterError {
+  return err instanceof MusterError ? err : new MusterError('internal', 'registration failed', { cause: err });
+}
+
+export function reservedBy(jobs: Record<string, JobSlot>): Resources {
+  return sumReserved(Object.values(jobs).map((j) => j.reserved));
+}
+
+function withoutJob(jobs: Record<string, JobSlot>, jobId: string): Record<string, JobSlot> {
+  const { [jobId]: _gone, ...rest } = jobs;
+  return rest;
+}

@@ -1,0 +1,419 @@
+// The runner agent (PROTOCOL.md sections 3 and 4, node side): dials a control plane,
+// registers (resuming its session after the first time), heartbeats, takes jobs and
+// returns their logs and results, and reconnects with backoff whenever the connection
+// goes, trying its URLs in turn. Jobs keep running while it is disconnected.
+import type { Logger } from 'pino';
+import type { CodecName } from '../protocol/codec.js';
+import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/frame-decoder.js';
+import type { EnvelopeOf, MessageData, NodeStatus, PlaneMessage } from '../protocol/messages.js';
+import { transportFor, type Connection, type DialOptions } from '../transports/transport.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+import { collectHostFacts, UsageSampler } from './host-facts.js';
+import { JobManager } from './job-manager.js';
+import type { LogChunkData } from './job-runner.js';
+import { DEFAULT_MAX_QUEUED_LOG_BYTES, LogQueue } from './log-queue.js';
+import { PlaneLink } from './plane-link.js';
+import { ResultOutbox, type OutboxEntry } from './result-outbox.js';
+import { childTraceparent } from './trace-context.js';
+
+/** Opens a connection to one control-plane URL. */
+export type Dialer = (url: URL, options: DialOptions) => Promise<Connection>;
+
+export interface AgentOptions {
+  /** Control-plane URLs (`tcp://host:port`, `unix:///path` ...), tried in turn. */
+  urls: string[];
+  /** The registration token (JWT with scope `node:register`). */
+  token: string;
+  /** Jobs run in subdirectories of it; unacked results live in its `.outbox/`. */
+  workDir: string;
+  /** Codec of everything the agent sends. Default `msgpack`. */
+  codec?: CodecName;
+  /** Node tags, from `--tag k=v`. */
+  tags?: Record<string, string>;
+  logger: Logger;
+  maxFrameBytes?: number;
+  maxSendBufferBytes?: number;
+  /** Give up dialling one URL after this long. Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Close and retry when no RegisterAck comes within this long. Default 15 s. */
+  registerTimeoutMs?: number;
+  /** Heartbeat interval until the control plane names one. Default 5 s. */
+  heartbeatIntervalMs?: number;
+  /** How long a drain waits for the acks of the last results before it deregisters. Default 10 s. */
+  drainAckTimeoutMs?: number;
+  /** Between SIGTERM and SIGKILL when a job times out or is cancelled. Default 5 s. */
+  killGraceMs?: number;
+  /** Bound of log output queued while disconnected. Default 8 MiB. */
+  maxQueuedLogBytes?: number;
+  backoff?: BackoffOptions;
+  runnerTypes?: string[];
+  supportedJobTypes?: string[];
+  nodeType?: string;
+  /** How to open connections; default: the transport registered for the URL's scheme. */
+  dial?: Dialer;
+}
+
+// Errors that refuse a session token: the agent falls back to its registration token.
+const RESUME_REFUSALS: ReadonlySet<string> = new Set(['auth_failed', 'token_expired', 'forbidden']);
+const DEFAULT_SEND_BUFFER_BYTES = 8 * 1024 * 1024;
+
+export class Agent {
+  private readonly logger: Logger;
+  private readonly backoff: Backoff;
+  private readonly outbox: ResultOutbox;
+  private readonly jobs: JobManager;
+  private readonly logQueue: LogQueue;
+  private readonly usage = new UsageSampler();
+  private readonly codec: CodecName;
+  private link: PlaneLink | undefined;
+  private registered = false;
+  private resumeSent = false;
+  private node: string | undefined;
+  private sessionToken: string | undefined;
+  private useSession = false;
+  private draining = false;
+  private stopped = false;
+  private urlIndex = 0;
+  private heartbeatIntervalMs: number;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private registerTimer: NodeJS.Timeout | undefined;
+  private sleepTimer: NodeJS.Timeout | undefined;
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private drained: Promise<void> | undefined;
+
+  constructor(private readonly options: AgentOptions) {
+    if (options.urls.length === 0) throw new Error('the agent needs at least one control-plane URL');
+    this.logger = options.logger;
+    this.codec = options.codec ?? 'msgpack';
+    this.backoff = new Backoff(options.backoff);
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5_000;
+    this.outbox = new ResultOutbox(options.workDir, this.logger);
+    this.logQueue = new LogQueue(this.logger, options.maxQueuedLogBytes ?? DEFAULT_MAX_QUEUED_LOG_BYTES);
+    this.jobs = new JobManager({
+      workDir: options.workDir,
+      outbox: this.outbox,
+      logger: this.logger,
+      ...(options.killGraceMs === undefined ? {} : { killGraceMs: options.killGraceMs }),
+      nodeId: () => this.node ?? '',
+      events: {
+        chunk: (chunk, traceparent) => this.sendChunk(chunk, traceparent),
+        result: (entry) => this.onJobResult(entry),
+      },
+    });
+    if (this.outbox.size > 0) this.logger.info({ results: this.outbox.size }, 'unacked results from an earlier run');
+  }
+
+  /** The node id from the last RegisterAck. */
+  get nodeId(): string | undefined {
+    return this.node;
+  }
+
+  /** True while a connection is registered. */
+  get isRegistered(): boolean {
+    return this.registered;
+  }
+
+  /** Starts connecting; returns at once. */
+  start(): this {
+    this.loop ??= this.run();
+    return this;
+  }
+
+  /**
+   * Takes no more jobs but keeps heartbeating, waits for running jobs to end and their
+   * results to be acked (bounded), sends Deregister, closes. Resolves when done.
+   */
+  drain(): Promise<void> {
+    this.drained ??= this.drainNow();
+    return this.drained;
+  }
+
+  /** Closes at once and kills running jobs; for tests and a second signal. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wakeUp();
+    await this.link?.close();
+    await this.jobs.killAll();
+    await this.loop;
+  }
+
+  private async drainNow(): Promise<void> {
+    this.draining = true;
+    this.logger.info({ active_jobs: this.jobs.activeJobs }, 'draining');
+    this.sendHeartbeat();
+    await this.jobs.idle();
+    await this.waitUntil(() => this.outbox.size === 0, this.options.drainAckTimeoutMs ?? 10_000);
+    if (this.outbox.size > 0) this.logger.warn({ results: this.outbox.size }, 'results not acked; kept for the next run');
+    if (this.registered && this.node !== undefined) this.link?.send('Deregister', { node_id: this.node, reason: 'drained' });
+    this.stopped = true;
+    this.wakeUp();
+    await this.link?.close();
+    await this.loop;
+    this.logger.info('drained');
+  }
+
+  // ---- connection loop ----
+
+  private async run(): Promise<void> {
+    for (let first = true; !this.stopped; first = false) {
+      if (!first) await this.sleep(this.backoff.next());
+      if (this.stopped) break;
+      const url = this.options.urls[this.urlIndex % this.options.urls.length]!;
+      this.urlIndex += 1;
+      let conn: Connection;
+      try {
+        conn = await this.dial(url);
+      } catch (err) {
+        this.logger.warn({ err, url }, 'cannot reach control plane');
+        continue;
+      }
+      if (this.stopped) {
+        await conn.close();
+        break;
+      }
+      await this.session(conn, url);
+    }
+  }
+
+  private dial(url: string): Promise<Connection> {
+    const parsed = new URL(url);
+    const options: DialOptions = {
+      maxFrameBytes: this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      maxSendBufferBytes: this.options.maxSendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES,
+      connectTimeoutMs: this.options.connectTimeoutMs ?? 10_000,
+    };
+    return this.options.dial ? this.options.dial(parsed, options) : transportFor(parsed).dial(parsed, options);
+  }
+
+  /** Runs one connection until it closes. */
+  private session(conn: Connection, url: string): Promise<void> {
+    return new Promise((resolve) => {
+      const link: PlaneLink = new PlaneLink(conn, this.codec, this.logger, {
+        message: (message) => {
+          if (link === this.link && !this.stopped) this.onMessage(link, message);
+        },
+        closed: (err) => {
+          this.onClosed(link, url, err);
+          resolve();
+        },
+      });
+      this.link = link;
+      this.logger.info({ url, remote: conn.remoteAddress }, 'connected to control plane');
+      link.start();
+      if (!link.isClosed) this.register(link);
+    });
+  }
+
+  private register(link: PlaneLink): void {
+    const facts = collectHostFacts({
+      workDir: this.options.workDir,
+      tags: this.options.tags ?? {},
+      protocols: [...new Set(this.options.urls.map((u) => new URL(u).protocol.replace(/:$/, '')))],
+      ...(this.options.runnerTypes ? { runnerTypes: this.options.runnerTypes } : {}),
+      ...(this.options.supportedJobTypes ? { supportedJobTypes: this.options.supportedJobTypes } : {}),
+      ...(this.options.nodeType ? { nodeType: this.options.nodeType } : {}),
+    });
+    const resuming = this.useSession && this.node !== undefined && this.sessionToken !== undefined;
+    this.resumeSent = resuming;
+    const data: MessageData<'RegisterNode'> = { ...facts, auth_token: resuming ? this.sessionToken! : this.options.token };
+    if (resuming) {
+      data.resume = { node_id: this.node!, running_jobs: this.jobs.runningJobIds(), unacked_results: this.outbox.unacked() };
+    }
+    link.send('RegisterNode', data, childTraceparent());
+    this.registerTimer = setTimeout(() => {
+      this.logger.warn('no RegisterAck in time; reconnecting');
+      void link.close();
+    }, this.options.registerTimeoutMs ?? 15_000);
+  }
+
+  private onClosed(link: PlaneLink, url: string, err?: Error): void {
+    if (link !== this.link) return;
+    this.link = undefined;
+    this.registered = false;
+    clearTimeout(this.registerTimer);
+    clearInterval(this.heartbeatTimer);
+    if (!this.stopped) this.logger.warn({ err, url }, 'disconnected from control plane');
+  }
+
+  // ---- messages from the control plane ----
+
+  private onMessage(link: PlaneLink, message: PlaneMessage): void {
+    if (!this.registered && message.type !== 'RegisterAck' && message.type !== 'Error' && message.type !== 'Shutdown') {
+      this.logger.warn({ type: message.type }, 'ignoring message before RegisterAck');
+      return;
+    }
+    switch (message.type) {
+      case 'RegisterAck':
+        return this.onRegisterAck(link, message.data);
+      case 'JobAssignment':
+        return this.onAssignment(link, message);
+      case 'JobResultAck':
+        this.jobs.ack(message.data.job_id, message.data.attempt);
+        return;
+      case 'CancelJob':
+        if (!this.jobs.cancel(message.data)) this.logger.info({ job_id: message.data.job_id }, 'cancel for a job not running here');
+        return;
+      case 'Drain':
+        void this.drainForPlane();
+        return;
+      case 'Shutdown':
+        this.logger.warn({ reason: message.data.reason }, 'control plane shutting down; reconnecting');
+        void link.close();
+        return;
+      case 'TokenRefresh':
+        this.sessionToken = message.data.session_token;
+        return;
+      case 'Configure':
+        this.heartbeatIntervalMs = message.data.heartbeat_interval_ms;
+        this.startHeartbeat();
+        return;
+      case 'LogResync':
+        return this.onLogResync(link, message.data);
+      case 'Error':
+        return this.onError(link, message.data);
+    }
+  }
+
+  private onRegisterAck(link: PlaneLink, ack: MessageData<'RegisterAck'>): void {
+    clearTimeout(this.registerTimer);
+    this.registered = true;
+    this.node = ack.node_id;
+    this.sessionToken = ack.session_token;
+    this.useSession = true;
+    this.heartbeatIntervalMs = ack.heartbeat_interval_ms;
+    this.backoff.reset();
+    this.logger.info({ node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id }, 'registered');
+    this.startHeartbeat();
+    // Logs first, then results: the plane has an attempt's output before its end.
+    for (const { chunk, traceparent } of this.logQueue.drain()) link.send('LogChunk', chunk, traceparent);
+    for (const entry of this.outbox.pending()) this.sendResult(link, entry);
+  }
+
+  private onAssignment(link: PlaneLink, message: EnvelopeOf<'JobAssignment'>): void {
+    const { job_id, attempt } = message.data;
+    const trace = childTraceparent(message.traceparent);
+    if (this.jobs.isRunning(job_id, attempt) || this.outbox.has(job_id, attempt)) {
+      // A repeat (e.g. after a resume): answer again, and resend the result if it is already there.
+      link.send('JobAccepted', { job_id, attempt }, trace);
+      const done = this.outbox.pending().find((e) => e.result.job_id === job_id && e.result.attempt === attempt);
+      if (done !== undefined) this.sendResult(link, done);
+      return;
+    }
+    const reason = this.draining || this.stopped ? 'draining' : this.jobs.refusal(message.data);
+    if (reason !== undefined) {
+      this.logger.info({ job_id, attempt, reason }, 'job rejected');
+      link.send('JobRejected', { job_id, attempt, reason }, trace);
+      return;
+    }
+    link.send('JobAccepted', { job_id, attempt }, trace);
+    this.jobs.start(message);
+    this.sendHeartbeat();
+  }
+
+  private onLogResync(link: PlaneLink, data: MessageData<'LogResync'>): void {
+    const chunks = this.jobs.resync(data);
+    if (chunks === undefined) {
+      this.logger.warn({ job_id: data.job_id, attempt: data.attempt, stream: data.stream }, 'log resync for output no longer held');
+      return;
+    }
+    const trace = this.jobs.traceOf(data.job_id, data.attempt);
+    for (const chunk of chunks) link.send('LogChunk', chunk, childTraceparent(trace));
+  }
+
+  private onError(link: PlaneLink, error: MessageData<'Error'>): void {
+    const fields = { code: error.code, field: error.field, error_message: error.message };
+    if (!error.fatal) {
+      this.logger.warn(fields, 'control plane reported an error');
+      return;
+    }
+    this.logger.error(fields, 'fatal error from control plane; reconnecting');
+    if (!this.registered && this.resumeSent && RESUME_REFUSALS.has(error.code)) {
+      this.logger.warn('session refused; registering afresh with the registration token');
+      this.useSession = false;
+    }
+    void link.close();
+  }
+
+  private async drainForPlane(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.logger.info('control plane asked to drain; taking no new jobs');
+    this.sendHeartbeat();
+  }
+
+  // ---- what the agent sends ----
+
+  private startHeartbeat(): void {
+    clearInterval(this.heartbeatTimer);
+    this.sendHeartbeat();
+    this.heartbeatTimer = setInterval(() => this.sendHeartbeat(), this.heartbeatIntervalMs);
+  }
+
+  private sendHeartbeat(): void {
+    if (!this.registered || this.link === undefined || this.node === undefined) return;
+    const sample = this.usage.sample(this.jobs.reserved());
+    const full = sample.resources.available_cpu <= 0 || sample.resources.available_memory_mb <= 0;
+    const status: NodeStatus = this.draining ? 'Draining' : full ? 'Busy' : 'Ready';
+    this.link.send(
+      'Heartbeat',
+      {
+        node_id: this.node,
+        status,
+        resources: sample.resources,
+        metrics: {
+          cpu_usage_percent: sample.cpuUsagePercent,
+          memory_usage_percent: sample.memoryUsagePercent,
+          active_jobs: this.jobs.activeJobs,
+          completed_jobs: this.jobs.completedJobs,
+          failed_jobs: this.jobs.failedJobs,
+        },
+        timestamp: new Date().toISOString(),
+      },
+      childTraceparent(),
+    );
+  }
+
+  private sendChunk(chunk: LogChunkData, traceparent: string): void {
+    if (this.registered && this.link !== undefined) this.link.send('LogChunk', chunk, traceparent);
+    else this.logQueue.push({ chunk, traceparent });
+  }
+
+  private onJobResult(entry: OutboxEntry): void {
+    if (this.registered && this.link !== undefined) this.sendResult(this.link, entry);
+    // A freed slot changes the node's status.
+    this.sendHeartbeat();
+  }
+
+  private sendResult(link: PlaneLink, entry: OutboxEntry): void {
+    // The node id is the current one: a refused resume may have given this agent a new one.
+    const data = this.node === undefined ? entry.result : { ...entry.result, node_id: this.node };
+    link.send('JobResult', data, childTraceparent(entry.traceparent));
+  }
+
+  // ---- timers ----
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+      this.sleepTimer = setTimeout(resolve, ms);
+    });
+  }
+
+  private wakeUp(): void {
+    clearTimeout(this.sleepTimer);
+    clearTimeout(this.registerTimer);
+    clearInterval(this.heartbeatTimer);
+    this.wake?.();
+  }
+
+  private async waitUntil(done: () => boolean, timeoutMs: number): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (!done() && Date.now() < until && !this.stopped) await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Creates an agent and starts it connecting. */
+export function startAgent(options: AgentOptions): Agent {
+  return new Agent(options).start();
+}

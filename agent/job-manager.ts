@@ -1,0 +1,178 @@
+// The jobs of one agent: decides whether an assignment fits, runs it, turns its end
+// into a JobResult kept in the outbox, and answers CancelJob, LogResync and
+// JobResultAck. It knows nothing of connections: what it produces goes to `JobEvents`.
+import type { Logger } from 'pino';
+import type { EnvelopeOf, MessageData } from '../protocol/messages.js';
+import { cpuCount, diskGb, totalMemoryMb, type Reserved } from './host-facts.js';
+import { JobRunner, type JobAssignment, type JobRunOutcome, type LogChunkData } from './job-runner.js';
+import type { OutboxEntry, ResultOutbox } from './result-outbox.js';
+import { childTraceparent } from './trace-context.js';
+
+export interface JobEvents {
+  chunk(chunk: LogChunkData, traceparent: string): void;
+  /** A job ended; its result is already in the outbox. */
+  result(entry: OutboxEntry): void;
+}
+
+export interface JobManagerOptions {
+  /** Jobs run in `<workDir>/<job_id>-<attempt>`. */
+  workDir: string;
+  outbox: ResultOutbox;
+  logger: Logger;
+  events: JobEvents;
+  /** The node id the control plane gave this agent, for JobResult. */
+  nodeId(): string;
+  killGraceMs?: number;
+}
+
+interface Running {
+  runner: JobRunner;
+  traceparent: string;
+}
+
+export class JobManager {
+  private readonly running = new Map<string, Running>();
+  // Ended jobs whose result is not acked yet: a LogResync may still ask for their chunks.
+  private readonly ended = new Map<string, Running>();
+  private completedCount = 0;
+  private failedCount = 0;
+
+  constructor(private readonly options: JobManagerOptions) {}
+
+  get activeJobs(): number {
+    return this.running.size;
+  }
+
+  get completedJobs(): number {
+    return this.completedCount;
+  }
+
+  get failedJobs(): number {
+    return this.failedCount;
+  }
+
+  /** Job ids running now, for `resume.running_jobs`. */
+  runningJobIds(): string[] {
+    return [...new Set([...this.running.values()].map((r) => r.runner.jobId))];
+  }
+
+  isRunning(jobId: string, attempt: number): boolean {
+    return this.running.has(key(jobId, attempt));
+  }
+
+  reserved(): Reserved {
+    let cpuCores = 0;
+    let memoryMb = 0;
+    for (const { runner } of this.running.values()) {
+      cpuCores += runner.reserved.cpuCores;
+      memoryMb += runner.reserved.memoryMb;
+    }
+    return { cpuCores, memoryMb };
+  }
+
+  /** Why this assignment cannot be taken now, or undefined when it fits. */
+  refusal(job: JobAssignment): string | undefined {
+    const need = job.job.resource_requirements;
+    const taken = this.reserved();
+    if (taken.cpuCores + need.cpu_cores > cpuCount()) {
+      return `insufficient cpu: ${need.cpu_cores} cores asked, ${Math.max(0, cpuCount() - taken.cpuCores)} free`;
+    }
+    if (taken.memoryMb + need.memory_mb > totalMemoryMb()) {
+      return `insufficient memory: ${need.memory_mb} MB asked, ${Math.max(0, totalMemoryMb() - taken.memoryMb)} free`;
+    }
+    const disk = diskGb(this.options.workDir);
+    if (need.disk_gb > disk) return `insufficient disk: ${need.disk_gb} GB asked, ${disk} free`;
+    return undefined;
+  }
+
+  /** Starts the job; the caller has already answered JobAccepted. */
+  start(message: EnvelopeOf<'JobAssignment'>): void {
+    const job = message.data;
+    // An older attempt of the same job still running here was withdrawn by the plane: its result would be discarded.
+    for (const { runner } of this.running.values()) {
+      if (runner.jobId === job.job_id && runner.attempt !== job.attempt) runner.cancel(`superseded by attempt ${job.attempt}`);
+    }
+    const traceparent = message.traceparent ?? childTraceparent();
+    const runner = new JobRunner({
+      assignment: job,
+      workDir: this.options.workDir,
+      logger: this.options.logger,
+      ...(this.options.killGraceMs === undefined ? {} : { killGraceMs: this.options.killGraceMs }),
+      onChunk: (chunk) => this.options.events.chunk(chunk, childTraceparent(traceparent)),
+    });
+    const entry = { runner, traceparent };
+    this.running.set(key(job.job_id, job.attempt), entry);
+    this.options.logger.info({ job_id: job.job_id, attempt: job.attempt, name: job.job.name }, 'job started');
+    void runner.done.then((outcome) => this.onDone(entry, outcome));
+  }
+
+  cancel(data: MessageData<'CancelJob'>): boolean {
+    const entry = this.running.get(key(data.job_id, data.attempt));
+    if (entry === undefined) return false;
+    entry.runner.cancel(data.reason);
+    return true;
+  }
+
+  /** Chunks for a LogResync; undefined when this agent no longer has them. */
+  resync(data: MessageData<'LogResync'>): LogChunkData[] | undefined {
+    const k = key(data.job_id, data.attempt);
+    const entry = this.running.get(k) ?? this.ended.get(k);
+    return entry?.runner.chunksFrom(data.stream, data.next_seq);
+  }
+
+  /** The traceparent to continue for messages about this job. */
+  traceOf(jobId: string, attempt: number): string | undefined {
+    const k = key(jobId, attempt);
+    return (this.running.get(k) ?? this.ended.get(k))?.traceparent;
+  }
+
+  /** The control plane stored the result: forget the job. */
+  ack(jobId: string, attempt: number): boolean {
+    this.ended.delete(key(jobId, attempt));
+    return this.options.outbox.ack(jobId, attempt);
+  }
+
+  /** Resolves once no job is running. */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) {
+      await Promise.all([...this.running.values()].map((r) => r.runner.done));
+      // Let the done handlers move the jobs out of `running`.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** SIGKILL to every job, then waits for them to end. */
+  async killAll(): Promise<void> {
+    for (const { runner } of this.running.values()) runner.kill();
+    await this.idle();
+  }
+
+  private onDone(entry: Running, outcome: JobRunOutcome): void {
+    const { runner } = entry;
+    const k = key(runner.jobId, runner.attempt);
+    this.running.delete(k);
+    this.ended.set(k, entry);
+    if (outcome.result.status === 'Completed') this.completedCount += 1;
+    else if (outcome.result.status !== 'Cancelled') this.failedCount += 1;
+    this.options.logger.info(
+      { job_id: runner.jobId, attempt: runner.attempt, status: outcome.result.status, exit_code: outcome.result.exit_code },
+      'job ended',
+    );
+    const result: OutboxEntry = {
+      result: {
+        job_id: runner.jobId,
+        attempt: runner.attempt,
+        node_id: this.options.nodeId(),
+        result: outcome.result,
+        metrics: outcome.metrics,
+      },
+      traceparent: entry.traceparent,
+    };
+    this.options.outbox.add(result);
+    this.options.events.result(result);
+  }
+}
+
+function key(jobId: string, attempt: number): string {
+  return `${jobId}:${attempt}`;
+}

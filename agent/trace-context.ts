@@ -1,0 +1,13 @@
+// W3C trace context for the agent's messages: a message about a job continues the
+// trace of its JobAssignment (same trace id, a new span); anything else starts a trace.
+import { randomBytes } from 'node:crypto';
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$/;
+
+/** A `traceparent` with a fresh span id, in the trace of `parent` when that is valid. */
+export function childTraceparent(parent?: string): string {
+  const match = parent === undefined ? null : TRACEPARENT.exec(parent);
+  const traceId = match?.[1] ?? randomBytes(16).toString('hex');
+  const flags = match?.[2] ?? '01';
+  return `00-${traceId}-${randomBytes(8).toString('hex')}-${flags}`;
+}

@@ -1,0 +1,61 @@
+// `muster serve`: runs the control plane in this process until SIGTERM or SIGINT.
+import { Command } from 'commander';
+import { loadConfig } from '../supervisor/config.js';
+
+interface ServeOptions {
+  dataDir?: string;
+  tcp?: string;
+  unix?: string;
+  http?: string;
+  config?: string;
+  logLevel?: string;
+}
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('run the control plane (embedded: SQLite store in the data directory, listeners on loopback)')
+    .option('--data-dir <dir>', 'job store, secret and Unix socket directory (default ./.muster)')
+    .option('--tcp <host:port>', 'TCP node listener, or "off" (default 127.0.0.1:7420)')
+    .option('--unix <path>', 'Unix socket node listener, or "off" (default <data-dir>/muster.sock)')
+    .option('--http <host:port>', 'admin HTTP API listener (default 127.0.0.1:7480)')
+    .option('--config <file>', 'JSON configuration file (also MUSTER_CONFIG)')
+    .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default info)')
+    .action(async (options: ServeOptions) => serve(options));
+}
+
+async function serve(options: ServeOptions): Promise<void> {
+  const config = loadConfig({
+    file: options.config,
+    overrides: {
+      dataDir: options.dataDir,
+      tcp: options.tcp,
+      unix: options.unix,
+      http: options.http,
+      logLevel: options.logLevel,
+    },
+  });
+  // Loaded here, not at the top: client commands should not pay for the plane's modules.
+  const { createLogger } = await import('../observability/logger.js');
+  const { startControlPlane } = await import('../supervisor/control-plane.js');
+  const logger = createLogger({ level: config.logLevel, name: 'muster' });
+  const plane = await startControlPlane(config, logger);
+  const lines = [...plane.nodeUrls.map((url) => `muster: nodes connect at ${url}`), `muster: admin API at ${plane.httpUrl}`];
+  process.stdout.write(`${lines.join('\n')}\n`);
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    // A second signal while shutting down means "now".
+    if (stopping) process.exit(1);
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    plane.shutdown(signal).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}

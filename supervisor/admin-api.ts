@@ -1,0 +1,97 @@
+// The admin HTTP API (PROTOCOL.md section 7) on fastify: one server, bearer-token roles,
+// `{error: {code, message}}` on every failure. Routes live in admin-routes-*.ts; this file
+// wires them, the error handling and the lifecycle.
+import type { AddressInfo } from 'node:net';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from '../observability/logger.js';
+import { notFound, toHttpError } from './admin-errors.js';
+import { registerFleetRoutes, registerProbeRoutes } from './admin-routes-fleet.js';
+import { registerJobRoutes } from './admin-routes-jobs.js';
+import { registerLogRoutes } from './admin-routes-logs.js';
+import type { PlaneApi } from './plane-api.js';
+import type { TokenAuthority } from './tokens.js';
+
+export interface AdminApiOptions {
+  /** Interface to bind, e.g. `127.0.0.1`. */
+  host: string;
+  /** TCP port; 0 picks a free one (see `url`). */
+  port: number;
+  api: PlaneApi;
+  tokens: TokenAuthority;
+  logger: Logger;
+}
+
+export interface AdminApi {
+  /** `http://host:port` actually bound. */
+  readonly url: string;
+  /** Ends log follows, stops accepting requests and waits for those in flight. */
+  close(): Promise<void>;
+}
+
+/** What every route group gets. */
+export interface AdminRouteDeps {
+  api: PlaneApi;
+  tokens: TokenAuthority;
+  logger: Logger;
+  /** Aborted when the server closes, so long-lived responses (log follows) end. */
+  closing: AbortSignal;
+}
+
+export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi> {
+  const logger = options.logger.child({ component: 'admin-api' });
+  const closing = new AbortController();
+  // Fastify's own request logging is off: requests are logged at debug below, errors once.
+  const app = Fastify({ logger: false, bodyLimit: 1_048_576 });
+  acceptEmptyJsonBody(app);
+  app.addHook('preClose', async () => closing.abort());
+  app.addHook('onResponse', async (request, reply) => {
+    logger.debug(
+      { method: request.method, path: pathOf(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      'http request',
+    );
+  });
+  app.setErrorHandler(async (err, request, reply) => {
+    const answer = toHttpError(err);
+    if (answer.status >= 500) logger.error({ err, method: request.method, path: pathOf(request.url) }, 'admin API error');
+    if (answer.status === 401) void reply.header('www-authenticate', 'Bearer');
+    return reply.code(answer.status).send(answer.toBody());
+  });
+  app.setNotFoundHandler(async (request, reply) =>
+    reply.code(404).send(notFound(`no route ${request.method} ${pathOf(request.url)}`).toBody()),
+  );
+
+  const deps: AdminRouteDeps = { api: options.api, tokens: options.tokens, logger, closing: closing.signal };
+  registerJobRoutes(app, deps);
+  registerLogRoutes(app, deps);
+  registerFleetRoutes(app, deps);
+  registerProbeRoutes(app, deps);
+
+  await app.listen({ host: options.host, port: options.port });
+  const { port } = app.server.address() as AddressInfo;
+  const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`;
+  logger.info({ url }, 'admin API listening');
+  return { url, close: () => app.close() };
+}
+
+/**
+ * `POST .../cancel` and `.../drain` take no body, but clients often send
+ * `content-type: application/json` anyway; fastify's parser would reject the empty body.
+ */
+function acceptEmptyJsonBody(app: FastifyInstance): void {
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') {
+      done(null, undefined);
+      return;
+    }
+    parseJson(request, text, done);
+  });
+}
+
+/** The path without its query, cut short: it goes into messages and logs. */
+function pathOf(url: string): string {
+  const path = url.split('?', 1)[0] ?? '';
+  return path.length > 200 ? `${path.slice(0, 200)}…` : path;
+}

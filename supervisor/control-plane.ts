@@ -1,0 +1,293 @@
+// The control plane, wired: listeners → node sessions (one actor each) → registry,
+// job coordinator, scheduler, job store, bus, and the admin HTTP API.
+// `startControlPlane` is what `muster serve` and the integration tests run.
+import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { reservedBy, type NodeOutput, type Registration } from '../actors/node-machine.js';
+import { CODEC_JSON, encodeBody } from '../protocol/codec.js';
+import { MusterError, toMusterError } from '../protocol/errors.js';
+import type { EnvelopeOf } from '../protocol/messages.js';
+import '../transports/builtin.js';
+import { transportFor, type Connection, type TransportServer } from '../transports/transport.js';
+import { startAdminApi, type AdminApi } from './admin-api.js';
+import { LISTENER_OFF, type Config } from './config.js';
+import { JobCoordinator } from './job-coordinator.js';
+import type { JobState, NewJob } from './job-store.js';
+import type { NodeCapacity } from './job-matcher.js';
+import { LocalBus } from './local-bus.js';
+import { authenticateNode, type Authenticated } from './node-authenticator.js';
+import { NodeRegistry, viewOf } from './node-registry.js';
+import { NodeSession, type SessionHost } from './node-session.js';
+import type { NodeState, PlaneApi } from './plane-api.js';
+import { renderMetrics } from './plane-metrics.js';
+import { Scheduler } from './scheduler.js';
+import { loadSecret } from './secret.js';
+import { SqliteJobStore } from './sqlite-job-store.js';
+import { TokenAuthority } from './tokens.js';
+
+export interface ControlPlane {
+  readonly id: string;
+  readonly api: PlaneApi;
+  /** Node listener URLs actually bound (`tcp://127.0.0.1:7420`, `unix:///...`). */
+  readonly nodeUrls: string[];
+  readonly httpUrl: string;
+  readonly tokens: TokenAuthority;
+  /** Sends `Shutdown` to every node, stops listening, closes the store. */
+  shutdown(reason?: string): Promise<void>;
+}
+
+export async function startControlPlane(config: Config, logger: Logger): Promise<ControlPlane> {
+  mkdirSync(config.dataDir, { recursive: true });
+  const id = config.controlPlaneId || `${hostname()}-${randomUUID().slice(0, 8)}`;
+  const log = logger.child({ control_plane_id: id });
+  const tokens = new TokenAuthority(loadSecret(config));
+  const store = SqliteJobStore.open(join(config.dataDir, 'muster.db'));
+  const bus = new LocalBus((err) => log.error({ err }, 'bus subscriber failed'));
+  const registry = new NodeRegistry(id);
+  const sessions = new Set<NodeSession>();
+  const pendingAcks = new WeakMap<NodeSession, Authenticated>();
+  const counters = { messagesReceived: 0, messagesSent: 0 };
+  const livenessMs = config.heartbeatIntervalMs * (config.missedHeartbeats + 1);
+  let shuttingDown = false;
+
+  const scheduler: Scheduler = new Scheduler({
+    store,
+    logger: log,
+    capacities: () => capacities(registry),
+    assign: async (job, nodeId) => {
+      const session = registry.get(nodeId);
+      return session !== undefined && (await coordinator.assign(job, session, nodeId));
+    },
+    expire: async (job) => {
+      if (await store.finish(job.job_id, job.attempt, 'TimedOut', 'deadline passed while queued')) {
+        bus.publish({ kind: 'job', job_id: job.job_id, state: 'TimedOut', attempt: job.attempt });
+      }
+    },
+  });
+  const coordinator: JobCoordinator = new JobCoordinator({
+    store,
+    bus,
+    logger: log,
+    acceptTimeoutMs: config.acceptTimeoutMs,
+    orphanGraceMs: livenessMs,
+    sessionOf: (nodeId) => registry.get(nodeId),
+    wakeScheduler: () => scheduler.wake(),
+  });
+  await coordinator.recover();
+
+  const host: SessionHost = {
+    logger: log,
+    counters,
+    timing: {
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      missedHeartbeats: config.missedHeartbeats,
+      registerTimeoutMs: config.registerTimeoutMs,
+    },
+    authenticate: async (session, message): Promise<Registration> => {
+      const result = await authenticateNode(tokens, config.sessionTtlSeconds, message);
+      pendingAcks.set(session, result);
+      return result.registration;
+    },
+    registered: (session, registration) => registered(session, registration),
+    jobMessage: (session, message) => {
+      const nodeId = session.nodeId;
+      if (nodeId === undefined) return;
+      coordinator.handle(session, nodeId, message).catch((err: unknown) => {
+        session.logger.error({ err, node_id: nodeId, type: message.type }, 'job message failed');
+        session.sendError(toMusterError(err));
+      });
+    },
+    stateChanged: (session, state) => {
+      const nodeId = session.nodeId;
+      if (nodeId !== undefined) bus.publish({ kind: 'node', node_id: nodeId, state, owner: id });
+      if (state === 'ready') scheduler.wake();
+    },
+    ended: (session, output) => ended(session, output),
+  };
+
+  function registered(session: NodeSession, registration: Registration): void {
+    const auth = pendingAcks.get(session);
+    pendingAcks.delete(session);
+    if (auth === undefined) return;
+    const { nodeId } = registration;
+    const previous = registry.bind(nodeId, session);
+    previous?.actor.send({ type: 'replaced' });
+    const ack: EnvelopeOf<'RegisterAck'>['data'] = {
+      node_id: nodeId,
+      session_token: auth.session.token,
+      session_expires_at: auth.session.expiresAt.toISOString(),
+      heartbeat_interval_ms: config.heartbeatIntervalMs,
+      protocol_version: 1,
+      control_plane_id: id,
+      resumed: registration.resumed,
+    };
+    session.send('RegisterAck', ack);
+    const kept = coordinator.adopt(nodeId, auth.keepJobs);
+    for (const [jobId, slot] of Object.entries(kept)) session.actor.send({ type: 'job.assigned', jobId, slot });
+    session.logger.info(
+      { node_id: nodeId, hostname: registration.info.hostname, resumed: registration.resumed, kept_jobs: Object.keys(kept).length },
+      'node registered',
+    );
+    scheduler.wake();
+  }
+
+  function ended(session: NodeSession, output: NodeOutput): void {
+    sessions.delete(session);
+    const { nodeId, reason } = output;
+    if (nodeId === undefined) return;
+    const view = viewOf(nodeId, session, id, []);
+    if (!registry.unbind(nodeId, session)) return;
+    registry.buryNode(view);
+    session.logger.info({ node_id: nodeId, reason }, 'node gone');
+    if (reason === 'expired' || reason === 'deregistered') coordinator.nodeGone(nodeId, `node ${reason}`);
+  }
+
+  function accept(conn: Connection): void {
+    if (shuttingDown) {
+      refuse(conn, new MusterError('shutting_down', 'the control plane is stopping'));
+      return;
+    }
+    const session = new NodeSession(conn, host);
+    sessions.add(session);
+    session.start();
+  }
+
+  const servers: TransportServer[] = [];
+  for (const url of listenerUrls(config)) {
+    servers.push(
+      await transportFor(url).listen(url, {
+        maxFrameBytes: config.maxFrameBytes,
+        maxSendBufferBytes: config.maxSendBufferBytes,
+        onConnection: accept,
+      }),
+    );
+  }
+
+  const api: PlaneApi = {
+    defaults: { maxAttempts: config.maxAttempts, jobTimeoutMs: config.defaultJobTimeoutMs },
+    submitJob: async (job: NewJob) => {
+      const record = await store.submit(job);
+      log.info({ job_id: record.job_id, priority: record.priority }, 'job submitted');
+      bus.publish({ kind: 'job', job_id: record.job_id, state: record.state, attempt: record.attempt });
+      scheduler.wake();
+      return record;
+    },
+    getJob: (jobId) => store.get(jobId),
+    jobLogs: async (jobId, after) => ((await store.get(jobId)) === undefined ? undefined : store.logs(jobId, after)),
+    cancelJob: (jobId) => coordinator.cancel(jobId),
+    listNodes: () => registry.views((nodeId) => coordinator.runningJobIds(nodeId)),
+    drainNode: (nodeId) => {
+      const session = registry.get(nodeId);
+      if (session === undefined) return false;
+      session.actor.send({ type: 'drain' });
+      return true;
+    },
+    stats: async () => ({
+      active_connections: sessions.size,
+      total_messages_sent: counters.messagesSent,
+      total_messages_received: counters.messagesReceived,
+      nodes: registry.size,
+      ...prefixed('jobs_', await store.counts()),
+    }),
+    metrics: async () =>
+      renderMetrics({
+        connections: sessions.size,
+        messagesReceived: counters.messagesReceived,
+        messagesSent: counters.messagesSent,
+        nodes: nodeCounts(registry),
+        jobs: await store.counts(),
+      }),
+    isReady: () => !shuttingDown,
+  };
+
+  let admin: AdminApi | undefined;
+  if (config.http !== LISTENER_OFF) {
+    const { host: httpHost, port } = hostPort(config.http);
+    admin = await startAdminApi({ host: httpHost, port, api, tokens, logger: log });
+  }
+
+  const nodeUrls = servers.map((s) => s.url);
+  log.info({ listeners: nodeUrls, http: admin?.url }, 'control plane ready');
+
+  return {
+    id,
+    api,
+    nodeUrls,
+    httpUrl: admin?.url ?? '',
+    tokens,
+    shutdown: async (reason = 'control plane shutting down') => {
+      if (shuttingDown) return;
+      shuttingDown = true;
+      scheduler.stop();
+      await Promise.all(servers.map((s) => s.close()));
+      for (const session of sessions) {
+        session.send('Shutdown', { reason, grace_period_ms: config.shutdownGraceMs });
+        session.actor.send({ type: 'shutdown' });
+      }
+      await Promise.all([...sessions].map((s) => s.connection.close()));
+      coordinator.close();
+      await admin?.close();
+      await store.close();
+      await bus.close();
+      log.info({ reason }, 'control plane stopped');
+    },
+  };
+}
+
+function capacities(registry: NodeRegistry): NodeCapacity[] {
+  const nodes: NodeCapacity[] = [];
+  for (const session of registry.sessionsList()) {
+    const context = session.actor.getSnapshot().context;
+    const registration = context.registration;
+    if (registration === undefined || session.connection.isClosed || session.state !== 'ready') continue;
+    nodes.push({
+      nodeId: registration.nodeId,
+      runnerTypes: registration.capabilities.runner_types,
+      supportedJobTypes: registration.capabilities.supported_job_types,
+      tags: registration.info.tags,
+      maxResources: context.max,
+      used: reservedBy(context.jobs),
+      runningJobs: Object.keys(context.jobs).length,
+      accepting: true,
+    });
+  }
+  return nodes;
+}
+
+function nodeCounts(registry: NodeRegistry): Record<NodeState, number> {
+  const counts: Record<NodeState, number> = { registering: 0, ready: 0, busy: 0, draining: 0, dead: 0 };
+  for (const session of registry.sessionsList()) counts[session.state]++;
+  return counts;
+}
+
+function prefixed(prefix: string, counts: Record<JobState, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(counts).map(([k, v]) => [`${prefix}${k}`, v]));
+}
+
+function listenerUrls(config: Config): URL[] {
+  const urls: URL[] = [];
+  if (config.tcp !== LISTENER_OFF) urls.push(new URL(`tcp://${config.tcp}`));
+  if (config.unix !== LISTENER_OFF) urls.push(new URL(`unix://${resolvePath(config.unix)}`));
+  return urls;
+}
+
+function resolvePath(path: string): string {
+  return path.startsWith('/') ? path : join(process.cwd(), path);
+}
+
+export function hostPort(value: string): { host: string; port: number } {
+  const at = value.lastIndexOf(':');
+  if (at < 0) throw new Error(`expected HOST:PORT, got ${value}`);
+  const port = Number(value.slice(at + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad port in ${value}`);
+  return { host: value.slice(0, at).replace(/^\[|\]$/g, ''), port };
+}
+
+function refuse(conn: Connection, err: MusterError): void {
+  conn.start({ frame: () => {}, error: () => {}, closed: () => {} });
+  conn.send(CODEC_JSON, encodeBody(CODEC_JSON, { type: 'Error', data: err.toData() }));
+  void conn.close();
+}

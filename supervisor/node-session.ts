@@ -1,0 +1,170 @@
+// One connected node: its connection, its actor, and the codec it speaks.
+// Frames become validated messages and are sent to the actor; the actor's named
+// actions (node-machine.ts) are implemented here by talking to the connection and
+// handing everything else to the session's host (the control plane).
+import { createActor, fromPromise, type Actor } from 'xstate';
+import type { Logger } from 'pino';
+import { nodeMachine, type NodeOutput, type Registration } from '../actors/node-machine.js';
+import { CODEC_JSON, ENCRYPTED_BIT, decodeBody, encodeBody, type Codec } from '../protocol/codec.js';
+import { MusterError, toMusterError } from '../protocol/errors.js';
+import type { EnvelopeOf, NodeMessage, PlaneMessageType, MessageData } from '../protocol/messages.js';
+import { validateNodeMessage } from '../protocol/validator.js';
+import type { Connection } from '../transports/transport.js';
+import type { NodeState } from './plane-api.js';
+
+/** What a session needs from the control plane. */
+export interface SessionHost {
+  readonly logger: Logger;
+  readonly timing: { heartbeatIntervalMs: number; missedHeartbeats: number; registerTimeoutMs: number };
+  /** Verifies a `RegisterNode` and decides the node id; throws a MusterError to refuse. */
+  authenticate(session: NodeSession, message: EnvelopeOf<'RegisterNode'>): Promise<Registration>;
+  /** The actor is online: bind the node, send `RegisterAck`. */
+  registered(session: NodeSession, registration: Registration): void;
+  /** A job protocol message from a registered node. */
+  jobMessage(session: NodeSession, message: Extract<NodeMessage, { type: 'JobAccepted' | 'JobRejected' | 'LogChunk' | 'JobResult' }>): void;
+  /** The node's state changed (for the registry, the bus and the scheduler). */
+  stateChanged(session: NodeSession, state: NodeState): void;
+  /** The actor ended; `output` says why and which jobs it still held. */
+  ended(session: NodeSession, output: NodeOutput): void;
+  /** Counters for stats. */
+  readonly counters: { messagesReceived: number; messagesSent: number };
+}
+
+export type NodeActor = Actor<typeof nodeMachine>;
+
+export class NodeSession {
+  readonly actor: NodeActor;
+  readonly logger: Logger;
+  /** The codec of the node's `RegisterNode`; replies use it (PROTOCOL.md section 2). */
+  private codec: Codec = CODEC_JSON;
+  private registeredCodec = false;
+  private lastState: NodeState = 'registering';
+
+  constructor(
+    readonly connection: Connection,
+    private readonly host: SessionHost,
+  ) {
+    this.logger = host.logger.child({ conn_id: connection.id });
+    const machine = nodeMachine.provide({
+      actors: {
+        authenticate: fromPromise(({ input }) => host.authenticate(this, input)),
+      },
+      actions: {
+        acknowledgeRegistration: ({ context }) => {
+          if (context.registration !== undefined) host.registered(this, context.registration);
+        },
+        replyError: (_, params) => this.sendError(params.error),
+        closeConnection: (_, params) => void this.closeWith(params.error),
+        handleJobMessage: (_, params) => host.jobMessage(this, params.message),
+        sendDrain: () => this.send('Drain', {}),
+      },
+    });
+    this.actor = createActor(machine, { input: host.timing });
+    this.actor.subscribe({
+      next: () => this.noticeState(),
+      error: (err) => this.crashed(err),
+      complete: () => undefined,
+    });
+  }
+
+  /** Starts the actor and the flow of frames. */
+  start(): void {
+    this.actor.start();
+    this.connection.start({
+      frame: (codecByte, body) => this.onFrame(codecByte, body),
+      error: (err) => this.actor.send({ type: 'frame.error', error: err }),
+      closed: () => this.actor.send({ type: 'connection.closed' }),
+    });
+  }
+
+  get nodeId(): string | undefined {
+    return this.actor.getSnapshot().context.nodeId;
+  }
+
+  get state(): NodeState {
+    return this.lastState;
+  }
+
+  /** Sends one message in the node's codec. */
+  send<T extends PlaneMessageType>(type: T, data: MessageData<T>, replyTo?: string): void {
+    if (this.connection.isClosed) return;
+    const envelope: { type: T; data: MessageData<T>; reply_to?: string } = { type, data };
+    if (replyTo !== undefined) envelope.reply_to = replyTo;
+    this.connection.send(this.codec, encodeBody(this.codec, envelope));
+    this.host.counters.messagesSent++;
+  }
+
+  sendError(err: MusterError): void {
+    if (!err.fatal || err.code === 'internal') this.logger.warn({ code: err.code, field: err.field }, err.message);
+    this.send('Error', err.toData(), err.replyTo);
+  }
+
+  private onFrame(codecByte: number, body: Uint8Array): void {
+    this.host.counters.messagesReceived++;
+    if ((codecByte & ENCRYPTED_BIT) !== 0) {
+      this.actor.send({ type: 'frame.error', error: new MusterError('unsupported_codec', 'encryption is not enabled on this listener') });
+      return;
+    }
+    const codec = codecByte as Codec;
+    if (!this.registeredCodec) this.codec = codec;
+    let message: NodeMessage;
+    try {
+      message = validateNodeMessage(decodeBody(codec, body));
+    } catch (err) {
+      this.actor.send({ type: 'frame.error', error: toMusterError(err) });
+      return;
+    }
+    this.dispatch(message);
+  }
+
+  private dispatch(message: NodeMessage): void {
+    switch (message.type) {
+      case 'RegisterNode':
+        if (!this.registeredCodec && this.lastState === 'registering') this.registeredCodec = true;
+        this.actor.send({ type: 'RegisterNode', message });
+        return;
+      case 'Heartbeat':
+        this.actor.send({ type: 'Heartbeat', message });
+        return;
+      case 'Deregister':
+        this.actor.send({ type: 'Deregister', message });
+        return;
+      default:
+        this.actor.send({ type: 'job.message', message });
+    }
+  }
+
+  private noticeState(): void {
+    const state = nodeStateOf(this.actor);
+    if (state === this.lastState) return;
+    this.lastState = state;
+    this.host.stateChanged(this, state);
+    if (state === 'dead') this.host.ended(this, this.actor.getSnapshot().output ?? { nodeId: this.nodeId, reason: 'expired', jobs: {} });
+  }
+
+  /** An action threw inside the actor: stop it, answer `internal`, close, leave nothing behind. */
+  private crashed(err: unknown): void {
+    this.logger.error({ err }, 'node actor failed');
+    const snapshot = this.actor.getSnapshot();
+    this.lastState = 'dead';
+    this.host.stateChanged(this, 'dead');
+    this.host.ended(this, { nodeId: snapshot.context.nodeId, reason: 'expired', jobs: snapshot.context.jobs });
+    void this.closeWith(new MusterError('internal', 'internal error'));
+  }
+
+  async closeWith(err: MusterError | undefined): Promise<void> {
+    if (this.connection.isClosed) return;
+    if (err !== undefined) this.sendError(err);
+    await this.connection.close();
+  }
+}
+
+/** The protocol's node state (PROTOCOL.md section 7) from the actor's state value. */
+export function nodeStateOf(actor: NodeActor): NodeState {
+  const snapshot = actor.getSnapshot();
+  if (snapshot.status !== 'active' || snapshot.matches('dead')) return 'dead';
+  if (snapshot.matches('registering')) return 'registering';
+  if (snapshot.matches({ online: { lifecycle: 'draining' } })) return 'draining';
+  if (snapshot.matches({ online: { lifecycle: 'busy' } })) return 'busy';
+  return 'ready';
+}
