@@ -133,8 +133,10 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     this.wakeUp();
+    // killAll signals every job before its first await, so a caller that exits right after calling stop() leaves no job behind.
+    const killed = this.jobs.killAll();
     await this.link?.close();
-    await this.jobs.killAll();
+    await killed;
     await this.loop;
   }
 
@@ -374,13 +376,20 @@ export class Agent {
     );
   }
 
+  /** The link to send on now, or undefined while there is no registered, open connection. */
+  private liveLink(): PlaneLink | undefined {
+    return this.registered && this.link !== undefined && !this.link.isClosed ? this.link : undefined;
+  }
+
   private sendChunk(chunk: LogChunkData, traceparent: string): void {
-    if (this.registered && this.link !== undefined) this.link.send('LogChunk', chunk, traceparent);
+    const link = this.liveLink();
+    if (link !== undefined) link.send('LogChunk', chunk, traceparent);
     else this.logQueue.push({ chunk, traceparent });
   }
 
   private onJobResult(entry: OutboxEntry): void {
-    if (this.registered && this.link !== undefined) this.sendResult(this.link, entry);
+    const link = this.liveLink();
+    if (link !== undefined) this.sendResult(link, entry);
     // A freed slot changes the node's status.
     this.sendHeartbeat();
   }

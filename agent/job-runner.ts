@@ -132,13 +132,20 @@ export class JobRunner {
       this.failToStart(null, `muster-agent: cannot create working directory ${this.cwd}: ${errorText(err)}\n`);
       return;
     }
-    const child = spawn(command[0]!, command.slice(1), {
-      cwd: this.cwd,
-      env: this.environment(),
-      // Its own process group, so that a timeout or cancel reaches every process it started.
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    let child: ChildProcess;
+    try {
+      child = spawn(command[0]!, command.slice(1), {
+        cwd: this.cwd,
+        env: this.environment(),
+        // Its own process group, so that a timeout or cancel reaches every process it started.
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    } catch (err) {
+      // spawn throws at once on arguments it cannot pass (a NUL byte in argv or env).
+      this.failToStart(null, `muster-agent: cannot start ${command[0]}: ${errorText(err)}\n`);
+      return;
+    }
     this.child = child;
     child.on('error', (err: NodeJS.ErrnoException) => this.onSpawnError(child, err));
     if (child.pid === undefined) return;

@@ -1,7 +1,7 @@
 // The admin HTTP API as seen from the CLI: where it is (`--api` / MUSTER_API), which token to
 // send (`--token` / MUSTER_TOKEN, else a 5-minute admin token minted with the local secret),
 // JSON requests with one-line errors, and log follows over server-sent events.
-import { Command, Option } from 'commander';
+import { Option, type Command } from 'commander';
 import { loadConfig } from '../supervisor/config.js';
 import type { LogRecord } from '../supervisor/job-store.js';
 import { loadSecret, secretFromDataDir } from '../supervisor/secret.js';

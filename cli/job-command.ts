@@ -9,9 +9,9 @@ import { collectKeyValue } from './options.js';
 
 interface SubmitOptions extends ClientOptions {
   priority?: Priority;
-  selector: Record<string, string>;
+  selector?: Record<string, string>;
   timeout?: string;
-  env: Record<string, string>;
+  env?: Record<string, string>;
   name?: string;
   wait?: boolean;
 }
@@ -55,18 +55,21 @@ export function jobCommand(): Command {
 }
 
 function submitCommand(): Command {
-  return withClientOptions(new Command('submit'))
+  const command = new Command('submit')
     .description('submit a job: muster job submit [options] -- CMD ARGS...')
     .argument('<command...>', 'the command and its arguments')
     .addOption(new Option('--priority <priority>', 'default Normal').choices(['Low', 'Normal', 'High', 'Critical']))
-    .option('--selector <key=value>', 'runner_type=, job_type=, or any other key as a node tag (repeatable)', collectKeyValue, {})
+    .option('--selector <key=value>', 'runner_type=, job_type=, or any other key as a node tag (repeatable)', collectKeyValue)
     .option('--timeout <duration>', 'e.g. 90s, 10m, 2h (default: the plane\'s)')
-    .option('--env <KEY=VALUE>', 'environment variable for the job (repeatable)', collectKeyValue, {})
+    .option('--env <KEY=VALUE>', 'environment variable for the job (repeatable)', collectKeyValue)
     .option('--name <name>', 'job name (default: the command line)')
-    .option('--wait', "stream the job's output and exit with its exit code")
-    // Everything after the command belongs to it: `muster job submit ls -la` works without `--`.
-    .passThroughOptions()
-    .action(async (command: string[], options: SubmitOptions) => submit(command, options));
+    .option('--wait', "stream the job's output and exit with its exit code");
+  return (
+    withClientOptions(command)
+      // Everything after the command belongs to it: `muster job submit ls -la` works without `--`.
+      .passThroughOptions()
+      .action(async (argv: string[], options: SubmitOptions) => submit(argv, options))
+  );
 }
 
 async function submit(command: string[], options: SubmitOptions): Promise<void> {
@@ -74,11 +77,11 @@ async function submit(command: string[], options: SubmitOptions): Promise<void> 
     job: {
       command,
       ...(options.name === undefined ? {} : { name: options.name }),
-      ...(Object.keys(options.env).length === 0 ? {} : { environment: options.env }),
+      ...(options.env === undefined ? {} : { environment: options.env }),
       ...(options.timeout === undefined ? {} : { timeout: { secs: parseTtl(options.timeout), nanos: 0 } }),
     },
     ...(options.priority === undefined ? {} : { priority: options.priority }),
-    selector: toSelector(options.selector),
+    selector: toSelector(options.selector ?? {}),
   };
   const client = await createApiClient(options);
   const { job_id: jobId } = await client.post<{ job_id: string }>('/v1/jobs', body);

@@ -12,6 +12,11 @@ import { HttpError, notFound } from './admin-errors.js';
 import { TERMINAL_STATES, type LogRecord } from './job-store.js';
 
 const POLL_MS = 200;
+/**
+ * A comment line is sent when nothing else was for this long, so a quiet job does not trip
+ * idle timeouts of clients (undici's body timeout) and proxies.
+ */
+const KEEPALIVE_MS = 15_000;
 
 interface LogsRequest {
   Params: { id: string };
@@ -41,8 +46,11 @@ async function streamLogs(reply: FastifyReply, deps: AdminRouteDeps, jobId: stri
     // Reverse proxies (nginx) would otherwise hold the stream back.
     'x-accel-buffering': 'no',
   });
+  // Headers now, not with the first chunk: a client waits for them before it reads anything.
+  res.flushHeaders();
   const stop = AbortSignal.any([deps.closing, closeSignal(res)]);
   let cursor = after;
+  let lastWrite = Date.now();
   try {
     while (!stop.aborted) {
       // The state is read before the chunks: a job seen terminal has stored all its chunks.
@@ -53,11 +61,18 @@ async function streamLogs(reply: FastifyReply, deps: AdminRouteDeps, jobId: stri
         await write(res, `id: ${chunk.cursor}\ndata: ${JSON.stringify(toChunk(chunk))}\n\n`, stop);
         cursor = chunk.cursor;
       }
-      if (chunks.length > 0) continue;
+      if (chunks.length > 0) {
+        lastWrite = Date.now();
+        continue;
+      }
       if (TERMINAL_STATES.has(job.state)) {
         const end = job.reason === undefined ? { state: job.state } : { state: job.state, reason: job.reason };
         await write(res, `event: end\ndata: ${JSON.stringify(end)}\n\n`, stop);
         break;
+      }
+      if (Date.now() - lastWrite >= KEEPALIVE_MS) {
+        await write(res, ':\n\n', stop);
+        lastWrite = Date.now();
       }
       await sleep(POLL_MS, undefined, { signal: stop }).catch(() => undefined);
     }

@@ -297,6 +297,21 @@ describe('GET /v1/jobs/{id}/logs', () => {
     expect((await events.next()).done).toBe(true);
   });
 
+  it('answers a follow at once, before the job has written anything', async () => {
+    const jobId = await queuedJob();
+    // Without early headers this fetch would hang until the job's first chunk.
+    const res = await fetch(`${server.url}/v1/jobs/${jobId}/logs?follow=1`, {
+      headers: { authorization: `Bearer ${as('viewer')}` },
+    });
+    expect(res.status).toBe(200);
+    const events = readSse(res.body as ReadableStream<Uint8Array>);
+    plane.end(jobId, 'Cancelled', { reason: 'cancelled before it ran' });
+    expect(await next(events)).toEqual({
+      event: 'end',
+      data: JSON.stringify({ state: 'Cancelled', reason: 'cancelled before it ran' }),
+    });
+  });
+
   it('resumes after Last-Event-ID', async () => {
     const jobId = await queuedJob();
     const first = plane.appendLog(jobId, 'stdout', 'one\n');

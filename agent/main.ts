@@ -1,0 +1,68 @@
+// `muster agent` behind the CLI: builds the agent from the command's options and ties
+// it to the process's signals. The first SIGTERM or SIGINT drains (running jobs finish
+// while the agent keeps heartbeating, then it deregisters and exits 0); a second one
+// kills the jobs and exits at once.
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { CodecName } from '../protocol/codec.js';
+import { createLogger } from '../observability/logger.js';
+import '../transports/builtin.js';
+import { startAgent, type Agent, type AgentOptions } from './agent.js';
+
+export interface AgentCommandOptions {
+  urls: string[];
+  token: string;
+  workDir: string;
+  codec?: CodecName | undefined;
+  tags?: Record<string, string> | undefined;
+  logLevel?: string | undefined;
+  /** Default: a logger from observability/logger.ts at `logLevel`. */
+  logger?: Logger;
+  /** Default `process.exit`; injectable for tests. */
+  exit?: (code: number) => void;
+  /** Further agent settings (timeouts, limits), mainly for tests. */
+  agent?: Partial<AgentOptions>;
+}
+
+const SIGNAL_EXIT_CODES: Record<'SIGTERM' | 'SIGINT', number> = { SIGTERM: 143, SIGINT: 130 };
+
+/** Runs the agent until a signal ends it; resolves once it has drained (just before exit). */
+export async function runAgentCommand(opts: AgentCommandOptions): Promise<Agent> {
+  const logger =
+    opts.logger ?? createLogger({ name: 'muster-agent', ...(opts.logLevel === undefined ? {} : { level: opts.logLevel }) });
+  const exit = opts.exit ?? ((code: number) => process.exit(code));
+  const workDir = resolve(opts.workDir);
+  mkdirSync(workDir, { recursive: true });
+  const agent = startAgent({
+    urls: opts.urls,
+    token: opts.token,
+    workDir,
+    codec: opts.codec ?? 'msgpack',
+    tags: opts.tags ?? {},
+    logger,
+    ...opts.agent,
+  });
+  logger.info({ urls: opts.urls, work_dir: workDir }, 'agent started');
+  return new Promise((done) => {
+    let signalled = false;
+    const onSignal = (signal: 'SIGTERM' | 'SIGINT'): void => {
+      if (signalled) {
+        logger.warn({ signal }, 'second signal; killing jobs and exiting now');
+        void agent.stop();
+        exit(SIGNAL_EXIT_CODES[signal]);
+        return;
+      }
+      signalled = true;
+      logger.info({ signal }, 'draining: finishing running jobs, taking no new ones (signal again to exit now)');
+      void agent.drain().then(() => {
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+        done(agent);
+        exit(0);
+      });
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

@@ -1,0 +1,51 @@
+// The `muster` command: builds the commander program from one file per command group and runs
+// it. Every failure ends as one line on stderr (`muster: <message>`) and exit status 1.
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { agentCommand } from './agent-command.js';
+import { drainCommand } from './drain-command.js';
+import { jobCommand } from './job-command.js';
+import { nodesCommand } from './nodes-command.js';
+import { serveCommand } from './serve-command.js';
+import { tokenCommand } from './token-command.js';
+
+export function buildProgram(): Command {
+  const program = new Command('muster')
+    .description('control plane for fleets of CI runner nodes')
+    .version(packageVersion(), '-V, --version')
+    // Lets `job submit` pass the job's own options through untouched.
+    .enablePositionalOptions();
+  for (const command of [serveCommand(), agentCommand(), tokenCommand(), jobCommand(), nodesCommand(), drainCommand()]) {
+    program.addCommand(command);
+  }
+  // addCommand does not pass settings down, so set the error format on every command.
+  forEachCommand(program, (command) =>
+    command.configureOutput({ outputError: (text, write) => write(`muster: ${text.replace(/^error: /, '')}`) }),
+  );
+  return program;
+}
+
+/** Runs the program on `argv` (as `process.argv`); sets the exit status instead of throwing. */
+export async function main(argv: readonly string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync([...argv]);
+  } catch (err) {
+    process.stderr.write(`muster: ${oneLine(err)}\n`);
+    process.exitCode = 1;
+  }
+}
+
+function forEachCommand(command: Command, fn: (command: Command) => void): void {
+  fn(command);
+  for (const sub of command.commands) forEachCommand(sub, fn);
+}
+
+function oneLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.split('\n', 1)[0] ?? 'error';
+}
+
+function packageVersion(): string {
+  const text = readFileSync(new URL('../package.json', import.meta.url), 'utf8');
+  return (JSON.parse(text) as { version: string }).version;
+}

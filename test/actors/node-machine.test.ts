@@ -1,0 +1,185 @@
+// The node actor decides a node's state from messages and timers alone: these tests drive
+// it with events and fake timers, and watch the named actions it asks the supervisor for.
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createActor, fromPromise } from 'xstate';
+import { nodeMachine, type Registration } from '../../actors/node-machine.js';
+import { MusterError } from '../../protocol/errors.js';
+import type { EnvelopeOf } from '../../protocol/messages.js';
+
+const NODE_ID = '0e4f6b2c-1b1a-4f6e-9a7a-3c2b1a0f9e8d';
+const TIMING = { heartbeatIntervalMs: 1000, missedHeartbeats: 3, registerTimeoutMs: 10_000 };
+
+function registration(cpu = 2): Registration {
+  return {
+    nodeId: NODE_ID,
+    resumed: false,
+    info: { hostname: 'h', ip_address: '127.0.0.1', port: 0, node_type: 'runner', version: '1', platform: 'linux', architecture: 'x64', tags: {} },
+    capabilities: {
+      runner_types: ['shell'],
+      max_resources: { cpu_cores: cpu, memory_mb: 1024, disk_gb: 10, network_mbps: 0 },
+      supported_job_types: [],
+      features: [],
+      protocols: [],
+    },
+    jobs: {},
+  };
+}
+
+const registerMessage = { type: 'RegisterNode', data: {} } as unknown as EnvelopeOf<'RegisterNode'>;
+
+function heartbeat(status: 'Ready' | 'Busy' | 'Draining' = 'Ready', nodeId = NODE_ID): EnvelopeOf<'Heartbeat'> {
+  return { type: 'Heartbeat', data: { node_id: nodeId, status } } as unknown as EnvelopeOf<'Heartbeat'>;
+}
+
+function start(authenticate: () => Promise<Registration> = async () => registration()) {
+  const calls = { acks: 0, errors: [] as MusterError[], closed: [] as (MusterError | undefined)[], drains: 0 };
+  const machine = nodeMachine.provide({
+    actors: { authenticate: fromPromise(authenticate) },
+    actions: {
+      acknowledgeRegistration: () => void calls.acks++,
+      replyError: (_, p) => void calls.errors.push(p.error),
+      closeConnection: (_, p) => void calls.closed.push(p.error),
+      sendDrain: () => void calls.drains++,
+    },
+  });
+  const actor = createActor(machine, { input: TIMING });
+  actor.start();
+  return { actor, calls };
+}
+
+async function registered() {
+  const node = start();
+  node.actor.send({ type: 'RegisterNode', message: registerMessage });
+  await vi.advanceTimersByTimeAsync(0);
+  return node;
+}
+
+beforeEach(() => vi.useFakeTimers());
+afterEach(() => vi.useRealTimers());
+
+describe('node machine', () => {
+  it('is closed with register_timeout when no RegisterNode comes in time', async () => {
+    const { actor, calls } = start();
+    await vi.advanceTimersByTimeAsync(TIMING.registerTimeoutMs);
+    expect(actor.getSnapshot().status).toBe('done');
+    expect(calls.closed.map((e) => e?.code)).toEqual(['register_timeout']);
+  });
+
+  it('answers another type before RegisterNode with a fatal not_registered', () => {
+    const { actor, calls } = start();
+    actor.send({ type: 'Heartbeat', message: heartbeat() });
+    expect(actor.getSnapshot().status).toBe('done');
+    expect(calls.closed[0]?.code).toBe('not_registered');
+  });
+
+  it('keeps waiting after a non-fatal error on the first frame', () => {
+    const { actor, calls } = start();
+    actor.send({ type: 'frame.error', error: new MusterError('invalid_message', 'bad', { field: 'data.node_info' }) });
+    expect(actor.getSnapshot().matches('registering')).toBe(true);
+    expect(calls.errors.map((e) => e.code)).toEqual(['invalid_message']);
+  });
+
+  it('turns an unknown type before RegisterNode into not_registered', () => {
+    const { actor, calls } = start();
+    actor.send({ type: 'frame.error', error: new MusterError('unknown_type', 'what') });
+    expect(calls.closed[0]?.code).toBe('not_registered');
+  });
+
+  it('goes online and acknowledges once authenticated', async () => {
+    const { actor, calls } = await registered();
+    expect(actor.getSnapshot().matches({ online: { lifecycle: 'ready' } })).toBe(true);
+    expect(actor.getSnapshot().context.nodeId).toBe(NODE_ID);
+    expect(calls.acks).toBe(1);
+  });
+
+  it('closes with the authentication error when the token is refused', async () => {
+    const { actor, calls } = start(async () => {
+      throw new MusterError('auth_failed', 'bad signature');
+    });
+    actor.send({ type: 'RegisterNode', message: registerMessage });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(actor.getSnapshot().status).toBe('done');
+    expect(calls.closed[0]?.code).toBe('auth_failed');
+    expect(calls.acks).toBe(0);
+  });
+
+  it('dies after its missed heartbeats and one interval of grace, not before', async () => {
+    const { actor } = await registered();
+    await vi.advanceTimersByTimeAsync(TIMING.heartbeatIntervalMs * 4 - 100);
+    expect(actor.getSnapshot().status).toBe('active');
+    await vi.advanceTimersByTimeAsync(TIMING.heartbeatIntervalMs + 100);
+    expect(actor.getSnapshot().status).toBe('done');
+    expect(actor.getSnapshot().output?.reason).toBe('expired');
+  });
+
+  it('stays alive while any frame arrives', async () => {
+    const { actor } = await registered();
+    for (let i = 0; i < 20; i++) {
+      await vi.advanceTimersByTimeAsync(TIMING.heartbeatIntervalMs);
+      actor.send({ type: 'Heartbeat', message: heartbeat() });
+    }
+    expect(actor.getSnapshot().status).toBe('active');
+  });
+
+  it('is busy while its slots are taken or it reports Busy, ready again when not', async () => {
+    const { actor } = await registered();
+    const slot = { attempt: 1, reserved: { cpu_cores: 1, memory_mb: 0, disk_gb: 0 } };
+    actor.send({ type: 'job.assigned', jobId: 'a', slot });
+    expect(actor.getSnapshot().matches({ online: { lifecycle: 'ready' } })).toBe(true);
+    actor.send({ type: 'job.assigned', jobId: 'b', slot });
+    expect(actor.getSnapshot().matches({ online: { lifecycle: 'busy' } })).toBe(true);
+    actor.send({ type: 'job.ended', jobId: 'a' });
+    expect(actor.getSnapshot().matches({ online: { lifecycle: 'ready' } })).toBe(true);
+    actor.send({ type: 'Heartbeat', message: heartbeat('Busy') });
+    expect(actor.getSnapshot().matches({ online: { lifecycle: 'busy' } })).toBe(true);
+    actor.send({ type: 'Heartbeat', message: heartbeat('Ready') });
+    expect(actor.getSnapshot().matches({ online: { lifecycle: 'ready' } })).toBe(true);
+  });
+
+  it('drains on request and when the node reports Draining', async () => {
+    const a = await registered();
+    a.actor.send({ type: 'drain' });
+    expect(a.actor.getSnapshot().matches({ online: { lifecycle: 'draining' } })).toBe(true);
+    expect(a.calls.drains).toBe(1);
+    const b = await registered();
+    b.actor.send({ type: 'Heartbeat', message: heartbeat('Draining') });
+    expect(b.actor.getSnapshot().matches({ online: { lifecycle: 'draining' } })).toBe(true);
+  });
+
+  it('answers a heartbeat for another node id with invalid_message and stays up', async () => {
+    const { actor, calls } = await registered();
+    actor.send({ type: 'Heartbeat', message: heartbeat('Ready', '11111111-1111-4111-8111-111111111111') });
+    expect(calls.errors[0]?.field).toBe('data.node_id');
+    expect(actor.getSnapshot().status).toBe('active');
+  });
+
+  it('keeps the node through a fatal frame error: only the connection closes', async () => {
+    const { actor, calls } = await registered();
+    actor.send({ type: 'frame.error', error: new MusterError('frame_too_large', 'big') });
+    expect(calls.closed[0]?.code).toBe('frame_too_large');
+    expect(actor.getSnapshot().status).toBe('active');
+  });
+
+  it('ends with session_replaced when a newer connection takes the node', async () => {
+    const { actor, calls } = await registered();
+    actor.send({ type: 'replaced' });
+    expect(actor.getSnapshot().output?.reason).toBe('replaced');
+    expect(calls.closed[0]?.code).toBe('session_replaced');
+  });
+
+  it('ends as deregistered on Deregister, with its jobs in the output', async () => {
+    const { actor } = await registered();
+    actor.send({ type: 'job.assigned', jobId: 'a', slot: { attempt: 2, reserved: { cpu_cores: 1, memory_mb: 0, disk_gb: 0 } } });
+    actor.send({ type: 'Deregister', message: { type: 'Deregister', data: { node_id: NODE_ID, reason: 'bye' } } });
+    const output = actor.getSnapshot().output;
+    expect(output?.reason).toBe('deregistered');
+    expect(Object.keys(output?.jobs ?? {})).toEqual(['a']);
+  });
+
+  it('leaves no timer behind once dead', async () => {
+    const { actor } = await registered();
+    actor.send({ type: 'shutdown' });
+    expect(actor.getSnapshot().status).toBe('done');
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});

@@ -1,0 +1,112 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { MessageData } from '../../protocol/messages.js';
+import { FakePlane, type PlaneConn } from './fake-plane.js';
+
+const FIXTURE = join(import.meta.dirname, 'fixtures', 'run-agent.ts');
+
+let plane: FakePlane;
+let workDir: string;
+let child: ChildProcess | undefined;
+
+beforeEach(async () => {
+  plane = await FakePlane.start();
+  workDir = mkdtempSync(join(os.tmpdir(), 'muster-agent-main-'));
+});
+
+afterEach(async () => {
+  child?.kill('SIGKILL');
+  await plane.close();
+  rmSync(workDir, { recursive: true, force: true });
+});
+
+function startAgentProcess(): { exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
+  child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], {
+    env: { ...process.env, PLANE_URL: plane.url, WORK_DIR: workDir },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const proc = child;
+  return { exited: new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal }))) };
+}
+
+function job(command: string[]): MessageData<'JobAssignment'> {
+  return {
+    job_id: randomUUID(),
+    attempt: 1,
+    job: {
+      name: 't',
+      image: '',
+      command,
+      environment: {},
+      timeout: { secs: 60, nanos: 0 },
+      resource_requirements: { cpu_cores: 0, memory_mb: 0, disk_gb: 0 },
+    },
+    execution_context: { workspace_id: 'w', pipeline_id: 'p', build_number: 1, git_ref: 'main', variables: {}, secrets: {} },
+    priority: 'Normal',
+  };
+}
+
+async function register(conn: PlaneConn): Promise<string> {
+  await conn.next('RegisterNode', 20_000);
+  const nodeId = randomUUID();
+  conn.send('RegisterAck', {
+    node_id: nodeId,
+    session_token: 's',
+    session_expires_at: '2099-01-01T00:00:00Z',
+    heartbeat_interval_ms: 200,
+    protocol_version: 1,
+    control_plane_id: 'fake',
+    resumed: false,
+  });
+  return nodeId;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('muster agent process', () => {
+  it('on SIGTERM finishes the running job while heartbeating Draining, deregisters and exits 0', async () => {
+    const { exited } = startAgentProcess();
+    const conn = await plane.nextConnection(20_000);
+    const nodeId = await register(conn);
+    const assignment = job(['sh', '-c', 'sleep 1; echo finished']);
+    conn.send('JobAssignment', assignment);
+    await conn.next('JobAccepted');
+    child!.kill('SIGTERM');
+    while ((await conn.next('Heartbeat')).data.status !== 'Draining');
+    const result = await conn.next('JobResult');
+    expect(result.data.result).toMatchObject({ status: 'Completed', stdout: 'finished\n' });
+    conn.send('JobResultAck', { job_id: assignment.job_id, attempt: 1 });
+    expect((await conn.next('Deregister')).data.node_id).toBe(nodeId);
+    expect(await exited).toEqual({ code: 0, signal: null });
+  });
+
+  it('on a second signal kills the jobs and exits at once', async () => {
+    const { exited } = startAgentProcess();
+    const conn = await plane.nextConnection(20_000);
+    await register(conn);
+    const pidFile = join(os.tmpdir(), `muster-job-${randomUUID()}.pid`);
+    conn.send('JobAssignment', job(['sh', '-c', `echo $$ > ${pidFile}; echo up; exec sleep 60`]));
+    await conn.next('LogChunk');
+    const jobPid = Number(readFileSync(pidFile, 'utf8'));
+    rmSync(pidFile);
+    expect(isAlive(jobPid)).toBe(true);
+    child!.kill('SIGTERM');
+    while ((await conn.next('Heartbeat')).data.status !== 'Draining');
+    child!.kill('SIGTERM');
+    expect(await exited).toEqual({ code: 143, signal: null });
+    // The job's process group was killed on the way out.
+    for (let i = 0; i < 50 && isAlive(jobPid); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(isAlive(jobPid)).toBe(false);
+  });
+});

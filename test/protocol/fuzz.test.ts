@@ -1,0 +1,187 @@
+// Bad input never crashes the control plane (PROTOCOL.md section 4, rule 10): whatever bytes
+// a peer sends, the receive path (frame decoder → body codec → validator) either yields a
+// message or throws a MusterError with a protocol code, and always finishes.
+import { describe, it, expect } from 'vitest';
+import fc from 'fast-check';
+import { FrameDecoder } from '../../protocol/frame-decoder.js';
+import { encodeFrame } from '../../protocol/frame-encoder.js';
+import { CODEC_JSON, CODEC_MSGPACK, ENCRYPTED_BIT, decodeBody, encodeBody, type Codec } from '../../protocol/codec.js';
+import { MusterError, isErrorCode } from '../../protocol/errors.js';
+import { validateNodeMessage } from '../../protocol/validator.js';
+import { sampleMessages } from './sample-messages.js';
+
+const MAX_FRAME = 4096;
+const SAMPLES = Object.values(sampleMessages());
+
+/** The whole receive path of the control plane for one connection's bytes. */
+function receive(chunks: Uint8Array[]): void {
+  const decoder = new FrameDecoder(MAX_FRAME);
+  const onFrame = (codecByte: number, body: Uint8Array): void => {
+    try {
+      validateNodeMessage(decodeBody((codecByte & ~ENCRYPTED_BIT) as Codec, body));
+    } catch (err) {
+      expectProtocolError(err);
+    }
+  };
+  try {
+    for (const chunk of chunks) decoder.push(chunk, onFrame);
+  } catch (err) {
+    expectProtocolError(err);
+  }
+}
+
+function expectProtocolError(err: unknown): void {
+  if (!(err instanceof MusterError) || !isErrorCode(err.code)) {
+    throw new Error(`not a MusterError: ${String(err)}`, { cause: err });
+  }
+}
+
+function splitAt(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
+  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+  const chunks: Uint8Array[] = [];
+  let from = 0;
+  for (const p of points) {
+    chunks.push(bytes.subarray(from, p));
+    from = p;
+  }
+  chunks.push(bytes.subarray(from));
+  return chunks;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+type Mutation =
+  | { kind: 'flip'; at: number; bits: number }
+  | { kind: 'set'; at: number; value: number }
+  | { kind: 'insert'; at: number; bytes: Uint8Array }
+  | { kind: 'delete'; at: number; count: number }
+  | { kind: 'truncate'; at: number };
+
+const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
+  fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bits: fc.integer({ min: 1, max: 255 }) }),
+  fc.record({ kind: fc.constant('set' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
+  fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), bytes: fc.uint8Array({ minLength: 1, maxLength: 8 }) }),
+  fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), count: fc.integer({ min: 1, max: 8 }) }),
+  fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
+);
+
+function mutate(bytes: Uint8Array, m: Mutation): Uint8Array {
+  const at = m.at % Math.max(bytes.length, 1);
+  switch (m.kind) {
+    case 'flip': {
+      const out = bytes.slice();
+      if (out.length > 0) out[at] = out[at]! ^ m.bits;
+      return out;
+    }
+    case 'set': {
+      const out = bytes.slice();
+      if (out.length > 0) out[at] = m.value;
+      return out;
+    }
+    case 'insert':
+      return concat([bytes.subarray(0, at), m.bytes, bytes.subarray(at)]);
+    case 'delete':
+      return concat([bytes.subarray(0, at), bytes.subarray(at + m.count)]);
+    case 'truncate':
+      return bytes.subarray(0, at);
+  }
+}
+
+/** The body of a valid sample, with its length header fixed up after mutation, so the codec sees it. */
+function framedBody(codecByte: number, body: Uint8Array): Uint8Array {
+  return encodeFrame(codecByte, body.subarray(0, MAX_FRAME - 1));
+}
+
+const codecArb = fc.constantFrom<Codec>(CODEC_JSON, CODEC_MSGPACK);
+const sampleArb = fc.constantFrom(...SAMPLES);
+
+describe('receive path fuzz', () => {
+  it('survives arbitrary bytes split arbitrarily', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 1024 }), fc.array(fc.nat(), { maxLength: 8 }), (bytes, cuts) => {
+        receive(splitAt(bytes, cuts));
+      }),
+      { numRuns: 8000 },
+    );
+  });
+
+  it('survives well-framed garbage bodies under any codec byte', () => {
+    const frameArb = fc.tuple(fc.integer({ min: 0, max: 255 }), fc.uint8Array({ maxLength: 512 }));
+    fc.assert(
+      fc.property(fc.array(frameArb, { minLength: 1, maxLength: 4 }), (frames) => {
+        receive([concat(frames.map(([codecByte, body]) => encodeFrame(codecByte, body)))]);
+      }),
+      { numRuns: 8000 },
+    );
+  });
+
+  it('survives mutated valid frames (header and body alike)', () => {
+    fc.assert(
+      fc.property(sampleArb, codecArb, fc.array(mutationArb, { minLength: 1, maxLength: 4 }), (msg, codec, mutations) => {
+        const frame = encodeFrame(codec, encodeBody(codec, msg));
+        receive([mutations.reduce(mutate, frame)]);
+      }),
+      { numRuns: 8000 },
+    );
+  });
+
+  it('survives mutated valid bodies inside a well-formed frame', () => {
+    fc.assert(
+      fc.property(sampleArb, codecArb, fc.array(mutationArb, { minLength: 1, maxLength: 4 }), (msg, codec, mutations) => {
+        const body = mutations.reduce(mutate, encodeBody(codec, msg));
+        receive([framedBody(codec, body)]);
+      }),
+      { numRuns: 8000 },
+    );
+  });
+
+  it('survives any value in place of a field of a valid message', () => {
+    const pathArb = fc.nat();
+    fc.assert(
+      fc.property(sampleArb, codecArb, pathArb, fc.anything({ maxDepth: 3 }), (msg, codec, pick, value) => {
+        const tree = structuredClone(msg) as unknown as Record<string, unknown>;
+        const slots = mapSlots(tree);
+        const [parent, key] = slots[pick % slots.length]!;
+        parent[key] = value;
+        let body: Uint8Array;
+        try {
+          body = encodeBody(codec, tree);
+        } catch {
+          return; // a value neither codec writes (a bigint in JSON, a symbol): nothing reaches the wire
+        }
+        receive([framedBody(codec, body)]);
+      }),
+      { numRuns: 4000 },
+    );
+  });
+
+  it('returns on hostile nesting instead of recursing out of the stack', () => {
+    const deepJson = new TextEncoder().encode('['.repeat(MAX_FRAME - 2));
+    const deepMsgpack = new Uint8Array(MAX_FRAME - 1).fill(0x91); // fixarray of 1, nested
+    expect(() => receive([encodeFrame(CODEC_JSON, deepJson), encodeFrame(CODEC_MSGPACK, deepMsgpack)])).not.toThrow();
+  });
+});
+
+type Slot = [Record<string, unknown>, string];
+
+/** Every (object, key) pair of a JSON tree, so a fuzz case can replace any field at any depth. */
+function mapSlots(root: Record<string, unknown>): Slot[] {
+  const slots: Slot[] = [];
+  const walk = (node: Record<string, unknown>): void => {
+    for (const key of Object.keys(node)) {
+      slots.push([node, key]);
+      const child = node[key];
+      if (typeof child === 'object' && child !== null) walk(child as Record<string, unknown>);
+    }
+  };
+  walk(root);
+  return slots;
+}

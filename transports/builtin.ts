@@ -1,0 +1,4 @@
+// Imports every built-in transport for its registration side effect: the one module to
+// import to make `transportFor(url)` know every scheme Muster serves.
+import './tcp.js';
+import './unix.js';

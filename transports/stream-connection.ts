@@ -1,0 +1,191 @@
+// A Connection over one stream socket (TCP, Unix, and TLS on top of TCP): bytes in are split
+// into frames by the protocol's FrameDecoder, frames out are written with its encoder.
+// The socket stays paused until `start`, so frames that arrive earlier wait in the socket's
+// own buffers (bounded by the kernel), not in ours.
+import type { Socket } from 'node:net';
+import { FrameDecoder, type FrameHandler } from '../protocol/frame-decoder.js';
+import { encodeFrame } from '../protocol/frame-encoder.js';
+import { toMusterError } from '../protocol/errors.js';
+import type { Connection, FrameSink } from './transport.js';
+
+/** How long `close()` waits for queued writes to flush before it drops them. */
+export const CLOSE_TIMEOUT_MS = 2_000;
+
+let lastConnectionId = 0;
+
+/** A process-unique connection id (`c-1`, `c-2`, ...), shared by every transport for `conn_id` in logs. */
+export function nextConnectionId(): string {
+  lastConnectionId += 1;
+  return `c-${lastConnectionId}`;
+}
+
+export interface StreamConnectionOptions {
+  maxFrameBytes: number;
+  maxSendBufferBytes: number;
+  /** `host:port` for TCP, the socket path for Unix. */
+  remoteAddress: string;
+}
+
+export class StreamConnection implements Connection {
+  readonly id = nextConnectionId();
+  readonly remoteAddress: string;
+  private readonly decoder: FrameDecoder;
+  private readonly maxSendBufferBytes: number;
+  private sink: FrameSink | undefined;
+  // Set on a framing error or a throwing sink: the byte stream can no longer be trusted.
+  private receiving = true;
+  private closeError: Error | undefined;
+  private socketClosed = false;
+  private closeReported = false;
+  private closeTimer: NodeJS.Timeout | undefined;
+  private readonly whenClosed: Promise<void>;
+  private resolveClosed!: () => void;
+
+  constructor(
+    private readonly socket: Socket,
+    options: StreamConnectionOptions,
+  ) {
+    this.remoteAddress = options.remoteAddress;
+    this.maxSendBufferBytes = options.maxSendBufferBytes;
+    this.decoder = new FrameDecoder(options.maxFrameBytes);
+    this.whenClosed = new Promise((resolve) => (this.resolveClosed = resolve));
+    // Frames are small and latency matters more than packet count; a no-op on Unix sockets.
+    socket.setNoDelay(true);
+    socket.pause();
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+  }
+
+  get isClosed(): boolean {
+    // readableEnded: the peer has closed its side, and without half-open sockets so have we.
+    return this.socketClosed || this.socket.destroyed || this.socket.writableEnded || this.socket.readableEnded;
+  }
+
+  start(sink: FrameSink): void {
+    if (this.sink !== undefined) throw new Error(`connection ${this.id} already started`);
+    this.sink = sink;
+    if (this.socketClosed) {
+      process.nextTick(() => this.reportClosed());
+      return;
+    }
+    this.socket.on('data', this.onData);
+    this.socket.resume();
+  }
+
+  send(codecByte: number, body: Uint8Array): void {
+    if (this.isClosed) return;
+    this.socket.write(encodeFrame(codecByte, body));
+    if (this.socket.writableLength > this.maxSendBufferBytes) {
+      this.abort(
+        new Error(
+          `connection ${this.id} to ${this.remoteAddress}: send buffer passed ${this.maxSendBufferBytes} bytes; the peer is not reading`,
+        ),
+      );
+    }
+  }
+
+  close(): Promise<void> {
+    if (!this.socketClosed && this.closeTimer === undefined) {
+      // A connection never started must still read the peer's FIN to finish closing; its data is dropped.
+      if (this.sink === undefined) this.socket.resume();
+      this.socket.end();
+      this.closeTimer = setTimeout(() => {
+        if (!this.socket.writableFinished) {
+          this.closeError ??= new Error(
+            `connection ${this.id} to ${this.remoteAddress}: close timed out after ${CLOSE_TIMEOUT_MS} ms with unsent data`,
+          );
+        }
+        this.socket.destroy();
+      }, CLOSE_TIMEOUT_MS);
+      this.closeTimer.unref();
+    }
+    return this.whenClosed;
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (!this.receiving) return; // drained and dropped until the owner closes: never buffered
+    try {
+      this.decoder.push(chunk, this.deliver);
+    } catch (err) {
+      this.receiving = false;
+      this.sink!.error(toMusterError(err));
+    }
+  };
+
+  private readonly deliver: FrameHandler = (codecByte, body) => {
+    if (!this.receiving) return;
+    try {
+      this.sink!.frame(codecByte, body);
+    } catch (cause) {
+      // The owner's bug; contain it to this connection rather than desynchronise the framing.
+      this.receiving = false;
+      this.abort(new Error(`connection ${this.id}: frame handler threw`, { cause }));
+    }
+  };
+
+  private readonly onError = (err: Error): void => {
+    this.closeError ??= err;
+  };
+
+  private readonly onClose = (): void => {
+    this.socketClosed = true;
+    clearTimeout(this.closeTimer);
+    this.resolveClosed();
+    if (this.sink !== undefined) this.reportClosed();
+  };
+
+  private abort(err: Error): void {
+    this.closeError ??= err;
+    this.socket.destroy();
+  }
+
+  private reportClosed(): void {
+    if (this.closeReported) return;
+    this.closeReported = true;
+    this.sink!.closed(this.closeError);
+  }
+}
+
+export interface DialStreamOptions {
+  maxFrameBytes: number;
+  maxSendBufferBytes: number;
+  /** Give up connecting after this long; 0 or Infinity leaves it to the OS. */
+  connectTimeoutMs: number;
+  /** What error messages call the target, e.g. the URL. */
+  target: string;
+  /** The event that means the socket is ready: `connect`, or `secureConnect` for TLS. */
+  readyEvent?: string;
+  /** The peer's address for logs, read once connected. */
+  peerAddress(socket: Socket): string;
+}
+
+/** Waits for a socket that is connecting (`net.connect(...)`) and wraps it; rejects with an Error on failure. */
+export function connectStream(socket: Socket, options: DialStreamOptions): Promise<StreamConnection> {
+  const readyEvent = options.readyEvent ?? 'connect';
+  return new Promise((resolve, reject) => {
+    const settle = (): void => {
+      clearTimeout(timer);
+      socket.off(readyEvent, onReady);
+      socket.off('error', onError);
+    };
+    const fail = (err: Error): void => {
+      settle();
+      socket.on('error', () => {}); // a late error of a socket we gave up on must not crash the process
+      socket.destroy();
+      reject(err);
+    };
+    const onError = (err: Error): void => fail(new Error(`connect to ${options.target} failed: ${err.message}`, { cause: err }));
+    const onReady = (): void => {
+      settle();
+      const { maxFrameBytes, maxSendBufferBytes } = options;
+      resolve(new StreamConnection(socket, { maxFrameBytes, maxSendBufferBytes, remoteAddress: options.peerAddress(socket) }));
+    };
+    const ms = options.connectTimeoutMs;
+    const timer =
+      ms > 0 && Number.isFinite(ms)
+        ? setTimeout(() => fail(new Error(`connect to ${options.target} timed out after ${ms} ms`)), ms)
+        : undefined;
+    socket.once(readyEvent, onReady);
+    socket.once('error', onError);
+  });
+}
