@@ -1,14 +1,16 @@
 // The node actor's machine: the one place that decides a node's state.
 //
-//   registering ──RegisterNode──► authenticating ──ok──► online ──► dead
-//                                                        ├ lifecycle: ready ⇄ busy → draining
-//                                                        └ liveness:  watching (heartbeat expiry)
+//   registering ──RegisterNode──► authenticating ──ok──► online: ready ⇄ busy → draining ──► dead
+//
+// Ready or busy is re-decided only on the events that can change it (a job assigned or
+// ended, a change of reported status), which raise `capacity`: no eventless transition is
+// evaluated after every frame. Liveness is one re-armed timer per node.
 //
 // It is driven only by decoded messages, by what the supervisor tells it about jobs
 // (assigned / ended), and by its own timers. Side effects (sending frames, closing the
 // connection, storing results) are named actions that the supervisor provides with
 // `machine.provide(...)`, so the machine stays free of sockets and stores.
-import { assign, fromPromise, not, setup } from 'xstate';
+import { assign, fromPromise, not, raise, setup } from 'xstate';
 import { MusterError } from '../protocol/errors.js';
 import type { Capabilities, EnvelopeOf, NodeInfo, NodeStatus } from '../protocol/messages.js';
 import { hasRoom, NO_RESOURCES, sumReserved, type Resources } from './node-capacity.js';
@@ -67,7 +69,9 @@ export type NodeEvent =
   | { type: 'connection.closed' }
   /** A newer connection registered this node (PROTOCOL.md 4.7). */
   | { type: 'replaced' }
-  | { type: 'shutdown' };
+  | { type: 'shutdown' }
+  /** Internal: the node's room may have changed (ready ⇄ busy). */
+  | { type: 'capacity' };
 
 export interface NodeOutput {
   nodeId: string | undefined;
@@ -108,9 +112,25 @@ export const nodeMachine = setup({
     handleJobMessage: (_, _params: { message: JobMessage }) => {},
     /** Sends `Drain` to the node. */
     sendDrain: () => {},
+    touch: assign({ lastSeen: () => Date.now() }),
+    expire: assign({ endReason: 'expired' }),
+    // One assign for both fields: each assign copies the context, and this runs per heartbeat.
+    recordHeartbeat: assign(({ context, event }) => ({
+      lastSeen: Date.now(),
+      reportedStatus: event.type === 'Heartbeat' ? event.message.data.status : context.reportedStatus,
+    })),
+    addJob: assign({
+      jobs: ({ context, event }) => (event.type === 'job.assigned' ? { ...context.jobs, [event.jobId]: event.slot } : context.jobs),
+    }),
+    removeJob: assign({
+      jobs: ({ context, event }) => (event.type === 'job.ended' ? withoutJob(context.jobs, event.jobId) : context.jobs),
+    }),
   },
   guards: {
     hasRoom: ({ context }) => context.reportedStatus !== 'Busy' && hasRoom(context.max, reservedBy(context.jobs)),
+    /** A reported status that turns ready into busy or back. */
+    changesRoom: ({ context, event }) =>
+      event.type === 'Heartbeat' && (event.message.data.status === 'Busy') !== (context.reportedStatus === 'Busy'),
     reportsDraining: ({ event }) => event.type === 'Heartbeat' && event.message.data.status === 'Draining',
     silent: ({ context }) => silentFor(context) >= livenessWindow(context),
     isFatal: ({ event }) => event.type === 'frame.error' && event.error.fatal,
@@ -202,36 +222,29 @@ export const nodeMachine = setup({
       },
     },
     online: {
-      type: 'parallel',
       entry: 'acknowledgeRegistration',
+      initial: 'ready',
       on: {
         RegisterNode: {
           actions: [
-            assign({ lastSeen: () => Date.now() }),
+            'touch',
             { type: 'replyError', params: () => ({ error: new MusterError('invalid_message', 'already registered', { field: 'type' }) }) },
           ],
         },
+        // The common heartbeat changes nothing but a timestamp: a targetless transition, no timers touched.
         Heartbeat: [
-          {
-            guard: 'foreignNodeId',
-            actions: [assign({ lastSeen: () => Date.now() }), { type: 'replyError', params: () => ({ error: wrongNodeId() }) }],
-          },
-          { actions: assign({ lastSeen: () => Date.now(), reportedStatus: ({ event }) => event.message.data.status }) },
+          { guard: 'foreignNodeId', actions: ['touch', { type: 'replyError', params: () => ({ error: wrongNodeId() }) }] },
+          { guard: 'reportsDraining', target: '.draining', actions: 'recordHeartbeat' },
+          { guard: 'changesRoom', actions: ['recordHeartbeat', raise({ type: 'capacity' })] },
+          { actions: 'recordHeartbeat' },
         ],
         'job.message': [
-          {
-            guard: 'foreignNodeId',
-            actions: [assign({ lastSeen: () => Date.now() }), { type: 'replyError', params: () => ({ error: wrongNodeId() }) }],
-          },
-          {
-            actions: [
-              assign({ lastSeen: () => Date.now() }),
-              { type: 'handleJobMessage', params: ({ event }) => ({ message: event.message }) },
-            ],
-          },
+          { guard: 'foreignNodeId', actions: ['touch', { type: 'replyError', params: () => ({ error: wrongNodeId() }) }] },
+          { actions: ['touch', { type: 'handleJobMessage', params: ({ event }) => ({ message: event.message }) }] },
         ],
-        'job.assigned': { actions: assign({ jobs: ({ context, event }) => ({ ...context.jobs, [event.jobId]: event.slot }) }) },
-        'job.ended': { actions: assign({ jobs: ({ context, event }) => withoutJob(context.jobs, event.jobId) }) },
+        'job.assigned': { actions: ['addJob', raise({ type: 'capacity' })] },
+        'job.ended': { actions: ['removeJob', raise({ type: 'capacity' })] },
+        drain: { target: '.draining', actions: 'sendDrain' },
         Deregister: [
           { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
           { target: '#node.dead', actions: assign({ endReason: 'deregistered' }) },
@@ -241,38 +254,24 @@ export const nodeMachine = setup({
           { guard: 'isFatal', actions: { type: 'closeConnection', params: ({ event }) => ({ error: event.error }) } },
           { actions: { type: 'replyError', params: ({ event }) => ({ error: event.error }) } },
         ],
-        replaced: { target: '#node.dead', actions: assign({ endReason: 'replaced', error: () => new MusterError('session_replaced', 'a newer connection registered this node') }) },
-      },
-      states: {
-        liveness: {
-          initial: 'watching',
-          states: {
-            watching: {
-              after: {
-                livenessCheck: [
-                  { guard: 'silent', target: '#node.dead', actions: assign({ endReason: 'expired' }) },
-                  { target: 'watching', reenter: true },
-                ],
-              },
-            },
-          },
+        replaced: {
+          target: '#node.dead',
+          actions: assign({ endReason: 'replaced', error: () => new MusterError('session_replaced', 'a newer connection registered this node') }),
         },
-        lifecycle: {
-          initial: 'ready',
-          on: {
-            drain: { target: '.draining', actions: 'sendDrain' },
-          },
-          states: {
-            ready: {
-              always: { guard: not('hasRoom'), target: 'busy' },
-              on: { Heartbeat: { guard: 'reportsDraining', target: 'draining' } },
-            },
-            busy: {
-              always: { guard: 'hasRoom', target: 'ready' },
-              on: { Heartbeat: { guard: 'reportsDraining', target: 'draining' } },
-            },
-            draining: {},
-          },
+      },
+      // Each state re-arms one liveness timer, which re-checks `lastSeen` when it fires:
+      // frames only touch a timestamp, so the hot path sets no timers.
+      states: {
+        ready: {
+          on: { capacity: { guard: not('hasRoom'), target: 'busy' } },
+          after: { livenessCheck: [{ guard: 'silent', target: '#node.dead', actions: 'expire' }, { target: 'ready', reenter: true }] },
+        },
+        busy: {
+          on: { capacity: { guard: 'hasRoom', target: 'ready' } },
+          after: { livenessCheck: [{ guard: 'silent', target: '#node.dead', actions: 'expire' }, { target: 'busy', reenter: true }] },
+        },
+        draining: {
+          after: { livenessCheck: [{ guard: 'silent', target: '#node.dead', actions: 'expire' }, { target: 'draining', reenter: true }] },
         },
       },
     },

@@ -159,12 +159,12 @@ export class NodeSession {
   }
 }
 
-/** The protocol's node state (PROTOCOL.md section 7) from the actor's state value. */
+/** The protocol's node state (PROTOCOL.md section 7) from the actor's state value; runs per frame, so no `matches()`. */
 export function nodeStateOf(actor: NodeActor): NodeState {
   const snapshot = actor.getSnapshot();
-  if (snapshot.status !== 'active' || snapshot.matches('dead')) return 'dead';
-  if (snapshot.matches('registering')) return 'registering';
-  if (snapshot.matches({ online: { lifecycle: 'draining' } })) return 'draining';
-  if (snapshot.matches({ online: { lifecycle: 'busy' } })) return 'busy';
-  return 'ready';
+  if (snapshot.status !== 'active') return 'dead';
+  const value: unknown = snapshot.value;
+  if (value === 'dead') return 'dead';
+  if (typeof value === 'object' && value !== null && 'online' in value) return value.online as NodeState;
+  return 'registering';
 }

@@ -62,7 +62,7 @@ export class StreamConnection implements Connection {
   }
 
   start(sink: FrameSink): void {
-    if (this.sink !== undefined) throw new Error(`connection ${this.id} already started`);
+    if (this.sink !== undefined) throw new Error(`${this.label}: already started`);
     this.sink = sink;
     if (this.socketClosed) {
       process.nextTick(() => this.reportClosed());
@@ -76,24 +76,18 @@ export class StreamConnection implements Connection {
     if (this.isClosed) return;
     this.socket.write(encodeFrame(codecByte, body));
     if (this.socket.writableLength > this.maxSendBufferBytes) {
-      this.abort(
-        new Error(
-          `connection ${this.id} to ${this.remoteAddress}: send buffer passed ${this.maxSendBufferBytes} bytes; the peer is not reading`,
-        ),
-      );
+      this.abort(new Error(`${this.label}: send buffer passed ${this.maxSendBufferBytes} bytes; the peer is not reading`));
     }
   }
 
   close(): Promise<void> {
-    if (!this.socketClosed && this.closeTimer === undefined) {
-      // A connection never started must still read the peer's FIN to finish closing; its data is dropped.
+    if (!this.socket.destroyed && this.closeTimer === undefined) {
+      // A connection never started must still read the peer's FIN to finish closing; drop its data.
       if (this.sink === undefined) this.socket.resume();
       this.socket.end();
       this.closeTimer = setTimeout(() => {
         if (!this.socket.writableFinished) {
-          this.closeError ??= new Error(
-            `connection ${this.id} to ${this.remoteAddress}: close timed out after ${CLOSE_TIMEOUT_MS} ms with unsent data`,
-          );
+          this.closeError ??= new Error(`${this.label}: close timed out after ${CLOSE_TIMEOUT_MS} ms with unsent data`);
         }
         this.socket.destroy();
       }, CLOSE_TIMEOUT_MS);
@@ -119,7 +113,7 @@ export class StreamConnection implements Connection {
     } catch (cause) {
       // The owner's bug; contain it to this connection rather than desynchronise the framing.
       this.receiving = false;
-      this.abort(new Error(`connection ${this.id}: frame handler threw`, { cause }));
+      this.abort(new Error(`${this.label}: frame handler threw`, { cause }));
     }
   };
 
@@ -133,6 +127,10 @@ export class StreamConnection implements Connection {
     this.resolveClosed();
     if (this.sink !== undefined) this.reportClosed();
   };
+
+  private get label(): string {
+    return `connection ${this.id} to ${this.remoteAddress}`;
+  }
 
   private abort(err: Error): void {
     this.closeError ??= err;
@@ -174,11 +172,13 @@ export function connectStream(socket: Socket, options: DialStreamOptions): Promi
       socket.destroy();
       reject(err);
     };
-    const onError = (err: Error): void => fail(new Error(`connect to ${options.target} failed: ${err.message}`, { cause: err }));
+    const onError = (err: Error): void =>
+      fail(new Error(`connect to ${options.target} failed: ${err.message}`, { cause: err }));
     const onReady = (): void => {
       settle();
       const { maxFrameBytes, maxSendBufferBytes } = options;
-      resolve(new StreamConnection(socket, { maxFrameBytes, maxSendBufferBytes, remoteAddress: options.peerAddress(socket) }));
+      const remoteAddress = options.peerAddress(socket);
+      resolve(new StreamConnection(socket, { maxFrameBytes, maxSendBufferBytes, remoteAddress }));
     };
     const ms = options.connectTimeoutMs;
     const timer =

@@ -1,6 +1,5 @@
-// The listening side shared by every stream transport (TCP, Unix, TLS): binds a net.Server,
-// wraps each accepted socket in a StreamConnection, and on close stops accepting and closes
-// the connections still open, so that closing a listener is bounded in time.
+// The listening side shared by every stream transport (TCP, Unix, TLS): binds a net.Server
+// and wraps each accepted socket in a StreamConnection for the owner's `onConnection`.
 import type { ListenOptions as NetListenOptions, Server, Socket } from 'node:net';
 import { StreamConnection } from './stream-connection.js';
 import type { ListenOptions, TransportServer } from './transport.js';
@@ -22,50 +21,44 @@ export interface StreamEndpoint {
 
 export function listenStream(endpoint: StreamEndpoint, options: ListenOptions): Promise<TransportServer> {
   const { server } = endpoint;
-  const live = new Set<StreamConnection>();
   server.on(endpoint.connectionEvent ?? 'connection', (socket: Socket) => {
     const conn = new StreamConnection(socket, {
       maxFrameBytes: options.maxFrameBytes,
       maxSendBufferBytes: options.maxSendBufferBytes,
       remoteAddress: endpoint.peerAddress(socket),
     });
-    live.add(conn);
-    socket.once('close', () => live.delete(conn));
     options.onConnection(conn);
   });
   return new Promise((resolve, reject) => {
-    const onListenError = (err: Error): void => reject(new Error(`cannot listen on ${describe(endpoint.bind)}: ${err.message}`, { cause: err }));
+    const onListenError = (err: Error): void =>
+      reject(new Error(`cannot listen on ${describe(endpoint.bind)}: ${err.message}`, { cause: err }));
     server.once('error', onListenError);
     server.listen(endpoint.bind, () => {
       server.off('error', onListenError);
       // An accept failure (e.g. EMFILE) must not bring the process down; the listener stays up.
       server.on('error', (err) => process.emitWarning(err));
-      resolve(new StreamServer(endpoint, live));
+      resolve(new StreamServer(endpoint));
     });
   });
 }
 
 class StreamServer implements TransportServer {
   readonly url: string;
-  private closing: Promise<void> | undefined;
+  private closed = false;
 
-  constructor(
-    private readonly endpoint: StreamEndpoint,
-    private readonly live: Set<StreamConnection>,
-  ) {
+  constructor(private readonly endpoint: StreamEndpoint) {
     this.url = endpoint.url(endpoint.server);
   }
 
   close(): Promise<void> {
-    this.closing ??= this.shutdown();
-    return this.closing;
-  }
-
-  private async shutdown(): Promise<void> {
-    const stopped = new Promise<void>((resolve) => this.endpoint.server.close(() => resolve()));
-    await Promise.all([...this.live].map((conn) => conn.close()));
-    await stopped;
-    this.endpoint.cleanup?.();
+    if (!this.closed) {
+      this.closed = true;
+      // Stops accepting at once. Not waiting for net's 'close' event, which only fires once every
+      // connection has ended: the owners of those connections close them, after saying goodbye.
+      this.endpoint.server.close();
+      this.endpoint.cleanup?.();
+    }
+    return Promise.resolve();
   }
 }
 

@@ -3,7 +3,14 @@
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { connectStream } from './stream-connection.js';
 import { listenStream } from './stream-server.js';
-import { registerTransport, type Connection, type DialOptions, type ListenOptions, type Transport, type TransportServer } from './transport.js';
+import {
+  registerTransport,
+  type Connection,
+  type DialOptions,
+  type ListenOptions,
+  type Transport,
+  type TransportServer,
+} from './transport.js';
 
 export interface TcpAddress {
   host: string;

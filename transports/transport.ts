@@ -35,6 +35,7 @@ export interface Connection {
 export interface TransportServer {
   /** The URL clients dial, with the real port when listening on port 0. */
   readonly url: string;
+  /** Stops accepting connections. Connections already handed to `onConnection` stay open: their owner closes them. */
   close(): Promise<void>;
 }
 

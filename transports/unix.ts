@@ -6,7 +6,14 @@ import { lstat, rm } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import { connectStream } from './stream-connection.js';
 import { listenStream } from './stream-server.js';
-import { registerTransport, type Connection, type DialOptions, type ListenOptions, type Transport, type TransportServer } from './transport.js';
+import {
+  registerTransport,
+  type Connection,
+  type DialOptions,
+  type ListenOptions,
+  type Transport,
+  type TransportServer,
+} from './transport.js';
 
 /** The absolute socket path of a `unix:///abs/path` URL; throws a plain Error otherwise. */
 export function unixPath(url: URL): string {

@@ -87,7 +87,7 @@ describe('node machine', () => {
 
   it('goes online and acknowledges once authenticated', async () => {
     const { actor, calls } = await registered();
-    expect(actor.getSnapshot().matches({ online: { lifecycle: 'ready' } })).toBe(true);
+    expect(actor.getSnapshot().matches({ online: 'ready' })).toBe(true);
     expect(actor.getSnapshot().context.nodeId).toBe(NODE_ID);
     expect(calls.acks).toBe(1);
   });
@@ -125,25 +125,25 @@ describe('node machine', () => {
     const { actor } = await registered();
     const slot = { attempt: 1, reserved: { cpu_cores: 1, memory_mb: 0, disk_gb: 0 } };
     actor.send({ type: 'job.assigned', jobId: 'a', slot });
-    expect(actor.getSnapshot().matches({ online: { lifecycle: 'ready' } })).toBe(true);
+    expect(actor.getSnapshot().matches({ online: 'ready' })).toBe(true);
     actor.send({ type: 'job.assigned', jobId: 'b', slot });
-    expect(actor.getSnapshot().matches({ online: { lifecycle: 'busy' } })).toBe(true);
+    expect(actor.getSnapshot().matches({ online: 'busy' })).toBe(true);
     actor.send({ type: 'job.ended', jobId: 'a' });
-    expect(actor.getSnapshot().matches({ online: { lifecycle: 'ready' } })).toBe(true);
+    expect(actor.getSnapshot().matches({ online: 'ready' })).toBe(true);
     actor.send({ type: 'Heartbeat', message: heartbeat('Busy') });
-    expect(actor.getSnapshot().matches({ online: { lifecycle: 'busy' } })).toBe(true);
+    expect(actor.getSnapshot().matches({ online: 'busy' })).toBe(true);
     actor.send({ type: 'Heartbeat', message: heartbeat('Ready') });
-    expect(actor.getSnapshot().matches({ online: { lifecycle: 'ready' } })).toBe(true);
+    expect(actor.getSnapshot().matches({ online: 'ready' })).toBe(true);
   });
 
   it('drains on request and when the node reports Draining', async () => {
     const a = await registered();
     a.actor.send({ type: 'drain' });
-    expect(a.actor.getSnapshot().matches({ online: { lifecycle: 'draining' } })).toBe(true);
+    expect(a.actor.getSnapshot().matches({ online: 'draining' })).toBe(true);
     expect(a.calls.drains).toBe(1);
     const b = await registered();
     b.actor.send({ type: 'Heartbeat', message: heartbeat('Draining') });
-    expect(b.actor.getSnapshot().matches({ online: { lifecycle: 'draining' } })).toBe(true);
+    expect(b.actor.getSnapshot().matches({ online: 'draining' })).toBe(true);
   });
 
   it('answers a heartbeat for another node id with invalid_message and stays up', async () => {

@@ -2,7 +2,15 @@
 // decode to an envelope map is `malformed_frame` (PROTOCOL.md sections 1, 2 and 4).
 import { describe, it, expect } from 'vitest';
 import { Packr } from 'msgpackr';
-import { CODEC_JSON, CODEC_MSGPACK, codecByName, decodeBody, encodeBody, isKnownCodecByte, type Codec } from '../../protocol/codec.js';
+import {
+  CODEC_JSON,
+  CODEC_MSGPACK,
+  codecByName,
+  decodeBody,
+  encodeBody,
+  isKnownCodecByte,
+  type Codec,
+} from '../../protocol/codec.js';
 import { MusterError } from '../../protocol/errors.js';
 import { MESSAGE_SCHEMAS, type MessageType } from '../../protocol/messages.js';
 import { validateNodeMessage, validatePlaneMessage } from '../../protocol/validator.js';
@@ -46,9 +54,8 @@ describe('codecs', () => {
       }
 
       it('turns garbage into malformed_frame', () => {
-        for (const bytes of [Uint8Array.of(), Uint8Array.of(0xc1, 0xff, 0x00), Uint8Array.of(0x92, 0x01), utf8('{"type":')]) {
-          expectMalformed(() => decodeBody(codec, bytes));
-        }
+        const garbage = [Uint8Array.of(), Uint8Array.of(0xc1, 0xff, 0x00), Uint8Array.of(0x92, 0x01), utf8('{"type":')];
+        for (const bytes of garbage) expectMalformed(() => decodeBody(codec, bytes));
       });
 
       it('turns a body that is not a map into malformed_frame', () => {
@@ -85,7 +92,8 @@ describe('codecs', () => {
     // fixmap, map16 or map32: standard maps, not msgpackr's record extension.
     expect((first & 0xf0) === 0x80 || first === 0xde || first === 0xdf).toBe(true);
     expect(Buffer.from(body).includes(Buffer.from('heartbeat_interval_ms'))).toBe(true);
-    expect(new Packr({ useRecords: false }).unpack(body)).toEqual({ type: 'Configure', data: { heartbeat_interval_ms: 1000 } });
+    const plainReader = new Packr({ useRecords: false });
+    expect(plainReader.unpack(body)).toEqual({ type: 'Configure', data: { heartbeat_interval_ms: 1000 } });
   });
 
   it('names codecs and knows which codec bytes it can read', () => {

@@ -58,6 +58,7 @@ interface Accepted {
 class Harness {
   server!: TransportServer;
   readonly accepted: Accepted[] = [];
+  private readonly dialed: Connection[] = [];
   private waiters: (() => void)[] = [];
 
   async listen(url: string, autoStart = true): Promise<void> {
@@ -87,7 +88,14 @@ class Harness {
     });
     const sink = new RecordingSink();
     conn.start(sink);
+    this.dialed.push(conn);
     return { conn, sink };
+  }
+
+  /** Stops listening and closes every connection of this harness, as an owner must. */
+  async close(): Promise<void> {
+    await this.server.close();
+    await Promise.all([...this.dialed, ...this.accepted.map((a) => a.conn)].map((c) => c.close()));
   }
 
   /** A plain `net` client, to send bytes no Muster peer would. */
@@ -144,7 +152,7 @@ describe.each(VARIANTS)('%s stream transport', (scheme, listenUrl, addressPatter
   };
   afterEach(async () => {
     for (const fn of cleanup.splice(0)) await fn();
-    for (const h of harnesses.splice(0)) await h.server.close();
+    for (const h of harnesses.splice(0)) await h.close();
   });
 
   it('serves a URL with the real address and carries frames both ways, in order', async () => {
@@ -158,7 +166,8 @@ describe.each(VARIANTS)('%s stream transport', (scheme, listenUrl, addressPatter
     expect(server.conn.id).toMatch(/^c-\d+$/);
 
     const sent = Array.from({ length: 40 }, (_, i) => sample(i));
-    sent.push({ codecByte: 0x81, body: new Uint8Array(0) }, { codecByte: 0x02, body: new Uint8Array(MAX_FRAME - 1).fill(9) });
+    sent.push({ codecByte: 0x81, body: new Uint8Array(0) });
+    sent.push({ codecByte: 0x02, body: new Uint8Array(MAX_FRAME - 1).fill(9) }); // the largest allowed
     for (const f of sent) client.conn.send(f.codecByte, f.body);
     for (const f of sent) server.conn.send(f.codecByte, f.body);
     await server.sink.until(() => server.sink.frames.length === sent.length);
@@ -177,7 +186,7 @@ describe.each(VARIANTS)('%s stream transport', (scheme, listenUrl, addressPatter
     expect(server.sink.frames).toEqual([]);
     server.conn.start(server.sink);
     await server.sink.until(() => server.sink.frames.length === 5);
-    expect(server.sink.frames.map((f) => f.body)).toStrictEqual([0, 1, 2, 3, 4].map((i) => Buffer.from(sample(i).body)));
+    expect(digest(server.sink.frames)).toStrictEqual(digest([0, 1, 2, 3, 4].map(sample)));
   });
 
   it('reassembles a frame written one byte at a time', async () => {
@@ -235,7 +244,10 @@ describe.each(VARIANTS)('%s stream transport', (scheme, listenUrl, addressPatter
     expect(server.sink.closes).toEqual([undefined]);
     const reply = Buffer.concat(received);
     expect(reply.readUInt32BE(0)).toBe(reply.length - 4);
-    expect(JSON.parse(reply.subarray(5).toString('utf8'))).toMatchObject({ type: 'Error', data: { code: 'frame_too_large', fatal: true } });
+    expect(JSON.parse(reply.subarray(5).toString('utf8'))).toMatchObject({
+      type: 'Error',
+      data: { code: 'frame_too_large', fatal: true },
+    });
   });
 
   it('reports an unknown codec byte as unsupported_codec', async () => {
@@ -322,49 +334,79 @@ describe.each(VARIANTS)('%s stream transport', (scheme, listenUrl, addressPatter
     expect(server.sink.closes).toEqual([]);
   });
 
-  it('closes live connections when the server closes', async () => {
+  it('closes only the connection whose frame handler throws, with the cause', async () => {
+    const h = await harness(false);
+    const a = await h.dial();
+    const b = await h.dial();
+    const [first, second] = [await h.nth(0), await h.nth(1)];
+    const bug = new Error('owner bug');
+    first.conn.start({
+      frame: () => {
+        throw bug;
+      },
+      error: (e) => first.sink.error(e),
+      closed: (e) => first.sink.closed(e),
+    });
+    second.conn.start(second.sink);
+    a.conn.send(CODEC_JSON, sample(0).body);
+    b.conn.send(CODEC_JSON, sample(0).body);
+    await first.sink.until(() => first.sink.closes.length === 1);
+    expect(first.sink.closes[0]?.cause).toBe(bug);
+    await a.sink.until(() => a.sink.closes.length === 1);
+    await second.sink.until(() => second.sink.frames.length === 1);
+    expect(second.conn.isClosed).toBe(false);
+    expect(b.conn.isClosed).toBe(false);
+  });
+
+  it('stops accepting on server close but leaves open connections to their owner', async () => {
     const h = await harness();
     const client = await h.dial();
     const server = await h.nth(0);
     await h.server.close();
+    await expect(dial(new URL(h.server.url))).rejects.toThrow(/connect to .* failed/);
+    // A goodbye after the listener closed still goes through, as a Shutdown frame must.
+    server.conn.send(CODEC_JSON, sample(0).body);
+    await client.sink.until(() => client.sink.frames.length === 1);
+    await server.conn.close();
     await client.sink.until(() => client.sink.closes.length === 1);
     expect(server.sink.closes).toEqual([undefined]);
-    expect(server.conn.isClosed).toBe(true);
   });
 
   it('rejects a dial to an address nobody listens on', async () => {
     const h = await harness();
     const url = new URL(h.server.url);
     await h.server.close();
-    await expect(transportFor(url).dial(url, { maxFrameBytes: MAX_FRAME, maxSendBufferBytes: SEND_LIMIT, connectTimeoutMs: 5_000 })).rejects.toThrow(
-      /connect to .* failed/,
-    );
+    await expect(dial(url)).rejects.toThrow(/connect to .* failed/);
   });
 });
 
-describe('tcp transport dialing', () => {
-  const dialOptions = { maxFrameBytes: MAX_FRAME, maxSendBufferBytes: SEND_LIMIT, connectTimeoutMs: 5_000 };
+const DIAL_OPTIONS = { maxFrameBytes: MAX_FRAME, maxSendBufferBytes: SEND_LIMIT, connectTimeoutMs: 5_000 };
+const dial = (url: URL, connectTimeoutMs = 5_000): Promise<Connection> =>
+  transportFor(url).dial(url, { ...DIAL_OPTIONS, connectTimeoutMs });
 
+describe('tcp transport dialing', () => {
   it('rejects a URL without a port', async () => {
-    const url = new URL('tcp://127.0.0.1');
-    await expect(transportFor(url).dial(url, dialOptions)).rejects.toThrow(/host:port/);
+    await expect(dial(new URL('tcp://127.0.0.1'))).rejects.toThrow(/host:port/);
   });
 
   // A listener with a full backlog that never accepts makes the kernel drop further SYNs, so the
   // connect hangs. Node always accepts, hence a tiny Python listener when Python is there.
   const python = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => fs.existsSync(p));
+  const pythonListener = [
+    'import socket, time',
+    "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)",
+    'print(s.getsockname()[1], flush=True)',
+    'time.sleep(60)',
+  ].join('\n');
+
   it.skipIf(python === undefined)('gives up after connectTimeoutMs with an Error', async () => {
-    const child = spawn(
-      python!,
-      ['-c', "import socket,sys,time\ns=socket.socket();s.bind(('127.0.0.1',0));s.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)"],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
+    const child = spawn(python!, ['-c', pythonListener], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       const [line] = (await once(child.stdout!, 'data')) as [Buffer];
-      const url = new URL(`tcp://127.0.0.1:${line.toString().trim()}`);
-      const fillers = [0, 1, 2].map(() => net.connect({ host: '127.0.0.1', port: Number(url.port) }).on('error', () => {}));
+      const port = Number(line.toString().trim());
+      const fillers = [0, 1, 2].map(() => net.connect({ host: '127.0.0.1', port }).on('error', () => {}));
       try {
-        await expect(transportFor(url).dial(url, { ...dialOptions, connectTimeoutMs: 300 })).rejects.toThrow(/timed out after 300 ms/);
+        await expect(dial(new URL(`tcp://127.0.0.1:${port}`), 300)).rejects.toThrow(/timed out after 300 ms/);
       } finally {
         for (const f of fillers) f.destroy();
       }
@@ -375,11 +417,16 @@ describe('tcp transport dialing', () => {
 });
 
 describe('unix transport socket file', () => {
-  const options = { maxFrameBytes: MAX_FRAME, maxSendBufferBytes: SEND_LIMIT, onConnection: (c: Connection) => void c.close() };
+  const listenAt = (url: string): Promise<TransportServer> =>
+    transportFor(new URL(url)).listen(new URL(url), {
+      maxFrameBytes: MAX_FRAME,
+      maxSendBufferBytes: SEND_LIMIT,
+      onConnection: (c) => void c.close(),
+    });
 
   it('removes the socket file on close', async () => {
     const file = path.join(tmpDir, 'close.sock');
-    const server = await transportFor(new URL('unix:///x')).listen(new URL(`unix://${file}`), options);
+    const server = await listenAt(`unix://${file}`);
     expect(fs.statSync(file).isSocket()).toBe(true);
     await server.close();
     expect(fs.existsSync(file)).toBe(false);
@@ -387,37 +434,40 @@ describe('unix transport socket file', () => {
 
   it('replaces a stale socket file left by a killed process', async () => {
     const file = path.join(tmpDir, 'stale.sock');
-    const child = spawn(process.execPath, ['-e', "require('net').createServer().listen(process.argv[1], () => console.log('up'))", file], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const script = "require('net').createServer().listen(process.argv[1], () => console.log('up'))";
+    const child = spawn(process.execPath, ['-e', script, file], { stdio: ['ignore', 'pipe', 'inherit'] });
     await once(child.stdout, 'data');
     child.kill('SIGKILL');
     await once(child, 'exit');
     expect(fs.statSync(file).isSocket()).toBe(true); // left behind, nobody listening
 
-    const server = await transportFor(new URL('unix:///x')).listen(new URL(`unix://${file}`), options);
-    const conn = await transportFor(new URL(server.url)).dial(new URL(server.url), { ...options, connectTimeoutMs: 5_000 });
+    const server = await listenAt(`unix://${file}`);
+    const conn = await dial(new URL(server.url));
     await conn.close();
     await server.close();
   });
 
   it('refuses a path where another server listens, or that is not a socket', async () => {
     const live = path.join(tmpDir, 'live.sock');
-    const first = await transportFor(new URL('unix:///x')).listen(new URL(`unix://${live}`), options);
-    await expect(transportFor(new URL('unix:///x')).listen(new URL(`unix://${live}`), options)).rejects.toThrow(/another process is listening/);
+    const first = await listenAt(`unix://${live}`);
+    await expect(listenAt(`unix://${live}`)).rejects.toThrow(/another process is listening/);
     await first.close();
 
     const plain = path.join(tmpDir, 'plain.txt');
     fs.writeFileSync(plain, 'keep me');
-    await expect(transportFor(new URL('unix:///x')).listen(new URL(`unix://${plain}`), options)).rejects.toThrow(/not a socket/);
+    await expect(listenAt(`unix://${plain}`)).rejects.toThrow(/not a socket/);
     expect(fs.readFileSync(plain, 'utf8')).toBe('keep me');
   });
 
-  it('round-trips a path with spaces through its URL', async () => {
+  it('rejects a URL that is not an absolute path', async () => {
+    await expect(listenAt('unix://relative/x.sock')).rejects.toThrow(/unix:\/\/\/absolute\/path/);
+  });
+
+  it('round-trips a path with a space and a # through its URL', async () => {
     const file = path.join(tmpDir, 'with space #1.sock');
-    const server = await transportFor(new URL('unix:///x')).listen(new URL(`unix://${encodeURI(file).replace('#', '%23')}`), options);
+    const server = await listenAt(`unix://${encodeURI(file).replace('#', '%23')}`);
     expect(decodeURIComponent(new URL(server.url).pathname)).toBe(file);
-    const conn = await transportFor(new URL(server.url)).dial(new URL(server.url), { ...options, connectTimeoutMs: 5_000 });
+    const conn = await dial(new URL(server.url));
     await conn.close();
     await server.close();
   });

@@ -1,0 +1,233 @@
+// `npm run bench`: the control plane's throughput and latency over one TCP connection,
+// each beside a raw `net` echo of the same bytes measured in the same run.
+//
+//   heartbeats/s   MessagePack and JSON heartbeats decoded, validated and delivered to the
+//                  node's actor (a trailing message with an `id` is answered only after all
+//                  of them were handled, in order)
+//   round trip     JobAssignment received → JobAccepted + JobResult sent → JobResultAck
+//                  received, one job at a time (light load), results stored in SQLite
+import { hostname } from 'node:os';
+import { cpus } from 'node:os';
+import { CODEC_JSON, CODEC_MSGPACK, encodeBody, type Codec } from '../../protocol/codec.js';
+import { encodeFrame } from '../../protocol/frame-encoder.js';
+import { secretFromDataDir } from '../../supervisor/secret.js';
+import { TokenAuthority } from '../../supervisor/tokens.js';
+import { FrameSocket, type Envelope } from './frame-socket.js';
+import { startEchoServer, startPlane, type RunningPlane } from './processes.js';
+
+const HEARTBEATS = Number(process.env.BENCH_HEARTBEATS ?? 200_000);
+const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 300);
+const RUNS = 3;
+const BATCH = 256;
+
+async function main(): Promise<void> {
+  const which = process.argv[2] ?? 'tcp';
+  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp)`);
+  console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}`);
+  console.log(`heartbeats per run: ${HEARTBEATS}, round trips per run: ${ROUND_TRIPS}, runs: ${RUNS} (medians)\n`);
+  const plane = await startPlane({ MUSTER_HEARTBEAT_INTERVAL_MS: '60000' });
+  const echo = await startEchoServer();
+  try {
+    for (const codec of [CODEC_MSGPACK, CODEC_JSON] as Codec[]) {
+      const name = codec === CODEC_MSGPACK ? 'MessagePack' : 'JSON';
+      const node = await registerNode(plane, codec);
+      const frame = heartbeatFrame(node.nodeId, codec);
+      const planeRates: number[] = [];
+      const rawRates: number[] = [];
+      for (let run = 0; run < RUNS; run++) {
+        planeRates.push(await heartbeatRate(node.socket, frame, codec));
+        rawRates.push(await echoRate(echo.port, frame));
+      }
+      node.socket.close();
+      const p = median(planeRates);
+      const r = median(rawRates);
+      console.log(`heartbeats ${name.padEnd(11)} plane ${fmt(p)} msg/s   raw net echo+decode ${fmt(r)} msg/s   plane/raw ${(p / r).toFixed(2)}`);
+    }
+    const rtt = await roundTrips(plane, echo.port);
+    console.log(
+      `\nround trip (MessagePack)  plane p50 ${us(rtt.plane.p50)} p99 ${us(rtt.plane.p99)}   ` +
+        `raw net echo p50 ${us(rtt.raw.p50)} p99 ${us(rtt.raw.p99)}   p50 ratio ${(rtt.plane.p50 / rtt.raw.p50).toFixed(1)}`,
+    );
+  } finally {
+    await echo.stop();
+    await plane.stop();
+  }
+}
+
+interface Node {
+  socket: FrameSocket;
+  nodeId: string;
+}
+
+async function registerNode(plane: RunningPlane, codec: Codec, cpuCores = 1): Promise<Node> {
+  const secret = secretFromDataDir(plane.dataDir);
+  if (secret === undefined) throw new Error('the plane wrote no secret');
+  const token = await new TokenAuthority(secret).mintRegistrationToken({ ttlSeconds: 600 });
+  const socket = await FrameSocket.open(plane.tcpUrl.hostname, Number(plane.tcpUrl.port));
+  const register = {
+    type: 'RegisterNode',
+    data: {
+      node_info: { hostname: 'bench', ip_address: '127.0.0.1', port: 0, node_type: 'bench', version: '0', platform: 'linux', architecture: 'x64', tags: {} },
+      capabilities: {
+        runner_types: ['shell'],
+        max_resources: { cpu_cores: cpuCores, memory_mb: 1024, disk_gb: 10, network_mbps: 0 },
+        supported_job_types: ['command'],
+        features: [],
+        protocols: ['tcp'],
+      },
+      auth_token: token,
+    },
+  };
+  const ack = socket.next((e) => e.type === 'RegisterAck' || e.type === 'Error');
+  await socket.write(encodeFrame(codec, encodeBody(codec, register)));
+  const answer = await ack;
+  if (answer.type !== 'RegisterAck') throw new Error(`registration refused: ${JSON.stringify(answer.data)}`);
+  return { socket, nodeId: String(answer.data.node_id) };
+}
+
+function heartbeatFrame(nodeId: string, codec: Codec): Uint8Array {
+  const heartbeat = {
+    type: 'Heartbeat',
+    data: {
+      node_id: nodeId,
+      status: 'Ready',
+      resources: { cpu_cores: 1, memory_mb: 1024, available_cpu: 1, available_memory_mb: 1024 },
+      metrics: { cpu_usage_percent: 12.5, memory_usage_percent: 40, active_jobs: 0, completed_jobs: 10, failed_jobs: 0 },
+      timestamp: new Date().toISOString(),
+    },
+  };
+  return encodeFrame(codec, encodeBody(codec, heartbeat));
+}
+
+function batchOf(frame: Uint8Array, count: number): Buffer {
+  return Buffer.concat(Array.from({ length: count }, () => frame));
+}
+
+/** Heartbeats per second through the plane: N heartbeats, then a message that is answered after them. */
+async function heartbeatRate(socket: FrameSocket, frame: Uint8Array, codec: Codec): Promise<number> {
+  const batch = batchOf(frame, BATCH);
+  const sentinelId = `s-${Math.random().toString(36).slice(2)}`;
+  const answered = socket.next((e) => e.reply_to === sentinelId, 120_000);
+  const started = performance.now();
+  for (let sent = 0; sent < HEARTBEATS; sent += BATCH) await socket.write(batch);
+  // An unknown type is answered with a non-fatal Error carrying our id: the end marker.
+  await socket.write(encodeFrame(codec, encodeBody(codec, { type: 'BenchEnd', id: sentinelId, data: {} })));
+  await answered;
+  return (Math.ceil(HEARTBEATS / BATCH) * BATCH * 1000) / (performance.now() - started);
+}
+
+/**
+ * The same bytes through a raw echo server, each echoed frame split out and its body
+ * decoded on arrival (as the DESIGN's "raw net loop" ceiling): frames per second.
+ */
+async function echoRate(port: number, frame: Uint8Array): Promise<number> {
+  const socket = await FrameSocket.open('127.0.0.1', port);
+  const batch = batchOf(frame, BATCH);
+  const frames = Math.ceil(HEARTBEATS / BATCH) * BATCH;
+  let received = 0;
+  const done = new Promise<void>((resolve) => {
+    socket.onMessage = () => {
+      if (++received === frames) resolve();
+    };
+  });
+  const started = performance.now();
+  for (let sent = 0; sent < frames; sent += BATCH) await socket.write(batch);
+  await done;
+  const rate = (frames * 1000) / (performance.now() - started);
+  socket.close();
+  return rate;
+}
+
+interface Percentiles {
+  p50: number;
+  p99: number;
+}
+
+async function roundTrips(plane: RunningPlane, echoPort: number): Promise<{ plane: Percentiles; raw: Percentiles }> {
+  const codec = CODEC_MSGPACK;
+  const node = await registerNode(plane, codec, 1);
+  const secret = secretFromDataDir(plane.dataDir)!;
+  const apiToken = await new TokenAuthority(secret).mintApiToken({ role: 'operator', ttlSeconds: 600 });
+  const samples: number[] = [];
+  let lastBytes = new Uint8Array();
+  for (let i = 0; i < ROUND_TRIPS * RUNS; i++) {
+    const assignment = node.socket.next((e) => e.type === 'JobAssignment');
+    await submitJob(plane.httpUrl, apiToken);
+    const a = await assignment;
+    const started = performance.now();
+    const jobId = String(a.data.job_id);
+    const attempt = Number(a.data.attempt);
+    const acked = node.socket.next((e) => e.type === 'JobResultAck' && e.data.job_id === jobId);
+    lastBytes = Buffer.concat([
+      encodeFrame(codec, encodeBody(codec, { type: 'JobAccepted', data: { job_id: jobId, attempt } })),
+      encodeFrame(codec, encodeBody(codec, resultOf(jobId, attempt, node.nodeId))),
+    ]);
+    await node.socket.write(lastBytes);
+    await acked;
+    samples.push(performance.now() - started);
+  }
+  node.socket.close();
+
+  const echo = await FrameSocket.open('127.0.0.1', echoPort, false);
+  const raw: number[] = [];
+  for (let i = 0; i < ROUND_TRIPS * RUNS; i++) {
+    let received = 0;
+    const started = performance.now();
+    await new Promise<void>((resolve) => {
+      echo.onBytes = (n) => {
+        received += n;
+        if (received >= lastBytes.length) resolve();
+      };
+      void echo.write(lastBytes);
+    });
+    raw.push(performance.now() - started);
+  }
+  echo.close();
+  return { plane: percentiles(samples), raw: percentiles(raw) };
+}
+
+function resultOf(jobId: string, attempt: number, nodeId: string): Envelope {
+  const now = new Date().toISOString();
+  return {
+    type: 'JobResult',
+    data: {
+      job_id: jobId,
+      attempt,
+      node_id: nodeId,
+      result: { status: 'Completed', exit_code: 0, stdout: 'ok\n', stderr: '', artifacts: [], started_at: now, completed_at: now },
+      metrics: { duration_ms: 1, cpu_time_ms: 1, memory_peak_mb: 1 },
+    },
+  };
+}
+
+async function submitJob(httpUrl: string, token: string): Promise<void> {
+  const response = await fetch(`${httpUrl}/v1/jobs`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ job: { command: ['true'] } }),
+  });
+  if (response.status !== 201) throw new Error(`submit failed: ${response.status} ${await response.text()}`);
+}
+
+function percentiles(samples: number[]): Percentiles {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return { p50: at(0.5), p99: at(0.99) };
+}
+
+function median(values: number[]): number {
+  return percentiles(values).p50;
+}
+
+function fmt(n: number): string {
+  return Math.round(n).toLocaleString('en-US').padStart(9);
+}
+
+function us(ms: number): string {
+  return `${Math.round(ms * 1000).toLocaleString('en-US')} µs`;
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
