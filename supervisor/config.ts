@@ -10,8 +10,22 @@ export interface Config {
   tcp: string;
   /** Path of the Unix socket node listener; empty means `<dataDir>/muster.sock`. */
   unix: string;
+  /** HOST:PORT of the WebSocket node listener (path `/v1/connect`). */
+  ws: string;
+  /** HOST:PORT of the gRPC node listener (`muster.v1.NodeLink/Connect`). */
+  grpc: string;
   /** HOST:PORT of the admin HTTP API. */
   http: string;
+  /**
+   * PEM certificate and key files: when both are set, the TCP, WebSocket and gRPC
+   * listeners serve TLS (`tls://`, `wss://`, `grpcs://`); the Unix socket stays plain.
+   */
+  tlsCert: string;
+  tlsKey: string;
+  /** CA bundle for client certificates (mutual TLS). */
+  tlsCa: string;
+  /** Mutual TLS: refuse clients without a certificate signed by `tlsCa`. */
+  requireClientCert: boolean;
   /** HS256 secret (at least 32 bytes); default read or generated at `<dataDir>/secret`. */
   jwtSecret: string;
   /** Identifier of this control-plane replica, sent in `RegisterAck`. */
@@ -38,7 +52,13 @@ export const DEFAULTS: Config = {
   dataDir: './.muster',
   tcp: '127.0.0.1:7420',
   unix: '',
+  ws: '127.0.0.1:7421',
+  grpc: '127.0.0.1:7422',
   http: '127.0.0.1:7480',
+  tlsCert: '',
+  tlsKey: '',
+  tlsCa: '',
+  requireClientCert: false,
   jwtSecret: '',
   controlPlaneId: '',
   maxFrameBytes: 1_048_576,
@@ -66,7 +86,7 @@ export interface ConfigSources {
   file?: string;
   env?: NodeJS.ProcessEnv;
   /** Values from flags; undefined entries are ignored. */
-  overrides?: Partial<Record<Key, string | number | undefined>>;
+  overrides?: Partial<Record<Key, string | number | boolean | undefined>>;
 }
 
 export function loadConfig(sources: ConfigSources = {}): Config {
@@ -90,7 +110,11 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 function set(config: Config, key: string, value: unknown, origin: string): void {
   if (!Object.hasOwn(DEFAULTS, key)) throw new Error(`${origin}: unknown setting ${key}`);
   const k = key as Key;
-  if (typeof DEFAULTS[k] === 'number') {
+  if (typeof DEFAULTS[k] === 'boolean') {
+    const b = value === true || value === 'true' || value === '1' ? true : value === false || value === 'false' || value === '0' ? false : undefined;
+    if (b === undefined) throw new Error(`${origin}: ${key} must be true or false, got ${String(value)}`);
+    (config as unknown as Record<string, unknown>)[k] = b;
+  } else if (typeof DEFAULTS[k] === 'number') {
     const n = typeof value === 'number' ? value : Number(value);
     if (!Number.isFinite(n) || n < 0) throw new Error(`${origin}: ${key} must be a non-negative number, got ${String(value)}`);
     (config as unknown as Record<string, unknown>)[k] = n;

@@ -24,11 +24,14 @@ export interface StreamConnectionOptions {
   maxSendBufferBytes: number;
   /** `host:port` for TCP, the socket path for Unix. */
   remoteAddress: string;
+  /** Names of the peer's verified TLS client certificate; none for plain sockets. */
+  peerNames?: readonly string[];
 }
 
 export class StreamConnection implements Connection {
   readonly id = nextConnectionId();
   readonly remoteAddress: string;
+  readonly peerNames: readonly string[];
   private readonly decoder: FrameDecoder;
   private readonly maxSendBufferBytes: number;
   private sink: FrameSink | undefined;
@@ -46,6 +49,7 @@ export class StreamConnection implements Connection {
     options: StreamConnectionOptions,
   ) {
     this.remoteAddress = options.remoteAddress;
+    this.peerNames = options.peerNames ?? [];
     this.maxSendBufferBytes = options.maxSendBufferBytes;
     this.decoder = new FrameDecoder(options.maxFrameBytes);
     this.whenClosed = new Promise((resolve) => (this.resolveClosed = resolve));

@@ -20,6 +20,11 @@ export interface Connection {
   /** The peer's address as `host:port`, or the socket path, for logs and allow-lists. */
   readonly remoteAddress: string;
   readonly isClosed: boolean;
+  /**
+   * Names of a verified client certificate (subject CN and DNS SANs) on a mutual-TLS
+   * listener; empty otherwise. Registration checks them against the token's `sub`.
+   */
+  readonly peerNames: readonly string[];
   /** Starts delivering frames to `sink`; frames that arrived earlier are delivered first. */
   start(sink: FrameSink): void;
   /**
@@ -39,11 +44,34 @@ export interface TransportServer {
   close(): Promise<void>;
 }
 
+/** Server-side TLS, for `tls://`, `wss://` and `grpcs://` listeners. PEM text, not paths. */
+export interface ServerTlsOptions {
+  cert: string;
+  key: string;
+  /** CA bundle that client certificates must chain to. */
+  ca?: string;
+  /** Mutual TLS: refuse clients without a certificate signed by `ca`. */
+  requireClientCert: boolean;
+}
+
+/** Client-side TLS, for dialing `tls://`, `wss://` and `grpcs://`. PEM text, not paths. */
+export interface ClientTlsOptions {
+  /** CA bundle that the server's certificate must chain to; default the system's. */
+  ca?: string;
+  /** Client certificate and key, for mutual TLS. */
+  cert?: string;
+  key?: string;
+  /** Server name to verify, when it differs from the URL's host. */
+  servername?: string;
+}
+
 export interface ListenOptions {
   maxFrameBytes: number;
   /** Bytes a connection may have queued for sending before it is closed. */
   maxSendBufferBytes: number;
   onConnection(conn: Connection): void;
+  /** Required by the TLS schemes, ignored by the others. */
+  tls?: ServerTlsOptions;
 }
 
 export interface DialOptions {
@@ -51,6 +79,8 @@ export interface DialOptions {
   maxSendBufferBytes: number;
   /** Give up connecting after this long. */
   connectTimeoutMs: number;
+  /** Used by the TLS schemes, ignored by the others. */
+  tls?: ClientTlsOptions;
 }
 
 /** A family of URL schemes served by one implementation. */
