@@ -7,55 +7,21 @@ import type { CodecName } from '../protocol/codec.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/frame-decoder.js';
 import type { EnvelopeOf, MessageData, NodeStatus, PlaneMessage } from '../protocol/messages.js';
 import { transportFor, type Connection, type DialOptions } from '../transports/transport.js';
-import { Backoff, type BackoffOptions } from './backoff.js';
+import { Backoff } from './backoff.js';
 import { collectHostFacts, UsageSampler } from './host-facts.js';
 import { JobManager } from './job-manager.js';
 import type { LogChunkData } from './job-runner.js';
 import { DEFAULT_MAX_QUEUED_LOG_BYTES, LogQueue } from './log-queue.js';
 import { PlaneLink } from './plane-link.js';
+import { ReconnectLoop } from './reconnect-loop.js';
 import { ResultOutbox, type OutboxEntry } from './result-outbox.js';
 import { childTraceparent } from './trace-context.js';
+import { DEFAULT_SEND_BUFFER_BYTES, type AgentOptions } from './agent-options.js';
 
-/** Opens a connection to one control-plane URL. */
-export type Dialer = (url: URL, options: DialOptions) => Promise<Connection>;
-
-export interface AgentOptions {
-  /** Control-plane URLs (`tcp://host:port`, `unix:///path` ...), tried in turn. */
-  urls: string[];
-  /** The registration token (JWT with scope `node:register`). */
-  token: string;
-  /** Jobs run in subdirectories of it; unacked results live in its `.outbox/`. */
-  workDir: string;
-  /** Codec of everything the agent sends. Default `msgpack`. */
-  codec?: CodecName;
-  /** Node tags, from `--tag k=v`. */
-  tags?: Record<string, string>;
-  logger: Logger;
-  maxFrameBytes?: number;
-  maxSendBufferBytes?: number;
-  /** Give up dialling one URL after this long. Default 10 s. */
-  connectTimeoutMs?: number;
-  /** Close and retry when no RegisterAck comes within this long. Default 15 s. */
-  registerTimeoutMs?: number;
-  /** Heartbeat interval until the control plane names one. Default 5 s. */
-  heartbeatIntervalMs?: number;
-  /** How long a drain waits for the acks of the last results before it deregisters. Default 10 s. */
-  drainAckTimeoutMs?: number;
-  /** Between SIGTERM and SIGKILL when a job times out or is cancelled. Default 5 s. */
-  killGraceMs?: number;
-  /** Bound of log output queued while disconnected. Default 8 MiB. */
-  maxQueuedLogBytes?: number;
-  backoff?: BackoffOptions;
-  runnerTypes?: string[];
-  supportedJobTypes?: string[];
-  nodeType?: string;
-  /** How to open connections; default: the transport registered for the URL's scheme. */
-  dial?: Dialer;
-}
+export type { AgentOptions, Dialer } from './agent-options.js';
 
 // Errors that refuse a session token: the agent falls back to its registration token.
 const RESUME_REFUSALS: ReadonlySet<string> = new Set(['auth_failed', 'token_expired', 'forbidden']);
-const DEFAULT_SEND_BUFFER_BYTES = 8 * 1024 * 1024;
 
 export class Agent {
   private readonly logger: Logger;
@@ -73,20 +39,23 @@ export class Agent {
   private useSession = false;
   private draining = false;
   private stopped = false;
-  private urlIndex = 0;
   private heartbeatIntervalMs: number;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private registerTimer: NodeJS.Timeout | undefined;
-  private sleepTimer: NodeJS.Timeout | undefined;
-  private wake: (() => void) | undefined;
-  private loop: Promise<void> | undefined;
+  private readonly loop: ReconnectLoop;
   private drained: Promise<void> | undefined;
 
   constructor(private readonly options: AgentOptions) {
-    if (options.urls.length === 0) throw new Error('the agent needs at least one control-plane URL');
     this.logger = options.logger;
     this.codec = options.codec ?? 'msgpack';
     this.backoff = new Backoff(options.backoff);
+    this.loop = new ReconnectLoop({
+      urls: options.urls,
+      dial: (url) => this.dial(url),
+      session: (conn, url) => this.session(conn, url),
+      backoff: this.backoff,
+      logger: this.logger,
+    });
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5_000;
     this.outbox = new ResultOutbox(options.workDir, this.logger);
     this.logQueue = new LogQueue(this.logger, options.maxQueuedLogBytes ?? DEFAULT_MAX_QUEUED_LOG_BYTES);
@@ -116,7 +85,7 @@ export class Agent {
 
   /** Starts connecting; returns at once. */
   start(): this {
-    this.loop ??= this.run();
+    this.loop.start();
     return this;
   }
 
@@ -131,13 +100,10 @@ export class Agent {
 
   /** Closes at once and kills running jobs; for tests and a second signal. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.wakeUp();
     // killAll signals every job before its first await, so a caller that exits right after calling stop() leaves no job behind.
     const killed = this.jobs.killAll();
-    await this.link?.close();
+    await this.close();
     await killed;
-    await this.loop;
   }
 
   private async drainNow(): Promise<void> {
@@ -148,35 +114,20 @@ export class Agent {
     await this.waitUntil(() => this.outbox.size === 0, this.options.drainAckTimeoutMs ?? 10_000);
     if (this.outbox.size > 0) this.logger.warn({ results: this.outbox.size }, 'results not acked; kept for the next run');
     if (this.registered && this.node !== undefined) this.link?.send('Deregister', { node_id: this.node, reason: 'drained' });
-    this.stopped = true;
-    this.wakeUp();
-    await this.link?.close();
-    await this.loop;
+    await this.close();
     this.logger.info('drained');
   }
 
-  // ---- connection loop ----
-
-  private async run(): Promise<void> {
-    for (let first = true; !this.stopped; first = false) {
-      if (!first) await this.sleep(this.backoff.next());
-      if (this.stopped) break;
-      const url = this.options.urls[this.urlIndex % this.options.urls.length]!;
-      this.urlIndex += 1;
-      let conn: Connection;
-      try {
-        conn = await this.dial(url);
-      } catch (err) {
-        this.logger.warn({ err, url }, 'cannot reach control plane');
-        continue;
-      }
-      if (this.stopped) {
-        await conn.close();
-        break;
-      }
-      await this.session(conn, url);
-    }
+  private async close(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.registerTimer);
+    clearInterval(this.heartbeatTimer);
+    const stopping = this.loop.stop();
+    await this.link?.close();
+    await stopping;
   }
+
+  // ---- connections ----
 
   private dial(url: string): Promise<Connection> {
     const parsed = new URL(url);
@@ -257,8 +208,7 @@ export class Agent {
         if (!this.jobs.cancel(message.data)) this.logger.info({ job_id: message.data.job_id }, 'cancel for a job not running here');
         return;
       case 'Drain':
-        void this.drainForPlane();
-        return;
+        return this.onDrain();
       case 'Shutdown':
         this.logger.warn({ reason: message.data.reason }, 'control plane shutting down; reconnecting');
         void link.close();
@@ -337,7 +287,7 @@ export class Agent {
     void link.close();
   }
 
-  private async drainForPlane(): Promise<void> {
+  private onDrain(): void {
     if (this.draining) return;
     this.draining = true;
     this.logger.info('control plane asked to drain; taking no new jobs');
@@ -398,22 +348,6 @@ export class Agent {
     // The node id is the current one: a refused resume may have given this agent a new one.
     const data = this.node === undefined ? entry.result : { ...entry.result, node_id: this.node };
     link.send('JobResult', data, childTraceparent(entry.traceparent));
-  }
-
-  // ---- timers ----
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.wake = resolve;
-      this.sleepTimer = setTimeout(resolve, ms);
-    });
-  }
-
-  private wakeUp(): void {
-    clearTimeout(this.sleepTimer);
-    clearTimeout(this.registerTimer);
-    clearInterval(this.heartbeatTimer);
-    this.wake?.();
   }
 
   private async waitUntil(done: () => boolean, timeoutMs: number): Promise<void> {

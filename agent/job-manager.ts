@@ -60,10 +60,12 @@ export class JobManager {
     return this.running.has(key(jobId, attempt));
   }
 
-  reserved(): Reserved {
+  /** What running jobs take; `exceptJobId`'s attempts left out (a new attempt supersedes them). */
+  reserved(exceptJobId?: string): Reserved {
     let cpuCores = 0;
     let memoryMb = 0;
     for (const { runner } of this.running.values()) {
+      if (runner.jobId === exceptJobId) continue;
       cpuCores += runner.reserved.cpuCores;
       memoryMb += runner.reserved.memoryMb;
     }
@@ -73,7 +75,9 @@ export class JobManager {
   /** Why this assignment cannot be taken now, or undefined when it fits. */
   refusal(job: JobAssignment): string | undefined {
     const need = job.job.resource_requirements;
-    const taken = this.reserved();
+    // An older attempt of the same job still running here was withdrawn by the plane, and
+    // start() cancels it: its share must not make the node refuse the attempt that replaces it.
+    const taken = this.reserved(job.job_id);
     if (taken.cpuCores + need.cpu_cores > cpuCount()) {
       return `insufficient cpu: ${need.cpu_cores} cores asked, ${Math.max(0, cpuCount() - taken.cpuCores)} free`;
     }

@@ -87,7 +87,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
       registerTimeoutMs: config.registerTimeoutMs,
     },
     authenticate: async (session, message): Promise<Registration> => {
-      const result = await authenticateNode(tokens, config.sessionTtlSeconds, message);
+      const result = await authenticateNode(tokens, config.sessionTtlSeconds, message, session.connection.peerNames);
       pendingAcks.set(session, result);
       return result.registration;
     },
@@ -97,7 +97,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
       if (nodeId === undefined) return;
       coordinator.handle(session, nodeId, message).catch((err: unknown) => {
         session.logger.error({ err, node_id: nodeId, type: message.type }, 'job message failed');
-        session.sendError(toMusterError(err));
+        session.sendError(toMusterError(err), message.id);
       });
     },
     stateChanged: (session, state) => {
@@ -223,11 +223,13 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
       shuttingDown = true;
       scheduler.stop();
       await Promise.all(servers.map((s) => s.close()));
-      for (const session of sessions) {
+      // Taken before the loop: each actor that ends removes its session from `sessions`.
+      const open = [...sessions];
+      for (const session of open) {
         session.send('Shutdown', { reason, grace_period_ms: config.shutdownGraceMs });
         session.actor.send({ type: 'shutdown' });
       }
-      await Promise.all([...sessions].map((s) => s.connection.close()));
+      await Promise.all(open.map((s) => s.connection.close()));
       coordinator.close();
       await admin?.close();
       await store.close();

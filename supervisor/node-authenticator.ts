@@ -1,9 +1,11 @@
 // Decides who a `RegisterNode` is (PROTOCOL.md sections 4 and 5): a registration token
 // makes a new node; a session token with `resume` brings back the node it was minted for.
+// On a mutual-TLS listener the client certificate must also name the registration token's `sub`.
 import { randomUUID } from 'node:crypto';
 import type { Registration } from '../actors/node-machine.js';
+import { MusterError } from '../protocol/errors.js';
 import type { EnvelopeOf } from '../protocol/messages.js';
-import type { TokenAuthority } from './tokens.js';
+import type { TokenAuthority, VerifiedNodeToken } from './tokens.js';
 
 export interface Authenticated {
   registration: Registration;
@@ -16,6 +18,8 @@ export async function authenticateNode(
   tokens: TokenAuthority,
   sessionTtlSeconds: number,
   message: EnvelopeOf<'RegisterNode'>,
+  /** The connection's `peerNames`: names of its verified client certificate, empty without one. */
+  peerNames: readonly string[],
 ): Promise<Authenticated> {
   const { node_info: info, capabilities, auth_token: token, resume } = message.data;
   const verified = await tokens.verifyNodeToken(token, {
@@ -23,6 +27,7 @@ export async function authenticateNode(
     nodeType: info.node_type,
     resumeNodeId: resume?.node_id,
   });
+  checkCertificateNames(verified, peerNames);
   // Only a session token proves which node this is: a registration token with `resume`
   // registers a new node, or anyone holding one could take over any node id.
   const resumed = verified.kind === 'session' && resume !== undefined;
@@ -33,4 +38,15 @@ export async function authenticateNode(
     session: await tokens.mintSessionToken(nodeId, sessionTtlSeconds),
     keepJobs,
   };
+}
+
+/**
+ * A registration token pinned to a host (`sub`) is only good over a connection whose client
+ * certificate names that host, so a stolen token is useless without the host's key too.
+ */
+function checkCertificateNames(verified: VerifiedNodeToken, peerNames: readonly string[]): void {
+  if (peerNames.length === 0 || verified.kind !== 'registration' || verified.sub === undefined) return;
+  if (!peerNames.includes(verified.sub)) {
+    throw new MusterError('forbidden', "client certificate does not name the registration token's subject");
+  }
 }

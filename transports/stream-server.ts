@@ -15,6 +15,8 @@ export interface StreamEndpoint {
   url(server: Server): string;
   /** The peer's address for logs and allow-lists. */
   peerAddress(socket: Socket): string;
+  /** Names of the peer's verified client certificate (TLS); none when absent. */
+  peerNames?(socket: Socket): readonly string[];
   /** Runs after the listener has closed, e.g. to remove a socket file. */
   cleanup?(): void;
 }
@@ -26,6 +28,7 @@ export function listenStream(endpoint: StreamEndpoint, options: ListenOptions): 
       maxFrameBytes: options.maxFrameBytes,
       maxSendBufferBytes: options.maxSendBufferBytes,
       remoteAddress: endpoint.peerAddress(socket),
+      peerNames: endpoint.peerNames?.(socket),
     });
     options.onConnection(conn);
   });

@@ -248,6 +248,18 @@ describe('Agent', () => {
     expect(result.data.result.stdout).toBe('one\ntwo\n');
   });
 
+  it('rejects a job that needs more than the host has', async () => {
+    agent();
+    const conn = await plane.nextConnection();
+    await registered(conn);
+    const big = assignment(['true']);
+    big.job.resource_requirements.cpu_cores = os.cpus().length + 1;
+    conn.send('JobAssignment', big);
+    const rejected = await conn.next('JobRejected');
+    expect(rejected.data).toMatchObject({ job_id: big.job_id, attempt: 1 });
+    expect(rejected.data.reason).toMatch(/insufficient cpu/);
+  });
+
   it('ignores bad frames and keeps working', async () => {
     agent();
     const conn = await plane.nextConnection();

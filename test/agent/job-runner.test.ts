@@ -99,6 +99,13 @@ describe('JobRunner', () => {
     expect(joined(chunks, 'stderr')).toBe(result.stderr);
   });
 
+  it('fails, without throwing, for a command that cannot be passed to the system', async () => {
+    const { runner } = run(assignment(['echo', 'nul\u0000byte']));
+    const { result } = await runner.done;
+    expect(result.status).toBe('Failed');
+    expect(result.stderr).toContain('cannot start echo');
+  });
+
   it('times out: SIGTERM to the group first, SIGKILL after the grace period for a process that traps TERM', async () => {
     const script = 'trap "echo got-term" TERM; echo ready; while :; do sleep 0.05; done';
     const { runner, chunks } = run(assignment(['sh', '-c', script], { timeoutSecs: 1 }), { killGraceMs: 700 });

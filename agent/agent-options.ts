@@ -1,0 +1,44 @@
+// The settings of the runner agent, with their defaults in the TSDoc.
+import type { Logger } from 'pino';
+import type { CodecName } from '../protocol/codec.js';
+import type { Connection, DialOptions } from '../transports/transport.js';
+import type { BackoffOptions } from './backoff.js';
+
+export const DEFAULT_SEND_BUFFER_BYTES = 8 * 1024 * 1024;
+
+/** Opens a connection to one control-plane URL. */
+export type Dialer = (url: URL, options: DialOptions) => Promise<Connection>;
+
+export interface AgentOptions {
+  /** Control-plane URLs (`tcp://host:port`, `unix:///path` ...), tried in turn. */
+  urls: string[];
+  /** The registration token (JWT with scope `node:register`). */
+  token: string;
+  /** Jobs run in subdirectories of it; unacked results live in its `.outbox/`. */
+  workDir: string;
+  /** Codec of everything the agent sends. Default `msgpack`. */
+  codec?: CodecName;
+  /** Node tags, from `--tag k=v`. */
+  tags?: Record<string, string>;
+  logger: Logger;
+  maxFrameBytes?: number;
+  maxSendBufferBytes?: number;
+  /** Give up dialling one URL after this long. Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Close and retry when no RegisterAck comes within this long. Default 15 s. */
+  registerTimeoutMs?: number;
+  /** Heartbeat interval until the control plane names one. Default 5 s. */
+  heartbeatIntervalMs?: number;
+  /** How long a drain waits for the acks of the last results before it deregisters. Default 10 s. */
+  drainAckTimeoutMs?: number;
+  /** Between SIGTERM and SIGKILL when a job times out or is cancelled. Default 5 s. */
+  killGraceMs?: number;
+  /** Bound of log output queued while disconnected. Default 8 MiB. */
+  maxQueuedLogBytes?: number;
+  backoff?: BackoffOptions;
+  runnerTypes?: string[];
+  supportedJobTypes?: string[];
+  nodeType?: string;
+  /** How to open connections; default: the transport registered for the URL's scheme. */
+  dial?: Dialer;
+}
