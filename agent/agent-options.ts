@@ -1,7 +1,7 @@
 // The settings of the runner agent, with their defaults in the TSDoc.
 import type { Logger } from 'pino';
 import type { CodecName } from '../protocol/codec.js';
-import type { Connection, DialOptions } from '../transports/transport.js';
+import type { ClientTlsOptions, Connection, DialOptions } from '../transports/transport.js';
 import type { BackoffOptions } from './backoff.js';
 
 export const DEFAULT_SEND_BUFFER_BYTES = 8 * 1024 * 1024;
@@ -39,6 +39,8 @@ export interface AgentOptions {
   runnerTypes?: string[];
   supportedJobTypes?: string[];
   nodeType?: string;
+  /** CA, client certificate and key (PEM text) for `tls://`, `wss://` and `grpcs://` URLs. */
+  tls?: ClientTlsOptions;
   /** How to open connections; default: the transport registered for the URL's scheme. */
   dial?: Dialer;
 }

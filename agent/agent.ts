@@ -136,6 +136,7 @@ export class Agent {
       maxSendBufferBytes: this.options.maxSendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES,
       connectTimeoutMs: this.options.connectTimeoutMs ?? 10_000,
     };
+    if (this.options.tls !== undefined) options.tls = this.options.tls;
     return this.options.dial ? this.options.dial(parsed, options) : transportFor(parsed).dial(parsed, options);
   }
 

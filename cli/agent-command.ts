@@ -1,5 +1,7 @@
 // `muster agent`: runs a runner node that dials the control plane and runs its jobs.
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import type { ClientTlsOptions } from '../transports/transport.js';
 import { collect, collectKeyValue } from './options.js';
 
 interface AgentOptions {
@@ -9,6 +11,10 @@ interface AgentOptions {
   codec?: 'json' | 'msgpack';
   tag?: Record<string, string>;
   logLevel?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsServername?: string;
 }
 
 export function agentCommand(): Command {
@@ -20,7 +26,20 @@ export function agentCommand(): Command {
     .addOption(new Option('--codec <codec>', 'wire codec').choices(['json', 'msgpack']))
     .option('--tag <key=value>', 'node tag for job selectors (repeatable)', collectKeyValue)
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent')
+    .option('--tls-ca <file>', 'CA bundle (PEM) the plane\'s certificate must chain to (tls://, wss://, grpcs://)')
+    .option('--tls-cert <file>', 'client certificate (PEM) for mutual TLS')
+    .option('--tls-key <file>', 'client key (PEM) for mutual TLS')
+    .option('--tls-servername <name>', 'server name to verify when it differs from the URL host')
     .action(async (options: AgentOptions) => runAgent(options));
+}
+
+function clientTls(options: AgentOptions): ClientTlsOptions {
+  const tls: ClientTlsOptions = {};
+  if (options.tlsCa !== undefined) tls.ca = readFileSync(options.tlsCa, 'utf8');
+  if (options.tlsCert !== undefined) tls.cert = readFileSync(options.tlsCert, 'utf8');
+  if (options.tlsKey !== undefined) tls.key = readFileSync(options.tlsKey, 'utf8');
+  if (options.tlsServername !== undefined) tls.servername = options.tlsServername;
+  return tls;
 }
 
 async function runAgent(options: AgentOptions): Promise<void> {
@@ -36,5 +55,6 @@ async function runAgent(options: AgentOptions): Promise<void> {
     codec: options.codec,
     tags: options.tag ?? {},
     logLevel: options.logLevel,
+    agent: { tls: clientTls(options) },
   });
 }

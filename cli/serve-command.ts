@@ -7,6 +7,12 @@ interface ServeOptions {
   tcp?: string;
   unix?: string;
   http?: string;
+  ws?: string;
+  grpc?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  requireClientCert?: boolean;
   config?: string;
   logLevel?: string;
 }
@@ -17,7 +23,13 @@ export function serveCommand(): Command {
     .option('--data-dir <dir>', 'job store, secret and Unix socket directory (default ./.muster)')
     .option('--tcp <host:port>', 'TCP node listener, or "off" (default 127.0.0.1:7420)')
     .option('--unix <path>', 'Unix socket node listener, or "off" (default <data-dir>/muster.sock)')
+    .option('--ws <host:port>', 'WebSocket node listener at /v1/connect, or "off" (default 127.0.0.1:7421)')
+    .option('--grpc <host:port>', 'gRPC node listener, or "off" (default 127.0.0.1:7422)')
     .option('--http <host:port>', 'admin HTTP API listener (default 127.0.0.1:7480)')
+    .option('--tls-cert <file>', 'PEM certificate: TCP, WebSocket and gRPC then serve tls://, wss://, grpcs://')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--tls-ca <file>', 'PEM CA bundle that client certificates must chain to')
+    .option('--require-client-cert', 'mutual TLS: refuse nodes without a client certificate signed by --tls-ca')
     .option('--config <file>', 'JSON configuration file (also MUSTER_CONFIG)')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default info)')
     .action(async (options: ServeOptions) => serve(options));
@@ -31,6 +43,12 @@ async function serve(options: ServeOptions): Promise<void> {
       tcp: options.tcp,
       unix: options.unix,
       http: options.http,
+      ws: options.ws,
+      grpc: options.grpc,
+      tlsCert: options.tlsCert,
+      tlsKey: options.tlsKey,
+      tlsCa: options.tlsCa,
+      requireClientCert: options.requireClientCert,
       logLevel: options.logLevel,
     },
   });

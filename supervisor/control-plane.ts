@@ -1,7 +1,7 @@
 // The control plane, wired: listeners → node sessions (one actor each) → registry,
 // job coordinator, scheduler, job store, bus, and the admin HTTP API.
 // `startControlPlane` is what `muster serve` and the integration tests run.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -11,7 +11,7 @@ import { CODEC_JSON, encodeBody } from '../protocol/codec.js';
 import { MusterError, toMusterError } from '../protocol/errors.js';
 import type { EnvelopeOf } from '../protocol/messages.js';
 import '../transports/builtin.js';
-import { transportFor, type Connection, type TransportServer } from '../transports/transport.js';
+import { transportFor, type Connection, type ListenOptions, type ServerTlsOptions, type TransportServer } from '../transports/transport.js';
 import { startAdminApi, type AdminApi } from './admin-api.js';
 import { LISTENER_OFF, type Config } from './config.js';
 import { JobCoordinator } from './job-coordinator.js';
@@ -156,14 +156,15 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   }
 
   const servers: TransportServer[] = [];
-  for (const url of listenerUrls(config)) {
-    servers.push(
-      await transportFor(url).listen(url, {
-        maxFrameBytes: config.maxFrameBytes,
-        maxSendBufferBytes: config.maxSendBufferBytes,
-        onConnection: accept,
-      }),
-    );
+  const tls = serverTls(config);
+  for (const url of listenerUrls(config, tls !== undefined)) {
+    const options: ListenOptions = {
+      maxFrameBytes: config.maxFrameBytes,
+      maxSendBufferBytes: config.maxSendBufferBytes,
+      onConnection: accept,
+    };
+    if (tls !== undefined) options.tls = tls;
+    servers.push(await transportFor(url).listen(url, options));
   }
 
   const api: PlaneApi = {
@@ -269,11 +270,27 @@ function prefixed(prefix: string, counts: Record<JobState, number>): Record<stri
   return Object.fromEntries(Object.entries(counts).map(([k, v]) => [`${prefix}${k}`, v]));
 }
 
-function listenerUrls(config: Config): URL[] {
+/** Node listeners: with a certificate, TCP, WebSocket and gRPC serve TLS; the Unix socket stays plain. */
+function listenerUrls(config: Config, secure: boolean): URL[] {
   const urls: URL[] = [];
-  if (config.tcp !== LISTENER_OFF) urls.push(new URL(`tcp://${config.tcp}`));
+  if (config.tcp !== LISTENER_OFF) urls.push(new URL(`${secure ? 'tls' : 'tcp'}://${config.tcp}`));
+  if (config.ws !== LISTENER_OFF) urls.push(new URL(`${secure ? 'wss' : 'ws'}://${config.ws}/v1/connect`));
+  if (config.grpc !== LISTENER_OFF) urls.push(new URL(`${secure ? 'grpcs' : 'grpc'}://${config.grpc}`));
   if (config.unix !== LISTENER_OFF) urls.push(new URL(`unix://${resolvePath(config.unix)}`));
   return urls;
+}
+
+/** TLS settings from the certificate files, or undefined when TLS is not configured. */
+function serverTls(config: Config): ServerTlsOptions | undefined {
+  if (config.tlsCert === '' && config.tlsKey === '') return undefined;
+  if (config.tlsCert === '' || config.tlsKey === '') throw new Error('TLS needs both tlsCert and tlsKey');
+  const tls: ServerTlsOptions = {
+    cert: readFileSync(config.tlsCert, 'utf8'),
+    key: readFileSync(config.tlsKey, 'utf8'),
+    requireClientCert: config.requireClientCert,
+  };
+  if (config.tlsCa !== '') tls.ca = readFileSync(config.tlsCa, 'utf8');
+  return tls;
 }
 
 function resolvePath(path: string): string {

@@ -4,7 +4,7 @@
 // handing everything else to the session's host (the control plane).
 import { createActor, fromPromise, type Actor } from 'xstate';
 import type { Logger } from 'pino';
-import { nodeMachine, type NodeOutput, type Registration } from '../actors/node-machine.js';
+import { nodeMachine, type NodeEvent, type NodeOutput, type Registration } from '../actors/node-machine.js';
 import { CODEC_JSON, ENCRYPTED_BIT, decodeBody, encodeBody, type Codec } from '../protocol/codec.js';
 import { MusterError, toMusterError } from '../protocol/errors.js';
 import type { EnvelopeOf, NodeMessage, PlaneMessageType, MessageData } from '../protocol/messages.js';
@@ -39,6 +39,8 @@ export class NodeSession {
   private codec: Codec = CODEC_JSON;
   private registeredCodec = false;
   private lastState: NodeState = 'registering';
+  /** The `id` of the message the actor is handling right now: errors it raises answer it as `reply_to`. */
+  private handling: string | undefined;
 
   constructor(
     readonly connection: Connection,
@@ -47,7 +49,12 @@ export class NodeSession {
     this.logger = host.logger.child({ conn_id: connection.id });
     const machine = nodeMachine.provide({
       actors: {
-        authenticate: fromPromise(({ input }) => host.authenticate(this, input)),
+        // A refusal answers the RegisterNode, which may carry an id (PROTOCOL.md section 2).
+        authenticate: fromPromise(({ input }) =>
+          host.authenticate(this, input).catch((err: unknown) => {
+            throw err instanceof MusterError ? answering(err, input.id) : err;
+          }),
+        ),
       },
       actions: {
         acknowledgeRegistration: ({ context }) => {
@@ -73,7 +80,10 @@ export class NodeSession {
     this.connection.start({
       frame: (codecByte, body) => this.onFrame(codecByte, body),
       error: (err) => this.actor.send({ type: 'frame.error', error: err }),
-      closed: () => this.actor.send({ type: 'connection.closed' }),
+      // After the actor has ended (it closed the connection itself), there is no one left to tell.
+      closed: () => {
+        if (this.actor.getSnapshot().status === 'active') this.actor.send({ type: 'connection.closed' });
+      },
     });
   }
 
@@ -94,9 +104,10 @@ export class NodeSession {
     this.host.counters.messagesSent++;
   }
 
-  sendError(err: MusterError): void {
+  /** Sends `Error`; `replyTo` defaults to the id of the message being handled, if any. */
+  sendError(err: MusterError, replyTo = this.handling): void {
     if (!err.fatal || err.code === 'internal') this.logger.warn({ code: err.code, field: err.field }, err.message);
-    this.send('Error', err.toData(), err.replyTo);
+    this.send('Error', err.toData(), err.replyTo ?? replyTo);
   }
 
   private onFrame(codecByte: number, body: Uint8Array): void {
@@ -111,26 +122,21 @@ export class NodeSession {
     try {
       message = validateNodeMessage(decodeBody(codec, body));
     } catch (err) {
-      this.actor.send({ type: 'frame.error', error: toMusterError(err) });
+      const error = toMusterError(err);
+      this.deliver(error.replyTo, { type: 'frame.error', error });
       return;
     }
-    this.dispatch(message);
+    this.deliver(message.id, eventOf(message));
   }
 
-  private dispatch(message: NodeMessage): void {
-    switch (message.type) {
-      case 'RegisterNode':
-        if (!this.registeredCodec && this.lastState === 'registering') this.registeredCodec = true;
-        this.actor.send({ type: 'RegisterNode', message });
-        return;
-      case 'Heartbeat':
-        this.actor.send({ type: 'Heartbeat', message });
-        return;
-      case 'Deregister':
-        this.actor.send({ type: 'Deregister', message });
-        return;
-      default:
-        this.actor.send({ type: 'job.message', message });
+  /** The actor handles `event` synchronously: errors it raises meanwhile answer message `id`. */
+  private deliver(id: string | undefined, event: NodeEvent): void {
+    if (event.type === 'RegisterNode' && this.lastState === 'registering') this.registeredCodec = true;
+    this.handling = id;
+    try {
+      this.actor.send(event);
+    } finally {
+      this.handling = undefined;
     }
   }
 
@@ -167,4 +173,24 @@ export function nodeStateOf(actor: NodeActor): NodeState {
   if (value === 'dead') return 'dead';
   if (typeof value === 'object' && value !== null && 'online' in value) return value.online as NodeState;
   return 'registering';
+}
+
+/** The actor event for a validated message. */
+function eventOf(message: NodeMessage): NodeEvent {
+  switch (message.type) {
+    case 'RegisterNode':
+      return { type: 'RegisterNode', message };
+    case 'Heartbeat':
+      return { type: 'Heartbeat', message };
+    case 'Deregister':
+      return { type: 'Deregister', message };
+    default:
+      return { type: 'job.message', message };
+  }
+}
+
+/** `err` as the answer to the message `id` (unchanged when it already answers one, or there is no id). */
+function answering(err: MusterError, id: string | undefined): MusterError {
+  if (id === undefined || err.replyTo !== undefined) return err;
+  return new MusterError(err.code, err.message, { field: err.field, replyTo: id, cause: err.cause });
 }

@@ -1,0 +1,278 @@
+// A raw node-protocol client for tests of the control plane: one real `net` socket (TCP or Unix),
+// frames written byte for byte as the test wants them (broken ones too), and every frame the plane
+// sends decoded and validated as a plane message, kept in order until the test takes it.
+// It deliberately shares nothing with agent/: it is what a third-party node would be.
+import { connect, type Socket } from 'node:net';
+import { CODEC_JSON, CODEC_MSGPACK, codecByName, decodeBody, encodeBody, type Codec, type CodecName } from '../../protocol/codec.js';
+import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder } from '../../protocol/frame-decoder.js';
+import { encodeFrame } from '../../protocol/frame-encoder.js';
+import type { EnvelopeOf, NodeStatus, PlaneMessage, PlaneMessageType, Resume } from '../../protocol/messages.js';
+import { validatePlaneMessage } from '../../protocol/validator.js';
+import { tcpAddress } from '../../transports/tcp.js';
+import { unixPath } from '../../transports/unix.js';
+import { sampleMessages } from '../protocol/sample-messages.js';
+
+/** How long `next` and `closedWithin` wait by default: generous, for a busy 2-core machine. */
+export const DEFAULT_WAIT_MS = 5_000;
+
+/** One frame from the plane, decoded and validated. */
+export interface Received<T extends PlaneMessageType = PlaneMessageType> {
+  /** The codec byte as on the wire. */
+  codecByte: number;
+  /** The codec the plane answered in. */
+  codec: CodecName;
+  message: Extract<PlaneMessage, { type: T }>;
+}
+
+export interface NodeClientOptions {
+  /** Keep our side open after the plane's FIN (a node slow to notice), default false. */
+  allowHalfOpen?: boolean;
+  /** Largest frame accepted from the plane. */
+  maxFrameBytes?: number;
+}
+
+export interface RegisterOptions {
+  /** `auth_token`: a registration token, or a session token with `resume`. */
+  token: string;
+  /** Codec of the `RegisterNode` frame, default JSON. */
+  codec?: CodecName;
+  /** `node_info.hostname`, default the sample's `runner-01.example.test`. */
+  hostname?: string;
+  /** `node_info.node_type`, default the sample's `linux-x64`. */
+  nodeType?: string;
+  resume?: Resume;
+  /** Envelope `id`, default `m-1`; `null` sends none. */
+  id?: string | null;
+}
+
+export interface HeartbeatOptions {
+  /** Default the node id from the last `RegisterAck`. */
+  nodeId?: string;
+  status?: NodeStatus;
+  id?: string;
+  codec?: CodecName;
+}
+
+/** A valid `RegisterNode` envelope built from the protocol samples. */
+export function registerNodeMessage(o: RegisterOptions): EnvelopeOf<'RegisterNode'> {
+  const message = sampleMessages().RegisterNode;
+  delete message.traceparent;
+  if (o.id === null) delete message.id;
+  else message.id = o.id ?? 'm-1';
+  message.data.auth_token = o.token;
+  if (o.hostname !== undefined) message.data.node_info.hostname = o.hostname;
+  if (o.nodeType !== undefined) message.data.node_info.node_type = o.nodeType;
+  if (o.resume === undefined) delete message.data.resume;
+  else message.data.resume = o.resume;
+  return message;
+}
+
+/** A valid `Heartbeat` envelope for `nodeId`. */
+export function heartbeatMessage(nodeId: string, status: NodeStatus = 'Ready', id?: string): EnvelopeOf<'Heartbeat'> {
+  const message = sampleMessages().Heartbeat;
+  delete message.id;
+  if (id !== undefined) message.id = id;
+  message.data.node_id = nodeId;
+  message.data.status = status;
+  message.data.metrics.active_jobs = 0;
+  message.data.timestamp = new Date().toISOString();
+  return message;
+}
+
+export class NodeClient {
+  /** Node id and session token from the last `RegisterAck`. */
+  nodeId: string | undefined;
+  sessionToken: string | undefined;
+  /** Resolves when the socket is fully closed, by either side. */
+  readonly closed: Promise<void>;
+  /** Resolves when the plane has closed its side (FIN). */
+  readonly ended: Promise<void>;
+  private readonly decoder: FrameDecoder;
+  private readonly inbox: (Received | Error)[] = [];
+  private readonly waiters = new Set<() => void>();
+  private socketClosed = false;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    readonly socket: Socket,
+    options: NodeClientOptions,
+  ) {
+    this.decoder = new FrameDecoder(options.maxFrameBytes ?? 4 * DEFAULT_MAX_FRAME_BYTES);
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    this.ended = new Promise((resolve) => socket.once('end', () => resolve()));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    // A reset by the plane is one way of closing; the test looks at `closed`, not at the error.
+    socket.on('error', () => {});
+    socket.once('close', () => {
+      this.socketClosed = true;
+      this.stopHeartbeats();
+      this.wake();
+    });
+  }
+
+  /** Dials `tcp://host:port` or `unix:///path`; rejects when the plane is not there. */
+  static connect(url: string, options: NodeClientOptions = {}): Promise<NodeClient> {
+    const parsed = new URL(url);
+    const allowHalfOpen = options.allowHalfOpen ?? false;
+    const socket =
+      parsed.protocol === 'unix:'
+        ? connect({ path: unixPath(parsed), allowHalfOpen })
+        : connect({ ...tcpAddress(parsed), allowHalfOpen });
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      socket.once('error', onError);
+      socket.once('connect', () => {
+        socket.off('error', onError);
+        resolve(new NodeClient(socket, options));
+      });
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.socketClosed;
+  }
+
+  /** Frames received and not yet taken with `next`. */
+  unread(): Received[] {
+    return this.inbox.filter((item): item is Received => !(item instanceof Error));
+  }
+
+  /** Writes bytes as they are: a header alone, a broken frame, several frames at once. */
+  sendRaw(bytes: Uint8Array): void {
+    this.socket.write(bytes);
+  }
+
+  /** Writes one well-formed frame around any body. */
+  sendFrame(codecByte: number, body: Uint8Array): void {
+    this.sendRaw(encodeFrame(codecByte, body));
+  }
+
+  /** Encodes any value (an envelope or not) in `codec` and sends it as one frame. */
+  send(value: unknown, codec: CodecName = 'json'): void {
+    const byte: Codec = codecByName(codec);
+    this.sendFrame(byte, encodeBody(byte, value));
+  }
+
+  /**
+   * The next frame from the plane, in order. With `type`, a frame of any other type fails the
+   * wait (with what arrived instead), so a test cannot skip over a frame it did not expect.
+   */
+  async next<T extends PlaneMessageType>(type?: T, timeoutMs = DEFAULT_WAIT_MS): Promise<Received<T>> {
+    const item = await this.take(type ?? 'a frame', timeoutMs);
+    if (item instanceof Error) throw item;
+    if (type !== undefined && item.message.type !== type) {
+      throw new Error(`expected ${type}, got ${describe(item)}`);
+    }
+    return item as unknown as Received<T>;
+  }
+
+  /** Sends a valid `RegisterNode` and waits for the `RegisterAck` (an `Error` instead fails). */
+  async register(o: RegisterOptions): Promise<EnvelopeOf<'RegisterAck'>> {
+    this.send(registerNodeMessage(o), o.codec);
+    const { message } = await this.next('RegisterAck');
+    this.nodeId = message.data.node_id;
+    this.sessionToken = message.data.session_token;
+    return message;
+  }
+
+  /** Sends a valid `Heartbeat` for this node (or `o.nodeId`). */
+  heartbeat(o: HeartbeatOptions = {}): void {
+    const nodeId = o.nodeId ?? this.nodeId;
+    if (nodeId === undefined) throw new Error('heartbeat before RegisterAck: pass nodeId');
+    this.send(heartbeatMessage(nodeId, o.status, o.id), o.codec);
+  }
+
+  /** Heartbeats every `intervalMs` until `stopHeartbeats` or the close, as a live node does. */
+  startHeartbeats(intervalMs: number): void {
+    this.stopHeartbeats();
+    this.heartbeatTimer = setInterval(() => {
+      if (!this.socketClosed) this.heartbeat();
+    }, intervalMs);
+  }
+
+  stopHeartbeats(): void {
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+  }
+
+  /** Resolves once the socket is closed; rejects if it is still open after `timeoutMs`. */
+  async closedWithin(timeoutMs = DEFAULT_WAIT_MS): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`connection still open after ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([this.closed, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Ends our side and waits for the close. */
+  async close(): Promise<void> {
+    this.stopHeartbeats();
+    if (!this.socketClosed) this.socket.end();
+    await this.closedWithin();
+  }
+
+  /** Drops the connection at once (no FIN handshake). */
+  destroy(): void {
+    this.stopHeartbeats();
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      this.decoder.push(chunk, (codecByte, body) => this.inbox.push(decodeFrame(codecByte, body)));
+    } catch (err) {
+      this.inbox.push(new Error('the plane sent a bad frame header', { cause: err }));
+    }
+    this.wake();
+  }
+
+  private take(what: string, timeoutMs: number): Promise<Received | Error> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        const item = this.inbox.shift();
+        if (item !== undefined) {
+          settle();
+          resolve(item);
+        } else if (this.socketClosed) {
+          settle();
+          reject(new Error(`connection closed while waiting for ${what}`));
+        }
+      };
+      const settle = (): void => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+      };
+      const timer = setTimeout(() => {
+        settle();
+        reject(new Error(`no ${what} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  private wake(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+}
+
+function decodeFrame(codecByte: number, body: Uint8Array): Received | Error {
+  if (codecByte !== CODEC_JSON && codecByte !== CODEC_MSGPACK) {
+    return new Error(`the plane sent codec byte 0x${codecByte.toString(16)}`);
+  }
+  try {
+    // Copied: the body is a view of a socket chunk.
+    const message = validatePlaneMessage(decodeBody(codecByte, Uint8Array.from(body)));
+    return { codecByte, codec: codecByte === CODEC_JSON ? 'json' : 'msgpack', message };
+  } catch (err) {
+    return new Error('the plane sent a message that is not a valid plane message', { cause: err });
+  }
+}
+
+function describe(item: Received): string {
+  return `${item.message.type} ${JSON.stringify(item.message.data)}`;
+}
