@@ -1,0 +1,612 @@
+// The grpc and grpcs transports over real sockets on port 0, through the registry as users
+// reach them (`transports/builtin.js`), with raw grpc-js clients for what no Muster peer
+// would send, a child process for a peer that dies, and a throwaway PKI for grpcs.
+import { describe, it, expect, afterEach } from 'vitest';
+import fs from 'node:fs';
+import net from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
+import '../../transports/builtin.js';
+import {
+  transportFor,
+  type ClientTlsOptions,
+  type Connection,
+  type FrameSink,
+  type ServerTlsOptions,
+  type TransportServer,
+} from '../../transports/transport.js';
+import { connectMethod, PROTO_PATH, type GrpcFrame } from '../../transports/grpc-frame.js';
+import { grpcMessageLimit } from '../../transports/grpc-options.js';
+import type { MusterError } from '../../protocol/errors.js';
+import { CODEC_JSON, CODEC_MSGPACK, encodeBody } from '../../protocol/codec.js';
+import { sampleMessages } from '../protocol/sample-messages.js';
+import { makeTestPki } from './test-certificates.js';
+
+const MAX_FRAME = 64 * 1024;
+const SEND_LIMIT = 64 * 1024;
+
+/** A FrameSink that records everything and lets a test wait for what it expects. */
+class RecordingSink implements FrameSink {
+  readonly frames: { codecByte: number; body: Buffer }[] = [];
+  readonly errors: MusterError[] = [];
+  readonly closes: (Error | undefined)[] = [];
+  private waiters: (() => void)[] = [];
+
+  frame(codecByte: number, body: Uint8Array): void {
+    this.frames.push({ codecByte, body: Buffer.from(body) });
+    this.wake();
+  }
+  error(err: MusterError): void {
+    this.errors.push(err);
+    this.wake();
+  }
+  closed(err?: Error): void {
+    this.closes.push(err);
+    this.wake();
+  }
+
+  /** Resolves once `predicate` holds; the test timeout bounds the wait. */
+  async until(predicate: () => boolean): Promise<void> {
+    while (!predicate()) await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+}
+
+interface Peer {
+  conn: Connection;
+  sink: RecordingSink;
+}
+
+const pki = makeTestPki();
+const SERVER_TLS: ServerTlsOptions = { cert: pki.server.cert, key: pki.server.key, requireClientCert: false };
+const MUTUAL_TLS: ServerTlsOptions = { ...SERVER_TLS, ca: pki.ca, requireClientCert: true };
+
+interface HarnessOptions {
+  /** Default true: start every accepted connection at once. */
+  autoStart?: boolean;
+  tls?: ServerTlsOptions;
+  /** maxSendBufferBytes on both sides; default SEND_LIMIT. */
+  sendLimit?: number;
+}
+
+/** A listening server whose connections are collected (and started unless told otherwise). */
+class Harness {
+  server!: TransportServer;
+  readonly accepted: Peer[] = [];
+  private readonly dialed: Connection[] = [];
+  private readonly raws: grpc.Client[] = [];
+  private waiters: (() => void)[] = [];
+
+  private sendLimit = SEND_LIMIT;
+
+  async listen(url: string, options: HarnessOptions = {}): Promise<void> {
+    this.sendLimit = options.sendLimit ?? SEND_LIMIT;
+    this.server = await transportFor(new URL(url)).listen(new URL(url), {
+      maxFrameBytes: MAX_FRAME,
+      maxSendBufferBytes: this.sendLimit,
+      tls: options.tls,
+      onConnection: (conn) => {
+        const sink = new RecordingSink();
+        if (options.autoStart !== false) conn.start(sink);
+        this.accepted.push({ conn, sink });
+        for (const w of this.waiters.splice(0)) w();
+      },
+    });
+  }
+
+  async nth(i: number): Promise<Peer> {
+    while (this.accepted.length <= i) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    return this.accepted[i]!;
+  }
+
+  /** Dials with the transport; `start: false` leaves the connection unread. */
+  async dial(tls?: ClientTlsOptions, start = true): Promise<Peer> {
+    const conn = await dial(new URL(this.server.url), tls, this.sendLimit);
+    this.dialed.push(conn);
+    const sink = new RecordingSink();
+    if (start) conn.start(sink);
+    return { conn, sink };
+  }
+
+  /** A plain grpc-js call, to send Frames no Muster peer would. */
+  raw(): RawCall {
+    const url = new URL(this.server.url);
+    const client = new grpc.Client(url.host, grpc.credentials.createInsecure());
+    this.raws.push(client);
+    return new RawCall(client);
+  }
+
+  /** Stops listening and closes every connection of this harness, as an owner must. */
+  async close(): Promise<void> {
+    await this.server.close();
+    await Promise.all([...this.dialed, ...this.accepted.map((a) => a.conn)].map((c) => c.close()));
+    for (const client of this.raws) client.close();
+  }
+}
+
+/** One raw `Connect` call: what it received, and its status. */
+class RawCall {
+  readonly call: grpc.ClientDuplexStream<GrpcFrame, GrpcFrame>;
+  readonly received: GrpcFrame[] = [];
+  readonly status: Promise<grpc.StatusObject>;
+
+  constructor(client: grpc.Client) {
+    this.call = client.makeBidiStreamRequest(
+      connectMethod.path,
+      connectMethod.requestSerialize,
+      connectMethod.responseDeserialize,
+    );
+    this.call.on('data', (frame: GrpcFrame) => this.received.push(frame));
+    this.call.on('error', () => {}); // the status below says it
+    this.status = new Promise((resolve) => this.call.on('status', resolve));
+  }
+
+  send(frame: GrpcFrame): void {
+    this.call.write(frame);
+  }
+}
+
+const DIAL_OPTIONS = { maxFrameBytes: MAX_FRAME, maxSendBufferBytes: SEND_LIMIT, connectTimeoutMs: 5_000 };
+const dial = (url: URL, tls?: ClientTlsOptions, maxSendBufferBytes = SEND_LIMIT): Promise<Connection> =>
+  transportFor(url).dial(url, { ...DIAL_OPTIONS, maxSendBufferBytes, tls });
+
+/** Frames as short comparable strings: toStrictEqual walks big Buffers byte by byte, slowly. */
+const digest = (frames: { codecByte: number; body: Uint8Array }[]): string[] =>
+  frames.map((f) => `${f.codecByte}:${Buffer.from(f.body).toString('base64')}`);
+
+/** For raw calls, which wake nobody: checks every 10 ms; the test timeout bounds the wait. */
+async function poll(predicate: () => boolean): Promise<void> {
+  while (!predicate()) await sleep(10);
+}
+
+/**
+ * A node as a separate process, using grpc-js directly: it dials the harness, sends one frame,
+ * reads whatever comes, and prints the call's status code when the call ends.
+ */
+async function nodeProcess(h: Harness): Promise<{ child: ChildProcess; status: Promise<number> }> {
+  const script = `
+    const grpc = require('@grpc/grpc-js');
+    const loader = require('@grpc/proto-loader');
+    const def = loader.loadSync(process.argv[1], { keepCase: true, defaults: true });
+    const m = def['muster.v1.NodeLink'].Connect;
+    const client = new grpc.Client(process.argv[2], grpc.credentials.createInsecure());
+    const call = client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize);
+    call.on('data', () => {});
+    call.on('error', () => {});
+    call.on('status', (s) => console.log('status ' + s.code));
+    call.write({ codec: 1, body: Buffer.from('{}') }, () => console.log('sent'));
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawn(process.execPath, ['-e', script, PROTO_PATH, new URL(h.server.url).host], {
+    cwd: process.cwd(), // where node_modules is
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  cleanup.push(() => {
+    child.kill('SIGCONT');
+    child.kill('SIGKILL');
+  });
+  let output = '';
+  const status = new Promise<number>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /status (\d+)/.exec(output);
+      if (match !== null) resolve(Number(match[1]));
+    });
+    child.once('exit', () => reject(new Error(`node process exited; it printed: ${output}`)));
+  });
+  status.catch(() => {}); // read by the tests that care
+  while (!output.includes('sent')) await once(child.stdout!, 'data');
+  return { child, status };
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+const sample = (i: number): { codecByte: number; body: Uint8Array } => {
+  const msgs = Object.values(sampleMessages());
+  const codecByte = i % 2 === 0 ? CODEC_JSON : CODEC_MSGPACK;
+  return { codecByte, body: encodeBody(codecByte === CODEC_JSON ? CODEC_JSON : CODEC_MSGPACK, msgs[i % msgs.length]) };
+};
+
+const errorFrame = (err: MusterError): Uint8Array => encodeBody(CODEC_JSON, { type: 'Error', data: err.toData() });
+
+const harnesses: Harness[] = [];
+const cleanup: (() => unknown)[] = [];
+const harness = async (url = 'grpc://127.0.0.1:0', options: HarnessOptions = {}): Promise<Harness> => {
+  const h = new Harness();
+  await h.listen(url, options);
+  harnesses.push(h);
+  return h;
+};
+afterEach(async () => {
+  for (const fn of cleanup.splice(0)) await fn();
+  for (const h of harnesses.splice(0)) await h.close();
+});
+
+describe('grpc transport', () => {
+  // A burst goes out as fast as HTTP/2 flow control lets it: the queue may hold all of it for a while.
+  const BURST_LIMIT = 4 * 1024 * 1024;
+
+  it('serves a URL with the real port and carries frames both ways in both codecs, in order', async () => {
+    const h = await harness(undefined, { sendLimit: BURST_LIMIT });
+    expect(h.server.url).toMatch(/^grpc:\/\/127\.0\.0\.1:[1-9]\d*$/);
+    const client = await h.dial();
+    const server = await h.nth(0);
+    expect(server.conn.remoteAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(client.conn.remoteAddress).toBe(new URL(h.server.url).host);
+    expect(server.conn.id).toMatch(/^c-\d+$/);
+    expect(server.conn.id).not.toBe(client.conn.id);
+    expect(server.conn.peerNames).toEqual([]);
+
+    const sent = Array.from({ length: 40 }, (_, i) => sample(i));
+    sent.push({ codecByte: 0x81, body: new Uint8Array(0) }); // encrypted JSON, empty body
+    sent.push({ codecByte: 0x82, body: new Uint8Array(100).fill(7) }); // encrypted MessagePack
+    sent.push({ codecByte: CODEC_MSGPACK, body: new Uint8Array(MAX_FRAME - 1).fill(9) }); // the largest allowed
+    for (const f of sent) client.conn.send(f.codecByte, f.body);
+    for (const f of sent) server.conn.send(f.codecByte, f.body);
+    await server.sink.until(() => server.sink.frames.length === sent.length);
+    await client.sink.until(() => client.sink.frames.length === sent.length);
+    expect(digest(server.sink.frames)).toStrictEqual(digest(sent));
+    expect(digest(client.sink.frames)).toStrictEqual(digest(sent));
+    expect(server.sink.errors).toEqual([]);
+    expect(client.sink.errors).toEqual([]);
+  });
+
+  it('puts the codec byte on the wire as the Frame fields of muster.proto', async () => {
+    const h = await harness();
+    const raw = h.raw();
+    raw.send({ codec: 2, body: Buffer.from('abc'), encrypted: true });
+    raw.send({ codec: 1, body: Buffer.from('{}'), encrypted: false });
+    const peer = await h.nth(0);
+    await peer.sink.until(() => peer.sink.frames.length === 2);
+    expect(peer.sink.frames.map((f) => f.codecByte)).toEqual([0x82, 0x01]);
+    peer.conn.send(0x81, Buffer.from('sealed'));
+    peer.conn.send(CODEC_MSGPACK, Buffer.from('plain'));
+    await poll(() => raw.received.length === 2);
+    expect(raw.received.map((f) => [f.codec, f.encrypted, Buffer.from(f.body).toString()])).toEqual([
+      [1, true, 'sealed'],
+      [2, false, 'plain'],
+    ]);
+    expect(PROTO_PATH).toMatch(/protocol\/muster\.proto$/);
+  });
+
+  it('delivers frames that arrived before start, first, once started', async () => {
+    const h = await harness(undefined, { autoStart: false });
+    const client = await h.dial();
+    for (let i = 0; i < 5; i++) client.conn.send(sample(i).codecByte, sample(i).body);
+    const server = await h.nth(0);
+    await sleep(100); // let them reach the server side before anyone reads
+    expect(server.sink.frames).toEqual([]);
+    server.conn.start(server.sink);
+    await server.sink.until(() => server.sink.frames.length === 5);
+    expect(digest(server.sink.frames)).toStrictEqual(digest([0, 1, 2, 3, 4].map(sample)));
+  });
+
+  it.each([
+    ['CODEC_UNSPECIFIED', 0],
+    ['an unknown codec', 7],
+  ])('reports %s as unsupported_codec and drops what follows', async (_name, codec) => {
+    const h = await harness();
+    const raw = h.raw();
+    raw.send({ codec: 1, body: Buffer.from('{}'), encrypted: false });
+    raw.send({ codec, body: Buffer.from('{}'), encrypted: false });
+    raw.send({ codec: 1, body: Buffer.from('{}'), encrypted: false });
+    const server = await h.nth(0);
+    await server.sink.until(() => server.sink.errors.length === 1);
+    expect(server.sink.errors[0]!.code).toBe('unsupported_codec');
+    await sleep(50);
+    expect(server.sink.frames).toHaveLength(1);
+    expect(server.sink.errors).toHaveLength(1);
+    expect(server.conn.isClosed).toBe(false); // open until the owner closes it
+  });
+
+  it('reports a frame over maxFrameBytes as frame_too_large, and the Error and close still reach the peer', async () => {
+    const h = await harness();
+    const raw = h.raw();
+    raw.send({ codec: 1, body: Buffer.from('{}'), encrypted: false });
+    raw.send({ codec: 2, body: Buffer.alloc(MAX_FRAME), encrypted: false }); // length MAX_FRAME + 1 with its codec byte
+    raw.send({ codec: 1, body: Buffer.from('{}'), encrypted: false });
+    const server = await h.nth(0);
+    await server.sink.until(() => server.sink.errors.length === 1);
+    expect(server.sink.errors[0]!.code).toBe('frame_too_large');
+    expect(server.sink.frames).toHaveLength(1);
+
+    server.conn.send(CODEC_JSON, errorFrame(server.sink.errors[0]!));
+    await server.conn.close();
+    const status = await raw.status;
+    expect(status.code).toBe(grpc.status.OK);
+    expect(raw.received).toHaveLength(1);
+    expect(JSON.parse(Buffer.from(raw.received[0]!.body).toString('utf8'))).toMatchObject({
+      type: 'Error',
+      data: { code: 'frame_too_large', fatal: true },
+    });
+    expect(server.sink.frames).toHaveLength(1);
+    expect(server.sink.closes).toEqual([undefined]);
+  });
+
+  it('reports a message over the gRPC limit as closed, and the peer gets RESOURCE_EXHAUSTED', async () => {
+    const h = await harness();
+    const raw = h.raw();
+    raw.send({ codec: 1, body: Buffer.from('{}'), encrypted: false });
+    const server = await h.nth(0);
+    await server.sink.until(() => server.sink.frames.length === 1);
+    raw.send({ codec: 2, body: Buffer.alloc(grpcMessageLimit(MAX_FRAME) + 1), encrypted: false });
+    const status = await raw.status;
+    expect(status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    await server.sink.until(() => server.sink.closes.length === 1);
+    expect(server.sink.closes[0]?.message).toMatch(/RESOURCE_EXHAUSTED/);
+    expect(server.sink.errors).toEqual([]);
+    expect(server.conn.isClosed).toBe(true);
+  });
+
+  it('closes rather than send a frame over the gRPC limit, with the reason', async () => {
+    const h = await harness();
+    const client = await h.dial();
+    const server = await h.nth(0);
+    client.conn.send(CODEC_MSGPACK, new Uint8Array(grpcMessageLimit(MAX_FRAME) + 1));
+    await client.sink.until(() => client.sink.closes.length === 1);
+    expect(client.sink.closes[0]?.message).toMatch(/exceeds the gRPC message limit/);
+    await server.sink.until(() => server.sink.closes.length === 1);
+    expect(server.sink.frames).toEqual([]);
+  });
+
+  it.each(['client', 'server'])('reports closed exactly once on both sides when the %s closes', async (closer) => {
+    const h = await harness();
+    const client = await h.dial();
+    const server = await h.nth(0);
+    const [closing, other] = closer === 'client' ? [client, server] : [server, client];
+    closing.conn.send(CODEC_JSON, sample(0).body); // queued before close: must still arrive
+    await closing.conn.close();
+    expect(closing.conn.isClosed).toBe(true);
+    await other.sink.until(() => other.sink.closes.length > 0);
+    expect(other.sink.frames).toHaveLength(1);
+    expect(other.conn.isClosed).toBe(true);
+    await closing.conn.close(); // idempotent
+    await other.conn.close(); // closing an already closed connection resolves at once
+    await sleep(20);
+    expect(closing.sink.closes).toEqual([undefined]);
+    expect(other.sink.closes).toEqual([undefined]);
+    closing.conn.send(CODEC_JSON, sample(0).body); // a no-op, not a throw
+  });
+
+  it('reports an abrupt client exit as closed, once, with a reason', async () => {
+    const h = await harness();
+    const node = await nodeProcess(h);
+    const server = await h.nth(0);
+    await server.sink.until(() => server.sink.frames.length === 1);
+    node.child.kill('SIGKILL');
+    await server.sink.until(() => server.sink.closes.length > 0);
+    await sleep(20);
+    expect(server.sink.closes).toHaveLength(1);
+    expect(server.sink.closes[0]?.message).toMatch(/ended without our status/);
+    expect(server.conn.isClosed).toBe(true);
+  });
+
+  // Both cases send at the same pace: one 8 KiB frame per event-loop turn, so the call can
+  // flush between sends and only a peer that stops reading lets the queue grow.
+  const FRAME = new Uint8Array(8 * 1024).fill(1);
+
+  it('closes a connection whose peer stops reading once its send buffer passes the limit, and resets the call', async () => {
+    const h = await harness();
+    const node = await nodeProcess(h);
+    const server = await h.nth(0);
+    await server.sink.until(() => server.sink.frames.length === 1);
+    // A stopped process reads nothing, so HTTP/2 flow control stops our writes. (A grpc-js
+    // client that merely does not read its call would not do: grpc-js keeps reading for it.)
+    node.child.kill('SIGSTOP');
+    const cap = 256 * 1024 * 1024; // far beyond any window or socket buffer: reaching it means memory grew unbounded
+    const rssBefore = process.memoryUsage().rss;
+    let sent = 0;
+    while (!server.conn.isClosed && sent < cap) {
+      server.conn.send(CODEC_MSGPACK, FRAME);
+      sent += FRAME.length;
+      await nextTurn();
+    }
+    expect(server.conn.isClosed).toBe(true);
+    expect(sent).toBeGreaterThan(SEND_LIMIT); // the flow-control window and socket buffers took some first
+    expect(sent).toBeLessThan(64 * 1024 * 1024);
+    await server.sink.until(() => server.sink.closes.length > 0);
+    expect(server.sink.closes).toHaveLength(1);
+    expect(server.sink.closes[0]?.message).toMatch(/send buffer passed 65536 bytes; the peer is not reading/);
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(128 * 1024 * 1024);
+    server.conn.send(CODEC_MSGPACK, FRAME); // dropped, not queued
+    // The call was reset, not left open: once it runs again, the peer learns so (CANCELLED).
+    node.child.kill('SIGCONT');
+    expect(await node.status).toBe(grpc.status.CANCELLED);
+  });
+
+  it('closes gracefully within CLOSE_TIMEOUT_MS, then resets a call whose peer does not read', async () => {
+    const h = await harness(undefined, { sendLimit: 4 * 1024 * 1024 });
+    const node = await nodeProcess(h);
+    const server = await h.nth(0);
+    await server.sink.until(() => server.sink.frames.length === 1);
+    node.child.kill('SIGSTOP');
+    for (let i = 0; i < 64; i++) server.conn.send(CODEC_MSGPACK, FRAME); // 512 KiB: more than the windows take
+    await server.conn.close(); // resolves: the timeout bounds it
+    expect(server.sink.closes).toHaveLength(1);
+    expect(server.sink.closes[0]?.message).toMatch(/close timed out after \d+ ms with unsent data/);
+    node.child.kill('SIGCONT');
+    expect(await node.status).toBe(grpc.status.CANCELLED);
+  });
+
+  it('keeps a connection whose peer reads, at the same limit and pace', async () => {
+    const h = await harness();
+    const client = await h.dial();
+    const server = await h.nth(0);
+    const count = 1024; // 8 MiB in all, far past the 64 KiB limit
+    for (let i = 0; i < count; i++) {
+      server.conn.send(CODEC_MSGPACK, FRAME);
+      await nextTurn();
+    }
+    await client.sink.until(() => client.sink.frames.length === count);
+    expect(server.conn.isClosed).toBe(false);
+    expect(server.sink.closes).toEqual([]);
+  });
+
+  it('closes only the connection whose frame handler throws, with the cause', async () => {
+    const h = await harness(undefined, { autoStart: false });
+    const a = await h.dial();
+    a.conn.send(CODEC_JSON, sample(0).body);
+    const first = await h.nth(0);
+    const b = await h.dial();
+    b.conn.send(CODEC_JSON, sample(0).body);
+    const second = await h.nth(1);
+    const bug = new Error('owner bug');
+    first.conn.start({
+      frame: () => {
+        throw bug;
+      },
+      error: (e) => first.sink.error(e),
+      closed: (e) => first.sink.closed(e),
+    });
+    second.conn.start(second.sink);
+    await first.sink.until(() => first.sink.closes.length === 1);
+    expect(first.sink.closes[0]?.cause).toBe(bug);
+    await a.sink.until(() => a.sink.closes.length === 1);
+    await second.sink.until(() => second.sink.frames.length === 1);
+    expect(second.conn.isClosed).toBe(false);
+    expect(b.conn.isClosed).toBe(false);
+  });
+
+  it('stops accepting on server close but leaves open calls to their owner', async () => {
+    const h = await harness();
+    const client = await h.dial();
+    const server = await h.nth(0);
+    await h.server.close();
+    await expect(dial(new URL(h.server.url))).rejects.toThrow(/connect to .* failed: .*ECONNREFUSED/);
+    // Frames both ways after the listener closed, as a Shutdown frame and a last result must.
+    client.conn.send(CODEC_JSON, sample(0).body);
+    await server.sink.until(() => server.sink.frames.length === 1);
+    server.conn.send(CODEC_JSON, sample(1).body);
+    await client.sink.until(() => client.sink.frames.length === 1);
+    await server.conn.close();
+    await client.sink.until(() => client.sink.closes.length === 1);
+    expect(server.sink.closes).toEqual([undefined]);
+    expect(client.sink.closes).toEqual([undefined]);
+  });
+
+  it('rejects a dial to an address nobody listens on, and a URL without a port', async () => {
+    const h = await harness();
+    const url = new URL(h.server.url);
+    await h.server.close();
+    await expect(dial(url)).rejects.toThrow(/connect to grpc:.* failed/);
+    await expect(dial(new URL('grpc://127.0.0.1'))).rejects.toThrow(/host:port/);
+  });
+});
+
+describe('grpc transport dialing', () => {
+  // A listener with a full backlog that never accepts makes the kernel drop further SYNs, so the
+  // connect hangs. Node always accepts, hence a tiny Python listener when Python is there.
+  const python = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => fs.existsSync(p));
+  const pythonListener = [
+    'import socket, time',
+    "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)",
+    'print(s.getsockname()[1], flush=True)',
+    'time.sleep(60)',
+  ].join('\n');
+
+  it.skipIf(python === undefined)('gives up after connectTimeoutMs with an Error', async () => {
+    const child = spawn(python!, ['-c', pythonListener], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+      const port = Number(line.toString().trim());
+      const fillers = [0, 1, 2].map(() => net.connect({ host: '127.0.0.1', port }).on('error', () => {}));
+      try {
+        const url = new URL(`grpc://127.0.0.1:${port}`);
+        await expect(transportFor(url).dial(url, { ...DIAL_OPTIONS, connectTimeoutMs: 300 })).rejects.toThrow(
+          /connect to grpc:.* timed out after 300 ms/,
+        );
+      } finally {
+        for (const f of fillers) f.destroy();
+      }
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('grpcs transport', () => {
+  it('carries frames both ways with a CA-signed server certificate', async () => {
+    const h = await harness('grpcs://127.0.0.1:0', { tls: SERVER_TLS, sendLimit: 4 * 1024 * 1024 });
+    expect(h.server.url).toMatch(/^grpcs:\/\/127\.0\.0\.1:[1-9]\d*$/);
+    const client = await h.dial({ ca: pki.ca });
+    const server = await h.nth(0);
+    const sent = [sample(0), sample(1), { codecByte: 0x82, body: new Uint8Array(MAX_FRAME - 1).fill(3) }];
+    for (const f of sent) client.conn.send(f.codecByte, f.body);
+    for (const f of sent) server.conn.send(f.codecByte, f.body);
+    await server.sink.until(() => server.sink.frames.length === sent.length);
+    await client.sink.until(() => client.sink.frames.length === sent.length);
+    expect(digest(server.sink.frames)).toStrictEqual(digest(sent));
+    expect(digest(client.sink.frames)).toStrictEqual(digest(sent));
+    expect(server.conn.peerNames).toEqual([]); // no client certificate asked for
+  });
+
+  it('verifies the server name given as servername instead of the URL host', async () => {
+    const h = await harness('grpcs://127.0.0.1:0', { tls: SERVER_TLS });
+    const client = await h.dial({ ca: pki.ca, servername: 'localhost' });
+    client.conn.send(CODEC_JSON, sample(0).body);
+    const server = await h.nth(0);
+    await server.sink.until(() => server.sink.frames.length === 1);
+    await expect(dial(new URL(h.server.url), { ca: pki.ca, servername: 'elsewhere.example' })).rejects.toThrow(
+      /connect to grpcs:.* failed/,
+    );
+  });
+
+  it('refuses a server whose certificate is not signed by the trusted CA', async () => {
+    const h = await harness('grpcs://127.0.0.1:0', { tls: SERVER_TLS });
+    await expect(dial(new URL(h.server.url), { ca: pki.otherCa.cert })).rejects.toThrow(/connect to grpcs:.* failed/);
+    expect(h.accepted).toEqual([]);
+  });
+
+  it('refuses to listen without a certificate', async () => {
+    await expect(harness('grpcs://127.0.0.1:0')).rejects.toThrow(/needs a certificate and key/);
+  });
+
+  describe('with mutual TLS', () => {
+    /** A dial that must not yield a working connection: refused at connect, or closed with an error at once. */
+    const expectRefused = async (h: Harness, tls: ClientTlsOptions): Promise<void> => {
+      const outcome = await dial(new URL(h.server.url), tls).then(
+        async (conn) => {
+          const sink = new RecordingSink();
+          conn.start(sink);
+          conn.send(CODEC_JSON, sample(0).body);
+          await sink.until(() => sink.closes.length > 0);
+          return sink.closes[0];
+        },
+        (err: unknown) => err,
+      );
+      expect(outcome).toBeInstanceOf(Error);
+      expect(h.accepted).toEqual([]);
+    };
+
+    it('refuses a client without a certificate', async () => {
+      const h = await harness('grpcs://127.0.0.1:0', { tls: MUTUAL_TLS });
+      await expectRefused(h, { ca: pki.ca });
+    });
+
+    it('refuses a client whose certificate another CA signed', async () => {
+      const h = await harness('grpcs://127.0.0.1:0', { tls: MUTUAL_TLS });
+      await expectRefused(h, { ca: pki.ca, ...pki.otherCa.client('runner-1', ['runner-1.example']) });
+    });
+
+    it('gives a client with a good certificate peerNames of its CN and DNS SANs', async () => {
+      const h = await harness('grpcs://127.0.0.1:0', { tls: MUTUAL_TLS });
+      const client = await h.dial({ ca: pki.ca, ...pki.client('runner-1', ['runner-1.ci.example']) });
+      client.conn.send(CODEC_JSON, sample(0).body);
+      const server = await h.nth(0);
+      await server.sink.until(() => server.sink.frames.length === 1);
+      expect(server.conn.peerNames).toEqual(['runner-1', 'runner-1.ci.example']);
+      expect(client.conn.peerNames).toEqual([]);
+    });
+
+    it('refuses to listen with requireClientCert and no CA', async () => {
+      await expect(harness('grpcs://127.0.0.1:0', { tls: { ...SERVER_TLS, requireClientCert: true } })).rejects.toThrow(
+        /needs a CA bundle/,
+      );
+    });
+  });
+});
