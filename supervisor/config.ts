@@ -12,6 +12,8 @@ export interface Config {
   unix: string;
   /** HOST:PORT of the WebSocket node listener (path `/v1/connect`). */
   ws: string;
+  /** WebSocket keepalive: each node connection is pinged this often and dropped when it missed the last pong. */
+  wsPingIntervalMs: number;
   /** HOST:PORT of the gRPC node listener (`muster.v1.NodeLink/Connect`). */
   grpc: string;
   /** HOST:PORT of the admin HTTP API. */
@@ -53,6 +55,7 @@ export const DEFAULTS: Config = {
   tcp: '127.0.0.1:7420',
   unix: '',
   ws: '127.0.0.1:7421',
+  wsPingIntervalMs: 15_000,
   grpc: '127.0.0.1:7422',
   http: '127.0.0.1:7480',
   tlsCert: '',

@@ -162,6 +162,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
       maxFrameBytes: config.maxFrameBytes,
       maxSendBufferBytes: config.maxSendBufferBytes,
       onConnection: accept,
+      keepaliveIntervalMs: config.wsPingIntervalMs,
     };
     if (tls !== undefined) options.tls = tls;
     servers.push(await transportFor(url).listen(url, options));

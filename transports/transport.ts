@@ -72,6 +72,11 @@ export interface ListenOptions {
   onConnection(conn: Connection): void;
   /** Required by the TLS schemes, ignored by the others. */
   tls?: ServerTlsOptions;
+  /**
+   * Keepalive ping interval of transports that ping at their own level (WebSocket), so a
+   * half-open connection is noticed; 0 turns it off; undefined means the transport's default.
+   */
+  keepaliveIntervalMs?: number;
 }
 
 export interface DialOptions {

@@ -34,8 +34,8 @@ export interface WebSocketTransportOptions {
 
 /**
  * A WebSocket transport serving `ws` and `wss`. The registered default uses
- * `DEFAULT_PING_INTERVAL_MS`; to change it, `registerTransport(createWebSocketTransport({ pingIntervalMs }))`,
- * or call the returned transport's `listen` directly.
+ * `DEFAULT_PING_INTERVAL_MS`, unless a listener's `keepaliveIntervalMs` says otherwise
+ * (the control plane passes its `wsPingIntervalMs` setting).
  */
 export function createWebSocketTransport(options: WebSocketTransportOptions = {}): Transport {
   const pingIntervalMs = options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
@@ -49,7 +49,8 @@ export function createWebSocketTransport(options: WebSocketTransportOptions = {}
       const scheme = schemeOf(url);
       const { host, port } = tcpAddress(url);
       const path = pathOf(url);
-      return listenWebSocket({ scheme, host, port, path, tls: listenOptions.tls, pingIntervalMs }, listenOptions);
+      const interval = listenOptions.keepaliveIntervalMs ?? pingIntervalMs;
+      return listenWebSocket({ scheme, host, port, path, tls: listenOptions.tls, pingIntervalMs: interval }, listenOptions);
     },
 
     async dial(url: URL, dialOptions: DialOptions): Promise<Connection> {
