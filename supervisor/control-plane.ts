@@ -155,19 +155,6 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     session.start();
   }
 
-  const servers: TransportServer[] = [];
-  const tls = serverTls(config);
-  for (const url of listenerUrls(config, tls !== undefined)) {
-    const options: ListenOptions = {
-      maxFrameBytes: config.maxFrameBytes,
-      maxSendBufferBytes: config.maxSendBufferBytes,
-      onConnection: accept,
-      keepaliveIntervalMs: config.wsPingIntervalMs,
-    };
-    if (tls !== undefined) options.tls = tls;
-    servers.push(await transportFor(url).listen(url, options));
-  }
-
   const api: PlaneApi = {
     defaults: { maxAttempts: config.maxAttempts, jobTimeoutMs: config.defaultJobTimeoutMs },
     submitJob: async (job: NewJob) => {
@@ -205,10 +192,48 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     isReady: () => !shuttingDown,
   };
 
+  /** Sends `Shutdown` to every node, stops listening, closes the store; also undoes a failed start. */
+  async function shutdown(reason = 'control plane shutting down'): Promise<void> {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    scheduler.stop();
+    await Promise.all(servers.map((s) => s.close()));
+    // Taken before the loop: each actor that ends removes its session from `sessions`.
+    const open = [...sessions];
+    for (const session of open) {
+      session.send('Shutdown', { reason, grace_period_ms: config.shutdownGraceMs });
+      session.actor.send({ type: 'shutdown' });
+    }
+    await Promise.all(open.map((s) => s.connection.close()));
+    coordinator.close();
+    await admin?.close();
+    await store.close();
+    await bus.close();
+    log.info({ reason }, 'control plane stopped');
+  }
+
+  const servers: TransportServer[] = [];
   let admin: AdminApi | undefined;
-  if (config.http !== LISTENER_OFF) {
-    const { host: httpHost, port } = hostPort(config.http);
-    admin = await startAdminApi({ host: httpHost, port, api, tokens, logger: log });
+  try {
+    const tls = serverTls(config);
+    for (const url of listenerUrls(config, tls !== undefined)) {
+      const options: ListenOptions = {
+        maxFrameBytes: config.maxFrameBytes,
+        maxSendBufferBytes: config.maxSendBufferBytes,
+        onConnection: accept,
+        keepaliveIntervalMs: config.wsPingIntervalMs,
+      };
+      if (tls !== undefined) options.tls = tls;
+      servers.push(await transportFor(url).listen(url, options));
+    }
+    if (config.http !== LISTENER_OFF) {
+      const { host: httpHost, port } = hostPort(config.http);
+      admin = await startAdminApi({ host: httpHost, port, api, tokens, logger: log });
+    }
+  } catch (err) {
+    // A port taken after others were bound: close what was opened, so nothing keeps running.
+    await shutdown('start-up failed');
+    throw err;
   }
 
   const nodeUrls = servers.map((s) => s.url);
@@ -220,24 +245,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     nodeUrls,
     httpUrl: admin?.url ?? '',
     tokens,
-    shutdown: async (reason = 'control plane shutting down') => {
-      if (shuttingDown) return;
-      shuttingDown = true;
-      scheduler.stop();
-      await Promise.all(servers.map((s) => s.close()));
-      // Taken before the loop: each actor that ends removes its session from `sessions`.
-      const open = [...sessions];
-      for (const session of open) {
-        session.send('Shutdown', { reason, grace_period_ms: config.shutdownGraceMs });
-        session.actor.send({ type: 'shutdown' });
-      }
-      await Promise.all(open.map((s) => s.connection.close()));
-      coordinator.close();
-      await admin?.close();
-      await store.close();
-      await bus.close();
-      log.info({ reason }, 'control plane stopped');
-    },
+    shutdown,
   };
 }
 
