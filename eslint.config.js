@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.muster/', 'dist/', 'coverage/'] },
+  { ignores: ['node_modules/', '.muster/', '.muster-agent/', '.scratch/', 'dist/', 'coverage/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
