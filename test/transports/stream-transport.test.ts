@@ -8,46 +8,14 @@ import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import '../../transports/builtin.js';
-import { transportFor, type Connection, type FrameSink, type TransportServer } from '../../transports/transport.js';
-import type { MusterError } from '../../protocol/errors.js';
+import { transportFor, type Connection, type TransportServer } from '../../transports/transport.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import { CODEC_JSON, CODEC_MSGPACK, encodeBody } from '../../protocol/codec.js';
 import { sampleMessages } from '../protocol/sample-messages.js';
+import { RecordingSink } from './recording-sink.js';
 
 const MAX_FRAME = 64 * 1024;
 const SEND_LIMIT = 64 * 1024;
-
-/** A FrameSink that records everything and lets a test wait for what it expects. */
-class RecordingSink implements FrameSink {
-  readonly frames: { codecByte: number; body: Buffer }[] = [];
-  readonly errors: MusterError[] = [];
-  readonly closes: (Error | undefined)[] = [];
-  private waiters: (() => void)[] = [];
-
-  frame(codecByte: number, body: Uint8Array): void {
-    this.frames.push({ codecByte, body: Buffer.from(body) }); // the body is a view of a socket chunk
-    this.wake();
-  }
-  error(err: MusterError): void {
-    this.errors.push(err);
-    this.wake();
-  }
-  closed(err?: Error): void {
-    this.closes.push(err);
-    this.wake();
-  }
-
-  /** Resolves once `predicate` holds; the test timeout bounds the wait. */
-  async until(predicate: () => boolean): Promise<void> {
-    while (!predicate()) await new Promise<void>((resolve) => this.waiters.push(resolve));
-  }
-
-  private wake(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
-  }
-}
 
 interface Accepted {
   conn: Connection;

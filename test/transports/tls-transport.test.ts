@@ -10,16 +10,15 @@ import {
   transportFor,
   type ClientTlsOptions,
   type Connection,
-  type FrameSink,
   type ServerTlsOptions,
   type TransportServer,
 } from '../../transports/transport.js';
-import type { MusterError } from '../../protocol/errors.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import { CODEC_JSON, CODEC_MSGPACK, encodeBody } from '../../protocol/codec.js';
 import { sampleMessages } from '../protocol/sample-messages.js';
 import { peerNamesOf } from '../../transports/peer-names.js';
 import { makeTestPki, type CertAndKey } from './test-certificates.js';
+import { RecordingSink } from './recording-sink.js';
 
 const MAX_FRAME = 64 * 1024;
 // A TLS socket counts what was written in this turn of the event loop until the next one, even
@@ -29,36 +28,6 @@ const SEND_LIMIT = 1024 * 1024;
 const pki = makeTestPki();
 const SERVER_TLS: ServerTlsOptions = { cert: pki.server.cert, key: pki.server.key, requireClientCert: false };
 const MUTUAL_TLS: ServerTlsOptions = { ...SERVER_TLS, ca: pki.ca, requireClientCert: true };
-
-/** A FrameSink that records everything and lets a test wait for what it expects. */
-class RecordingSink implements FrameSink {
-  readonly frames: { codecByte: number; body: Buffer }[] = [];
-  readonly errors: MusterError[] = [];
-  readonly closes: (Error | undefined)[] = [];
-  private waiters: (() => void)[] = [];
-
-  frame(codecByte: number, body: Uint8Array): void {
-    this.frames.push({ codecByte, body: Buffer.from(body) }); // the body is a view of a socket chunk
-    this.wake();
-  }
-  error(err: MusterError): void {
-    this.errors.push(err);
-    this.wake();
-  }
-  closed(err?: Error): void {
-    this.closes.push(err);
-    this.wake();
-  }
-
-  /** Resolves once `predicate` holds; the test timeout bounds the wait. */
-  async until(predicate: () => boolean): Promise<void> {
-    while (!predicate()) await new Promise<void>((resolve) => this.waiters.push(resolve));
-  }
-
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-}
 
 interface Peer {
   conn: Connection;

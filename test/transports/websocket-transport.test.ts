@@ -10,49 +10,18 @@ import {
   transportFor,
   type Connection,
   type DialOptions,
-  type FrameSink,
   type ListenOptions,
   type Transport,
   type TransportServer,
 } from '../../transports/transport.js';
 import { createWebSocketTransport, WS_PATH, WS_SUBPROTOCOL } from '../../transports/websocket.js';
-import type { MusterError } from '../../protocol/errors.js';
 import { CODEC_JSON, CODEC_MSGPACK, encodeBody } from '../../protocol/codec.js';
 import { sampleMessages } from '../protocol/sample-messages.js';
 import { makeTestPki } from './test-certificates.js';
+import { RecordingSink } from './recording-sink.js';
 
 const MAX_FRAME = 64 * 1024;
 const SEND_LIMIT = 64 * 1024;
-
-/** A FrameSink that records everything and lets a test wait for what it expects. */
-class RecordingSink implements FrameSink {
-  readonly frames: { codecByte: number; body: Buffer }[] = [];
-  readonly errors: MusterError[] = [];
-  readonly closes: (Error | undefined)[] = [];
-  private waiters: (() => void)[] = [];
-
-  frame(codecByte: number, body: Uint8Array): void {
-    this.frames.push({ codecByte, body: Buffer.from(body) });
-    this.wake();
-  }
-  error(err: MusterError): void {
-    this.errors.push(err);
-    this.wake();
-  }
-  closed(err?: Error): void {
-    this.closes.push(err);
-    this.wake();
-  }
-
-  /** Resolves once `predicate` holds; the test timeout bounds the wait. */
-  async until(predicate: () => boolean): Promise<void> {
-    while (!predicate()) await new Promise<void>((resolve) => this.waiters.push(resolve));
-  }
-
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-}
 
 interface Peer {
   conn: Connection;
