@@ -10,10 +10,11 @@ import { hostname } from 'node:os';
 import { cpus } from 'node:os';
 import { CODEC_JSON, CODEC_MSGPACK, encodeBody, type Codec } from '../../protocol/codec.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
-import { secretFromDataDir } from '../../supervisor/secret.js';
-import { TokenAuthority } from '../../supervisor/tokens.js';
+import { heartbeatFrame, mintApiToken, mintNodeToken, registerNode, type BenchNode } from './bench-node.js';
+import { runFleet } from './fleet.js';
 import { FrameSocket, type Envelope } from './frame-socket.js';
 import { startEchoServer, startPlane, type RunningPlane } from './processes.js';
+import { summarize, type Summary } from './quantiles.js';
 
 const HEARTBEATS = Number(process.env.BENCH_HEARTBEATS ?? 200_000);
 const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 300);
@@ -22,7 +23,8 @@ const BATCH = 256;
 
 async function main(): Promise<void> {
   const which = process.argv[2] ?? 'tcp';
-  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp)`);
+  if (which === 'fleet') return runFleet();
+  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet)`);
   console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}`);
   console.log(`heartbeats per run: ${HEARTBEATS}, round trips per run: ${ROUND_TRIPS}, runs: ${RUNS} (medians)\n`);
   const plane = await startPlane({ MUSTER_HEARTBEAT_INTERVAL_MS: '60000' });
@@ -30,7 +32,7 @@ async function main(): Promise<void> {
   try {
     for (const codec of [CODEC_MSGPACK, CODEC_JSON] as Codec[]) {
       const name = codec === CODEC_MSGPACK ? 'MessagePack' : 'JSON';
-      const node = await registerNode(plane, codec);
+      const node = await registerOn(plane, codec);
       const frame = heartbeatFrame(node.nodeId, codec);
       const planeRates: number[] = [];
       const rawRates: number[] = [];
@@ -54,49 +56,8 @@ async function main(): Promise<void> {
   }
 }
 
-interface Node {
-  socket: FrameSocket;
-  nodeId: string;
-}
-
-async function registerNode(plane: RunningPlane, codec: Codec, cpuCores = 1): Promise<Node> {
-  const secret = secretFromDataDir(plane.dataDir);
-  if (secret === undefined) throw new Error('the plane wrote no secret');
-  const token = await new TokenAuthority(secret).mintRegistrationToken({ ttlSeconds: 600 });
-  const socket = await FrameSocket.open(plane.tcpUrl.hostname, Number(plane.tcpUrl.port));
-  const register = {
-    type: 'RegisterNode',
-    data: {
-      node_info: { hostname: 'bench', ip_address: '127.0.0.1', port: 0, node_type: 'bench', version: '0', platform: 'linux', architecture: 'x64', tags: {} },
-      capabilities: {
-        runner_types: ['shell'],
-        max_resources: { cpu_cores: cpuCores, memory_mb: 1024, disk_gb: 10, network_mbps: 0 },
-        supported_job_types: ['command'],
-        features: [],
-        protocols: ['tcp'],
-      },
-      auth_token: token,
-    },
-  };
-  const ack = socket.next((e) => e.type === 'RegisterAck' || e.type === 'Error');
-  await socket.write(encodeFrame(codec, encodeBody(codec, register)));
-  const answer = await ack;
-  if (answer.type !== 'RegisterAck') throw new Error(`registration refused: ${JSON.stringify(answer.data)}`);
-  return { socket, nodeId: String(answer.data.node_id) };
-}
-
-function heartbeatFrame(nodeId: string, codec: Codec): Uint8Array {
-  const heartbeat = {
-    type: 'Heartbeat',
-    data: {
-      node_id: nodeId,
-      status: 'Ready',
-      resources: { cpu_cores: 1, memory_mb: 1024, available_cpu: 1, available_memory_mb: 1024 },
-      metrics: { cpu_usage_percent: 12.5, memory_usage_percent: 40, active_jobs: 0, completed_jobs: 10, failed_jobs: 0 },
-      timestamp: new Date().toISOString(),
-    },
-  };
-  return encodeFrame(codec, encodeBody(codec, heartbeat));
+async function registerOn(plane: RunningPlane, codec: Codec, cpuCores = 1): Promise<BenchNode> {
+  return registerNode(plane.tcpUrl, codec, await mintNodeToken(plane.dataDir, 600), { cpuCores });
 }
 
 function batchOf(frame: Uint8Array, count: number): Buffer {
@@ -138,16 +99,12 @@ async function echoRate(port: number, frame: Uint8Array): Promise<number> {
   return rate;
 }
 
-interface Percentiles {
-  p50: number;
-  p99: number;
-}
+type Percentiles = Pick<Summary, 'p50' | 'p99'>;
 
 async function roundTrips(plane: RunningPlane, echoPort: number): Promise<{ plane: Percentiles; raw: Percentiles }> {
   const codec = CODEC_MSGPACK;
-  const node = await registerNode(plane, codec, 1);
-  const secret = secretFromDataDir(plane.dataDir)!;
-  const apiToken = await new TokenAuthority(secret).mintApiToken({ role: 'operator', ttlSeconds: 600 });
+  const node = await registerOn(plane, codec, 1);
+  const apiToken = await mintApiToken(plane.dataDir, 'operator', 600);
   const samples: number[] = [];
   let lastBytes = new Uint8Array();
   for (let i = 0; i < ROUND_TRIPS * RUNS; i++) {
@@ -210,9 +167,7 @@ async function submitJob(httpUrl: string, token: string): Promise<void> {
 }
 
 function percentiles(samples: number[]): Percentiles {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-  return { p50: at(0.5), p99: at(0.99) };
+  return summarize(samples);
 }
 
 function median(values: number[]): number {
