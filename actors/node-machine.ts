@@ -2,14 +2,21 @@
 //
 //   registering ──RegisterNode──► authenticating ──ok──► online: ready ⇄ busy → draining ──► dead
 //
-// Ready or busy is re-decided only on the events that can change it (a job assigned or
-// ended, a change of reported status), which raise `capacity`: no eventless transition is
-// evaluated after every frame. Liveness is one re-armed timer per node.
-//
 // It is driven only by decoded messages, by what the supervisor tells it about jobs
 // (assigned / ended), and by its own timers. Side effects (sending frames, closing the
-// connection, storing results) are named actions that the supervisor provides with
-// `machine.provide(...)`, so the machine stays free of sockets and stores.
+// connection, handing job messages over) go through the `NodePort` in its input, so the
+// machine knows no sockets or stores, and one machine definition serves every node (a
+// per-node `provide()` would copy the machine: ~26 KiB per node).
+//
+// Built for fleets of thousands of nodes per plane:
+// - Ready or busy is re-decided only on the events that can change it (a job assigned or
+//   ended, a change of reported status), which raise `capacity`: no eventless transition
+//   is evaluated after every frame.
+// - When the node was last heard from is a shared `Liveness` cell that the session stamps
+//   on every frame without a transition; a heartbeat that changes nothing else need not
+//   be an event at all (the session skips it), so the common frame costs no snapshot.
+// - Liveness is one delayed transition per node, armed for the moment the node would
+//   expire; when it fires early (the node spoke since) it re-arms for the new moment.
 import { assign, fromPromise, not, raise, setup } from 'xstate';
 import { MusterError } from '../protocol/errors.js';
 import type { Capabilities, EnvelopeOf, NodeInfo, NodeStatus } from '../protocol/messages.js';
@@ -33,14 +40,37 @@ export interface Registration {
 
 export type NodeEndReason = 'expired' | 'deregistered' | 'replaced' | 'shutdown' | 'rejected' | 'disconnected';
 
+type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
+
+/** What the machine asks of the world; the supervisor's NodeSession implements it. */
+export interface NodePort {
+  /** Verifies the token, decides the node id; rejects with a MusterError to refuse. */
+  authenticate(message: EnvelopeOf<'RegisterNode'>): Promise<Registration>;
+  /** The node is online: send `RegisterAck`. */
+  acknowledgeRegistration(registration: Registration): void;
+  /** Answers a non-fatal error; the connection stays. */
+  replyError(error: MusterError): void;
+  /** Sends a fatal error (when given) and closes the connection. */
+  closeConnection(error: MusterError | undefined): void;
+  /** Hands a job protocol message to the supervisor's job handling. */
+  handleJobMessage(message: JobMessage): void;
+  /** Sends `Drain` to the node. */
+  sendDrain(): void;
+}
+
+/** When the node was last heard from; any frame counts (PROTOCOL.md 4.2). Stamped by the session. */
+export interface Liveness {
+  lastSeen: number;
+}
+
 export interface NodeContext {
+  port: NodePort;
+  liveness: Liveness;
   heartbeatIntervalMs: number;
   missedHeartbeats: number;
   registerTimeoutMs: number;
   nodeId: string | undefined;
   registration: Registration | undefined;
-  /** `Date.now()` of the last frame from the node: any frame counts (PROTOCOL.md 4.2). */
-  lastSeen: number;
   reportedStatus: NodeStatus;
   max: Resources;
   jobs: Record<string, JobSlot>;
@@ -49,12 +79,12 @@ export interface NodeContext {
 }
 
 export interface NodeInput {
+  port: NodePort;
+  liveness: Liveness;
   heartbeatIntervalMs: number;
   missedHeartbeats: number;
   registerTimeoutMs: number;
 }
-
-type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
 
 export type NodeEvent =
   | { type: 'RegisterNode'; message: EnvelopeOf<'RegisterNode'> }
@@ -80,7 +110,7 @@ export interface NodeOutput {
 }
 
 function silentFor(context: NodeContext): number {
-  return Date.now() - context.lastSeen;
+  return Date.now() - context.liveness.lastSeen;
 }
 
 /** Missed heartbeats, plus one interval of grace (PROTOCOL.md 4.8). */
@@ -96,29 +126,22 @@ export const nodeMachine = setup({
     output: {} as NodeOutput,
   },
   actors: {
-    // Provided by the supervisor: verifies the token, resolves the node id, handles resume.
-    authenticate: fromPromise<Registration, EnvelopeOf<'RegisterNode'>>(async () => {
-      throw new MusterError('internal', 'authenticate not provided');
-    }),
+    authenticate: fromPromise<Registration, { port: NodePort; message: EnvelopeOf<'RegisterNode'> }>(({ input }) =>
+      input.port.authenticate(input.message),
+    ),
   },
   actions: {
-    /** Sends `RegisterAck`. */
-    acknowledgeRegistration: () => {},
-    /** Answers a non-fatal error; the connection stays. */
-    replyError: (_, _params: { error: MusterError }) => {},
-    /** Sends a fatal error (when given) and closes the connection. */
-    closeConnection: (_, _params: { error: MusterError | undefined }) => {},
-    /** Hands a job protocol message to the supervisor's job handling. */
-    handleJobMessage: (_, _params: { message: JobMessage }) => {},
-    /** Sends `Drain` to the node. */
-    sendDrain: () => {},
-    touch: assign({ lastSeen: () => Date.now() }),
+    acknowledgeRegistration: ({ context }) => {
+      if (context.registration !== undefined) context.port.acknowledgeRegistration(context.registration);
+    },
+    replyError: ({ context }, params: { error: MusterError }) => context.port.replyError(params.error),
+    closeConnection: ({ context }, params: { error: MusterError | undefined }) => context.port.closeConnection(params.error),
+    handleJobMessage: ({ context }, params: { message: JobMessage }) => context.port.handleJobMessage(params.message),
+    sendDrain: ({ context }) => context.port.sendDrain(),
     expire: assign({ endReason: 'expired' }),
-    // One assign for both fields: each assign copies the context, and this runs per heartbeat.
-    recordHeartbeat: assign(({ context, event }) => ({
-      lastSeen: Date.now(),
-      reportedStatus: event.type === 'Heartbeat' ? event.message.data.status : context.reportedStatus,
-    })),
+    recordStatus: assign({
+      reportedStatus: ({ context, event }) => (event.type === 'Heartbeat' ? event.message.data.status : context.reportedStatus),
+    }),
     addJob: assign({
       jobs: ({ context, event }) => (event.type === 'job.assigned' ? { ...context.jobs, [event.jobId]: event.slot } : context.jobs),
     }),
@@ -142,17 +165,19 @@ export const nodeMachine = setup({
   },
   delays: {
     registerTimeout: ({ context }) => context.registerTimeoutMs,
-    livenessCheck: ({ context }) => Math.max(1, Math.min(context.heartbeatIntervalMs, livenessWindow(context) - silentFor(context))),
+    // The moment the node would expire if it stays silent; one timer per node, re-armed rarely.
+    livenessCheck: ({ context }) => Math.max(1, livenessWindow(context) - silentFor(context)),
   },
 }).createMachine({
   id: 'node',
   context: ({ input }) => ({
+    port: input.port,
+    liveness: input.liveness,
     heartbeatIntervalMs: input.heartbeatIntervalMs,
     missedHeartbeats: input.missedHeartbeats,
     registerTimeoutMs: input.registerTimeoutMs,
     nodeId: undefined,
     registration: undefined,
-    lastSeen: Date.now(),
     reportedStatus: 'Ready',
     max: NO_RESOURCES,
     jobs: {},
@@ -196,7 +221,10 @@ export const nodeMachine = setup({
         authenticating: {
           invoke: {
             src: 'authenticate',
-            input: ({ event }) => (event as Extract<NodeEvent, { type: 'RegisterNode' }>).message,
+            input: ({ context, event }) => ({
+              port: context.port,
+              message: (event as Extract<NodeEvent, { type: 'RegisterNode' }>).message,
+            }),
             onDone: {
               target: '#node.online',
               actions: assign(({ event }) => ({
@@ -204,7 +232,6 @@ export const nodeMachine = setup({
                 registration: event.output,
                 max: event.output.capabilities.max_resources,
                 jobs: event.output.jobs,
-                lastSeen: Date.now(),
               })),
             },
             onError: {
@@ -226,21 +253,18 @@ export const nodeMachine = setup({
       initial: 'ready',
       on: {
         RegisterNode: {
-          actions: [
-            'touch',
-            { type: 'replyError', params: () => ({ error: new MusterError('invalid_message', 'already registered', { field: 'type' }) }) },
-          ],
+          actions: { type: 'replyError', params: () => ({ error: new MusterError('invalid_message', 'already registered', { field: 'type' }) }) },
         },
-        // The common heartbeat changes nothing but a timestamp: a targetless transition, no timers touched.
+        // Targetless where nothing changes: no state is re-entered and no timer touched.
         Heartbeat: [
-          { guard: 'foreignNodeId', actions: ['touch', { type: 'replyError', params: () => ({ error: wrongNodeId() }) }] },
-          { guard: 'reportsDraining', target: '.draining', actions: 'recordHeartbeat' },
-          { guard: 'changesRoom', actions: ['recordHeartbeat', raise({ type: 'capacity' })] },
-          { actions: 'recordHeartbeat' },
+          { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
+          { guard: 'reportsDraining', target: '.draining', actions: 'recordStatus' },
+          { guard: 'changesRoom', actions: ['recordStatus', raise({ type: 'capacity' })] },
+          { actions: 'recordStatus' },
         ],
         'job.message': [
-          { guard: 'foreignNodeId', actions: ['touch', { type: 'replyError', params: () => ({ error: wrongNodeId() }) }] },
-          { actions: ['touch', { type: 'handleJobMessage', params: ({ event }) => ({ message: event.message }) }] },
+          { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
+          { actions: { type: 'handleJobMessage', params: ({ event }) => ({ message: event.message }) } },
         ],
         'job.assigned': { actions: ['addJob', raise({ type: 'capacity' })] },
         'job.ended': { actions: ['removeJob', raise({ type: 'capacity' })] },
@@ -259,8 +283,8 @@ export const nodeMachine = setup({
           actions: assign({ endReason: 'replaced', error: () => new MusterError('session_replaced', 'a newer connection registered this node') }),
         },
       },
-      // Each state re-arms one liveness timer, which re-checks `lastSeen` when it fires:
-      // frames only touch a timestamp, so the hot path sets no timers.
+      // Each state arms one liveness timer for when the node would expire; when it fires
+      // and the node has spoken since, the state re-enters and the timer re-arms.
       states: {
         ready: {
           on: { capacity: { guard: not('hasRoom'), target: 'busy' } },

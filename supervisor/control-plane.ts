@@ -48,7 +48,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const bus = new LocalBus((err) => log.error({ err }, 'bus subscriber failed'));
   const registry = new NodeRegistry(id);
   const sessions = new Set<NodeSession>();
-  const pendingAcks = new WeakMap<NodeSession, Authenticated>();
+  // With the RegisterNode's `id`: the RegisterAck answers it as `reply_to` (PROTOCOL.md section 2).
+  const pendingAcks = new WeakMap<NodeSession, Authenticated & { replyTo: string | undefined }>();
   const counters = { messagesReceived: 0, messagesSent: 0 };
   const livenessMs = config.heartbeatIntervalMs * (config.missedHeartbeats + 1);
   let shuttingDown = false;
@@ -88,7 +89,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     },
     authenticate: async (session, message): Promise<Registration> => {
       const result = await authenticateNode(tokens, config.sessionTtlSeconds, message, session.connection.peerNames);
-      pendingAcks.set(session, result);
+      pendingAcks.set(session, { ...result, replyTo: message.id });
       return result.registration;
     },
     registered: (session, registration) => registered(session, registration),
@@ -124,7 +125,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
       control_plane_id: id,
       resumed: registration.resumed,
     };
-    session.send('RegisterAck', ack);
+    session.send('RegisterAck', ack, auth.replyTo);
     const kept = coordinator.adopt(nodeId, auth.keepJobs);
     for (const [jobId, slot] of Object.entries(kept)) session.actor.send({ type: 'job.assigned', jobId, slot });
     session.logger.info(

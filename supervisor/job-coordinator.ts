@@ -119,7 +119,7 @@ export class JobCoordinator {
       case 'LogChunk':
         return this.logChunk(session, message.data);
       case 'JobResult':
-        return this.result(session, message.data);
+        return this.result(session, message.data, message.id);
     }
   }
 
@@ -190,10 +190,10 @@ export class JobCoordinator {
     }
   }
 
-  private async result(session: NodeSession, data: EnvelopeOf<'JobResult'>['data']): Promise<void> {
+  private async result(session: NodeSession, data: EnvelopeOf<'JobResult'>['data'], replyTo: string | undefined): Promise<void> {
     const outcome = await this.o.store.storeResult(data.job_id, data.attempt, data.result, data.metrics);
     // Acknowledged only now that the result is stored (or was already, or is stale).
-    session.send('JobResultAck', { job_id: data.job_id, attempt: data.attempt });
+    session.send('JobResultAck', { job_id: data.job_id, attempt: data.attempt }, replyTo);
     const log = session.logger.child({ job_id: data.job_id, attempt: data.attempt });
     if (outcome !== 'stored') {
       log.info({ outcome }, 'result acknowledged without change');

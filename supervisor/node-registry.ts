@@ -62,6 +62,6 @@ export function viewOf(nodeId: string, session: NodeSession, owner: string, runn
     state: session.state,
     owner,
     running_jobs: runningJobs,
-    last_heartbeat: new Date(context.lastSeen).toISOString(),
+    last_heartbeat: new Date(context.liveness.lastSeen).toISOString(),
   };
 }

@@ -1,10 +1,10 @@
 // One connected node: its connection, its actor, and the codec it speaks.
-// Frames become validated messages and are sent to the actor; the actor's named
-// actions (node-machine.ts) are implemented here by talking to the connection and
+// Frames become validated messages and are sent to the actor; the actor's port
+// (node-machine.ts `NodePort`) is implemented here by talking to the connection and
 // handing everything else to the session's host (the control plane).
-import { createActor, fromPromise, type Actor } from 'xstate';
+import { createActor, type Actor } from 'xstate';
 import type { Logger } from 'pino';
-import { nodeMachine, type NodeEvent, type NodeOutput, type Registration } from '../actors/node-machine.js';
+import { nodeMachine, type Liveness, type NodeEvent, type NodeOutput, type NodePort, type Registration } from '../actors/node-machine.js';
 import { CODEC_JSON, ENCRYPTED_BIT, decodeBody, encodeBody, type Codec } from '../protocol/codec.js';
 import { MusterError, toMusterError } from '../protocol/errors.js';
 import type { EnvelopeOf, NodeMessage, PlaneMessageType, MessageData } from '../protocol/messages.js';
@@ -32,8 +32,10 @@ export interface SessionHost {
 
 export type NodeActor = Actor<typeof nodeMachine>;
 
-export class NodeSession {
+export class NodeSession implements NodePort {
   readonly actor: NodeActor;
+  /** Stamped on every frame; the actor's liveness timer reads it. */
+  private readonly liveness: Liveness = { lastSeen: Date.now() };
   readonly logger: Logger;
   /** The codec of the node's `RegisterNode`; replies use it (PROTOCOL.md section 2). */
   private codec: Codec = CODEC_JSON;
@@ -47,32 +49,44 @@ export class NodeSession {
     private readonly host: SessionHost,
   ) {
     this.logger = host.logger.child({ conn_id: connection.id });
-    const machine = nodeMachine.provide({
-      actors: {
-        // A refusal answers the RegisterNode, which may carry an id (PROTOCOL.md section 2).
-        authenticate: fromPromise(({ input }) =>
-          host.authenticate(this, input).catch((err: unknown) => {
-            throw err instanceof MusterError ? answering(err, input.id) : err;
-          }),
-        ),
-      },
-      actions: {
-        acknowledgeRegistration: ({ context }) => {
-          if (context.registration !== undefined) host.registered(this, context.registration);
-        },
-        replyError: (_, params) => this.sendError(params.error),
-        closeConnection: (_, params) => void this.closeWith(params.error),
-        handleJobMessage: (_, params) => host.jobMessage(this, params.message),
-        sendDrain: () => this.send('Drain', {}),
-      },
-    });
-    this.actor = createActor(machine, { input: host.timing });
+    this.actor = createActor(nodeMachine, { input: { ...host.timing, port: this, liveness: this.liveness } });
     this.actor.subscribe({
       next: () => this.noticeState(),
       error: (err) => this.crashed(err),
       complete: () => undefined,
     });
   }
+
+  // ---- NodePort: what the actor asks for ----
+
+  authenticate(message: EnvelopeOf<'RegisterNode'>): Promise<Registration> {
+    // A refusal answers the RegisterNode, which may carry an id (PROTOCOL.md section 2).
+    return this.host.authenticate(this, message).catch((err: unknown) => {
+      throw err instanceof MusterError ? answering(err, message.id) : err;
+    });
+  }
+
+  acknowledgeRegistration(registration: Registration): void {
+    this.host.registered(this, registration);
+  }
+
+  replyError(error: MusterError): void {
+    this.sendError(error);
+  }
+
+  closeConnection(error: MusterError | undefined): void {
+    void this.closeWith(error);
+  }
+
+  handleJobMessage(message: Parameters<NodePort['handleJobMessage']>[0]): void {
+    this.host.jobMessage(this, message);
+  }
+
+  sendDrain(): void {
+    this.send('Drain', {});
+  }
+
+  // ---- the connection side ----
 
   /** Starts the actor and the flow of frames. */
   start(): void {
@@ -112,6 +126,7 @@ export class NodeSession {
 
   private onFrame(codecByte: number, body: Uint8Array): void {
     this.host.counters.messagesReceived++;
+    this.liveness.lastSeen = Date.now();
     if ((codecByte & ENCRYPTED_BIT) !== 0) {
       this.actor.send({ type: 'frame.error', error: new MusterError('unsupported_codec', 'encryption is not enabled on this listener') });
       return;
@@ -126,7 +141,18 @@ export class NodeSession {
       this.deliver(error.replyTo, { type: 'frame.error', error });
       return;
     }
+    if (message.type === 'Heartbeat' && this.changesNothing(message)) return;
     this.deliver(message.id, eventOf(message));
+  }
+
+  /**
+   * A heartbeat from this online node with the status the actor already holds: the frame's
+   * stamp on the liveness cell is all it brings, so it need not cost the actor a transition.
+   */
+  private changesNothing(message: EnvelopeOf<'Heartbeat'>): boolean {
+    if (this.lastState === 'registering' || this.lastState === 'dead') return false;
+    const context = this.actor.getSnapshot().context;
+    return message.data.node_id === context.nodeId && message.data.status === context.reportedStatus;
   }
 
   /** The actor handles `event` synchronously: errors it raises meanwhile answer message `id`. */

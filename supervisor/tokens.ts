@@ -1,6 +1,7 @@
 // Mints and verifies the JWTs of PROTOCOL.md section 5 (HS256 with the shared secret).
 // Every verification failure becomes a MusterError with the protocol's code; no message ever
 // carries the token text, so errors can be logged and sent to the peer as they are.
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import { SignJWT, errors, jwtVerify } from 'jose';
 import type { JWTPayload } from 'jose';
@@ -55,14 +56,15 @@ export interface TokenAuthorityOptions {
 }
 
 export class TokenAuthority {
-  readonly #key: Uint8Array;
+  // A KeyObject made once: with raw bytes jose imports the key again on every sign and verify.
+  readonly #key: KeyObject;
   readonly #issuer: string;
   readonly #tolerance: number;
   readonly #now: () => Date;
 
   constructor(secret: Uint8Array, options: TokenAuthorityOptions = {}) {
     if (secret.length < MIN_SECRET_BYTES) throw new Error(`JWT secret must be at least ${MIN_SECRET_BYTES} bytes`);
-    this.#key = secret;
+    this.#key = createSecretKey(secret);
     this.#issuer = options.issuer ?? 'muster';
     this.#tolerance = options.clockToleranceSeconds ?? 30;
     this.#now = options.now ?? (() => new Date());

@@ -1,8 +1,8 @@
 // The node actor decides a node's state from messages and timers alone: these tests drive
 // it with events and fake timers, and watch the named actions it asks the supervisor for.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createActor, fromPromise } from 'xstate';
-import { nodeMachine, type Registration } from '../../actors/node-machine.js';
+import { createActor } from 'xstate';
+import { nodeMachine, type NodePort, type Registration } from '../../actors/node-machine.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
 
@@ -32,19 +32,20 @@ function heartbeat(status: 'Ready' | 'Busy' | 'Draining' = 'Ready', nodeId = NOD
 }
 
 function start(authenticate: () => Promise<Registration> = async () => registration()) {
-  const calls = { acks: 0, errors: [] as MusterError[], closed: [] as (MusterError | undefined)[], drains: 0 };
-  const machine = nodeMachine.provide({
-    actors: { authenticate: fromPromise(authenticate) },
-    actions: {
-      acknowledgeRegistration: () => void calls.acks++,
-      replyError: (_, p) => void calls.errors.push(p.error),
-      closeConnection: (_, p) => void calls.closed.push(p.error),
-      sendDrain: () => void calls.drains++,
-    },
-  });
-  const actor = createActor(machine, { input: TIMING });
+  const calls = { acks: 0, errors: [] as MusterError[], closed: [] as (MusterError | undefined)[], drains: 0, jobMessages: 0 };
+  const port: NodePort = {
+    authenticate,
+    acknowledgeRegistration: () => void calls.acks++,
+    replyError: (error) => void calls.errors.push(error),
+    closeConnection: (error) => void calls.closed.push(error),
+    handleJobMessage: () => void calls.jobMessages++,
+    sendDrain: () => void calls.drains++,
+  };
+  // The session stamps this on every frame; tests stamp it where a frame arrives.
+  const liveness = { lastSeen: Date.now() };
+  const actor = createActor(nodeMachine, { input: { ...TIMING, port, liveness } });
   actor.start();
-  return { actor, calls };
+  return { actor, calls, liveness };
 }
 
 async function registered() {
@@ -112,13 +113,36 @@ describe('node machine', () => {
     expect(actor.getSnapshot().output?.reason).toBe('expired');
   });
 
-  it('stays alive while any frame arrives', async () => {
-    const { actor } = await registered();
+  it('stays alive while any frame arrives, and dies a full window after the last one', async () => {
+    const { actor, liveness } = await registered();
     for (let i = 0; i < 20; i++) {
       await vi.advanceTimersByTimeAsync(TIMING.heartbeatIntervalMs);
-      actor.send({ type: 'Heartbeat', message: heartbeat() });
+      liveness.lastSeen = Date.now();
     }
     expect(actor.getSnapshot().status).toBe('active');
+    await vi.advanceTimersByTimeAsync(TIMING.heartbeatIntervalMs * 4 - 100);
+    expect(actor.getSnapshot().status).toBe('active');
+    await vi.advanceTimersByTimeAsync(200);
+    expect(actor.getSnapshot().output?.reason).toBe('expired');
+  });
+
+  it('re-arms its liveness timer about once per window, not once per heartbeat interval', async () => {
+    const { liveness } = await registered();
+    expect(vi.getTimerCount()).toBe(1);
+    const armed = vi.spyOn(globalThis, 'setTimeout');
+    for (let i = 0; i < 20; i++) {
+      await vi.advanceTimersByTimeAsync(TIMING.heartbeatIntervalMs);
+      liveness.lastSeen = Date.now();
+    }
+    // 20 intervals with a 4-interval window: the timer fires (and re-arms) every 3 to 4 intervals.
+    expect(armed.mock.calls.length).toBeLessThanOrEqual(7);
+    expect(vi.getTimerCount()).toBe(1);
+  });
+
+  it('hands job messages of its own node to the supervisor', async () => {
+    const { actor, calls } = await registered();
+    actor.send({ type: 'job.message', message: { type: 'JobAccepted', data: { job_id: NODE_ID, attempt: 1 } } });
+    expect(calls.jobMessages).toBe(1);
   });
 
   it('is busy while its slots are taken or it reports Busy, ready again when not', async () => {
