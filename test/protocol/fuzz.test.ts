@@ -11,6 +11,11 @@ import { validateNodeMessage } from '../../protocol/validator.js';
 import { sampleMessages } from './sample-messages.js';
 
 const MAX_FRAME = 4096;
+/**
+ * Cases per property: five properties (one at half weight) make at least 100,000 cases per
+ * CI run (about 5 s here). FUZZ_RUNS_PER_PROPERTY raises it for a longer local soak.
+ */
+const RUNS_PER_PROPERTY = Number(process.env.FUZZ_RUNS_PER_PROPERTY ?? 23_000);
 const SAMPLES = Object.values(sampleMessages());
 
 /** The whole receive path of the control plane for one connection's bytes. */
@@ -24,7 +29,11 @@ function receive(chunks: Uint8Array[]): void {
     }
   };
   try {
-    for (const chunk of chunks) decoder.push(chunk, onFrame);
+    for (const chunk of chunks) {
+      decoder.push(chunk, onFrame);
+      // Memory stays bounded: never more than one frame's worth is held, whatever arrives.
+      if (decoder.bufferedBytes > MAX_FRAME + 4) throw new Error(`decoder holds ${decoder.bufferedBytes} bytes`);
+    }
   } catch (err) {
     expectProtocolError(err);
   }
@@ -109,7 +118,7 @@ describe('receive path fuzz', () => {
       fc.property(fc.uint8Array({ maxLength: 1024 }), fc.array(fc.nat(), { maxLength: 8 }), (bytes, cuts) => {
         receive(splitAt(bytes, cuts));
       }),
-      { numRuns: 8000 },
+      { numRuns: RUNS_PER_PROPERTY },
     );
   });
 
@@ -119,7 +128,7 @@ describe('receive path fuzz', () => {
       fc.property(fc.array(frameArb, { minLength: 1, maxLength: 4 }), (frames) => {
         receive([concat(frames.map(([codecByte, body]) => encodeFrame(codecByte, body)))]);
       }),
-      { numRuns: 8000 },
+      { numRuns: RUNS_PER_PROPERTY },
     );
   });
 
@@ -129,7 +138,7 @@ describe('receive path fuzz', () => {
         const frame = encodeFrame(codec, encodeBody(codec, msg));
         receive([mutations.reduce(mutate, frame)]);
       }),
-      { numRuns: 8000 },
+      { numRuns: RUNS_PER_PROPERTY },
     );
   });
 
@@ -139,7 +148,7 @@ describe('receive path fuzz', () => {
         const body = mutations.reduce(mutate, encodeBody(codec, msg));
         receive([framedBody(codec, body)]);
       }),
-      { numRuns: 8000 },
+      { numRuns: RUNS_PER_PROPERTY },
     );
   });
 
@@ -159,7 +168,7 @@ describe('receive path fuzz', () => {
         }
         receive([framedBody(codec, body)]);
       }),
-      { numRuns: 4000 },
+      { numRuns: RUNS_PER_PROPERTY / 2 },
     );
   });
 
