@@ -9,7 +9,14 @@ import type { JobRecord } from './job-store.js';
 import type { JobView } from './plane-api.js';
 
 /** `GET /v1/jobs/{id}`: the view of section 7, plus why a job ended without a result. */
-export type JobAnswer = JobView & { reason?: string };
+/** `GET /v1/jobs/{id}`: the protocol's fields, plus what an operator needs to read a job. */
+export type JobAnswer = JobView & {
+  reason?: string;
+  priority: JobRecord['priority'];
+  job: JobRecord['job'];
+  /** With every secret's value replaced by `***`: secrets reach only the node that runs the job. */
+  execution_context: JobRecord['execution_context'];
+};
 
 interface JobParams {
   id: string;
@@ -41,9 +48,21 @@ export function registerJobRoutes(app: FastifyInstance, deps: AdminRouteDeps): v
   );
 }
 
-/** Field by field, so the execution context (and its secrets) never leave the plane. */
+export const REDACTED = '***';
+
+/** Field by field, so nothing new in the record leaves the plane by accident, and secrets never do. */
 export function toJobAnswer(record: JobRecord): JobAnswer {
-  const answer: JobAnswer = { job_id: record.job_id, state: record.state, attempt: record.attempt };
+  const answer: JobAnswer = {
+    job_id: record.job_id,
+    state: record.state,
+    attempt: record.attempt,
+    priority: record.priority,
+    job: record.job,
+    execution_context: {
+      ...record.execution_context,
+      secrets: Object.fromEntries(Object.keys(record.execution_context.secrets).map((name) => [name, REDACTED])),
+    },
+  };
   if (record.node_id !== undefined) answer.node_id = record.node_id;
   if (record.result !== undefined) answer.result = record.result;
   if (record.metrics !== undefined) answer.metrics = record.metrics;
