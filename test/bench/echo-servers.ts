@@ -8,8 +8,8 @@
 // `muster.v1.NodeLink/Connect` that writes every Frame back). Prints one URL a line, in the
 // order asked, as the transports' clients dial them, then `ready`.
 import { readFileSync, rmSync } from 'node:fs';
-import { createServer as createHttpServer } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,7 +67,7 @@ function listen(server: Server, where: string): Promise<number> {
   });
 }
 
-function listenWebSocket(server: Server): Promise<number> {
+function listenWebSocket(server: HttpServer | HttpsServer): Promise<number> {
   const wss = new WebSocketServer({
     server,
     path: '/v1/connect',
@@ -75,8 +75,17 @@ function listenWebSocket(server: Server): Promise<number> {
     maxPayload: 4 * MAX_FRAME_BYTES,
     handleProtocols: (protocols) => (protocols.has('muster.v1') ? 'muster.v1' : false),
   });
-  wss.on('connection', (ws: WebSocket) => {
-    ws.on('message', (data, isBinary) => ws.send(data as Buffer, { binary: isBinary }));
+  wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
+    // `ws` writes each message on its own; corked until the end of this tick, the messages that
+    // one read produced go back in one write, as `pipe` does for the stream echoes.
+    const socket = req.socket;
+    ws.on('message', (data, isBinary) => {
+      if (socket.writableCorked === 0) {
+        socket.cork();
+        process.nextTick(() => socket.uncork());
+      }
+      ws.send(data as Buffer, { binary: isBinary });
+    });
     ws.on('error', () => {});
   });
   return listen(server, HOST);

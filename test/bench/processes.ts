@@ -99,12 +99,12 @@ export async function startEchoServer(): Promise<{ port: number; stop(): Promise
 }
 
 /** The raw echo baselines of test/bench/echo-servers.ts in one process; `args` as its command line. */
-export async function startEchoServers(args: string[]): Promise<{ urls: URL[]; stop(): Promise<void> }> {
+export async function startEchoServers(args: string[]): Promise<{ urls: URL[]; pid: number; stop(): Promise<void> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'test/bench/echo-servers.ts'), ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = await linesUntil(child, (line) => line === 'ready');
-  return { urls: lines.slice(0, -1).map((l) => new URL(l)), stop: () => stop(child) };
+  return { urls: lines.slice(0, -1).map((l) => new URL(l)), pid: child.pid!, stop: () => stop(child) };
 }
 
 /** The child's stdout lines up to and including the first that matches; the rest is drained unread. */

@@ -12,6 +12,7 @@ import { CODEC_JSON, CODEC_MSGPACK, encodeBody, type Codec } from '../../protoco
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import { heartbeatFrame, mintApiToken, mintNodeToken, registerNode, type BenchNode } from './bench-node.js';
 import { runFleet } from './fleet.js';
+import { runTransports } from './transports.js';
 import { FrameSocket, type Envelope } from './frame-socket.js';
 import { startEchoServer, startPlane, type RunningPlane } from './processes.js';
 import { summarize, type Summary } from './quantiles.js';
@@ -24,7 +25,8 @@ const BATCH = 256;
 async function main(): Promise<void> {
   const which = process.argv[2] ?? 'tcp';
   if (which === 'fleet') return runFleet();
-  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet)`);
+  if (which === 'transports') return runTransports();
+  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet, transports)`);
   console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}`);
   console.log(`heartbeats per run: ${HEARTBEATS}, round trips per run: ${ROUND_TRIPS}, runs: ${RUNS} (medians)\n`);
   const plane = await startPlane({ MUSTER_HEARTBEAT_INTERVAL_MS: '60000' });
