@@ -82,12 +82,12 @@ export async function registerNode(tcpUrl: URL, codec: Codec, token: string, opt
 }
 
 /** A `Heartbeat` of node `nodeId`, with `id` when given (an id asks for no answer; errors would carry it). */
-export function heartbeatEnvelope(nodeId: string, id?: string): Envelope & { id?: string } {
+export function heartbeatEnvelope(nodeId: string, id?: string, status: 'Ready' | 'Busy' = 'Ready'): Envelope & { id?: string } {
   const heartbeat: Envelope & { id?: string } = {
     type: 'Heartbeat',
     data: {
       node_id: nodeId,
-      status: 'Ready',
+      status,
       resources: { cpu_cores: 1, memory_mb: 1024, available_cpu: 1, available_memory_mb: 1024 },
       metrics: { cpu_usage_percent: 12.5, memory_usage_percent: 40, active_jobs: 0, completed_jobs: 10, failed_jobs: 0 },
       timestamp: new Date().toISOString(),
@@ -97,6 +97,6 @@ export function heartbeatEnvelope(nodeId: string, id?: string): Envelope & { id?
   return heartbeat;
 }
 
-export function heartbeatFrame(nodeId: string, codec: Codec, id?: string): Uint8Array {
-  return encodeFrame(codec, encodeBody(codec, heartbeatEnvelope(nodeId, id)));
+export function heartbeatFrame(nodeId: string, codec: Codec, id?: string, status: 'Ready' | 'Busy' = 'Ready'): Uint8Array {
+  return encodeFrame(codec, encodeBody(codec, heartbeatEnvelope(nodeId, id, status)));
 }

@@ -1,9 +1,12 @@
 // `npm run bench`: the control plane's throughput and latency over one TCP connection,
 // each beside a raw `net` echo of the same bytes measured in the same run.
 //
-//   heartbeats/s   MessagePack and JSON heartbeats decoded, validated and delivered to the
-//                  node's actor (a trailing message with an `id` is answered only after all
-//                  of them were handled, in order)
+//   heartbeats/s   MessagePack and JSON heartbeats decoded, validated and handled (a trailing
+//                  message with an `id` is answered only after all of them, in order), twice:
+//                  - steady: the same status each time, which stamps the node's liveness cell
+//                    and needs no actor transition (the common case in a fleet);
+//                  - alternating Ready/Busy: every heartbeat is an event that the node's actor
+//                    handles with a state change (ready ⇄ busy), the worst case
 //   round trip     JobAssignment received → JobAccepted + JobResult sent → JobResultAck
 //                  received, one job at a time (light load), results stored in SQLite
 import { hostname } from 'node:os';
@@ -32,20 +35,25 @@ async function main(): Promise<void> {
   const plane = await startPlane({ MUSTER_HEARTBEAT_INTERVAL_MS: '60000' });
   const echo = await startEchoServer();
   try {
-    for (const codec of [CODEC_MSGPACK, CODEC_JSON] as Codec[]) {
-      const name = codec === CODEC_MSGPACK ? 'MessagePack' : 'JSON';
-      const node = await registerOn(plane, codec);
-      const frame = heartbeatFrame(node.nodeId, codec);
-      const planeRates: number[] = [];
-      const rawRates: number[] = [];
-      for (let run = 0; run < RUNS; run++) {
-        planeRates.push(await heartbeatRate(node.socket, frame, codec));
-        rawRates.push(await echoRate(echo.port, frame));
+    for (const alternating of [false, true]) {
+      for (const codec of [CODEC_MSGPACK, CODEC_JSON] as Codec[]) {
+        const name = `${codec === CODEC_MSGPACK ? 'MessagePack' : 'JSON'}, ${alternating ? 'Ready/Busy' : 'steady'}`;
+        const node = await registerOn(plane, codec);
+        const frames = [heartbeatFrame(node.nodeId, codec)];
+        if (alternating) frames.push(heartbeatFrame(node.nodeId, codec, undefined, 'Busy'));
+        const planeRates: number[] = [];
+        const rawRates: number[] = [];
+        for (let run = 0; run < RUNS; run++) {
+          planeRates.push(await heartbeatRate(node.socket, frames, codec));
+          rawRates.push(await echoRate(echo.port, frames[0]!));
+        }
+        node.socket.close();
+        const p = median(planeRates);
+        const r = median(rawRates);
+        console.log(
+          `heartbeats ${name.padEnd(24)} plane ${fmt(p)} msg/s   raw net echo+decode ${fmt(r)} msg/s   plane/raw ${(p / r).toFixed(2)}`,
+        );
       }
-      node.socket.close();
-      const p = median(planeRates);
-      const r = median(rawRates);
-      console.log(`heartbeats ${name.padEnd(11)} plane ${fmt(p)} msg/s   raw net echo+decode ${fmt(r)} msg/s   plane/raw ${(p / r).toFixed(2)}`);
     }
     const rtt = await roundTrips(plane, echo.port);
     console.log(
@@ -62,13 +70,15 @@ async function registerOn(plane: RunningPlane, codec: Codec, cpuCores = 1): Prom
   return registerNode(plane.tcpUrl, codec, await mintNodeToken(plane.dataDir, 600), { cpuCores });
 }
 
-function batchOf(frame: Uint8Array, count: number): Buffer {
-  return Buffer.concat(Array.from({ length: count }, () => frame));
+/** `count` frames, taking `frames` in turn. */
+function batchOf(frames: Uint8Array | Uint8Array[], count: number): Buffer {
+  const list = Array.isArray(frames) ? frames : [frames];
+  return Buffer.concat(Array.from({ length: count }, (_, i) => list[i % list.length]!));
 }
 
 /** Heartbeats per second through the plane: N heartbeats, then a message that is answered after them. */
-async function heartbeatRate(socket: FrameSocket, frame: Uint8Array, codec: Codec): Promise<number> {
-  const batch = batchOf(frame, BATCH);
+async function heartbeatRate(socket: FrameSocket, frames: Uint8Array[], codec: Codec): Promise<number> {
+  const batch = batchOf(frames, BATCH);
   const sentinelId = `s-${Math.random().toString(36).slice(2)}`;
   const answered = socket.next((e) => e.reply_to === sentinelId, 120_000);
   const started = performance.now();
