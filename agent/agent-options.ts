@@ -1,4 +1,5 @@
 // The settings of the runner agent, with their defaults in the TSDoc.
+import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CodecName } from '../protocol/codec.js';
 import type { ClientTlsOptions, Connection, DialOptions } from '../transports/transport.js';
@@ -41,6 +42,12 @@ export interface AgentOptions {
   nodeType?: string;
   /** CA, client certificate and key (PEM text) for `tls://`, `wss://` and `grpcs://` URLs. */
   tls?: ClientTlsOptions;
+  /**
+   * Payload encryption key (PROTOCOL.md section 6; `loadEncryptionKey` of
+   * transports/payload-cipher.ts), the one of the plane's listeners: every frame on every
+   * connection is then encrypted. Default none.
+   */
+  encryptionKey?: KeyObject;
   /** How to open connections; default: the transport registered for the URL's scheme. */
   dial?: Dialer;
 }

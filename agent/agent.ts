@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import type { CodecName } from '../protocol/codec.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/frame-decoder.js';
 import type { EnvelopeOf, MessageData, NodeStatus, PlaneMessage } from '../protocol/messages.js';
+import { encrypted } from '../transports/encrypted-connection.js';
+import { PayloadCipher } from '../transports/payload-cipher.js';
 import { transportFor, type Connection, type DialOptions } from '../transports/transport.js';
 import { Backoff } from './backoff.js';
 import { collectHostFacts, UsageSampler } from './host-facts.js';
@@ -21,7 +23,7 @@ import { DEFAULT_SEND_BUFFER_BYTES, type AgentOptions } from './agent-options.js
 export type { AgentOptions, Dialer } from './agent-options.js';
 
 // Errors that refuse a session token: the agent falls back to its registration token.
-const RESUME_REFUSALS: ReadonlySet<string> = new Set(['auth_failed', 'token_expired', 'forbidden']);
+const RESUME_REFUSALS: ReadonlySet<string> = new Set(['auth_failed', 'token_expired', 'token_revoked', 'forbidden']);
 
 export class Agent {
   private readonly logger: Logger;
@@ -137,7 +139,10 @@ export class Agent {
       connectTimeoutMs: this.options.connectTimeoutMs ?? 10_000,
     };
     if (this.options.tls !== undefined) options.tls = this.options.tls;
-    return this.options.dial ? this.options.dial(parsed, options) : transportFor(parsed).dial(parsed, options);
+    const dialing = this.options.dial ? this.options.dial(parsed, options) : transportFor(parsed).dial(parsed, options);
+    const key = this.options.encryptionKey;
+    // A new cipher per connection: each has its own nonce sequence.
+    return key === undefined ? dialing : dialing.then((conn) => encrypted(conn, new PayloadCipher(key)));
   }
 
   /** Runs one connection until it closes. */

@@ -69,7 +69,7 @@ export class PlaneLink {
 
   private onFrame(codecByte: number, body: Uint8Array): void {
     if ((codecByte & ENCRYPTED_BIT) !== 0) {
-      this.logger.error('control plane sends encrypted frames, which this agent does not support; closing');
+      this.logger.error('control plane sends encrypted frames: it needs the agent started with its key (--encrypt-key-file); closing');
       void this.conn.close();
       return;
     }

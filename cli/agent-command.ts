@@ -15,6 +15,7 @@ interface AgentOptions {
   tlsCert?: string;
   tlsKey?: string;
   tlsServername?: string;
+  encryptKeyFile?: string;
 }
 
 export function agentCommand(): Command {
@@ -30,6 +31,7 @@ export function agentCommand(): Command {
     .option('--tls-cert <file>', 'client certificate (PEM) for mutual TLS')
     .option('--tls-key <file>', 'client key (PEM) for mutual TLS')
     .option('--tls-servername <name>', 'server name to verify when it differs from the URL host')
+    .option('--encrypt-key-file <file>', "the plane's payload encryption key file (base64, 32 bytes): every frame is encrypted")
     .action(async (options: AgentOptions) => runAgent(options));
 }
 
@@ -48,6 +50,8 @@ async function runAgent(options: AgentOptions): Promise<void> {
     throw new Error('no registration token: pass --token or set MUSTER_TOKEN (muster token create --role node)');
   }
   const { runAgentCommand } = await import('../agent/main.js');
+  const { loadEncryptionKey } = await import('../transports/payload-cipher.js');
+  const encryption = options.encryptKeyFile === undefined ? {} : { encryptionKey: loadEncryptionKey(options.encryptKeyFile) };
   await runAgentCommand({
     urls: options.url,
     token: options.token,
@@ -55,6 +59,6 @@ async function runAgent(options: AgentOptions): Promise<void> {
     codec: options.codec,
     tags: options.tag ?? {},
     logLevel: options.logLevel,
-    agent: { tls: clientTls(options) },
+    agent: { tls: clientTls(options), ...encryption },
   });
 }

@@ -13,6 +13,8 @@ interface ServeOptions {
   tlsKey?: string;
   tlsCa?: string;
   requireClientCert?: boolean;
+  encryptKeyFile?: string;
+  auditLog?: string;
   config?: string;
   logLevel?: string;
 }
@@ -30,6 +32,8 @@ export function serveCommand(): Command {
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--tls-ca <file>', 'PEM CA bundle that client certificates must chain to')
     .option('--require-client-cert', 'mutual TLS: refuse nodes without a client certificate signed by --tls-ca')
+    .option('--encrypt-key-file <file>', 'base64 32-byte key: every node listener encrypts every frame (AES-256-GCM)')
+    .option('--audit-log <file>', 'append the audit log (JSON lines: authentication, connections, tokens, bans) to this file')
     .option('--config <file>', 'JSON configuration file (also MUSTER_CONFIG)')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default info)')
     .action(async (options: ServeOptions) => serve(options));
@@ -49,6 +53,8 @@ async function serve(options: ServeOptions): Promise<void> {
       tlsKey: options.tlsKey,
       tlsCa: options.tlsCa,
       requireClientCert: options.requireClientCert,
+      encryptKeyFile: options.encryptKeyFile,
+      auditLog: options.auditLog,
       logLevel: options.logLevel,
     },
   });

@@ -1,14 +1,19 @@
 // The admin HTTP API (PROTOCOL.md section 7) on fastify: one server, bearer-token roles,
 // `{error: {code, message}}` on every failure. Routes live in admin-routes-*.ts; this file
 // wires them, the error handling and the lifecycle.
+import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from '../observability/logger.js';
+import { registerAdminAccess, type AdminAccess } from './admin-access.js';
 import { notFound, toHttpError } from './admin-errors.js';
 import { registerFleetRoutes, registerProbeRoutes } from './admin-routes-fleet.js';
 import { registerJobRoutes } from './admin-routes-jobs.js';
 import { registerLogRoutes } from './admin-routes-logs.js';
+import type { AuditSink } from './audit-log.js';
+import { registerTokenRoutes } from './admin-routes-tokens.js';
 import type { PlaneApi } from './plane-api.js';
+import type { TokenAdmin } from './token-registry.js';
 import type { TokenAuthority } from './tokens.js';
 
 export interface AdminApiOptions {
@@ -18,7 +23,11 @@ export interface AdminApiOptions {
   port: number;
   api: PlaneApi;
   tokens: TokenAuthority;
+  /** Minting, listing and revoking tokens (`/v1/tokens`); without it those routes do not exist. */
+  tokenAdmin?: TokenAdmin;
   logger: Logger;
+  /** Allow-list, bans, per-token rate limit and audit (admin-access.ts); default: none of them. */
+  access?: AdminAccess;
 }
 
 export interface AdminApi {
@@ -35,13 +44,16 @@ export interface AdminRouteDeps {
   logger: Logger;
   /** Aborted when the server closes, so long-lived responses (log follows) end. */
   closing: AbortSignal;
+  /** Where security events go (`token_minted`, `token_revoked`, ...); undefined when not audited. */
+  audit?: AuditSink;
 }
 
 export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi> {
   const logger = options.logger.child({ component: 'admin-api' });
   const closing = new AbortController();
   // Fastify's own request logging is off: requests are logged at debug below, errors once.
-  const app = Fastify({ logger: false, bodyLimit: 1_048_576 });
+  // Request ids are the audit log's correlation ids: unique, not a per-process counter.
+  const app = Fastify({ logger: false, bodyLimit: 1_048_576, genReqId: () => randomUUID() });
   acceptEmptyJsonBody(app);
   app.addHook('preClose', async () => closing.abort());
   app.addHook('onResponse', async (request, reply) => {
@@ -60,11 +72,15 @@ export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi>
     reply.code(404).send(notFound(`no route ${request.method} ${pathOf(request.url)}`).toBody()),
   );
 
+  // Before the routes: its role check watches every route registration.
+  registerAdminAccess(app, options.access ?? {});
   const deps: AdminRouteDeps = { api: options.api, tokens: options.tokens, logger, closing: closing.signal };
+  if (options.access?.audit !== undefined) deps.audit = options.access.audit;
   registerJobRoutes(app, deps);
   registerLogRoutes(app, deps);
   registerFleetRoutes(app, deps);
   registerProbeRoutes(app, deps);
+  if (options.tokenAdmin !== undefined) registerTokenRoutes(app, deps, options.tokenAdmin);
 
   await app.listen({ host: options.host, port: options.port });
   const { port } = app.server.address() as AddressInfo;

@@ -28,8 +28,25 @@ export interface Config {
   tlsCa: string;
   /** Mutual TLS: refuse clients without a certificate signed by `tlsCa`. */
   requireClientCert: boolean;
+  /**
+   * File holding a 32-byte AES-256-GCM key, base64 (PROTOCOL.md section 6): when set, every
+   * node listener encrypts every frame in both directions; empty: no payload encryption.
+   */
+  encryptKeyFile: string;
   /** HS256 secret (at least 32 bytes); default read or generated at `<dataDir>/secret`. */
   jwtSecret: string;
+  /** Earlier HS256 secrets, comma-separated: tokens they signed still verify (rotation), nothing new is signed with them. */
+  jwtPreviousSecrets: string;
+  /** JWKS for EdDSA / ES256 tokens: a file path, or an http(s) URL on the operator's network; empty: none. */
+  jwtJwks: string;
+  /** How long a JWKS fetch from a URL may take. */
+  jwtJwksTimeoutMs: number;
+  /** Token algorithms accepted, comma-separated, from HS256, EdDSA, ES256; HS256 is required (session tokens). */
+  jwtAlgorithms: string;
+  /** Clock-skew leeway for `exp` and `nbf`, in seconds. */
+  jwtClockToleranceSeconds: number;
+  /** How often the plane reads revocations written by other processes (the CLI offline); 0: never. */
+  revocationPollMs: number;
   /** Identifier of this control-plane replica, sent in `RegisterAck`. */
   controlPlaneId: string;
   maxFrameBytes: number;
@@ -44,6 +61,37 @@ export interface Config {
   sessionTtlSeconds: number;
   /** What `Shutdown` gives nodes, and how long the plane waits for in-flight writes on SIGTERM. */
   shutdownGraceMs: number;
+  /**
+   * Networks (CIDR, comma-separated) node connections may come from; empty allows every address.
+   * Others get `Error{code:"forbidden"}` and are closed. The Unix socket has no address: always allowed.
+   */
+  nodeAllowCidrs: string;
+  /** Networks (CIDR, comma-separated) the admin HTTP API answers, probes included; empty allows every address. */
+  apiAllowCidrs: string;
+  /** Frames a second one node connection may send (a token bucket); over it frames are dropped with `rate_limited`. 0: no limit. */
+  nodeMessageRate: number;
+  /** Frames a node may send at once before `nodeMessageRate` applies. */
+  nodeMessageBurst: number;
+  /** Frame bytes a second one node connection may send; 0: no limit. */
+  nodeByteRate: number;
+  /** Bytes a node may send at once before `nodeByteRate` applies (at least `maxFrameBytes` is used). */
+  nodeByteBurst: number;
+  /** New node connections a second from one address (IPv6: one /64); over it they are refused with `rate_limited`. 0: no limit. */
+  connectionRate: number;
+  /** Connections one address may open at once before `connectionRate` applies. */
+  connectionBurst: number;
+  /** Failed authentications a minute from one address (node registrations and admin API tokens); past it: refused, and one `suspicious_activity` audit event. 0: no limit. */
+  failedAuthPerMinute: number;
+  /** Times within a minute an address (or one node) may go over a limit before its address is banned; 0: never ban. */
+  banAfterViolations: number;
+  /** How long a ban lasts; a banned address's connections are refused with `rate_limited`, its API requests with 403. */
+  banSeconds: number;
+  /** Admin API requests a second per token (by `jti`); over it: 429 `rate_limited`. 0: no limit. */
+  apiRequestRate: number;
+  /** Requests one token may make at once before `apiRequestRate` applies. */
+  apiRequestBurst: number;
+  /** File the audit log's JSON lines are appended to; empty: audit events go to the log only. */
+  auditLog: string;
   logLevel: string;
 }
 
@@ -62,7 +110,14 @@ export const DEFAULTS: Config = {
   tlsKey: '',
   tlsCa: '',
   requireClientCert: false,
+  encryptKeyFile: '',
   jwtSecret: '',
+  jwtPreviousSecrets: '',
+  jwtJwks: '',
+  jwtJwksTimeoutMs: 5_000,
+  jwtAlgorithms: 'HS256,EdDSA,ES256',
+  jwtClockToleranceSeconds: 30,
+  revocationPollMs: 5_000,
   controlPlaneId: '',
   maxFrameBytes: 1_048_576,
   maxSendBufferBytes: 8 * 1024 * 1024,
@@ -74,6 +129,20 @@ export const DEFAULTS: Config = {
   maxAttempts: 3,
   sessionTtlSeconds: 24 * 3600,
   shutdownGraceMs: 10_000,
+  nodeAllowCidrs: '',
+  apiAllowCidrs: '',
+  nodeMessageRate: 1_000,
+  nodeMessageBurst: 5_000,
+  nodeByteRate: 10 * 1024 * 1024,
+  nodeByteBurst: 50 * 1024 * 1024,
+  connectionRate: 50,
+  connectionBurst: 200,
+  failedAuthPerMinute: 10,
+  banAfterViolations: 10,
+  banSeconds: 300,
+  apiRequestRate: 20,
+  apiRequestBurst: 100,
+  auditLog: '',
   logLevel: 'info',
 };
 

@@ -11,6 +11,8 @@ import { CODEC_JSON, encodeBody } from '../protocol/codec.js';
 import { MusterError, toMusterError } from '../protocol/errors.js';
 import type { EnvelopeOf } from '../protocol/messages.js';
 import '../transports/builtin.js';
+import { encrypted } from '../transports/encrypted-connection.js';
+import { loadEncryptionKey, PayloadCipher } from '../transports/payload-cipher.js';
 import { transportFor, type Connection, type ListenOptions, type ServerTlsOptions, type TransportServer } from '../transports/transport.js';
 import { startAdminApi, type AdminApi } from './admin-api.js';
 import { LISTENER_OFF, type Config } from './config.js';
@@ -22,11 +24,14 @@ import { authenticateNode, type Authenticated } from './node-authenticator.js';
 import { NodeRegistry, viewOf } from './node-registry.js';
 import { NodeSession, type SessionHost } from './node-session.js';
 import type { NodeState, PlaneApi } from './plane-api.js';
+import { createPlaneSecurity } from './plane-security.js';
 import { renderMetrics } from './plane-metrics.js';
 import { Scheduler } from './scheduler.js';
-import { loadSecret } from './secret.js';
-import { SqliteJobStore } from './sqlite-job-store.js';
-import { TokenAuthority } from './tokens.js';
+import { SessionTokens } from './session-tokens.js';
+import { SqliteJobStore, storePath } from './sqlite-job-store.js';
+import { tokenAdmin, TokenRegistry } from './token-registry.js';
+import { tokenAuthorityFromConfig } from './token-setup.js';
+import type { TokenAuthority } from './tokens.js';
 
 export interface ControlPlane {
   readonly id: string;
@@ -43,8 +48,23 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   mkdirSync(config.dataDir, { recursive: true });
   const id = config.controlPlaneId || `${hostname()}-${randomUUID().slice(0, 8)}`;
   const log = logger.child({ control_plane_id: id });
-  const tokens = new TokenAuthority(loadSecret(config));
-  const store = SqliteJobStore.open(join(config.dataDir, 'muster.db'));
+  // Allow-lists, bans, rate limits and the audit log; a bad CIDR setting fails here.
+  const security = createPlaneSecurity(config, log);
+  // Revocations are read in memory on every check; `tokenRegistry` is ready before any token is.
+  const tokens = tokenAuthorityFromConfig(config, { isRevoked: (jti) => tokenRegistry.isRevoked(jti) });
+  const store = SqliteJobStore.open(storePath(config.dataDir));
+  const tokenRegistry = await TokenRegistry.open({
+    store,
+    logger: log,
+    pollMs: config.revocationPollMs,
+    onRevoked: (revocation) => disconnectRevoked(revocation.jti),
+  });
+  const sessionTokens = new SessionTokens<NodeSession>({
+    tokens,
+    sessionTtlSeconds: config.sessionTtlSeconds,
+    record: (info) => tokenRegistry.record(info),
+    logger: log,
+  });
   const bus = new LocalBus((err) => log.error({ err }, 'bus subscriber failed'));
   const registry = new NodeRegistry(id);
   const sessions = new Set<NodeSession>();
@@ -88,9 +108,23 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
       registerTimeoutMs: config.registerTimeoutMs,
     },
     authenticate: async (session, message): Promise<Registration> => {
-      const result = await authenticateNode(tokens, config.sessionTtlSeconds, message, session.connection.peerNames);
+      const { auth_token: token, resume } = message.data;
+      let result: Authenticated;
+      try {
+        result = await authenticateNode(tokens, config.sessionTtlSeconds, message, session.connection.peerNames);
+      } catch (err) {
+        security.gate.authFailed(session.connection, err, token, resume?.node_id);
+        throw err;
+      }
+      security.gate.authenticated(session.connection, result.registration.nodeId, token, result.registration.resumed);
       pendingAcks.set(session, { ...result, replyTo: message.id });
       return result.registration;
+    },
+    rates: security.nodeRates,
+    connectionClosed: (session, reason) => security.gate.closed(session.connection, session.nodeId, reason),
+    rateLimited: (session, verdict, dropped) => {
+      security.gate.rateLimited(session.connection, session.nodeId, dropped);
+      return verdict === 'abuse' ? security.gate.abusive(session.connection, session.nodeId, dropped) : undefined;
     },
     registered: (session, registration) => registered(session, registration),
     jobMessage: (session, message) => {
@@ -113,6 +147,11 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     const auth = pendingAcks.get(session);
     pendingAcks.delete(session);
     if (auth === undefined) return;
+    // A token revoked while this node was being authenticated: its revocation found no session yet.
+    if (auth.tokenIds.some((jti) => tokenRegistry.isRevoked(jti))) {
+      void session.closeWith(new MusterError('token_revoked', 'token has been revoked', { replyTo: auth.replyTo }));
+      return;
+    }
     const { nodeId } = registration;
     const previous = registry.bind(nodeId, session);
     previous?.actor.send({ type: 'replaced' });
@@ -126,6 +165,12 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
       resumed: registration.resumed,
     };
     session.send('RegisterAck', ack, auth.replyTo);
+    sessionTokens.track(session, {
+      nodeId,
+      tokenIds: auth.tokenIds,
+      registrationJti: auth.registrationJti,
+      session: auth.session,
+    });
     const kept = coordinator.adopt(nodeId, auth.keepJobs);
     for (const [jobId, slot] of Object.entries(kept)) session.actor.send({ type: 'job.assigned', jobId, slot });
     session.logger.info(
@@ -137,6 +182,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
 
   function ended(session: NodeSession, output: NodeOutput): void {
     sessions.delete(session);
+    sessionTokens.forget(session);
     const { nodeId, reason } = output;
     if (nodeId === undefined) return;
     const view = viewOf(nodeId, session, id, []);
@@ -146,9 +192,24 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     if (reason === 'expired' || reason === 'deregistered') coordinator.nodeGone(nodeId, `node ${reason}`);
   }
 
+  /** Every node standing on a revoked token is told `token_revoked` and closed at once. */
+  function disconnectRevoked(jti: string): void {
+    for (const session of sessionTokens.sessionsWith(jti)) {
+      session.logger.warn({ node_id: session.nodeId, jti }, 'token revoked; disconnecting node');
+      sessionTokens.forget(session);
+      void session.closeWith(new MusterError('token_revoked', 'token has been revoked'));
+    }
+  }
+
   function accept(conn: Connection): void {
     if (shuttingDown) {
       refuse(conn, new MusterError('shutting_down', 'the control plane is stopping'));
+      return;
+    }
+    // Before any frame is read: the allow-list, bans and per-address limits.
+    const refusal = security.gate.admit(conn);
+    if (refusal !== undefined) {
+      refuse(conn, refusal);
       return;
     }
     const session = new NodeSession(conn, host);
@@ -207,9 +268,12 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     }
     await Promise.all(open.map((s) => s.connection.close()));
     coordinator.close();
+    sessionTokens.close();
+    tokenRegistry.close();
     await admin?.close();
     await store.close();
     await bus.close();
+    security.close();
     log.info({ reason }, 'control plane stopped');
   }
 
@@ -217,11 +281,12 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   let admin: AdminApi | undefined;
   try {
     const tls = serverTls(config);
+    const onConnection = encryptingIfConfigured(config, accept);
     for (const url of listenerUrls(config, tls !== undefined)) {
       const options: ListenOptions = {
         maxFrameBytes: config.maxFrameBytes,
         maxSendBufferBytes: config.maxSendBufferBytes,
-        onConnection: accept,
+        onConnection,
         keepaliveIntervalMs: config.wsPingIntervalMs,
       };
       if (tls !== undefined) options.tls = tls;
@@ -229,7 +294,15 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     }
     if (config.http !== LISTENER_OFF) {
       const { host: httpHost, port } = hostPort(config.http);
-      admin = await startAdminApi({ host: httpHost, port, api, tokens, logger: log });
+      admin = await startAdminApi({
+        host: httpHost,
+        port,
+        api,
+        tokens,
+        tokenAdmin: tokenAdmin(tokens, tokenRegistry),
+        logger: log,
+        access: security.adminAccess,
+      });
     }
   } catch (err) {
     // A port taken after others were bound: close what was opened, so nothing keeps running.
@@ -238,7 +311,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   }
 
   const nodeUrls = servers.map((s) => s.url);
-  log.info({ listeners: nodeUrls, http: admin?.url }, 'control plane ready');
+  log.info({ listeners: nodeUrls, http: admin?.url, payload_encryption: config.encryptKeyFile !== '' }, 'control plane ready');
 
   return {
     id,
@@ -288,6 +361,16 @@ function listenerUrls(config: Config, secure: boolean): URL[] {
   if (config.grpc !== LISTENER_OFF) urls.push(new URL(`${secure ? 'grpcs' : 'grpc'}://${config.grpc}`));
   if (config.unix !== LISTENER_OFF) urls.push(new URL(`unix://${resolvePath(config.unix)}`));
   return urls;
+}
+
+/**
+ * `accept` behind payload encryption (PROTOCOL.md section 6) when a key file is configured:
+ * then every connection of every node listener gets its own cipher (its own nonce sequence).
+ */
+function encryptingIfConfigured(config: Config, accept: (conn: Connection) => void): (conn: Connection) => void {
+  if (config.encryptKeyFile === '') return accept;
+  const key = loadEncryptionKey(config.encryptKeyFile);
+  return (conn) => accept(encrypted(conn, new PayloadCipher(key)));
 }
 
 /** TLS settings from the certificate files, or undefined when TLS is not configured. */

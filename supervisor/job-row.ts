@@ -2,10 +2,12 @@
 // Kept apart from sqlite-job-store.ts so the store reads as transitions, not column plumbing.
 import type { JobMetrics, JobOutcome, LogStream, Priority } from '../protocol/messages.js';
 import type { JobRecord, JobState, LogRecord, NewJob } from './job-store.js';
+import { TOKEN_SCHEMA_SQL } from './token-row.js';
 
-/** Bumped (with a migration) whenever the tables below change; kept in `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 1;
+/** Bumped (with a migration) whenever the tables change; kept in `PRAGMA user_version`. */
+export const SCHEMA_VERSION = 2;
 
+// Version 1: jobs, attempts, results, log chunks.
 // `seq` is its own column (not the implicit rowid, which VACUUM may renumber) so FIFO order survives.
 export const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS jobs (
@@ -59,6 +61,12 @@ CREATE TABLE IF NOT EXISTS log_chunks (
 );
 CREATE INDEX IF NOT EXISTS log_chunks_by_job ON log_chunks (job_id, cursor);
 `;
+
+/**
+ * `MIGRATIONS[i]` takes a store from version `i` to `i + 1`; a new file runs them all. Each only
+ * adds tables, so the data of the versions before it stays as it was.
+ */
+export const MIGRATIONS: readonly string[] = [SCHEMA_SQL, TOKEN_SCHEMA_SQL];
 
 /** Higher runs first: `queued()` sorts on this descending. */
 export const PRIORITY_RANK: Readonly<Record<Priority, number>> = { Critical: 3, High: 2, Normal: 1, Low: 0 };

@@ -5,13 +5,21 @@ import { randomUUID } from 'node:crypto';
 import type { Registration } from '../actors/node-machine.js';
 import { MusterError } from '../protocol/errors.js';
 import type { EnvelopeOf } from '../protocol/messages.js';
+import type { TokenInfo } from './job-store.js';
 import type { TokenAuthority, VerifiedNodeToken } from './tokens.js';
 
 export interface Authenticated {
   registration: Registration;
-  session: { token: string; expiresAt: Date };
+  session: { token: string; expiresAt: Date; jti: string; info: TokenInfo };
   /** Jobs the node says it still has (running, or finished with a result not yet acked). */
   keepJobs: ReadonlySet<string>;
+  /**
+   * Ids of the tokens this connection stands on: the one it came with, the registration token its
+   * session descends from, and the new session token. Revoking any of them ends the connection.
+   */
+  tokenIds: string[];
+  /** The registration token the session descends from; carried into every session token. */
+  registrationJti?: string;
 }
 
 export async function authenticateNode(
@@ -33,11 +41,18 @@ export async function authenticateNode(
   const resumed = verified.kind === 'session' && resume !== undefined;
   const nodeId = resumed ? resume.node_id : randomUUID();
   const keepJobs = new Set(resumed ? [...resume.running_jobs, ...resume.unacked_results] : []);
-  return {
+  // The lineage goes with the session, so revoking the registration token also ends every session from it.
+  const registrationJti = verified.kind === 'registration' ? verified.jti : verified.registrationJti;
+  const session = await tokens.mintSessionToken(nodeId, sessionTtlSeconds, registrationJti);
+  const tokenIds = [...new Set([verified.jti, registrationJti, session.jti])].filter((jti) => jti !== undefined);
+  const authenticated: Authenticated = {
     registration: { nodeId, resumed, info, capabilities, jobs: {} },
-    session: await tokens.mintSessionToken(nodeId, sessionTtlSeconds),
+    session,
     keepJobs,
+    tokenIds,
   };
+  if (registrationJti !== undefined) authenticated.registrationJti = registrationJti;
+  return authenticated;
 }
 
 /**

@@ -10,6 +10,7 @@ import { MusterError, toMusterError } from '../protocol/errors.js';
 import type { EnvelopeOf, NodeMessage, PlaneMessageType, MessageData } from '../protocol/messages.js';
 import { validateNodeMessage } from '../protocol/validator.js';
 import type { Connection } from '../transports/transport.js';
+import { NodeRateLimit, type NodeRates } from './node-rate-limit.js';
 import type { NodeState } from './plane-api.js';
 
 /** What a session needs from the control plane. */
@@ -28,6 +29,15 @@ export interface SessionHost {
   ended(session: NodeSession, output: NodeOutput): void;
   /** Counters for stats. */
   readonly counters: { messagesReceived: number; messagesSent: number };
+  /** Each connection's message and byte rates (node-rate-limit.ts); undefined: no limits. */
+  readonly rates?: NodeRates;
+  /**
+   * The node went over its rates: told `rate_limited` (`answer`), or still at it after being
+   * told (`abuse`): then the host bans its address and returns the error to close it with.
+   */
+  rateLimited?(session: NodeSession, verdict: 'answer' | 'abuse', dropped: number): MusterError | undefined;
+  /** The connection closed (`reason`: the code the plane closed it with, or who closed it); the node may live on to resume. */
+  connectionClosed?(session: NodeSession, reason: string): void;
 }
 
 export type NodeActor = Actor<typeof nodeMachine>;
@@ -43,12 +53,17 @@ export class NodeSession implements NodePort {
   private lastState: NodeState = 'registering';
   /** The `id` of the message the actor is handling right now: errors it raises answer it as `reply_to`. */
   private handling: string | undefined;
+  /** Checked on every frame before it is decoded; undefined when the host sets no limits. */
+  private readonly rate: NodeRateLimit | undefined;
+  /** The code of the error the plane closed the connection with, for the audit log. */
+  private closeCode: string | undefined;
 
   constructor(
     readonly connection: Connection,
     private readonly host: SessionHost,
   ) {
     this.logger = host.logger.child({ conn_id: connection.id });
+    this.rate = host.rates === undefined || NodeRateLimit.unlimited(host.rates) ? undefined : new NodeRateLimit(host.rates);
     this.actor = createActor(nodeMachine, { input: { ...host.timing, port: this, liveness: this.liveness } });
     this.actor.subscribe({
       next: () => this.noticeState(),
@@ -95,7 +110,8 @@ export class NodeSession implements NodePort {
       frame: (codecByte, body) => this.onFrame(codecByte, body),
       error: (err) => this.actor.send({ type: 'frame.error', error: err }),
       // After the actor has ended (it closed the connection itself), there is no one left to tell.
-      closed: () => {
+      closed: (err) => {
+        this.host.connectionClosed?.(this, this.closeCode ?? (err === undefined ? 'closed' : 'connection error'));
         if (this.actor.getSnapshot().status === 'active') this.actor.send({ type: 'connection.closed' });
       },
     });
@@ -127,6 +143,10 @@ export class NodeSession implements NodePort {
   private onFrame(codecByte: number, body: Uint8Array): void {
     this.host.counters.messagesReceived++;
     this.liveness.lastSeen = Date.now();
+    if (this.rate !== undefined && !this.rate.admit(body.length)) {
+      this.overRate(this.rate);
+      return;
+    }
     if ((codecByte & ENCRYPTED_BIT) !== 0) {
       this.actor.send({ type: 'frame.error', error: new MusterError('unsupported_codec', 'encryption is not enabled on this listener') });
       return;
@@ -143,6 +163,18 @@ export class NodeSession implements NodePort {
     }
     if (message.type === 'Heartbeat' && this.changesNothing(message)) return;
     this.deliver(message.id, eventOf(message));
+  }
+
+  /** A frame over the node's rates was dropped: tell the node (at most once a second), or close it when it keeps on. */
+  private overRate(rate: NodeRateLimit): void {
+    const verdict = rate.overRate();
+    if (verdict === 'drop' || this.connection.isClosed) return;
+    const closing = this.host.rateLimited?.(this, verdict, rate.dropped);
+    if (verdict === 'abuse') {
+      void this.closeWith(closing ?? new MusterError('rate_limited', 'kept over the message rate; closing'));
+      return;
+    }
+    this.sendError(new MusterError('rate_limited', `over the node's message or byte rate: frames are dropped (${rate.dropped} so far)`));
   }
 
   /**
@@ -187,6 +219,7 @@ export class NodeSession implements NodePort {
   async closeWith(err: MusterError | undefined): Promise<void> {
     if (this.connection.isClosed) return;
     if (err !== undefined) this.sendError(err);
+    this.closeCode ??= err === undefined ? 'closed by the control plane' : err.code;
     await this.connection.close();
   }
 }

@@ -3,13 +3,13 @@
 // the promises only fit the async JobStore seam that the NATS store shares.
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { MusterError, toMusterError } from '../protocol/errors.js';
 import type { JobMetrics, JobOutcome, LogStream, ResultStatus } from '../protocol/messages.js';
 import {
   JOB_SELECT,
-  SCHEMA_SQL,
+  MIGRATIONS,
   SCHEMA_VERSION,
   rowToAttempt,
   rowToLog,
@@ -21,7 +21,19 @@ import {
   type JobRow,
   type LogRow,
 } from './job-row.js';
-import type { AppendLogOutcome, JobRecord, JobState, JobStore, LogRecord, NewJob, StoreResultOutcome } from './job-store.js';
+import type {
+  AppendLogOutcome,
+  JobRecord,
+  JobState,
+  JobStore,
+  LogRecord,
+  NewJob,
+  Revocation,
+  StoreResultOutcome,
+  TokenInfo,
+  TokenRecord,
+} from './job-store.js';
+import { prepareTokenStatements, rowToRevocation, rowToToken, toTokenInsert } from './token-row.js';
 
 const ALL_STATES: readonly JobState[] = ['Queued', 'Assigned', 'Running', 'Completed', 'Failed', 'Cancelled', 'TimedOut', 'DeadLettered'];
 
@@ -100,19 +112,27 @@ function migrate(db: Db): void {
     throw new MusterError('internal', `job store schema ${version} is newer than this build (${SCHEMA_VERSION})`);
   }
   if (version === SCHEMA_VERSION) return;
+  // One transaction for every step: a store is never left half-way between two versions.
   db.transaction(() => {
-    db.exec(SCHEMA_SQL);
+    for (const sql of MIGRATIONS.slice(version)) db.exec(sql);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   })();
+}
+
+/** The store file of a data directory: the plane and the CLI (offline) open the same one. */
+export function storePath(dataDir: string): string {
+  return join(dataDir, 'muster.db');
 }
 
 export class SqliteJobStore implements JobStore {
   readonly #db: Db;
   readonly #sql: ReturnType<typeof prepareStatements>;
+  readonly #tokens: ReturnType<typeof prepareTokenStatements>;
 
   private constructor(db: Db) {
     this.#db = db;
     this.#sql = prepareStatements(db);
+    this.#tokens = prepareTokenStatements(db);
   }
 
   /** Opens (creating if missing) the store at `path`; `:memory:` gives a throwaway store. */
@@ -262,6 +282,37 @@ export class SqliteJobStore implements JobStore {
       for (const { state, n } of this.#sql.counts.all()) counts[state] = n;
       return counts;
     });
+  }
+
+  recordToken(token: TokenInfo): Promise<void> {
+    return this.#run(() => {
+      this.#tokens.insertToken.run(toTokenInsert(token));
+    });
+  }
+
+  listTokens(): Promise<TokenRecord[]> {
+    return this.#run(() => this.#tokens.listTokens.all().map(rowToToken));
+  }
+
+  revokeToken(jti: string, reason: string): Promise<Revocation> {
+    return this.#tx(() => {
+      this.#tokens.insertRevocation.run({ jti, reason, now: now() });
+      const row = this.#tokens.getRevocation.get(jti);
+      if (row === undefined) throw new MusterError('internal', 'a revocation vanished inside its own transaction');
+      return rowToRevocation(row);
+    });
+  }
+
+  isRevoked(jti: string): Promise<boolean> {
+    return this.#run(() => this.#tokens.getRevocation.get(jti) !== undefined);
+  }
+
+  revokedSince(afterSeq: number): Promise<Revocation[]> {
+    return this.#run(() => this.#tokens.revokedSince.all(afterSeq).map(rowToRevocation));
+  }
+
+  pruneTokens(before: string): Promise<number> {
+    return this.#tx(() => this.#tokens.pruneTokens.run(before).changes + this.#tokens.pruneRevocations.run(before).changes);
   }
 
   /** Every attempt of a job, oldest first: where it ran and how each attempt ended. Not part of JobStore. */

@@ -1,12 +1,14 @@
-// Mints and verifies the JWTs of PROTOCOL.md section 5 (HS256 with the shared secret).
+// Mints and verifies the JWTs of PROTOCOL.md section 5: minted HS256 with the current shared
+// secret (its `kid` in the header); verified with the key the header names (token-keys.ts),
+// within an allow-list of algorithms, then checked against the revocation list.
 // Every verification failure becomes a MusterError with the protocol's code; no message ever
 // carries the token text, so errors can be logged and sent to the peer as they are.
-import { createSecretKey, type KeyObject } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import { SignJWT, errors, jwtVerify } from 'jose';
 import type { JWTPayload } from 'jose';
 import { MusterError } from '../protocol/errors.js';
-import { MIN_SECRET_BYTES } from './secret.js';
+import type { TokenInfo } from './job-store.js';
+import { KeyRing, SIGNING_ALGORITHM, TOKEN_ALGORITHMS, type JwksResolver, type TokenAlgorithm } from './token-keys.js';
 
 export type ApiRole = 'viewer' | 'operator' | 'admin';
 
@@ -16,8 +18,8 @@ export const NODE_AUDIENCE = 'muster-node';
 export const API_AUDIENCE = 'muster-api';
 export const REGISTER_SCOPE = 'node:register';
 export const SESSION_SCOPE = 'node:session';
-
-const ALGORITHM = 'HS256';
+/** Session-token claim: the `jti` of the registration token the session descends from. */
+export const REGISTRATION_JTI_CLAIM = 'reg_jti';
 
 export interface VerifiedNodeToken {
   /** `registration` for a `node:register` token, `session` for a `node:session` one. */
@@ -28,6 +30,8 @@ export interface VerifiedNodeToken {
   sub?: string;
   /** Registration only: the node type the token is bound to. */
   nodeType?: string;
+  /** Session only: the `jti` of the registration token it descends from (revoking that ends it too). */
+  registrationJti?: string;
 }
 
 export interface VerifiedApiToken {
@@ -53,39 +57,98 @@ export interface TokenAuthorityOptions {
   clockToleranceSeconds?: number;
   /** The clock, for tests; default the system clock. */
   now?: () => Date;
+  /** Earlier secrets: tokens they signed (with their `kid`) still verify; nothing is signed with them. */
+  previousSecrets?: readonly Uint8Array[];
+  /** The key set for EdDSA and ES256 tokens; without it those are refused. */
+  jwks?: JwksResolver;
+  /** Algorithms accepted; default HS256, EdDSA and ES256. */
+  algorithms?: readonly TokenAlgorithm[];
+  /** True for a revoked `jti`: such a token is refused with `token_revoked`. Must be cheap. */
+  isRevoked?: (jti: string) => boolean;
+}
+
+/** What `mint` answers: the token, and what may be recorded of it (never the token itself). */
+export interface MintedToken {
+  token: string;
+  info: TokenInfo;
+}
+
+/** A token to mint: `node` is a registration token, any other role an admin API token. */
+export interface MintRequest {
+  role: 'node' | ApiRole;
+  ttlSeconds: number;
+  sub?: string;
+  /** `node` only. */
+  nodeType?: string;
+}
+
+interface Signed {
+  token: string;
+  jti: string;
+  issuedAt: Date;
+  expiresAt: Date;
 }
 
 export class TokenAuthority {
-  // A KeyObject made once: with raw bytes jose imports the key again on every sign and verify.
-  readonly #key: KeyObject;
+  // KeyObjects made once: with raw bytes jose imports the key again on every sign and verify.
+  readonly #keys: KeyRing;
+  readonly #algorithms: TokenAlgorithm[];
   readonly #issuer: string;
   readonly #tolerance: number;
   readonly #now: () => Date;
+  readonly #isRevoked: (jti: string) => boolean;
 
   constructor(secret: Uint8Array, options: TokenAuthorityOptions = {}) {
-    if (secret.length < MIN_SECRET_BYTES) throw new Error(`JWT secret must be at least ${MIN_SECRET_BYTES} bytes`);
-    this.#key = createSecretKey(secret);
+    this.#keys = new KeyRing(secret, { previous: options.previousSecrets, jwks: options.jwks });
+    this.#algorithms = [...(options.algorithms ?? TOKEN_ALGORITHMS)];
     this.#issuer = options.issuer ?? 'muster';
     this.#tolerance = options.clockToleranceSeconds ?? 30;
     this.#now = options.now ?? (() => new Date());
+    this.#isRevoked = options.isRevoked ?? (() => false);
+  }
+
+  /** The `kid` put on every token minted now. */
+  get keyId(): string {
+    return this.#keys.signing.kid;
   }
 
   /** A `node:register` token; `sub` pins it to one hostname, `nodeType` to one node type. */
   async mintRegistrationToken(o: { ttlSeconds: number; sub?: string; nodeType?: string }): Promise<string> {
-    const claims: JWTPayload = { scope: REGISTER_SCOPE };
-    if (o.nodeType !== undefined) claims.node_type = o.nodeType;
-    return (await this.#sign(claims, NODE_AUDIENCE, o.ttlSeconds, o.sub)).token;
+    return (await this.mint({ role: 'node', ...o })).token;
   }
 
-  /** The `node:session` token of `RegisterAck` / `TokenRefresh`, bound to `nodeId`. */
-  async mintSessionToken(nodeId: string, ttlSeconds: number): Promise<{ token: string; expiresAt: Date }> {
-    return this.#sign({ scope: SESSION_SCOPE }, NODE_AUDIENCE, ttlSeconds, nodeId);
+  /**
+   * The `node:session` token of `RegisterAck` / `TokenRefresh`, bound to `nodeId`;
+   * `registrationJti` ties it to the registration token the node first came with.
+   */
+  async mintSessionToken(
+    nodeId: string,
+    ttlSeconds: number,
+    registrationJti?: string,
+  ): Promise<{ token: string; expiresAt: Date; jti: string; info: TokenInfo }> {
+    const claims: JWTPayload = { scope: SESSION_SCOPE };
+    if (registrationJti !== undefined) claims[REGISTRATION_JTI_CLAIM] = registrationJti;
+    const signed = await this.#sign(claims, NODE_AUDIENCE, ttlSeconds, nodeId);
+    return { token: signed.token, expiresAt: signed.expiresAt, jti: signed.jti, info: infoOf(signed, 'session', nodeId) };
   }
 
   /** An admin HTTP API token (`aud: muster-api`) with `role`. */
   async mintApiToken(o: { role: ApiRole; ttlSeconds: number; sub?: string }): Promise<string> {
+    return (await this.mint(o)).token;
+  }
+
+  /** A registration or API token, with what may be recorded of it. */
+  async mint(o: MintRequest): Promise<MintedToken> {
+    if (o.role === 'node') {
+      const claims: JWTPayload = { scope: REGISTER_SCOPE };
+      if (o.nodeType !== undefined) claims.node_type = o.nodeType;
+      const signed = await this.#sign(claims, NODE_AUDIENCE, o.ttlSeconds, o.sub);
+      return { token: signed.token, info: infoOf(signed, 'node', o.sub, o.nodeType) };
+    }
     if (!API_ROLES.includes(o.role)) throw new Error(`unknown API role ${String(o.role)}`);
-    return (await this.#sign({ role: o.role }, API_AUDIENCE, o.ttlSeconds, o.sub)).token;
+    if (o.nodeType !== undefined) throw new Error('a node type only applies to node registration tokens');
+    const signed = await this.#sign({ role: o.role }, API_AUDIENCE, o.ttlSeconds, o.sub);
+    return { token: signed.token, info: infoOf(signed, o.role, o.sub) };
   }
 
   /**
@@ -97,6 +160,7 @@ export class TokenAuthority {
     const jti = optionalString(payload.jti, 'jti');
     const sub = optionalString(payload.sub, 'sub');
     if (payload.scope === REGISTER_SCOPE) {
+      this.#checkRevoked(jti);
       const nodeType = optionalString(payload.node_type, 'node_type');
       if (sub !== undefined && sub !== expect.hostname) {
         throw new MusterError('forbidden', 'registration token is bound to another hostname');
@@ -111,7 +175,11 @@ export class TokenAuthority {
         throw new MusterError('forbidden', 'a session token is only accepted with resume.node_id');
       }
       if (sub !== expect.resumeNodeId) throw new MusterError('forbidden', 'session token belongs to another node');
-      return { kind: 'session', jti, sub };
+      const registrationJti = optionalString(payload[REGISTRATION_JTI_CLAIM], REGISTRATION_JTI_CLAIM);
+      this.#checkRevoked(jti, registrationJti);
+      const verified: VerifiedNodeToken = { kind: 'session', jti, sub };
+      if (registrationJti !== undefined) verified.registrationJti = registrationJti;
+      return verified;
     }
     throw new MusterError('auth_failed', 'token has no node scope');
   }
@@ -123,6 +191,7 @@ export class TokenAuthority {
     if (typeof role !== 'string' || !(API_ROLES as readonly string[]).includes(role)) {
       throw new MusterError('auth_failed', 'token has no known role');
     }
+    this.#checkRevoked(optionalString(payload.jti, 'jti'));
     return { role: role as ApiRole, sub: optionalString(payload.sub, 'sub'), jti: optionalString(payload.jti, 'jti') };
   }
 
@@ -131,25 +200,34 @@ export class TokenAuthority {
     audience: string,
     ttlSeconds: number,
     sub: string | undefined,
-  ): Promise<{ token: string; expiresAt: Date }> {
+  ): Promise<Signed> {
     if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) throw new Error('token ttl must be a positive number of seconds');
     const iat = Math.floor(this.#now().getTime() / 1000);
     const exp = iat + Math.ceil(ttlSeconds);
+    const jti = randomUUID();
     const jwt = new SignJWT(claims)
-      .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
+      .setProtectedHeader({ alg: SIGNING_ALGORITHM, typ: 'JWT', kid: this.#keys.signing.kid })
       .setIssuer(this.#issuer)
       .setAudience(audience)
-      .setJti(randomUUID())
+      .setJti(jti)
       .setIssuedAt(iat)
       .setExpirationTime(exp);
     if (sub !== undefined) jwt.setSubject(sub);
-    return { token: await jwt.sign(this.#key), expiresAt: new Date(exp * 1000) };
+    const signed = await jwt.sign(this.#keys.signing.key);
+    return { token: signed, jti, issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000) };
+  }
+
+  /** Refuses the token when any of its ids (its own `jti`, the registration it descends from) is revoked. */
+  #checkRevoked(...jtis: (string | undefined)[]): void {
+    for (const jti of jtis) {
+      if (jti !== undefined && this.#isRevoked(jti)) throw new MusterError('token_revoked', 'token has been revoked');
+    }
   }
 
   async #verify(token: string, audience: string): Promise<JWTPayload> {
     try {
-      const { payload } = await jwtVerify(token, this.#key, {
-        algorithms: [ALGORITHM],
+      const { payload } = await jwtVerify(token, (header, input) => this.#keys.resolve(header, input), {
+        algorithms: this.#algorithms,
         issuer: this.#issuer,
         audience,
         clockTolerance: this.#tolerance,
@@ -169,6 +247,12 @@ export class TokenAuthority {
  * errors carry the decoded payload, which should not travel into logs or to the peer.
  */
 function toAuthError(err: unknown): MusterError {
+  // Our own refusals (key resolution) are already worded for the peer.
+  if (err instanceof MusterError) return err;
+  if (err instanceof errors.JWKSNoMatchingKey) return new MusterError('auth_failed', 'no key in the key set matches the token');
+  if (err instanceof errors.JWKSMultipleMatchingKeys) {
+    return new MusterError('auth_failed', 'several keys in the key set match; the token must name one with kid');
+  }
   if (err instanceof errors.JWTExpired) return new MusterError('token_expired', 'token expired');
   if (err instanceof errors.JWTClaimValidationFailed) {
     if (err.claim === 'nbf') return new MusterError('auth_failed', 'token not yet valid');
@@ -181,6 +265,18 @@ function toAuthError(err: unknown): MusterError {
     return new MusterError('auth_failed', 'token signature verification failed');
   }
   return new MusterError('auth_failed', 'malformed token');
+}
+
+function infoOf(signed: Signed, role: TokenInfo['role'], sub?: string, nodeType?: string): TokenInfo {
+  const info: TokenInfo = {
+    jti: signed.jti,
+    role,
+    issued_at: signed.issuedAt.toISOString(),
+    expires_at: signed.expiresAt.toISOString(),
+  };
+  if (sub !== undefined) info.sub = sub;
+  if (nodeType !== undefined) info.node_type = nodeType;
+  return info;
 }
 
 /** A claim that must be a string when present; anything else means the token was not ours. */

@@ -34,6 +34,12 @@ export interface Connection {
   send(codecByte: number, body: Uint8Array): void;
   /** Flushes what is queued (bounded by a timeout), then closes. */
   close(): Promise<void>;
+  /**
+   * Called once before `start` by the encryption layer (PROTOCOL.md section 6): from now on
+   * every frame is encrypted. Only a transport whose framing then reads differently has it:
+   * WebSocket, where an encrypted frame is a binary message led by its codec byte.
+   */
+  useEncryptedFraming?(): void;
 }
 
 /** A listening endpoint that hands out connections. */

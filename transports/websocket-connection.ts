@@ -1,10 +1,13 @@
 // A Connection over one WebSocket (`ws`): one message is one frame body, a text message is
 // JSON (codec 0x01) and a binary message MessagePack (0x02), as PROTOCOL.md section 1 says.
+// With encryption on (section 6), every message is binary: the codec byte (0x80 set), then
+// the encrypted body. A plaintext MessagePack map can start with the same byte, so only the
+// encryption layer can say which reading applies: it calls `useEncryptedFraming`.
 // The socket stays paused until `start`; the few messages `ws` had already parsed from the
 // last read wait in a short queue, so an owner that starts late loses nothing and a peer
 // cannot grow that queue.
 import { WebSocket, type RawData } from 'ws';
-import { CODEC_JSON, CODEC_MSGPACK } from '../protocol/codec.js';
+import { CODEC_JSON, CODEC_MSGPACK, ENCRYPTED_BIT, isKnownCodecByte } from '../protocol/codec.js';
 import { MusterError } from '../protocol/errors.js';
 import { CLOSE_TIMEOUT_MS, nextConnectionId } from './stream-connection.js';
 import type { Connection, FrameSink } from './transport.js';
@@ -49,6 +52,8 @@ export class WebSocketConnection implements Connection {
   private closeTimer: NodeJS.Timeout | undefined;
   private pingTimer: NodeJS.Timeout | undefined;
   private pongReceived = true;
+  // Set by the encryption layer: binary messages led by 0x81 or 0x82 are encrypted frames.
+  private encryptedFraming = false;
   private readonly whenClosed: Promise<void>;
   private resolveClosed!: () => void;
 
@@ -88,15 +93,16 @@ export class WebSocketConnection implements Connection {
     if (!this.isClosed) this.startKeepalive();
   }
 
+  useEncryptedFraming(): void {
+    this.encryptedFraming = true;
+  }
+
   send(codecByte: number, body: Uint8Array): void {
     if (this.isClosed) return;
     if (codecByte === CODEC_JSON) this.ws.send(body, { binary: false });
     else if (codecByte === CODEC_MSGPACK) this.ws.send(body, { binary: true });
-    else {
-      // TODO(encryption, PROTOCOL.md section 6): an encrypted frame (codec byte with 0x80 set)
-      // goes out as a binary message of the codec byte followed by `nonce | ciphertext | tag`.
-      throw new Error(`${this.label}: cannot send codec byte 0x${codecByte.toString(16)} over WebSocket`);
-    }
+    else if (isEncryptedCodecByte(codecByte)) this.ws.send(withCodecByte(codecByte, body), { binary: true });
+    else throw new Error(`${this.label}: cannot send codec byte 0x${codecByte.toString(16)} over WebSocket`);
     if (this.ws.bufferedAmount > this.maxSendBufferBytes) {
       this.abort(new Error(`${this.label}: send buffer passed ${this.maxSendBufferBytes} bytes; the peer is not reading`));
     }
@@ -131,11 +137,16 @@ export class WebSocketConnection implements Connection {
     this.deliver(body, isBinary);
   };
 
-  private deliver(body: Buffer, isBinary: boolean): void {
+  private deliver(message: Buffer, isBinary: boolean): void {
     if (!this.receiving) return;
-    // TODO(encryption, PROTOCOL.md section 6): on a listener with encryption on, every message is
-    // binary and starts with the codec byte (0x80 set): deliver `body[0]` and `body.subarray(1)`.
-    const codecByte = isBinary ? CODEC_MSGPACK : CODEC_JSON;
+    let codecByte = isBinary ? CODEC_MSGPACK : CODEC_JSON;
+    let body = message;
+    // Anything else on an encrypted connection is a plaintext frame: the encryption layer
+    // answers it with decrypt_failed.
+    if (this.encryptedFraming && isBinary && message.length > 0 && isEncryptedCodecByte(message[0]!)) {
+      codecByte = message[0]!;
+      body = message.subarray(1);
+    }
     // The frame length a stream transport would see: the codec byte and the body.
     const frameLength = body.length + 1;
     if (frameLength > this.maxFrameBytes) {
@@ -212,4 +223,17 @@ export class WebSocketConnection implements Connection {
     this.closeReported = true;
     this.sink!.closed(this.closeError);
   }
+}
+
+/** 0x81 or 0x82: an encrypted JSON or MessagePack frame. */
+function isEncryptedCodecByte(byte: number): boolean {
+  return (byte & ENCRYPTED_BIT) !== 0 && isKnownCodecByte(byte);
+}
+
+/** One binary message: the codec byte, then the body. */
+function withCodecByte(codecByte: number, body: Uint8Array): Buffer {
+  const message = Buffer.allocUnsafe(body.length + 1);
+  message[0] = codecByte;
+  message.set(body, 1);
+  return message;
 }

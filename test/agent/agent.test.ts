@@ -209,6 +209,41 @@ describe('Agent', () => {
     expect(fresh.data.resume).toBeUndefined();
   });
 
+  it('resumes with the session token of the last TokenRefresh', async () => {
+    agent();
+    let conn = await plane.nextConnection();
+    const { nodeId } = await registered(conn);
+    await conn.next('Heartbeat');
+    conn.send('TokenRefresh', { session_token: 'refreshed-session', session_expires_at: '2099-01-02T00:00:00Z' });
+    // A heartbeat after the refresh: the agent has read it before the drop.
+    conn.send('Configure', { heartbeat_interval_ms: 5_000 });
+    await conn.next('Heartbeat');
+    conn.drop();
+
+    conn = await plane.nextConnection();
+    const reg = await conn.next('RegisterNode');
+    expect(reg.data.auth_token).toBe('refreshed-session');
+    expect(reg.data.resume?.node_id).toBe(nodeId);
+  });
+
+  it('registers afresh with the registration token when its session was revoked', async () => {
+    agent();
+    let conn = await plane.nextConnection();
+    await registered(conn);
+    await conn.next('Heartbeat');
+    conn.drop();
+
+    conn = await plane.nextConnection();
+    expect((await conn.next('RegisterNode')).data.resume).toBeDefined();
+    conn.send('Error', { code: 'token_revoked', message: 'token has been revoked', fatal: true });
+    conn.drop();
+
+    conn = await plane.nextConnection();
+    const fresh = await conn.next('RegisterNode');
+    expect(fresh.data.auth_token).toBe(TOKEN);
+    expect(fresh.data.resume).toBeUndefined();
+  });
+
   it('connects over a Unix socket', async () => {
     const unixPlane = await FakePlane.start({ path: join(workDir, 'plane.sock') });
     try {

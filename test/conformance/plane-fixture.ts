@@ -89,6 +89,9 @@ export async function startFixturePlane(o: { tls: boolean }): Promise<PlaneFixtu
     jwtSecret: JWT_SECRET,
     maxFrameBytes: MAX_FRAME_BYTES,
     maxSendBufferBytes: MAX_SEND_BUFFER_BYTES,
+    // The suite fails authentication on purpose over every transport, all from 127.0.0.1: the
+    // per-address budget (test/supervisor/rate-limits.test.ts) would start refusing it.
+    failedAuthPerMinute: 0,
     ...TIMING,
   };
   let clientTls: ClientTlsOptions | undefined;

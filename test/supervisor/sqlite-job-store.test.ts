@@ -6,6 +6,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MusterError } from '../../protocol/errors.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../../supervisor/job-row.js';
 import { SqliteJobStore } from '../../supervisor/sqlite-job-store.js';
 import { METRICS, jobStoreContract, newJob, outcome } from './job-store-contract.js';
 
@@ -87,7 +88,44 @@ describe('SqliteJobStore on disk', () => {
     const db = new Database(file, { readonly: true });
     try {
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(db.pragma('user_version', { simple: true })).toBe(1);
+      expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      expect(SCHEMA_VERSION).toBe(2);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('migrates a version 1 file to version 2, keeping its jobs and logs, and then keeps tokens', async () => {
+    const file = tempFile();
+    // A version 1 store: its schema only, and a job written the way version 1 wrote it.
+    const v1 = new Database(file);
+    v1.exec(MIGRATIONS[0] as string);
+    v1.pragma('user_version = 1');
+    const job = { job_id: '33333333-3333-4333-8333-333333333333' };
+    v1.prepare(
+      `INSERT INTO jobs (job_id, seq, state, attempt, priority, priority_rank, job, execution_context, selector,
+                         max_attempts, created_at, updated_at)
+       VALUES (?, 1, 'Queued', 1, 'Normal', 1, ?, ?, '{}', 3, '2030-01-01T00:00:00.000Z', '2030-01-01T00:00:00.000Z')`,
+    ).run(job.job_id, JSON.stringify(newJob().job), JSON.stringify(newJob().execution_context));
+    v1.close();
+
+    const store = SqliteJobStore.open(file);
+    try {
+      expect(await store.get(job.job_id)).toMatchObject({ job_id: job.job_id, state: 'Queued' });
+      await store.recordToken({
+        jti: 'j-1',
+        role: 'admin',
+        issued_at: '2030-01-01T00:00:00.000Z',
+        expires_at: '2030-01-01T01:00:00.000Z',
+      });
+      await store.revokeToken('j-1', 'test');
+      expect(await store.listTokens()).toMatchObject([{ jti: 'j-1', revoke_reason: 'test' }]);
+    } finally {
+      await store.close();
+    }
+    const db = new Database(file, { readonly: true });
+    try {
+      expect(db.pragma('user_version', { simple: true })).toBe(2);
     } finally {
       db.close();
     }

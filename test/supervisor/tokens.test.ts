@@ -1,7 +1,16 @@
-import { describe, it, expect } from 'vitest';
-import { SignJWT, decodeJwt } from 'jose';
-import type { JWTPayload } from 'jose';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, it, expect } from 'vitest';
+import { SignJWT, decodeJwt, decodeProtectedHeader, exportJWK, exportSPKI, generateKeyPair } from 'jose';
+import type { CryptoKey, JWK, JWTPayload } from 'jose';
 import { MusterError } from '../../protocol/errors.js';
+import { loadConfig } from '../../supervisor/config.js';
+import { openJwks } from '../../supervisor/jwks-source.js';
+import { hmacKeyId, parseAlgorithms, type TokenAlgorithm } from '../../supervisor/token-keys.js';
+import { previousSecrets, tokenAuthorityFromConfig } from '../../supervisor/token-setup.js';
 import { TokenAuthority } from '../../supervisor/tokens.js';
 import type { ErrorCode } from '../../protocol/errors.js';
 
@@ -43,10 +52,12 @@ async function expectCode(promise: Promise<unknown>, code: ErrorCode, token?: st
 /** Signs arbitrary claims with jose directly, bypassing TokenAuthority's minting rules. */
 async function handSigned(
   claims: JWTPayload,
-  options: { key?: Uint8Array; alg?: string; nbf?: number; exp?: number } = {},
+  options: { key?: Uint8Array; alg?: string; nbf?: number; exp?: number; kid?: unknown } = {},
 ): Promise<string> {
+  const header: Record<string, unknown> = { alg: options.alg ?? 'HS256' };
+  if ('kid' in options && options.kid !== undefined) header.kid = options.kid;
   const jwt = new SignJWT(claims)
-    .setProtectedHeader({ alg: options.alg ?? 'HS256' })
+    .setProtectedHeader(header as { alg: string })
     .setIssuedAt(T0_SECONDS)
     .setExpirationTime(options.exp ?? T0_SECONDS + 3600);
   if (options.nbf !== undefined) jwt.setNotBefore(options.nbf);
@@ -251,3 +262,320 @@ describe('TokenAuthority refuses forged or misused tokens', () => {
     expect(() => new TokenAuthority(new Uint8Array(31))).toThrow(/32 bytes/);
   });
 });
+
+describe('TokenAuthority key ids and rotation', () => {
+  it('puts the current secret’s key id on every token it mints', async () => {
+    const tokens = authority();
+    expect(tokens.keyId).toBe(hmacKeyId(SECRET));
+    expect(hmacKeyId(SECRET)).toMatch(/^[A-Za-z0-9_-]{11}$/);
+    expect(hmacKeyId(OTHER_SECRET)).not.toBe(hmacKeyId(SECRET));
+    for (const token of [
+      await tokens.mintRegistrationToken({ ttlSeconds: 60 }),
+      (await tokens.mintSessionToken('node-a', 60)).token,
+      await tokens.mintApiToken({ role: 'viewer', ttlSeconds: 60 }),
+    ]) {
+      expect(decodeProtectedHeader(token)).toEqual({ alg: 'HS256', typ: 'JWT', kid: hmacKeyId(SECRET) });
+    }
+  });
+
+  it('still verifies a token signed with a previous secret, and refuses it once that secret is removed', async () => {
+    const old = await authority(T0, OTHER_SECRET).mintRegistrationToken({ ttlSeconds: 600 });
+    const rotated = new TokenAuthority(SECRET, { now: () => T0, previousSecrets: [OTHER_SECRET] });
+    await expect(rotated.verifyNodeToken(old, NODE)).resolves.toMatchObject({ kind: 'registration' });
+    // New tokens are signed with the new secret only.
+    const fresh = await rotated.mintRegistrationToken({ ttlSeconds: 600 });
+    expect(decodeProtectedHeader(fresh).kid).toBe(hmacKeyId(SECRET));
+    await expectCode(authority(T0, OTHER_SECRET).verifyNodeToken(fresh, NODE), 'auth_failed', fresh);
+    // The rotation is over: the previous secret is gone, and so is every token it signed.
+    await expectCode(authority().verifyNodeToken(old, NODE), 'auth_failed', old);
+  });
+
+  it('tries a token without kid against the current secret only', async () => {
+    const rotated = new TokenAuthority(SECRET, { now: () => T0, previousSecrets: [OTHER_SECRET] });
+    await expect(rotated.verifyNodeToken(await handSigned(REGISTER_CLAIMS), NODE)).resolves.toMatchObject({
+      kind: 'registration',
+    });
+    const byPrevious = await handSigned(REGISTER_CLAIMS, { key: OTHER_SECRET });
+    await expectCode(rotated.verifyNodeToken(byPrevious, NODE), 'auth_failed', byPrevious);
+  });
+
+  it('refuses a kid that names no key, even with a valid signature by another key', async () => {
+    const token = await handSigned(REGISTER_CLAIMS, { kid: hmacKeyId(OTHER_SECRET) });
+    await expectCode(authority().verifyNodeToken(token, NODE), 'auth_failed', token);
+  });
+
+  it('refuses path tricks, huge and non-string kids as auth_failed', async () => {
+    const kids: unknown[] = ['../../etc/passwd', '..', 'a/b', 'a\\b', '', 'x'.repeat(129), 'k'.repeat(100_000), 7, { a: 1 }, ['k'], null];
+    for (const kid of kids) {
+      const token = await handSigned(REGISTER_CLAIMS, { kid });
+      const err = await rejection(authority().verifyNodeToken(token, NODE));
+      expect(err.code).toBe('auth_failed');
+      expect(err.message).toMatch(/key id/);
+      expect(err.message.length).toBeLessThan(200);
+    }
+  });
+});
+
+describe('TokenAuthority with a JWKS (EdDSA, ES256)', () => {
+  let dir: string;
+  let ed: KeyPair;
+  let es: KeyPair;
+  let stranger: KeyPair;
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'muster-jwks-'));
+    [ed, es, stranger] = await Promise.all([keyPair('EdDSA', 'ed-1'), keyPair('ES256', 'es-1'), keyPair('EdDSA', 'ed-1')]);
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  function jwksFile(name: string, keys: JWK[]): string {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, JSON.stringify({ keys }));
+    return file;
+  }
+
+  function withJwks(file: string, options: { algorithms?: TokenAlgorithm[] } = {}): TokenAuthority {
+    return new TokenAuthority(SECRET, { now: () => T0, jwks: openJwks(file, { timeoutMs: 2_000 }), ...options });
+  }
+
+  it('verifies EdDSA and ES256 tokens with the key their kid names', async () => {
+    const tokens = withJwks(jwksFile('both.json', [ed.publicJwk, es.publicJwk]));
+    for (const pair of [ed, es]) {
+      const token = await pair.sign(REGISTER_CLAIMS);
+      await expect(tokens.verifyNodeToken(token, NODE)).resolves.toMatchObject({ kind: 'registration', jti: 'j-1' });
+    }
+    // HS256 tokens of our own secret keep working beside the key set.
+    await expect(tokens.verifyNodeToken(await handSigned(REGISTER_CLAIMS), NODE)).resolves.toMatchObject({
+      kind: 'registration',
+    });
+  });
+
+  it('refuses a token signed by a key that is not in the set, or naming a kid the set lacks', async () => {
+    const tokens = withJwks(jwksFile('ed.json', [ed.publicJwk]));
+    const forged = await stranger.sign(REGISTER_CLAIMS);
+    await expectCode(tokens.verifyNodeToken(forged, NODE), 'auth_failed', forged);
+    const unknownKid = await ed.sign(REGISTER_CLAIMS, 'ed-2');
+    await expectCode(tokens.verifyNodeToken(unknownKid, NODE), 'auth_failed', unknownKid);
+    // A kid of the right name on a key of another type (ES256 token, EdDSA key) matches nothing.
+    const wrongType = await es.sign(REGISTER_CLAIMS, 'ed-1');
+    await expectCode(tokens.verifyNodeToken(wrongType, NODE), 'auth_failed', wrongType);
+  });
+
+  it('picks up a key added to the file without a restart (rotation)', async () => {
+    const file = jwksFile('rotating.json', [ed.publicJwk]);
+    const tokens = withJwks(file);
+    const next = await keyPair('ES256', 'es-2');
+    const token = await next.sign(REGISTER_CLAIMS);
+    await expectCode(tokens.verifyNodeToken(token, NODE), 'auth_failed', token);
+    fs.writeFileSync(file, JSON.stringify({ keys: [ed.publicJwk, next.publicJwk] }));
+    // mtime resolution may be coarse: make sure the change is visible as a change.
+    const later = new Date(Date.now() + 5_000);
+    fs.utimesSync(file, later, later);
+    await expect(tokens.verifyNodeToken(token, NODE)).resolves.toMatchObject({ kind: 'registration' });
+    await expect(tokens.verifyNodeToken(await ed.sign(REGISTER_CLAIMS), NODE)).resolves.toMatchObject({
+      kind: 'registration',
+    });
+  });
+
+  it('fetches the key set from a URL', async () => {
+    const server = http.createServer((_request, response) => {
+      response.setHeader('content-type', 'application/json');
+      response.end(JSON.stringify({ keys: [es.publicJwk] }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const tokens = new TokenAuthority(SECRET, {
+        now: () => T0,
+        jwks: openJwks(`http://127.0.0.1:${port}/jwks.json`, { timeoutMs: 2_000 }),
+      });
+      await expect(tokens.verifyNodeToken(await es.sign(REGISTER_CLAIMS), NODE)).resolves.toMatchObject({
+        kind: 'registration',
+      });
+      const forged = await stranger.sign(REGISTER_CLAIMS, 'es-1');
+      await expectCode(tokens.verifyNodeToken(forged, NODE), 'auth_failed', forged);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('refuses tokens as auth_failed when the key set URL does not answer', async () => {
+    const server = http.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    await new Promise((resolve) => server.close(resolve));
+    const tokens = new TokenAuthority(SECRET, { now: () => T0, jwks: openJwks(`http://127.0.0.1:${port}/jwks.json`, { timeoutMs: 2_000 }) });
+    const token = await es.sign(REGISTER_CLAIMS);
+    const err = await rejection(tokens.verifyNodeToken(token, NODE));
+    expect(err.code).toBe('auth_failed');
+    expect(err.message).toBe('the key set is unavailable');
+  });
+
+  it('refuses an HS256 token signed with the public key of the set (alg confusion)', async () => {
+    const tokens = withJwks(jwksFile('confusion.json', [ed.publicJwk, es.publicJwk]));
+    const pem = new TextEncoder().encode(await exportSPKI(ed.publicKey));
+    const rawX = Buffer.from(ed.publicJwk.x as string, 'base64url');
+    for (const key of [pem, rawX, new TextEncoder().encode(JSON.stringify(ed.publicJwk))]) {
+      for (const kid of ['ed-1', undefined]) {
+        const token = await handSigned(REGISTER_CLAIMS, { key, kid });
+        await expectCode(tokens.verifyNodeToken(token, NODE), 'auth_failed', token);
+      }
+    }
+  });
+
+  it('never uses a symmetric key from the set, whatever the token claims', async () => {
+    const secretJwk: JWK = { kty: 'oct', k: Buffer.from(OTHER_SECRET).toString('base64url'), kid: 'oct-1' };
+    const tokens = withJwks(jwksFile('oct.json', [secretJwk, ed.publicJwk]));
+    const token = await handSigned(REGISTER_CLAIMS, { key: OTHER_SECRET, kid: 'oct-1' });
+    await expectCode(tokens.verifyNodeToken(token, NODE), 'auth_failed', token);
+  });
+
+  it('refuses EdDSA and ES256 without a key set, and any algorithm left out of the allow-list', async () => {
+    const token = await ed.sign(REGISTER_CLAIMS);
+    await expectCode(authority().verifyNodeToken(token, NODE), 'auth_failed', token);
+    const hsOnly = withJwks(jwksFile('allow.json', [ed.publicJwk]), { algorithms: ['HS256'] });
+    await expectCode(hsOnly.verifyNodeToken(token, NODE), 'auth_failed', token);
+    await expect(hsOnly.verifyNodeToken(await handSigned(REGISTER_CLAIMS), NODE)).resolves.toMatchObject({
+      kind: 'registration',
+    });
+  });
+
+  it('refuses a key-set file that is not one, at start', () => {
+    const file = path.join(dir, 'broken.json');
+    fs.writeFileSync(file, '{"keys": 3}');
+    expect(() => openJwks(file, { timeoutMs: 1_000 })).toThrow(/not a JSON Web Key Set/);
+    fs.writeFileSync(file, 'nope');
+    expect(() => openJwks(file, { timeoutMs: 1_000 })).toThrow(/not JSON/);
+  });
+});
+
+describe('algorithm allow-list, leeway and previous secrets from configuration', () => {
+  it('accepts HS256, EdDSA and ES256 only, and always needs HS256', () => {
+    expect(parseAlgorithms('HS256,EdDSA,ES256')).toEqual(['HS256', 'EdDSA', 'ES256']);
+    expect(parseAlgorithms(' HS256 , ES256 ')).toEqual(['HS256', 'ES256']);
+    for (const bad of ['none', 'HS256,none', 'HS256,RS256', 'HS256,HS512', 'hs256']) {
+      expect(() => parseAlgorithms(bad)).toThrow(/not accepted/);
+    }
+    expect(() => parseAlgorithms('EdDSA,ES256')).toThrow(/must include HS256/);
+    expect(() => parseAlgorithms('')).toThrow(/must include HS256/);
+  });
+
+  it('takes the leeway from jwtClockToleranceSeconds (default 30)', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'muster-leeway-'));
+    try {
+      const config = (overrides: Record<string, string | number>) =>
+        loadConfig({ env: {}, overrides: { dataDir, jwtSecret: new TextDecoder().decode(SECRET), ...overrides } });
+      expect(config({}).jwtClockToleranceSeconds).toBe(30);
+      const token = await authority().mintRegistrationToken({ ttlSeconds: 60 });
+      const at = (seconds: number) => () => later(seconds);
+      await expect(tokenAuthorityFromConfig(config({}), { now: at(85) }).verifyNodeToken(token, NODE)).resolves.toMatchObject({
+        kind: 'registration',
+      });
+      await expectCode(tokenAuthorityFromConfig(config({}), { now: at(95) }).verifyNodeToken(token, NODE), 'token_expired');
+      const strict = config({ jwtClockToleranceSeconds: 2 });
+      await expectCode(tokenAuthorityFromConfig(strict, { now: at(63) }).verifyNodeToken(token, NODE), 'token_expired');
+      const lax = config({ jwtClockToleranceSeconds: 120 });
+      await expect(tokenAuthorityFromConfig(lax, { now: at(170) }).verifyNodeToken(token, NODE)).resolves.toMatchObject({
+        kind: 'registration',
+      });
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('verifies with jwtPreviousSecrets and refuses a short one without printing it', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'muster-previous-'));
+    try {
+      const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+      const config = loadConfig({
+        env: {},
+        overrides: { dataDir, jwtSecret: text(SECRET), jwtPreviousSecrets: `${text(OTHER_SECRET)}, ` },
+      });
+      const old = await authority(T0, OTHER_SECRET).mintRegistrationToken({ ttlSeconds: 60 });
+      await expect(tokenAuthorityFromConfig(config, { now: () => T0 }).verifyNodeToken(old, NODE)).resolves.toMatchObject({
+        kind: 'registration',
+      });
+      expect(previousSecrets('')).toEqual([]);
+      expect(() => previousSecrets(`${text(OTHER_SECRET)},short-secret-value`)).toThrow(/entry 2 must be at least 32 bytes/);
+      try {
+        previousSecrets('short-secret-value');
+      } catch (err) {
+        expect((err as Error).message).not.toContain('short-secret-value');
+      }
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('TokenAuthority and revocation', () => {
+  function withRevoked(...jtis: string[]): TokenAuthority {
+    const revoked = new Set(jtis);
+    return new TokenAuthority(SECRET, { now: () => T0, isRevoked: (jti) => revoked.has(jti) });
+  }
+
+  it('refuses a revoked registration or API token as token_revoked', async () => {
+    const registration = await handSigned({ ...REGISTER_CLAIMS, jti: 'gone' });
+    await expectCode(withRevoked('gone').verifyNodeToken(registration, NODE), 'token_revoked', registration);
+    const api = await handSigned({ iss: 'muster', aud: 'muster-api', role: 'admin', jti: 'gone' });
+    await expectCode(withRevoked('gone').verifyApiToken(api), 'token_revoked', api);
+    await expect(withRevoked('other').verifyApiToken(api)).resolves.toMatchObject({ role: 'admin', jti: 'gone' });
+  });
+
+  it('ties a session token to its registration token: revoking either refuses the resume', async () => {
+    const { token, jti } = await authority().mintSessionToken('node-a', 600, 'reg-1');
+    expect(decodeJwt(token)).toMatchObject({ reg_jti: 'reg-1', sub: 'node-a' });
+    const resume = { ...NODE, resumeNodeId: 'node-a' };
+    await expect(withRevoked().verifyNodeToken(token, resume)).resolves.toEqual({
+      kind: 'session',
+      jti,
+      sub: 'node-a',
+      registrationJti: 'reg-1',
+    });
+    await expectCode(withRevoked('reg-1').verifyNodeToken(token, resume), 'token_revoked', token);
+    await expectCode(withRevoked(jti).verifyNodeToken(token, resume), 'token_revoked', token);
+  });
+
+  it('checks the signature before revocation: a forged token is auth_failed, not token_revoked', async () => {
+    const forged = await handSigned({ ...REGISTER_CLAIMS, jti: 'gone' }, { key: OTHER_SECRET });
+    await expectCode(withRevoked('gone').verifyNodeToken(forged, NODE), 'auth_failed', forged);
+  });
+
+  it('describes what it mints for the record, never with the token', async () => {
+    const { token, info } = await authority().mint({ role: 'node', ttlSeconds: 600, sub: 'runner-1', nodeType: 'linux' });
+    expect(info).toEqual({
+      jti: decodeJwt(token).jti,
+      role: 'node',
+      sub: 'runner-1',
+      node_type: 'linux',
+      issued_at: T0.toISOString(),
+      expires_at: later(600).toISOString(),
+    });
+    expect(JSON.stringify(info)).not.toContain(token.split('.')[2]);
+    const api = await authority().mint({ role: 'operator', ttlSeconds: 60 });
+    expect(api.info).toMatchObject({ role: 'operator', expires_at: later(60).toISOString() });
+    await expect(authority().mint({ role: 'viewer', ttlSeconds: 60, nodeType: 'linux' })).rejects.toThrow(/node type/);
+  });
+});
+
+interface KeyPair {
+  publicKey: CryptoKey;
+  publicJwk: JWK;
+  sign(claims: JWTPayload, kid?: string): Promise<string>;
+}
+
+async function keyPair(alg: 'EdDSA' | 'ES256', kid: string): Promise<KeyPair> {
+  const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
+  const publicJwk = { ...(await exportJWK(publicKey)), kid };
+  return {
+    publicKey,
+    publicJwk,
+    sign: (claims, signKid = kid) =>
+      new SignJWT(claims)
+        .setProtectedHeader({ alg, kid: signKid })
+        .setIssuedAt(T0_SECONDS)
+        .setExpirationTime(T0_SECONDS + 3600)
+        .sign(privateKey),
+  };
+}

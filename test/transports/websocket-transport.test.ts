@@ -169,7 +169,9 @@ describe('ws transport', () => {
       { text: '{"a":1}', isBinary: false },
       { text: 'binary', isBinary: true },
     ]);
-    expect(() => server.conn.send(0x81, new Uint8Array(1))).toThrow(/cannot send codec byte 0x81/);
+    // Encrypted frames (0x81, 0x82) have their own message form: encrypted-connection.test.ts.
+    expect(() => server.conn.send(0x03, new Uint8Array(1))).toThrow(/cannot send codec byte 0x3/);
+    expect(() => server.conn.send(0x85, new Uint8Array(1))).toThrow(/cannot send codec byte 0x85/);
   });
 
   it('refuses a handshake that does not offer the muster.v1 subprotocol', async () => {

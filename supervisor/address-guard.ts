@@ -1,0 +1,251 @@
+// Per-address limits and bans, shared by the node listeners and the admin API: connection
+// attempts (a token bucket per address), failed authentications (a budget a minute), and a
+// temporary ban for an address that keeps going over a limit ("violations"). It also writes the
+// audit events of all this, aggregated: within its budget each failed authentication is one
+// audit line; past it the address gets one `suspicious_activity` line a window, not one a try.
+//
+// State is bounded: addresses are keyed by `addressKey` (IPv6 by /64), an entry is dropped once
+// idle long enough that it would start afresh anyway (one unref'd sweep timer), and beyond
+// `maxAddresses` the least recently seen entry is forgotten, so a flood of addresses cannot
+// grow memory without bound.
+import type { AuditEvent, AuditSink } from './audit-log.js';
+import { addressKey } from './peer-address.js';
+import { TokenBucket } from './token-bucket.js';
+
+export interface AddressLimits {
+  /** New node connections a second per address; 0 turns the limit off. */
+  connectionsPerSecond: number;
+  /** Connections an address may open at once before the rate applies. */
+  connectionBurst: number;
+  /** Failed authentications (node registrations, admin API tokens) a minute per address; 0 turns the limit off. */
+  failedAuthPerMinute: number;
+  /** Violations (refusals for going over a limit) within a minute that get an address banned; 0 never bans. */
+  banAfterViolations: number;
+  /** How long a ban lasts. */
+  banSeconds: number;
+  /** Most addresses tracked at once; default 65,536. */
+  maxAddresses?: number;
+}
+
+/** What an address may do now: go ahead, back off (over a limit), or nothing (banned). */
+export type Admission = 'ok' | 'rate_limited' | 'banned';
+
+/** What the audit lines about one event carry besides the address. */
+export type GuardContext = Pick<AuditEvent, 'correlation_id' | 'node_id' | 'jti' | 'reason' | 'code' | 'method' | 'path'>;
+
+export interface AddressGuardOptions {
+  /** Monotonic clock in ms; default `performance.now()`. */
+  clock?: () => number;
+  /** Wall clock in ms, for the `until` of bans; default `Date.now()`. */
+  wallClock?: () => number;
+}
+
+interface Entry {
+  connections: TokenBucket | undefined;
+  failures: TokenBucket | undefined;
+  /** Start of the one-minute window that violations are counted in. */
+  windowStart: number;
+  violations: number;
+  /** Failed authentications in the window, for the suspicious-activity line. */
+  failuresInWindow: number;
+  /** Monotonic ms the ban ends at; 0 when not banned. */
+  bannedUntil: number;
+  lastSeen: number;
+}
+
+const WINDOW_MS = 60_000;
+const DEFAULT_MAX_ADDRESSES = 65_536;
+
+export class AddressGuard {
+  private readonly entries = new Map<string, Entry>();
+  private readonly clock: () => number;
+  private readonly wallClock: () => number;
+  private readonly maxAddresses: number;
+  /** How long an idle entry still matters: its window, or its buckets refilling. */
+  private readonly idleMs: number;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly limits: AddressLimits,
+    private readonly audit: AuditSink,
+    options: AddressGuardOptions = {},
+  ) {
+    this.clock = options.clock ?? (() => performance.now());
+    this.wallClock = options.wallClock ?? Date.now;
+    this.maxAddresses = limits.maxAddresses ?? DEFAULT_MAX_ADDRESSES;
+    const sample = this.newEntry(0);
+    this.idleMs = Math.max(WINDOW_MS, sample.connections?.fillMs ?? 0, sample.failures?.fillMs ?? 0);
+    this.sweeper = setInterval(() => this.sweep(), WINDOW_MS);
+    this.sweeper.unref();
+  }
+
+  /** A new node connection from `ip`: spends one connection token. */
+  admitConnection(ip: string, context: GuardContext): Admission {
+    const now = this.clock();
+    const key = addressKey(ip);
+    const entry = this.touch(key, now);
+    const blocked = this.blocked(entry, key, ip, now, context);
+    if (blocked !== 'ok') return blocked;
+    if (entry.connections !== undefined && !entry.connections.take(1, now)) {
+      return this.overLimit(entry, key, ip, now, { ...context, reason: `over ${this.limits.connectionsPerSecond} connection attempts a second` });
+    }
+    return 'ok';
+  }
+
+  /** An admin API request from `ip`: refused while banned or out of failed-authentication budget; spends nothing. */
+  checkRequest(ip: string, context: GuardContext): Admission {
+    const key = addressKey(ip);
+    const entry = this.entries.get(key);
+    if (entry === undefined) return 'ok';
+    const now = this.clock();
+    entry.lastSeen = now;
+    return this.blocked(entry, key, ip, now, context);
+  }
+
+  /** An authentication from `ip` failed: audited while within budget, then counted as a violation. */
+  authFailed(ip: string, context: GuardContext): void {
+    const now = this.clock();
+    const key = addressKey(ip);
+    const entry = this.touch(key, now);
+    this.rollWindow(entry, now);
+    entry.failuresInWindow++;
+    const event: AuditEvent = { event: 'auth_failed', address: ip, ...context };
+    if (entry.failures === undefined) {
+      // No budget to hold a flood back: one line per address a window says it all.
+      this.audit.recordThrottled(`auth_failed|${key}`, event);
+      return;
+    }
+    if (entry.failures.take(1, now)) {
+      this.audit.record(event);
+      // The failure that spends the budget makes the address suspicious: one line a window.
+      if (entry.failures.available(now) < 1) this.suspicious(entry, key, ip, context);
+      return;
+    }
+    // Past the budget (connections that were already open): counted, not written one by one.
+    this.suspicious(entry, key, ip, context);
+    this.violation(entry, ip, now, context);
+  }
+
+  private suspicious(entry: Entry, key: string, ip: string, context: GuardContext): void {
+    this.audit.recordThrottled(`suspicious_activity|${key}`, {
+      event: 'suspicious_activity',
+      address: ip,
+      correlation_id: context.correlation_id,
+      count: entry.failuresInWindow,
+      reason: `${this.limits.failedAuthPerMinute} failed authentications from this address within a minute: refused until the budget refills`,
+    });
+  }
+
+  /** Bans `ip` now (a node that kept flooding after `rate_limited`); false when it already was. */
+  ban(ip: string, context: GuardContext): boolean {
+    const now = this.clock();
+    const entry = this.touch(addressKey(ip), now);
+    if (entry.bannedUntil > now) return false;
+    this.startBan(entry, ip, now, context, context.reason ?? 'abuse');
+    return true;
+  }
+
+  /** Seconds left of the ban of `ip`; 0 when it is not banned. */
+  bannedSeconds(ip: string): number {
+    const entry = this.entries.get(addressKey(ip));
+    if (entry === undefined) return 0;
+    const left = entry.bannedUntil - this.clock();
+    return left > 0 ? Math.ceil(left / 1000) : 0;
+  }
+
+  /** Addresses tracked now (for tests and metrics). */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Stops the sweep timer. */
+  close(): void {
+    clearInterval(this.sweeper);
+  }
+
+  /** Banned, or out of failed-authentication budget: the refusal (audited, throttled); else 'ok'. */
+  private blocked(entry: Entry, key: string, ip: string, now: number, context: GuardContext): Admission {
+    if (entry.bannedUntil > now) {
+      this.audit.recordThrottled(`access_denied|${key}`, { event: 'access_denied', address: ip, ...context, code: 'rate_limited', reason: 'address banned' });
+      return 'banned';
+    }
+    if (entry.bannedUntil !== 0) entry.bannedUntil = 0;
+    if (entry.failures !== undefined && entry.failures.available(now) < 1) {
+      return this.overLimit(entry, key, ip, now, {
+        ...context,
+        reason: `over ${this.limits.failedAuthPerMinute} failed authentications a minute`,
+      });
+    }
+    return 'ok';
+  }
+
+  private overLimit(entry: Entry, key: string, ip: string, now: number, context: GuardContext): Admission {
+    this.audit.recordThrottled(`rate_limited|${key}`, { event: 'rate_limited', address: ip, ...context });
+    return this.violation(entry, ip, now, context) ? 'banned' : 'rate_limited';
+  }
+
+  private violation(entry: Entry, ip: string, now: number, context: GuardContext): boolean {
+    this.rollWindow(entry, now);
+    entry.violations++;
+    const { banAfterViolations } = this.limits;
+    if (banAfterViolations === 0 || entry.violations < banAfterViolations || entry.bannedUntil > now) return false;
+    this.startBan(entry, ip, now, context, `${banAfterViolations} violations within a minute (last: ${context.reason ?? 'over a limit'})`);
+    return true;
+  }
+
+  private startBan(entry: Entry, ip: string, now: number, context: GuardContext, reason: string): void {
+    const { banSeconds } = this.limits;
+    entry.bannedUntil = now + banSeconds * 1000;
+    entry.violations = 0;
+    this.audit.record({
+      event: 'address_banned',
+      address: ip,
+      correlation_id: context.correlation_id,
+      node_id: context.node_id,
+      reason,
+      until: new Date(this.wallClock() + banSeconds * 1000).toISOString(),
+    });
+  }
+
+  private rollWindow(entry: Entry, now: number): void {
+    if (now - entry.windowStart < WINDOW_MS) return;
+    entry.windowStart = now;
+    entry.violations = 0;
+    entry.failuresInWindow = 0;
+  }
+
+  /** The entry of `key`, made if new, moved to the back (most recently seen). */
+  private touch(key: string, now: number): Entry {
+    let entry = this.entries.get(key);
+    if (entry === undefined) {
+      entry = this.newEntry(now);
+      if (this.entries.size >= this.maxAddresses) this.entries.delete(this.entries.keys().next().value as string);
+    } else {
+      this.entries.delete(key);
+    }
+    entry.lastSeen = now;
+    this.entries.set(key, entry);
+    return entry;
+  }
+
+  private newEntry(now: number): Entry {
+    const { connectionsPerSecond, connectionBurst, failedAuthPerMinute } = this.limits;
+    return {
+      connections: connectionsPerSecond > 0 ? new TokenBucket(connectionsPerSecond, Math.max(1, connectionBurst), now) : undefined,
+      failures: failedAuthPerMinute > 0 ? new TokenBucket(failedAuthPerMinute / 60, Math.max(1, failedAuthPerMinute), now) : undefined,
+      windowStart: now,
+      violations: 0,
+      failuresInWindow: 0,
+      bannedUntil: 0,
+      lastSeen: now,
+    };
+  }
+
+  /** Drops entries idle long enough to start afresh, unless banned. */
+  private sweep(): void {
+    const now = this.clock();
+    for (const [key, entry] of this.entries) {
+      if (now - entry.lastSeen > this.idleMs && entry.bannedUntil <= now) this.entries.delete(key);
+    }
+  }
+}

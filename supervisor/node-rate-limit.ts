@@ -1,0 +1,73 @@
+// One node connection's message and byte rates (token buckets), checked on every frame before
+// it is decoded. A frame over either rate is dropped; the node hears `rate_limited` at most once
+// a second (answering every dropped frame would amplify the flood), and a node that goes on
+// being answered within a minute is abusive: the session closes it and its address is banned.
+import { TokenBucket } from './token-bucket.js';
+
+export interface NodeRates {
+  /** Frames a second; 0 turns the limit off. */
+  messagesPerSecond: number;
+  /** Frames a node may send at once before the rate applies. */
+  messageBurst: number;
+  /** Frame body bytes a second; 0 turns the limit off. */
+  bytesPerSecond: number;
+  /** Bytes a node may send at once; should be at least `max_frame_bytes`, or a large frame could never pass. */
+  byteBurst: number;
+  /** `rate_limited` answers within a minute that make the node abusive; 0 never does. */
+  banAfterViolations: number;
+}
+
+/** What to do with a frame `admit` refused: drop it quietly, answer `rate_limited`, or close and ban. */
+export type OverRate = 'drop' | 'answer' | 'abuse';
+
+const ANSWER_EVERY_MS = 1_000;
+const WINDOW_MS = 60_000;
+
+export class NodeRateLimit {
+  /** Frames dropped so far, for the answer's message and the logs. */
+  dropped = 0;
+  /** `rate_limited` answers in the current window. */
+  violations = 0;
+  private readonly messages: TokenBucket | undefined;
+  private readonly bytes: TokenBucket | undefined;
+  private readonly banAfter: number;
+  private refusedAt = 0;
+  private answeredAt = Number.NEGATIVE_INFINITY;
+  private windowStart: number;
+
+  constructor(rates: NodeRates, now: number = performance.now()) {
+    const { messagesPerSecond: mps, messageBurst, bytesPerSecond: bps, byteBurst } = rates;
+    this.messages = mps > 0 ? new TokenBucket(mps, Math.max(1, messageBurst), now) : undefined;
+    this.bytes = bps > 0 ? new TokenBucket(bps, Math.max(1, byteBurst), now) : undefined;
+    this.banAfter = rates.banAfterViolations;
+    this.windowStart = now;
+  }
+
+  /** True when the limits are all off: the session need not ask. */
+  static unlimited(rates: NodeRates): boolean {
+    return rates.messagesPerSecond <= 0 && rates.bytesPerSecond <= 0;
+  }
+
+  /** The per-frame check: true lets a frame of `bytes` through. Allocates nothing. */
+  admit(bytes: number, now: number = performance.now()): boolean {
+    if ((this.messages === undefined || this.messages.take(1, now)) && (this.bytes === undefined || this.bytes.take(bytes, now))) {
+      return true;
+    }
+    this.dropped++;
+    this.refusedAt = now;
+    return false;
+  }
+
+  /** After `admit` said no: what the session does about that frame. */
+  overRate(): OverRate {
+    const now = this.refusedAt;
+    if (now - this.answeredAt < ANSWER_EVERY_MS) return 'drop';
+    this.answeredAt = now;
+    if (now - this.windowStart >= WINDOW_MS) {
+      this.windowStart = now;
+      this.violations = 0;
+    }
+    this.violations++;
+    return this.banAfter > 0 && this.violations >= this.banAfter ? 'abuse' : 'answer';
+  }
+}
