@@ -67,6 +67,8 @@ function fromMusterError(err: MusterError): HttpError {
       return new HttpError(403, 'forbidden', err.message);
     case 'invalid_message':
       return new HttpError(400, 'invalid_request', err.message, err.field);
+    case 'rate_limited':
+      return new HttpError(429, 'rate_limited', err.message);
     case 'shutting_down':
       return new HttpError(503, 'internal', 'the control plane is shutting down');
     default:

@@ -47,7 +47,7 @@ export function registerTokenRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
       ...(body.node_type === undefined ? {} : { nodeType: body.node_type }),
     });
     deps.logger.info({ jti: minted.jti, role: body.role, sub: body.sub }, 'token minted over the admin API');
-    deps.audit?.record({ event: 'token_minted', jti: minted.jti, correlation_id: request.id, reason: `role ${body.role}` });
+    deps.audit?.record({ event: 'token_minted', address: request.ip, jti: minted.jti, correlation_id: request.id, reason: `role ${body.role}` });
     return reply.code(201).send(minted);
   });
 
@@ -58,7 +58,7 @@ export function registerTokenRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
     if (!JTI_PATTERN.test(jti)) throw new MusterError('invalid_message', 'jti: not a token id', { field: 'jti' });
     const body = validated(checkRevoke, request.body ?? {});
     const revocation = await admin.revoke(jti, body.reason ?? 'revoked over the admin API');
-    deps.audit?.record({ event: 'token_revoked', jti, correlation_id: request.id, reason: revocation.reason });
+    deps.audit?.record({ event: 'token_revoked', address: request.ip, jti, correlation_id: request.id, reason: revocation.reason });
     return { jti: revocation.jti, reason: revocation.reason, revoked_at: revocation.revoked_at };
   });
 }
