@@ -31,6 +31,12 @@ export interface MusterErrorOptions {
   field?: string;
   /** The `id` of the message that caused the error, echoed as `reply_to`. */
   replyTo?: string;
+  /**
+   * Overrides the code's usual fatality, for the one case where the sender closes after a
+   * code that is normally not fatal (an `internal` failure that stopped the node's actor):
+   * `fatal` tells the peer what the sender does (PROTOCOL.md section 3, `Error`).
+   */
+  fatal?: boolean;
   cause?: unknown;
 }
 
@@ -44,7 +50,7 @@ export class MusterError extends Error {
   constructor(code: ErrorCode, message: string, options: MusterErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    this.fatal = ERROR_CODES[code];
+    this.fatal = options.fatal ?? ERROR_CODES[code];
     this.field = options.field;
     this.replyTo = options.replyTo;
   }

@@ -213,7 +213,8 @@ export class NodeSession implements NodePort {
     this.lastState = 'dead';
     this.host.stateChanged(this, 'dead');
     this.host.ended(this, { nodeId: snapshot.context.nodeId, reason: 'expired', jobs: snapshot.context.jobs });
-    void this.closeWith(new MusterError('internal', 'internal error'));
+    // Fatal here: the connection closes after it, and `fatal` says what the sender does.
+    void this.closeWith(new MusterError('internal', 'internal error', { fatal: true }));
   }
 
   async closeWith(err: MusterError | undefined): Promise<void> {
@@ -251,5 +252,5 @@ function eventOf(message: NodeMessage): NodeEvent {
 /** `err` as the answer to the message `id` (unchanged when it already answers one, or there is no id). */
 function answering(err: MusterError, id: string | undefined): MusterError {
   if (id === undefined || err.replyTo !== undefined) return err;
-  return new MusterError(err.code, err.message, { field: err.field, replyTo: id, cause: err.cause });
+  return new MusterError(err.code, err.message, { field: err.field, replyTo: id, fatal: err.fatal, cause: err.cause });
 }
