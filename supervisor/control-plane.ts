@@ -1,19 +1,15 @@
 // The control plane, wired: listeners → node sessions (one actor each) → registry,
 // job coordinator, scheduler, job store, bus, and the admin HTTP API.
 // `startControlPlane` is what `muster serve` and the integration tests run.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { reservedBy, type NodeOutput, type Registration } from '../actors/node-machine.js';
 import { CODEC_JSON, encodeBody } from '../protocol/codec.js';
 import { MusterError, toMusterError } from '../protocol/errors.js';
 import type { EnvelopeOf } from '../protocol/messages.js';
-import '../transports/builtin.js';
-import { encrypted } from '../transports/encrypted-connection.js';
-import { loadEncryptionKey, PayloadCipher } from '../transports/payload-cipher.js';
-import { transportFor, type Connection, type ListenOptions, type ServerTlsOptions, type TransportServer } from '../transports/transport.js';
+import type { Connection, TransportServer } from '../transports/transport.js';
 import { startAdminApi, type AdminApi } from './admin-api.js';
 import { LISTENER_OFF, type Config } from './config.js';
 import { JobCoordinator } from './job-coordinator.js';
@@ -21,6 +17,7 @@ import type { JobState, NewJob } from './job-store.js';
 import type { NodeCapacity } from './job-matcher.js';
 import { LocalBus } from './local-bus.js';
 import { authenticateNode, type Authenticated } from './node-authenticator.js';
+import { hostPort, listenForNodes } from './node-listeners.js';
 import { NodeRegistry, viewOf } from './node-registry.js';
 import { NodeSession, type SessionHost } from './node-session.js';
 import type { NodeState, PlaneApi } from './plane-api.js';
@@ -280,18 +277,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const servers: TransportServer[] = [];
   let admin: AdminApi | undefined;
   try {
-    const tls = serverTls(config);
-    const onConnection = encryptingIfConfigured(config, accept);
-    for (const url of listenerUrls(config, tls !== undefined)) {
-      const options: ListenOptions = {
-        maxFrameBytes: config.maxFrameBytes,
-        maxSendBufferBytes: config.maxSendBufferBytes,
-        onConnection,
-        keepaliveIntervalMs: config.wsPingIntervalMs,
-      };
-      if (tls !== undefined) options.tls = tls;
-      servers.push(await transportFor(url).listen(url, options));
-    }
+    // Into `servers` as each opens, so that a failure part-way closes those already open.
+    await listenForNodes(config, accept, servers);
     if (config.http !== LISTENER_OFF) {
       const { host: httpHost, port } = hostPort(config.http);
       admin = await startAdminApi({
@@ -351,51 +338,6 @@ function nodeCounts(registry: NodeRegistry): Record<NodeState, number> {
 
 function prefixed(prefix: string, counts: Record<JobState, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(counts).map(([k, v]) => [`${prefix}${k}`, v]));
-}
-
-/** Node listeners: with a certificate, TCP, WebSocket and gRPC serve TLS; the Unix socket stays plain. */
-function listenerUrls(config: Config, secure: boolean): URL[] {
-  const urls: URL[] = [];
-  if (config.tcp !== LISTENER_OFF) urls.push(new URL(`${secure ? 'tls' : 'tcp'}://${config.tcp}`));
-  if (config.ws !== LISTENER_OFF) urls.push(new URL(`${secure ? 'wss' : 'ws'}://${config.ws}/v1/connect`));
-  if (config.grpc !== LISTENER_OFF) urls.push(new URL(`${secure ? 'grpcs' : 'grpc'}://${config.grpc}`));
-  if (config.unix !== LISTENER_OFF) urls.push(new URL(`unix://${resolvePath(config.unix)}`));
-  return urls;
-}
-
-/**
- * `accept` behind payload encryption (PROTOCOL.md section 6) when a key file is configured:
- * then every connection of every node listener gets its own cipher (its own nonce sequence).
- */
-function encryptingIfConfigured(config: Config, accept: (conn: Connection) => void): (conn: Connection) => void {
-  if (config.encryptKeyFile === '') return accept;
-  const key = loadEncryptionKey(config.encryptKeyFile);
-  return (conn) => accept(encrypted(conn, new PayloadCipher(key)));
-}
-
-/** TLS settings from the certificate files, or undefined when TLS is not configured. */
-function serverTls(config: Config): ServerTlsOptions | undefined {
-  if (config.tlsCert === '' && config.tlsKey === '') return undefined;
-  if (config.tlsCert === '' || config.tlsKey === '') throw new Error('TLS needs both tlsCert and tlsKey');
-  const tls: ServerTlsOptions = {
-    cert: readFileSync(config.tlsCert, 'utf8'),
-    key: readFileSync(config.tlsKey, 'utf8'),
-    requireClientCert: config.requireClientCert,
-  };
-  if (config.tlsCa !== '') tls.ca = readFileSync(config.tlsCa, 'utf8');
-  return tls;
-}
-
-function resolvePath(path: string): string {
-  return path.startsWith('/') ? path : join(process.cwd(), path);
-}
-
-export function hostPort(value: string): { host: string; port: number } {
-  const at = value.lastIndexOf(':');
-  if (at < 0) throw new Error(`expected HOST:PORT, got ${value}`);
-  const port = Number(value.slice(at + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad port in ${value}`);
-  return { host: value.slice(0, at).replace(/^\[|\]$/g, ''), port };
 }
 
 function refuse(conn: Connection, err: MusterError): void {
