@@ -51,7 +51,11 @@ export interface JobRecord extends NewJob {
   state: JobState;
   /** The current attempt, from 1. */
   attempt: number;
-  /** The node of the current attempt while `Assigned` or `Running`. */
+  /**
+   * The node of the current attempt while `Assigned` or `Running`, and of the last attempt
+   * once it ended the job (`Completed`, `Failed`, `Cancelled`, `TimedOut`); none when queued
+   * or dead-lettered.
+   */
   node_id?: string;
   /** Set by `POST /v1/jobs/{id}/cancel`: a requeue then ends the job as `Cancelled`. */
   cancel_requested: boolean;

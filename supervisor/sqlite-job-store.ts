@@ -73,9 +73,11 @@ function prepareStatements(db: Db) {
     endAttempt: db.prepare<[{ job_id: string; attempt: number; outcome: string; reason: string | null; now: string }]>(`
       UPDATE attempts SET ended_at = @now, outcome = @outcome, reason = @reason
       WHERE job_id = @job_id AND attempt = @attempt AND ended_at IS NULL`),
-    // One transition for every move the plane decides; a new attempt forgets the old one's timestamps.
+    // One transition for every move the plane decides; a new attempt forgets the old one's node
+    // and timestamps. An attempt that ends the job keeps its node, so operators see where it ran.
     transition: db.prepare<[{ job_id: string; state: JobState; attempt: number; reason: string | null; now: string }]>(`
-      UPDATE jobs SET state = @state, attempt = @attempt, node_id = NULL, reason = @reason, updated_at = @now,
+      UPDATE jobs SET state = @state, attempt = @attempt, reason = @reason, updated_at = @now,
+        node_id = CASE WHEN @state IN ('Queued', 'DeadLettered') THEN NULL ELSE node_id END,
         assigned_at = CASE WHEN @state = 'Queued' THEN NULL ELSE assigned_at END,
         started_at = CASE WHEN @state = 'Queued' THEN NULL ELSE started_at END
       WHERE job_id = @job_id`),

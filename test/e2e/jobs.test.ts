@@ -47,6 +47,9 @@ describe('a plane with two agents', () => {
       expect(await plane.api.stdout(id)).toBe(`job-${i}\n`);
       const ranOn = pool === 'a' ? [agentA] : pool === 'b' ? [agentB] : [agentA, agentB];
       expect(ranOn.map((agent) => agent.jobDir(id, 1) + '\n'), `job ${i}`).toContain(job.result?.stderr);
+      // The API names the node that ran it, and it is the one whose work dir the job saw.
+      const ranAgent = ranOn.find((agent) => agent.jobDir(id, 1) + '\n' === job.result?.stderr);
+      expect(job.node_id, `job ${i}`).toBe(ranAgent?.nodeId);
       const logs = await plane.api.logs(id);
       expect(logs.filter((c) => c.stream === 'stderr').map((c) => c.data).join('')).toBe(job.result?.stderr);
     }

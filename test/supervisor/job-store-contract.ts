@@ -201,7 +201,8 @@ export function jobStoreContract(name: string, open: () => Promise<JobStore> | J
           expect(await store.storeResult(id, 1, outcome(status), METRICS)).toBe('stored');
           const rec = await store.get(id);
           expect(rec).toMatchObject({ state: status, attempt: 1, result: outcome(status), metrics: METRICS });
-          expect(rec?.node_id).toBeUndefined();
+          // The node that ran the attempt stays on record, so operators see where the job ran.
+          expect(rec?.node_id).toBe(NODE_A);
         },
       );
 
@@ -248,7 +249,7 @@ export function jobStoreContract(name: string, open: () => Promise<JobStore> | J
         expect(await store.finish(id, 1, 'TimedOut', 'timeout 600s')).toBe(true);
         const rec = await store.get(id);
         expect(rec).toMatchObject({ state: 'TimedOut', reason: 'timeout 600s' });
-        expect(rec?.node_id).toBeUndefined();
+        expect(rec?.node_id).toBe(NODE_A);
         expect(rec?.result).toBeUndefined();
         expect(await store.active()).toEqual([]);
       });
