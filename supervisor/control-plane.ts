@@ -170,6 +170,9 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     });
     const kept = coordinator.adopt(nodeId, auth.keepJobs);
     for (const [jobId, slot] of Object.entries(kept)) session.actor.send({ type: 'job.assigned', jobId, slot });
+    coordinator.cancelStale(session, nodeId, auth.runningJobs).catch((err: unknown) => {
+      session.logger.error({ err, node_id: nodeId }, 'cancelling stale attempts failed');
+    });
     session.logger.info(
       { node_id: nodeId, hostname: registration.info.hostname, resumed: registration.resumed, kept_jobs: Object.keys(kept).length },
       'node registered',

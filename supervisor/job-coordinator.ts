@@ -105,6 +105,22 @@ export class JobCoordinator {
     return kept;
   }
 
+  /**
+   * A resumed node says it still runs jobs whose attempt the plane took back while it was
+   * away (requeued elsewhere, or ended): each such attempt is cancelled on the node, so a
+   * job runs on at most one node at a time (PROTOCOL.md 4.5).
+   */
+  async cancelStale(session: NodeSession, nodeId: string, running: readonly string[]): Promise<void> {
+    for (const jobId of running) {
+      if (this.placements.get(jobId)?.nodeId === nodeId) continue; // adopted: still this node's
+      const attempts = (await this.o.store.attempts(jobId)).filter((a) => a.node_id === nodeId);
+      const last = attempts[attempts.length - 1];
+      if (last === undefined) continue;
+      session.send('CancelJob', { job_id: jobId, attempt: last.attempt, reason: 'attempt is no longer current' });
+      session.logger.info({ job_id: jobId, attempt: last.attempt, node_id: nodeId }, 'stale attempt cancelled on resume');
+    }
+  }
+
   /** A node is gone for good (dead or deregistered): its jobs go back to the queue. */
   nodeGone(nodeId: string, reason: string): void {
     for (const placement of this.jobsOf(nodeId)) void this.withdraw(placement, reason);

@@ -1,7 +1,7 @@
 // The SQLite job store's schema and its row ↔ record mapping.
 // Kept apart from sqlite-job-store.ts so the store reads as transitions, not column plumbing.
 import type { JobMetrics, JobOutcome, LogStream, Priority } from '../protocol/messages.js';
-import type { JobRecord, JobState, LogRecord, NewJob } from './job-store.js';
+import type { AttemptRecord, JobRecord, JobState, LogRecord, NewJob } from './job-store.js';
 import { TOKEN_SCHEMA_SQL } from './token-row.js';
 
 /** Bumped (with a migration) whenever the tables change; kept in `PRAGMA user_version`. */
@@ -164,18 +164,6 @@ export function rowToLog(row: LogRow): LogRecord {
 }
 
 /** One row of `attempts`: the history of where a job ran, kept for operators and post-mortems. */
-export interface AttemptRecord {
-  job_id: string;
-  attempt: number;
-  node_id: string;
-  assigned_at: string;
-  /** When the node answered `JobAccepted`. */
-  accepted_at?: string;
-  ended_at?: string;
-  /** The result's status, `Cancelled`/`TimedOut` from `finish`, or `Withdrawn` (requeue). */
-  outcome?: string;
-  reason?: string;
-}
 
 export interface AttemptRow {
   job_id: string;

@@ -71,6 +71,20 @@ export interface JobRecord extends NewJob {
   seq: number;
 }
 
+/** One attempt of a job: which node had it, and how it ended. */
+export interface AttemptRecord {
+  job_id: string;
+  attempt: number;
+  node_id: string;
+  assigned_at: string;
+  /** When the node answered `JobAccepted`. */
+  accepted_at?: string;
+  ended_at?: string;
+  /** The result's status, `Cancelled`/`TimedOut` from `finish`, or `Withdrawn` (requeue). */
+  outcome?: string;
+  reason?: string;
+}
+
 export interface LogRecord {
   attempt: number;
   stream: LogStream;
@@ -153,6 +167,8 @@ export interface JobStore {
   appendLog(jobId: string, attempt: number, stream: LogStream, seq: number, data: string): Promise<AppendLogOutcome>;
   /** Log chunks in arrival order, all attempts, after `cursor` (exclusive). */
   logs(jobId: string, afterCursor?: number): Promise<LogRecord[]>;
+  /** Every attempt of a job, oldest first: which node had each, and how it ended. */
+  attempts(jobId: string): Promise<AttemptRecord[]>;
   /** Counts by state, for stats and metrics. */
   counts(): Promise<Record<JobState, number>>;
   /** Records a minted token; recording the same `jti` again changes nothing. */

@@ -13,6 +13,8 @@ export interface Authenticated {
   session: { token: string; expiresAt: Date; jti: string; info: TokenInfo };
   /** Jobs the node says it still has (running, or finished with a result not yet acked). */
   keepJobs: ReadonlySet<string>;
+  /** Of those, the ones it says are still running (`resume.running_jobs`). */
+  runningJobs: readonly string[];
   /**
    * Ids of the tokens this connection stands on: the one it came with, the registration token its
    * session descends from, and the new session token. Revoking any of them ends the connection.
@@ -49,6 +51,7 @@ export async function authenticateNode(
     registration: { nodeId, resumed, info, capabilities, jobs: {} },
     session,
     keepJobs,
+    runningJobs: resumed ? resume.running_jobs : [],
     tokenIds,
   };
   if (registrationJti !== undefined) authenticated.registrationJti = registrationJti;

@@ -15,7 +15,6 @@ import {
   rowToLog,
   rowToRecord,
   toJobInsert,
-  type AttemptRecord,
   type AttemptRow,
   type JobInsert,
   type JobRow,
@@ -23,6 +22,7 @@ import {
 } from './job-row.js';
 import type {
   AppendLogOutcome,
+  AttemptRecord,
   JobRecord,
   JobState,
   JobStore,

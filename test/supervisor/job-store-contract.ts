@@ -174,6 +174,19 @@ export function jobStoreContract(name: string, open: () => Promise<JobStore> | J
         expect((await store.get(done))?.state).toBe('Completed');
       });
 
+      it('keeps every attempt: which node had it and how it ended', async () => {
+        const id = await assigned({}, true);
+        await store.requeue(id, 1, 'node dead');
+        await store.assign(id, 2, NODE_B);
+        await store.markRunning(id, 2);
+        await store.storeResult(id, 2, outcome('Completed'), METRICS);
+        expect(await store.attempts(id)).toMatchObject([
+          { job_id: id, attempt: 1, node_id: NODE_A, outcome: 'Withdrawn', reason: 'node dead' },
+          { job_id: id, attempt: 2, node_id: NODE_B, outcome: 'Completed' },
+        ]);
+        expect(await store.attempts('00000000-0000-4000-8000-000000000000')).toEqual([]);
+      });
+
       it('dead-letters the job once max_attempts are used up, keeping the reason', async () => {
         const id = await assigned({ max_attempts: 2 });
         await store.requeue(id, 1, 'rejected');
