@@ -2,8 +2,12 @@
 // (the store's `queued()` order), on a node whose runner types, job types, tags and free
 // resources match (job-matcher.ts). One pass runs at a time; wakes during a pass
 // coalesce into one more pass, so a burst of events costs one scan.
+//
+// With a backlog and a busy fleet, most wakes find no node with room: such a pass reads
+// nothing from the store, and a pass stops as soon as the last node with room is full.
+// Only the periodic pass reads the queue regardless, to end queued jobs whose deadline passed.
 import type { Logger } from 'pino';
-import { reservedFor, sumReserved } from '../actors/node-capacity.js';
+import { hasRoom, reservedFor, sumReserved } from '../actors/node-capacity.js';
 import type { JobRecord, JobStore } from './job-store.js';
 import { pickNode, type NodeCapacity } from './job-matcher.js';
 
@@ -27,10 +31,15 @@ export class Scheduler {
   private running = false;
   private again = false;
   private stopped = false;
+  /** Set by the periodic timer: the next pass reads the queue even with no node free, for deadlines. */
+  private deadlinesDue = true;
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly o: SchedulerOptions) {
-    this.timer = setInterval(() => this.wake(), PERIODIC_PASS_MS);
+    this.timer = setInterval(() => {
+      this.deadlinesDue = true;
+      this.wake();
+    }, PERIODIC_PASS_MS);
     this.timer.unref();
   }
 
@@ -64,9 +73,11 @@ export class Scheduler {
   }
 
   private async pass(): Promise<void> {
+    const checkDeadlines = this.deadlinesDue;
+    this.deadlinesDue = false;
+    const nodes = this.o.capacities().filter(hasAnyRoom);
+    if (nodes.length === 0 && !checkDeadlines) return;
     const queued = await this.o.store.queued(PASS_LIMIT);
-    if (queued.length === 0) return;
-    const nodes = this.o.capacities();
     const now = Date.now();
     for (const job of queued) {
       if (this.stopped) return;
@@ -74,11 +85,20 @@ export class Scheduler {
         await this.o.expire(job);
         continue;
       }
+      if (nodes.length === 0) {
+        if (checkDeadlines) continue;
+        return;
+      }
       const node = pickNode(job, nodes);
-      if (node === undefined) continue;
-      if (await this.o.assign(job, node.nodeId)) take(node, job);
+      if (node === undefined || !(await this.o.assign(job, node.nodeId))) continue;
+      take(node, job);
+      if (!hasAnyRoom(node)) nodes.splice(nodes.indexOf(node), 1);
     }
   }
+}
+
+function hasAnyRoom(node: NodeCapacity): boolean {
+  return hasRoom(node.maxResources, node.used);
 }
 
 /** Counts the job against the node for the rest of this pass. */
