@@ -5,6 +5,7 @@
 // into a queue of its own, so an owner must start a dialed connection at once.
 import type { Readable, Writable } from 'node:stream';
 import { MusterError } from '../protocol/errors.js';
+import { CloseLatch } from './close-latch.js';
 import { codecByteOf, frameOf, type GrpcFrame } from './grpc-frame.js';
 import { CLOSE_TIMEOUT_MS, nextConnectionId } from './stream-connection.js';
 import type { Connection, FrameSink } from './transport.js';
@@ -45,16 +46,12 @@ export class GrpcConnection implements Connection {
   // Cleared on a bad frame or a throwing sink: later frames are drained and dropped.
   private receiving = true;
   private queuedBytes = 0;
-  private closeError: Error | undefined;
   // The call's own error: a non-OK status on the client, a destroy with an error on the server.
   private callError: Error | undefined;
   // Client side: the server's status arrived, so the call is over whatever our side does.
   private statusReceived = false;
   private done = false;
-  private closeReported = false;
-  private closeTimer: NodeJS.Timeout | undefined;
-  private readonly whenClosed: Promise<void>;
-  private resolveClosed!: () => void;
+  private readonly latch = new CloseLatch();
 
   constructor(
     private readonly call: GrpcCall,
@@ -63,7 +60,6 @@ export class GrpcConnection implements Connection {
   ) {
     this.remoteAddress = options.remoteAddress;
     this.peerNames = options.peerNames ?? [];
-    this.whenClosed = new Promise((resolve) => (this.resolveClosed = resolve));
     call.on('error', this.onError);
     call.on('status', this.onStatus);
     call.on('end', this.onEnd);
@@ -102,16 +98,15 @@ export class GrpcConnection implements Connection {
   }
 
   close(): Promise<void> {
-    if (!this.done && this.closeTimer === undefined) {
+    if (!this.done && !this.latch.closing) {
       // Flushes what is queued, then half-closes (client) or sends status OK (server).
       if (!this.call.writableEnded) this.call.end();
-      this.closeTimer = setTimeout(() => {
-        this.closeError ??= new Error(`${this.label}: close timed out after ${CLOSE_TIMEOUT_MS} ms with unsent data`);
+      this.latch.beginClose(CLOSE_TIMEOUT_MS, () => {
+        this.latch.fail(new Error(`${this.label}: close timed out after ${CLOSE_TIMEOUT_MS} ms with unsent data`));
         this.side.cancel();
-      }, CLOSE_TIMEOUT_MS);
-      this.closeTimer.unref();
+      });
     }
-    return this.whenClosed;
+    return this.latch.done;
   }
 
   private readonly onFrame = (frame: GrpcFrame): void => {
@@ -164,15 +159,14 @@ export class GrpcConnection implements Connection {
   private readonly onFinished = (): void => {
     if (this.done) return;
     this.done = true;
-    clearTimeout(this.closeTimer);
     if (this.callError !== undefined) {
-      this.closeError ??= new Error(`${this.label}: ${this.callError.message}`, { cause: this.callError });
+      this.latch.fail(new Error(`${this.label}: ${this.callError.message}`, { cause: this.callError }));
     } else {
       const abnormal = this.side.abnormalEnd();
-      if (abnormal !== undefined) this.closeError ??= new Error(`${this.label}: ${abnormal}`);
+      if (abnormal !== undefined) this.latch.fail(new Error(`${this.label}: ${abnormal}`));
     }
     this.side.onDone?.();
-    this.resolveClosed();
+    this.latch.settle();
     if (this.sink !== undefined) this.reportClosed();
   };
 
@@ -181,13 +175,11 @@ export class GrpcConnection implements Connection {
   }
 
   private abort(err: Error): void {
-    this.closeError ??= err;
+    this.latch.fail(err);
     this.side.cancel();
   }
 
   private reportClosed(): void {
-    if (this.closeReported) return;
-    this.closeReported = true;
-    this.sink!.closed(this.closeError);
+    this.latch.report(this.sink!);
   }
 }

@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { FrameDecoder, type FrameHandler } from '../protocol/frame-decoder.js';
 import { encodeFrame } from '../protocol/frame-encoder.js';
 import { toMusterError } from '../protocol/errors.js';
+import { CloseLatch } from './close-latch.js';
 import type { Connection, FrameSink } from './transport.js';
 
 /** How long `close()` waits for queued writes to flush before it drops them. */
@@ -37,12 +38,8 @@ export class StreamConnection implements Connection {
   private sink: FrameSink | undefined;
   // Set on a framing error or a throwing sink: the byte stream can no longer be trusted.
   private receiving = true;
-  private closeError: Error | undefined;
   private socketClosed = false;
-  private closeReported = false;
-  private closeTimer: NodeJS.Timeout | undefined;
-  private readonly whenClosed: Promise<void>;
-  private resolveClosed!: () => void;
+  private readonly latch = new CloseLatch();
 
   constructor(
     private readonly socket: Socket,
@@ -52,7 +49,6 @@ export class StreamConnection implements Connection {
     this.peerNames = options.peerNames ?? [];
     this.maxSendBufferBytes = options.maxSendBufferBytes;
     this.decoder = new FrameDecoder(options.maxFrameBytes);
-    this.whenClosed = new Promise((resolve) => (this.resolveClosed = resolve));
     // Frames are small and latency matters more than packet count; a no-op on Unix sockets.
     socket.setNoDelay(true);
     socket.pause();
@@ -85,19 +81,18 @@ export class StreamConnection implements Connection {
   }
 
   close(): Promise<void> {
-    if (!this.socket.destroyed && this.closeTimer === undefined) {
+    if (!this.socket.destroyed && !this.latch.closing) {
       // A connection never started must still read the peer's FIN to finish closing; drop its data.
       if (this.sink === undefined) this.socket.resume();
       this.socket.end();
-      this.closeTimer = setTimeout(() => {
+      this.latch.beginClose(CLOSE_TIMEOUT_MS, () => {
         if (!this.socket.writableFinished) {
-          this.closeError ??= new Error(`${this.label}: close timed out after ${CLOSE_TIMEOUT_MS} ms with unsent data`);
+          this.latch.fail(new Error(`${this.label}: close timed out after ${CLOSE_TIMEOUT_MS} ms with unsent data`));
         }
         this.socket.destroy();
-      }, CLOSE_TIMEOUT_MS);
-      this.closeTimer.unref();
+      });
     }
-    return this.whenClosed;
+    return this.latch.done;
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -122,13 +117,12 @@ export class StreamConnection implements Connection {
   };
 
   private readonly onError = (err: Error): void => {
-    this.closeError ??= err;
+    this.latch.fail(err);
   };
 
   private readonly onClose = (): void => {
     this.socketClosed = true;
-    clearTimeout(this.closeTimer);
-    this.resolveClosed();
+    this.latch.settle();
     if (this.sink !== undefined) this.reportClosed();
   };
 
@@ -137,14 +131,12 @@ export class StreamConnection implements Connection {
   }
 
   private abort(err: Error): void {
-    this.closeError ??= err;
+    this.latch.fail(err);
     this.socket.destroy();
   }
 
   private reportClosed(): void {
-    if (this.closeReported) return;
-    this.closeReported = true;
-    this.sink!.closed(this.closeError);
+    this.latch.report(this.sink!);
   }
 }
 

@@ -9,6 +9,7 @@
 import { WebSocket, type RawData } from 'ws';
 import { CODEC_JSON, CODEC_MSGPACK, ENCRYPTED_BIT, isKnownCodecByte } from '../protocol/codec.js';
 import { MusterError } from '../protocol/errors.js';
+import { CloseLatch } from './close-latch.js';
 import { CLOSE_TIMEOUT_MS, nextConnectionId } from './stream-connection.js';
 import type { Connection, FrameSink } from './transport.js';
 
@@ -46,16 +47,12 @@ export class WebSocketConnection implements Connection {
   private early: { data: Buffer; isBinary: boolean }[] = [];
   // Cleared on a framing error or a throwing sink: later messages are dropped until the owner closes.
   private receiving = true;
-  private closeError: Error | undefined;
   private wsClosed = false;
-  private closeReported = false;
-  private closeTimer: NodeJS.Timeout | undefined;
   private pingTimer: NodeJS.Timeout | undefined;
   private pongReceived = true;
   // Set by the encryption layer: binary messages led by 0x81 or 0x82 are encrypted frames.
   private encryptedFraming = false;
-  private readonly whenClosed: Promise<void>;
-  private resolveClosed!: () => void;
+  private readonly latch = new CloseLatch();
 
   constructor(
     private readonly ws: WebSocket,
@@ -66,7 +63,6 @@ export class WebSocketConnection implements Connection {
     this.maxFrameBytes = options.maxFrameBytes;
     this.maxSendBufferBytes = options.maxSendBufferBytes;
     this.pingIntervalMs = options.pingIntervalMs ?? 0;
-    this.whenClosed = new Promise((resolve) => (this.resolveClosed = resolve));
     ws.pause();
     ws.on('message', this.onMessage);
     ws.on('pong', this.onPong);
@@ -109,7 +105,7 @@ export class WebSocketConnection implements Connection {
   }
 
   close(): Promise<void> {
-    if (!this.wsClosed && this.closeTimer === undefined) {
+    if (!this.wsClosed && !this.latch.closing) {
       // A connection never started must still read the peer's close frame; drop its messages.
       if (this.sink === undefined) {
         this.receiving = false;
@@ -118,13 +114,12 @@ export class WebSocketConnection implements Connection {
       }
       this.stopKeepalive();
       this.ws.close(1000);
-      this.closeTimer = setTimeout(() => {
-        this.closeError ??= new Error(`${this.label}: close handshake timed out after ${CLOSE_TIMEOUT_MS} ms`);
+      this.latch.beginClose(CLOSE_TIMEOUT_MS, () => {
+        this.latch.fail(new Error(`${this.label}: close handshake timed out after ${CLOSE_TIMEOUT_MS} ms`));
         this.ws.terminate();
-      }, CLOSE_TIMEOUT_MS);
-      this.closeTimer.unref();
+      });
     }
-    return this.whenClosed;
+    return this.latch.done;
   }
 
   private readonly onMessage = (data: RawData, isBinary: boolean): void => {
@@ -193,18 +188,17 @@ export class WebSocketConnection implements Connection {
 
   private readonly onError = (err: Error): void => {
     // e.g. a message over maxPayload: `ws` closes with 1009 and says why here.
-    this.closeError ??= err;
+    this.latch.fail(err);
   };
 
   private readonly onClose = (code: number, reason: Buffer): void => {
     this.wsClosed = true;
     this.stopKeepalive();
-    clearTimeout(this.closeTimer);
     if (!NORMAL_CLOSE_CODES.has(code)) {
       const why = reason.length > 0 ? `: ${reason.toString('utf8')}` : '';
-      this.closeError ??= new Error(`${this.label}: closed with code ${code}${why}`);
+      this.latch.fail(new Error(`${this.label}: closed with code ${code}${why}`));
     }
-    this.resolveClosed();
+    this.latch.settle();
     if (this.sink !== undefined) this.reportClosed();
   };
 
@@ -213,15 +207,13 @@ export class WebSocketConnection implements Connection {
   }
 
   private abort(err: Error): void {
-    this.closeError ??= err;
+    this.latch.fail(err);
     this.stopKeepalive();
     this.ws.terminate();
   }
 
   private reportClosed(): void {
-    if (this.closeReported) return;
-    this.closeReported = true;
-    this.sink!.closed(this.closeError);
+    this.latch.report(this.sink!);
   }
 }
 
