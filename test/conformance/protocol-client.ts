@@ -2,16 +2,16 @@
 // on a transport `Connection` (dialed with `transportFor(url).dial`, as a Muster node would) or
 // on a raw link (raw-links.ts) where a case needs bytes no Muster node sends. Every frame the
 // plane sends is decoded and validated as a plane message and kept in order until taken.
-import { CODEC_JSON, CODEC_MSGPACK, codecByName, decodeBody, encodeBody, type CodecName } from '../../protocol/codec.js';
+import { codecByName, encodeBody, type CodecName } from '../../protocol/codec.js';
 import type { EnvelopeOf, NodeStatus, PlaneMessageType, Resume } from '../../protocol/messages.js';
-import { validatePlaneMessage } from '../../protocol/validator.js';
 import '../../transports/builtin.js';
 import { transportFor, type Connection } from '../../transports/transport.js';
-import { DEFAULT_WAIT_MS, heartbeatMessage, registerNodeMessage, type Received } from '../supervisor/node-client.js';
+import { DEFAULT_WAIT_MS, heartbeatMessage, registerNodeMessage } from '../supervisor/node-client.js';
+import { PlaneInbox, type Received } from '../supervisor/plane-inbox.js';
 import { NODE_HOSTNAME, type Target } from './plane-fixture.js';
 import { dialRaw, type FrameLink, type RawLink } from './raw-links.js';
 
-export type { Received } from '../supervisor/node-client.js';
+export type { Received } from '../supervisor/plane-inbox.js';
 
 export interface RegisterOptions {
   /** `auth_token`: a registration token, or a session token with `resume`. */
@@ -60,8 +60,7 @@ export class ProtocolClient<L extends FrameLink = FrameLink> {
   codec: CodecName = 'json';
   /** Resolves when the connection is closed, by either side. */
   readonly closed: Promise<void>;
-  private readonly inbox: (Received | Error)[] = [];
-  private readonly waiters = new Set<() => void>();
+  private readonly inbox = new PlaneInbox();
   private linkClosed = false;
   private heartbeatTimer: NodeJS.Timeout | undefined;
 
@@ -69,13 +68,13 @@ export class ProtocolClient<L extends FrameLink = FrameLink> {
     let resolveClosed!: () => void;
     this.closed = new Promise((resolve) => (resolveClosed = resolve));
     link.start({
-      frame: (codecByte, body) => this.push(decodeFrame(codecByte, body)),
-      error: (err) => this.push(new Error('the plane sent a bad frame', { cause: err })),
+      frame: (codecByte, body) => this.inbox.frame(codecByte, body),
+      error: (err) => this.inbox.fail(new Error('the plane sent a bad frame', { cause: err })),
       closed: () => {
         this.linkClosed = true;
         this.stopHeartbeats();
         resolveClosed();
-        this.wake();
+        this.inbox.close();
       },
     });
   }
@@ -97,7 +96,7 @@ export class ProtocolClient<L extends FrameLink = FrameLink> {
 
   /** Frames received and not yet taken with `next`. */
   unread(): Received[] {
-    return this.inbox.filter((item): item is Received => !(item instanceof Error));
+    return this.inbox.unread();
   }
 
   /** Sends one frame of any body under any codec byte. */
@@ -112,13 +111,8 @@ export class ProtocolClient<L extends FrameLink = FrameLink> {
   }
 
   /** The next frame from the plane; with `type`, a frame of another type fails the wait. */
-  async next<T extends PlaneMessageType>(type?: T, timeoutMs = DEFAULT_WAIT_MS): Promise<Received<T>> {
-    const item = await this.take(type ?? 'a frame', timeoutMs);
-    if (item instanceof Error) throw item;
-    if (type !== undefined && item.message.type !== type) {
-      throw new Error(`expected ${type}, got ${item.message.type} ${JSON.stringify(item.message.data)}`);
-    }
-    return item as unknown as Received<T>;
+  next<T extends PlaneMessageType>(type?: T, timeoutMs = DEFAULT_WAIT_MS): Promise<Received<T>> {
+    return this.inbox.next(type, timeoutMs);
   }
 
   /** Sends a valid `RegisterNode` and waits for the `RegisterAck` (an `Error` instead fails). */
@@ -169,50 +163,5 @@ export class ProtocolClient<L extends FrameLink = FrameLink> {
     if (!this.isClosed) await this.link.close();
   }
 
-  private push(item: Received | Error): void {
-    this.inbox.push(item);
-    this.wake();
-  }
-
-  private take(what: string, timeoutMs: number): Promise<Received | Error> {
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        const item = this.inbox.shift();
-        if (item !== undefined) {
-          settle();
-          resolve(item);
-        } else if (this.linkClosed) {
-          settle();
-          reject(new Error(`connection closed while waiting for ${what}`));
-        }
-      };
-      const settle = (): void => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      const timer = setTimeout(() => {
-        settle();
-        reject(new Error(`no ${what} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiters.add(check);
-      check();
-    });
-  }
-
-  private wake(): void {
-    for (const waiter of [...this.waiters]) waiter();
-  }
 }
 
-function decodeFrame(codecByte: number, body: Uint8Array): Received | Error {
-  if (codecByte !== CODEC_JSON && codecByte !== CODEC_MSGPACK) {
-    return new Error(`the plane sent codec byte 0x${codecByte.toString(16)}`);
-  }
-  try {
-    // Copied: the body may be a view of a socket chunk.
-    const message = validatePlaneMessage(decodeBody(codecByte, Uint8Array.from(body)));
-    return { codecByte, codec: codecByte === CODEC_JSON ? 'json' : 'msgpack', message };
-  } catch (err) {
-    return new Error('the plane sent a message that is not a valid plane message', { cause: err });
-  }
-}

@@ -3,26 +3,19 @@
 // sends decoded and validated as a plane message, kept in order until the test takes it.
 // It deliberately shares nothing with agent/: it is what a third-party node would be.
 import { connect, type Socket } from 'node:net';
-import { CODEC_JSON, CODEC_MSGPACK, codecByName, decodeBody, encodeBody, type Codec, type CodecName } from '../../protocol/codec.js';
+import { codecByName, encodeBody, type Codec, type CodecName } from '../../protocol/codec.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder } from '../../protocol/frame-decoder.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
-import type { EnvelopeOf, NodeStatus, PlaneMessage, PlaneMessageType, Resume } from '../../protocol/messages.js';
-import { validatePlaneMessage } from '../../protocol/validator.js';
+import type { EnvelopeOf, NodeStatus, PlaneMessageType, Resume } from '../../protocol/messages.js';
 import { tcpAddress } from '../../transports/tcp.js';
 import { unixPath } from '../../transports/unix.js';
 import { sampleMessages } from '../protocol/sample-messages.js';
+import { PlaneInbox, type Received } from './plane-inbox.js';
 
 /** How long `next` and `closedWithin` wait by default: generous, for a busy 2-core machine. */
 export const DEFAULT_WAIT_MS = 5_000;
 
-/** One frame from the plane, decoded and validated. */
-export interface Received<T extends PlaneMessageType = PlaneMessageType> {
-  /** The codec byte as on the wire. */
-  codecByte: number;
-  /** The codec the plane answered in. */
-  codec: CodecName;
-  message: Extract<PlaneMessage, { type: T }>;
-}
+export type { Received } from './plane-inbox.js';
 
 export interface NodeClientOptions {
   /** Keep our side open after the plane's FIN (a node slow to notice), default false. */
@@ -88,8 +81,7 @@ export class NodeClient {
   /** Resolves when the plane has closed its side (FIN). */
   readonly ended: Promise<void>;
   private readonly decoder: FrameDecoder;
-  private readonly inbox: (Received | Error)[] = [];
-  private readonly waiters = new Set<() => void>();
+  private readonly inbox = new PlaneInbox();
   private socketClosed = false;
   private heartbeatTimer: NodeJS.Timeout | undefined;
 
@@ -106,7 +98,7 @@ export class NodeClient {
     socket.once('close', () => {
       this.socketClosed = true;
       this.stopHeartbeats();
-      this.wake();
+      this.inbox.close();
     });
   }
 
@@ -134,7 +126,7 @@ export class NodeClient {
 
   /** Frames received and not yet taken with `next`. */
   unread(): Received[] {
-    return this.inbox.filter((item): item is Received => !(item instanceof Error));
+    return this.inbox.unread();
   }
 
   /** Writes bytes as they are: a header alone, a broken frame, several frames at once. */
@@ -157,13 +149,8 @@ export class NodeClient {
    * The next frame from the plane, in order. With `type`, a frame of any other type fails the
    * wait (with what arrived instead), so a test cannot skip over a frame it did not expect.
    */
-  async next<T extends PlaneMessageType>(type?: T, timeoutMs = DEFAULT_WAIT_MS): Promise<Received<T>> {
-    const item = await this.take(type ?? 'a frame', timeoutMs);
-    if (item instanceof Error) throw item;
-    if (type !== undefined && item.message.type !== type) {
-      throw new Error(`expected ${type}, got ${describe(item)}`);
-    }
-    return item as unknown as Received<T>;
+  next<T extends PlaneMessageType>(type?: T, timeoutMs = DEFAULT_WAIT_MS): Promise<Received<T>> {
+    return this.inbox.next(type, timeoutMs);
   }
 
   /** Sends a valid `RegisterNode` and waits for the `RegisterAck` (an `Error` instead fails). */
@@ -223,56 +210,12 @@ export class NodeClient {
 
   private onData(chunk: Buffer): void {
     try {
-      this.decoder.push(chunk, (codecByte, body) => this.inbox.push(decodeFrame(codecByte, body)));
+      this.decoder.push(chunk, (codecByte, body) => this.inbox.frame(codecByte, body));
     } catch (err) {
-      this.inbox.push(new Error('the plane sent a bad frame header', { cause: err }));
+      this.inbox.fail(new Error('the plane sent a bad frame header', { cause: err }));
     }
-    this.wake();
   }
 
-  private take(what: string, timeoutMs: number): Promise<Received | Error> {
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        const item = this.inbox.shift();
-        if (item !== undefined) {
-          settle();
-          resolve(item);
-        } else if (this.socketClosed) {
-          settle();
-          reject(new Error(`connection closed while waiting for ${what}`));
-        }
-      };
-      const settle = (): void => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      const timer = setTimeout(() => {
-        settle();
-        reject(new Error(`no ${what} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiters.add(check);
-      check();
-    });
-  }
-
-  private wake(): void {
-    for (const waiter of [...this.waiters]) waiter();
-  }
 }
 
-function decodeFrame(codecByte: number, body: Uint8Array): Received | Error {
-  if (codecByte !== CODEC_JSON && codecByte !== CODEC_MSGPACK) {
-    return new Error(`the plane sent codec byte 0x${codecByte.toString(16)}`);
-  }
-  try {
-    // Copied: the body is a view of a socket chunk.
-    const message = validatePlaneMessage(decodeBody(codecByte, Uint8Array.from(body)));
-    return { codecByte, codec: codecByte === CODEC_JSON ? 'json' : 'msgpack', message };
-  } catch (err) {
-    return new Error('the plane sent a message that is not a valid plane message', { cause: err });
-  }
-}
 
-function describe(item: Received): string {
-  return `${item.message.type} ${JSON.stringify(item.message.data)}`;
-}
