@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { FrameDecoder } from '../../protocol/frame-decoder.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import { MusterError } from '../../protocol/errors.js';
+import { concat, splitAt } from './byte-chunks.js';
 
 interface Frame {
   codecByte: number;
@@ -23,28 +24,6 @@ function expectSameFrames(actual: Frame[], expected: Frame[]): void {
   const summary = (frames: Frame[]): string[] =>
     frames.map((f) => `${f.codecByte}:${f.body.length}:${Buffer.from(f.body).toString('base64')}`);
   expect(summary(actual)).toStrictEqual(summary(expected));
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-function splitAt(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Uint8Array[] = [];
-  let from = 0;
-  for (const p of points) {
-    chunks.push(bytes.subarray(from, p));
-    from = p;
-  }
-  chunks.push(bytes.subarray(from));
-  return chunks;
 }
 
 function* singleBytes(bytes: Uint8Array): Generator<Uint8Array> {

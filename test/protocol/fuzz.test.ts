@@ -9,6 +9,7 @@ import { CODEC_JSON, CODEC_MSGPACK, ENCRYPTED_BIT, decodeBody, encodeBody, type 
 import { MusterError, isErrorCode } from '../../protocol/errors.js';
 import { validateNodeMessage } from '../../protocol/validator.js';
 import { sampleMessages } from './sample-messages.js';
+import { concat, splitAt } from './byte-chunks.js';
 
 const MAX_FRAME = 4096;
 /**
@@ -43,28 +44,6 @@ function expectProtocolError(err: unknown): void {
   if (!(err instanceof MusterError) || !isErrorCode(err.code)) {
     throw new Error(`not a MusterError: ${String(err)}`, { cause: err });
   }
-}
-
-function splitAt(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Uint8Array[] = [];
-  let from = 0;
-  for (const p of points) {
-    chunks.push(bytes.subarray(from, p));
-    from = p;
-  }
-  chunks.push(bytes.subarray(from));
-  return chunks;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 type Mutation =
