@@ -23,6 +23,9 @@ import type { Capabilities, EnvelopeOf, NodeInfo, NodeStatus } from '../protocol
 import { hasRoom, NO_RESOURCES, sumReserved, type Resources } from './node-capacity.js';
 
 /** One job attempt the node holds, with what it reserves. */
+/** The five states of the design card, as the API and the bus name them. */
+export type NodeState = 'registering' | 'ready' | 'busy' | 'draining' | 'dead';
+
 export interface JobSlot {
   attempt: number;
   reserved: Resources;

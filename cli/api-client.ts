@@ -3,9 +3,9 @@
 // JSON requests with one-line errors, and log follows over server-sent events.
 import { Option, type Command } from 'commander';
 import { loadConfig } from '../supervisor/config.js';
-import type { LogRecord } from '../supervisor/job-store.js';
-import { loadSecret, secretFromDataDir } from '../supervisor/secret.js';
-import { TokenAuthority } from '../supervisor/tokens.js';
+import type { LogRecord } from '../supervisor/admin/wire-types.js';
+import { loadSecret, secretFromDataDir } from '../supervisor/tokens/secret.js';
+import { TokenAuthority } from '../supervisor/tokens/tokens.js';
 import { readSse } from './sse-reader.js';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:7480';

@@ -1,9 +1,9 @@
 // `muster job submit | get | logs | cancel`: jobs through the admin HTTP API.
 import { Command, Option } from 'commander';
 import type { Priority } from '../protocol/messages.js';
-import type { JobAnswer } from '../supervisor/admin-routes-jobs.js';
-import type { JobSelector, LogRecord } from '../supervisor/job-store.js';
-import { parseTtl } from '../supervisor/ttl.js';
+import type { JobAnswer } from '../supervisor/admin/wire-types.js';
+import type { JobSelector, LogRecord } from '../supervisor/admin/wire-types.js';
+import { parseTtl } from '../supervisor/tokens/ttl.js';
 import { createApiClient, withClientOptions, type ApiClient, type ClientOptions, type FollowEnd } from './api-client.js';
 import { collectKeyValue } from './options.js';
 

@@ -1,6 +1,6 @@
 // `muster nodes`: the fleet as a table (or JSON) from the admin HTTP API.
 import { Command } from 'commander';
-import type { NodeView } from '../supervisor/plane-api.js';
+import type { NodeView } from '../supervisor/admin/wire-types.js';
 import { createApiClient, withClientOptions, type ClientOptions } from './api-client.js';
 
 interface NodesOptions extends ClientOptions {

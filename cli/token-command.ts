@@ -5,12 +5,12 @@
 import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { loadConfig, type Config } from '../supervisor/config.js';
-import type { Revocation, TokenRecord } from '../supervisor/job-store.js';
-import { loadSecret } from '../supervisor/secret.js';
-import { SqliteJobStore, storePath } from '../supervisor/sqlite-job-store.js';
-import type { MintAnswer } from '../supervisor/token-registry.js';
-import { TokenAuthority, type ApiRole } from '../supervisor/tokens.js';
-import { parseTtl } from '../supervisor/ttl.js';
+import type { Revocation, TokenRecord } from '../supervisor/admin/wire-types.js';
+import { loadSecret } from '../supervisor/tokens/secret.js';
+import { SqliteJobStore, storePath } from '../supervisor/store/sqlite-job-store.js';
+import type { MintAnswer } from '../supervisor/admin/wire-types.js';
+import { TokenAuthority, type ApiRole } from '../supervisor/tokens/tokens.js';
+import { parseTtl } from '../supervisor/tokens/ttl.js';
 import { createApiClient, type ApiClient } from './api-client.js';
 
 type TokenRole = 'node' | ApiRole;

@@ -3,8 +3,8 @@
 // `npm run bench` (tcp) and the fleet workers, so that both register nodes the same way.
 import { encodeBody, type Codec } from '../../protocol/codec.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
-import { secretFromDataDir } from '../../supervisor/secret.js';
-import { TokenAuthority, type ApiRole } from '../../supervisor/tokens.js';
+import { secretFromDataDir } from '../../supervisor/tokens/secret.js';
+import { TokenAuthority, type ApiRole } from '../../supervisor/tokens/tokens.js';
 import { FrameSocket, type Envelope } from './frame-socket.js';
 
 export interface BenchNode {

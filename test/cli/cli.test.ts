@@ -7,11 +7,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../observability/logger.js';
-import { startAdminApi, type AdminApi } from '../../supervisor/admin-api.js';
+import { startAdminApi, type AdminApi } from '../../supervisor/admin/api-server.js';
 import { loadConfig } from '../../supervisor/config.js';
-import { loadSecret, secretFromDataDir } from '../../supervisor/secret.js';
-import { TokenAuthority } from '../../supervisor/tokens.js';
-import { FakePlaneApi } from '../supervisor/fake-plane-api.js';
+import { loadSecret, secretFromDataDir } from '../../supervisor/tokens/secret.js';
+import { TokenAuthority } from '../../supervisor/tokens/tokens.js';
+import { FakePlaneApi } from '../supervisor/admin/fake-plane-api.js';
 
 const BIN = fileURLToPath(new URL('../../bin/muster', import.meta.url));
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

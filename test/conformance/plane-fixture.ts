@@ -8,7 +8,7 @@ import path from 'node:path';
 import { createLogger } from '../../observability/logger.js';
 import { loadConfig, type Config } from '../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../supervisor/control-plane.js';
-import type { NodeView } from '../../supervisor/plane-api.js';
+import type { NodeView } from '../../supervisor/admin/wire-types.js';
 import type { ClientTlsOptions } from '../../transports/transport.js';
 import { makeTestPki } from '../transports/test-certificates.js';
 
@@ -90,7 +90,7 @@ export async function startFixturePlane(o: { tls: boolean }): Promise<PlaneFixtu
     maxFrameBytes: MAX_FRAME_BYTES,
     maxSendBufferBytes: MAX_SEND_BUFFER_BYTES,
     // The suite fails authentication on purpose over every transport, all from 127.0.0.1: the
-    // per-address budget (test/supervisor/rate-limits.test.ts) would start refusing it.
+    // per-address budget (test/supervisor/security/rate-limits.test.ts) would start refusing it.
     failedAuthPerMinute: 0,
     ...TIMING,
   };

@@ -12,8 +12,8 @@ import { encodeFrame } from '../../protocol/frame-encoder.js';
 import type { ErrorCode } from '../../protocol/errors.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
 import type { ControlPlane } from '../../supervisor/control-plane.js';
-import type { NewJob } from '../../supervisor/job-store.js';
-import { TokenAuthority } from '../../supervisor/tokens.js';
+import type { NewJob } from '../../supervisor/store/job-store.js';
+import { TokenAuthority } from '../../supervisor/tokens/tokens.js';
 import type { Connection } from '../../transports/transport.js';
 import { heartbeatMessage } from '../supervisor/node-client.js';
 import {

@@ -14,9 +14,9 @@ import { FrameDecoder } from '../../protocol/frame-decoder.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import type { EnvelopeOf, MessageData, NodeMessageType, PlaneMessage, PlaneMessageType } from '../../protocol/messages.js';
 import { validatePlaneMessage } from '../../protocol/validator.js';
-import type { JobAnswer } from '../../supervisor/admin-routes-jobs.js';
-import type { LogRecord } from '../../supervisor/job-store.js';
-import type { NodeView } from '../../supervisor/plane-api.js';
+import type { JobAnswer } from '../../supervisor/admin/wire-types.js';
+import type { LogRecord } from '../../supervisor/store/job-store.js';
+import type { NodeView } from '../../supervisor/admin/wire-types.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/muster', import.meta.url));
 /** What a real agent reports as `max_resources.cpu_cores`: a job asking this much fills it. */

@@ -17,7 +17,7 @@ import { CODEC_JSON, encodeBody } from '../../protocol/codec.js';
 import { ERROR_CODES, type ErrorCode } from '../../protocol/errors.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import { DEFAULTS } from '../../supervisor/config.js';
-import { JobCoordinator } from '../../supervisor/job-coordinator.js';
+import { JobCoordinator } from '../../supervisor/jobs/job-coordinator.js';
 import { PayloadCipher } from '../../transports/payload-cipher.js';
 import type { ProtocolClient } from '../conformance/protocol-client.js';
 import * as links from './bad-input-links.js';

@@ -12,7 +12,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { expect } from 'vitest';
 import { createLogger } from '../../observability/logger.js';
-import { toNewJob } from '../../supervisor/admin-job-request.js';
+import { toNewJob } from '../../supervisor/admin/job-request.js';
 import { loadConfig } from '../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../supervisor/control-plane.js';
 import '../../transports/builtin.js';

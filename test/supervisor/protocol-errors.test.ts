@@ -12,8 +12,8 @@ import { createLogger } from '../../observability/logger.js';
 import { CODEC_JSON, CODEC_MSGPACK, encodeBody } from '../../protocol/codec.js';
 import { loadConfig, type Config } from '../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../supervisor/control-plane.js';
-import { TokenAuthority } from '../../supervisor/tokens.js';
-import type { NodeView } from '../../supervisor/plane-api.js';
+import { TokenAuthority } from '../../supervisor/tokens/tokens.js';
+import type { NodeView } from '../../supervisor/admin/wire-types.js';
 import { heartbeatMessage, NodeClient, registerNodeMessage, type Received } from './node-client.js';
 
 const SECRET = 'protocol-errors-test-secret-0123456789abcdef';

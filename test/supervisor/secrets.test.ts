@@ -10,7 +10,7 @@ import { startAgent, type Agent } from '../../agent/agent.js';
 import { createLogger } from '../../observability/logger.js';
 import { loadConfig } from '../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../supervisor/control-plane.js';
-import { TERMINAL_STATES } from '../../supervisor/job-store.js';
+import { TERMINAL_STATES } from '../../supervisor/store/job-store.js';
 
 const SECRET = 's3cr3t-Value-7f1c9a';
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { createLogger } from '../../observability/logger.js';
 import { loadConfig, type Config } from '../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../supervisor/control-plane.js';
-import type { ApiRole } from '../../supervisor/tokens.js';
+import type { ApiRole } from '../../supervisor/tokens/tokens.js';
 import { NodeClient, type Received } from './node-client.js';
 
 export const SECRET = 'security-plane-test-secret-0123456789abcdef';

@@ -1,0 +1,42 @@
+// Bearer-token checks of the admin HTTP API: `viewer` reads, `operator` also submits, cancels
+// and drains, `admin` can do everything (PROTOCOL.md section 7).
+import type { FastifyRequest } from 'fastify';
+import { HttpError } from './api-errors.js';
+import type { ApiRole, TokenAuthority, VerifiedApiToken } from '../tokens/tokens.js';
+
+const RANK: Record<ApiRole, number> = { viewer: 0, operator: 1, admin: 2 };
+
+const BEARER = /^Bearer[ \t]+([^\s]+)[ \t]*$/i;
+
+/** The token each request was let through with, for per-token rate limits and the audit log. */
+const grants = new WeakMap<FastifyRequest, VerifiedApiToken>();
+/** Every hook made by `requireRole`, so api-access.ts can refuse a `/v1` route registered without one. */
+const roleHooks = new WeakSet<object>();
+
+/** The verified token of `request` (its role may have been too low); undefined before or without a role check. */
+export function grantOf(request: FastifyRequest): VerifiedApiToken | undefined {
+  return grants.get(request);
+}
+
+/** Whether `hook` is a role check made by `requireRole`. */
+export function isRoleCheck(hook: unknown): boolean {
+  return typeof hook === 'function' && roleHooks.has(hook);
+}
+
+/** An `onRequest` hook that lets a request through only with a valid token of `role` or above. */
+export function requireRole(tokens: TokenAuthority, role: ApiRole): (request: FastifyRequest) => Promise<void> {
+  const hook = async (request: FastifyRequest): Promise<void> => {
+    const header = request.headers.authorization;
+    const match = header === undefined ? null : BEARER.exec(header);
+    if (match === null) throw new HttpError(401, 'unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
+    // A MusterError (auth_failed, token_expired) maps to 401 in toHttpError.
+    const granted = await tokens.verifyApiToken(match[1] as string);
+    // Kept before the role check too: a refusal is audited with the token's jti and role.
+    grants.set(request, granted);
+    if (RANK[granted.role] < RANK[role]) {
+      throw new HttpError(403, 'forbidden', `this needs the ${role} role; the token has ${granted.role}`);
+    }
+  };
+  roleHooks.add(hook);
+  return hook;
+}

@@ -1,0 +1,78 @@
+// The admin HTTP API's error answers: `{error: {code, message, field?}}` (PROTOCOL.md section 7).
+// Everything a handler throws is turned into one of these; a foreign error becomes `internal`
+// with a fixed message, so no stack trace or library text reaches the client.
+import { MusterError } from '../../protocol/errors.js';
+
+export type ApiErrorCode = 'unauthorized' | 'forbidden' | 'not_found' | 'invalid_request' | 'rate_limited' | 'internal';
+
+/** The JSON body of every error answer. */
+export interface ApiErrorBody {
+  error: {
+    code: ApiErrorCode;
+    message: string;
+    /** Dotted path of the offending field, for `invalid_request`. */
+    field?: string;
+  };
+}
+
+export class HttpError extends Error {
+  override readonly name = 'HttpError';
+  readonly status: number;
+  readonly code: ApiErrorCode;
+  readonly field: string | undefined;
+
+  constructor(status: number, code: ApiErrorCode, message: string, field?: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+
+  toBody(): ApiErrorBody {
+    const error: ApiErrorBody['error'] = { code: this.code, message: this.message };
+    if (this.field !== undefined) error.field = this.field;
+    return { error };
+  }
+}
+
+export function notFound(message: string): HttpError {
+  return new HttpError(404, 'not_found', message);
+}
+
+/** Fastify's own failures carry a 4xx `statusCode` (bad JSON, body too large, wrong content type). */
+interface StatusCarrier {
+  statusCode?: unknown;
+  message?: unknown;
+}
+
+/** Maps anything thrown by a route or by fastify itself to the answer the client gets. */
+export function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  if (err instanceof MusterError) return fromMusterError(err);
+  const status = (err as StatusCarrier | null)?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const message = (err as StatusCarrier).message;
+    return new HttpError(status, 'invalid_request', typeof message === 'string' ? message : 'invalid request');
+  }
+  return new HttpError(500, 'internal', 'internal error');
+}
+
+function fromMusterError(err: MusterError): HttpError {
+  switch (err.code) {
+    case 'auth_failed':
+    case 'token_expired':
+    case 'token_revoked':
+      return new HttpError(401, 'unauthorized', err.message);
+    case 'forbidden':
+      return new HttpError(403, 'forbidden', err.message);
+    case 'invalid_message':
+      return new HttpError(400, 'invalid_request', err.message, err.field);
+    case 'rate_limited':
+      return new HttpError(429, 'rate_limited', err.message);
+    case 'shutting_down':
+      return new HttpError(503, 'internal', 'the control plane is shutting down');
+    default:
+      // MusterError messages are written for peers, but `internal` ones may wrap anything.
+      return new HttpError(500, 'internal', err.code === 'internal' ? 'internal error' : err.message);
+  }
+}

@@ -1,0 +1,297 @@
+// The job lifecycle on the control plane (PROTOCOL.md section 4): assignment and its
+// accept timeout, acceptance, logs, results (stored once, then acked), rejection,
+// cancel, job timeout and deadline, and requeue when a node dies.
+// It keeps in memory where each active attempt is placed, so that every decision about
+// an attempt is made against the store's compare-and-set, never against a stale copy.
+import type { Logger } from 'pino';
+import { reservedFor } from '../../actors/node-capacity.js';
+import type { JobSlot } from '../../actors/node-machine.js';
+import type { EnvelopeOf } from '../../protocol/messages.js';
+import type { Bus } from '../bus/bus.js';
+import type { JobRecord, JobStore } from '../store/job-store.js';
+import type { NodeSession } from '../nodes/node-session.js';
+
+/** Extra time the plane gives a job past its own timeout before it steps in: the agent enforces it first. */
+const TIMEOUT_GRACE_MS = 10_000;
+
+interface Placement {
+  jobId: string;
+  attempt: number;
+  nodeId: string;
+  slot: JobSlot;
+  acceptTimer?: NodeJS.Timeout;
+  runTimer?: NodeJS.Timeout;
+  /** When the node's session is gone (plane restarted): requeue unless a node resumes it. */
+  orphanTimer?: NodeJS.Timeout;
+}
+
+export interface CoordinatorOptions {
+  store: JobStore;
+  bus: Bus;
+  logger: Logger;
+  acceptTimeoutMs: number;
+  /** How long a job without a session waits for its node to resume. */
+  orphanGraceMs: number;
+  /** The live session of a node, if any. */
+  sessionOf(nodeId: string): NodeSession | undefined;
+  /** Asks the scheduler for a pass (a node has room or a job is queued). */
+  wakeScheduler(): void;
+}
+
+type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
+
+export class JobCoordinator {
+  private readonly placements = new Map<string, Placement>();
+  private closed = false;
+
+  constructor(private readonly o: CoordinatorOptions) {}
+
+  /** After a restart: active jobs wait for their nodes to resume, else they are requeued. */
+  async recover(): Promise<void> {
+    for (const job of await this.o.store.active()) {
+      if (job.node_id === undefined) continue;
+      const placement = this.place(job, job.node_id);
+      placement.orphanTimer = setTimeout(() => void this.withdraw(placement, 'node did not resume after restart'), this.o.orphanGraceMs);
+      if (job.state === 'Running') this.armRunTimer(placement, job);
+    }
+  }
+
+  /** Jobs placed on a node now. */
+  jobsOf(nodeId: string): Placement[] {
+    const jobs: Placement[] = [];
+    for (const p of this.placements.values()) if (p.nodeId === nodeId) jobs.push(p);
+    return jobs;
+  }
+
+  runningJobIds(nodeId: string): string[] {
+    return this.jobsOf(nodeId).map((p) => p.jobId);
+  }
+
+  /** Places a queued job on a node's session and sends the `JobAssignment`. False when it lost a race. */
+  async assign(job: JobRecord, session: NodeSession, nodeId: string): Promise<boolean> {
+    if (!(await this.o.store.assign(job.job_id, job.attempt, nodeId))) return false;
+    const placement = this.place(job, nodeId);
+    session.actor.send({ type: 'job.assigned', jobId: job.job_id, slot: placement.slot });
+    const data: EnvelopeOf<'JobAssignment'>['data'] = {
+      job_id: job.job_id,
+      attempt: job.attempt,
+      job: job.job,
+      execution_context: job.execution_context,
+      priority: job.priority,
+    };
+    if (job.deadline !== undefined) data.deadline = job.deadline;
+    session.send('JobAssignment', data);
+    placement.acceptTimer = setTimeout(() => void this.acceptTimedOut(placement), this.o.acceptTimeoutMs);
+    this.o.bus.publish({ kind: 'job', job_id: job.job_id, state: 'Assigned', attempt: job.attempt, node_id: nodeId });
+    session.logger.info({ job_id: job.job_id, attempt: job.attempt, node_id: nodeId }, 'job assigned');
+    return true;
+  }
+
+  /**
+   * A node (re)registered: it keeps the jobs it still runs and that the plane holds for it;
+   * jobs the plane holds for it that it does not list are withdrawn (PROTOCOL.md 4.6).
+   */
+  adopt(nodeId: string, keep: ReadonlySet<string>): Record<string, JobSlot> {
+    const kept: Record<string, JobSlot> = {};
+    for (const placement of this.jobsOf(nodeId)) {
+      if (keep.has(placement.jobId)) {
+        clearTimeout(placement.orphanTimer);
+        placement.orphanTimer = undefined;
+        kept[placement.jobId] = placement.slot;
+      } else {
+        void this.withdraw(placement, 'node resumed without it');
+      }
+    }
+    return kept;
+  }
+
+  /**
+   * A resumed node says it still runs jobs whose attempt the plane took back while it was
+   * away (requeued elsewhere, or ended): each such attempt is cancelled on the node, so a
+   * job runs on at most one node at a time (PROTOCOL.md 4.5).
+   */
+  async cancelStale(session: NodeSession, nodeId: string, running: readonly string[]): Promise<void> {
+    for (const jobId of running) {
+      if (this.placements.get(jobId)?.nodeId === nodeId) continue; // adopted: still this node's
+      const attempts = (await this.o.store.attempts(jobId)).filter((a) => a.node_id === nodeId);
+      const last = attempts[attempts.length - 1];
+      if (last === undefined) continue;
+      session.send('CancelJob', { job_id: jobId, attempt: last.attempt, reason: 'attempt is no longer current' });
+      session.logger.info({ job_id: jobId, attempt: last.attempt, node_id: nodeId }, 'stale attempt cancelled on resume');
+    }
+  }
+
+  /** A node is gone for good (dead or deregistered): its jobs go back to the queue. */
+  nodeGone(nodeId: string, reason: string): void {
+    for (const placement of this.jobsOf(nodeId)) void this.withdraw(placement, reason);
+  }
+
+  async handle(session: NodeSession, nodeId: string, message: JobMessage): Promise<void> {
+    switch (message.type) {
+      case 'JobAccepted':
+        return this.accepted(session, nodeId, message.data);
+      case 'JobRejected':
+        return this.rejected(nodeId, message.data);
+      case 'LogChunk':
+        return this.logChunk(session, message.data);
+      case 'JobResult':
+        return this.result(session, message.data, message.id);
+    }
+  }
+
+  /** Cancels a job: at once when queued, else the node is told and its result ends the job. */
+  async cancel(jobId: string): Promise<JobRecord | undefined> {
+    const record = await this.o.store.requestCancel(jobId);
+    if (record === undefined) return undefined;
+    const placement = this.placements.get(jobId);
+    if (placement !== undefined) {
+      this.o.sessionOf(placement.nodeId)?.send('CancelJob', { job_id: jobId, attempt: placement.attempt, reason: 'cancelled by operator' });
+    } else if (record.state === 'Cancelled') {
+      this.publish(record);
+    }
+    return record;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const placement of this.placements.values()) clearTimers(placement);
+    this.placements.clear();
+  }
+
+  private place(job: JobRecord, nodeId: string): Placement {
+    const placement: Placement = {
+      jobId: job.job_id,
+      attempt: job.attempt,
+      nodeId,
+      slot: { attempt: job.attempt, reserved: reservedFor(job.job.resource_requirements) },
+    };
+    const previous = this.placements.get(job.job_id);
+    if (previous !== undefined) clearTimers(previous);
+    this.placements.set(job.job_id, placement);
+    return placement;
+  }
+
+  private current(jobId: string, attempt: number, nodeId: string): Placement | undefined {
+    const placement = this.placements.get(jobId);
+    return placement !== undefined && placement.attempt === attempt && placement.nodeId === nodeId ? placement : undefined;
+  }
+
+  private async accepted(session: NodeSession, nodeId: string, data: { job_id: string; attempt: number }): Promise<void> {
+    const placement = this.current(data.job_id, data.attempt, nodeId);
+    if (placement === undefined || !(await this.o.store.markRunning(data.job_id, data.attempt))) {
+      // A late or foreign acceptance: the attempt is not this node's to run (PROTOCOL.md 4.5).
+      session.send('CancelJob', { ...data, reason: 'attempt is no longer current' });
+      return;
+    }
+    clearTimeout(placement.acceptTimer);
+    placement.acceptTimer = undefined;
+    const job = await this.o.store.get(data.job_id);
+    if (job !== undefined) {
+      this.armRunTimer(placement, job);
+      this.publish(job);
+    }
+  }
+
+  private async rejected(nodeId: string, data: { job_id: string; attempt: number; reason: string }): Promise<void> {
+    const placement = this.current(data.job_id, data.attempt, nodeId);
+    if (placement !== undefined) await this.withdraw(placement, `rejected: ${data.reason}`);
+  }
+
+  private async logChunk(session: NodeSession, data: EnvelopeOf<'LogChunk'>['data']): Promise<void> {
+    const outcome = await this.o.store.appendLog(data.job_id, data.attempt, data.stream, data.seq, data.data);
+    if (outcome.status === 'gap') {
+      session.send('LogResync', { job_id: data.job_id, attempt: data.attempt, stream: data.stream, next_seq: outcome.nextSeq });
+    } else if (outcome.status === 'stored') {
+      this.o.bus.publish({ kind: 'log', job_id: data.job_id, attempt: data.attempt });
+    }
+  }
+
+  private async result(session: NodeSession, data: EnvelopeOf<'JobResult'>['data'], replyTo: string | undefined): Promise<void> {
+    const outcome = await this.o.store.storeResult(data.job_id, data.attempt, data.result, data.metrics);
+    // Acknowledged only now that the result is stored (or was already, or is stale).
+    session.send('JobResultAck', { job_id: data.job_id, attempt: data.attempt }, replyTo);
+    const log = session.logger.child({ job_id: data.job_id, attempt: data.attempt });
+    if (outcome !== 'stored') {
+      log.info({ outcome }, 'result acknowledged without change');
+      return;
+    }
+    log.info({ status: data.result.status, exit_code: data.result.exit_code }, 'job finished');
+    const placement = this.placements.get(data.job_id);
+    if (placement !== undefined && placement.attempt === data.attempt) this.release(placement);
+    const job = await this.o.store.get(data.job_id);
+    if (job !== undefined) this.publish(job);
+  }
+
+  private async acceptTimedOut(placement: Placement): Promise<void> {
+    placement.acceptTimer = undefined;
+    this.o.sessionOf(placement.nodeId)?.send('CancelJob', {
+      job_id: placement.jobId,
+      attempt: placement.attempt,
+      reason: 'not accepted in time',
+    });
+    await this.withdraw(placement, 'accept timeout');
+  }
+
+  /** Job timeout and deadline: the plane's backstop for a node that does not enforce them. */
+  private armRunTimer(placement: Placement, job: JobRecord): void {
+    const started = Date.parse(job.started_at ?? new Date().toISOString());
+    let until = started + job.job.timeout.secs * 1000 + Math.floor(job.job.timeout.nanos / 1e6) + TIMEOUT_GRACE_MS;
+    if (job.deadline !== undefined) until = Math.min(until, Date.parse(job.deadline));
+    clearTimeout(placement.runTimer);
+    // setTimeout cannot wait longer than about 24.8 days; such a job is checked again then.
+    const delay = Math.min(Math.max(0, until - Date.now()), 2_000_000_000);
+    placement.runTimer = setTimeout(() => void this.timedOut(placement, until), delay);
+  }
+
+  private async timedOut(placement: Placement, until: number): Promise<void> {
+    if (Date.now() < until) {
+      const job = await this.o.store.get(placement.jobId);
+      if (job !== undefined) this.armRunTimer(placement, job);
+      return;
+    }
+    if (this.placements.get(placement.jobId) !== placement) return;
+    this.o.sessionOf(placement.nodeId)?.send('CancelJob', { job_id: placement.jobId, attempt: placement.attempt, reason: 'timed out' });
+    if (await this.o.store.finish(placement.jobId, placement.attempt, 'TimedOut', 'timeout or deadline passed')) {
+      this.release(placement);
+      const job = await this.o.store.get(placement.jobId);
+      if (job !== undefined) this.publish(job);
+    }
+  }
+
+  /** Takes an attempt back from its node: requeued, dead-lettered, or cancelled (store decides). */
+  private async withdraw(placement: Placement, reason: string): Promise<void> {
+    if (this.placements.get(placement.jobId) !== placement) return;
+    this.release(placement);
+    if (this.closed) return;
+    const job = await this.o.store.requeue(placement.jobId, placement.attempt, reason);
+    if (job === undefined) return;
+    this.o.logger.info({ job_id: job.job_id, node_id: placement.nodeId, attempt: placement.attempt, state: job.state, reason }, 'job withdrawn');
+    this.publish(job);
+    this.o.wakeScheduler();
+  }
+
+  /** Forgets the placement and frees the node's slot. */
+  private release(placement: Placement): void {
+    clearTimers(placement);
+    if (this.placements.get(placement.jobId) === placement) this.placements.delete(placement.jobId);
+    this.o.sessionOf(placement.nodeId)?.actor.send({ type: 'job.ended', jobId: placement.jobId });
+    this.o.wakeScheduler();
+  }
+
+  private publish(job: JobRecord): void {
+    const event: { kind: 'job'; job_id: string; state: JobRecord['state']; attempt: number; node_id?: string } = {
+      kind: 'job',
+      job_id: job.job_id,
+      state: job.state,
+      attempt: job.attempt,
+    };
+    if (job.node_id !== undefined) event.node_id = job.node_id;
+    this.o.bus.publish(event);
+  }
+}
+
+function clearTimers(placement: Placement): void {
+  clearTimeout(placement.acceptTimer);
+  clearTimeout(placement.runTimer);
+  clearTimeout(placement.orphanTimer);
+}

@@ -1,0 +1,73 @@
+// The scheduler's matching rules as pure functions: which nodes may take a job, and which one should.
+// No I/O and no clock, so the rules are tested by table and reused by every replica alike.
+import { fits, reservedFor, type Resources } from '../../actors/node-capacity.js';
+import type { JobRecord } from '../store/job-store.js';
+
+/** What the scheduler knows of one connected node at the moment it places a job. */
+export interface NodeCapacity {
+  nodeId: string;
+  /** `capabilities.runner_types` from `RegisterNode`. */
+  runnerTypes: string[];
+  /** `capabilities.supported_job_types` from `RegisterNode`. */
+  supportedJobTypes: string[];
+  /** `node_info.tags` from `RegisterNode`. */
+  tags: Record<string, string>;
+  /** `capabilities.max_resources`: what the node offers in total. */
+  maxResources: Resources;
+  /** The sum of the resource requirements of the jobs the node holds now. */
+  used: Resources;
+  /** Jobs the node holds now (assigned or running). */
+  runningJobs: number;
+  /** False while the node is registering, draining, dead, or reported `Busy`. */
+  accepting: boolean;
+}
+
+/** What is left on the node: its maximum minus what its jobs use. */
+export function freeResources(node: NodeCapacity): Resources {
+  return {
+    cpu_cores: node.maxResources.cpu_cores - node.used.cpu_cores,
+    memory_mb: node.maxResources.memory_mb - node.used.memory_mb,
+    disk_gb: node.maxResources.disk_gb - node.used.disk_gb,
+  };
+}
+
+function selectorMatches(job: JobRecord, node: NodeCapacity): boolean {
+  const { runner_type, job_type, tags } = job.selector;
+  if (runner_type !== undefined && !node.runnerTypes.includes(runner_type)) return false;
+  if (job_type !== undefined && !node.supportedJobTypes.includes(job_type)) return false;
+  for (const [key, value] of Object.entries(tags ?? {})) {
+    if (!Object.hasOwn(node.tags, key) || node.tags[key] !== value) return false;
+  }
+  return true;
+}
+
+/** True when the node accepts work, satisfies the job's selector, and has room for its resources. */
+export function nodeMatches(job: JobRecord, node: NodeCapacity): boolean {
+  return (
+    node.accepting &&
+    selectorMatches(job, node) &&
+    fits(reservedFor(job.job.resource_requirements), node.maxResources, node.used)
+  );
+}
+
+/**
+ * The node to run `job` on, or undefined when none matches. Spreads load: the node with the
+ * fewest running jobs wins, then the one with the most free CPU; ties keep the iteration order.
+ */
+export function pickNode(job: JobRecord, nodes: Iterable<NodeCapacity>): NodeCapacity | undefined {
+  let best: NodeCapacity | undefined;
+  let bestFreeCpu = 0;
+  for (const node of nodes) {
+    if (!nodeMatches(job, node)) continue;
+    const freeCpu = freeResources(node).cpu_cores;
+    const better =
+      best === undefined ||
+      node.runningJobs < best.runningJobs ||
+      (node.runningJobs === best.runningJobs && freeCpu > bestFreeCpu);
+    if (better) {
+      best = node;
+      bestFreeCpu = freeCpu;
+    }
+  }
+  return best;
+}

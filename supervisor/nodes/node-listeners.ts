@@ -1,0 +1,80 @@
+// The node listeners of the control plane, from its settings: which URLs it listens on
+// (TCP, WebSocket, gRPC, Unix; with a certificate, TLS on the first three), and how each
+// accepted connection is wrapped (payload encryption when a key file is configured).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import '../../transports/builtin.js';
+import { encrypted } from '../../transports/encrypted-connection.js';
+import { loadEncryptionKey, PayloadCipher } from '../../transports/payload-cipher.js';
+import { transportFor, type Connection, type ListenOptions, type ServerTlsOptions, type TransportServer } from '../../transports/transport.js';
+import { LISTENER_OFF, type Config } from '../config.js';
+
+/**
+ * Opens every configured node listener, handing each accepted connection to `accept`, and
+ * pushes each onto `opened` as it opens: when one fails (e.g. a port taken), `opened` holds
+ * those the caller must close.
+ */
+export async function listenForNodes(
+  config: Config,
+  accept: (conn: Connection) => void,
+  opened: TransportServer[],
+): Promise<void> {
+  const tls = serverTls(config);
+  const onConnection = encryptingIfConfigured(config, accept);
+  for (const url of listenerUrls(config, tls !== undefined)) {
+    const options: ListenOptions = {
+      maxFrameBytes: config.maxFrameBytes,
+      maxSendBufferBytes: config.maxSendBufferBytes,
+      onConnection,
+      keepaliveIntervalMs: config.wsPingIntervalMs,
+    };
+    if (tls !== undefined) options.tls = tls;
+    opened.push(await transportFor(url).listen(url, options));
+  }
+}
+
+/** Node listeners: with a certificate, TCP, WebSocket and gRPC serve TLS; the Unix socket stays plain. */
+export function listenerUrls(config: Config, secure: boolean): URL[] {
+  const urls: URL[] = [];
+  if (config.tcp !== LISTENER_OFF) urls.push(new URL(`${secure ? 'tls' : 'tcp'}://${config.tcp}`));
+  if (config.ws !== LISTENER_OFF) urls.push(new URL(`${secure ? 'wss' : 'ws'}://${config.ws}/v1/connect`));
+  if (config.grpc !== LISTENER_OFF) urls.push(new URL(`${secure ? 'grpcs' : 'grpc'}://${config.grpc}`));
+  if (config.unix !== LISTENER_OFF) urls.push(new URL(`unix://${resolvePath(config.unix)}`));
+  return urls;
+}
+
+/**
+ * `accept` behind payload encryption (PROTOCOL.md section 6) when a key file is configured:
+ * then every connection of every node listener gets its own cipher (its own nonce sequence).
+ */
+function encryptingIfConfigured(config: Config, accept: (conn: Connection) => void): (conn: Connection) => void {
+  if (config.encryptKeyFile === '') return accept;
+  const key = loadEncryptionKey(config.encryptKeyFile);
+  return (conn) => accept(encrypted(conn, new PayloadCipher(key)));
+}
+
+/** TLS settings from the certificate files, or undefined when TLS is not configured. */
+function serverTls(config: Config): ServerTlsOptions | undefined {
+  if (config.tlsCert === '' && config.tlsKey === '') return undefined;
+  if (config.tlsCert === '' || config.tlsKey === '') throw new Error('TLS needs both tlsCert and tlsKey');
+  const tls: ServerTlsOptions = {
+    cert: readFileSync(config.tlsCert, 'utf8'),
+    key: readFileSync(config.tlsKey, 'utf8'),
+    requireClientCert: config.requireClientCert,
+  };
+  if (config.tlsCa !== '') tls.ca = readFileSync(config.tlsCa, 'utf8');
+  return tls;
+}
+
+function resolvePath(path: string): string {
+  return path.startsWith('/') ? path : join(process.cwd(), path);
+}
+
+export function hostPort(value: string): { host: string; port: number } {
+  const at = value.lastIndexOf(':');
+  if (at < 0) throw new Error(`expected HOST:PORT, got ${value}`);
+  const port = Number(value.slice(at + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad port in ${value}`);
+  return { host: value.slice(0, at).replace(/^\[|\]$/g, ''), port };
+}
+

@@ -1,0 +1,191 @@
+// The SQLite job store's schema and its row ↔ record mapping.
+// Kept apart from sqlite-job-store.ts so the store reads as transitions, not column plumbing.
+import type { JobMetrics, JobOutcome, LogStream, Priority } from '../../protocol/messages.js';
+import type { AttemptRecord, JobRecord, JobState, LogRecord, NewJob } from './job-store.js';
+import { TOKEN_SCHEMA_SQL } from './token-row.js';
+
+/** Bumped (with a migration) whenever the tables change; kept in `PRAGMA user_version`. */
+export const SCHEMA_VERSION = 2;
+
+// Version 1: jobs, attempts, results, log chunks.
+// `seq` is its own column (not the implicit rowid, which VACUUM may renumber) so FIFO order survives.
+export const SCHEMA_SQL = `
+CREATE TABLE IF NOT EXISTS jobs (
+  job_id            TEXT PRIMARY KEY,
+  seq               INTEGER NOT NULL UNIQUE,
+  state             TEXT NOT NULL,
+  attempt           INTEGER NOT NULL,
+  node_id           TEXT,
+  priority          TEXT NOT NULL,
+  priority_rank     INTEGER NOT NULL,
+  job               TEXT NOT NULL,
+  execution_context TEXT NOT NULL,
+  selector          TEXT NOT NULL,
+  deadline          TEXT,
+  max_attempts      INTEGER NOT NULL,
+  cancel_requested  INTEGER NOT NULL DEFAULT 0,
+  reason            TEXT,
+  created_at        TEXT NOT NULL,
+  updated_at        TEXT NOT NULL,
+  assigned_at       TEXT,
+  started_at        TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, priority_rank DESC, seq);
+CREATE TABLE IF NOT EXISTS attempts (
+  job_id      TEXT NOT NULL,
+  attempt     INTEGER NOT NULL,
+  node_id     TEXT NOT NULL,
+  assigned_at TEXT NOT NULL,
+  accepted_at TEXT,
+  ended_at    TEXT,
+  outcome     TEXT,
+  reason      TEXT,
+  PRIMARY KEY (job_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS results (
+  job_id    TEXT NOT NULL,
+  attempt   INTEGER NOT NULL,
+  result    TEXT NOT NULL,
+  metrics   TEXT NOT NULL,
+  stored_at TEXT NOT NULL,
+  PRIMARY KEY (job_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS log_chunks (
+  cursor  INTEGER PRIMARY KEY,
+  job_id  TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  stream  TEXT NOT NULL,
+  seq     INTEGER NOT NULL,
+  data    TEXT NOT NULL,
+  UNIQUE (job_id, attempt, stream, seq)
+);
+CREATE INDEX IF NOT EXISTS log_chunks_by_job ON log_chunks (job_id, cursor);
+`;
+
+/**
+ * `MIGRATIONS[i]` takes a store from version `i` to `i + 1`; a new file runs them all. Each only
+ * adds tables, so the data of the versions before it stays as it was.
+ */
+export const MIGRATIONS: readonly string[] = [SCHEMA_SQL, TOKEN_SCHEMA_SQL];
+
+/** Higher runs first: `queued()` sorts on this descending. */
+export const PRIORITY_RANK: Readonly<Record<Priority, number>> = { Critical: 3, High: 2, Normal: 1, Low: 0 };
+
+/** Every select of a job joins the current attempt's result, so a record carries it. */
+export const JOB_SELECT = `
+SELECT j.*, r.result AS result_json, r.metrics AS metrics_json
+FROM jobs j LEFT JOIN results r ON r.job_id = j.job_id AND r.attempt = j.attempt`;
+
+export interface JobRow {
+  job_id: string;
+  seq: number;
+  state: JobState;
+  attempt: number;
+  node_id: string | null;
+  priority: Priority;
+  priority_rank: number;
+  job: string;
+  execution_context: string;
+  selector: string;
+  deadline: string | null;
+  max_attempts: number;
+  cancel_requested: number;
+  reason: string | null;
+  created_at: string;
+  updated_at: string;
+  assigned_at: string | null;
+  started_at: string | null;
+  result_json: string | null;
+  metrics_json: string | null;
+}
+
+/** Named parameters of the insert in `submit`. */
+export interface JobInsert {
+  job_id: string;
+  priority: Priority;
+  priority_rank: number;
+  job: string;
+  execution_context: string;
+  selector: string;
+  deadline: string | null;
+  max_attempts: number;
+  now: string;
+}
+
+export function toJobInsert(jobId: string, job: NewJob, now: string): JobInsert {
+  return {
+    job_id: jobId,
+    priority: job.priority,
+    priority_rank: PRIORITY_RANK[job.priority],
+    job: JSON.stringify(job.job),
+    execution_context: JSON.stringify(job.execution_context),
+    selector: JSON.stringify(job.selector),
+    deadline: job.deadline ?? null,
+    max_attempts: job.max_attempts,
+    now,
+  };
+}
+
+export function rowToRecord(row: JobRow): JobRecord {
+  const record: JobRecord = {
+    job_id: row.job_id,
+    state: row.state,
+    attempt: row.attempt,
+    job: JSON.parse(row.job) as JobRecord['job'],
+    execution_context: JSON.parse(row.execution_context) as JobRecord['execution_context'],
+    priority: row.priority,
+    selector: JSON.parse(row.selector) as JobRecord['selector'],
+    max_attempts: row.max_attempts,
+    cancel_requested: row.cancel_requested !== 0,
+    created_at: row.created_at,
+    seq: row.seq,
+  };
+  // Optional fields are left out rather than set to undefined, so records compare and serialise cleanly.
+  if (row.deadline !== null) record.deadline = row.deadline;
+  if (row.node_id !== null) record.node_id = row.node_id;
+  if (row.reason !== null) record.reason = row.reason;
+  if (row.assigned_at !== null) record.assigned_at = row.assigned_at;
+  if (row.started_at !== null) record.started_at = row.started_at;
+  if (row.result_json !== null) record.result = JSON.parse(row.result_json) as JobOutcome;
+  if (row.metrics_json !== null) record.metrics = JSON.parse(row.metrics_json) as JobMetrics;
+  return record;
+}
+
+export interface LogRow {
+  cursor: number;
+  attempt: number;
+  stream: LogStream;
+  seq: number;
+  data: string;
+}
+
+export function rowToLog(row: LogRow): LogRecord {
+  return { attempt: row.attempt, stream: row.stream, seq: row.seq, data: row.data, cursor: row.cursor };
+}
+
+/** One row of `attempts`: the history of where a job ran, kept for operators and post-mortems. */
+
+export interface AttemptRow {
+  job_id: string;
+  attempt: number;
+  node_id: string;
+  assigned_at: string;
+  accepted_at: string | null;
+  ended_at: string | null;
+  outcome: string | null;
+  reason: string | null;
+}
+
+export function rowToAttempt(row: AttemptRow): AttemptRecord {
+  const record: AttemptRecord = {
+    job_id: row.job_id,
+    attempt: row.attempt,
+    node_id: row.node_id,
+    assigned_at: row.assigned_at,
+  };
+  if (row.accepted_at !== null) record.accepted_at = row.accepted_at;
+  if (row.ended_at !== null) record.ended_at = row.ended_at;
+  if (row.outcome !== null) record.outcome = row.outcome;
+  if (row.reason !== null) record.reason = row.reason;
+  return record;
+}

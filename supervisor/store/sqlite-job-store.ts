@@ -1,0 +1,349 @@
+// The embedded job store: jobs, attempts, results and log chunks in one SQLite file (better-sqlite3).
+// better-sqlite3 is synchronous, so each method runs in one transaction and is atomic by construction;
+// the promises only fit the async JobStore seam that the NATS store shares.
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
+import { MusterError, toMusterError } from '../../protocol/errors.js';
+import type { JobMetrics, JobOutcome, LogStream, ResultStatus } from '../../protocol/messages.js';
+import {
+  JOB_SELECT,
+  MIGRATIONS,
+  SCHEMA_VERSION,
+  rowToAttempt,
+  rowToLog,
+  rowToRecord,
+  toJobInsert,
+  type AttemptRow,
+  type JobInsert,
+  type JobRow,
+  type LogRow,
+} from './job-row.js';
+import type {
+  AppendLogOutcome,
+  AttemptRecord,
+  JobRecord,
+  JobState,
+  JobStore,
+  LogRecord,
+  NewJob,
+  Revocation,
+  StoreResultOutcome,
+  TokenInfo,
+  TokenRecord,
+} from './job-store.js';
+import { prepareTokenStatements, rowToRevocation, rowToToken, toTokenInsert } from './token-row.js';
+
+const ALL_STATES: readonly JobState[] = ['Queued', 'Assigned', 'Running', 'Completed', 'Failed', 'Cancelled', 'TimedOut', 'DeadLettered'];
+
+/** The only states in which a node holds the job's current attempt. */
+function isActive(state: JobState): boolean {
+  return state === 'Assigned' || state === 'Running';
+}
+
+const now = (): string => new Date().toISOString();
+
+type Db = Database.Database;
+
+function prepareStatements(db: Db) {
+  return {
+    insertJob: db.prepare<[JobInsert]>(`
+      INSERT INTO jobs (job_id, seq, state, attempt, priority, priority_rank, job, execution_context,
+                        selector, deadline, max_attempts, created_at, updated_at)
+      VALUES (@job_id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), 'Queued', 1, @priority, @priority_rank,
+              @job, @execution_context, @selector, @deadline, @max_attempts, @now, @now)`),
+    getJob: db.prepare<[string], JobRow>(`${JOB_SELECT} WHERE j.job_id = ?`),
+    queued: db.prepare<[number], JobRow>(
+      `${JOB_SELECT} WHERE j.state = 'Queued' ORDER BY j.priority_rank DESC, j.seq LIMIT ?`,
+    ),
+    active: db.prepare<[], JobRow>(
+      `${JOB_SELECT} WHERE j.state IN ('Assigned', 'Running') ORDER BY j.priority_rank DESC, j.seq`,
+    ),
+    assign: db.prepare<[{ job_id: string; attempt: number; node_id: string; now: string }]>(`
+      UPDATE jobs SET state = 'Assigned', node_id = @node_id, assigned_at = @now, started_at = NULL, updated_at = @now
+      WHERE job_id = @job_id AND attempt = @attempt AND state = 'Queued'`),
+    insertAttempt: db.prepare<[{ job_id: string; attempt: number; node_id: string; now: string }]>(`
+      INSERT INTO attempts (job_id, attempt, node_id, assigned_at) VALUES (@job_id, @attempt, @node_id, @now)`),
+    markRunning: db.prepare<[{ job_id: string; attempt: number; now: string }]>(`
+      UPDATE jobs SET state = 'Running', started_at = @now, updated_at = @now
+      WHERE job_id = @job_id AND attempt = @attempt AND state = 'Assigned'`),
+    acceptAttempt: db.prepare<[{ job_id: string; attempt: number; now: string }]>(`
+      UPDATE attempts SET accepted_at = @now WHERE job_id = @job_id AND attempt = @attempt`),
+    endAttempt: db.prepare<[{ job_id: string; attempt: number; outcome: string; reason: string | null; now: string }]>(`
+      UPDATE attempts SET ended_at = @now, outcome = @outcome, reason = @reason
+      WHERE job_id = @job_id AND attempt = @attempt AND ended_at IS NULL`),
+    // One transition for every move the plane decides; a new attempt forgets the old one's node
+    // and timestamps. An attempt that ends the job keeps its node, so operators see where it ran.
+    transition: db.prepare<[{ job_id: string; state: JobState; attempt: number; reason: string | null; now: string }]>(`
+      UPDATE jobs SET state = @state, attempt = @attempt, reason = @reason, updated_at = @now,
+        node_id = CASE WHEN @state IN ('Queued', 'DeadLettered') THEN NULL ELSE node_id END,
+        assigned_at = CASE WHEN @state = 'Queued' THEN NULL ELSE assigned_at END,
+        started_at = CASE WHEN @state = 'Queued' THEN NULL ELSE started_at END
+      WHERE job_id = @job_id`),
+    setCancelRequested: db.prepare<[{ job_id: string; now: string }]>(
+      `UPDATE jobs SET cancel_requested = 1, updated_at = @now WHERE job_id = @job_id`,
+    ),
+    hasResult: db.prepare<[string, number], number>(`SELECT 1 FROM results WHERE job_id = ? AND attempt = ?`).pluck(),
+    insertResult: db.prepare<[{ job_id: string; attempt: number; result: string; metrics: string; now: string }]>(`
+      INSERT INTO results (job_id, attempt, result, metrics, stored_at) VALUES (@job_id, @attempt, @result, @metrics, @now)`),
+    hasLog: db
+      .prepare<[string, number, string, number], number>(
+        `SELECT 1 FROM log_chunks WHERE job_id = ? AND attempt = ? AND stream = ? AND seq = ?`,
+      )
+      .pluck(),
+    maxLogSeq: db
+      .prepare<[string, number, string], number | null>(
+        `SELECT MAX(seq) FROM log_chunks WHERE job_id = ? AND attempt = ? AND stream = ?`,
+      )
+      .pluck(),
+    insertLog: db.prepare<[string, number, string, number, string]>(
+      `INSERT INTO log_chunks (job_id, attempt, stream, seq, data) VALUES (?, ?, ?, ?, ?)`,
+    ),
+    logs: db.prepare<[string, number], LogRow>(
+      `SELECT cursor, attempt, stream, seq, data FROM log_chunks WHERE job_id = ? AND cursor > ? ORDER BY cursor`,
+    ),
+    counts: db.prepare<[], { state: JobState; n: number }>(`SELECT state, COUNT(*) AS n FROM jobs GROUP BY state`),
+    attempts: db.prepare<[string], AttemptRow>(`SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt`),
+  };
+}
+
+function migrate(db: Db): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) {
+    throw new MusterError('internal', `job store schema ${version} is newer than this build (${SCHEMA_VERSION})`);
+  }
+  if (version === SCHEMA_VERSION) return;
+  // One transaction for every step: a store is never left half-way between two versions.
+  db.transaction(() => {
+    for (const sql of MIGRATIONS.slice(version)) db.exec(sql);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  })();
+}
+
+/** The store file of a data directory: the plane and the CLI (offline) open the same one. */
+export function storePath(dataDir: string): string {
+  return join(dataDir, 'muster.db');
+}
+
+export class SqliteJobStore implements JobStore {
+  readonly #db: Db;
+  readonly #sql: ReturnType<typeof prepareStatements>;
+  readonly #tokens: ReturnType<typeof prepareTokenStatements>;
+
+  private constructor(db: Db) {
+    this.#db = db;
+    this.#sql = prepareStatements(db);
+    this.#tokens = prepareTokenStatements(db);
+  }
+
+  /** Opens (creating if missing) the store at `path`; `:memory:` gives a throwaway store. */
+  static open(path: string): SqliteJobStore {
+    if (path !== ':memory:' && path !== '') mkdirSync(dirname(path), { recursive: true });
+    const db = new Database(path);
+    try {
+      // WAL + NORMAL: a crash loses at most the last transactions since a checkpoint, never corrupts.
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      migrate(db);
+      return new SqliteJobStore(db);
+    } catch (err) {
+      db.close();
+      throw toMusterError(err);
+    }
+  }
+
+  submit(job: NewJob): Promise<JobRecord> {
+    return this.#run(() => {
+      const jobId = randomUUID();
+      this.#sql.insertJob.run(toJobInsert(jobId, job, now()));
+      return this.#get(jobId) as JobRecord;
+    });
+  }
+
+  get(jobId: string): Promise<JobRecord | undefined> {
+    return this.#run(() => this.#get(jobId));
+  }
+
+  queued(limit?: number): Promise<JobRecord[]> {
+    // SQLite reads a negative LIMIT as "no limit".
+    return this.#run(() => this.#sql.queued.all(limit ?? -1).map(rowToRecord));
+  }
+
+  active(): Promise<JobRecord[]> {
+    return this.#run(() => this.#sql.active.all().map(rowToRecord));
+  }
+
+  assign(jobId: string, attempt: number, nodeId: string): Promise<boolean> {
+    return this.#tx(() => {
+      const params = { job_id: jobId, attempt, node_id: nodeId, now: now() };
+      if (this.#sql.assign.run(params).changes === 0) return false;
+      this.#sql.insertAttempt.run(params);
+      return true;
+    });
+  }
+
+  markRunning(jobId: string, attempt: number): Promise<boolean> {
+    return this.#tx(() => {
+      const params = { job_id: jobId, attempt, now: now() };
+      if (this.#sql.markRunning.run(params).changes === 0) return false;
+      this.#sql.acceptAttempt.run(params);
+      return true;
+    });
+  }
+
+  requeue(jobId: string, attempt: number, reason: string): Promise<JobRecord | undefined> {
+    return this.#tx(() => {
+      const row = this.#sql.getJob.get(jobId);
+      if (row === undefined || row.attempt !== attempt || !isActive(row.state)) return undefined;
+      const at = now();
+      this.#sql.endAttempt.run({ job_id: jobId, attempt, outcome: 'Withdrawn', reason, now: at });
+      const next =
+        row.cancel_requested !== 0
+          ? { state: 'Cancelled' as const, attempt }
+          : attempt >= row.max_attempts
+            ? { state: 'DeadLettered' as const, attempt }
+            : { state: 'Queued' as const, attempt: attempt + 1 };
+      this.#sql.transition.run({ job_id: jobId, ...next, reason, now: at });
+      return this.#get(jobId);
+    });
+  }
+
+  storeResult(jobId: string, attempt: number, result: JobOutcome, metrics: JobMetrics): Promise<StoreResultOutcome> {
+    return this.#tx((): StoreResultOutcome => {
+      if (this.#sql.hasResult.get(jobId, attempt) !== undefined) return 'duplicate';
+      const row = this.#sql.getJob.get(jobId);
+      if (row === undefined || row.attempt !== attempt || !isActive(row.state)) return 'stale';
+      const at = now();
+      const params = { job_id: jobId, attempt, now: at };
+      this.#sql.insertResult.run({ ...params, result: JSON.stringify(result), metrics: JSON.stringify(metrics) });
+      this.#sql.endAttempt.run({ ...params, outcome: result.status, reason: null });
+      // A result explains the end by itself: drop the reason an earlier requeue left.
+      this.#sql.transition.run({ ...params, state: result.status, reason: null });
+      return 'stored';
+    });
+  }
+
+  finish(
+    jobId: string,
+    attempt: number,
+    state: Extract<ResultStatus, 'Cancelled' | 'TimedOut'>,
+    reason: string,
+  ): Promise<boolean> {
+    return this.#tx(() => {
+      const row = this.#sql.getJob.get(jobId);
+      if (row === undefined || row.attempt !== attempt) return false;
+      if (row.state !== 'Queued' && !isActive(row.state)) return false;
+      const params = { job_id: jobId, attempt, reason, now: now() };
+      this.#sql.endAttempt.run({ ...params, outcome: state });
+      this.#sql.transition.run({ ...params, state });
+      return true;
+    });
+  }
+
+  requestCancel(jobId: string): Promise<JobRecord | undefined> {
+    return this.#tx(() => {
+      const row = this.#sql.getJob.get(jobId);
+      if (row === undefined) return undefined;
+      const at = now();
+      if (row.state === 'Queued') {
+        this.#sql.setCancelRequested.run({ job_id: jobId, now: at });
+        this.#sql.transition.run({
+          job_id: jobId,
+          state: 'Cancelled',
+          attempt: row.attempt,
+          reason: 'cancel requested',
+          now: at,
+        });
+      } else if (isActive(row.state)) {
+        // The plane sends CancelJob; the node's result (or a requeue) then ends the job.
+        this.#sql.setCancelRequested.run({ job_id: jobId, now: at });
+      }
+      return this.#get(jobId);
+    });
+  }
+
+  appendLog(jobId: string, attempt: number, stream: LogStream, seq: number, data: string): Promise<AppendLogOutcome> {
+    return this.#tx((): AppendLogOutcome => {
+      if (this.#sql.hasLog.get(jobId, attempt, stream, seq) !== undefined) return { status: 'duplicate' };
+      const max = this.#sql.maxLogSeq.get(jobId, attempt, stream) ?? null;
+      const nextSeq = max === null ? 0 : max + 1;
+      if (seq > nextSeq) return { status: 'gap', nextSeq };
+      this.#sql.insertLog.run(jobId, attempt, stream, seq, data);
+      return { status: 'stored' };
+    });
+  }
+
+  logs(jobId: string, afterCursor?: number): Promise<LogRecord[]> {
+    return this.#run(() => this.#sql.logs.all(jobId, afterCursor ?? 0).map(rowToLog));
+  }
+
+  counts(): Promise<Record<JobState, number>> {
+    return this.#run(() => {
+      const counts = Object.fromEntries(ALL_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+      for (const { state, n } of this.#sql.counts.all()) counts[state] = n;
+      return counts;
+    });
+  }
+
+  recordToken(token: TokenInfo): Promise<void> {
+    return this.#run(() => {
+      this.#tokens.insertToken.run(toTokenInsert(token));
+    });
+  }
+
+  listTokens(): Promise<TokenRecord[]> {
+    return this.#run(() => this.#tokens.listTokens.all().map(rowToToken));
+  }
+
+  revokeToken(jti: string, reason: string): Promise<Revocation> {
+    return this.#tx(() => {
+      this.#tokens.insertRevocation.run({ jti, reason, now: now() });
+      const row = this.#tokens.getRevocation.get(jti);
+      if (row === undefined) throw new MusterError('internal', 'a revocation vanished inside its own transaction');
+      return rowToRevocation(row);
+    });
+  }
+
+  isRevoked(jti: string): Promise<boolean> {
+    return this.#run(() => this.#tokens.getRevocation.get(jti) !== undefined);
+  }
+
+  revokedSince(afterSeq: number): Promise<Revocation[]> {
+    return this.#run(() => this.#tokens.revokedSince.all(afterSeq).map(rowToRevocation));
+  }
+
+  pruneTokens(before: string): Promise<number> {
+    return this.#tx(() => this.#tokens.pruneTokens.run(before).changes + this.#tokens.pruneRevocations.run(before).changes);
+  }
+
+  /** Every attempt of a job, oldest first: where it ran and how each attempt ended. Not part of JobStore. */
+  attempts(jobId: string): Promise<AttemptRecord[]> {
+    return this.#run(() => this.#sql.attempts.all(jobId).map(rowToAttempt));
+  }
+
+  close(): Promise<void> {
+    if (this.#db.open) this.#db.close();
+    return Promise.resolve();
+  }
+
+  #get(jobId: string): JobRecord | undefined {
+    const row = this.#sql.getJob.get(jobId);
+    return row === undefined ? undefined : rowToRecord(row);
+  }
+
+  // Every failure leaves as a rejected MusterError, never a synchronous throw across the async seam.
+  #run<T>(fn: () => T): Promise<T> {
+    try {
+      return Promise.resolve(fn());
+    } catch (err) {
+      return Promise.reject(toMusterError(err));
+    }
+  }
+
+  // IMMEDIATE takes the write lock before the first read, so a read-then-write is a true compare-and-set
+  // even if another process opens the same file.
+  #tx<T>(fn: () => T): Promise<T> {
+    return this.#run(() => this.#db.transaction(fn).immediate());
+  }
+}

@@ -1,0 +1,140 @@
+// Minted tokens and revocations, kept by the job store's backend (the JobStore seam), with the
+// revoked ids also held in memory: every token check asks `isRevoked`, which must cost a set
+// lookup, not a query. The set is loaded at start, grows on each revoke, and follows
+// revocations other processes write to the same store (the CLI offline, later other replicas).
+import type { Logger } from 'pino';
+import type { JobStore, Revocation, TokenInfo, TokenRecord } from '../store/job-store.js';
+import type { MintAnswer } from '../admin/wire-types.js';
+import type { MintRequest, TokenAuthority } from './tokens.js';
+
+/** Recorded tokens expired longer ago than this are forgotten (an expired token is refused anyway). */
+const KEEP_EXPIRED_MS = 24 * 3_600_000;
+const PRUNE_INTERVAL_MS = 3_600_000;
+
+export interface TokenRegistryOptions {
+  store: JobStore;
+  logger: Logger;
+  /** Called once for each revocation learned after start, from this process or from the store. */
+  onRevoked: (revocation: Revocation) => void;
+  /** How often to read revocations written by others; 0: never. */
+  pollMs: number;
+}
+
+export class TokenRegistry {
+  readonly #store: JobStore;
+  readonly #logger: Logger;
+  readonly #onRevoked: (revocation: Revocation) => void;
+  readonly #revoked = new Set<string>();
+  readonly #timers: NodeJS.Timeout[] = [];
+  /** `seq` of the newest revocation read from the store. */
+  #cursor = 0;
+  #syncing: Promise<void> | undefined;
+
+  private constructor(options: TokenRegistryOptions) {
+    this.#store = options.store;
+    this.#logger = options.logger;
+    this.#onRevoked = options.onRevoked;
+  }
+
+  /** Loads every revocation, forgets long-expired tokens, and starts following the store. */
+  static async open(options: TokenRegistryOptions): Promise<TokenRegistry> {
+    const registry = new TokenRegistry(options);
+    for (const revocation of await options.store.revokedSince(0)) registry.#learn(revocation, false);
+    await registry.#prune();
+    if (options.pollMs > 0) registry.#every(options.pollMs, () => registry.sync());
+    registry.#every(PRUNE_INTERVAL_MS, () => registry.#prune());
+    return registry;
+  }
+
+  /** True when `jti` is revoked. Synchronous and cheap: called on every token check. */
+  isRevoked(jti: string): boolean {
+    return this.#revoked.has(jti);
+  }
+
+  /** Records a minted token for `list`; a failure is logged, not thrown (the token is valid anyway). */
+  async record(info: TokenInfo): Promise<void> {
+    try {
+      await this.#store.recordToken(info);
+    } catch (err) {
+      this.#logger.error({ err, jti: info.jti, role: info.role }, 'could not record a minted token');
+    }
+  }
+
+  list(): Promise<TokenRecord[]> {
+    return this.#store.listTokens();
+  }
+
+  /** Revokes `jti` in the store, then at once here (`onRevoked` fires if it is new). */
+  async revoke(jti: string, reason: string): Promise<Revocation> {
+    const revocation = await this.#store.revokeToken(jti, reason);
+    this.#learn(revocation, true);
+    return revocation;
+  }
+
+  /** Reads revocations written since the last read; one read at a time. */
+  sync(): Promise<void> {
+    this.#syncing ??= this.#readNew().finally(() => {
+      this.#syncing = undefined;
+    });
+    return this.#syncing;
+  }
+
+  close(): void {
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#timers.length = 0;
+  }
+
+  async #readNew(): Promise<void> {
+    try {
+      for (const revocation of await this.#store.revokedSince(this.#cursor)) this.#learn(revocation, true);
+    } catch (err) {
+      this.#logger.warn({ err }, 'could not read revocations');
+    }
+  }
+
+  #learn(revocation: Revocation, announce: boolean): void {
+    this.#cursor = Math.max(this.#cursor, revocation.seq);
+    if (this.#revoked.has(revocation.jti)) return;
+    this.#revoked.add(revocation.jti);
+    if (!announce) return;
+    this.#logger.info({ jti: revocation.jti, reason: revocation.reason }, 'token revoked');
+    this.#onRevoked(revocation);
+  }
+
+  async #prune(): Promise<void> {
+    try {
+      await this.#store.pruneTokens(new Date(Date.now() - KEEP_EXPIRED_MS).toISOString());
+    } catch (err) {
+      this.#logger.warn({ err }, 'could not prune expired tokens');
+    }
+  }
+
+  #every(ms: number, fn: () => Promise<void>): void {
+    const timer = setInterval(() => void fn(), ms);
+    // Housekeeping must not keep a process alive on its own.
+    timer.unref();
+    this.#timers.push(timer);
+  }
+}
+
+/** What the admin API's token routes need from the plane. */
+export interface TokenAdmin {
+  /** Mints a registration or API token and records it. */
+  mint(request: MintRequest): Promise<MintAnswer>;
+  /** Every recorded token, oldest first, never the token itself. */
+  list(): Promise<TokenRecord[]>;
+  /** Revokes `jti` and disconnects every node that stands on it. */
+  revoke(jti: string, reason: string): Promise<Revocation>;
+}
+
+export function tokenAdmin(tokens: TokenAuthority, registry: TokenRegistry): TokenAdmin {
+  return {
+    mint: async (request) => {
+      const { token, info } = await tokens.mint(request);
+      await registry.record(info);
+      return { token, jti: info.jti, expires_at: info.expires_at };
+    },
+    list: () => registry.list(),
+    revoke: (jti, reason) => registry.revoke(jti, reason),
+  };
+}

@@ -1,0 +1,36 @@
+// One node connection's message and byte rates on a frozen clock: the burst passes, frames over
+// the rate are dropped, the node is answered at most once a second, and the answers add up to abuse.
+import { describe, expect, it } from 'vitest';
+import { NodeRateLimit } from '../../../supervisor/security/node-rate-limit.js';
+
+describe('NodeRateLimit', () => {
+  const rates = { messagesPerSecond: 1, messageBurst: 5, bytesPerSecond: 1_000, byteBurst: 2_000, banAfterViolations: 3 };
+
+  it('passes the burst, then drops, answering at most once a second, and calls it abuse on the third answer', () => {
+    const limit = new NodeRateLimit(rates, 0);
+    for (let i = 0; i < 5; i++) expect(limit.admit(10, 0)).toBe(true);
+    expect(limit.admit(10, 0)).toBe(false);
+    expect(limit.overRate()).toBe('answer');
+    expect(limit.admit(10, 10)).toBe(false);
+    expect(limit.overRate()).toBe('drop');
+    limit.admit(10, 1_000); // one token back, spent
+    expect(limit.admit(10, 1_001)).toBe(false);
+    expect(limit.overRate()).toBe('answer');
+    limit.admit(10, 2_001);
+    expect(limit.admit(10, 2_002)).toBe(false);
+    expect(limit.overRate()).toBe('abuse');
+    expect(limit.dropped).toBe(4);
+  });
+
+  it('drops frames over the byte rate', () => {
+    const limit = new NodeRateLimit({ ...rates, messagesPerSecond: 0 }, 0);
+    expect(limit.admit(1_500, 0)).toBe(true);
+    expect(limit.admit(1_000, 0)).toBe(false);
+    expect(limit.admit(1_000, 500)).toBe(true);
+  });
+
+  it('is unlimited with both rates at 0', () => {
+    expect(NodeRateLimit.unlimited({ ...rates, messagesPerSecond: 0, bytesPerSecond: 0 })).toBe(true);
+    expect(NodeRateLimit.unlimited(rates)).toBe(false);
+  });
+});

@@ -1,0 +1,154 @@
+// The SQLite store against the JobStore contract, plus what only a file-backed store promises:
+// a restart (close, reopen) loses no job, attempt, result or log chunk.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MusterError } from '../../../protocol/errors.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../../../supervisor/store/job-row.js';
+import { SqliteJobStore } from '../../../supervisor/store/sqlite-job-store.js';
+import { METRICS, jobStoreContract, newJob, outcome } from './job-store-contract.js';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'muster-jobs-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+let files = 0;
+const tempFile = (): string => path.join(dir, `jobs-${++files}.db`);
+
+const NODE_A = '11111111-1111-4111-8111-111111111111';
+const NODE_B = '22222222-2222-4222-8222-222222222222';
+
+jobStoreContract('SqliteJobStore (file)', () => SqliteJobStore.open(tempFile()));
+jobStoreContract('SqliteJobStore (:memory:)', () => SqliteJobStore.open(':memory:'));
+
+describe('SqliteJobStore on disk', () => {
+  it('keeps every job, attempt, result and log chunk across close and reopen', async () => {
+    const file = tempFile();
+    let store = SqliteJobStore.open(file);
+
+    const retried = await store.submit(newJob({ priority: 'High' }));
+    await store.assign(retried.job_id, 1, NODE_A);
+    await store.markRunning(retried.job_id, 1);
+    await store.appendLog(retried.job_id, 1, 'stdout', 0, 'first try');
+    await store.requeue(retried.job_id, 1, 'node dead');
+    await store.assign(retried.job_id, 2, NODE_B);
+    await store.markRunning(retried.job_id, 2);
+    await store.appendLog(retried.job_id, 2, 'stdout', 0, 'second try');
+    await store.appendLog(retried.job_id, 2, 'stderr', 0, 'warn');
+    await store.storeResult(retried.job_id, 2, outcome(), METRICS);
+
+    const running = await store.submit(newJob());
+    await store.assign(running.job_id, 1, NODE_A);
+    await store.markRunning(running.job_id, 1);
+    await store.requestCancel(running.job_id);
+    const low = await store.submit(newJob({ priority: 'Low' }));
+    const critical = await store.submit(newJob({ priority: 'Critical', deadline: '2030-01-01T00:00:00.000Z' }));
+
+    const ids = [retried.job_id, running.job_id, low.job_id, critical.job_id];
+    const snapshot = async (s: SqliteJobStore) => ({
+      jobs: await Promise.all(ids.map((id) => s.get(id))),
+      logs: await s.logs(retried.job_id),
+      attempts: await s.attempts(retried.job_id),
+      queued: (await s.queued()).map((j) => j.job_id),
+      active: (await s.active()).map((j) => j.job_id),
+      counts: await s.counts(),
+    });
+    const before = await snapshot(store);
+    await store.close();
+
+    store = SqliteJobStore.open(file);
+    try {
+      const after = await snapshot(store);
+      expect(after).toEqual(before);
+      // Spot checks, so an empty snapshot on both sides cannot pass.
+      expect(after.jobs[0]).toMatchObject({ state: 'Completed', attempt: 2, result: outcome(), metrics: METRICS });
+      expect(after.jobs[1]).toMatchObject({ state: 'Running', node_id: NODE_A, cancel_requested: true });
+      expect(after.logs.map((l) => l.data)).toEqual(['first try', 'second try', 'warn']);
+      expect(after.attempts).toMatchObject([
+        { attempt: 1, node_id: NODE_A, outcome: 'Withdrawn', reason: 'node dead' },
+        { attempt: 2, node_id: NODE_B, outcome: 'Completed' },
+      ]);
+      expect(after.queued).toEqual([critical.job_id, low.job_id]);
+      // The stored result and the log seq survive too: repeats are still recognised after a restart.
+      expect(await store.storeResult(retried.job_id, 2, outcome(), METRICS)).toBe('duplicate');
+      expect(await store.appendLog(retried.job_id, 2, 'stdout', 0, 'again')).toEqual({ status: 'duplicate' });
+      expect(await store.appendLog(retried.job_id, 2, 'stdout', 2, 'x')).toEqual({ status: 'gap', nextSeq: 1 });
+      // New jobs still queue after the old ones (seq keeps growing).
+      const later = await store.submit(newJob({ priority: 'Low' }));
+      expect(later.seq).toBeGreaterThan(critical.seq);
+      expect((await store.queued()).map((j) => j.job_id)).toEqual([critical.job_id, low.job_id, later.job_id]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('uses WAL and records its schema version', async () => {
+    const file = tempFile();
+    await SqliteJobStore.open(file).close();
+    const db = new Database(file, { readonly: true });
+    try {
+      expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+      expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      expect(SCHEMA_VERSION).toBe(2);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('migrates a version 1 file to version 2, keeping its jobs and logs, and then keeps tokens', async () => {
+    const file = tempFile();
+    // A version 1 store: its schema only, and a job written the way version 1 wrote it.
+    const v1 = new Database(file);
+    v1.exec(MIGRATIONS[0] as string);
+    v1.pragma('user_version = 1');
+    const job = { job_id: '33333333-3333-4333-8333-333333333333' };
+    v1.prepare(
+      `INSERT INTO jobs (job_id, seq, state, attempt, priority, priority_rank, job, execution_context, selector,
+                         max_attempts, created_at, updated_at)
+       VALUES (?, 1, 'Queued', 1, 'Normal', 1, ?, ?, '{}', 3, '2030-01-01T00:00:00.000Z', '2030-01-01T00:00:00.000Z')`,
+    ).run(job.job_id, JSON.stringify(newJob().job), JSON.stringify(newJob().execution_context));
+    v1.close();
+
+    const store = SqliteJobStore.open(file);
+    try {
+      expect(await store.get(job.job_id)).toMatchObject({ job_id: job.job_id, state: 'Queued' });
+      await store.recordToken({
+        jti: 'j-1',
+        role: 'admin',
+        issued_at: '2030-01-01T00:00:00.000Z',
+        expires_at: '2030-01-01T01:00:00.000Z',
+      });
+      await store.revokeToken('j-1', 'test');
+      expect(await store.listTokens()).toMatchObject([{ jti: 'j-1', revoke_reason: 'test' }]);
+    } finally {
+      await store.close();
+    }
+    const db = new Database(file, { readonly: true });
+    try {
+      expect(db.pragma('user_version', { simple: true })).toBe(2);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('creates a missing parent directory', async () => {
+    const file = path.join(dir, 'nested', 'deeper', 'jobs.db');
+    await SqliteJobStore.open(file).close();
+    expect(fs.existsSync(file)).toBe(true);
+  });
+
+  it('refuses a file written by a newer schema', () => {
+    const file = tempFile();
+    const db = new Database(file);
+    db.pragma('user_version = 99');
+    db.close();
+    expect(() => SqliteJobStore.open(file)).toThrow(MusterError);
+  });
+
+  it('rejects with a MusterError once closed', async () => {
+    const store = SqliteJobStore.open(':memory:');
+    await store.close();
+    await expect(store.get('x')).rejects.toBeInstanceOf(MusterError);
+    await store.close();
+  });
+});
