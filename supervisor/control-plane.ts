@@ -94,6 +94,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     orphanGraceMs: livenessMs,
     sessionOf: (nodeId) => registry.get(nodeId),
     wakeScheduler: () => scheduler.wake(),
+    audit: security.audit,
   });
   await coordinator.recover();
 

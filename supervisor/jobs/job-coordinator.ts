@@ -6,8 +6,11 @@
 import type { Logger } from 'pino';
 import { reservedFor } from '../../actors/node-capacity.js';
 import type { JobSlot } from '../../actors/node-machine.js';
+import { MusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
 import type { Bus } from '../bus/bus.js';
+import type { AuditSink } from '../security/audit-log.js';
+import { peerIp } from '../security/peer-address.js';
 import type { JobRecord, JobStore } from '../store/job-store.js';
 import type { NodeSession } from '../nodes/node-session.js';
 
@@ -36,9 +39,20 @@ export interface CoordinatorOptions {
   sessionOf(nodeId: string): NodeSession | undefined;
   /** Asks the scheduler for a pass (a node has room or a job is queued). */
   wakeScheduler(): void;
+  /** Where job messages for attempts the sender never held are recorded; undefined: not audited. */
+  audit?: AuditSink;
 }
 
 type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
+
+/**
+ * How the sender of a job message stands to the attempt it names:
+ * - `current`: it holds the attempt now (its placement);
+ * - `stale`: it held the attempt once, but the plane has taken it back or the job ended
+ *   (PROTOCOL.md 4 rule 5: a result is acked and discarded, an acceptance cancelled);
+ * - `foreign`: it never held it: refused with `invalid_message`, changes nothing, audited.
+ */
+type Standing = { kind: 'current'; placement: Placement } | { kind: 'stale' } | { kind: 'foreign' };
 
 export class JobCoordinator {
   private readonly placements = new Map<string, Placement>();
@@ -127,16 +141,30 @@ export class JobCoordinator {
   }
 
   async handle(session: NodeSession, nodeId: string, message: JobMessage): Promise<void> {
+    const standing = await this.standing(nodeId, message.data.job_id, message.data.attempt);
+    if (standing.kind === 'foreign') return this.refuseForeign(session, nodeId, message);
     switch (message.type) {
       case 'JobAccepted':
-        return this.accepted(session, nodeId, message.data);
+        return this.accepted(session, standing, message.data);
       case 'JobRejected':
-        return this.rejected(nodeId, message.data);
+        return this.rejected(standing, message.data);
       case 'LogChunk':
         return this.logChunk(session, message.data);
       case 'JobResult':
         return this.result(session, message.data, message.id);
     }
+  }
+
+  /**
+   * The one check every job message passes: does the sending node hold the attempt it names?
+   * Its placement answers for the current attempt; the attempt history for an earlier one.
+   * (The cluster will also compare the fencing token here.)
+   */
+  private async standing(nodeId: string, jobId: string, attempt: number): Promise<Standing> {
+    const placement = this.current(jobId, attempt, nodeId);
+    if (placement !== undefined) return { kind: 'current', placement };
+    const attempts = await this.o.store.attempts(jobId);
+    return attempts.some((a) => a.attempt === attempt && a.node_id === nodeId) ? { kind: 'stale' } : { kind: 'foreign' };
   }
 
   /** Cancels a job: at once when queued, else the node is told and its result ends the job. */
@@ -176,10 +204,26 @@ export class JobCoordinator {
     return placement !== undefined && placement.attempt === attempt && placement.nodeId === nodeId ? placement : undefined;
   }
 
-  private async accepted(session: NodeSession, nodeId: string, data: { job_id: string; attempt: number }): Promise<void> {
-    const placement = this.current(data.job_id, data.attempt, nodeId);
+  /** A job message naming an attempt this node never held: it may not touch it. */
+  private refuseForeign(session: NodeSession, nodeId: string, message: JobMessage): void {
+    const { job_id: jobId, attempt } = message.data;
+    const reason = `${message.type} for job ${jobId} attempt ${attempt}, which this node does not hold`;
+    session.sendError(new MusterError('invalid_message', `data.job_id: ${reason}`, { field: 'data.job_id' }), message.id);
+    // Throttled per node: a node that keeps forging leaves a line a minute, with a count.
+    this.o.audit?.recordThrottled(`attempt_refused|${nodeId}`, {
+      event: 'attempt_refused',
+      address: peerIp(session.connection.remoteAddress),
+      node_id: nodeId,
+      correlation_id: session.connection.id,
+      code: 'invalid_message',
+      reason,
+    });
+  }
+
+  private async accepted(session: NodeSession, standing: Standing, data: { job_id: string; attempt: number }): Promise<void> {
+    const placement = standing.kind === 'current' ? standing.placement : undefined;
     if (placement === undefined || !(await this.o.store.markRunning(data.job_id, data.attempt))) {
-      // A late or foreign acceptance: the attempt is not this node's to run (PROTOCOL.md 4.5).
+      // A late acceptance: the attempt is no longer this node's to run (PROTOCOL.md 4.5).
       session.send('CancelJob', { ...data, reason: 'attempt is no longer current' });
       return;
     }
@@ -192,9 +236,8 @@ export class JobCoordinator {
     }
   }
 
-  private async rejected(nodeId: string, data: { job_id: string; attempt: number; reason: string }): Promise<void> {
-    const placement = this.current(data.job_id, data.attempt, nodeId);
-    if (placement !== undefined) await this.withdraw(placement, `rejected: ${data.reason}`);
+  private async rejected(standing: Standing, data: { job_id: string; attempt: number; reason: string }): Promise<void> {
+    if (standing.kind === 'current') await this.withdraw(standing.placement, `rejected: ${data.reason}`);
   }
 
   private async logChunk(session: NodeSession, data: EnvelopeOf<'LogChunk'>['data']): Promise<void> {

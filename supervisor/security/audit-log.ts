@@ -21,7 +21,9 @@ export type AuditEventName =
   | 'address_banned'
   | 'access_denied'
   | 'rate_limited'
-  | 'suspicious_activity';
+  | 'suspicious_activity'
+  /** A node sent a job message for an attempt it does not hold (job-coordinator.ts). */
+  | 'attempt_refused';
 
 /** One audit event as the caller gives it; `time` is added by the log. */
 export interface AuditEvent {
@@ -80,6 +82,7 @@ const WARN_EVENTS: ReadonlySet<AuditEventName> = new Set([
   'access_denied',
   'rate_limited',
   'suspicious_activity',
+  'attempt_refused',
 ]);
 
 interface Throttle {

@@ -16,6 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { CODEC_JSON, encodeBody } from '../../protocol/codec.js';
 import { ERROR_CODES, type ErrorCode } from '../../protocol/errors.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
+import { toNewJob } from '../../supervisor/admin/job-request.js';
 import { DEFAULTS } from '../../supervisor/config.js';
 import { JobCoordinator } from '../../supervisor/jobs/job-coordinator.js';
 import { PayloadCipher } from '../../transports/payload-cipher.js';
@@ -79,6 +80,14 @@ async function expectAnswered(row: Row, plane: SecurityPlane['plane']): Promise<
   }
 }
 
+const METRICS = { duration_ms: 1, cpu_time_ms: 1, memory_peak_mb: 1 };
+
+/** A `JobResult`'s `result` that completed with `stdout`. */
+function jobOutcome(stdout: string): Record<string, unknown> {
+  const now = new Date().toISOString();
+  return { status: 'Completed', exit_code: 0, stdout, stderr: '', artifacts: [], started_at: now, completed_at: now };
+}
+
 /** Length and codec byte of a frame header, without a body. */
 function header(length: number, codecByte?: number): Buffer {
   const bytes = Buffer.alloc(codecByte === undefined ? 4 : 5);
@@ -111,7 +120,7 @@ describe('a plain plane with a key set (HS256 secret, Ed25519 and P-256 keys)', 
     fs.writeFileSync(jwks, JSON.stringify({ keys: [ed.publicJwk, es.publicJwk] }));
     // Refusals come many a minute from one address here: the failed-auth budget and bans are off.
     const limitsOff = { failedAuthPerMinute: 0, banAfterViolations: 0 };
-    p = await startSecurityPlane({ jwtJwks: jwks, registerTimeoutMs: REGISTER_TIMEOUT_MS, ...limitsOff });
+    p = await startSecurityPlane({ jwtJwks: jwks, registerTimeoutMs: REGISTER_TIMEOUT_MS, ...limitsOff }, { withAudit: true });
     bystander = await p.client();
     await bystander.register({ token: await p.registrationToken(), hostname: 'bystander.example.test' });
     bystander.startHeartbeats(BYSTANDER_BEAT_MS);
@@ -246,7 +255,89 @@ describe('a plain plane with a key set (HS256 secret, Ed25519 and P-256 keys)', 
     }),
   ];
 
+  /**
+   * A node (`holder`) that holds attempt 1 of a job only it matches (accepted when `running`),
+   * and a second registered node (the forger) that will name that attempt.
+   */
+  async function holding(running: boolean): Promise<{ holder: NodeClient; forger: NodeClient; jobId: string }> {
+    const tags = { catalogue: randomUUID() };
+    const holder = await fresh();
+    await holder.register({ token: await p.registrationToken(), hostname: 'holder.example.test', tags });
+    const job = await p.plane.api.submitJob(toNewJob({ job: { command: ['true'] }, selector: { tags }, max_attempts: 1 }, p.plane.api.defaults));
+    expect((await holder.next('JobAssignment')).message.data).toMatchObject({ job_id: job.job_id, attempt: 1 });
+    if (running) {
+      holder.send({ type: 'JobAccepted', data: { job_id: job.job_id, attempt: 1 } });
+      await until('the holder runs the job', async () => (await p.plane.api.getJob(job.job_id))?.state === 'Running');
+    }
+    return { holder, forger: await registered(), jobId: job.job_id };
+  }
+
+  /**
+   * After the forgery: the holder's job is as it was (state, node, no result, no log, its slot
+   * taken), the holder was sent nothing, the refusal is audited, and the holder then ends the
+   * job itself with its own result.
+   */
+  async function untouched(holder: NodeClient, forger: NodeClient, jobId: string, state: 'Assigned' | 'Running', field: string): Promise<void> {
+    await links.heartbeatTaken(p.plane, forger);
+    const job = await p.plane.api.getJob(jobId);
+    expect(job).toMatchObject({ state, attempt: 1, node_id: holder.nodeId });
+    expect(job?.result).toBeUndefined();
+    expect(await p.plane.api.jobLogs(jobId)).toEqual([]);
+    expect(p.plane.api.listNodes().find((v) => v.node_id === holder.nodeId)?.running_jobs).toEqual([jobId]);
+    expect(holder.unread()).toEqual([]);
+    // The coordinator's refusal (data.job_id) is audited; the actor refuses a JobResult naming another node (data.node_id) before.
+    const audited = p.auditLines().filter((l) => l.event === 'attempt_refused' && l.node_id === forger.nodeId);
+    expect(audited).toMatchObject(field === 'data.job_id' ? [{ code: 'invalid_message', address: '127.0.0.1' }] : []);
+    if (state === 'Assigned') holder.send({ type: 'JobAccepted', data: { job_id: jobId, attempt: 1 } });
+    holder.send({ type: 'JobResult', id: 'own-1', data: { job_id: jobId, attempt: 1, node_id: holder.nodeId, result: jobOutcome('mine'), metrics: METRICS } });
+    expect((await holder.next('JobResultAck')).message.data).toEqual({ job_id: jobId, attempt: 1 });
+    expect(await p.plane.api.getJob(jobId)).toMatchObject({ state: 'Completed', node_id: holder.nodeId, result: { stdout: 'mine' } });
+  }
+
+  /** A row: the forger sends what `forge` builds for the holder's attempt, answered `invalid_message` on `field`. */
+  const forgery = (
+    what: string,
+    running: boolean,
+    forge: (jobId: string, holder: NodeClient, forger: NodeClient) => Record<string, unknown>,
+    field = 'data.job_id',
+  ): Row => ({
+    code: 'invalid_message',
+    fatal: false,
+    what,
+    provoke: async () => {
+      const { holder, forger, jobId } = await holding(running);
+      forger.send({ id: 'forged-1', ...forge(jobId, holder, forger) });
+      const kept = (): Promise<void> => untouched(holder, forger, jobId, running ? 'Running' : 'Assigned', field);
+      return { link: forger, replyTo: 'forged-1', field, kept };
+    },
+  });
+
+  const forgedRows: Row[] = [
+    forgery('a JobResult for another node’s running attempt', true, (job_id, _holder, forger) => ({
+      type: 'JobResult',
+      data: { job_id, attempt: 1, node_id: forger.nodeId, result: jobOutcome('forged'), metrics: METRICS },
+    })),
+    forgery(
+      'a JobResult for another node’s running attempt, naming that node',
+      true,
+      (job_id, holder) => ({ type: 'JobResult', data: { job_id, attempt: 1, node_id: holder.nodeId, result: jobOutcome('forged'), metrics: METRICS } }),
+      'data.node_id',
+    ),
+    forgery('a LogChunk for another node’s running attempt', true, (job_id) => ({
+      type: 'LogChunk',
+      data: { job_id, attempt: 1, stream: 'stdout', seq: 0, data: 'forged output' },
+    })),
+    forgery('a JobAccepted for another node’s assigned attempt', false, (job_id) => ({ type: 'JobAccepted', data: { job_id, attempt: 1 } })),
+    forgery('a JobRejected for another node’s assigned attempt', false, (job_id) => ({
+      type: 'JobRejected',
+      data: { job_id, attempt: 1, reason: 'forged' },
+    })),
+  ];
+
   it.each(frameRows)('$code (fatal $fatal): $what', async (row) => expectAnswered(row, p.plane));
+  it.each(forgedRows)('$code (fatal $fatal) for a job message from a node that does not hold the attempt: $what', async (row) =>
+    expectAnswered(row, p.plane),
+  );
   it.each(tokenRows)('$code (fatal $fatal) for a forged or misused token: $what', async (row) => expectAnswered(row, p.plane));
 
   it('still serves the bystander: it gets a job and completes it', async () => links.servesAJob(p.plane, bystander));

@@ -33,6 +33,8 @@ export interface RegisterOptions {
   hostname?: string;
   /** `node_info.node_type`, default the sample's `linux-x64`. */
   nodeType?: string;
+  /** `node_info.tags`, default the sample's. */
+  tags?: Record<string, string>;
   resume?: Resume;
   /** Envelope `id`, default `m-1`; `null` sends none. */
   id?: string | null;
@@ -55,6 +57,7 @@ export function registerNodeMessage(o: RegisterOptions): EnvelopeOf<'RegisterNod
   message.data.auth_token = o.token;
   if (o.hostname !== undefined) message.data.node_info.hostname = o.hostname;
   if (o.nodeType !== undefined) message.data.node_info.node_type = o.nodeType;
+  if (o.tags !== undefined) message.data.node_info.tags = o.tags;
   if (o.resume === undefined) delete message.data.resume;
   else message.data.resume = o.resume;
   return message;

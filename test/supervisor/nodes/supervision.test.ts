@@ -209,9 +209,10 @@ describe('a node actor that fails', () => {
   afterEach(async () => {
     for (const c of clients.splice(0)) c.destroy();
     // The other node went on as if nothing happened, and its job messages are still handled.
+    // (An attempt it never held: refused, non-fatal, PROTOCOL.md 4 and README "Jobs".)
     other.send(jobAccepted('other-1'));
-    const cancel = await other.next('CancelJob');
-    expect(cancel.message.data.reason).toBe('attempt is no longer current');
+    const refusal = await other.next('Error');
+    expect(refusal.message.data).toMatchObject({ code: 'invalid_message', fatal: false, field: 'data.job_id' });
     await stillReady(plane, other);
   });
 
