@@ -22,6 +22,8 @@ interface Placement {
   attempt: number;
   nodeId: string;
   slot: JobSlot;
+  /** A cancel was requested (stored with the job): the node is told at once, or when it resumes. */
+  cancelRequested: boolean;
   acceptTimer?: NodeJS.Timeout;
   runTimer?: NodeJS.Timeout;
   /** When the node's session is gone (plane restarted): requeue unless a node resumes it. */
@@ -60,7 +62,11 @@ export class JobCoordinator {
 
   constructor(private readonly o: CoordinatorOptions) {}
 
-  /** After a restart: active jobs wait for their nodes to resume, else they are requeued. */
+  /**
+   * After a restart: active jobs wait for their nodes to resume, else they are requeued (or
+   * end `Cancelled` when a cancel was requested). A node that resumes a job whose cancel was
+   * requested before the restart is sent `CancelJob` then (`adopt`).
+   */
   async recover(): Promise<void> {
     for (const job of await this.o.store.active()) {
       if (job.node_id === undefined) continue;
@@ -112,6 +118,8 @@ export class JobCoordinator {
         clearTimeout(placement.orphanTimer);
         placement.orphanTimer = undefined;
         kept[placement.jobId] = placement.slot;
+        // Requested while the node was away (or before a restart): carried out now.
+        if (placement.cancelRequested) this.sendCancel(placement, 'cancelled by operator');
       } else {
         void this.withdraw(placement, 'node resumed without it');
       }
@@ -173,7 +181,9 @@ export class JobCoordinator {
     if (record === undefined) return undefined;
     const placement = this.placements.get(jobId);
     if (placement !== undefined) {
-      this.o.sessionOf(placement.nodeId)?.send('CancelJob', { job_id: jobId, attempt: placement.attempt, reason: 'cancelled by operator' });
+      // Stored first: a node away now, or a plane restarted before the node heard, still gets it on resume.
+      placement.cancelRequested = true;
+      this.sendCancel(placement, 'cancelled by operator');
     } else if (record.state === 'Cancelled') {
       this.publish(record);
     }
@@ -192,6 +202,7 @@ export class JobCoordinator {
       attempt: job.attempt,
       nodeId,
       slot: { attempt: job.attempt, reserved: reservedFor(job.job.resource_requirements) },
+      cancelRequested: job.cancel_requested,
     };
     const previous = this.placements.get(job.job_id);
     if (previous !== undefined) clearTimers(previous);
@@ -311,6 +322,11 @@ export class JobCoordinator {
     this.o.logger.info({ job_id: job.job_id, node_id: placement.nodeId, attempt: placement.attempt, state: job.state, reason }, 'job withdrawn');
     this.publish(job);
     this.o.wakeScheduler();
+  }
+
+  /** Tells the node that holds `placement` to stop it; nothing when the node has no open connection (it is told on resume). */
+  private sendCancel(placement: Placement, reason: string): void {
+    this.o.sessionOf(placement.nodeId)?.send('CancelJob', { job_id: placement.jobId, attempt: placement.attempt, reason });
   }
 
   /** Forgets the placement and frees the node's slot. */
