@@ -3,7 +3,10 @@
 // cancel, job timeout and deadline, and requeue when a node dies.
 // It keeps in memory where each active attempt is placed, so that every decision about
 // an attempt is made against the store's compare-and-set, never against a stale copy.
+// Every move it makes is first asked of the job machine (actors/job-machine.ts): a move the
+// machine forbids is never attempted.
 import type { Logger } from 'pino';
+import { lifecycleOf, nextJobState, type JobEvent, type JobLifecycle } from '../../actors/job-machine.js';
 import { reservedFor } from '../../actors/node-capacity.js';
 import type { JobSlot } from '../../actors/node-machine.js';
 import { MusterError } from '../../protocol/errors.js';
@@ -22,8 +25,11 @@ interface Placement {
   attempt: number;
   nodeId: string;
   slot: JobSlot;
-  /** A cancel was requested (stored with the job): the node is told at once, or when it resumes. */
-  cancelRequested: boolean;
+  /**
+   * The job as the machine sees it while this attempt is placed (`Assigned` or `Running`).
+   * Its `cancel_requested`, stored with the job, means the node is told at once, or when it resumes.
+   */
+  lifecycle: JobLifecycle;
   acceptTimer?: NodeJS.Timeout;
   runTimer?: NodeJS.Timeout;
   /** When the node's session is gone (plane restarted): requeue unless a node resumes it. */
@@ -70,7 +76,7 @@ export class JobCoordinator {
   async recover(): Promise<void> {
     for (const job of await this.o.store.active()) {
       if (job.node_id === undefined) continue;
-      const placement = this.place(job, job.node_id);
+      const placement = this.place(job, job.node_id, lifecycleOf(job));
       placement.orphanTimer = setTimeout(() => void this.withdraw(placement, 'node did not resume after restart'), this.o.orphanGraceMs);
       if (job.state === 'Running') this.armRunTimer(placement, job);
     }
@@ -89,8 +95,9 @@ export class JobCoordinator {
 
   /** Places a queued job on a node's session and sends the `JobAssignment`. False when it lost a race. */
   async assign(job: JobRecord, session: NodeSession, nodeId: string): Promise<boolean> {
-    if (!(await this.o.store.assign(job.job_id, job.attempt, nodeId))) return false;
-    const placement = this.place(job, nodeId);
+    const assigned = nextJobState(job, { type: 'assign' });
+    if (assigned === undefined || !(await this.o.store.assign(job.job_id, job.attempt, nodeId))) return false;
+    const placement = this.place(job, nodeId, assigned);
     session.actor.send({ type: 'job.assigned', jobId: job.job_id, slot: placement.slot });
     const data: EnvelopeOf<'JobAssignment'>['data'] = {
       job_id: job.job_id,
@@ -119,7 +126,7 @@ export class JobCoordinator {
         placement.orphanTimer = undefined;
         kept[placement.jobId] = placement.slot;
         // Requested while the node was away (or before a restart): carried out now.
-        if (placement.cancelRequested) this.sendCancel(placement, 'cancelled by operator');
+        if (placement.lifecycle.cancel_requested) this.sendCancel(placement, 'cancelled by operator');
       } else {
         void this.withdraw(placement, 'node resumed without it');
       }
@@ -159,7 +166,7 @@ export class JobCoordinator {
       case 'LogChunk':
         return this.logChunk(session, message.data);
       case 'JobResult':
-        return this.result(session, message.data, message.id);
+        return this.result(session, standing, message.data, message.id);
     }
   }
 
@@ -182,7 +189,7 @@ export class JobCoordinator {
     const placement = this.placements.get(jobId);
     if (placement !== undefined) {
       // Stored first: a node away now, or a plane restarted before the node heard, still gets it on resume.
-      placement.cancelRequested = true;
+      placement.lifecycle = nextJobState(placement.lifecycle, { type: 'cancel' }) ?? placement.lifecycle;
       this.sendCancel(placement, 'cancelled by operator');
     } else if (record.state === 'Cancelled') {
       this.publish(record);
@@ -196,13 +203,13 @@ export class JobCoordinator {
     this.placements.clear();
   }
 
-  private place(job: JobRecord, nodeId: string): Placement {
+  private place(job: JobRecord, nodeId: string, lifecycle: JobLifecycle): Placement {
     const placement: Placement = {
       jobId: job.job_id,
       attempt: job.attempt,
       nodeId,
       slot: { attempt: job.attempt, reserved: reservedFor(job.job.resource_requirements) },
-      cancelRequested: job.cancel_requested,
+      lifecycle,
     };
     const previous = this.placements.get(job.job_id);
     if (previous !== undefined) clearTimers(previous);
@@ -233,11 +240,13 @@ export class JobCoordinator {
 
   private async accepted(session: NodeSession, standing: Standing, data: { job_id: string; attempt: number }): Promise<void> {
     const placement = standing.kind === 'current' ? standing.placement : undefined;
-    if (placement === undefined || !(await this.o.store.markRunning(data.job_id, data.attempt))) {
+    const running = placement === undefined ? undefined : this.allowed(placement, { type: 'accept' });
+    if (placement === undefined || running === undefined || !(await this.o.store.markRunning(data.job_id, data.attempt))) {
       // A late acceptance: the attempt is no longer this node's to run (PROTOCOL.md 4.5).
       session.send('CancelJob', { ...data, reason: 'attempt is no longer current' });
       return;
     }
+    placement.lifecycle = running;
     clearTimeout(placement.acceptTimer);
     placement.acceptTimer = undefined;
     const job = await this.o.store.get(data.job_id);
@@ -260,8 +269,15 @@ export class JobCoordinator {
     }
   }
 
-  private async result(session: NodeSession, data: EnvelopeOf<'JobResult'>['data'], replyTo: string | undefined): Promise<void> {
-    const outcome = await this.o.store.storeResult(data.job_id, data.attempt, data.result, data.metrics);
+  private async result(
+    session: NodeSession,
+    standing: Standing,
+    data: EnvelopeOf<'JobResult'>['data'],
+    replyTo: string | undefined,
+  ): Promise<void> {
+    // A held attempt whose machine takes no result is stale; the store still tells a repeat (`duplicate`).
+    const ends = standing.kind === 'current' && this.allowed(standing.placement, { type: 'result', status: data.result.status }) !== undefined;
+    const outcome = ends || standing.kind === 'stale' ? await this.o.store.storeResult(data.job_id, data.attempt, data.result, data.metrics) : 'stale';
     // Acknowledged only now that the result is stored (or was already, or is stale).
     session.send('JobResultAck', { job_id: data.job_id, attempt: data.attempt }, replyTo);
     const log = session.logger.child({ job_id: data.job_id, attempt: data.attempt });
@@ -304,6 +320,7 @@ export class JobCoordinator {
       return;
     }
     if (this.placements.get(placement.jobId) !== placement) return;
+    if (this.allowed(placement, { type: 'finish', state: 'TimedOut' }) === undefined) return;
     this.o.sessionOf(placement.nodeId)?.send('CancelJob', { job_id: placement.jobId, attempt: placement.attempt, reason: 'timed out' });
     if (await this.o.store.finish(placement.jobId, placement.attempt, 'TimedOut', 'timeout or deadline passed')) {
       this.release(placement);
@@ -315,13 +332,28 @@ export class JobCoordinator {
   /** Takes an attempt back from its node: requeued, dead-lettered, or cancelled (store decides). */
   private async withdraw(placement: Placement, reason: string): Promise<void> {
     if (this.placements.get(placement.jobId) !== placement) return;
+    const expected = this.allowed(placement, { type: 'withdraw' });
+    if (expected === undefined) return;
     this.release(placement);
     if (this.closed) return;
     const job = await this.o.store.requeue(placement.jobId, placement.attempt, reason);
     if (job === undefined) return;
+    if (job.state !== expected.state || job.attempt !== expected.attempt) {
+      // Until every store decides through the machine too: a disagreement is a bug to see.
+      this.o.logger.error({ job_id: job.job_id, state: job.state, expected: expected.state }, 'store and job machine disagree on a requeue');
+    }
     this.o.logger.info({ job_id: job.job_id, node_id: placement.nodeId, attempt: placement.attempt, state: job.state, reason }, 'job withdrawn');
     this.publish(job);
     this.o.wakeScheduler();
+  }
+
+  /** The job after `event` if the machine allows it from the placement's state; logged when it does not. */
+  private allowed(placement: Placement, event: JobEvent): JobLifecycle | undefined {
+    const next = nextJobState(placement.lifecycle, event);
+    if (next === undefined) {
+      this.o.logger.warn({ job_id: placement.jobId, attempt: placement.attempt, state: placement.lifecycle.state, event: event.type }, 'move refused by the job machine');
+    }
+    return next;
   }
 
   /** Tells the node that holds `placement` to stop it; nothing when the node has no open connection (it is told on resume). */
