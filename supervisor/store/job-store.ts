@@ -136,6 +136,16 @@ export interface Revocation {
   seq: number;
 }
 
+/** Which jobs `listJobs` returns: every filter given must hold. */
+export interface JobListFilter {
+  state?: JobState;
+  /** The node of the current (or last) attempt. */
+  node_id?: string;
+  priority?: Priority;
+  /** Only jobs submitted before the one with this `seq` (exclusive): the page after it. */
+  before_seq?: number;
+}
+
 /** All methods are atomic. Transitions are compare-and-set on `attempt`, so a stale caller changes nothing. */
 export interface JobStore {
   submit(job: NewJob): Promise<JobRecord>;
@@ -189,4 +199,17 @@ export interface JobStore {
    */
   pruneTokens(before: string): Promise<number>;
   close(): Promise<void>;
+  /** Stores every job as `Queued`, in order, in one transaction: all or none. Records in the same order. */
+  submitMany(jobs: readonly NewJob[]): Promise<JobRecord[]>;
+  /**
+   * Up to `limit` jobs matching `filter`, newest first (`seq` descending). Paging by
+   * `before_seq` (the last `seq` of a page) gives every job once, whatever is submitted meanwhile.
+   */
+  listJobs(filter: JobListFilter, limit: number): Promise<JobRecord[]>;
+  /**
+   * `POST /v1/jobs/{id}/retry`: a job that ended `Failed`, `TimedOut`, `Cancelled` or
+   * `DeadLettered` at `attempt` is `Queued` again as `attempt + 1`, its cancel request
+   * forgotten. Undefined when the job is not at `attempt` in one of those states.
+   */
+  retry(jobId: string, attempt: number): Promise<JobRecord | undefined>;
 }

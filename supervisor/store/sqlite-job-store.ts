@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
+import { nextJobState } from '../../actors/job-machine.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { JobMetrics, JobOutcome, LogStream, ResultStatus } from '../../protocol/messages.js';
 import {
@@ -23,6 +24,7 @@ import {
 import type {
   AppendLogOutcome,
   AttemptRecord,
+  JobListFilter,
   JobRecord,
   JobState,
   JobStore,
@@ -346,4 +348,80 @@ export class SqliteJobStore implements JobStore {
   #tx<T>(fn: () => T): Promise<T> {
     return this.#run(() => this.#db.transaction(fn).immediate());
   }
+
+  // ---- pipelines: batch submit, listing, retry ----
+
+  #pipelineSql: ReturnType<typeof preparePipelineStatements> | undefined;
+
+  /** Prepared on first use, apart from the statements above. */
+  #pipeline(): ReturnType<typeof preparePipelineStatements> {
+    this.#pipelineSql ??= preparePipelineStatements(this.#db);
+    return this.#pipelineSql;
+  }
+
+  submitMany(jobs: readonly NewJob[]): Promise<JobRecord[]> {
+    return this.#tx(() => {
+      const at = now();
+      const ids = jobs.map((job) => {
+        const jobId = randomUUID();
+        this.#sql.insertJob.run(toJobInsert(jobId, job, at));
+        return jobId;
+      });
+      return ids.map((jobId) => this.#get(jobId) as JobRecord);
+    });
+  }
+
+  listJobs(filter: JobListFilter, limit: number): Promise<JobRecord[]> {
+    return this.#run(() =>
+      this.#pipeline()
+        .list.all({
+          state: filter.state ?? null,
+          node_id: filter.node_id ?? null,
+          priority: filter.priority ?? null,
+          before: filter.before_seq ?? null,
+          limit,
+        })
+        .map(rowToRecord),
+    );
+  }
+
+  retry(jobId: string, attempt: number): Promise<JobRecord | undefined> {
+    return this.#tx(() => {
+      const row = this.#sql.getJob.get(jobId);
+      if (row === undefined || row.attempt !== attempt) return undefined;
+      // The job machine decides whether this end may be retried, and what the job becomes.
+      const next = nextJobState(rowToRecord(row), { type: 'retry' });
+      if (next === undefined) return undefined;
+      const changed = this.#pipeline().retry.run({
+        job_id: jobId,
+        attempt,
+        state: next.state,
+        next_attempt: next.attempt,
+        cancel_requested: next.cancel_requested ? 1 : 0,
+        now: now(),
+      }).changes;
+      return changed === 0 ? undefined : this.#get(jobId);
+    });
+  }
+}
+
+function preparePipelineStatements(db: Db) {
+  return {
+    // Newest first by `seq`, which only grows: a page ends at a seq, the next one starts below it.
+    list: db.prepare<
+      [{ state: JobState | null; node_id: string | null; priority: string | null; before: number | null; limit: number }],
+      JobRow
+    >(`
+      ${JOB_SELECT}
+      WHERE (@state IS NULL OR j.state = @state) AND (@node_id IS NULL OR j.node_id = @node_id)
+        AND (@priority IS NULL OR j.priority = @priority) AND (@before IS NULL OR j.seq < @before)
+      ORDER BY j.seq DESC LIMIT @limit`),
+    // A new attempt forgets the old one's node, times and reason; its result stays under its own attempt.
+    retry: db.prepare<
+      [{ job_id: string; attempt: number; state: JobState; next_attempt: number; cancel_requested: number; now: string }]
+    >(`
+      UPDATE jobs SET state = @state, attempt = @next_attempt, cancel_requested = @cancel_requested, reason = NULL,
+        node_id = NULL, assigned_at = NULL, started_at = NULL, updated_at = @now
+      WHERE job_id = @job_id AND attempt = @attempt`),
+  };
 }

@@ -480,5 +480,100 @@ export function jobStoreContract(name: string, open: () => Promise<JobStore> | J
         expect(next.seq).toBeGreaterThan(Math.max(old.seq, newest?.seq ?? 0));
       });
     });
+
+    describe('pipelines: submitMany, listJobs, retry', () => {
+      it('stores a batch in order, each Queued at attempt 1 with its own id and a growing seq', async () => {
+        const specs = [newJob({ priority: 'Low' }), newJob({ priority: 'Critical' }), newJob({ max_attempts: 1 })];
+        const records = await store.submitMany(specs);
+        expect(records).toHaveLength(3);
+        records.forEach((rec, i) => {
+          expect(rec).toMatchObject({ ...specs[i], state: 'Queued', attempt: 1, cancel_requested: false });
+          expect(rec.job_id).toMatch(UUID);
+        });
+        expect(records[1]!.seq).toBeGreaterThan(records[0]!.seq);
+        expect(records[2]!.seq).toBeGreaterThan(records[1]!.seq);
+        for (const rec of records) expect(await store.get(rec.job_id)).toEqual(rec);
+        expect(await store.submitMany([])).toEqual([]);
+      });
+
+      it('lists newest first, filtered by state, node and priority', async () => {
+        const low = await store.submit(newJob({ priority: 'Low' }));
+        const onA = await assigned({ priority: 'High' });
+        const high = await store.submit(newJob({ priority: 'High' }));
+        const ids = async (filter: Parameters<JobStore['listJobs']>[0], limit = 10): Promise<string[]> =>
+          (await store.listJobs(filter, limit)).map((j) => j.job_id);
+        expect(await ids({})).toEqual([high.job_id, onA, low.job_id]);
+        expect(await ids({ state: 'Queued' })).toEqual([high.job_id, low.job_id]);
+        expect(await ids({ state: 'Assigned' })).toEqual([onA]);
+        expect(await ids({ node_id: NODE_A })).toEqual([onA]);
+        expect(await ids({ node_id: NODE_B })).toEqual([]);
+        expect(await ids({ priority: 'High' })).toEqual([high.job_id, onA]);
+        expect(await ids({ priority: 'High', state: 'Queued' })).toEqual([high.job_id]);
+        expect(await ids({}, 2)).toEqual([high.job_id, onA]);
+        expect(await ids({ before_seq: high.seq })).toEqual([onA, low.job_id]);
+        expect(await ids({ before_seq: low.seq })).toEqual([]);
+        expect((await store.listJobs({ state: 'Assigned' }, 10))[0]).toEqual(await store.get(onA));
+      });
+
+      it('pages through every job once while jobs are submitted between pages', async () => {
+        const before = (await store.submitMany(Array.from({ length: 25 }, () => newJob()))).map((j) => j.job_id);
+        const seen: string[] = [];
+        let cursor: number | undefined;
+        for (;;) {
+          const page = await store.listJobs(cursor === undefined ? {} : { before_seq: cursor }, 7);
+          seen.push(...page.map((j) => j.job_id));
+          if (page.length < 7) break;
+          cursor = page.at(-1)!.seq;
+          await store.submit(newJob());
+        }
+        expect(seen).toEqual([...before].reverse());
+      });
+
+      it('retries a job that ended Failed, TimedOut, Cancelled or DeadLettered as its next attempt', async () => {
+        const failed = await assigned({}, true);
+        await store.storeResult(failed, 1, outcome('Failed'), METRICS);
+        const timedOut = await assigned({}, true);
+        await store.finish(timedOut, 1, 'TimedOut', 'deadline');
+        const cancelled = (await store.submit(newJob())).job_id;
+        await store.requestCancel(cancelled);
+        const dead = await assigned({ max_attempts: 1 });
+        await store.requeue(dead, 1, 'node dead');
+        for (const id of [failed, timedOut, cancelled, dead]) {
+          const before = await store.get(id);
+          const again = await store.retry(id, 1);
+          expect(again, `${before?.state}`).toMatchObject({ job_id: id, state: 'Queued', attempt: 2, cancel_requested: false });
+          expect(again?.node_id).toBeUndefined();
+          expect(again?.result).toBeUndefined();
+          expect(again?.reason).toBeUndefined();
+          expect(await store.get(id)).toEqual(again);
+          expect((await store.queued()).map((j) => j.job_id)).toContain(id);
+        }
+        // The new attempt runs like any other; the failed one's result stays with attempt 1.
+        expect(await store.assign(failed, 2, NODE_B)).toBe(true);
+        expect((await store.attempts(failed)).map((a) => [a.attempt, a.node_id, a.outcome])).toEqual([
+          [1, NODE_A, 'Failed'],
+          [2, NODE_B, undefined],
+        ]);
+      });
+
+      it('refuses to retry a job that is queued, running or Completed, or at another attempt', async () => {
+        const queued = (await store.submit(newJob())).job_id;
+        const running = await assigned({}, true);
+        const done = await assigned({}, true);
+        await store.storeResult(done, 1, outcome(), METRICS);
+        const failed = await assigned({}, true);
+        await store.storeResult(failed, 1, outcome('Failed'), METRICS);
+        expect(await store.retry(queued, 1)).toBeUndefined();
+        expect(await store.retry(running, 1)).toBeUndefined();
+        expect(await store.retry(done, 1)).toBeUndefined();
+        expect(await store.retry(failed, 2)).toBeUndefined();
+        expect(await store.retry('00000000-0000-4000-8000-000000000000', 1)).toBeUndefined();
+        expect((await store.get(running))?.state).toBe('Running');
+        expect((await store.get(failed))?.state).toBe('Failed');
+        // A second retry of the same end loses the compare-and-set.
+        expect(await store.retry(failed, 1)).toBeDefined();
+        expect(await store.retry(failed, 1)).toBeUndefined();
+      });
+    });
   });
 }
