@@ -140,8 +140,9 @@ export const DEFAULTS: Config = {
   failedAuthPerMinute: 10,
   banAfterViolations: 10,
   banSeconds: 300,
-  apiRequestRate: 20,
-  apiRequestBurst: 100,
+  // A CI system polls a few hundred jobs a second and submits a pipeline as one batch request.
+  apiRequestRate: 500,
+  apiRequestBurst: 1000,
   auditLog: '',
   logLevel: 'info',
 };

@@ -13,6 +13,7 @@ import type { Connection, TransportServer } from '../transports/transport.js';
 import { startAdminApi, type AdminApi } from './admin/api-server.js';
 import { LISTENER_OFF, type Config } from './config.js';
 import { JobCoordinator } from './jobs/job-coordinator.js';
+import { pipelineApi } from './jobs/pipeline-api.js';
 import type { JobState, NewJob } from './store/job-store.js';
 import type { NodeCapacity } from './jobs/job-matcher.js';
 import { LocalBus } from './bus/local-bus.js';
@@ -254,6 +255,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         jobs: await store.counts(),
       }),
     isReady: () => !shuttingDown,
+    ...pipelineApi({ store, coordinator, bus, logger: log, wakeScheduler: () => scheduler.wake() }),
   };
 
   /** Sends `Shutdown` to every node, stops listening, closes the store; also undoes a failed start. */

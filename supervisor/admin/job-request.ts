@@ -103,3 +103,33 @@ function durationOfMs(ms: number): Duration {
   const whole = Math.max(0, Math.floor(ms));
   return { secs: Math.floor(whole / 1000), nanos: (whole % 1000) * 1_000_000 };
 }
+
+/** Most jobs in one `POST /v1/jobs` batch (PROTOCOL.md section 7). */
+export const MAX_BATCH_JOBS = 1_000;
+
+/** True when `body` is a batch (`{jobs: [...]}`) rather than one job. */
+export function isBatch(body: unknown): body is { jobs: unknown } {
+  return typeof body === 'object' && body !== null && !Array.isArray(body) && 'jobs' in body;
+}
+
+/**
+ * A batch's jobs, each validated and completed as `toNewJob` does, in order. One invalid job
+ * refuses the whole batch, its `field` prefixed with its index: `jobs[3].job.command`.
+ */
+export function toNewJobs(body: { jobs: unknown }, defaults: SubmitDefaults): NewJob[] {
+  const { jobs } = body;
+  if (!Array.isArray(jobs) || jobs.length < 1 || jobs.length > MAX_BATCH_JOBS) {
+    throw new MusterError('invalid_message', `jobs: must be an array of 1 to ${MAX_BATCH_JOBS} jobs`, { field: 'jobs' });
+  }
+  return jobs.map((job: unknown, i) => {
+    try {
+      return toNewJob(job, defaults);
+    } catch (err) {
+      if (!(err instanceof MusterError) || err.code !== 'invalid_message') throw err;
+      const inner = err.field === undefined || err.field === 'body' ? '' : `.${err.field}`;
+      const field = `jobs[${i}]${inner}`;
+      const detail = err.field !== undefined && err.message.startsWith(`${err.field}: `) ? err.message.slice(err.field.length + 2) : err.message;
+      throw new MusterError('invalid_message', `${field}: ${detail}`, { field });
+    }
+  });
+}

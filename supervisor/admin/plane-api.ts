@@ -1,6 +1,6 @@
 // What the admin HTTP API (api-server.ts) needs from the running control plane.
 // Keeping it an interface lets the API be tested against a real plane and read without it.
-import type { JobRecord, LogRecord, NewJob } from '../store/job-store.js';
+import type { AttemptRecord, JobListFilter, JobRecord, LogRecord, NewJob } from '../store/job-store.js';
 import type { NodeView } from './wire-types.js';
 
 export interface PlaneApi {
@@ -21,4 +21,18 @@ export interface PlaneApi {
   isReady(): boolean;
   /** Default `max_attempts` and job timeout for submissions that give none. */
   readonly defaults: { maxAttempts: number; jobTimeoutMs: number };
+  /** Stores every job as `Queued` or none (one transaction) and wakes the scheduler; records in order. */
+  submitJobs(jobs: readonly NewJob[]): Promise<JobRecord[]>;
+  /** Up to `limit` jobs matching `filter`, newest first. */
+  listJobs(filter: JobListFilter, limit: number): Promise<JobRecord[]>;
+  /** Every attempt of a job, oldest first; undefined when the job does not exist. */
+  jobAttempts(jobId: string): Promise<AttemptRecord[] | undefined>;
+  /** Queues a job that ended (not Completed) again as its next attempt. */
+  retryJob(jobId: string): Promise<RetryOutcome>;
 }
+
+/** What `retryJob` did: queued the job again, found no such job, or found it not retryable (its record as it is). */
+export type RetryOutcome =
+  | { status: 'retried'; record: JobRecord }
+  | { status: 'not_found' }
+  | { status: 'refused'; record: JobRecord };

@@ -38,6 +38,35 @@ export type JobAnswer = JobView & {
   execution_context: JobRecord['execution_context'];
 };
 
+/** `GET /v1/jobs` answer: a page, newest first; `next_cursor` asks for the next one. */
+export interface JobListAnswer {
+  jobs: JobAnswer[];
+  next_cursor?: string;
+}
+
+/** `POST /v1/jobs` answer for a batch: the ids in the order of the jobs sent. */
+export interface BatchSubmitAnswer {
+  job_ids: string[];
+}
+
+/** One entry of `GET /v1/jobs/{id}/attempts`. */
+export interface AttemptAnswer {
+  attempt: number;
+  node_id: string;
+  assigned_at: string;
+  accepted_at?: string;
+  ended_at?: string;
+  outcome?: string;
+  reason?: string;
+}
+
+/** `POST /v1/jobs/{id}/retry` and `.../cancel` answers. */
+export interface JobMoveAnswer {
+  job_id: string;
+  state: JobState;
+  attempt: number;
+}
+
 /** `POST /v1/tokens` answer. */
 export interface MintAnswer {
   token: string;

@@ -11,6 +11,7 @@ import { reservedFor } from '../../actors/node-capacity.js';
 import type { JobSlot } from '../../actors/node-machine.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
+import type { RetryOutcome } from '../admin/plane-api.js';
 import type { Bus } from '../bus/bus.js';
 import type { AuditSink } from '../security/audit-log.js';
 import { peerIp } from '../security/peer-address.js';
@@ -195,6 +196,23 @@ export class JobCoordinator {
       this.publish(record);
     }
     return record;
+  }
+
+  /**
+   * `POST /v1/jobs/{id}/retry`: a job that ended (but not `Completed`) is queued again as its
+   * next attempt, if the machine allows it from the job's stored state.
+   */
+  async retry(jobId: string): Promise<RetryOutcome> {
+    const record = await this.o.store.get(jobId);
+    if (record === undefined) return { status: 'not_found' };
+    if (nextJobState(record, { type: 'retry' }) === undefined) return { status: 'refused', record };
+    const again = await this.o.store.retry(jobId, record.attempt);
+    // Lost a race (another retry, say): the job as it is now.
+    if (again === undefined) return { status: 'refused', record: (await this.o.store.get(jobId)) ?? record };
+    this.o.logger.info({ job_id: jobId, attempt: again.attempt, was: record.state }, 'job retried');
+    this.publish(again);
+    this.o.wakeScheduler();
+    return { status: 'retried', record: again };
   }
 
   close(): void {

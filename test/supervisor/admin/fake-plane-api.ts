@@ -3,8 +3,9 @@
 // The real plane is tested end to end elsewhere.
 import { randomUUID } from 'node:crypto';
 import type { JobOutcome, LogStream } from '../../../protocol/messages.js';
-import type { JobRecord, JobState, LogRecord, NewJob } from '../../../supervisor/store/job-store.js';
-import type { PlaneApi } from '../../../supervisor/admin/plane-api.js';
+import { nextJobState } from '../../../actors/job-machine.js';
+import type { AttemptRecord, JobListFilter, JobRecord, JobState, LogRecord, NewJob } from '../../../supervisor/store/job-store.js';
+import type { PlaneApi, RetryOutcome } from '../../../supervisor/admin/plane-api.js';
 import type { NodeView } from '../../../supervisor/admin/wire-types.js';
 
 export class FakePlaneApi implements PlaneApi {
@@ -78,6 +79,42 @@ export class FakePlaneApi implements PlaneApi {
 
   isReady(): boolean {
     return this.ready;
+  }
+
+  async submitJobs(jobs: readonly NewJob[]): Promise<JobRecord[]> {
+    const records: JobRecord[] = [];
+    for (const job of jobs) records.push(await this.submitJob(job));
+    return records;
+  }
+
+  async listJobs(filter: JobListFilter, limit: number): Promise<JobRecord[]> {
+    return [...this.jobs.values()]
+      .filter((j) => filter.state === undefined || j.state === filter.state)
+      .filter((j) => filter.node_id === undefined || j.node_id === filter.node_id)
+      .filter((j) => filter.priority === undefined || j.priority === filter.priority)
+      .filter((j) => filter.before_seq === undefined || j.seq < filter.before_seq)
+      .sort((a, b) => b.seq - a.seq)
+      .slice(0, limit)
+      .map((j) => ({ ...j }));
+  }
+
+  /** Attempts the test recorded with `attempted`. */
+  readonly attemptsOf = new Map<string, AttemptRecord[]>();
+
+  async jobAttempts(jobId: string): Promise<AttemptRecord[] | undefined> {
+    return this.jobs.has(jobId) ? (this.attemptsOf.get(jobId) ?? []) : undefined;
+  }
+
+  async retryJob(jobId: string): Promise<RetryOutcome> {
+    const record = this.jobs.get(jobId);
+    if (record === undefined) return { status: 'not_found' };
+    const next = nextJobState(record, { type: 'retry' });
+    if (next === undefined) return { status: 'refused', record: { ...record } };
+    Object.assign(record, next);
+    delete record.result;
+    delete record.reason;
+    delete record.node_id;
+    return { status: 'retried', record: { ...record } };
   }
 
   /** Test side: a node sent a log chunk for the job's current attempt. */
