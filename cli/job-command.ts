@@ -5,6 +5,7 @@ import type { JobAnswer } from '../supervisor/admin/wire-types.js';
 import type { JobSelector, LogRecord } from '../supervisor/admin/wire-types.js';
 import { parseTtl } from '../supervisor/tokens/ttl.js';
 import { createApiClient, withClientOptions, type ApiClient, type ClientOptions, type FollowEnd } from './api-client.js';
+import { listCommand, retryCommand, submitFile } from './job-pipeline-commands.js';
 import { collectKeyValue } from './options.js';
 
 interface SubmitOptions extends ClientOptions {
@@ -14,6 +15,7 @@ interface SubmitOptions extends ClientOptions {
   env?: Record<string, string>;
   name?: string;
   wait?: boolean;
+  file?: string;
 }
 
 interface LogsOptions extends ClientOptions {
@@ -24,6 +26,8 @@ interface LogsOptions extends ClientOptions {
 export function jobCommand(): Command {
   const job = new Command('job').description('submit, inspect and cancel jobs').enablePositionalOptions();
   job.addCommand(submitCommand());
+  job.addCommand(listCommand());
+  job.addCommand(retryCommand());
   job.addCommand(
     withClientOptions(new Command('get'))
       .description('print a job as JSON')
@@ -56,19 +60,23 @@ export function jobCommand(): Command {
 
 function submitCommand(): Command {
   const command = new Command('submit')
-    .description('submit a job: muster job submit [options] -- CMD ARGS...')
-    .argument('<command...>', 'the command and its arguments')
+    .description('submit a job: muster job submit [options] -- CMD ARGS...; or a batch: muster job submit --file jobs.json')
+    .argument('[command...]', 'the command and its arguments')
     .addOption(new Option('--priority <priority>', 'default Normal').choices(['Low', 'Normal', 'High', 'Critical']))
     .option('--selector <key=value>', 'runner_type=, job_type=, or any other key as a node tag (repeatable)', collectKeyValue)
     .option('--timeout <duration>', 'e.g. 90s, 10m, 2h (default: the plane\'s)')
     .option('--env <KEY=VALUE>', 'environment variable for the job (repeatable)', collectKeyValue)
     .option('--name <name>', 'job name (default: the command line)')
-    .option('--wait', "stream the job's output and exit with its exit code");
+    .option('--wait', "stream the job's output and exit with its exit code")
+    .option('--file <jobs.json>', 'submit every job in the file ({"jobs": [...]}) as one batch: all stored or none');
   return (
     withClientOptions(command)
       // Everything after the command belongs to it: `muster job submit ls -la` works without `--`.
       .passThroughOptions()
-      .action(async (argv: string[], options: SubmitOptions) => submit(argv, options))
+      .action(async (argv: string[], options: SubmitOptions) => {
+        if ((options.file === undefined) === (argv.length === 0)) throw new Error('give either a command or --file, not both');
+        return options.file === undefined ? submit(argv, options) : submitFile(options.file, options);
+      })
   );
 }
 
