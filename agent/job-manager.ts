@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { EnvelopeOf, MessageData } from '../protocol/messages.js';
 import { cpuCount, diskGb, totalMemoryMb, type Reserved } from './host-facts.js';
+import { JobGuards } from './job-guard.js';
 import { JobRunner, type JobAssignment, type JobRunOutcome, type LogChunkData } from './job-runner.js';
 import type { OutboxEntry, ResultOutbox } from './result-outbox.js';
 import { childTraceparent } from './trace-context.js';
@@ -34,10 +35,14 @@ export class JobManager {
   private readonly running = new Map<string, Running>();
   // Ended jobs whose result is not acked yet: a LogResync may still ask for their chunks.
   private readonly ended = new Map<string, Running>();
+  private readonly guards: JobGuards;
   private completedCount = 0;
   private failedCount = 0;
 
-  constructor(private readonly options: JobManagerOptions) {}
+  /** Kills what jobs of an earlier run of the agent left running, then is ready for jobs. */
+  constructor(private readonly options: JobManagerOptions) {
+    this.guards = new JobGuards(options.workDir, options.logger);
+  }
 
   get activeJobs(): number {
     return this.running.size;
@@ -102,6 +107,7 @@ export class JobManager {
       workDir: this.options.workDir,
       logger: this.options.logger,
       ...(this.options.killGraceMs === undefined ? {} : { killGraceMs: this.options.killGraceMs }),
+      guard: this.guards.guard(job.job_id, job.attempt),
       onChunk: (chunk) => this.options.events.chunk(chunk, childTraceparent(traceparent)),
     });
     const entry = { runner, traceparent };

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Duration, JobMetrics, JobOutcome, LogStream, MessageData, ResultStatus } from '../protocol/messages.js';
 import type { Reserved } from './host-facts.js';
+import type { ProcessGuard } from './job-guard.js';
 import { MAX_CHUNK_BYTES, OutputStream } from './output-stream.js';
 import { PeakMemorySampler, takeReapedChildrenCpuMs } from './process-usage.js';
 import { SecretMasker } from './secret-masker.js';
@@ -41,6 +42,8 @@ export interface JobRunnerOptions {
   baseEnv?: NodeJS.ProcessEnv;
   /** Keep the working directory after the job (default: removed). */
   keepWorkspace?: boolean;
+  /** Keeps the job's processes from outliving it or the agent (job-guard.ts). Default none. */
+  guard?: ProcessGuard;
 }
 
 export interface JobRunOutcome {
@@ -133,14 +136,16 @@ export class JobRunner {
       return;
     }
     let child: ChildProcess;
-    try {
-      child = spawn(command[0]!, command.slice(1), {
+    const start = (): ChildProcess =>
+      spawn(command[0]!, command.slice(1), {
         cwd: this.cwd,
         env: this.environment(),
         // Its own process group, so that a timeout or cancel reaches every process it started.
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
       });
+    try {
+      child = this.options.guard?.spawn(start) ?? start();
     } catch (err) {
       // spawn throws at once on arguments it cannot pass (a NUL byte in argv or env).
       this.failToStart(null, `muster-agent: cannot start ${command[0]}: ${errorText(err)}\n`);
@@ -149,6 +154,7 @@ export class JobRunner {
     this.child = child;
     child.on('error', (err: NodeJS.ErrnoException) => this.onSpawnError(child, err));
     if (child.pid === undefined) return;
+    this.options.guard?.started(child.pid);
     this.memory = new PeakMemorySampler(child.pid);
     child.stdout!.on('data', (b: Buffer) => this.onOutput('stdout', b));
     child.stderr!.on('data', (b: Buffer) => this.onOutput('stderr', b));
@@ -268,6 +274,7 @@ export class JobRunner {
     const exit = this.exit ?? { code: null, signal: null };
     const status: ResultStatus = this.endStatus ?? (exit.code === 0 ? 'Completed' : 'Failed');
     if (this.options.keepWorkspace !== true) this.removeWorkspace();
+    this.options.guard?.ended();
     this.resolveDone({
       result: {
         status,
