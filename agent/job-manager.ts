@@ -94,13 +94,17 @@ export class JobManager {
     return undefined;
   }
 
-  /** Starts the job; the caller has already answered JobAccepted. */
+  /**
+   * Starts the job; the caller has already answered JobAccepted. An earlier attempt of the
+   * same job still running here was withdrawn by the plane: it is cancelled, and the new
+   * attempt starts only once it has exited, so that two attempts never run at once.
+   */
   start(message: EnvelopeOf<'JobAssignment'>): void {
     const job = message.data;
-    // An older attempt of the same job still running here was withdrawn by the plane: its result would be discarded.
-    for (const { runner } of this.running.values()) {
-      if (runner.jobId === job.job_id && runner.attempt !== job.attempt) runner.cancel(`superseded by attempt ${job.attempt}`);
-    }
+    const log = { job_id: job.job_id, attempt: job.attempt, name: job.job.name };
+    const earlier = [...this.running.values()].filter((r) => r.runner.jobId === job.job_id && r.runner.attempt !== job.attempt);
+    for (const { runner } of earlier) runner.cancel(`superseded by attempt ${job.attempt}`);
+    const after = earlier.length === 0 ? undefined : Promise.all(earlier.map((r) => r.runner.done));
     const traceparent = message.traceparent ?? childTraceparent();
     const runner = new JobRunner({
       assignment: job,
@@ -108,11 +112,20 @@ export class JobManager {
       logger: this.options.logger,
       ...(this.options.killGraceMs === undefined ? {} : { killGraceMs: this.options.killGraceMs }),
       guard: this.guards.guard(job.job_id, job.attempt),
+      ...(after === undefined ? {} : { after }),
       onChunk: (chunk) => this.options.events.chunk(chunk, childTraceparent(traceparent)),
     });
     const entry = { runner, traceparent };
     this.running.set(key(job.job_id, job.attempt), entry);
-    this.options.logger.info({ job_id: job.job_id, attempt: job.attempt, name: job.job.name }, 'job started');
+    if (after === undefined) {
+      this.options.logger.info(log, 'job started');
+    } else {
+      const waitingFor = earlier.map((r) => r.runner.attempt);
+      this.options.logger.info({ ...log, waiting_for: waitingFor }, 'job accepted; starts once its earlier attempts have exited');
+      void after.then(() => {
+        if (!runner.isFinished) this.options.logger.info({ ...log, after: waitingFor }, 'job started');
+      });
+    }
     void runner.done.then((outcome) => this.onDone(entry, outcome));
   }
 

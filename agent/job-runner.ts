@@ -44,6 +44,11 @@ export interface JobRunnerOptions {
   keepWorkspace?: boolean;
   /** Keeps the job's processes from outliving it or the agent (job-guard.ts). Default none. */
   guard?: ProcessGuard;
+  /**
+   * The job's process starts only once this settles: an earlier attempt of the same job
+   * must have exited first. Default: at once.
+   */
+  after?: Promise<unknown>;
 }
 
 export interface JobRunOutcome {
@@ -61,7 +66,7 @@ export class JobRunner {
 
   private readonly streams: Record<LogStream, OutputStream>;
   private readonly cwd: string;
-  private readonly startedAt = new Date();
+  private startedAt = new Date();
   private readonly killGraceMs: number;
   private readonly flushIntervalMs: number;
   private child: ChildProcess | undefined;
@@ -76,7 +81,7 @@ export class JobRunner {
   private killTimer: NodeJS.Timeout | undefined;
   private pipeTimer: NodeJS.Timeout | undefined;
 
-  /** Starts the job at once. */
+  /** Starts the job at once, or once `after` has settled. */
   constructor(private readonly options: JobRunnerOptions) {
     const { assignment } = options;
     this.jobId = assignment.job_id;
@@ -99,7 +104,8 @@ export class JobRunner {
         emit: (seq, data) => options.onChunk({ job_id: this.jobId, attempt: this.attempt, stream: name, seq, data }),
       });
     this.streams = { stdout: stream('stdout'), stderr: stream('stderr') };
-    this.start();
+    if (options.after === undefined) this.start();
+    else void options.after.then(() => this.start());
   }
 
   get isFinished(): boolean {
@@ -115,7 +121,8 @@ export class JobRunner {
   kill(): void {
     if (this.finished) return;
     this.endStatus ??= 'Cancelled';
-    this.signalGroup('SIGKILL');
+    if (this.child === undefined) this.finish();
+    else this.signalGroup('SIGKILL');
   }
 
   /** Chunks of `stream` already sent, from `nextSeq` on, for a LogResync. */
@@ -126,6 +133,9 @@ export class JobRunner {
   }
 
   private start(): void {
+    // Cancelled or killed while it waited for an earlier attempt: it never runs.
+    if (this.finished) return;
+    this.startedAt = new Date();
     const { command } = this.options.assignment.job;
     try {
       // A fresh directory: nothing left from an earlier run of the same attempt.
@@ -217,6 +227,10 @@ export class JobRunner {
     this.streams.stderr.note(message);
     this.scheduleFlush();
     if (this.exit !== undefined) return;
+    if (this.child === undefined) {
+      this.finish();
+      return;
+    }
     this.signalGroup('SIGTERM');
     this.killTimer = setTimeout(() => this.signalGroup('SIGKILL'), this.killGraceMs);
   }

@@ -283,6 +283,28 @@ describe('Agent', () => {
     expect(result.data.result.stdout).toBe('one\ntwo\n');
   });
 
+  it('starts a newer attempt only once the earlier one, which ignores SIGTERM, has exited', async () => {
+    agent({ killGraceMs: 500 });
+    const conn = await plane.nextConnection();
+    await registered(conn);
+    const pidFile = join(workDir, 'attempt-1.pid');
+    const first = assignment(['sh', '-c', `trap "" TERM; echo $$ > ${pidFile}; echo one; while :; do sleep 0.05; done`]);
+    conn.send('JobAssignment', first);
+    await conn.next('LogChunk');
+    // Attempt 2 looks for attempt 1's main process when it starts.
+    const second = { ...first, attempt: 2, job: { ...first.job, command: ['sh', '-c', `kill -0 $(cat ${pidFile}) 2>/dev/null && echo overlap || echo alone`] } };
+    conn.send('JobAssignment', second);
+    // Answered at once, within the plane's accept timeout; started later.
+    expect((await conn.next('JobAccepted')).data).toEqual({ job_id: first.job_id, attempt: 2 });
+    const results = [await conn.next('JobResult'), await conn.next('JobResult')];
+    expect(results.map((r) => [r.data.attempt, r.data.result.status])).toEqual([
+      [1, 'Cancelled'],
+      [2, 'Completed'],
+    ]);
+    expect(results[1]!.data.result.stdout).toBe('alone\n');
+    expect(Date.parse(results[1]!.data.result.started_at)).toBeGreaterThanOrEqual(Date.parse(results[0]!.data.result.completed_at));
+  });
+
   it('rejects a job that needs more than the host has', async () => {
     agent();
     const conn = await plane.nextConnection();
