@@ -34,6 +34,11 @@ export interface AgentOptions {
   drainAckTimeoutMs?: number;
   /** Between SIGTERM and SIGKILL when a job times out or is cancelled. Default 5 s. */
   killGraceMs?: number;
+  /**
+   * Run each job in a cgroup (v2) of its own, killed as a whole at the job's end, where the
+   * agent may make cgroups (root, or a delegated subtree). Default true.
+   */
+  jobCgroups?: boolean;
   /** Bound of log output queued while disconnected. Default 8 MiB. */
   maxQueuedLogBytes?: number;
   backoff?: BackoffOptions;

@@ -66,6 +66,7 @@ export class Agent {
       outbox: this.outbox,
       logger: this.logger,
       ...(options.killGraceMs === undefined ? {} : { killGraceMs: options.killGraceMs }),
+      ...(options.jobCgroups === undefined ? {} : { jobCgroups: options.jobCgroups }),
       nodeId: () => this.node ?? '',
       events: {
         chunk: (chunk, traceparent) => this.sendChunk(chunk, traceparent),

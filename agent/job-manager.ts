@@ -24,6 +24,8 @@ export interface JobManagerOptions {
   /** The node id the control plane gave this agent, for JobResult. */
   nodeId(): string;
   killGraceMs?: number;
+  /** Run each job in a cgroup of its own where the host allows it. Default true. */
+  jobCgroups?: boolean;
 }
 
 interface Running {
@@ -41,7 +43,7 @@ export class JobManager {
 
   /** Kills what jobs of an earlier run of the agent left running, then is ready for jobs. */
   constructor(private readonly options: JobManagerOptions) {
-    this.guards = new JobGuards(options.workDir, options.logger);
+    this.guards = new JobGuards(options.workDir, options.logger, { cgroups: options.jobCgroups ?? true });
   }
 
   get activeJobs(): number {

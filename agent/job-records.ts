@@ -1,11 +1,12 @@
 // Where each running job's processes are, kept on disk under `<work-dir>/.jobs/`: its process
-// group, with the leader's start time so that a reused pid is not mistaken for it. A job's
-// watchdog kills the group when the agent dies; the records are for what is left when the
-// watchdog died too (the agent's whole tree killed, the OOM killer): a restarted agent kills
-// every recorded job before it takes new ones.
+// group, with the leader's start time so that a reused pid is not mistaken for it, and its
+// cgroup where it has one. A job's watchdog kills them when the agent dies; the records are
+// for what is left when the watchdog died too (the agent's whole tree killed, the OOM
+// killer): a restarted agent kills every recorded job before it takes new ones.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { killCgroup, removeCgroup } from './job-cgroup.js';
 
 /** One job's processes, as recorded. */
 export interface JobRecord {
@@ -15,6 +16,8 @@ export interface JobRecord {
   pgid: number;
   /** The leader's start time (field 22 of /proc/<pid>/stat), or null where there is no /proc. */
   start_time: string | null;
+  /** The job's cgroup directory, when it runs in one. */
+  cgroup?: string;
 }
 
 export class JobRecords {
@@ -40,7 +43,7 @@ export class JobRecords {
     for (const name of readdirSync(this.dir)) {
       const file = join(this.dir, name);
       const record = readRecord(file);
-      if (record !== undefined && killRecorded(record)) found.push(record);
+      if (record !== undefined && killRecorded(record, logger)) found.push(record);
       rmSync(file, { force: true });
     }
     if (found.length > 0) {
@@ -69,8 +72,13 @@ export function processStartTime(pid: number): string | null {
 }
 
 // True when something of the job was still running.
-function killRecorded(record: JobRecord): boolean {
+function killRecorded(record: JobRecord, logger: Logger): boolean {
   let killed = false;
+  const { cgroup } = record;
+  if (cgroup !== undefined) {
+    killed = killCgroup(cgroup);
+    removeCgroup(cgroup).catch((err: unknown) => logger.warn({ err, cgroup }, 'cannot remove the cgroup of an earlier job'));
+  }
   // Only a leader that is the very process recorded: its pid may since have gone to another.
   const now = processStartTime(record.pgid);
   if (now !== null && now === record.start_time) {

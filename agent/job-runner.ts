@@ -261,6 +261,8 @@ export class JobRunner {
     } catch {
       // No one left in the group.
     }
+    // And those that left the group (setsid daemons): its cgroup holds them still.
+    this.options.guard?.exited();
     this.pipeTimer = setTimeout(() => {
       this.child?.stdout?.destroy();
       this.child?.stderr?.destroy();
@@ -288,8 +290,7 @@ export class JobRunner {
     const exit = this.exit ?? { code: null, signal: null };
     const status: ResultStatus = this.endStatus ?? (exit.code === 0 ? 'Completed' : 'Failed');
     if (this.options.keepWorkspace !== true) this.removeWorkspace();
-    this.options.guard?.ended();
-    this.resolveDone({
+    const outcome: JobRunOutcome = {
       result: {
         status,
         exit_code: exit.code,
@@ -304,7 +305,10 @@ export class JobRunner {
         cpu_time_ms: this.cpuTimeMs,
         memory_peak_mb: memoryPeakMb,
       },
-    });
+    };
+    // Done once nothing of the job is left: a next attempt or a drain may rely on it.
+    const ended = this.options.guard?.ended() ?? Promise.resolve();
+    void ended.then(() => this.resolveDone(outcome));
   }
 }
 

@@ -4,8 +4,11 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { detectCgroupSupport } from '../../agent/job-cgroup.js';
 import { childrenMatching, groupMembers, isRunning, jobAssignment, register, startAgentProcess, until, type AgentProcess } from './agent-process.js';
 import { FakePlane } from './fake-plane.js';
+
+const cgroups = detectCgroupSupport();
 
 let plane: FakePlane;
 let workDir: string;
@@ -77,4 +80,24 @@ describe('an agent that dies', () => {
     agents.push(startAgentProcess(plane.url, workDir));
     await until('the leftover job is killed', () => groupMembers(jobPid).length === 0);
   });
+
+  (cgroups.usable ? it : it.skip)(
+    `takes a job's setsid daemon with it when killed with kill -9${cgroups.usable ? '' : ` (skipped: ${cgroups.reason})`}`,
+    async () => {
+      const agent = startAgentProcess(plane.url, workDir);
+      agents.push(agent);
+      const conn = await plane.nextConnection(20_000);
+      await register(conn);
+      const pidFile = join(scratch, 'daemon.pid');
+      const script = `setsid sh -c 'echo $$ > ${pidFile}; exec sleep 300' & while [ ! -s ${pidFile} ]; do sleep 0.01; done; echo up; sleep 300`;
+      conn.send('JobAssignment', jobAssignment(['sh', '-c', script]));
+      await conn.next('LogChunk');
+      const daemon = Number(readFileSync(pidFile, 'utf8'));
+      jobPids.push(daemon);
+      expect(isRunning(daemon)).toBe(true);
+      agent.child.kill('SIGKILL');
+      await agent.exited;
+      await until('the daemon is gone', () => !isRunning(daemon));
+    },
+  );
 });
