@@ -6,6 +6,7 @@ import type { ClientTlsOptions, Connection, DialOptions } from '../transports/tr
 import type { BackoffOptions } from './backoff.js';
 
 export const DEFAULT_SEND_BUFFER_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_RESULT_RESEND_INTERVAL_MS = 10_000;
 
 /** Opens a connection to one control-plane URL. */
 export type Dialer = (url: URL, options: DialOptions) => Promise<Connection>;
@@ -30,6 +31,12 @@ export interface AgentOptions {
   registerTimeoutMs?: number;
   /** Heartbeat interval until the control plane names one. Default 5 s. */
   heartbeatIntervalMs?: number;
+  /**
+   * A JobResult not acked within this long is sent again on the same connection (the plane
+   * may have failed to store it, e.g. a full disk); it is also sent again after every
+   * reconnect. Default 10 s.
+   */
+  resultResendIntervalMs?: number;
   /** How long a drain waits for the acks of the last results before it deregisters. Default 10 s. */
   drainAckTimeoutMs?: number;
   /** Between SIGTERM and SIGKILL when a job times out or is cancelled. Default 5 s. */

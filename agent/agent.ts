@@ -18,7 +18,7 @@ import { PlaneLink } from './plane-link.js';
 import { ReconnectLoop } from './reconnect-loop.js';
 import { ResultOutbox, type OutboxEntry } from './result-outbox.js';
 import { childTraceparent } from './trace-context.js';
-import { DEFAULT_SEND_BUFFER_BYTES, type AgentOptions } from './agent-options.js';
+import { DEFAULT_RESULT_RESEND_INTERVAL_MS, DEFAULT_SEND_BUFFER_BYTES, type AgentOptions } from './agent-options.js';
 
 export type { AgentOptions, Dialer } from './agent-options.js';
 
@@ -44,6 +44,7 @@ export class Agent {
   private heartbeatIntervalMs: number;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private registerTimer: NodeJS.Timeout | undefined;
+  private resendTimer: NodeJS.Timeout | undefined;
   private readonly loop: ReconnectLoop;
   private drained: Promise<void> | undefined;
 
@@ -125,6 +126,7 @@ export class Agent {
     this.stopped = true;
     clearTimeout(this.registerTimer);
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.resendTimer);
     const stopping = this.loop.stop();
     await this.link?.close();
     await stopping;
@@ -193,6 +195,7 @@ export class Agent {
     this.registered = false;
     clearTimeout(this.registerTimer);
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.resendTimer);
     if (!this.stopped) this.logger.warn({ err, url }, 'disconnected from control plane');
   }
 
@@ -247,6 +250,7 @@ export class Agent {
     // Logs first, then results: the plane has an attempt's output before its end.
     for (const { chunk, traceparent } of this.logQueue.drain()) link.send('LogChunk', chunk, traceparent);
     for (const entry of this.outbox.pending()) this.sendResult(link, entry);
+    this.startResending();
   }
 
   private onAssignment(link: PlaneLink, message: EnvelopeOf<'JobAssignment'>): void {
@@ -355,6 +359,23 @@ export class Agent {
     // The node id is the current one: a refused resume may have given this agent a new one.
     const data = this.node === undefined ? entry.result : { ...entry.result, node_id: this.node };
     link.send('JobResult', data, childTraceparent(entry.traceparent));
+    this.outbox.markSent(entry.result.job_id, entry.result.attempt, Date.now());
+  }
+
+  /**
+   * Rule 4 of PROTOCOL.md section 4 asks for a resend after a reconnect; a result the plane
+   * answered with a non-fatal error (it could not store it) needs one on the same connection.
+   */
+  private startResending(): void {
+    clearInterval(this.resendTimer);
+    const intervalMs = this.options.resultResendIntervalMs ?? DEFAULT_RESULT_RESEND_INTERVAL_MS;
+    this.resendTimer = setInterval(() => {
+      const link = this.liveLink();
+      if (link === undefined) return;
+      const due = this.outbox.dueForResend(Date.now(), intervalMs);
+      if (due.length > 0) this.logger.info({ results: due.length }, 'resending results not acked in time');
+      for (const entry of due) this.sendResult(link, entry);
+    }, intervalMs);
   }
 
   private async waitUntil(done: () => boolean, timeoutMs: number): Promise<void> {

@@ -171,6 +171,25 @@ describe('Agent', () => {
     expect(conn.all('JobResult')).toEqual([]);
   });
 
+  it('resends a result on the same connection when the plane could not store it, until it is acked', async () => {
+    agent({ resultResendIntervalMs: 100 });
+    const conn = await plane.nextConnection();
+    await registered(conn);
+    const job = assignment(['echo', 'hi']);
+    conn.send('JobAssignment', job);
+    const first = await conn.next('JobResult');
+    // What the plane answers when its store fails (a full disk): non-fatal, the connection stays.
+    conn.send('Error', { code: 'internal', message: 'cannot store the result', fatal: false });
+    const resent = await conn.next('JobResult');
+    expect(resent.data).toEqual(first.data);
+    conn.send('JobResultAck', { job_id: job.job_id, attempt: 1 });
+    // Heartbeats over several resend intervals: nothing more once acked.
+    conn.send('Configure', { heartbeat_interval_ms: 100 });
+    for (let i = 0; i < 5; i++) await conn.next('Heartbeat');
+    expect(conn.all('JobResult')).toHaveLength(2);
+    expect(conn.closed).toBe(false);
+  });
+
   it('keeps a job running while disconnected and delivers its logs and result once registered again', async () => {
     agent();
     let conn = await plane.nextConnection();
