@@ -7,6 +7,8 @@ import type { BackoffOptions } from './backoff.js';
 
 export const DEFAULT_SEND_BUFFER_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_RESULT_RESEND_INTERVAL_MS = 10_000;
+/** `maxReadFrameBytes` by default, as a multiple of `maxFrameBytes`. */
+export const DEFAULT_READ_LIMIT_FACTOR = 4;
 
 /** Opens a connection to one control-plane URL. */
 export type Dialer = (url: URL, options: DialOptions) => Promise<Connection>;
@@ -23,7 +25,18 @@ export interface AgentOptions {
   /** Node tags, from `--tag k=v`. */
   tags?: Record<string, string>;
   logger: Logger;
+  /**
+   * Largest frame (codec byte and body) the agent takes; a JobAssignment over it is answered
+   * JobRejected. Default 1 MiB, the protocol's `max_frame_bytes`.
+   */
   maxFrameBytes?: number;
+  /**
+   * Frames up to this size are still read whole, so that refusing one over `maxFrameBytes`
+   * costs that frame only and not the connection (and the jobs assigned alongside it);
+   * past it the transport must close the connection. Default 4 × `maxFrameBytes`, as the
+   * protocol's message-transport limits.
+   */
+  maxReadFrameBytes?: number;
   maxSendBufferBytes?: number;
   /** Give up dialling one URL after this long. Default 10 s. */
   connectTimeoutMs?: number;

@@ -18,7 +18,12 @@ import { PlaneLink } from './plane-link.js';
 import { ReconnectLoop } from './reconnect-loop.js';
 import { ResultOutbox, type OutboxEntry } from './result-outbox.js';
 import { childTraceparent } from './trace-context.js';
-import { DEFAULT_RESULT_RESEND_INTERVAL_MS, DEFAULT_SEND_BUFFER_BYTES, type AgentOptions } from './agent-options.js';
+import {
+  DEFAULT_READ_LIMIT_FACTOR,
+  DEFAULT_RESULT_RESEND_INTERVAL_MS,
+  DEFAULT_SEND_BUFFER_BYTES,
+  type AgentOptions,
+} from './agent-options.js';
 
 export type { AgentOptions, Dialer } from './agent-options.js';
 
@@ -134,10 +139,15 @@ export class Agent {
 
   // ---- connections ----
 
+  private get maxFrameBytes(): number {
+    return this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  }
+
   private dial(url: string): Promise<Connection> {
     const parsed = new URL(url);
     const options: DialOptions = {
-      maxFrameBytes: this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      // The transport's limit is the read limit: frames between the two are refused by PlaneLink.
+      maxFrameBytes: this.options.maxReadFrameBytes ?? DEFAULT_READ_LIMIT_FACTOR * this.maxFrameBytes,
       maxSendBufferBytes: this.options.maxSendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES,
       connectTimeoutMs: this.options.connectTimeoutMs ?? 10_000,
     };
@@ -155,11 +165,14 @@ export class Agent {
         message: (message) => {
           if (link === this.link && !this.stopped) this.onMessage(link, message);
         },
+        refused: (jobId, attempt, reason) => {
+          if (link === this.link && !this.stopped && this.registered) this.onRefused(link, jobId, attempt, reason);
+        },
         closed: (err) => {
           this.onClosed(link, url, err);
           resolve();
         },
-      });
+      }, this.maxFrameBytes);
       this.link = link;
       this.logger.info({ url, remote: conn.remoteAddress }, 'connected to control plane');
       link.start();
@@ -272,6 +285,14 @@ export class Agent {
     link.send('JobAccepted', { job_id, attempt }, trace);
     this.jobs.start(message);
     this.sendHeartbeat();
+  }
+
+  /** An assignment PlaneLink could not take (too large, or invalid): that job only is refused. */
+  private onRefused(link: PlaneLink, jobId: string, attempt: number, reason: string): void {
+    // Already running or done here (a repeat): what the agent has stands.
+    if (this.jobs.isRunning(jobId, attempt) || this.outbox.has(jobId, attempt)) return;
+    this.logger.warn({ job_id: jobId, attempt, reason }, 'job rejected');
+    link.send('JobRejected', { job_id: jobId, attempt, reason }, childTraceparent());
   }
 
   private onLogResync(link: PlaneLink, data: MessageData<'LogResync'>): void {

@@ -348,6 +348,29 @@ describe('Agent', () => {
     expect(conn.closed).toBe(false);
   });
 
+  it('refuses an oversize or invalid assignment with JobRejected and keeps the jobs sent alongside it', async () => {
+    agent();
+    const conn = await plane.nextConnection();
+    await registered(conn);
+    const before = assignment(['echo', 'before']);
+    // Over the default max_frame_bytes (1 MiB) once encoded, under the default read limit.
+    const big = assignment(['echo', 'x'.repeat(1_200_000)]);
+    const invalid = { ...assignment(['true']), priority: 'Urgent' } as unknown as MessageData<'JobAssignment'>;
+    const after = assignment(['echo', 'after']);
+    for (const job of [before, big, invalid, after]) conn.send('JobAssignment', job);
+    // Answers come in any order: the big frame takes a while to arrive, the small jobs do not.
+    await conn.until('two rejections and two results', () => conn.all('JobRejected').length === 2 && conn.all('JobResult').length === 2);
+    const rejected = conn.all('JobRejected');
+    expect(rejected[0]!.data).toMatchObject({ job_id: big.job_id, attempt: 1 });
+    expect(rejected[0]!.data.reason).toMatch(/exceeds max_frame_bytes 1048576/);
+    expect(rejected[1]!.data).toMatchObject({ job_id: invalid.job_id, attempt: 1 });
+    expect(rejected[1]!.data.reason).toMatch(/invalid JobAssignment \(data\.priority\)/);
+    expect(conn.all('JobResult').map((r) => r.data.result.stdout).sort()).toEqual(['after\n', 'before\n']);
+    expect(conn.all('JobAccepted').map((a) => a.data.job_id).sort()).toEqual([before.job_id, after.job_id].sort());
+    expect(conn.closed).toBe(false);
+    expect(plane.conns).toHaveLength(1);
+  });
+
   it('drains: rejects new jobs, reports Draining, finishes the running job, deregisters after the ack', async () => {
     const a = agent();
     const conn = await plane.nextConnection();
