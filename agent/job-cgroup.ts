@@ -47,13 +47,20 @@ export function detectCgroupSupport(): CgroupSupport {
 export class JobCgroup {
   readonly dir: string;
 
-  /** Makes `<base>/<name>`; throws when it cannot. */
+  /** Makes `<base>/<name>`, emptying and replacing one an earlier run left; throws when it cannot. */
   constructor(
     private readonly base: string,
     name: string,
   ) {
     this.dir = join(base, name);
-    mkdirSync(this.dir);
+    try {
+      mkdirSync(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      killCgroup(this.dir);
+      rmdirSync(this.dir);
+      mkdirSync(this.dir);
+    }
   }
 
   /**
