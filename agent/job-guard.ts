@@ -49,11 +49,6 @@ export class JobGuards {
     }
   }
 
-  /** True when jobs run in cgroups of their own. */
-  get usesCgroups(): boolean {
-    return this.cgroups.usable;
-  }
-
   /** A guard for one attempt. */
   guard(jobId: string, attempt: number): ProcessGuard {
     const base = this.cgroups.usable ? this.cgroups.base : undefined;

@@ -68,7 +68,22 @@ function daemonPid(pidFile: string): number {
   return pid;
 }
 
+/** A logger whose lines land in `lines`. */
+function capture(lines: Array<Record<string, unknown>>): ReturnType<typeof pino> {
+  return pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+}
+
 describe('jobs in cgroups', () => {
+  it('says at start-up, in one line, whether jobs run in cgroups and why not', () => {
+    const off: Array<Record<string, unknown>> = [];
+    new JobGuards(workDir, capture(off), { cgroups: false });
+    expect(off).toEqual([expect.objectContaining({ level: 40, reason: 'turned off', msg: expect.stringMatching(/without cgroups/) })]);
+    const auto: Array<Record<string, unknown>> = [];
+    new JobGuards(workDir, capture(auto));
+    expect(auto).toHaveLength(1);
+    expect(auto[0]).toMatchObject(support.usable ? { cgroup_base: support.base } : { reason: support.reason });
+  });
+
   cgroupIt(`kill a setsid daemon when the job ends, and remove the job's cgroup${skipped}`, async () => {
     const { runner, pidFile, cgroup } = jobWithDaemon(new JobGuards(workDir, logger), 'exit 0');
     expect((await runner.done).result.status).toBe('Completed');
