@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { detectCgroupSupport } from '../../agent/job-cgroup.js';
 import { JobGuards } from '../../agent/job-guard.js';
@@ -69,7 +69,7 @@ function daemonPid(pidFile: string): number {
 }
 
 /** A logger whose lines land in `lines`. */
-function capture(lines: Array<Record<string, unknown>>): ReturnType<typeof pino> {
+function capture(lines: Array<Record<string, unknown>>): Logger {
   return pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
 }
 
