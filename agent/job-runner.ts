@@ -1,7 +1,8 @@
 // Runs one JobAssignment as a child process: argv without a shell, a fresh working
 // directory per attempt, output streamed as LogChunks with secrets masked, the job's
 // timeout and cancellation enforced on the whole process group (SIGTERM, then SIGKILL
-// after a grace period), and a JobOutcome with metrics at the end.
+// after a grace period), and a JobOutcome with metrics at the end. Its guard (job-guard.ts)
+// keeps the job's processes from outliving it or the agent.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
