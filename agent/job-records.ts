@@ -43,8 +43,17 @@ export class JobRecords {
     for (const name of readdirSync(this.dir)) {
       const file = join(this.dir, name);
       const record = readRecord(file);
-      if (record !== undefined && killRecorded(record, logger)) found.push(record);
-      rmSync(file, { force: true });
+      if (record !== undefined && killRecorded(record)) found.push(record);
+      if (record?.cgroup === undefined) {
+        rmSync(file, { force: true });
+        continue;
+      }
+      // The record goes with its cgroup: should that fail, the next start tries again.
+      const { cgroup } = record;
+      removeCgroup(cgroup).then(
+        () => rmSync(file, { force: true }),
+        (err: unknown) => logger.warn({ err, cgroup }, 'cannot remove the cgroup of an earlier job'),
+      );
     }
     if (found.length > 0) {
       logger.warn(
@@ -72,13 +81,8 @@ export function processStartTime(pid: number): string | null {
 }
 
 // True when something of the job was still running.
-function killRecorded(record: JobRecord, logger: Logger): boolean {
-  let killed = false;
-  const { cgroup } = record;
-  if (cgroup !== undefined) {
-    killed = killCgroup(cgroup);
-    removeCgroup(cgroup).catch((err: unknown) => logger.warn({ err, cgroup }, 'cannot remove the cgroup of an earlier job'));
-  }
+function killRecorded(record: JobRecord): boolean {
+  let killed = record.cgroup !== undefined && killCgroup(record.cgroup);
   // Only a leader that is the very process recorded: its pid may since have gone to another.
   const now = processStartTime(record.pgid);
   if (now !== null && now === record.start_time) {

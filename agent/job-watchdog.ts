@@ -18,7 +18,7 @@ kill -9 -"$1" 2>/dev/null
 if [ -e "$2/cgroup.kill" ]; then echo 1 > "$2/cgroup.kill"
 else while read -r pid; do kill -9 "$pid"; done < "$2/cgroup.procs"
 fi
-for try in 1 2 3 4 5 6 7 8 9 10; do rmdir "$2" 2>/dev/null && break; sleep 0.05; done
+for try in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do rmdir "$2" 2>/dev/null && break; sleep 0.05; done
 exit 0`;
 
 export class JobWatchdog {

@@ -1,6 +1,6 @@
 // A job's processes do not outlive the agent that started them (issue 8, item 1): a real
 // agent process runs a real job that appends to a ledger, and is killed with `kill -9`.
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -79,6 +79,8 @@ describe('an agent that dies', () => {
 
     agents.push(startAgentProcess(plane.url, workDir));
     await until('the leftover job is killed', () => groupMembers(jobPid).length === 0);
+    // Its record goes once all of it is gone (its cgroup too, where it had one).
+    await until('the records are cleared', () => readdirSync(join(workDir, '.jobs')).length === 0);
   });
 
   (cgroups.usable ? it : it.skip)(
@@ -90,7 +92,8 @@ describe('an agent that dies', () => {
       await register(conn);
       const pidFile = join(scratch, 'daemon.pid');
       const script = `setsid sh -c 'echo $$ > ${pidFile}; exec sleep 300' & while [ ! -s ${pidFile} ]; do sleep 0.01; done; echo up; sleep 300`;
-      conn.send('JobAssignment', jobAssignment(['sh', '-c', script]));
+      const job = jobAssignment(['sh', '-c', script]);
+      conn.send('JobAssignment', job);
       await conn.next('LogChunk');
       const daemon = Number(readFileSync(pidFile, 'utf8'));
       jobPids.push(daemon);
@@ -98,6 +101,7 @@ describe('an agent that dies', () => {
       agent.child.kill('SIGKILL');
       await agent.exited;
       await until('the daemon is gone', () => !isRunning(daemon));
+      if (cgroups.usable) await until('the job cgroup is removed', () => !existsSync(join(cgroups.base, `muster-job-${job.job_id}-1`)));
     },
   );
 });
