@@ -6,6 +6,9 @@ import type { ClientTlsOptions, Connection, DialOptions } from '../transports/tr
 import type { BackoffOptions } from './backoff.js';
 
 export const DEFAULT_SEND_BUFFER_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_RESULT_RESEND_INTERVAL_MS = 10_000;
+/** `maxReadFrameBytes` by default, as a multiple of `maxFrameBytes`. */
+export const DEFAULT_READ_LIMIT_FACTOR = 4;
 
 /** Opens a connection to one control-plane URL. */
 export type Dialer = (url: URL, options: DialOptions) => Promise<Connection>;
@@ -22,7 +25,18 @@ export interface AgentOptions {
   /** Node tags, from `--tag k=v`. */
   tags?: Record<string, string>;
   logger: Logger;
+  /**
+   * Largest frame (codec byte and body) the agent takes; a JobAssignment over it is answered
+   * JobRejected. Default 1 MiB, the protocol's `max_frame_bytes`.
+   */
   maxFrameBytes?: number;
+  /**
+   * Frames up to this size are still read whole, so that refusing one over `maxFrameBytes`
+   * costs that frame only and not the connection (and the jobs assigned alongside it);
+   * past it the transport must close the connection. Default 4 × `maxFrameBytes`, as the
+   * protocol's message-transport limits.
+   */
+  maxReadFrameBytes?: number;
   maxSendBufferBytes?: number;
   /** Give up dialling one URL after this long. Default 10 s. */
   connectTimeoutMs?: number;
@@ -30,10 +44,21 @@ export interface AgentOptions {
   registerTimeoutMs?: number;
   /** Heartbeat interval until the control plane names one. Default 5 s. */
   heartbeatIntervalMs?: number;
+  /**
+   * A JobResult not acked within this long is sent again on the same connection (the plane
+   * may have failed to store it, e.g. a full disk); it is also sent again after every
+   * reconnect. Default 10 s.
+   */
+  resultResendIntervalMs?: number;
   /** How long a drain waits for the acks of the last results before it deregisters. Default 10 s. */
   drainAckTimeoutMs?: number;
   /** Between SIGTERM and SIGKILL when a job times out or is cancelled. Default 5 s. */
   killGraceMs?: number;
+  /**
+   * Run each job in a cgroup (v2) of its own, killed as a whole at the job's end, where the
+   * agent may make cgroups (root, or a delegated subtree). Default true.
+   */
+  jobCgroups?: boolean;
   /** Bound of log output queued while disconnected. Default 8 MiB. */
   maxQueuedLogBytes?: number;
   backoff?: BackoffOptions;

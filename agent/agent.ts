@@ -18,7 +18,12 @@ import { PlaneLink } from './plane-link.js';
 import { ReconnectLoop } from './reconnect-loop.js';
 import { ResultOutbox, type OutboxEntry } from './result-outbox.js';
 import { childTraceparent } from './trace-context.js';
-import { DEFAULT_SEND_BUFFER_BYTES, type AgentOptions } from './agent-options.js';
+import {
+  DEFAULT_READ_LIMIT_FACTOR,
+  DEFAULT_RESULT_RESEND_INTERVAL_MS,
+  DEFAULT_SEND_BUFFER_BYTES,
+  type AgentOptions,
+} from './agent-options.js';
 
 export type { AgentOptions, Dialer } from './agent-options.js';
 
@@ -44,6 +49,7 @@ export class Agent {
   private heartbeatIntervalMs: number;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private registerTimer: NodeJS.Timeout | undefined;
+  private resendTimer: NodeJS.Timeout | undefined;
   private readonly loop: ReconnectLoop;
   private drained: Promise<void> | undefined;
 
@@ -66,6 +72,7 @@ export class Agent {
       outbox: this.outbox,
       logger: this.logger,
       ...(options.killGraceMs === undefined ? {} : { killGraceMs: options.killGraceMs }),
+      ...(options.jobCgroups === undefined ? {} : { jobCgroups: options.jobCgroups }),
       nodeId: () => this.node ?? '',
       events: {
         chunk: (chunk, traceparent) => this.sendChunk(chunk, traceparent),
@@ -124,6 +131,7 @@ export class Agent {
     this.stopped = true;
     clearTimeout(this.registerTimer);
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.resendTimer);
     const stopping = this.loop.stop();
     await this.link?.close();
     await stopping;
@@ -131,10 +139,15 @@ export class Agent {
 
   // ---- connections ----
 
+  private get maxFrameBytes(): number {
+    return this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  }
+
   private dial(url: string): Promise<Connection> {
     const parsed = new URL(url);
     const options: DialOptions = {
-      maxFrameBytes: this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      // The transport's limit is the read limit: frames between the two are refused by PlaneLink.
+      maxFrameBytes: this.options.maxReadFrameBytes ?? DEFAULT_READ_LIMIT_FACTOR * this.maxFrameBytes,
       maxSendBufferBytes: this.options.maxSendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES,
       connectTimeoutMs: this.options.connectTimeoutMs ?? 10_000,
     };
@@ -152,11 +165,14 @@ export class Agent {
         message: (message) => {
           if (link === this.link && !this.stopped) this.onMessage(link, message);
         },
+        refused: (jobId, attempt, reason) => {
+          if (link === this.link && !this.stopped && this.registered) this.onRefused(link, jobId, attempt, reason);
+        },
         closed: (err) => {
           this.onClosed(link, url, err);
           resolve();
         },
-      });
+      }, this.maxFrameBytes);
       this.link = link;
       this.logger.info({ url, remote: conn.remoteAddress }, 'connected to control plane');
       link.start();
@@ -192,6 +208,7 @@ export class Agent {
     this.registered = false;
     clearTimeout(this.registerTimer);
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.resendTimer);
     if (!this.stopped) this.logger.warn({ err, url }, 'disconnected from control plane');
   }
 
@@ -246,6 +263,7 @@ export class Agent {
     // Logs first, then results: the plane has an attempt's output before its end.
     for (const { chunk, traceparent } of this.logQueue.drain()) link.send('LogChunk', chunk, traceparent);
     for (const entry of this.outbox.pending()) this.sendResult(link, entry);
+    this.startResending();
   }
 
   private onAssignment(link: PlaneLink, message: EnvelopeOf<'JobAssignment'>): void {
@@ -267,6 +285,14 @@ export class Agent {
     link.send('JobAccepted', { job_id, attempt }, trace);
     this.jobs.start(message);
     this.sendHeartbeat();
+  }
+
+  /** An assignment PlaneLink could not take (too large, or invalid): that job only is refused. */
+  private onRefused(link: PlaneLink, jobId: string, attempt: number, reason: string): void {
+    // Already running or done here (a repeat): what the agent has stands.
+    if (this.jobs.isRunning(jobId, attempt) || this.outbox.has(jobId, attempt)) return;
+    this.logger.warn({ job_id: jobId, attempt, reason }, 'job rejected');
+    link.send('JobRejected', { job_id: jobId, attempt, reason }, childTraceparent());
   }
 
   private onLogResync(link: PlaneLink, data: MessageData<'LogResync'>): void {
@@ -354,6 +380,23 @@ export class Agent {
     // The node id is the current one: a refused resume may have given this agent a new one.
     const data = this.node === undefined ? entry.result : { ...entry.result, node_id: this.node };
     link.send('JobResult', data, childTraceparent(entry.traceparent));
+    this.outbox.markSent(entry.result.job_id, entry.result.attempt, Date.now());
+  }
+
+  /**
+   * Rule 4 of PROTOCOL.md section 4 asks for a resend after a reconnect; a result the plane
+   * answered with a non-fatal error (it could not store it) needs one on the same connection.
+   */
+  private startResending(): void {
+    clearInterval(this.resendTimer);
+    const intervalMs = this.options.resultResendIntervalMs ?? DEFAULT_RESULT_RESEND_INTERVAL_MS;
+    this.resendTimer = setInterval(() => {
+      const link = this.liveLink();
+      if (link === undefined) return;
+      const due = this.outbox.dueForResend(Date.now(), intervalMs);
+      if (due.length > 0) this.logger.info({ results: due.length }, 'resending results not acked in time');
+      for (const entry of due) this.sendResult(link, entry);
+    }, intervalMs);
   }
 
   private async waitUntil(done: () => boolean, timeoutMs: number): Promise<void> {

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { EnvelopeOf, MessageData } from '../protocol/messages.js';
 import { cpuCount, diskGb, totalMemoryMb, type Reserved } from './host-facts.js';
+import { JobGuards } from './job-guard.js';
 import { JobRunner, type JobAssignment, type JobRunOutcome, type LogChunkData } from './job-runner.js';
 import type { OutboxEntry, ResultOutbox } from './result-outbox.js';
 import { childTraceparent } from './trace-context.js';
@@ -23,6 +24,8 @@ export interface JobManagerOptions {
   /** The node id the control plane gave this agent, for JobResult. */
   nodeId(): string;
   killGraceMs?: number;
+  /** Run each job in a cgroup of its own where the host allows it. Default true. */
+  jobCgroups?: boolean;
 }
 
 interface Running {
@@ -34,10 +37,14 @@ export class JobManager {
   private readonly running = new Map<string, Running>();
   // Ended jobs whose result is not acked yet: a LogResync may still ask for their chunks.
   private readonly ended = new Map<string, Running>();
+  private readonly guards: JobGuards;
   private completedCount = 0;
   private failedCount = 0;
 
-  constructor(private readonly options: JobManagerOptions) {}
+  /** Kills what jobs of an earlier run of the agent left running, then is ready for jobs. */
+  constructor(private readonly options: JobManagerOptions) {
+    this.guards = new JobGuards(options.workDir, options.logger, { cgroups: options.jobCgroups ?? true });
+  }
 
   get activeJobs(): number {
     return this.running.size;
@@ -89,24 +96,38 @@ export class JobManager {
     return undefined;
   }
 
-  /** Starts the job; the caller has already answered JobAccepted. */
+  /**
+   * Starts the job; the caller has already answered JobAccepted. An earlier attempt of the
+   * same job still running here was withdrawn by the plane: it is cancelled, and the new
+   * attempt starts only once it has exited, so that two attempts never run at once.
+   */
   start(message: EnvelopeOf<'JobAssignment'>): void {
     const job = message.data;
-    // An older attempt of the same job still running here was withdrawn by the plane: its result would be discarded.
-    for (const { runner } of this.running.values()) {
-      if (runner.jobId === job.job_id && runner.attempt !== job.attempt) runner.cancel(`superseded by attempt ${job.attempt}`);
-    }
+    const log = { job_id: job.job_id, attempt: job.attempt, name: job.job.name };
+    const earlier = [...this.running.values()].filter((r) => r.runner.jobId === job.job_id && r.runner.attempt !== job.attempt);
+    for (const { runner } of earlier) runner.cancel(`superseded by attempt ${job.attempt}`);
+    const after = earlier.length === 0 ? undefined : Promise.all(earlier.map((r) => r.runner.done));
     const traceparent = message.traceparent ?? childTraceparent();
     const runner = new JobRunner({
       assignment: job,
       workDir: this.options.workDir,
       logger: this.options.logger,
       ...(this.options.killGraceMs === undefined ? {} : { killGraceMs: this.options.killGraceMs }),
+      guard: this.guards.guard(job.job_id, job.attempt),
+      ...(after === undefined ? {} : { after }),
       onChunk: (chunk) => this.options.events.chunk(chunk, childTraceparent(traceparent)),
     });
     const entry = { runner, traceparent };
     this.running.set(key(job.job_id, job.attempt), entry);
-    this.options.logger.info({ job_id: job.job_id, attempt: job.attempt, name: job.job.name }, 'job started');
+    if (after === undefined) {
+      this.options.logger.info(log, 'job started');
+    } else {
+      const waitingFor = earlier.map((r) => r.runner.attempt);
+      this.options.logger.info({ ...log, waiting_for: waitingFor }, 'job accepted; starts once its earlier attempts have exited');
+      void after.then(() => {
+        if (!runner.isFinished) this.options.logger.info({ ...log, after: waitingFor }, 'job started');
+      });
+    }
     void runner.done.then((outcome) => this.onDone(entry, outcome));
   }
 

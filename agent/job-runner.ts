@@ -1,13 +1,15 @@
 // Runs one JobAssignment as a child process: argv without a shell, a fresh working
 // directory per attempt, output streamed as LogChunks with secrets masked, the job's
 // timeout and cancellation enforced on the whole process group (SIGTERM, then SIGKILL
-// after a grace period), and a JobOutcome with metrics at the end.
+// after a grace period), and a JobOutcome with metrics at the end. Its guard (job-guard.ts)
+// keeps the job's processes from outliving it or the agent.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Duration, JobMetrics, JobOutcome, LogStream, MessageData, ResultStatus } from '../protocol/messages.js';
 import type { Reserved } from './host-facts.js';
+import type { ProcessGuard } from './job-guard.js';
 import { MAX_CHUNK_BYTES, OutputStream } from './output-stream.js';
 import { PeakMemorySampler, takeReapedChildrenCpuMs } from './process-usage.js';
 import { SecretMasker } from './secret-masker.js';
@@ -41,6 +43,13 @@ export interface JobRunnerOptions {
   baseEnv?: NodeJS.ProcessEnv;
   /** Keep the working directory after the job (default: removed). */
   keepWorkspace?: boolean;
+  /** Keeps the job's processes from outliving it or the agent (job-guard.ts). Default none. */
+  guard?: ProcessGuard;
+  /**
+   * The job's process starts only once this settles: an earlier attempt of the same job
+   * must have exited first. Default: at once.
+   */
+  after?: Promise<unknown>;
 }
 
 export interface JobRunOutcome {
@@ -58,7 +67,7 @@ export class JobRunner {
 
   private readonly streams: Record<LogStream, OutputStream>;
   private readonly cwd: string;
-  private readonly startedAt = new Date();
+  private startedAt = new Date();
   private readonly killGraceMs: number;
   private readonly flushIntervalMs: number;
   private child: ChildProcess | undefined;
@@ -73,7 +82,7 @@ export class JobRunner {
   private killTimer: NodeJS.Timeout | undefined;
   private pipeTimer: NodeJS.Timeout | undefined;
 
-  /** Starts the job at once. */
+  /** Starts the job at once, or once `after` has settled. */
   constructor(private readonly options: JobRunnerOptions) {
     const { assignment } = options;
     this.jobId = assignment.job_id;
@@ -96,7 +105,8 @@ export class JobRunner {
         emit: (seq, data) => options.onChunk({ job_id: this.jobId, attempt: this.attempt, stream: name, seq, data }),
       });
     this.streams = { stdout: stream('stdout'), stderr: stream('stderr') };
-    this.start();
+    if (options.after === undefined) this.start();
+    else void options.after.then(() => this.start());
   }
 
   get isFinished(): boolean {
@@ -112,7 +122,8 @@ export class JobRunner {
   kill(): void {
     if (this.finished) return;
     this.endStatus ??= 'Cancelled';
-    this.signalGroup('SIGKILL');
+    if (this.child === undefined) this.finish();
+    else this.signalGroup('SIGKILL');
   }
 
   /** Chunks of `stream` already sent, from `nextSeq` on, for a LogResync. */
@@ -123,6 +134,9 @@ export class JobRunner {
   }
 
   private start(): void {
+    // Cancelled or killed while it waited for an earlier attempt: it never runs.
+    if (this.finished) return;
+    this.startedAt = new Date();
     const { command } = this.options.assignment.job;
     try {
       // A fresh directory: nothing left from an earlier run of the same attempt.
@@ -133,14 +147,16 @@ export class JobRunner {
       return;
     }
     let child: ChildProcess;
-    try {
-      child = spawn(command[0]!, command.slice(1), {
+    const start = (): ChildProcess =>
+      spawn(command[0]!, command.slice(1), {
         cwd: this.cwd,
         env: this.environment(),
         // Its own process group, so that a timeout or cancel reaches every process it started.
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
       });
+    try {
+      child = this.options.guard?.spawn(start) ?? start();
     } catch (err) {
       // spawn throws at once on arguments it cannot pass (a NUL byte in argv or env).
       this.failToStart(null, `muster-agent: cannot start ${command[0]}: ${errorText(err)}\n`);
@@ -149,6 +165,7 @@ export class JobRunner {
     this.child = child;
     child.on('error', (err: NodeJS.ErrnoException) => this.onSpawnError(child, err));
     if (child.pid === undefined) return;
+    this.options.guard?.started(child.pid);
     this.memory = new PeakMemorySampler(child.pid);
     child.stdout!.on('data', (b: Buffer) => this.onOutput('stdout', b));
     child.stderr!.on('data', (b: Buffer) => this.onOutput('stderr', b));
@@ -211,6 +228,10 @@ export class JobRunner {
     this.streams.stderr.note(message);
     this.scheduleFlush();
     if (this.exit !== undefined) return;
+    if (this.child === undefined) {
+      this.finish();
+      return;
+    }
     this.signalGroup('SIGTERM');
     this.killTimer = setTimeout(() => this.signalGroup('SIGKILL'), this.killGraceMs);
   }
@@ -241,6 +262,8 @@ export class JobRunner {
     } catch {
       // No one left in the group.
     }
+    // And those that left the group (setsid daemons): its cgroup holds them still.
+    this.options.guard?.exited();
     this.pipeTimer = setTimeout(() => {
       this.child?.stdout?.destroy();
       this.child?.stderr?.destroy();
@@ -268,7 +291,7 @@ export class JobRunner {
     const exit = this.exit ?? { code: null, signal: null };
     const status: ResultStatus = this.endStatus ?? (exit.code === 0 ? 'Completed' : 'Failed');
     if (this.options.keepWorkspace !== true) this.removeWorkspace();
-    this.resolveDone({
+    const outcome: JobRunOutcome = {
       result: {
         status,
         exit_code: exit.code,
@@ -283,7 +306,10 @@ export class JobRunner {
         cpu_time_ms: this.cpuTimeMs,
         memory_peak_mb: memoryPeakMb,
       },
-    });
+    };
+    // Done once nothing of the job is left: a next attempt or a drain may rely on it.
+    const ended = this.options.guard?.ended() ?? Promise.resolve();
+    void ended.then(() => this.resolveDone(outcome));
   }
 }
 

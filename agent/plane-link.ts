@@ -1,9 +1,13 @@
 // One connection to a control plane, at the level of messages: envelopes out in the
-// agent's codec, frames in decoded and validated. A frame that does not decode or
-// validate is logged and ignored; a broken framing layer closes the connection.
+// agent's codec, frames in decoded and validated. A frame the agent cannot take costs that
+// frame only: one over `max_frame_bytes` (read whole up to the dial limit, 4 × by default)
+// or one that does not validate is refused, and when it is a JobAssignment whose job id and
+// attempt can be read the owner answers JobRejected; anything else is logged and ignored.
+// Only a broken framing layer (a frame past the dial limit, say) closes the connection.
 import type { Logger } from 'pino';
 import { codecByName, decodeBody, encodeBody, ENCRYPTED_BIT, type Codec, type CodecName } from '../protocol/codec.js';
-import { MusterError } from '../protocol/errors.js';
+import { MusterError, type ErrorCode } from '../protocol/errors.js';
+import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/frame-decoder.js';
 import type { MessageData, NodeMessageType, PlaneMessage } from '../protocol/messages.js';
 import { validatePlaneMessage } from '../protocol/validator.js';
 import type { Connection } from '../transports/transport.js';
@@ -11,11 +15,18 @@ import type { Connection } from '../transports/transport.js';
 export interface PlaneLinkHandlers {
   /** A valid message from the control plane. */
   message(message: PlaneMessage): void;
+  /** A JobAssignment the agent cannot take (too large, or invalid), with why: answer JobRejected. */
+  refused(jobId: string, attempt: number, reason: string): void;
   /** The connection is gone; called once. */
   closed(err?: Error): void;
 }
 
 let nextMessageId = 0;
+
+// Enough of a refused assignment to answer it: the schema's own id and attempt shapes.
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+// A JobRejected reason quotes the validator's message, which is the plane's own text: bounded.
+const MAX_REASON_CHARS = 300;
 
 export class PlaneLink {
   private readonly codec: Codec;
@@ -26,6 +37,8 @@ export class PlaneLink {
     codec: CodecName,
     private readonly logger: Logger,
     private readonly handlers: PlaneLinkHandlers,
+    /** Largest frame (codec byte and body) the agent takes. */
+    private readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES,
   ) {
     this.codec = codecByName(codec);
   }
@@ -73,14 +86,50 @@ export class PlaneLink {
       void this.conn.close();
       return;
     }
-    let message: PlaneMessage;
+    let decoded: unknown;
     try {
-      message = validatePlaneMessage(decodeBody(codecByte as Codec, body));
+      decoded = decodeBody(codecByte as Codec, body);
     } catch (err) {
       const code = err instanceof MusterError ? err.code : 'internal';
-      this.logger.warn({ err, code }, 'ignoring bad frame from control plane');
+      this.logger.warn({ err, code }, 'ignoring undecodable frame from control plane');
+      return;
+    }
+    const frameBytes = body.length + 1;
+    if (frameBytes > this.maxFrameBytes) {
+      this.refuse(decoded, 'frame_too_large', `frame of ${frameBytes} bytes exceeds max_frame_bytes ${this.maxFrameBytes}`);
+      return;
+    }
+    let message: PlaneMessage;
+    try {
+      message = validatePlaneMessage(decoded);
+    } catch (err) {
+      const code = err instanceof MusterError ? err.code : 'internal';
+      const field = err instanceof MusterError && err.field !== undefined ? ` (${err.field})` : '';
+      this.refuse(decoded, code, `invalid ${typeOf(decoded) ?? 'message'}${field}: ${err instanceof Error ? err.message : String(err)}`, err);
       return;
     }
     this.handlers.message(message);
   }
+
+  private refuse(decoded: unknown, code: ErrorCode, reason: string, err?: unknown): void {
+    const job = assignmentIds(decoded);
+    this.logger.warn({ err, code, reason, type: typeOf(decoded), job_id: job?.jobId }, 'refusing a frame from control plane');
+    if (job !== undefined) this.handlers.refused(job.jobId, job.attempt, reason.slice(0, MAX_REASON_CHARS));
+  }
+}
+
+/** The job id and attempt of a decoded JobAssignment that failed a check, when they can be read. */
+function assignmentIds(decoded: unknown): { jobId: string; attempt: number } | undefined {
+  if (typeOf(decoded) !== 'JobAssignment') return undefined;
+  const data = (decoded as { data?: unknown }).data;
+  if (typeof data !== 'object' || data === null) return undefined;
+  const { job_id: jobId, attempt } = data as Record<string, unknown>;
+  if (typeof jobId !== 'string' || !UUID.test(jobId)) return undefined;
+  if (typeof attempt !== 'number' || !Number.isSafeInteger(attempt) || attempt < 1) return undefined;
+  return { jobId, attempt };
+}
+
+function typeOf(decoded: unknown): string | undefined {
+  const type = typeof decoded === 'object' && decoded !== null ? (decoded as { type?: unknown }).type : undefined;
+  return typeof type === 'string' ? type.slice(0, 64) : undefined;
 }

@@ -16,6 +16,8 @@ export interface OutboxEntry {
 
 export class ResultOutbox {
   private readonly entries = new Map<string, OutboxEntry>();
+  // When each result was last sent, in ms; memory only: after a restart all are due.
+  private readonly sentAt = new Map<string, number>();
   private readonly dir: string;
 
   /** Opens (creating if needed) `<workDir>/.outbox` and loads what an earlier run left there. */
@@ -54,6 +56,7 @@ export class ResultOutbox {
   /** The control plane stored it: forget it. False when it was not held. */
   ack(jobId: string, attempt: number): boolean {
     const k = key(jobId, attempt);
+    this.sentAt.delete(k);
     if (!this.entries.delete(k)) return false;
     rmSync(this.fileOf(jobId, attempt), { force: true });
     return true;
@@ -66,6 +69,16 @@ export class ResultOutbox {
   /** Every unacked result, oldest first. */
   pending(): OutboxEntry[] {
     return [...this.entries.values()];
+  }
+
+  /** The result was just sent at `now` (ms). */
+  markSent(jobId: string, attempt: number, now: number): void {
+    if (this.entries.has(key(jobId, attempt))) this.sentAt.set(key(jobId, attempt), now);
+  }
+
+  /** Unacked results not sent within the last `intervalMs` (or never), oldest first. */
+  dueForResend(now: number, intervalMs: number): OutboxEntry[] {
+    return this.pending().filter((e) => now - (this.sentAt.get(key(e.result.job_id, e.result.attempt)) ?? -Infinity) >= intervalMs);
   }
 
   /** Job ids with an unacked result, for `resume.unacked_results`. */

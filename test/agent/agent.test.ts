@@ -171,6 +171,25 @@ describe('Agent', () => {
     expect(conn.all('JobResult')).toEqual([]);
   });
 
+  it('resends a result on the same connection when the plane could not store it, until it is acked', async () => {
+    agent({ resultResendIntervalMs: 100 });
+    const conn = await plane.nextConnection();
+    await registered(conn);
+    const job = assignment(['echo', 'hi']);
+    conn.send('JobAssignment', job);
+    const first = await conn.next('JobResult');
+    // What the plane answers when its store fails (a full disk): non-fatal, the connection stays.
+    conn.send('Error', { code: 'internal', message: 'cannot store the result', fatal: false });
+    const resent = await conn.next('JobResult');
+    expect(resent.data).toEqual(first.data);
+    conn.send('JobResultAck', { job_id: job.job_id, attempt: 1 });
+    // Heartbeats over several resend intervals: nothing more once acked.
+    conn.send('Configure', { heartbeat_interval_ms: 100 });
+    for (let i = 0; i < 5; i++) await conn.next('Heartbeat');
+    expect(conn.all('JobResult')).toHaveLength(2);
+    expect(conn.closed).toBe(false);
+  });
+
   it('keeps a job running while disconnected and delivers its logs and result once registered again', async () => {
     agent();
     let conn = await plane.nextConnection();
@@ -283,6 +302,28 @@ describe('Agent', () => {
     expect(result.data.result.stdout).toBe('one\ntwo\n');
   });
 
+  it('starts a newer attempt only once the earlier one, which ignores SIGTERM, has exited', async () => {
+    agent({ killGraceMs: 500 });
+    const conn = await plane.nextConnection();
+    await registered(conn);
+    const pidFile = join(workDir, 'attempt-1.pid');
+    const first = assignment(['sh', '-c', `trap "" TERM; echo $$ > ${pidFile}; echo one; while :; do sleep 0.05; done`]);
+    conn.send('JobAssignment', first);
+    await conn.next('LogChunk');
+    // Attempt 2 looks for attempt 1's main process when it starts.
+    const second = { ...first, attempt: 2, job: { ...first.job, command: ['sh', '-c', `kill -0 $(cat ${pidFile}) 2>/dev/null && echo overlap || echo alone`] } };
+    conn.send('JobAssignment', second);
+    // Answered at once, within the plane's accept timeout; started later.
+    expect((await conn.next('JobAccepted')).data).toEqual({ job_id: first.job_id, attempt: 2 });
+    const results = [await conn.next('JobResult'), await conn.next('JobResult')];
+    expect(results.map((r) => [r.data.attempt, r.data.result.status])).toEqual([
+      [1, 'Cancelled'],
+      [2, 'Completed'],
+    ]);
+    expect(results[1]!.data.result.stdout).toBe('alone\n');
+    expect(Date.parse(results[1]!.data.result.started_at)).toBeGreaterThanOrEqual(Date.parse(results[0]!.data.result.completed_at));
+  });
+
   it('rejects a job that needs more than the host has', async () => {
     agent();
     const conn = await plane.nextConnection();
@@ -305,6 +346,29 @@ describe('Agent', () => {
     await conn.next('Heartbeat');
     expect(conn.all('JobAccepted')).toEqual([]);
     expect(conn.closed).toBe(false);
+  });
+
+  it('refuses an oversize or invalid assignment with JobRejected and keeps the jobs sent alongside it', async () => {
+    agent();
+    const conn = await plane.nextConnection();
+    await registered(conn);
+    const before = assignment(['echo', 'before']);
+    // Over the default max_frame_bytes (1 MiB) once encoded, under the default read limit.
+    const big = assignment(['echo', 'x'.repeat(1_200_000)]);
+    const invalid = { ...assignment(['true']), priority: 'Urgent' } as unknown as MessageData<'JobAssignment'>;
+    const after = assignment(['echo', 'after']);
+    for (const job of [before, big, invalid, after]) conn.send('JobAssignment', job);
+    // Answers come in any order: the big frame takes a while to arrive, the small jobs do not.
+    await conn.until('two rejections and two results', () => conn.all('JobRejected').length === 2 && conn.all('JobResult').length === 2);
+    const rejected = conn.all('JobRejected');
+    expect(rejected[0]!.data).toMatchObject({ job_id: big.job_id, attempt: 1 });
+    expect(rejected[0]!.data.reason).toMatch(/exceeds max_frame_bytes 1048576/);
+    expect(rejected[1]!.data).toMatchObject({ job_id: invalid.job_id, attempt: 1 });
+    expect(rejected[1]!.data.reason).toMatch(/invalid JobAssignment \(data\.priority\)/);
+    expect(conn.all('JobResult').map((r) => r.data.result.stdout).sort()).toEqual(['after\n', 'before\n']);
+    expect(conn.all('JobAccepted').map((a) => a.data.job_id).sort()).toEqual([before.job_id, after.job_id].sort());
+    expect(conn.closed).toBe(false);
+    expect(plane.conns).toHaveLength(1);
   });
 
   it('drains: rejects new jobs, reports Draining, finishes the running job, deregisters after the ack', async () => {

@@ -56,6 +56,22 @@ export class PlaneConn {
     }
   }
 
+  /** Resolves once `done()` holds, checked on every message received; for messages in any order. */
+  async until(what: string, done: () => boolean, timeoutMs = 10_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (!done()) {
+      if (this.closed) throw new Error(`connection closed while waiting for ${what}`);
+      if (Date.now() > until) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 100);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
   /** Messages of a type received so far, in order. */
   all<T extends NodeMessageType>(type: T): Array<EnvelopeOf<T>> {
     return this.received.filter((r) => r.message.type === type).map((r) => r.message as EnvelopeOf<T>);

@@ -130,6 +130,20 @@ describe('JobRunner', () => {
     expect(runner.isFinished).toBe(true);
   });
 
+  it('waits for `after` before it starts, and never runs when cancelled meanwhile', async () => {
+    let release!: () => void;
+    const after = new Promise<void>((resolve) => (release = resolve));
+    const marker = join(workDir, 'ran');
+    const waiting = new JobRunner({ assignment: assignment(['touch', marker]), workDir, onChunk: () => {}, after });
+    const cancelled = new JobRunner({ assignment: assignment(['touch', marker]), workDir, onChunk: () => {}, after });
+    cancelled.cancel('superseded');
+    expect((await cancelled.done).result).toMatchObject({ status: 'Cancelled', exit_code: null });
+    expect(existsSync(marker)).toBe(false);
+    release();
+    expect((await waiting.done).result.status).toBe('Completed');
+    expect(existsSync(marker)).toBe(true);
+  });
+
   it('masks secret values in streamed chunks and in the result, even when split across writes', async () => {
     const script = 'echo "pw=$PW"; printf hunt; sleep 0.4; printf "er2\\n"; echo "$PW" >&2';
     const { runner, chunks } = run(assignment(['sh', '-c', script], { secrets: { PW: 'hunter2' } }));

@@ -70,4 +70,18 @@ describe('ResultOutbox', () => {
     expect(reloaded.size).toBe(1);
     expect(readdirSync(join(workDir, '.outbox'))).toContain('broken.json.bad');
   });
+
+  it('names as due for a resend the results never sent or sent an interval ago, and none once acked', () => {
+    const box = new ResultOutbox(workDir);
+    const a = entry(randomUUID());
+    const b = entry(randomUUID());
+    box.add(a);
+    box.add(b);
+    box.markSent(a.result.job_id, 1, 1_000);
+    expect(box.dueForResend(1_500, 1_000)).toEqual([b]);
+    box.markSent(b.result.job_id, 1, 1_500);
+    expect(box.dueForResend(2_000, 1_000)).toEqual([a]);
+    box.ack(a.result.job_id, 1);
+    expect(box.dueForResend(10_000, 1_000)).toEqual([b]);
+  });
 });

@@ -383,7 +383,7 @@ export class AgentProcess {
     return waitFor(() => this.startedAttempts(jobId).includes(attempt), timeoutMs, `agent started ${jobId}#${attempt}`);
   }
 
-  /** `kill -9`: no goodbye; its running jobs' process groups are left to end by themselves. */
+  /** `kill -9`: no goodbye; its jobs' watchdogs kill their processes. */
   kill9(): void {
     this.proc.kill9();
   }
