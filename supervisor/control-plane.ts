@@ -5,7 +5,8 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { reservedBy, type NodeOutput, type Registration } from '../actors/node-machine.js';
+import type { NodeOutput, Registration } from '../actors/node-machine.js';
+import { sumReserved } from '../actors/node-capacity.js';
 import { CODEC_JSON, encodeBody } from '../protocol/codec.js';
 import { MusterError, toMusterError } from '../protocol/errors.js';
 import type { EnvelopeOf } from '../protocol/messages.js';
@@ -15,6 +16,7 @@ import { LISTENER_OFF, type Config } from './config.js';
 import { JobCoordinator } from './jobs/job-coordinator.js';
 import type { JobState, NewJob } from './store/job-store.js';
 import type { NodeCapacity } from './jobs/job-matcher.js';
+import type { Bus } from './bus/bus.js';
 import { LocalBus } from './bus/local-bus.js';
 import { authenticateNode, type Authenticated } from './nodes/node-authenticator.js';
 import { hostPort, listenForNodes } from './nodes/node-listeners.js';
@@ -38,6 +40,8 @@ export interface ControlPlane {
   readonly nodeUrls: string[];
   readonly httpUrl: string;
   readonly tokens: TokenAuthority;
+  /** Job and node changes as they happen (the in-process bus in the embedded plane). */
+  readonly bus: Bus;
   /** Sends `Shutdown` to every node, stops listening, closes the store. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -75,7 +79,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const scheduler: Scheduler = new Scheduler({
     store,
     logger: log,
-    capacities: () => capacities(registry),
+    capacities: () => capacities(registry, coordinator),
     assign: async (job, nodeId) => {
       const session = registry.get(nodeId);
       return session !== undefined && (await coordinator.assign(job, session, nodeId));
@@ -100,6 +104,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const host: SessionHost = {
     logger: log,
     counters,
+    holdings: coordinator,
     timing: {
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       missedHeartbeats: config.missedHeartbeats,
@@ -169,8 +174,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
       registrationJti: auth.registrationJti,
       session: auth.session,
     });
+    // The actor reads what its node holds from the coordinator once this returns (online entry).
     const kept = coordinator.adopt(nodeId, auth.keepJobs);
-    for (const [jobId, slot] of Object.entries(kept)) session.actor.send({ type: 'job.assigned', jobId, slot });
     coordinator.cancelStale(session, nodeId, auth.runningJobs).catch((err: unknown) => {
       session.logger.error({ err, node_id: nodeId }, 'cancelling stale attempts failed');
     });
@@ -190,7 +195,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     if (!registry.unbind(nodeId, session)) return;
     registry.buryNode(view);
     session.logger.info({ node_id: nodeId, reason }, 'node gone');
-    if (reason === 'expired' || reason === 'deregistered') coordinator.nodeGone(nodeId, `node ${reason}`);
+    if (reason === 'expired' || reason === 'deregistered' || reason === 'failed') coordinator.nodeGone(nodeId, `node ${reason}`);
   }
 
   /** Every node standing on a revoked token is told `token_revoked` and closed at once. */
@@ -310,24 +315,27 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     nodeUrls,
     httpUrl: admin?.url ?? '',
     tokens,
+    bus,
     shutdown,
   };
 }
 
-function capacities(registry: NodeRegistry): NodeCapacity[] {
+function capacities(registry: NodeRegistry, coordinator: JobCoordinator): NodeCapacity[] {
   const nodes: NodeCapacity[] = [];
   for (const session of registry.sessionsList()) {
     const context = session.actor.getSnapshot().context;
     const registration = context.registration;
-    if (registration === undefined || session.connection.isClosed || session.state !== 'ready') continue;
+    // Ready is the actor's decision: a node whose connection dropped is not ready.
+    if (registration === undefined || session.state !== 'ready') continue;
+    const held = coordinator.jobsOf(registration.nodeId);
     nodes.push({
       nodeId: registration.nodeId,
       runnerTypes: registration.capabilities.runner_types,
       supportedJobTypes: registration.capabilities.supported_job_types,
       tags: registration.info.tags,
       maxResources: context.max,
-      used: reservedBy(context.jobs),
-      runningJobs: Object.keys(context.jobs).length,
+      used: sumReserved(held.map((p) => p.slot.reserved)),
+      runningJobs: held.length,
       accepting: true,
     });
   }

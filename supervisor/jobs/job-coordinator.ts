@@ -3,9 +3,9 @@
 // cancel, job timeout and deadline, and requeue when a node dies.
 // It keeps in memory where each active attempt is placed, so that every decision about
 // an attempt is made against the store's compare-and-set, never against a stale copy.
+// These placements are the one record of what each node holds: node actors read it.
 import type { Logger } from 'pino';
-import { reservedFor } from '../../actors/node-capacity.js';
-import type { JobSlot } from '../../actors/node-machine.js';
+import { reservedFor, sumReserved, type JobHoldings, type JobSlot, type Resources } from '../../actors/node-capacity.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
 import type { Bus } from '../bus/bus.js';
 import type { JobRecord, JobStore } from '../store/job-store.js';
@@ -40,8 +40,10 @@ export interface CoordinatorOptions {
 
 type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
 
-export class JobCoordinator {
+export class JobCoordinator implements JobHoldings {
   private readonly placements = new Map<string, Placement>();
+  /** The same placements by node, so that a node's holdings cost no scan of every job. */
+  private readonly byNode = new Map<string, Map<string, Placement>>();
   private closed = false;
 
   constructor(private readonly o: CoordinatorOptions) {}
@@ -58,9 +60,11 @@ export class JobCoordinator {
 
   /** Jobs placed on a node now. */
   jobsOf(nodeId: string): Placement[] {
-    const jobs: Placement[] = [];
-    for (const p of this.placements.values()) if (p.nodeId === nodeId) jobs.push(p);
-    return jobs;
+    return [...(this.byNode.get(nodeId)?.values() ?? [])];
+  }
+
+  reservedOn(nodeId: string): Resources {
+    return sumReserved(this.jobsOf(nodeId).map((p) => p.slot.reserved));
   }
 
   runningJobIds(nodeId: string): string[] {
@@ -71,7 +75,7 @@ export class JobCoordinator {
   async assign(job: JobRecord, session: NodeSession, nodeId: string): Promise<boolean> {
     if (!(await this.o.store.assign(job.job_id, job.attempt, nodeId))) return false;
     const placement = this.place(job, nodeId);
-    session.actor.send({ type: 'job.assigned', jobId: job.job_id, slot: placement.slot });
+    session.actor.send({ type: 'job.assigned', jobId: job.job_id });
     const data: EnvelopeOf<'JobAssignment'>['data'] = {
       job_id: job.job_id,
       attempt: job.attempt,
@@ -156,6 +160,7 @@ export class JobCoordinator {
     this.closed = true;
     for (const placement of this.placements.values()) clearTimers(placement);
     this.placements.clear();
+    this.byNode.clear();
   }
 
   private place(job: JobRecord, nodeId: string): Placement {
@@ -166,8 +171,14 @@ export class JobCoordinator {
       slot: { attempt: job.attempt, reserved: reservedFor(job.job.resource_requirements) },
     };
     const previous = this.placements.get(job.job_id);
-    if (previous !== undefined) clearTimers(previous);
+    if (previous !== undefined) {
+      clearTimers(previous);
+      this.unindex(previous);
+    }
     this.placements.set(job.job_id, placement);
+    let held = this.byNode.get(nodeId);
+    if (held === undefined) this.byNode.set(nodeId, (held = new Map()));
+    held.set(job.job_id, placement);
     return placement;
   }
 
@@ -273,9 +284,19 @@ export class JobCoordinator {
   /** Forgets the placement and frees the node's slot. */
   private release(placement: Placement): void {
     clearTimers(placement);
-    if (this.placements.get(placement.jobId) === placement) this.placements.delete(placement.jobId);
+    if (this.placements.get(placement.jobId) === placement) {
+      this.placements.delete(placement.jobId);
+      this.unindex(placement);
+    }
     this.o.sessionOf(placement.nodeId)?.actor.send({ type: 'job.ended', jobId: placement.jobId });
     this.o.wakeScheduler();
+  }
+
+  private unindex(placement: Placement): void {
+    const held = this.byNode.get(placement.nodeId);
+    if (held?.get(placement.jobId) !== placement) return;
+    held.delete(placement.jobId);
+    if (held.size === 0) this.byNode.delete(placement.nodeId);
   }
 
   private publish(job: JobRecord): void {
