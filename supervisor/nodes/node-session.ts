@@ -6,7 +6,7 @@
 import { createActor, type Actor } from 'xstate';
 import type { Logger } from 'pino';
 import type { JobHoldings } from '../../actors/node-capacity.js';
-import { Liveness, systemClock, type NodeClock } from '../../actors/node-liveness.js';
+import { systemClock, type Liveness, type NodeClock } from '../../actors/node-liveness.js';
 import {
   nodeMachine,
   nodeStateOf,
