@@ -40,7 +40,7 @@ export interface SessionHost {
   jobMessage(session: NodeSession, message: Extract<NodeMessage, { type: 'JobAccepted' | 'JobRejected' | 'LogChunk' | 'JobResult' }>): void;
   /** The node's state changed (for the registry, the bus and the scheduler). */
   stateChanged(session: NodeSession, state: NodeState): void;
-  /** The actor ended; `output` says why and which jobs it still held. */
+  /** The actor ended; `output` says why (its jobs are the job coordinator's to requeue or keep). */
   ended(session: NodeSession, output: NodeOutput): void;
   /** Counters for stats. */
   readonly counters: { messagesReceived: number; messagesSent: number };
@@ -145,7 +145,7 @@ export class NodeSession {
     this.actor.start();
     this.connection.start({
       frame: (codecByte, body) => this.onFrame(codecByte, body),
-      error: (err) => this.actor.send({ type: 'frame.error', error: err }),
+      error: (err) => this.tell({ type: 'frame.error', error: err }),
       // After the actor has ended (it closed the connection itself), there is no one left to tell.
       closed: (err) => {
         this.host.connectionClosed?.(this, this.closeCode ?? (err === undefined ? 'closed' : 'connection error'));
@@ -217,6 +217,8 @@ export class NodeSession {
 
   /** The actor handles `event` synchronously: errors it raises meanwhile answer message `id`. */
   private deliver(id: string | undefined, event: NodeEvent): void {
+    // Frames still in flight after the actor ended (its connection is closing): no one to tell.
+    if (this.actor.getSnapshot().status !== 'active') return;
     if (event.type === 'RegisterNode' && this.lastState === 'registering') this.registeredCodec = true;
     this.handling = id;
     try {
