@@ -10,6 +10,21 @@ export interface Resources {
 
 export const NO_RESOURCES: Resources = { cpu_cores: 0, memory_mb: 0, disk_gb: 0 };
 
+/** One job attempt a node holds, with what it reserves. */
+export interface JobSlot {
+  attempt: number;
+  reserved: Resources;
+}
+
+/**
+ * The jobs nodes hold, as their one owner (the supervisor's job coordinator) keeps them:
+ * the node actor reads it to decide ready or busy, and keeps no copy.
+ */
+export interface JobHoldings {
+  /** What the jobs placed on `nodeId` reserve now. */
+  reservedOn(nodeId: string): Resources;
+}
+
 /**
  * What a job takes from a node. A job that asks for no CPU still occupies one core's
  * worth of slot, as CI runners run one job per core unless told otherwise: without this

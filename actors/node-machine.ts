@@ -2,34 +2,35 @@
 //
 //   registering ──RegisterNode──► authenticating ──ok──► online: ready ⇄ busy → draining ──► dead
 //
-// It is driven only by decoded messages, by what the supervisor tells it about jobs
-// (assigned / ended), and by its own timers. Side effects (sending frames, closing the
-// connection, handing job messages over) go through the `NodePort` in its input, so the
-// machine knows no sockets or stores, and one machine definition serves every node (a
-// per-node `provide()` would copy the machine: ~26 KiB per node).
+// It is driven only by decoded messages, by what the supervisor tells it (a job assigned or
+// ended, the connection closed, the outcome of authentication), and by its own timers. Its
+// effects leave it as emitted events (`actor.on('closeConnection', ...)`), which the
+// supervisor's NodeSession carries out, so the machine knows no sockets or stores, and one
+// machine definition serves every node (a per-node `provide()` would copy the machine:
+// ~26 KiB per node). Time comes from the `clock` in its input (xstate's `clock` option
+// drives its timers).
 //
 // Built for fleets of thousands of nodes per plane:
 // - Ready or busy is re-decided only on the events that can change it (a job assigned or
-//   ended, a change of reported status), which raise `capacity`: no eventless transition
-//   is evaluated after every frame.
-// - When the node was last heard from is a shared `Liveness` cell that the session stamps
-//   on every frame without a transition; a heartbeat that changes nothing else need not
-//   be an event at all (the session skips it), so the common frame costs no snapshot.
+//   ended, a change of reported status, the connection closing), which raise `capacity`:
+//   no eventless transition is evaluated after every frame.
+// - Liveness is the machine's own `Liveness` record; a frame only stamps it (`heard`), with
+//   no transition. A heartbeat that changes nothing else is a transition that does nothing
+//   (`steadyHeartbeat`), and the machine exports that decision (`skipsActor`) so that the
+//   session need not deliver such a heartbeat at all: the common frame costs no snapshot.
 // - Liveness is one delayed transition per node, armed for the moment the node would
 //   expire; when it fires early (the node spoke since) it re-arms for the new moment.
-import { assign, fromPromise, not, raise, setup } from 'xstate';
+// - A dropped connection is shown at once (`connected: false`, and busy: no room for a job)
+//   but does not end the node: it may resume on a new connection within its heartbeat
+//   window (PROTOCOL.md 4.6 and 4.8), which ends this actor as `replaced`; else it expires.
+import { assign, emit, not, raise, setup, type SnapshotFrom } from 'xstate';
 import { MusterError } from '../protocol/errors.js';
 import type { Capabilities, EnvelopeOf, NodeInfo, NodeStatus } from '../protocol/messages.js';
-import { hasRoom, NO_RESOURCES, sumReserved, type Resources } from './node-capacity.js';
+import { hasRoom, NO_RESOURCES, type JobHoldings, type Resources } from './node-capacity.js';
+import { Liveness, type NodeClock } from './node-liveness.js';
 
-/** One job attempt the node holds, with what it reserves. */
 /** The five states of the design card, as the API and the bus name them. */
 export type NodeState = 'registering' | 'ready' | 'busy' | 'draining' | 'dead';
-
-export interface JobSlot {
-  attempt: number;
-  reserved: Resources;
-}
 
 /** What authentication decides about a `RegisterNode`. */
 export interface Registration {
@@ -37,53 +38,46 @@ export interface Registration {
   resumed: boolean;
   info: NodeInfo;
   capabilities: Capabilities;
-  /** Jobs the node keeps across a resume. */
-  jobs: Record<string, JobSlot>;
 }
 
-export type NodeEndReason = 'expired' | 'deregistered' | 'replaced' | 'shutdown' | 'rejected' | 'disconnected';
+export type NodeEndReason = 'expired' | 'deregistered' | 'replaced' | 'shutdown' | 'rejected' | 'disconnected' | 'failed';
 
 type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
 
-/** What the machine asks of the world; the supervisor's NodeSession implements it. */
-export interface NodePort {
-  /** Verifies the token, decides the node id; rejects with a MusterError to refuse. */
-  authenticate(message: EnvelopeOf<'RegisterNode'>): Promise<Registration>;
-  /** The node is online: send `RegisterAck`. */
-  acknowledgeRegistration(registration: Registration): void;
-  /** Answers a non-fatal error; the connection stays. */
-  replyError(error: MusterError): void;
-  /** Sends a fatal error (when given) and closes the connection. */
-  closeConnection(error: MusterError | undefined): void;
-  /** Hands a job protocol message to the supervisor's job handling. */
-  handleJobMessage(message: JobMessage): void;
-  /** Sends `Drain` to the node. */
-  sendDrain(): void;
-}
-
-/** When the node was last heard from; any frame counts (PROTOCOL.md 4.2). Stamped by the session. */
-export interface Liveness {
-  lastSeen: number;
-}
+/** What the machine asks of the world, as emitted events; the supervisor's NodeSession carries them out. */
+export type NodeEmitted =
+  /** Verify the token and decide the node id; answer with `auth.done` or `auth.failed`. */
+  | { type: 'authenticate'; message: EnvelopeOf<'RegisterNode'> }
+  /** The node is online: bind it and send `RegisterAck`. */
+  | { type: 'acknowledgeRegistration'; registration: Registration }
+  /** Answer a non-fatal error; the connection stays. */
+  | { type: 'replyError'; error: MusterError }
+  /** Send a fatal error (when given) and close the connection. */
+  | { type: 'closeConnection'; error: MusterError | undefined }
+  /** Hand a job protocol message to the supervisor's job handling. */
+  | { type: 'handleJobMessage'; message: JobMessage }
+  /** Send `Drain` to the node. */
+  | { type: 'sendDrain' };
 
 export interface NodeContext {
-  port: NodePort;
   liveness: Liveness;
-  heartbeatIntervalMs: number;
-  missedHeartbeats: number;
+  holdings: JobHoldings;
   registerTimeoutMs: number;
   nodeId: string | undefined;
   registration: Registration | undefined;
   reportedStatus: NodeStatus;
   max: Resources;
-  jobs: Record<string, JobSlot>;
+  /** False from the moment the connection is gone: the node takes no job, and waits to resume or expire. */
+  connected: boolean;
   error: MusterError | undefined;
   endReason: NodeEndReason | undefined;
 }
 
 export interface NodeInput {
-  port: NodePort;
-  liveness: Liveness;
+  /** The machine's time; pass the same object as the actor's `clock` option. */
+  clock: NodeClock;
+  /** Where the jobs the node holds are kept (the job coordinator). */
+  holdings: JobHoldings;
   heartbeatIntervalMs: number;
   missedHeartbeats: number;
   registerTimeoutMs: number;
@@ -96,29 +90,33 @@ export type NodeEvent =
   | { type: 'job.message'; message: JobMessage }
   /** A framing, decoding or validation error on the connection. */
   | { type: 'frame.error'; error: MusterError }
-  | { type: 'job.assigned'; jobId: string; slot: JobSlot }
+  /** The answer to an emitted `authenticate`. */
+  | { type: 'auth.done'; registration: Registration }
+  | { type: 'auth.failed'; error: unknown }
+  /** The node's holdings changed (job-coordinator.ts keeps them): re-decide ready or busy. */
+  | { type: 'job.assigned'; jobId: string }
   | { type: 'job.ended'; jobId: string }
   | { type: 'drain' }
   | { type: 'connection.closed' }
   /** A newer connection registered this node (PROTOCOL.md 4.7). */
   | { type: 'replaced' }
   | { type: 'shutdown' }
+  /** Carrying out one of the machine's effects failed: the node ends, answered `internal`. */
+  | { type: 'effect.failed'; error: unknown }
   /** Internal: the node's room may have changed (ready ⇄ busy). */
   | { type: 'capacity' };
 
 export interface NodeOutput {
   nodeId: string | undefined;
   reason: NodeEndReason;
-  jobs: Record<string, JobSlot>;
 }
 
-function silentFor(context: NodeContext): number {
-  return Date.now() - context.liveness.lastSeen;
-}
-
-/** Missed heartbeats, plus one interval of grace (PROTOCOL.md 4.8). */
-function livenessWindow(context: NodeContext): number {
-  return context.heartbeatIntervalMs * (context.missedHeartbeats + 1);
+/**
+ * A heartbeat that changes nothing but liveness: from this node, with the status it already
+ * holds. The machine's online `Heartbeat` handling takes no action for it, first of all.
+ */
+function steadyHeartbeat(context: NodeContext, message: EnvelopeOf<'Heartbeat'>): boolean {
+  return message.data.node_id === context.nodeId && message.data.status === context.reportedStatus;
 }
 
 export const nodeMachine = setup({
@@ -127,38 +125,28 @@ export const nodeMachine = setup({
     events: {} as NodeEvent,
     input: {} as NodeInput,
     output: {} as NodeOutput,
-  },
-  actors: {
-    authenticate: fromPromise<Registration, { port: NodePort; message: EnvelopeOf<'RegisterNode'> }>(({ input }) =>
-      input.port.authenticate(input.message),
-    ),
+    emitted: {} as NodeEmitted,
   },
   actions: {
-    acknowledgeRegistration: ({ context }) => {
-      if (context.registration !== undefined) context.port.acknowledgeRegistration(context.registration);
-    },
-    replyError: ({ context }, params: { error: MusterError }) => context.port.replyError(params.error),
-    closeConnection: ({ context }, params: { error: MusterError | undefined }) => context.port.closeConnection(params.error),
-    handleJobMessage: ({ context }, params: { message: JobMessage }) => context.port.handleJobMessage(params.message),
-    sendDrain: ({ context }) => context.port.sendDrain(),
+    acknowledgeRegistration: emit(({ context }) => ({ type: 'acknowledgeRegistration' as const, registration: context.registration! })),
+    replyError: emit((_, params: { error: MusterError }) => ({ type: 'replyError' as const, error: params.error })),
+    closeConnection: emit((_, params: { error: MusterError | undefined }) => ({ type: 'closeConnection' as const, error: params.error })),
+    handleJobMessage: emit((_, params: { message: JobMessage }) => ({ type: 'handleJobMessage' as const, message: params.message })),
+    sendDrain: emit({ type: 'sendDrain' }),
     expire: assign({ endReason: 'expired' }),
     recordStatus: assign({
       reportedStatus: ({ context, event }) => (event.type === 'Heartbeat' ? event.message.data.status : context.reportedStatus),
     }),
-    addJob: assign({
-      jobs: ({ context, event }) => (event.type === 'job.assigned' ? { ...context.jobs, [event.jobId]: event.slot } : context.jobs),
-    }),
-    removeJob: assign({
-      jobs: ({ context, event }) => (event.type === 'job.ended' ? withoutJob(context.jobs, event.jobId) : context.jobs),
-    }),
   },
   guards: {
-    hasRoom: ({ context }) => context.reportedStatus !== 'Busy' && hasRoom(context.max, reservedBy(context.jobs)),
+    hasRoom: ({ context }) =>
+      context.connected && context.reportedStatus !== 'Busy' && hasRoom(context.max, context.holdings.reservedOn(context.nodeId!)),
+    steadyHeartbeat: ({ context, event }) => event.type === 'Heartbeat' && steadyHeartbeat(context, event.message),
     /** A reported status that turns ready into busy or back. */
     changesRoom: ({ context, event }) =>
       event.type === 'Heartbeat' && (event.message.data.status === 'Busy') !== (context.reportedStatus === 'Busy'),
     reportsDraining: ({ event }) => event.type === 'Heartbeat' && event.message.data.status === 'Draining',
-    silent: ({ context }) => silentFor(context) >= livenessWindow(context),
+    silent: ({ context }) => context.liveness.expired(),
     isFatal: ({ event }) => event.type === 'frame.error' && event.error.fatal,
     isUnknownType: ({ event }) => event.type === 'frame.error' && event.error.code === 'unknown_type',
     foreignNodeId: ({ context, event }) => {
@@ -169,42 +157,36 @@ export const nodeMachine = setup({
   delays: {
     registerTimeout: ({ context }) => context.registerTimeoutMs,
     // The moment the node would expire if it stays silent; one timer per node, re-armed rarely.
-    livenessCheck: ({ context }) => Math.max(1, livenessWindow(context) - silentFor(context)),
+    livenessCheck: ({ context }) => context.liveness.untilExpiry(),
   },
 }).createMachine({
   id: 'node',
   context: ({ input }) => ({
-    port: input.port,
-    liveness: input.liveness,
-    heartbeatIntervalMs: input.heartbeatIntervalMs,
-    missedHeartbeats: input.missedHeartbeats,
+    liveness: new Liveness(input.clock, input.heartbeatIntervalMs, input.missedHeartbeats),
+    holdings: input.holdings,
     registerTimeoutMs: input.registerTimeoutMs,
     nodeId: undefined,
     registration: undefined,
     reportedStatus: 'Ready',
     max: NO_RESOURCES,
-    jobs: {},
+    connected: true,
     error: undefined,
     endReason: undefined,
   }),
   initial: 'registering',
   on: {
     shutdown: { target: '.dead', actions: assign({ endReason: 'shutdown' }) },
+    // Fatal: the connection closes after it, and `fatal` says what the sender does.
+    'effect.failed': {
+      target: '.dead',
+      actions: assign({ endReason: 'failed', error: () => new MusterError('internal', 'internal error', { fatal: true }) }),
+    },
   },
   states: {
     registering: {
       initial: 'waiting',
-      after: {
-        registerTimeout: {
-          target: 'dead',
-          actions: assign({
-            endReason: 'rejected',
-            error: () => new MusterError('register_timeout', 'no RegisterNode in time'),
-          }),
-        },
-      },
       on: {
-        'connection.closed': { target: 'dead', actions: assign({ endReason: 'disconnected' }) },
+        'connection.closed': { target: 'dead', actions: assign({ endReason: 'disconnected', connected: false }) },
         'frame.error': [
           { guard: 'isFatal', target: 'dead', actions: assign({ endReason: 'rejected', error: ({ event }) => event.error }) },
           // Any other type before RegisterNode, known or not, is `not_registered` (PROTOCOL.md 4.1).
@@ -214,35 +196,41 @@ export const nodeMachine = setup({
       },
       states: {
         waiting: {
+          // The node's delay only (PROTOCOL.md 4.1): the timer stops once its RegisterNode is in,
+          // however long the plane then takes to authenticate it.
+          after: {
+            registerTimeout: {
+              target: '#node.dead',
+              actions: assign({
+                endReason: 'rejected',
+                error: () => new MusterError('register_timeout', 'no RegisterNode in time'),
+              }),
+            },
+          },
           on: {
-            RegisterNode: 'authenticating',
+            RegisterNode: {
+              target: 'authenticating',
+              actions: emit(({ event }) => ({ type: 'authenticate' as const, message: event.message })),
+            },
             Heartbeat: { target: '#node.dead', actions: assign(notRegistered) },
             Deregister: { target: '#node.dead', actions: assign(notRegistered) },
             'job.message': { target: '#node.dead', actions: assign(notRegistered) },
           },
         },
         authenticating: {
-          invoke: {
-            src: 'authenticate',
-            input: ({ context, event }) => ({
-              port: context.port,
-              message: (event as Extract<NodeEvent, { type: 'RegisterNode' }>).message,
-            }),
-            onDone: {
+          on: {
+            'auth.done': {
               target: '#node.online',
               actions: assign(({ event }) => ({
-                nodeId: event.output.nodeId,
-                registration: event.output,
-                max: event.output.capabilities.max_resources,
-                jobs: event.output.jobs,
+                nodeId: event.registration.nodeId,
+                registration: event.registration,
+                max: event.registration.capabilities.max_resources,
               })),
             },
-            onError: {
+            'auth.failed': {
               target: '#node.dead',
               actions: assign({ endReason: 'rejected', error: ({ event }) => toFatal(event.error) }),
             },
-          },
-          on: {
             // Frames sent before the RegisterAck are a protocol violation by the node.
             Heartbeat: { target: '#node.dead', actions: assign(notRegistered) },
             'job.message': { target: '#node.dead', actions: assign(notRegistered) },
@@ -252,7 +240,8 @@ export const nodeMachine = setup({
       },
     },
     online: {
-      entry: 'acknowledgeRegistration',
+      // A resumed node may already hold jobs: decide ready or busy once they are adopted.
+      entry: ['acknowledgeRegistration', raise({ type: 'capacity' })],
       initial: 'ready',
       on: {
         RegisterNode: {
@@ -260,6 +249,7 @@ export const nodeMachine = setup({
         },
         // Targetless where nothing changes: no state is re-entered and no timer touched.
         Heartbeat: [
+          { guard: 'steadyHeartbeat' },
           { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
           { guard: 'reportsDraining', target: '.draining', actions: 'recordStatus' },
           { guard: 'changesRoom', actions: ['recordStatus', raise({ type: 'capacity' })] },
@@ -269,8 +259,8 @@ export const nodeMachine = setup({
           { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
           { actions: { type: 'handleJobMessage', params: ({ event }) => ({ message: event.message }) } },
         ],
-        'job.assigned': { actions: ['addJob', raise({ type: 'capacity' })] },
-        'job.ended': { actions: ['removeJob', raise({ type: 'capacity' })] },
+        'job.assigned': { actions: raise({ type: 'capacity' }) },
+        'job.ended': { actions: raise({ type: 'capacity' }) },
         drain: { target: '.draining', actions: 'sendDrain' },
         Deregister: [
           { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
@@ -281,6 +271,8 @@ export const nodeMachine = setup({
           { guard: 'isFatal', actions: { type: 'closeConnection', params: ({ event }) => ({ error: event.error }) } },
           { actions: { type: 'replyError', params: ({ event }) => ({ error: event.error }) } },
         ],
+        // Shown at once, and no room for a job; the node lives on until it resumes or expires.
+        'connection.closed': { actions: [assign({ connected: false }), raise({ type: 'capacity' })] },
         replaced: {
           target: '#node.dead',
           actions: assign({ endReason: 'replaced', error: () => new MusterError('session_replaced', 'a newer connection registered this node') }),
@@ -307,8 +299,32 @@ export const nodeMachine = setup({
       entry: { type: 'closeConnection', params: ({ context }) => ({ error: context.error }) },
     },
   },
-  output: ({ context }) => ({ nodeId: context.nodeId, reason: context.endReason ?? 'expired', jobs: context.jobs }),
+  output: ({ context }) => ({ nodeId: context.nodeId, reason: context.endReason ?? 'expired' }),
 });
+
+export type NodeSnapshot = SnapshotFrom<typeof nodeMachine>;
+
+/**
+ * True when the machine would take no action for this heartbeat (`steadyHeartbeat`, the
+ * first of its online transitions): the session need not deliver it, only stamp liveness.
+ */
+export function skipsActor(snapshot: NodeSnapshot, message: EnvelopeOf<'Heartbeat'>): boolean {
+  return isOnline(snapshot) && steadyHeartbeat(snapshot.context, message);
+}
+
+/** The protocol's node state (PROTOCOL.md section 7) from a snapshot; runs per frame, so no `matches()`. */
+export function nodeStateOf(snapshot: NodeSnapshot): NodeState {
+  if (snapshot.status !== 'active') return 'dead';
+  const value: unknown = snapshot.value;
+  if (value === 'dead') return 'dead';
+  if (typeof value === 'object' && value !== null && 'online' in value) return value.online as NodeState;
+  return 'registering';
+}
+
+function isOnline(snapshot: NodeSnapshot): boolean {
+  const value: unknown = snapshot.value;
+  return snapshot.status === 'active' && typeof value === 'object' && value !== null && 'online' in value;
+}
 
 /** The node id a message claims to come from; the connection's own id when it claims none. */
 function claimedNodeId(event: NodeEvent): string | undefined {
@@ -327,13 +343,4 @@ function wrongNodeId(): MusterError {
 
 function toFatal(err: unknown): MusterError {
   return err instanceof MusterError ? err : new MusterError('internal', 'registration failed', { cause: err });
-}
-
-export function reservedBy(jobs: Record<string, JobSlot>): Resources {
-  return sumReserved(Object.values(jobs).map((j) => j.reserved));
-}
-
-function withoutJob(jobs: Record<string, JobSlot>, jobId: string): Record<string, JobSlot> {
-  const { [jobId]: _gone, ...rest } = jobs;
-  return rest;
 }

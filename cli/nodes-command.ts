@@ -26,7 +26,7 @@ export function nodesTable(nodes: NodeView[], now: Date): string {
   const rows = nodes.map((n) => [
     n.node_id,
     n.hostname,
-    n.state,
+    n.connected === false && n.state !== 'dead' ? `${n.state} (disconnected)` : n.state,
     String(n.running_jobs.length),
     `${n.last_heartbeat} (${age(n.last_heartbeat, now)})`,
   ]);

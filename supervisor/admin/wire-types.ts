@@ -12,6 +12,12 @@ export interface NodeView {
   node_id: string;
   hostname: string;
   state: NodeState;
+  /**
+   * False from the moment the node's connection drops until it resumes on a new one (then
+   * true again) or its heartbeat window ends (then `dead`); a disconnected node is `busy`:
+   * it takes no job.
+   */
+  connected: boolean;
   /** The replica that holds the node's connection (`control_plane_id`). */
   owner: string;
   running_jobs: string[];

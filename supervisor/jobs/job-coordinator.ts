@@ -5,10 +5,10 @@
 // an attempt is made against the store's compare-and-set, never against a stale copy.
 // Every move it makes is first asked of the job machine (actors/job-machine.ts): a move the
 // machine forbids is never attempted.
+// These placements are the one record of what each node holds: node actors read it.
 import type { Logger } from 'pino';
 import { lifecycleOf, nextJobState, type JobEvent, type JobLifecycle } from '../../actors/job-machine.js';
-import { reservedFor } from '../../actors/node-capacity.js';
-import type { JobSlot } from '../../actors/node-machine.js';
+import { reservedFor, sumReserved, type JobHoldings, type JobSlot, type Resources } from '../../actors/node-capacity.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
 import type { RetryOutcome } from '../admin/plane-api.js';
@@ -63,8 +63,10 @@ type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | Envelo
  */
 type Standing = { kind: 'current'; placement: Placement } | { kind: 'stale' } | { kind: 'foreign' };
 
-export class JobCoordinator {
+export class JobCoordinator implements JobHoldings {
   private readonly placements = new Map<string, Placement>();
+  /** The same placements by node, so that a node's holdings cost no scan of every job. */
+  private readonly byNode = new Map<string, Map<string, Placement>>();
   private closed = false;
 
   constructor(private readonly o: CoordinatorOptions) {}
@@ -85,9 +87,11 @@ export class JobCoordinator {
 
   /** Jobs placed on a node now. */
   jobsOf(nodeId: string): Placement[] {
-    const jobs: Placement[] = [];
-    for (const p of this.placements.values()) if (p.nodeId === nodeId) jobs.push(p);
-    return jobs;
+    return [...(this.byNode.get(nodeId)?.values() ?? [])];
+  }
+
+  reservedOn(nodeId: string): Resources {
+    return sumReserved(this.jobsOf(nodeId).map((p) => p.slot.reserved));
   }
 
   runningJobIds(nodeId: string): string[] {
@@ -99,7 +103,7 @@ export class JobCoordinator {
     const assigned = nextJobState(job, { type: 'assign' });
     if (assigned === undefined || !(await this.o.store.assign(job.job_id, job.attempt, nodeId))) return false;
     const placement = this.place(job, nodeId, assigned);
-    session.actor.send({ type: 'job.assigned', jobId: job.job_id, slot: placement.slot });
+    session.actor.send({ type: 'job.assigned', jobId: job.job_id });
     const data: EnvelopeOf<'JobAssignment'>['data'] = {
       job_id: job.job_id,
       attempt: job.attempt,
@@ -219,6 +223,7 @@ export class JobCoordinator {
     this.closed = true;
     for (const placement of this.placements.values()) clearTimers(placement);
     this.placements.clear();
+    this.byNode.clear();
   }
 
   private place(job: JobRecord, nodeId: string, lifecycle: JobLifecycle): Placement {
@@ -230,8 +235,14 @@ export class JobCoordinator {
       lifecycle,
     };
     const previous = this.placements.get(job.job_id);
-    if (previous !== undefined) clearTimers(previous);
+    if (previous !== undefined) {
+      clearTimers(previous);
+      this.unindex(previous);
+    }
     this.placements.set(job.job_id, placement);
+    let held = this.byNode.get(nodeId);
+    if (held === undefined) this.byNode.set(nodeId, (held = new Map()));
+    held.set(job.job_id, placement);
     return placement;
   }
 
@@ -382,9 +393,19 @@ export class JobCoordinator {
   /** Forgets the placement and frees the node's slot. */
   private release(placement: Placement): void {
     clearTimers(placement);
-    if (this.placements.get(placement.jobId) === placement) this.placements.delete(placement.jobId);
+    if (this.placements.get(placement.jobId) === placement) {
+      this.placements.delete(placement.jobId);
+      this.unindex(placement);
+    }
     this.o.sessionOf(placement.nodeId)?.actor.send({ type: 'job.ended', jobId: placement.jobId });
     this.o.wakeScheduler();
+  }
+
+  private unindex(placement: Placement): void {
+    const held = this.byNode.get(placement.nodeId);
+    if (held?.get(placement.jobId) !== placement) return;
+    held.delete(placement.jobId);
+    if (held.size === 0) this.byNode.delete(placement.nodeId);
   }
 
   private publish(job: JobRecord): void {

@@ -48,7 +48,7 @@ export async function authenticateNode(
   const session = await tokens.mintSessionToken(nodeId, sessionTtlSeconds, registrationJti);
   const tokenIds = [...new Set([verified.jti, registrationJti, session.jti])].filter((jti) => jti !== undefined);
   const authenticated: Authenticated = {
-    registration: { nodeId, resumed, info, capabilities, jobs: {} },
+    registration: { nodeId, resumed, info, capabilities },
     session,
     keepJobs,
     runningJobs: resumed ? resume.running_jobs : [],

@@ -41,7 +41,7 @@ export class NodeRegistry {
   /** Keeps a dead node's last view for a while. */
   buryNode(view: NodeView): void {
     const now = Date.now();
-    this.dead.set(view.node_id, { view: { ...view, state: 'dead', running_jobs: [] }, until: now + DEAD_NODES_KEPT_MS });
+    this.dead.set(view.node_id, { view: { ...view, state: 'dead', connected: false, running_jobs: [] }, until: now + DEAD_NODES_KEPT_MS });
     for (const [id, entry] of this.dead) if (entry.until < now) this.dead.delete(id);
   }
 
@@ -60,8 +60,9 @@ export function viewOf(nodeId: string, session: NodeSession, owner: string, runn
     node_id: nodeId,
     hostname: context.registration?.info.hostname ?? '',
     state: session.state,
+    connected: session.connected,
     owner,
     running_jobs: runningJobs,
-    last_heartbeat: new Date(context.liveness.lastSeen).toISOString(),
+    last_heartbeat: new Date(session.lastHeard).toISOString(),
   };
 }

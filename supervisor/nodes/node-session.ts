@@ -1,22 +1,37 @@
 // One connected node: its connection, its actor, and the codec it speaks.
-// Frames become validated messages and are sent to the actor; the actor's port
-// (node-machine.ts `NodePort`) is implemented here by talking to the connection and
-// handing everything else to the session's host (the control plane).
+// Frames become validated messages and are sent to the actor; the effects the actor emits
+// (node-machine.ts `NodeEmitted`) are carried out here, by talking to the connection and
+// handing everything else to the session's host (the control plane). An effect that fails
+// is told to the actor (`effect.failed`), which decides what becomes of the node.
 import { createActor, type Actor } from 'xstate';
 import type { Logger } from 'pino';
-import { nodeMachine, type Liveness, type NodeEvent, type NodeOutput, type NodePort, type Registration } from '../../actors/node-machine.js';
+import type { JobHoldings } from '../../actors/node-capacity.js';
+import { systemClock, type Liveness, type NodeClock } from '../../actors/node-liveness.js';
+import {
+  nodeMachine,
+  nodeStateOf,
+  skipsActor,
+  type NodeEmitted,
+  type NodeEvent,
+  type NodeOutput,
+  type NodeState,
+  type Registration,
+} from '../../actors/node-machine.js';
 import { CODEC_JSON, ENCRYPTED_BIT, decodeBody, encodeBody, type Codec } from '../../protocol/codec.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf, NodeMessage, PlaneMessageType, MessageData } from '../../protocol/messages.js';
 import { validateNodeMessage } from '../../protocol/validator.js';
 import type { Connection } from '../../transports/transport.js';
 import { NodeRateLimit, type NodeRates } from '../security/node-rate-limit.js';
-import type { NodeState } from '../../actors/node-machine.js';
 
 /** What a session needs from the control plane. */
 export interface SessionHost {
   readonly logger: Logger;
   readonly timing: { heartbeatIntervalMs: number; missedHeartbeats: number; registerTimeoutMs: number };
+  /** Where the jobs each node holds are kept; the actor reads it to decide ready or busy. */
+  readonly holdings: JobHoldings;
+  /** The actors' time; the process clock when not given. */
+  readonly clock?: NodeClock;
   /** Verifies a `RegisterNode` and decides the node id; throws a MusterError to refuse. */
   authenticate(session: NodeSession, message: EnvelopeOf<'RegisterNode'>): Promise<Registration>;
   /** The actor is online: bind the node, send `RegisterAck`. */
@@ -25,7 +40,7 @@ export interface SessionHost {
   jobMessage(session: NodeSession, message: Extract<NodeMessage, { type: 'JobAccepted' | 'JobRejected' | 'LogChunk' | 'JobResult' }>): void;
   /** The node's state changed (for the registry, the bus and the scheduler). */
   stateChanged(session: NodeSession, state: NodeState): void;
-  /** The actor ended; `output` says why and which jobs it still held. */
+  /** The actor ended; `output` says why (its jobs are the job coordinator's to requeue or keep). */
   ended(session: NodeSession, output: NodeOutput): void;
   /** Counters for stats. */
   readonly counters: { messagesReceived: number; messagesSent: number };
@@ -42,10 +57,10 @@ export interface SessionHost {
 
 export type NodeActor = Actor<typeof nodeMachine>;
 
-export class NodeSession implements NodePort {
+export class NodeSession {
   readonly actor: NodeActor;
-  /** Stamped on every frame; the actor's liveness timer reads it. */
-  private readonly liveness: Liveness = { lastSeen: Date.now() };
+  /** The actor's liveness record: every frame stamps it, with no transition. */
+  private readonly liveness: Liveness;
   readonly logger: Logger;
   /** The codec of the node's `RegisterNode`; replies use it (PROTOCOL.md section 2). */
   private codec: Codec = CODEC_JSON;
@@ -64,41 +79,63 @@ export class NodeSession implements NodePort {
   ) {
     this.logger = host.logger.child({ conn_id: connection.id });
     this.rate = host.rates === undefined || NodeRateLimit.unlimited(host.rates) ? undefined : new NodeRateLimit(host.rates);
-    this.actor = createActor(nodeMachine, { input: { ...host.timing, port: this, liveness: this.liveness } });
+    const clock = host.clock ?? systemClock;
+    this.actor = createActor(nodeMachine, { clock, input: { ...host.timing, clock, holdings: host.holdings } });
+    this.liveness = this.actor.getSnapshot().context.liveness;
+    // One listener for every effect: a listener per type would cost each of a fleet's actors more.
+    this.actor.on('*', (effect) => this.carryOut(effect));
     this.actor.subscribe({
       next: () => this.noticeState(),
-      error: (err) => this.crashed(err),
+      error: (err) => this.failed(err),
       complete: () => undefined,
     });
   }
 
-  // ---- NodePort: what the actor asks for ----
+  // ---- the actor's effects ----
 
-  authenticate(message: EnvelopeOf<'RegisterNode'>): Promise<Registration> {
-    // A refusal answers the RegisterNode, which may carry an id (PROTOCOL.md section 2).
-    return this.host.authenticate(this, message).catch((err: unknown) => {
-      throw err instanceof MusterError ? answering(err, message.id) : err;
-    });
+  private carryOut(effect: NodeEmitted): void {
+    try {
+      this.effect(effect);
+    } catch (err) {
+      this.logger.error({ err, effect: effect.type }, 'node effect failed');
+      if (this.actor.getSnapshot().status === 'active') this.actor.send({ type: 'effect.failed', error: err });
+    }
   }
 
-  acknowledgeRegistration(registration: Registration): void {
-    this.host.registered(this, registration);
+  private effect(effect: NodeEmitted): void {
+    switch (effect.type) {
+      case 'authenticate':
+        this.authenticate(effect.message);
+        return;
+      case 'acknowledgeRegistration':
+        this.host.registered(this, effect.registration);
+        return;
+      case 'replyError':
+        this.sendError(effect.error);
+        return;
+      case 'closeConnection':
+        void this.closeWith(effect.error);
+        return;
+      case 'handleJobMessage':
+        this.host.jobMessage(this, effect.message);
+        return;
+      case 'sendDrain':
+        this.send('Drain', {});
+        return;
+    }
   }
 
-  replyError(error: MusterError): void {
-    this.sendError(error);
+  private authenticate(message: EnvelopeOf<'RegisterNode'>): void {
+    this.host.authenticate(this, message).then(
+      (registration) => this.tell({ type: 'auth.done', registration }),
+      // A refusal answers the RegisterNode, which may carry an id (PROTOCOL.md section 2).
+      (err: unknown) => this.tell({ type: 'auth.failed', error: err instanceof MusterError ? answering(err, message.id) : err }),
+    );
   }
 
-  closeConnection(error: MusterError | undefined): void {
-    void this.closeWith(error);
-  }
-
-  handleJobMessage(message: Parameters<NodePort['handleJobMessage']>[0]): void {
-    this.host.jobMessage(this, message);
-  }
-
-  sendDrain(): void {
-    this.send('Drain', {});
+  /** Sends `event` to the actor unless it has ended (an answer that comes after the node is gone). */
+  private tell(event: NodeEvent): void {
+    if (this.actor.getSnapshot().status === 'active') this.actor.send(event);
   }
 
   // ---- the connection side ----
@@ -108,11 +145,11 @@ export class NodeSession implements NodePort {
     this.actor.start();
     this.connection.start({
       frame: (codecByte, body) => this.onFrame(codecByte, body),
-      error: (err) => this.actor.send({ type: 'frame.error', error: err }),
+      error: (err) => this.tell({ type: 'frame.error', error: err }),
       // After the actor has ended (it closed the connection itself), there is no one left to tell.
       closed: (err) => {
         this.host.connectionClosed?.(this, this.closeCode ?? (err === undefined ? 'closed' : 'connection error'));
-        if (this.actor.getSnapshot().status === 'active') this.actor.send({ type: 'connection.closed' });
+        this.tell({ type: 'connection.closed' });
       },
     });
   }
@@ -142,7 +179,7 @@ export class NodeSession implements NodePort {
 
   private onFrame(codecByte: number, body: Uint8Array): void {
     this.host.counters.messagesReceived++;
-    this.liveness.lastSeen = Date.now();
+    this.liveness.heard();
     if (this.rate !== undefined && !this.rate.admit(body.length)) {
       this.overRate(this.rate);
       return;
@@ -161,7 +198,8 @@ export class NodeSession implements NodePort {
       this.deliver(error.replyTo, { type: 'frame.error', error });
       return;
     }
-    if (message.type === 'Heartbeat' && this.changesNothing(message)) return;
+    // The machine's own decision that such a heartbeat needs no transition.
+    if (message.type === 'Heartbeat' && skipsActor(this.actor.getSnapshot(), message)) return;
     this.deliver(message.id, eventOf(message));
   }
 
@@ -177,18 +215,10 @@ export class NodeSession implements NodePort {
     this.sendError(new MusterError('rate_limited', `over the node's message or byte rate: frames are dropped (${rate.dropped} so far)`));
   }
 
-  /**
-   * A heartbeat from this online node with the status the actor already holds: the frame's
-   * stamp on the liveness cell is all it brings, so it need not cost the actor a transition.
-   */
-  private changesNothing(message: EnvelopeOf<'Heartbeat'>): boolean {
-    if (this.lastState === 'registering' || this.lastState === 'dead') return false;
-    const context = this.actor.getSnapshot().context;
-    return message.data.node_id === context.nodeId && message.data.status === context.reportedStatus;
-  }
-
   /** The actor handles `event` synchronously: errors it raises meanwhile answer message `id`. */
   private deliver(id: string | undefined, event: NodeEvent): void {
+    // Frames still in flight after the actor ended (its connection is closing): no one to tell.
+    if (this.actor.getSnapshot().status !== 'active') return;
     if (event.type === 'RegisterNode' && this.lastState === 'registering') this.registeredCodec = true;
     this.handling = id;
     try {
@@ -198,22 +228,31 @@ export class NodeSession implements NodePort {
     }
   }
 
+  /** When the node was last heard from, on the actor's clock. */
+  get lastHeard(): number {
+    return this.liveness.lastHeard;
+  }
+
+  /** False from the moment the connection is gone (the actor's decision), until the node resumes or ends. */
+  get connected(): boolean {
+    return this.actor.getSnapshot().context.connected;
+  }
+
   private noticeState(): void {
-    const state = nodeStateOf(this.actor);
+    const state = nodeStateOf(this.actor.getSnapshot());
     if (state === this.lastState) return;
     this.lastState = state;
     this.host.stateChanged(this, state);
-    if (state === 'dead') this.host.ended(this, this.actor.getSnapshot().output ?? { nodeId: this.nodeId, reason: 'expired', jobs: {} });
+    if (state === 'dead') this.host.ended(this, this.actor.getSnapshot().output ?? { nodeId: this.nodeId, reason: 'failed' });
   }
 
-  /** An action threw inside the actor: stop it, answer `internal`, close, leave nothing behind. */
-  private crashed(err: unknown): void {
+  /**
+   * The machine's own code threw (a bug: its effects are caught in `carryOut`): xstate has
+   * stopped the actor, which its snapshot now says (`dead`); answer `internal` and close.
+   */
+  private failed(err: unknown): void {
     this.logger.error({ err }, 'node actor failed');
-    const snapshot = this.actor.getSnapshot();
-    this.lastState = 'dead';
-    this.host.stateChanged(this, 'dead');
-    this.host.ended(this, { nodeId: snapshot.context.nodeId, reason: 'expired', jobs: snapshot.context.jobs });
-    // Fatal here: the connection closes after it, and `fatal` says what the sender does.
+    this.noticeState();
     void this.closeWith(new MusterError('internal', 'internal error', { fatal: true }));
   }
 
@@ -223,16 +262,6 @@ export class NodeSession implements NodePort {
     this.closeCode ??= err === undefined ? 'closed by the control plane' : err.code;
     await this.connection.close();
   }
-}
-
-/** The protocol's node state (PROTOCOL.md section 7) from the actor's state value; runs per frame, so no `matches()`. */
-export function nodeStateOf(actor: NodeActor): NodeState {
-  const snapshot = actor.getSnapshot();
-  if (snapshot.status !== 'active') return 'dead';
-  const value: unknown = snapshot.value;
-  if (value === 'dead') return 'dead';
-  if (typeof value === 'object' && value !== null && 'online' in value) return value.online as NodeState;
-  return 'registering';
 }
 
 /** The actor event for a validated message. */

@@ -1,13 +1,16 @@
 // The node actor decides a node's state from messages and timers alone: these tests drive
-// it with events and fake timers, and watch the named actions it asks the supervisor for.
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createActor } from 'xstate';
-import { nodeMachine, type NodePort, type Registration } from '../../actors/node-machine.js';
+// it with events and an injected clock (xstate's SimulatedClock, no global timers), and
+// watch the effects it emits for the supervisor to carry out.
+import { describe, expect, it } from 'vitest';
+import { createActor, SimulatedClock } from 'xstate';
+import { NO_RESOURCES, sumReserved, type JobHoldings, type Resources } from '../../actors/node-capacity.js';
+import { nodeMachine, skipsActor, type Registration } from '../../actors/node-machine.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
 
 const NODE_ID = '0e4f6b2c-1b1a-4f6e-9a7a-3c2b1a0f9e8d';
 const TIMING = { heartbeatIntervalMs: 1000, missedHeartbeats: 3, registerTimeoutMs: 10_000 };
+const ONE_CORE: Resources = { cpu_cores: 1, memory_mb: 0, disk_gb: 0 };
 
 function registration(cpu = 2): Registration {
   return {
@@ -21,7 +24,6 @@ function registration(cpu = 2): Registration {
       features: [],
       protocols: [],
     },
-    jobs: {},
   };
 }
 
@@ -31,37 +33,77 @@ function heartbeat(status: 'Ready' | 'Busy' | 'Draining' = 'Ready', nodeId = NOD
   return { type: 'Heartbeat', data: { node_id: nodeId, status } } as unknown as EnvelopeOf<'Heartbeat'>;
 }
 
+/** The simulated clock, counting the timers armed and still pending. */
+class TestClock extends SimulatedClock {
+  armed = 0;
+  private readonly pendingIds = new Set<number>();
+
+  override setTimeout(fn: (...args: unknown[]) => void, timeout: number): number {
+    this.armed++;
+    const id: number = super.setTimeout(() => {
+      this.pendingIds.delete(id);
+      fn();
+    }, timeout);
+    this.pendingIds.add(id);
+    return id;
+  }
+
+  override clearTimeout(id: number): void {
+    this.pendingIds.delete(id);
+    super.clearTimeout(id);
+  }
+
+  get pending(): number {
+    return this.pendingIds.size;
+  }
+}
+
+/** What the job coordinator keeps in the plane: the jobs each node holds. */
+class Holdings implements JobHoldings {
+  readonly jobs = new Map<string, Resources>();
+
+  reservedOn(): Resources {
+    return this.jobs.size === 0 ? NO_RESOURCES : sumReserved(this.jobs.values());
+  }
+}
+
 function start(authenticate: () => Promise<Registration> = async () => registration()) {
   const calls = { acks: 0, errors: [] as MusterError[], closed: [] as (MusterError | undefined)[], drains: 0, jobMessages: 0 };
-  const port: NodePort = {
-    authenticate,
-    acknowledgeRegistration: () => void calls.acks++,
-    replyError: (error) => void calls.errors.push(error),
-    closeConnection: (error) => void calls.closed.push(error),
-    handleJobMessage: () => void calls.jobMessages++,
-    sendDrain: () => void calls.drains++,
-  };
-  // The session stamps this on every frame; tests stamp it where a frame arrives.
-  const liveness = { lastSeen: Date.now() };
-  const actor = createActor(nodeMachine, { input: { ...TIMING, port, liveness } });
+  const clock = new TestClock();
+  const holdings = new Holdings();
+  const actor = createActor(nodeMachine, { clock, input: { ...TIMING, clock, holdings } });
+  // The session's part: carry out each emitted effect; authentication answers as an event.
+  let authenticated: Promise<void> = Promise.resolve();
+  actor.on('authenticate', () => {
+    authenticated = authenticate().then(
+      (reg) => actor.send({ type: 'auth.done', registration: reg }),
+      (error: unknown) => actor.send({ type: 'auth.failed', error }),
+    );
+  });
+  actor.on('acknowledgeRegistration', () => void calls.acks++);
+  actor.on('replyError', ({ error }) => void calls.errors.push(error));
+  actor.on('closeConnection', ({ error }) => void calls.closed.push(error));
+  actor.on('handleJobMessage', () => void calls.jobMessages++);
+  actor.on('sendDrain', () => void calls.drains++);
   actor.start();
-  return { actor, calls, liveness };
+  // The session stamps liveness on every frame; tests do where a frame arrives.
+  const heard = (): void => actor.getSnapshot().context.liveness.heard();
+  return { actor, calls, clock, holdings, heard, authenticated: () => authenticated };
 }
 
 async function registered() {
   const node = start();
   node.actor.send({ type: 'RegisterNode', message: registerMessage });
-  await vi.advanceTimersByTimeAsync(0);
+  await node.authenticated();
   return node;
 }
 
-beforeEach(() => vi.useFakeTimers());
-afterEach(() => vi.useRealTimers());
-
 describe('node machine', () => {
   it('is closed with register_timeout when no RegisterNode comes in time', async () => {
-    const { actor, calls } = start();
-    await vi.advanceTimersByTimeAsync(TIMING.registerTimeoutMs);
+    const { actor, calls, clock } = start();
+    clock.increment(TIMING.registerTimeoutMs - 1);
+    expect(actor.getSnapshot().status).toBe('active');
+    clock.increment(1);
     expect(actor.getSnapshot().status).toBe('done');
     expect(calls.closed.map((e) => e?.code)).toEqual(['register_timeout']);
   });
@@ -94,49 +136,49 @@ describe('node machine', () => {
   });
 
   it('closes with the authentication error when the token is refused', async () => {
-    const { actor, calls } = start(async () => {
+    const { actor, calls, authenticated } = start(async () => {
       throw new MusterError('auth_failed', 'bad signature');
     });
     actor.send({ type: 'RegisterNode', message: registerMessage });
-    await vi.advanceTimersByTimeAsync(0);
+    await authenticated();
     expect(actor.getSnapshot().status).toBe('done');
     expect(calls.closed[0]?.code).toBe('auth_failed');
     expect(calls.acks).toBe(0);
   });
 
   it('dies after its missed heartbeats and one interval of grace, not before', async () => {
-    const { actor } = await registered();
-    await vi.advanceTimersByTimeAsync(TIMING.heartbeatIntervalMs * 4 - 100);
+    const { actor, clock } = await registered();
+    clock.increment(TIMING.heartbeatIntervalMs * 4 - 100);
     expect(actor.getSnapshot().status).toBe('active');
-    await vi.advanceTimersByTimeAsync(TIMING.heartbeatIntervalMs + 100);
+    clock.increment(TIMING.heartbeatIntervalMs + 100);
     expect(actor.getSnapshot().status).toBe('done');
     expect(actor.getSnapshot().output?.reason).toBe('expired');
   });
 
   it('stays alive while any frame arrives, and dies a full window after the last one', async () => {
-    const { actor, liveness } = await registered();
+    const { actor, clock, heard } = await registered();
     for (let i = 0; i < 20; i++) {
-      await vi.advanceTimersByTimeAsync(TIMING.heartbeatIntervalMs);
-      liveness.lastSeen = Date.now();
+      clock.increment(TIMING.heartbeatIntervalMs);
+      heard();
     }
     expect(actor.getSnapshot().status).toBe('active');
-    await vi.advanceTimersByTimeAsync(TIMING.heartbeatIntervalMs * 4 - 100);
+    clock.increment(TIMING.heartbeatIntervalMs * 4 - 100);
     expect(actor.getSnapshot().status).toBe('active');
-    await vi.advanceTimersByTimeAsync(200);
+    clock.increment(200);
     expect(actor.getSnapshot().output?.reason).toBe('expired');
   });
 
   it('re-arms its liveness timer about once per window, not once per heartbeat interval', async () => {
-    const { liveness } = await registered();
-    expect(vi.getTimerCount()).toBe(1);
-    const armed = vi.spyOn(globalThis, 'setTimeout');
+    const { clock, heard } = await registered();
+    expect(clock.pending).toBe(1);
+    const armedBefore = clock.armed;
     for (let i = 0; i < 20; i++) {
-      await vi.advanceTimersByTimeAsync(TIMING.heartbeatIntervalMs);
-      liveness.lastSeen = Date.now();
+      clock.increment(TIMING.heartbeatIntervalMs);
+      heard();
     }
     // 20 intervals with a 4-interval window: the timer fires (and re-arms) every 3 to 4 intervals.
-    expect(armed.mock.calls.length).toBeLessThanOrEqual(7);
-    expect(vi.getTimerCount()).toBe(1);
+    expect(clock.armed - armedBefore).toBeLessThanOrEqual(7);
+    expect(clock.pending).toBe(1);
   });
 
   it('hands job messages of its own node to the supervisor', async () => {
@@ -146,12 +188,15 @@ describe('node machine', () => {
   });
 
   it('is busy while its slots are taken or it reports Busy, ready again when not', async () => {
-    const { actor } = await registered();
-    const slot = { attempt: 1, reserved: { cpu_cores: 1, memory_mb: 0, disk_gb: 0 } };
-    actor.send({ type: 'job.assigned', jobId: 'a', slot });
+    const { actor, holdings } = await registered();
+    // The holdings change first (the coordinator's placements), then the actor is told.
+    holdings.jobs.set('a', ONE_CORE);
+    actor.send({ type: 'job.assigned', jobId: 'a' });
     expect(actor.getSnapshot().matches({ online: 'ready' })).toBe(true);
-    actor.send({ type: 'job.assigned', jobId: 'b', slot });
+    holdings.jobs.set('b', ONE_CORE);
+    actor.send({ type: 'job.assigned', jobId: 'b' });
     expect(actor.getSnapshot().matches({ online: 'busy' })).toBe(true);
+    holdings.jobs.delete('a');
     actor.send({ type: 'job.ended', jobId: 'a' });
     expect(actor.getSnapshot().matches({ online: 'ready' })).toBe(true);
     actor.send({ type: 'Heartbeat', message: heartbeat('Busy') });
@@ -191,19 +236,104 @@ describe('node machine', () => {
     expect(calls.closed[0]?.code).toBe('session_replaced');
   });
 
-  it('ends as deregistered on Deregister, with its jobs in the output', async () => {
-    const { actor } = await registered();
-    actor.send({ type: 'job.assigned', jobId: 'a', slot: { attempt: 2, reserved: { cpu_cores: 1, memory_mb: 0, disk_gb: 0 } } });
+  it('ends as deregistered on Deregister', async () => {
+    const { actor, holdings } = await registered();
+    holdings.jobs.set('a', ONE_CORE);
+    actor.send({ type: 'job.assigned', jobId: 'a' });
     actor.send({ type: 'Deregister', message: { type: 'Deregister', data: { node_id: NODE_ID, reason: 'bye' } } });
-    const output = actor.getSnapshot().output;
-    expect(output?.reason).toBe('deregistered');
-    expect(Object.keys(output?.jobs ?? {})).toEqual(['a']);
+    expect(actor.getSnapshot().output).toEqual({ nodeId: NODE_ID, reason: 'deregistered' });
   });
 
   it('leaves no timer behind once dead', async () => {
-    const { actor } = await registered();
+    const { actor, clock } = await registered();
     actor.send({ type: 'shutdown' });
     expect(actor.getSnapshot().status).toBe('done');
-    expect(vi.getTimerCount()).toBe(0);
+    expect(clock.pending).toBe(0);
+  });
+
+  it('stops the register timer once RegisterNode is in: authentication is the plane\'s time', async () => {
+    let admit: (reg: Registration) => void = () => undefined;
+    const { actor, calls, clock, authenticated } = start(() => new Promise((resolve) => (admit = resolve)));
+    clock.increment(TIMING.registerTimeoutMs - 1);
+    actor.send({ type: 'RegisterNode', message: registerMessage });
+    expect(clock.pending).toBe(0);
+    clock.increment(TIMING.registerTimeoutMs * 3);
+    expect(actor.getSnapshot().matches({ registering: 'authenticating' })).toBe(true);
+    admit(registration());
+    await authenticated();
+    expect(actor.getSnapshot().matches({ online: 'ready' })).toBe(true);
+    expect(calls.closed).toEqual([]);
+  });
+
+  it('ends a node whose connection closes before it registered', () => {
+    const { actor, clock } = start();
+    actor.send({ type: 'connection.closed' });
+    expect(actor.getSnapshot().output?.reason).toBe('disconnected');
+    expect(clock.pending).toBe(0);
+  });
+
+  it('shows a dropped connection at once, takes no job, and keeps the node for its window', async () => {
+    const { actor, calls, clock, holdings } = await registered();
+    actor.send({ type: 'connection.closed' });
+    const snapshot = actor.getSnapshot();
+    expect(snapshot.context.connected).toBe(false);
+    expect(snapshot.matches({ online: 'busy' })).toBe(true);
+    expect(calls.closed).toEqual([]);
+    // A job that ends frees room, but there is no connection to give a job to.
+    holdings.jobs.set('a', ONE_CORE);
+    actor.send({ type: 'job.assigned', jobId: 'a' });
+    holdings.jobs.delete('a');
+    actor.send({ type: 'job.ended', jobId: 'a' });
+    expect(actor.getSnapshot().matches({ online: 'busy' })).toBe(true);
+    // Its heartbeat window still runs from its last frame; then it is dead and its jobs go back.
+    clock.increment(TIMING.heartbeatIntervalMs * 4 - 1);
+    expect(actor.getSnapshot().status).toBe('active');
+    clock.increment(1);
+    expect(actor.getSnapshot().output?.reason).toBe('expired');
+  });
+
+  it('ends a disconnected node as replaced when it resumes on a new connection', async () => {
+    const { actor } = await registered();
+    actor.send({ type: 'connection.closed' });
+    actor.send({ type: 'replaced' });
+    expect(actor.getSnapshot().output?.reason).toBe('replaced');
+  });
+
+  it('keeps a draining node draining when its connection drops', async () => {
+    const { actor } = await registered();
+    actor.send({ type: 'drain' });
+    actor.send({ type: 'connection.closed' });
+    expect(actor.getSnapshot().matches({ online: 'draining' })).toBe(true);
+    expect(actor.getSnapshot().context.connected).toBe(false);
+  });
+
+  it('is busy from the start when it resumes holding jobs that fill it', async () => {
+    const node = start(async () => ({ ...registration(1), resumed: true }));
+    node.holdings.jobs.set('kept', ONE_CORE);
+    node.actor.send({ type: 'RegisterNode', message: registerMessage });
+    await node.authenticated();
+    expect(node.actor.getSnapshot().matches({ online: 'busy' })).toBe(true);
+  });
+
+  it('decides which heartbeats need no transition: a steady one online, nothing else', async () => {
+    const waiting = start();
+    expect(skipsActor(waiting.actor.getSnapshot(), heartbeat())).toBe(false);
+    const { actor } = await registered();
+    const before = actor.getSnapshot();
+    expect(skipsActor(before, heartbeat('Ready'))).toBe(true);
+    expect(skipsActor(before, heartbeat('Busy'))).toBe(false);
+    expect(skipsActor(before, heartbeat('Draining'))).toBe(false);
+    expect(skipsActor(before, heartbeat('Ready', '11111111-1111-4111-8111-111111111111'))).toBe(false);
+    // Delivered anyway, the machine does nothing with it.
+    actor.send({ type: 'Heartbeat', message: heartbeat('Ready') });
+    expect(actor.getSnapshot().value).toEqual(before.value);
+    expect(actor.getSnapshot().context).toEqual(before.context);
+  });
+
+  it('ends the node, answered internal and closed, when one of its effects fails', async () => {
+    const { actor, calls } = await registered();
+    actor.send({ type: 'effect.failed', error: new Error('disk full') });
+    expect(actor.getSnapshot().output?.reason).toBe('failed');
+    expect(calls.closed.map((e) => [e?.code, e?.fatal])).toEqual([['internal', true]]);
   });
 });

@@ -215,6 +215,7 @@ describe('muster against the admin API', () => {
       node_id: nodeId,
       hostname: 'runner-7',
       state: 'busy',
+      connected: true,
       owner: 'cp-1',
       running_jobs: ['a', 'b'],
       last_heartbeat: new Date().toISOString(),

@@ -76,28 +76,23 @@ function view(nodeId: string | undefined, p: ControlPlane = plane): NodeView[] {
   return p.api.listNodes().filter((v) => v.node_id === nodeId);
 }
 
-/** Resolves once `predicate` holds, polling; fails after `timeoutMs`. */
-async function until(what: string, predicate: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+let probes = 0;
 
 /**
- * Sends a Heartbeat and waits until the plane has taken it (the node's `last_heartbeat` moves
- * past the moment it was sent): the connection works, and the node is still known and live.
+ * Sends a Heartbeat and waits until the plane has taken it: frames are handled in order, so
+ * the answer to a probe sent after it (an unknown type, answered with a non-fatal Error) comes
+ * only once the heartbeat was. The connection works, and the node is still known and live.
  */
 async function heartbeatTaken(c: NodeClient, p: ControlPlane = plane): Promise<void> {
-  const before = Date.parse(view(c.nodeId, p)[0]?.last_heartbeat ?? '1970-01-01T00:00:00Z');
-  await until('the clock moves past the last heartbeat', () => Date.now() > before);
   const sent = Date.now();
   c.heartbeat();
-  await until(`the plane takes a Heartbeat of ${c.nodeId}`, () => {
-    const v = view(c.nodeId, p)[0];
-    return v !== undefined && Date.parse(v.last_heartbeat) >= sent;
-  });
+  const id = `probe-${++probes}`;
+  c.send({ type: 'Probe', id, data: {} });
+  const answer = await c.next('Error');
+  expect(answer.message).toMatchObject({ reply_to: id, data: { code: 'unknown_type', fatal: false } });
+  const v = view(c.nodeId, p)[0];
+  expect(v).toBeDefined();
+  expect(Date.parse(v!.last_heartbeat)).toBeGreaterThanOrEqual(sent);
 }
 
 /** The connection is still usable and the node still `ready`, once. */
@@ -570,7 +565,8 @@ describe('shutting down', () => {
     const stopping = own.shutdown().then(() => (stopped = true));
     await node.next('Shutdown');
     await node.ended;
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Still waiting for the node's connection: the admin API, closed after it, still answers.
+    expect((await fetch(`${own.httpUrl}/healthz`)).status).toBe(200);
     expect(stopped).toBe(false);
     node.socket.end();
     await stopping;

@@ -63,6 +63,7 @@ function addNode(nodeId: string): void {
     node_id: nodeId,
     hostname: 'runner-1',
     state: 'ready',
+    connected: true,
     owner: 'cp-1',
     running_jobs: [],
     last_heartbeat: new Date().toISOString(),

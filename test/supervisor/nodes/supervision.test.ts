@@ -67,25 +67,21 @@ function views(plane: ControlPlane, nodeId: string | undefined): NodeView[] {
   return plane.api.listNodes().filter((v) => v.node_id === nodeId);
 }
 
-async function until(what: string, predicate: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+let probes = 0;
 
-/** Sends a Heartbeat and waits until the plane has taken it; the node is then still `ready`. */
+/**
+ * Sends a Heartbeat and waits until the plane has taken it (frames are handled in order: the
+ * answer to a probe sent after it, an unknown type, comes once it was); the node is then still `ready`.
+ */
 async function stillReady(plane: ControlPlane, c: NodeClient): Promise<void> {
   expect(c.isClosed).toBe(false);
-  const before = Date.parse(views(plane, c.nodeId)[0]?.last_heartbeat ?? '1970-01-01T00:00:00Z');
-  await until('the clock moves on', () => Date.now() > before);
   const sent = Date.now();
   c.heartbeat();
-  await until(`the plane takes a Heartbeat of ${c.nodeId}`, () => {
-    const v = views(plane, c.nodeId)[0];
-    return v !== undefined && Date.parse(v.last_heartbeat) >= sent;
-  });
+  const id = `probe-${++probes}`;
+  c.send({ type: 'Probe', id, data: {} });
+  expect((await c.next('Error')).message).toMatchObject({ reply_to: id, data: { code: 'unknown_type', fatal: false } });
+  const v = views(plane, c.nodeId)[0];
+  expect(Date.parse(v?.last_heartbeat ?? '')).toBeGreaterThanOrEqual(sent);
   expect(views(plane, c.nodeId).map((v) => v.state)).toEqual(['ready']);
   expect(c.unread()).toEqual([]);
 }
@@ -117,12 +113,13 @@ function activeHandles(): Record<string, number> {
 class HandleTracker {
   private readonly open = new Map<number, string>();
   private ignoring = false;
+  private emptied: (() => void) | undefined;
   private readonly hook = createHook({
     init: (id, type) => {
       if (!this.ignoring && ['Timeout', 'TCPWRAP', 'TCPSERVERWRAP'].includes(type)) this.open.set(id, type);
     },
     destroy: (id) => {
-      this.open.delete(id);
+      if (this.open.delete(id) && this.open.size === 0) this.emptied?.();
     },
   }).enable();
 
@@ -131,14 +128,17 @@ class HandleTracker {
     return [...this.open.values()];
   }
 
-  /** Waits until none is open, or `timeoutMs` has passed; the waiting timers are not tracked. */
+  /** Waits until none is open (told by the destroy hook), or `timeoutMs` has passed; the deadline timer is not tracked. */
   async settle(timeoutMs = 5_000): Promise<string[]> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.open.size > 0 && Date.now() < deadline) {
+    if (this.open.size > 0) {
       await new Promise<void>((resolve) => {
         this.ignoring = true;
-        setTimeout(resolve, 10);
+        const deadline = setTimeout(resolve, timeoutMs);
         this.ignoring = false;
+        this.emptied = () => {
+          clearTimeout(deadline);
+          resolve();
+        };
       });
     }
     this.hook.disable();

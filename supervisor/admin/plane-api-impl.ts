@@ -1,0 +1,112 @@
+// The running control plane as the admin HTTP API sees it (plane-api.ts `PlaneApi`): jobs
+// through the store and the job coordinator, nodes through the registry (their state is
+// their actors'), and the plane's counters for `/v1/stats` and `/metrics`.
+import type { Logger } from 'pino';
+import type { NodeState } from '../../actors/node-machine.js';
+import type { Bus } from '../bus/bus.js';
+import type { Config } from '../config.js';
+import type { JobCoordinator } from '../jobs/job-coordinator.js';
+import { pipelineApi } from '../jobs/pipeline-api.js';
+import type { NodeIntake } from '../nodes/node-intake.js';
+import type { NodeRegistry } from '../nodes/node-registry.js';
+import type { JobRecord, JobState, JobStore, LogRecord, NewJob } from '../store/job-store.js';
+import type { PlaneApi } from './plane-api.js';
+import { renderMetrics } from './plane-metrics.js';
+import type { NodeView } from './wire-types.js';
+
+export interface PlaneApiParts {
+  config: Pick<Config, 'maxAttempts' | 'defaultJobTimeoutMs'>;
+  logger: Logger;
+  store: JobStore;
+  bus: Bus;
+  coordinator: JobCoordinator;
+  registry: NodeRegistry;
+  intake: NodeIntake;
+  /** Asks the scheduler for a pass: a job was queued. */
+  wakeScheduler(): void;
+}
+
+export class PlaneApiImpl implements PlaneApi {
+  readonly defaults: PlaneApi['defaults'];
+  // Pipelines (batch submit, listing, attempts, retry) are their own unit in jobs/.
+  readonly submitJobs: PlaneApi['submitJobs'];
+  readonly listJobs: PlaneApi['listJobs'];
+  readonly jobAttempts: PlaneApi['jobAttempts'];
+  readonly retryJob: PlaneApi['retryJob'];
+
+  constructor(private readonly p: PlaneApiParts) {
+    this.defaults = { maxAttempts: p.config.maxAttempts, jobTimeoutMs: p.config.defaultJobTimeoutMs };
+    const pipelines = pipelineApi(p);
+    this.submitJobs = pipelines.submitJobs;
+    this.listJobs = pipelines.listJobs;
+    this.jobAttempts = pipelines.jobAttempts;
+    this.retryJob = pipelines.retryJob;
+  }
+
+  async submitJob(job: NewJob): Promise<JobRecord> {
+    const record = await this.p.store.submit(job);
+    this.p.logger.info({ job_id: record.job_id, priority: record.priority }, 'job submitted');
+    this.p.bus.publish({ kind: 'job', job_id: record.job_id, state: record.state, attempt: record.attempt });
+    this.p.wakeScheduler();
+    return record;
+  }
+
+  getJob(jobId: string): Promise<JobRecord | undefined> {
+    return this.p.store.get(jobId);
+  }
+
+  async jobLogs(jobId: string, afterCursor?: number): Promise<LogRecord[] | undefined> {
+    return (await this.p.store.get(jobId)) === undefined ? undefined : this.p.store.logs(jobId, afterCursor);
+  }
+
+  cancelJob(jobId: string): Promise<JobRecord | undefined> {
+    return this.p.coordinator.cancel(jobId);
+  }
+
+  listNodes(): NodeView[] {
+    return this.p.registry.views((nodeId) => this.p.coordinator.runningJobIds(nodeId));
+  }
+
+  drainNode(nodeId: string): boolean {
+    const session = this.p.registry.get(nodeId);
+    if (session === undefined) return false;
+    session.actor.send({ type: 'drain' });
+    return true;
+  }
+
+  async stats(): Promise<Record<string, number>> {
+    const { counters } = this.p.intake;
+    return {
+      active_connections: this.p.intake.connections,
+      total_messages_sent: counters.messagesSent,
+      total_messages_received: counters.messagesReceived,
+      nodes: this.p.registry.size,
+      ...prefixed('jobs_', await this.p.store.counts()),
+    };
+  }
+
+  async metrics(): Promise<string> {
+    const { counters } = this.p.intake;
+    return renderMetrics({
+      connections: this.p.intake.connections,
+      messagesReceived: counters.messagesReceived,
+      messagesSent: counters.messagesSent,
+      nodes: nodeCounts(this.p.registry),
+      jobs: await this.p.store.counts(),
+    });
+  }
+
+  isReady(): boolean {
+    return this.p.intake.accepting;
+  }
+}
+
+function nodeCounts(registry: NodeRegistry): Record<NodeState, number> {
+  const counts: Record<NodeState, number> = { registering: 0, ready: 0, busy: 0, draining: 0, dead: 0 };
+  for (const session of registry.sessionsList()) counts[session.state]++;
+  return counts;
+}
+
+function prefixed(prefix: string, counts: Record<JobState, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(counts).map(([k, v]) => [`${prefix}${k}`, v]));
+}

@@ -1,0 +1,78 @@
+// Where node connections come in: each accepted connection is checked by the node gate
+// (allow-list, bans, per-address limits) before any frame is read, then gets its own
+// NodeSession; the intake keeps every session whose actor lives (a disconnected node's
+// actor lives on until it resumes or expires), and refuses everything once stopping.
+import { CODEC_JSON, encodeBody } from '../../protocol/codec.js';
+import { MusterError } from '../../protocol/errors.js';
+import type { Connection } from '../../transports/transport.js';
+import type { NodeGate } from '../security/node-gate.js';
+import { NodeSession, type SessionHost } from './node-session.js';
+
+export class NodeIntake {
+  private readonly sessions = new Set<NodeSession>();
+  /** Sessions with a connection still open: counted out at its close or at their actor's end, whichever comes first. */
+  private readonly connected = new Set<NodeSession>();
+  private readonly host: SessionHost;
+  private stopping = false;
+
+  constructor(
+    host: SessionHost,
+    private readonly gate: NodeGate,
+  ) {
+    this.host = {
+      ...host,
+      ended: (session, output) => {
+        this.sessions.delete(session);
+        this.connected.delete(session);
+        host.ended(session, output);
+      },
+      connectionClosed: (session, reason) => {
+        this.connected.delete(session);
+        host.connectionClosed?.(session, reason);
+      },
+    };
+  }
+
+  /** Messages in and out over every session so far. */
+  get counters(): SessionHost['counters'] {
+    return this.host.counters;
+  }
+
+  /** Node connections open now. */
+  get connections(): number {
+    return this.connected.size;
+  }
+
+  /** False once stopping: no connection is taken any more. */
+  get accepting(): boolean {
+    return !this.stopping;
+  }
+
+  accept(conn: Connection): void {
+    if (this.stopping) {
+      refuse(conn, new MusterError('shutting_down', 'the control plane is stopping'));
+      return;
+    }
+    const refusal = this.gate.admit(conn);
+    if (refusal !== undefined) {
+      refuse(conn, refusal);
+      return;
+    }
+    const session = new NodeSession(conn, this.host);
+    this.sessions.add(session);
+    this.connected.add(session);
+    session.start();
+  }
+
+  /** Refuses new connections; returns every live session, for the plane to tell them it stops. */
+  stop(): NodeSession[] {
+    this.stopping = true;
+    return [...this.sessions];
+  }
+}
+
+function refuse(conn: Connection, err: MusterError): void {
+  conn.start({ frame: () => {}, error: () => {}, closed: () => {} });
+  conn.send(CODEC_JSON, encodeBody(CODEC_JSON, { type: 'Error', data: err.toData() }));
+  void conn.close();
+}

@@ -1,0 +1,60 @@
+// What every node session of the plane is given (node-session.ts `SessionHost`): the timing
+// of its actor, where its jobs are held, registration (the registrar), job messages (the job
+// coordinator), the node's state changes (the bus, the scheduler), and the security gate's
+// hooks (rates, audit). One object for all sessions.
+import type { Logger } from 'pino';
+import { toMusterError } from '../../protocol/errors.js';
+import type { Bus } from '../bus/bus.js';
+import type { Config } from '../config.js';
+import type { JobCoordinator } from '../jobs/job-coordinator.js';
+import type { PlaneSecurity } from '../security/plane-security.js';
+import type { Registrar } from './registrar.js';
+import type { SessionHost } from './node-session.js';
+
+export interface PlaneSessionHostOptions {
+  controlPlaneId: string;
+  logger: Logger;
+  config: Pick<Config, 'heartbeatIntervalMs' | 'missedHeartbeats' | 'registerTimeoutMs'>;
+  registrar: Registrar;
+  coordinator: JobCoordinator;
+  bus: Bus;
+  security: PlaneSecurity;
+  /** Asks the scheduler for a pass: a node became ready. */
+  wakeScheduler(): void;
+}
+
+export function planeSessionHost(o: PlaneSessionHostOptions): SessionHost {
+  const { gate } = o.security;
+  return {
+    logger: o.logger,
+    counters: { messagesReceived: 0, messagesSent: 0 },
+    timing: {
+      heartbeatIntervalMs: o.config.heartbeatIntervalMs,
+      missedHeartbeats: o.config.missedHeartbeats,
+      registerTimeoutMs: o.config.registerTimeoutMs,
+    },
+    holdings: o.coordinator,
+    rates: o.security.nodeRates,
+    authenticate: (session, message) => o.registrar.authenticate(session, message),
+    registered: (session, registration) => o.registrar.registered(session, registration),
+    ended: (session, output) => o.registrar.ended(session, output),
+    jobMessage: (session, message) => {
+      const nodeId = session.nodeId;
+      if (nodeId === undefined) return;
+      o.coordinator.handle(session, nodeId, message).catch((err: unknown) => {
+        session.logger.error({ err, node_id: nodeId, type: message.type }, 'job message failed');
+        session.sendError(toMusterError(err), message.id);
+      });
+    },
+    stateChanged: (session, state) => {
+      const nodeId = session.nodeId;
+      if (nodeId !== undefined) o.bus.publish({ kind: 'node', node_id: nodeId, state, owner: o.controlPlaneId });
+      if (state === 'ready') o.wakeScheduler();
+    },
+    connectionClosed: (session, reason) => gate.closed(session.connection, session.nodeId, reason),
+    rateLimited: (session, verdict, dropped) => {
+      gate.rateLimited(session.connection, session.nodeId, dropped);
+      return verdict === 'abuse' ? gate.abusive(session.connection, session.nodeId, dropped) : undefined;
+    },
+  };
+}

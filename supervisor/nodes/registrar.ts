@@ -1,0 +1,100 @@
+// Registration on the plane's side, from a node's RegisterNode to its RegisterAck and back
+// out: authentication (the node gate told how it went), the revocation race, binding the
+// node id to its session (a newer connection replaces an older one, PROTOCOL.md 4.7), the
+// session token and its refresh, the jobs it keeps; and when its actor ends, its burial.
+import type { NodeOutput, Registration } from '../../actors/node-machine.js';
+import type { EnvelopeOf } from '../../protocol/messages.js';
+import type { Config } from '../config.js';
+import type { JobCoordinator } from '../jobs/job-coordinator.js';
+import type { NodeGate } from '../security/node-gate.js';
+import type { SessionTokens } from '../tokens/session-tokens.js';
+import type { TokenAuthority } from '../tokens/tokens.js';
+import { adoptJobs } from './job-adoption.js';
+import { authenticateNode, type Authenticated } from './node-authenticator.js';
+import type { NodeRegistry } from './node-registry.js';
+import { viewOf } from './node-registry.js';
+import type { NodeRevocation } from './node-revocation.js';
+import type { NodeSession } from './node-session.js';
+
+export interface RegistrarOptions {
+  controlPlaneId: string;
+  config: Pick<Config, 'sessionTtlSeconds' | 'heartbeatIntervalMs'>;
+  tokens: TokenAuthority;
+  gate: NodeGate;
+  revocation: NodeRevocation;
+  registry: NodeRegistry;
+  sessionTokens: SessionTokens<NodeSession>;
+  coordinator: JobCoordinator;
+  /** Asks the scheduler for a pass: a node came with room. */
+  wakeScheduler(): void;
+}
+
+export class Registrar {
+  /** Authenticated, not yet acknowledged; with the RegisterNode's `id`, which the RegisterAck answers (PROTOCOL.md section 2). */
+  private readonly pending = new WeakMap<NodeSession, Authenticated & { replyTo: string | undefined }>();
+
+  constructor(private readonly o: RegistrarOptions) {}
+
+  /** Verifies a `RegisterNode` and decides the node id; throws a MusterError to refuse. */
+  async authenticate(session: NodeSession, message: EnvelopeOf<'RegisterNode'>): Promise<Registration> {
+    const { auth_token: token, resume } = message.data;
+    let result: Authenticated;
+    try {
+      result = await authenticateNode(this.o.tokens, this.o.config.sessionTtlSeconds, message, session.connection.peerNames);
+    } catch (err) {
+      this.o.gate.authFailed(session.connection, err, token, resume?.node_id);
+      throw err;
+    }
+    this.o.gate.authenticated(session.connection, result.registration.nodeId, token, result.registration.resumed);
+    this.pending.set(session, { ...result, replyTo: message.id });
+    return result.registration;
+  }
+
+  /** The node's actor is online: bind the node, send `RegisterAck`, keep its jobs. */
+  registered(session: NodeSession, registration: Registration): void {
+    const auth = this.pending.get(session);
+    this.pending.delete(session);
+    if (auth === undefined) return;
+    if (this.o.revocation.revokedMeanwhile(session, auth.tokenIds, auth.replyTo)) return;
+    const { nodeId } = registration;
+    this.o.registry.bind(nodeId, session)?.actor.send({ type: 'replaced' });
+    session.send('RegisterAck', this.ack(registration, auth), auth.replyTo);
+    this.o.sessionTokens.track(session, {
+      nodeId,
+      tokenIds: auth.tokenIds,
+      registrationJti: auth.registrationJti,
+      session: auth.session,
+    });
+    const kept = adoptJobs(this.o.coordinator, session, nodeId, auth);
+    session.logger.info(
+      { node_id: nodeId, hostname: registration.info.hostname, resumed: registration.resumed, kept_jobs: kept },
+      'node registered',
+    );
+    this.o.wakeScheduler();
+  }
+
+  /** The node's actor ended: forget its session; when it is gone for good, its jobs go back to the queue. */
+  ended(session: NodeSession, output: NodeOutput): void {
+    this.o.sessionTokens.forget(session);
+    const { nodeId, reason } = output;
+    if (nodeId === undefined) return;
+    const view = viewOf(nodeId, session, this.o.controlPlaneId, []);
+    if (!this.o.registry.unbind(nodeId, session)) return;
+    this.o.registry.buryNode(view);
+    session.logger.info({ node_id: nodeId, reason }, 'node gone');
+    // Replaced or shut down: the node lives on elsewhere, or comes back to resume its jobs.
+    if (reason === 'expired' || reason === 'deregistered' || reason === 'failed') this.o.coordinator.nodeGone(nodeId, `node ${reason}`);
+  }
+
+  private ack(registration: Registration, auth: Authenticated): EnvelopeOf<'RegisterAck'>['data'] {
+    return {
+      node_id: registration.nodeId,
+      session_token: auth.session.token,
+      session_expires_at: auth.session.expiresAt.toISOString(),
+      heartbeat_interval_ms: this.o.config.heartbeatIntervalMs,
+      protocol_version: 1,
+      control_plane_id: this.o.controlPlaneId,
+      resumed: registration.resumed,
+    };
+  }
+}
