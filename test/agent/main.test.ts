@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -24,10 +25,12 @@ afterEach(async () => {
   rmSync(workDir, { recursive: true, force: true });
 });
 
-function startAgentProcess(): { exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
+function startAgentProcess(
+  options: { stdout?: 'ignore' | 'pipe'; env?: Record<string, string> } = {},
+): { exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
   child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], {
-    env: { ...process.env, PLANE_URL: plane.url, WORK_DIR: workDir },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, PLANE_URL: plane.url, WORK_DIR: workDir, ...options.env },
+    stdio: ['ignore', options.stdout ?? 'ignore', 'inherit'],
   });
   const proc = child;
   return { exited: new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal }))) };
@@ -109,4 +112,44 @@ describe('muster agent process', () => {
     for (let i = 0; i < 50 && isAlive(jobPid); i++) await new Promise((r) => setTimeout(r, 100));
     expect(isAlive(jobPid)).toBe(false);
   });
+
+  // `muster agent ... | head -8`, with the plane not (yet) up: the reader is gone once it has its
+  // lines, and the lines the agent writes on its way out meet a closed pipe. pino's exit flush
+  // used to retry that write every 100 ms for ever, so the agent never exited.
+  it('exits on SIGTERM when its stdout is a closed pipe', async () => {
+    const nobody = await unusedPortUrl();
+    const { exited } = startAgentProcess({
+      stdout: 'pipe',
+      env: { LOG_LEVEL: 'info', PLANE_URL: nobody, BACKOFF_BASE_MS: '600000' },
+    });
+    await lineContaining(child!.stdout!, 'cannot reach control plane');
+    // Close the reading end, as `head` does once it has its lines.
+    child!.stdout!.destroy();
+    child!.kill('SIGTERM');
+    expect(await exited).toEqual({ code: 0, signal: null });
+  });
 });
+
+/** A URL where nothing listens: a port that was free a moment ago. */
+async function unusedPortUrl(): Promise<string> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `tcp://127.0.0.1:${port}`;
+}
+
+/** Resolves once a line of `stream` contains `text`. */
+function lineContaining(stream: NodeJS.ReadableStream, text: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const onData = (chunk: Buffer): void => {
+      seen += chunk.toString('utf8');
+      if (!seen.includes(text)) return;
+      stream.off('data', onData);
+      resolve();
+    };
+    stream.on('data', onData);
+    stream.once('end', () => reject(new Error(`the stream ended without "${text}"`)));
+  });
+}
