@@ -1,7 +1,8 @@
 // `muster agent` behind the CLI: builds the agent from the command's options and ties
 // it to the process's signals. The first SIGTERM or SIGINT drains (running jobs finish
 // while the agent keeps heartbeating, then it deregisters and exits 0); a second one
-// kills the jobs and exits at once.
+// kills the jobs and exits at once. A refusal no retry can change (a bad token, a URL that
+// is not a node listener) is one line on stderr and exit status 1.
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -54,6 +55,10 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<Agent>
     ...opts.agent,
   });
   logger.info({ urls: opts.urls, work_dir: workDir }, 'agent started');
+  void agent.failed.then((reason) => {
+    process.stderr.write(`muster: ${reason}\n`);
+    exit(1);
+  });
   return new Promise((done) => {
     let signalled = false;
     const onSignal = (signal: 'SIGTERM' | 'SIGINT'): void => {
