@@ -1,7 +1,7 @@
 // Every setting of the control plane and its default, in one place.
 // Precedence: defaults < config file (JSON) < MUSTER_* environment variables < command-line flags.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readJsonFile } from './json-file.js';
 
 export interface Config {
   /** Where the SQLite job store, the generated secret and the Unix socket live. */
@@ -166,7 +166,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const config: Config = { ...DEFAULTS };
   const file = sources.file ?? env.MUSTER_CONFIG;
   if (file !== undefined && file !== '') {
-    const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    const parsed = readJsonFile(file);
     if (typeof parsed !== 'object' || parsed === null) throw new Error(`config file ${file} is not a JSON object`);
     for (const [k, v] of Object.entries(parsed)) set(config, k, v, `config file ${file}`);
   }

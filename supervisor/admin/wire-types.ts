@@ -11,6 +11,8 @@ export type { LogRecord, JobSelector, Revocation, TokenRecord } from '../store/j
 export interface NodeView {
   node_id: string;
   hostname: string;
+  /** The node's `name` tag (`muster agent --name`), when it has one. */
+  name?: string;
   state: NodeState;
   /** The replica that holds the node's connection (`control_plane_id`). */
   owner: string;

@@ -1,7 +1,7 @@
 // `bin/muster` as a user runs it: a real child process, against an admin API served in this
 // test process over a real socket (with an in-memory plane behind it).
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -118,6 +118,14 @@ describe('muster (no server)', () => {
       expect(run.code, args.join(' ')).toBe(1);
       expect(run.stderr, args.join(' ')).toMatch(/^muster: [^\n]+\n$/);
     }
+  });
+
+  it('names a plane config file that is not valid JSON, with the line', async () => {
+    const file = join(dataDir, 'bad-config.json');
+    writeFileSync(file, '{\n  "tcp": "127.0.0.1:0",\n}\n');
+    const run = await muster(['serve', '--config', file, '--data-dir', dataDir]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(`muster: config file ${file}, line 3 column 1: not valid JSON (Expected double-quoted property name)\n`);
   });
 
   it('says how to get a token when there is neither a token nor a local secret', async () => {
