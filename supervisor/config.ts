@@ -86,6 +86,8 @@ export interface Config {
   banAfterViolations: number;
   /** How long a ban lasts; a banned address's connections are refused with `rate_limited`, its API requests with 403. */
   banSeconds: number;
+  /** Networks (CIDR, comma-separated) never locked out: failed authentications from them are audited, never counted or banned. Default loopback; empty: none. */
+  banExemptCidrs: string;
   /** Admin API requests a second per token (by `jti`); over it: 429 `rate_limited`. 0: no limit. */
   apiRequestRate: number;
   /** Requests one token may make at once before `apiRequestRate` applies. */
@@ -140,6 +142,7 @@ export const DEFAULTS: Config = {
   failedAuthPerMinute: 10,
   banAfterViolations: 10,
   banSeconds: 300,
+  banExemptCidrs: '127.0.0.0/8,::1/128',
   apiRequestRate: 20,
   apiRequestBurst: 100,
   auditLog: '',
