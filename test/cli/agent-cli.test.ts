@@ -66,9 +66,10 @@ async function nodeView(nodeId: string): Promise<NodeView | undefined> {
 }
 
 describe('muster agent settings', () => {
-  it('takes MUSTER_AGENT_URL and MUSTER_AGENT_TOKEN, not the API token in MUSTER_TOKEN, and shows --name', async () => {
+  it('takes MUSTER_AGENT_URL (comma-separated) and MUSTER_AGENT_TOKEN, not the API token in MUSTER_TOKEN, and shows --name', async () => {
     const nodeId = await startAgent(['--name', 'runner-a', '--work-dir', join(dir, 'a')], {
-      MUSTER_AGENT_URL: plane.tcpUrl,
+      // The first URL is the Unix socket of no plane: the agent moves on to the next.
+      MUSTER_AGENT_URL: `unix://${join(dir, 'nobody.sock')},${plane.tcpUrl}`,
       MUSTER_AGENT_TOKEN: await plane.registrationToken(),
       MUSTER_TOKEN: await plane.apiToken('admin'),
     });
