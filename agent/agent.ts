@@ -201,7 +201,8 @@ export class Agent {
     clearTimeout(this.registerTimer);
     clearInterval(this.heartbeatTimer);
     if (err instanceof HttpPeerError) return this.giveUp(`${url}: ${err.message}`);
-    if (!this.stopped) this.logger.warn({ err, url }, 'disconnected from control plane');
+    // A message, not a stack: a dropped connection is expected, and its cause says enough.
+    if (!this.stopped) this.logger.warn({ url, ...(err === undefined ? {} : { error: err.message }) }, 'disconnected from control plane');
   }
 
   // ---- messages from the control plane ----
