@@ -7,6 +7,7 @@ import type { CodecName } from '../protocol/codec.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/frame-decoder.js';
 import type { EnvelopeOf, MessageData, NodeStatus, PlaneMessage } from '../protocol/messages.js';
 import { encrypted } from '../transports/encrypted-connection.js';
+import { HttpPeerError } from '../transports/http-sniff.js';
 import { PayloadCipher } from '../transports/payload-cipher.js';
 import { transportFor, type Connection, type DialOptions } from '../transports/transport.js';
 import { Backoff } from './backoff.js';
@@ -15,6 +16,8 @@ import { JobManager } from './job-manager.js';
 import type { LogChunkData } from './job-runner.js';
 import { DEFAULT_MAX_QUEUED_LOG_BYTES, LogQueue } from './log-queue.js';
 import { PlaneLink } from './plane-link.js';
+import { checkPlaneUrls } from './plane-urls.js';
+import { refusalLine } from './refusals.js';
 import { ReconnectLoop } from './reconnect-loop.js';
 import { ResultOutbox, type OutboxEntry } from './result-outbox.js';
 import { childTraceparent } from './trace-context.js';
@@ -27,7 +30,8 @@ import {
 
 export type { AgentOptions, Dialer } from './agent-options.js';
 
-// Errors that refuse a session token: the agent falls back to its registration token.
+// Errors that refuse a session token: the agent falls back to its registration token. Given for
+// the registration token they can never succeed, so the agent gives up (refusals.ts).
 const RESUME_REFUSALS: ReadonlySet<string> = new Set(['auth_failed', 'token_expired', 'token_revoked', 'forbidden']);
 
 export class Agent {
@@ -52,8 +56,12 @@ export class Agent {
   private resendTimer: NodeJS.Timeout | undefined;
   private readonly loop: ReconnectLoop;
   private drained: Promise<void> | undefined;
+  private giveUpWith: ((reason: string) => void) | undefined;
+  /** Resolves with one line when retrying cannot succeed (refused token, not a node listener); the agent has stopped. */
+  readonly failed = new Promise<string>((resolve) => (this.giveUpWith = resolve));
 
   constructor(private readonly options: AgentOptions) {
+    if (options.dial === undefined) checkPlaneUrls(options.urls);
     this.logger = options.logger;
     this.codec = options.codec ?? 'msgpack';
     this.backoff = new Backoff(options.backoff);
@@ -209,7 +217,9 @@ export class Agent {
     clearTimeout(this.registerTimer);
     clearInterval(this.heartbeatTimer);
     clearInterval(this.resendTimer);
-    if (!this.stopped) this.logger.warn({ err, url }, 'disconnected from control plane');
+    if (err instanceof HttpPeerError) return this.giveUp(`${url}: ${err.message}`);
+    // A message, not a stack: a dropped connection is expected, and its cause says enough.
+    if (!this.stopped) this.logger.warn({ url, ...(err === undefined ? {} : { error: err.message }) }, 'disconnected from control plane');
   }
 
   // ---- messages from the control plane ----
@@ -311,12 +321,22 @@ export class Agent {
       this.logger.warn(fields, 'control plane reported an error');
       return;
     }
+    if (!this.registered && !this.resumeSent && RESUME_REFUSALS.has(error.code)) {
+      return this.giveUp(refusalLine(error));
+    }
     this.logger.error(fields, 'fatal error from control plane; reconnecting');
     if (!this.registered && this.resumeSent && RESUME_REFUSALS.has(error.code)) {
       this.logger.warn('session refused; registering afresh with the registration token');
       this.useSession = false;
     }
     void link.close();
+  }
+
+  /** Stops for good (running jobs are killed, their results kept) and reports `reason` through `failed`. */
+  private giveUp(reason: string): void {
+    if (this.stopped) return;
+    this.logger.error({ reason }, 'giving up: retrying cannot succeed');
+    void this.stop().then(() => this.giveUpWith?.(reason));
   }
 
   private onDrain(): void {

@@ -1,10 +1,11 @@
 // `muster agent` behind the CLI: builds the agent from the command's options and ties
 // it to the process's signals. The first SIGTERM or SIGINT drains (running jobs finish
 // while the agent keeps heartbeating, then it deregisters and exits 0); a second one
-// kills the jobs and exits at once.
+// kills the jobs and exits at once. A refusal no retry can change (a bad token, a URL that
+// is not a node listener) is one line on stderr and exit status 1.
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import type { CodecName } from '../protocol/codec.js';
 import { createLogger } from '../observability/logger.js';
 import '../transports/builtin.js';
@@ -25,12 +26,22 @@ export interface AgentCommandOptions {
   agent?: Partial<AgentOptions>;
 }
 
+/**
+ * The agent's own logger. Off a terminal it writes synchronously: with pino's default
+ * asynchronous stdout, lines still queued at exit are flushed by a loop that retries a write to
+ * a closed pipe (`muster agent | head -8`) every 100 ms for ever, so the agent never exited.
+ * A synchronous write meets EPIPE at once, and pino then stops writing.
+ */
+function agentLogger(level: string | undefined): Logger {
+  const destination = process.stdout.isTTY ? {} : { destination: pino.destination({ dest: 1, sync: true }) };
+  return createLogger({ name: 'muster-agent', ...(level === undefined ? {} : { level }), ...destination });
+}
+
 const SIGNAL_EXIT_CODES: Record<'SIGTERM' | 'SIGINT', number> = { SIGTERM: 143, SIGINT: 130 };
 
 /** Runs the agent until a signal ends it; resolves once it has drained (just before exit). */
 export async function runAgentCommand(opts: AgentCommandOptions): Promise<Agent> {
-  const logger =
-    opts.logger ?? createLogger({ name: 'muster-agent', ...(opts.logLevel === undefined ? {} : { level: opts.logLevel }) });
+  const logger = opts.logger ?? agentLogger(opts.logLevel);
   const exit = opts.exit ?? ((code: number) => process.exit(code));
   const workDir = resolve(opts.workDir);
   mkdirSync(workDir, { recursive: true });
@@ -44,6 +55,10 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<Agent>
     ...opts.agent,
   });
   logger.info({ urls: opts.urls, work_dir: workDir }, 'agent started');
+  void agent.failed.then((reason) => {
+    process.stderr.write(`muster: ${reason}\n`);
+    exit(1);
+  });
   return new Promise((done) => {
     let signalled = false;
     const onSignal = (signal: 'SIGTERM' | 'SIGINT'): void => {

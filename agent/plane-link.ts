@@ -17,7 +17,7 @@ export interface PlaneLinkHandlers {
   message(message: PlaneMessage): void;
   /** A JobAssignment the agent cannot take (too large, or invalid), with why: answer JobRejected. */
   refused(jobId: string, attempt: number, reason: string): void;
-  /** The connection is gone; called once. */
+  /** The connection is gone; called once, with the framing error when that was why. */
   closed(err?: Error): void;
 }
 
@@ -31,6 +31,8 @@ const MAX_REASON_CHARS = 300;
 export class PlaneLink {
   private readonly codec: Codec;
   private closedReported = false;
+  /** The framing error that made this side close, reported with `closed`. */
+  private broken: MusterError | undefined;
 
   constructor(
     private readonly conn: Connection,
@@ -55,13 +57,15 @@ export class PlaneLink {
     this.conn.start({
       frame: (codecByte, body) => this.onFrame(codecByte, body),
       error: (err) => {
-        this.logger.error({ err, code: err.code }, 'broken frame from control plane; closing');
+        // A framing error is the peer's, not ours: its message says it all, a stack would not help.
+        this.logger.error({ code: err.code, error: err.message }, 'broken frame from control plane; closing');
+        this.broken = err;
         void this.conn.close();
       },
       closed: (err) => {
         if (this.closedReported) return;
         this.closedReported = true;
-        this.handlers.closed(err);
+        this.handlers.closed(err ?? this.broken);
       },
     });
   }

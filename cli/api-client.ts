@@ -7,6 +7,7 @@ import type { LogRecord } from '../supervisor/admin/wire-types.js';
 import { loadSecret, secretFromDataDir } from '../supervisor/tokens/secret.js';
 import { TokenAuthority } from '../supervisor/tokens/tokens.js';
 import { readSse } from './sse-reader.js';
+import { checkApiToken } from './token-kind.js';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:7480';
 
@@ -131,7 +132,9 @@ async function answerError(res: Response): Promise<ApiAnswerError> {
 
 /** The client for a command's options; mints a short-lived admin token when none is given. */
 export async function createApiClient(options: ClientOptions): Promise<ApiClient> {
-  const token = options.token !== undefined && options.token !== '' ? options.token : await mintLocalToken(options.dataDir);
+  const given = options.token !== undefined && options.token !== '';
+  if (given) checkApiToken(options.token!);
+  const token = given ? options.token! : await mintLocalToken(options.dataDir);
   return new ApiClient(options.api, token);
 }
 

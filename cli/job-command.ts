@@ -23,6 +23,9 @@ interface LogsOptions extends ClientOptions {
   json?: boolean;
 }
 
+/** Job states after which there is nothing to cancel. */
+const ENDED: ReadonlySet<string> = new Set(['Completed', 'Failed', 'Cancelled', 'TimedOut', 'DeadLettered']);
+
 export function jobCommand(): Command {
   const job = new Command('job').description('submit, inspect and cancel jobs').enablePositionalOptions();
   job.addCommand(submitCommand());
@@ -51,6 +54,10 @@ export function jobCommand(): Command {
       .argument('<job-id>')
       .action(async (jobId: string, options: ClientOptions) => {
         const client = await createApiClient(options);
+        const before = await getJob(client, jobId);
+        if (ENDED.has(before.state)) {
+          throw new Error(`job ${jobId} already ended ${before.state}${before.reason === undefined ? '' : ` (${before.reason})`}: nothing to cancel`);
+        }
         const answer = await client.post<{ state?: string }>(`/v1/jobs/${encodeURIComponent(jobId)}/cancel`);
         process.stdout.write(`cancel requested for job ${jobId}${answer?.state ? ` (now ${answer.state})` : ''}\n`);
       }),

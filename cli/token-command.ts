@@ -67,8 +67,15 @@ export function tokenCommand(): Command {
     .argument('<jti>', 'the id of the token (see `muster token list`)')
     .option('--reason <text>', 'why, for the record')
     .action(async (jti: string, options: RevokeOptions) => {
+      // A mistyped jti would otherwise be "revoked" silently while the real token goes on working.
+      const minted = (await listTokens(options)).some((t) => t.jti === jti);
       const revocation = await revokeToken(jti, options);
       process.stdout.write(`revoked ${revocation.jti} at ${revocation.revoked_at}\n`);
+      if (!minted) {
+        process.stderr.write(
+          `muster: warning: this plane has no record of minting ${jti} (see muster token list); it was revoked by id only: a token with that jti will be refused\n`,
+        );
+      }
     });
   return token;
 }

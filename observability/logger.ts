@@ -14,7 +14,7 @@ export interface LoggerOptions {
   /** Written as the `name` field of every line. */
   name?: string;
   /** Where JSON lines go; default stdout (pretty-printed when stdout is a TTY). */
-  destination?: NodeJS.WritableStream;
+  destination?: NodeJS.WritableStream | pino.DestinationStream;
 }
 
 /**

@@ -1,7 +1,7 @@
 // Every setting of the control plane and its default, in one place.
 // Precedence: defaults < config file (JSON) < MUSTER_* environment variables < command-line flags.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readJsonFile } from './json-file.js';
 
 export interface Config {
   /** Where the SQLite job store, the generated secret and the Unix socket live. */
@@ -86,6 +86,8 @@ export interface Config {
   banAfterViolations: number;
   /** How long a ban lasts; a banned address's connections are refused with `rate_limited`, its API requests with 403. */
   banSeconds: number;
+  /** Networks (CIDR, comma-separated) never locked out: failed authentications from them are audited, never counted or banned. Default loopback; empty: none. */
+  banExemptCidrs: string;
   /** Admin API requests a second per token (by `jti`); over it: 429 `rate_limited`. 0: no limit. */
   apiRequestRate: number;
   /** Requests one token may make at once before `apiRequestRate` applies. */
@@ -140,6 +142,7 @@ export const DEFAULTS: Config = {
   failedAuthPerMinute: 10,
   banAfterViolations: 10,
   banSeconds: 300,
+  banExemptCidrs: '127.0.0.0/8,::1/128',
   // A CI system polls a few hundred jobs a second and submits a pipeline as one batch request.
   apiRequestRate: 500,
   apiRequestBurst: 1000,
@@ -167,7 +170,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const config: Config = { ...DEFAULTS };
   const file = sources.file ?? env.MUSTER_CONFIG;
   if (file !== undefined && file !== '') {
-    const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    const parsed = readJsonFile(file);
     if (typeof parsed !== 'object' || parsed === null) throw new Error(`config file ${file} is not a JSON object`);
     for (const [k, v] of Object.entries(parsed)) set(config, k, v, `config file ${file}`);
   }

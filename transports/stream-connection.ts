@@ -7,6 +7,7 @@ import { FrameDecoder, type FrameHandler } from '../protocol/frame-decoder.js';
 import { encodeFrame } from '../protocol/frame-encoder.js';
 import { toMusterError } from '../protocol/errors.js';
 import { CloseLatch } from './close-latch.js';
+import { httpRefusal, HttpPeerError, looksLikeHttpRequest, looksLikeHttpResponse } from './http-sniff.js';
 import type { Connection, FrameSink } from './transport.js';
 
 /** How long `close()` waits for queued writes to flush before it drops them. */
@@ -27,6 +28,8 @@ export interface StreamConnectionOptions {
   remoteAddress: string;
   /** Names of the peer's verified TLS client certificate; none for plain sockets. */
   peerNames?: readonly string[];
+  /** A listener's answer to an HTTP request (sent as an HTTP 400, then closed); none: treated as bad frames. */
+  httpNotice?: string;
 }
 
 export class StreamConnection implements Connection {
@@ -39,6 +42,8 @@ export class StreamConnection implements Connection {
   // Set on a framing error or a throwing sink: the byte stream can no longer be trusted.
   private receiving = true;
   private socketClosed = false;
+  private firstBytes = true;
+  private readonly httpNotice: string | undefined;
   private readonly latch = new CloseLatch();
 
   constructor(
@@ -47,6 +52,7 @@ export class StreamConnection implements Connection {
   ) {
     this.remoteAddress = options.remoteAddress;
     this.peerNames = options.peerNames ?? [];
+    this.httpNotice = options.httpNotice;
     this.maxSendBufferBytes = options.maxSendBufferBytes;
     this.decoder = new FrameDecoder(options.maxFrameBytes);
     // Frames are small and latency matters more than packet count; a no-op on Unix sockets.
@@ -97,6 +103,10 @@ export class StreamConnection implements Connection {
 
   private readonly onData = (chunk: Buffer): void => {
     if (!this.receiving) return; // drained and dropped until the owner closes: never buffered
+    if (this.firstBytes) {
+      this.firstBytes = false;
+      if (this.refusedHttp(chunk)) return;
+    }
     try {
       this.decoder.push(chunk, this.deliver);
     } catch (err) {
@@ -115,6 +125,19 @@ export class StreamConnection implements Connection {
       this.abort(new Error(`${this.label}: frame handler threw`, { cause }));
     }
   };
+
+  /** HTTP instead of frames (http-sniff.ts): a request is answered and closed, a response reported. */
+  private refusedHttp(chunk: Buffer): boolean {
+    if (this.httpNotice !== undefined && looksLikeHttpRequest(chunk)) {
+      this.receiving = false;
+      this.socket.end(httpRefusal(this.httpNotice));
+      return true;
+    }
+    if (!looksLikeHttpResponse(chunk)) return false;
+    this.receiving = false;
+    this.sink!.error(new HttpPeerError());
+    return true;
+  }
 
   private readonly onError = (err: Error): void => {
     this.latch.fail(err);

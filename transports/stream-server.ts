@@ -19,6 +19,12 @@ export interface StreamEndpoint {
   peerNames?(socket: Socket): readonly string[];
   /** Runs after the listener has closed, e.g. to remove a socket file. */
   cleanup?(): void;
+  /**
+   * The umask while binding: a Unix socket file gets its mode from it, and a mode set after
+   * binding would leave a moment in which others may connect. Node binds synchronously inside
+   * `listen`, so the process's umask is changed for that call only.
+   */
+  bindUmask?: number;
 }
 
 export function listenStream(endpoint: StreamEndpoint, options: ListenOptions): Promise<TransportServer> {
@@ -29,6 +35,7 @@ export function listenStream(endpoint: StreamEndpoint, options: ListenOptions): 
       maxSendBufferBytes: options.maxSendBufferBytes,
       remoteAddress: endpoint.peerAddress(socket),
       peerNames: endpoint.peerNames?.(socket),
+      ...(options.httpNotice === undefined ? {} : { httpNotice: options.httpNotice }),
     });
     options.onConnection(conn);
   });
@@ -36,12 +43,18 @@ export function listenStream(endpoint: StreamEndpoint, options: ListenOptions): 
     const onListenError = (err: Error): void =>
       reject(new Error(`cannot listen on ${describe(endpoint.bind)}: ${err.message}`, { cause: err }));
     server.once('error', onListenError);
-    server.listen(endpoint.bind, () => {
+    const onListening = (): void => {
       server.off('error', onListenError);
       // An accept failure (e.g. EMFILE) must not bring the process down; the listener stays up.
       server.on('error', (err) => process.emitWarning(err));
       resolve(new StreamServer(endpoint));
-    });
+    };
+    const previousUmask = endpoint.bindUmask === undefined ? undefined : process.umask(endpoint.bindUmask);
+    try {
+      server.listen(endpoint.bind, onListening);
+    } finally {
+      if (previousUmask !== undefined) process.umask(previousUmask);
+    }
   });
 }
 

@@ -83,6 +83,8 @@ export interface ListenOptions {
    * half-open connection is noticed; 0 turns it off; undefined means the transport's default.
    */
   keepaliveIntervalMs?: number;
+  /** Stream transports: the text an HTTP request gets (an HTTP 400) instead of frame errors. */
+  httpNotice?: string;
 }
 
 export interface DialOptions {

@@ -1,6 +1,7 @@
 // The `unix` transport: stream frames over a Unix domain socket (`unix:///abs/path`).
 // A socket file left behind by a dead process is removed before listening; a live
-// listener or a file that is not a socket is never touched. Registers its scheme on import.
+// listener or a file that is not a socket is never touched. The socket is created mode 0600.
+// Registers its scheme on import.
 import { connect, createServer } from 'node:net';
 import { lstat, rm } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
@@ -42,6 +43,8 @@ export const unixTransport: Transport = {
         url: () => unixUrl(path),
         peerAddress: () => path, // the client end of a Unix socket has no name
         cleanup: () => rmSync(path, { force: true }),
+        // 0600: only the plane's user may connect, as for the data directory (README, Security).
+        bindUmask: 0o177,
       },
       options,
     );

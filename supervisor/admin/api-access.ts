@@ -6,7 +6,7 @@
 // outcomes and refusals go to the audit log, throttled so that a flood is a few lines.
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { AddressGuard, GuardContext } from '../security/address-guard.js';
+import type { AddressGuard, GuardContext, Refusal } from '../security/address-guard.js';
 import { grantOf, isRoleCheck } from './api-auth.js';
 import { HttpError, toHttpError } from './api-errors.js';
 import type { AuditSink } from '../security/audit-log.js';
@@ -45,7 +45,8 @@ export function registerAdminAccess(app: FastifyInstance, access: AdminAccess): 
       throw new HttpError(403, 'forbidden', 'this address may not use the admin API');
     }
     const admission = access.guard?.checkRequest(ip, context(request)) ?? 'ok';
-    if (admission !== 'ok') refuseForRate(reply, admission === 'banned' ? access.guard?.bannedSeconds(ip) : undefined);
+    // Refused before the token is read, so even a valid admin token hears why and for how long.
+    if (admission !== 'ok') refuseAddress(reply, access.guard?.refusal(ip));
   });
 
   // After every onRequest hook, the route's role check included: the token is known, the body not yet read.
@@ -101,6 +102,13 @@ export function registerAdminAccess(app: FastifyInstance, access: AdminAccess): 
       });
     }
   });
+}
+
+/** 429 `rate_limited` for the address: why (a ban and its cause, or the failed-authentication budget) and for how long. */
+function refuseAddress(reply: FastifyReply, refusal: Refusal | undefined): never {
+  if (refusal === undefined) refuseForRate(reply, undefined);
+  void reply.header('retry-after', String(refusal.seconds));
+  throw new HttpError(429, 'rate_limited', `${refusal.reason}; refused for ${refusal.seconds} s more, whatever the token`);
 }
 
 /** 429 `rate_limited`, with `Retry-After` (seconds left of a ban, else 1). */

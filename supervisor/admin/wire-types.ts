@@ -11,6 +11,8 @@ export type { LogRecord, JobSelector, Revocation, TokenRecord } from '../store/j
 export interface NodeView {
   node_id: string;
   hostname: string;
+  /** The node's `name` tag (`muster agent --name`), when it has one. */
+  name?: string;
   state: NodeState;
   /**
    * False from the moment the node's connection drops until it resumes on a new one (then

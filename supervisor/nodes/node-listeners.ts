@@ -27,10 +27,17 @@ export async function listenForNodes(
       maxSendBufferBytes: config.maxSendBufferBytes,
       onConnection,
       keepaliveIntervalMs: config.wsPingIntervalMs,
+      httpNotice: httpNotice(config),
     };
     if (tls !== undefined) options.tls = tls;
     opened.push(await transportFor(url).listen(url, options));
   }
+}
+
+/** What an HTTP client that reached a node port reads: where it meant to go. */
+function httpNotice(config: Config): string {
+  const api = config.http === LISTENER_OFF ? 'the admin API is off' : `the admin API is at http://${config.http}`;
+  return `This is a Muster node port: runner agents connect here with the node protocol (muster agent --url). It does not speak HTTP; ${api}.`;
 }
 
 /** Node listeners: with a certificate, TCP, WebSocket and gRPC serve TLS; the Unix socket stays plain. */

@@ -56,9 +56,11 @@ export class NodeRegistry {
 
 export function viewOf(nodeId: string, session: NodeSession, owner: string, runningJobs: string[]): NodeView {
   const context = session.actor.getSnapshot().context;
+  const name = context.registration?.info.tags.name;
   return {
     node_id: nodeId,
     hostname: context.registration?.info.hostname ?? '',
+    ...(name === undefined ? {} : { name }),
     state: session.state,
     connected: session.connected,
     owner,

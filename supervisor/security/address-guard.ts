@@ -9,6 +9,7 @@
 // `maxAddresses` the least recently seen entry is forgotten, so a flood of addresses cannot
 // grow memory without bound.
 import type { AuditEvent, AuditSink } from './audit-log.js';
+import type { CidrList } from './cidr-list.js';
 import { addressKey } from './peer-address.js';
 import { TokenBucket } from './token-bucket.js';
 
@@ -25,10 +26,23 @@ export interface AddressLimits {
   banSeconds: number;
   /** Most addresses tracked at once; default 65,536. */
   maxAddresses?: number;
+  /**
+   * Addresses never locked out (`banExemptCidrs`, loopback by default): their failed
+   * authentications are audited but spend no budget, and they are never banned. A few bad calls
+   * from the plane's own host must not shut its operator out.
+   */
+  exempt?: CidrList;
 }
 
 /** What an address may do now: go ahead, back off (over a limit), or nothing (banned). */
 export type Admission = 'ok' | 'rate_limited' | 'banned';
+
+/** Why an address is refused, and for how long: what a 429 says. */
+export interface Refusal {
+  reason: string;
+  /** Seconds until it is let in again (at least 1). */
+  seconds: number;
+}
 
 /** What the audit lines about one event carry besides the address. */
 export type GuardContext = Pick<AuditEvent, 'correlation_id' | 'node_id' | 'jti' | 'reason' | 'code' | 'method' | 'path'>;
@@ -50,6 +64,8 @@ interface Entry {
   failuresInWindow: number;
   /** Monotonic ms the ban ends at; 0 when not banned. */
   bannedUntil: number;
+  /** Why the current ban was imposed. */
+  banReason: string;
   lastSeen: number;
 }
 
@@ -106,10 +122,14 @@ export class AddressGuard {
   authFailed(ip: string, context: GuardContext): void {
     const now = this.clock();
     const key = addressKey(ip);
+    const event: AuditEvent = { event: 'auth_failed', address: ip, ...context };
+    if (this.isExempt(ip)) {
+      this.audit.recordThrottled(`auth_failed|${key}`, event);
+      return;
+    }
     const entry = this.touch(key, now);
     this.rollWindow(entry, now);
     entry.failuresInWindow++;
-    const event: AuditEvent = { event: 'auth_failed', address: ip, ...context };
     if (entry.failures === undefined) {
       // No budget to hold a flood back: one line per address a window says it all.
       this.audit.recordThrottled(`auth_failed|${key}`, event);
@@ -136,8 +156,9 @@ export class AddressGuard {
     });
   }
 
-  /** Bans `ip` now (a node that kept flooding after `rate_limited`); false when it already was. */
+  /** Bans `ip` now (a node that kept flooding after `rate_limited`); false when it already was, or is exempt. */
   ban(ip: string, context: GuardContext): boolean {
+    if (this.isExempt(ip)) return false;
     const now = this.clock();
     const entry = this.touch(addressKey(ip), now);
     if (entry.bannedUntil > now) return false;
@@ -151,6 +172,22 @@ export class AddressGuard {
     if (entry === undefined) return 0;
     const left = entry.bannedUntil - this.clock();
     return left > 0 ? Math.ceil(left / 1000) : 0;
+  }
+
+  /** Why `ip` is refused now (banned, or out of failed-authentication budget) and for how long; undefined when it is not. */
+  refusal(ip: string): Refusal | undefined {
+    const entry = this.entries.get(addressKey(ip));
+    if (entry === undefined) return undefined;
+    const now = this.clock();
+    if (entry.bannedUntil > now) {
+      return { reason: `this address is banned: ${entry.banReason}`, seconds: Math.ceil((entry.bannedUntil - now) / 1000) };
+    }
+    const { failures } = entry;
+    if (failures === undefined || failures.available(now) >= 1) return undefined;
+    return {
+      reason: `${this.limits.failedAuthPerMinute} failed authentications from this address within a minute (failedAuthPerMinute)`,
+      seconds: Math.max(1, Math.ceil((1 - failures.available(now)) / failures.rate)),
+    };
   }
 
   /** Addresses tracked now (for tests and metrics). */
@@ -185,6 +222,7 @@ export class AddressGuard {
   }
 
   private violation(entry: Entry, ip: string, now: number, context: GuardContext): boolean {
+    if (this.isExempt(ip)) return false;
     this.rollWindow(entry, now);
     entry.violations++;
     const { banAfterViolations } = this.limits;
@@ -196,6 +234,7 @@ export class AddressGuard {
   private startBan(entry: Entry, ip: string, now: number, context: GuardContext, reason: string): void {
     const { banSeconds } = this.limits;
     entry.bannedUntil = now + banSeconds * 1000;
+    entry.banReason = reason;
     entry.violations = 0;
     this.audit.record({
       event: 'address_banned',
@@ -237,8 +276,14 @@ export class AddressGuard {
       violations: 0,
       failuresInWindow: 0,
       bannedUntil: 0,
+      banReason: '',
       lastSeen: now,
     };
+  }
+
+  private isExempt(ip: string): boolean {
+    const { exempt } = this.limits;
+    return exempt !== undefined && !exempt.allowsAll && exempt.allows(ip);
   }
 
   /** Drops entries idle long enough to start afresh, unless banned. */

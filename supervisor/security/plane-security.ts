@@ -36,6 +36,7 @@ export function createPlaneSecurity(config: Config, logger: Logger): PlaneSecuri
       failedAuthPerMinute: config.failedAuthPerMinute,
       banAfterViolations: config.banAfterViolations,
       banSeconds: config.banSeconds,
+      exempt: CidrList.parse(config.banExemptCidrs, 'banExemptCidrs'),
     },
     audit,
   );

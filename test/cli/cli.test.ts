@@ -1,7 +1,7 @@
 // `bin/muster` as a user runs it: a real child process, against an admin API served in this
 // test process over a real socket (with an in-memory plane behind it).
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -120,6 +120,29 @@ describe('muster (no server)', () => {
     }
   });
 
+  it('names a plane config file that is not valid JSON, with the line', async () => {
+    const file = join(dataDir, 'bad-config.json');
+    writeFileSync(file, '{\n  "tcp": "127.0.0.1:0",\n}\n');
+    const run = await muster(['serve', '--config', file, '--data-dir', dataDir]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(`muster: config file ${file}, line 3 column 1: not valid JSON (Expected double-quoted property name)\n`);
+  });
+
+  it('token revoke warns when the jti is not one this plane minted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'muster-revoke-'));
+    try {
+      const jwt = (await muster(['token', 'create', '--role', 'node', '--data-dir', dir])).stdout.trim();
+      const known = await muster(['token', 'revoke', String(claims(jwt).jti), '--data-dir', dir]);
+      expect(known).toMatchObject({ code: 0, stderr: '' });
+      const unknown = await muster(['token', 'revoke', 'no-such-jti', '--data-dir', dir]);
+      expect(unknown.code).toBe(0);
+      expect(unknown.stdout).toMatch(/^revoked no-such-jti at /);
+      expect(unknown.stderr).toMatch(/^muster: warning: this plane has no record of minting no-such-jti [^\n]*revoked by id only[^\n]*\n$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('says how to get a token when there is neither a token nor a local secret', async () => {
     const empty = mkdtempSync(join(tmpdir(), 'muster-empty-'));
     try {
@@ -207,6 +230,15 @@ describe('muster against the admin API', () => {
     const missing = await muster(['job', 'get', '00000000-0000-4000-8000-000000000000', ...common]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^muster: no job 00000000-0000-4000-8000-000000000000 \(not_found\)\n$/);
+  });
+
+  it('job cancel of a job that already ended says so and exits 1', async () => {
+    const common = ['--data-dir', dataDir, '--api', server.url];
+    const jobId = (await muster(['job', 'submit', ...common, '--', 'true'])).stdout.trim();
+    plane.end(jobId, 'Completed', { exitCode: 0 });
+    const run = await muster(['job', 'cancel', jobId, ...common]);
+    expect(run).toMatchObject({ code: 1, stdout: '', stderr: `muster: job ${jobId} already ended Completed: nothing to cancel\n` });
+    expect(plane.jobs.get(jobId)?.cancel_requested).toBe(false);
   });
 
   it('lists nodes as a table and as JSON, and drains one', async () => {

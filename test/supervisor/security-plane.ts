@@ -56,6 +56,8 @@ export async function startSecurityPlane(
       http: '127.0.0.1:0',
       jwtSecret: SECRET,
       revocationPollMs: 0,
+      // Every test client is on loopback: the limits and bans under test must apply to it.
+      banExemptCidrs: '',
       ...(o.withAudit === true ? { auditLog: auditFile } : {}),
       ...overrides,
     },
