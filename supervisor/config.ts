@@ -47,6 +47,12 @@ export interface Config {
   jwtClockToleranceSeconds: number;
   /** How often the plane reads revocations written by other processes (the CLI offline); 0: never. */
   revocationPollMs: number;
+  /** How long a store write may wait for another process's write lock (the CLI offline) before it fails. */
+  storeBusyTimeoutMs: number;
+  /** How often a store write that found the lock taken tries again (asynchronously: the event loop runs meanwhile). */
+  storeBusyRetryMs: number;
+  /** The longest the event loop waits inside SQLite for a lock in one go (a read, one try to begin a write). */
+  storeBusySliceMs: number;
   /** Identifier of this control-plane replica, sent in `RegisterAck`. */
   controlPlaneId: string;
   maxFrameBytes: number;
@@ -118,6 +124,9 @@ export const DEFAULTS: Config = {
   jwtAlgorithms: 'HS256,EdDSA,ES256',
   jwtClockToleranceSeconds: 30,
   revocationPollMs: 5_000,
+  storeBusyTimeoutMs: 5_000,
+  storeBusyRetryMs: 10,
+  storeBusySliceMs: 2,
   controlPlaneId: '',
   maxFrameBytes: 1_048_576,
   maxSendBufferBytes: 8 * 1024 * 1024,

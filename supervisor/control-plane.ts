@@ -50,7 +50,11 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const security = createPlaneSecurity(config, log);
   // Revocations are read in memory on every check; `tokenRegistry` is ready before any token is.
   const tokens = tokenAuthorityFromConfig(config, { isRevoked: (jti) => tokenRegistry.isRevoked(jti) });
-  const store = SqliteJobStore.open(storePath(config.dataDir));
+  const store = SqliteJobStore.open(storePath(config.dataDir), {
+    busyTimeoutMs: config.storeBusyTimeoutMs,
+    busyRetryMs: config.storeBusyRetryMs,
+    busySliceMs: config.storeBusySliceMs,
+  });
   const tokenRegistry = await TokenRegistry.open({
     store,
     logger: log,

@@ -1,16 +1,14 @@
 // The embedded job store: jobs, attempts, results and log chunks in one SQLite file (better-sqlite3).
-// better-sqlite3 is synchronous, so each method runs in one transaction and is atomic by construction;
-// the promises only fit the async JobStore seam that the NATS store shares.
+// better-sqlite3 is synchronous, so each write runs whole inside one transaction (a savepoint of
+// the turn's group commit, group-commit.ts) and is atomic by construction; its promise resolves
+// once that commit is on disk. Reads answer at once from what is committed.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { JobMetrics, JobOutcome, LogStream, ResultStatus } from '../../protocol/messages.js';
+import { GroupCommit } from './group-commit.js';
 import {
   JOB_SELECT,
-  MIGRATIONS,
-  SCHEMA_VERSION,
   rowToAttempt,
   rowToLog,
   rowToRecord,
@@ -34,6 +32,7 @@ import type {
   TokenRecord,
 } from './job-store.js';
 import { prepareTokenStatements, rowToRevocation, rowToToken, toTokenInsert } from './token-row.js';
+import { SQLITE_DEFAULTS, openDatabase, type SqliteOptions } from './sqlite-database.js';
 
 const ALL_STATES: readonly JobState[] = ['Queued', 'Assigned', 'Running', 'Completed', 'Failed', 'Cancelled', 'TimedOut', 'DeadLettered'];
 
@@ -108,53 +107,33 @@ function prepareStatements(db: Db) {
   };
 }
 
-function migrate(db: Db): void {
-  const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > SCHEMA_VERSION) {
-    throw new MusterError('internal', `job store schema ${version} is newer than this build (${SCHEMA_VERSION})`);
-  }
-  if (version === SCHEMA_VERSION) return;
-  // One transaction for every step: a store is never left half-way between two versions.
-  db.transaction(() => {
-    for (const sql of MIGRATIONS.slice(version)) db.exec(sql);
-    db.pragma(`user_version = ${SCHEMA_VERSION}`);
-  })();
-}
-
-/** The store file of a data directory: the plane and the CLI (offline) open the same one. */
-export function storePath(dataDir: string): string {
-  return join(dataDir, 'muster.db');
-}
+export { storePath } from './sqlite-database.js';
 
 export class SqliteJobStore implements JobStore {
   readonly #db: Db;
   readonly #sql: ReturnType<typeof prepareStatements>;
   readonly #tokens: ReturnType<typeof prepareTokenStatements>;
+  readonly #writes: GroupCommit;
 
-  private constructor(db: Db) {
+  private constructor(db: Db, options: SqliteOptions) {
     this.#db = db;
     this.#sql = prepareStatements(db);
     this.#tokens = prepareTokenStatements(db);
+    this.#writes = new GroupCommit(db, options);
   }
 
   /** Opens (creating if missing) the store at `path`; `:memory:` gives a throwaway store. */
-  static open(path: string): SqliteJobStore {
-    if (path !== ':memory:' && path !== '') mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path);
-    try {
-      // WAL + NORMAL: a crash loses at most the last transactions since a checkpoint, never corrupts.
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      migrate(db);
-      return new SqliteJobStore(db);
-    } catch (err) {
-      db.close();
-      throw toMusterError(err);
-    }
+  static open(path: string, options: SqliteOptions = SQLITE_DEFAULTS): SqliteJobStore {
+    return new SqliteJobStore(openDatabase(path, options), options);
+  }
+
+  /** Transactions committed so far (each holds the writes of one event-loop turn): for tests. */
+  get commits(): number {
+    return this.#writes.commits;
   }
 
   submit(job: NewJob): Promise<JobRecord> {
-    return this.#run(() => {
+    return this.#tx(() => {
       const jobId = randomUUID();
       this.#sql.insertJob.run(toJobInsert(jobId, job, now()));
       return this.#get(jobId) as JobRecord;
@@ -287,7 +266,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   recordToken(token: TokenInfo): Promise<void> {
-    return this.#run(() => {
+    return this.#tx(() => {
       this.#tokens.insertToken.run(toTokenInsert(token));
     });
   }
@@ -323,6 +302,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   close(): Promise<void> {
+    this.#writes.close();
     if (this.#db.open) this.#db.close();
     return Promise.resolve();
   }
@@ -341,9 +321,9 @@ export class SqliteJobStore implements JobStore {
     }
   }
 
-  // IMMEDIATE takes the write lock before the first read, so a read-then-write is a true compare-and-set
-  // even if another process opens the same file.
+  // The group commit takes the write lock (BEGIN IMMEDIATE) before the first read, so a
+  // read-then-write is a true compare-and-set even if another process opens the same file.
   #tx<T>(fn: () => T): Promise<T> {
-    return this.#run(() => this.#db.transaction(fn).immediate());
+    return this.#writes.write(fn);
   }
 }
