@@ -53,6 +53,8 @@ export interface Config {
   storeBusyRetryMs: number;
   /** The longest the event loop waits inside SQLite for a lock in one go (a read, one try to begin a write). */
   storeBusySliceMs: number;
+  /** How often a worker thread checkpoints the store's WAL (SQLite's own checkpoints, inside commits, are off); 0: SQLite's own. */
+  storeCheckpointIntervalMs: number;
   /** Identifier of this control-plane replica, sent in `RegisterAck`. */
   controlPlaneId: string;
   maxFrameBytes: number;
@@ -127,6 +129,7 @@ export const DEFAULTS: Config = {
   storeBusyTimeoutMs: 5_000,
   storeBusyRetryMs: 10,
   storeBusySliceMs: 2,
+  storeCheckpointIntervalMs: 1_000,
   controlPlaneId: '',
   maxFrameBytes: 1_048_576,
   maxSendBufferBytes: 8 * 1024 * 1024,

@@ -54,7 +54,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     busyTimeoutMs: config.storeBusyTimeoutMs,
     busyRetryMs: config.storeBusyRetryMs,
     busySliceMs: config.storeBusySliceMs,
-  });
+    checkpointIntervalMs: config.storeCheckpointIntervalMs,
+  }, log);
   const tokenRegistry = await TokenRegistry.open({
     store,
     logger: log,

@@ -1,9 +1,12 @@
 // Group commit for a SQLite connection: the writes issued in one event-loop turn are committed in
-// one transaction (one fsync under `synchronous=FULL`), and each caller's promise settles only
-// after that commit, so whatever a caller acknowledges next (a `JobResultAck`, a `201`) is durable.
+// one transaction, and each caller's promise settles only once that commit is on disk, so
+// whatever a caller acknowledges next (a `JobResultAck`, a `201`) is durable.
+// On disk means: the WAL file fsynced (fdatasync) after the commit, on libuv's thread pool, so
+// the event loop never waits for the disk; one fsync covers every commit made before it.
 // Each write runs in its own savepoint: one that throws is rolled back alone and fails alone.
 // When another process holds the write lock, the batch is retried on a timer rather than waiting
 // inside SQLite's busy handler, which would block the event loop.
+import { open, type FileHandle } from 'node:fs/promises';
 import type Database from 'better-sqlite3';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 
@@ -14,6 +17,8 @@ export interface GroupCommitOptions {
   busyRetryMs: number;
   /** Told of every commit that failed (disk full, I/O error) and of the first that succeeds after. */
   onHealth?: (failure: Error | undefined) => void;
+  /** The connection's WAL file, fsynced before a commit is answered; none for `:memory:`. */
+  walPath?: string;
 }
 
 interface Write {
@@ -32,8 +37,13 @@ export class GroupCommit {
   #pending: Write[] = [];
   #scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
   #commits = 0;
+  #syncs = 0;
   #failing = false;
   #closed = false;
+  #wal: Promise<FileHandle> | undefined;
+  /** The fsync running now, and the one that will start after it (shared by every commit made meanwhile). */
+  #syncing: Promise<void> | undefined;
+  #nextSync: Promise<void> | undefined;
 
   constructor(db: Database.Database, options: GroupCommitOptions) {
     this.#db = db;
@@ -43,6 +53,11 @@ export class GroupCommit {
   /** Transactions committed so far: for tests that count how writes were grouped. */
   get commits(): number {
     return this.#commits;
+  }
+
+  /** WAL fsyncs completed so far: for tests that check a write is answered only after one. */
+  get syncs(): number {
+    return this.#syncs;
   }
 
   /** Queues `fn` for the next commit; resolves with its value once that commit is durable. */
@@ -57,6 +72,7 @@ export class GroupCommit {
 
   /** Commits what is queued now (at close); a batch that finds the lock taken fails. */
   close(): void {
+    void this.#wal?.then((handle) => handle.close()).catch(() => undefined);
     this.#closed = true;
     if (this.#scheduled !== undefined) {
       clearImmediate(this.#scheduled as NodeJS.Immediate);
@@ -96,7 +112,49 @@ export class GroupCommit {
       return;
     }
     this.#committed();
-    batch.forEach((write, i) => settle(write, outcomes[i] as Outcome));
+    this.#durable().then(
+      () => batch.forEach((write, i) => settle(write, outcomes[i] as Outcome)),
+      (err: unknown) => this.#syncFailed(batch, err),
+    );
+  }
+
+  /** Resolves once everything committed so far is on disk. */
+  #durable(): Promise<void> {
+    if (this.#options.walPath === undefined) return Promise.resolve();
+    if (this.#nextSync !== undefined) return this.#nextSync;
+    // A sync under way may have started before this commit: wait for the one after it.
+    if (this.#syncing !== undefined) {
+      this.#nextSync = this.#syncing.catch(() => undefined).then(() => this.#startSync());
+      return this.#nextSync;
+    }
+    return this.#startSync();
+  }
+
+  #startSync(): Promise<void> {
+    // Starting now: commits made from here on need the next one.
+    this.#nextSync = undefined;
+    const sync: Promise<void> = this.#fsync().finally(() => {
+      if (this.#syncing === sync) this.#syncing = undefined;
+    });
+    this.#syncing = sync;
+    return sync;
+  }
+
+  async #fsync(): Promise<void> {
+    this.#wal ??= open(this.#options.walPath as string, 'r+');
+    try {
+      await (await this.#wal).datasync();
+      this.#syncs += 1;
+    } catch (err) {
+      this.#wal = undefined;
+      throw err;
+    }
+  }
+
+  #syncFailed(batch: Write[], err: unknown): void {
+    this.#failed(err);
+    const error = new MusterError('internal', 'the store could not be synced to disk', { cause: err });
+    for (const write of batch) write.reject(error);
   }
 
   #inSavepoint(write: Write): Outcome {
@@ -121,7 +179,10 @@ export class GroupCommit {
       try {
         const value = this.#db.transaction(write.fn).immediate();
         this.#committed();
-        write.resolve(value);
+        this.#durable().then(
+          () => write.resolve(value),
+          (err: unknown) => this.#syncFailed([write], err),
+        );
       } catch (err) {
         if (isStorageFailure(err)) this.#failed(err);
         write.reject(toMusterError(err));

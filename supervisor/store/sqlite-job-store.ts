@@ -6,7 +6,9 @@ import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { JobMetrics, JobOutcome, LogStream, ResultStatus } from '../../protocol/messages.js';
+import type { Logger } from 'pino';
 import { GroupCommit } from './group-commit.js';
+import { WalCheckpointer } from './wal-checkpointer.js';
 import {
   JOB_SELECT,
   rowToAttempt,
@@ -32,7 +34,7 @@ import type {
   TokenRecord,
 } from './job-store.js';
 import { prepareTokenStatements, rowToRevocation, rowToToken, toTokenInsert } from './token-row.js';
-import { SQLITE_DEFAULTS, openDatabase, type SqliteOptions } from './sqlite-database.js';
+import { SQLITE_DEFAULTS, openDatabase, walPathOf, type SqliteOptions } from './sqlite-database.js';
 
 const ALL_STATES: readonly JobState[] = ['Queued', 'Assigned', 'Running', 'Completed', 'Failed', 'Cancelled', 'TimedOut', 'DeadLettered'];
 
@@ -115,21 +117,32 @@ export class SqliteJobStore implements JobStore {
   readonly #tokens: ReturnType<typeof prepareTokenStatements>;
   readonly #writes: GroupCommit;
 
-  private constructor(db: Db, options: SqliteOptions) {
+  readonly #checkpointer: WalCheckpointer | undefined;
+
+  private constructor(db: Db, path: string, options: SqliteOptions, logger: Pick<Logger, 'warn'>) {
     this.#db = db;
     this.#sql = prepareStatements(db);
     this.#tokens = prepareTokenStatements(db);
-    this.#writes = new GroupCommit(db, options);
+    const walPath = walPathOf(path);
+    this.#writes = new GroupCommit(db, walPath === undefined ? options : { ...options, walPath });
+    if (walPath !== undefined && options.checkpointIntervalMs > 0) {
+      this.#checkpointer = new WalCheckpointer(path, options.checkpointIntervalMs, logger);
+    }
   }
 
   /** Opens (creating if missing) the store at `path`; `:memory:` gives a throwaway store. */
-  static open(path: string, options: SqliteOptions = SQLITE_DEFAULTS): SqliteJobStore {
-    return new SqliteJobStore(openDatabase(path, options), options);
+  static open(path: string, options: SqliteOptions = SQLITE_DEFAULTS, logger: Pick<Logger, 'warn'> = console): SqliteJobStore {
+    return new SqliteJobStore(openDatabase(path, options), path, options, logger);
   }
 
   /** Transactions committed so far (each holds the writes of one event-loop turn): for tests. */
   get commits(): number {
     return this.#writes.commits;
+  }
+
+  /** WAL fsyncs completed so far (a write is answered only after one that follows its commit): for tests. */
+  get syncs(): number {
+    return this.#writes.syncs;
   }
 
   submit(job: NewJob): Promise<JobRecord> {
@@ -301,10 +314,10 @@ export class SqliteJobStore implements JobStore {
     return this.#run(() => this.#sql.attempts.all(jobId).map(rowToAttempt));
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.#writes.close();
+    await this.#checkpointer?.close();
     if (this.#db.open) this.#db.close();
-    return Promise.resolve();
   }
 
   #get(jobId: string): JobRecord | undefined {
