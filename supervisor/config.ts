@@ -47,6 +47,8 @@ export interface Config {
   jwtClockToleranceSeconds: number;
   /** How often the plane reads revocations written by other processes (the CLI offline); 0: never. */
   revocationPollMs: number;
+  /** Where jobs and tokens are kept: `sqlite`, one file (`muster.db`) in `dataDir`, the only store so far. */
+  store: string;
   /** How long a store write may wait for another process's write lock (the CLI offline) before it fails. */
   storeBusyTimeoutMs: number;
   /** How often a store write that found the lock taken tries again (asynchronously: the event loop runs meanwhile). */
@@ -126,6 +128,7 @@ export const DEFAULTS: Config = {
   jwtAlgorithms: 'HS256,EdDSA,ES256',
   jwtClockToleranceSeconds: 30,
   revocationPollMs: 5_000,
+  store: 'sqlite',
   storeBusyTimeoutMs: 5_000,
   storeBusyRetryMs: 10,
   storeBusySliceMs: 2,

@@ -26,7 +26,7 @@ import { createPlaneSecurity } from './security/plane-security.js';
 import { renderMetrics } from './admin/plane-metrics.js';
 import { Scheduler } from './jobs/scheduler.js';
 import { SessionTokens } from './tokens/session-tokens.js';
-import { SqliteJobStore, storePath } from './store/sqlite-job-store.js';
+import { EMBEDDED_OWNER, openStores } from './store/open-stores.js';
 import { tokenAdmin, TokenRegistry } from './tokens/token-registry.js';
 import { tokenAuthorityFromConfig } from './tokens/token-setup.js';
 import type { TokenAuthority } from './tokens/tokens.js';
@@ -50,14 +50,10 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const security = createPlaneSecurity(config, log);
   // Revocations are read in memory on every check; `tokenRegistry` is ready before any token is.
   const tokens = tokenAuthorityFromConfig(config, { isRevoked: (jti) => tokenRegistry.isRevoked(jti) });
-  const store = SqliteJobStore.open(storePath(config.dataDir), {
-    busyTimeoutMs: config.storeBusyTimeoutMs,
-    busyRetryMs: config.storeBusyRetryMs,
-    busySliceMs: config.storeBusySliceMs,
-    checkpointIntervalMs: config.storeCheckpointIntervalMs,
-  }, log);
+  const stores = openStores(config, log);
+  const store = stores.jobs;
   const tokenRegistry = await TokenRegistry.open({
-    store,
+    store: stores.tokens,
     logger: log,
     pollMs: config.revocationPollMs,
     onRevoked: (revocation) => disconnectRevoked(revocation.jti),
@@ -86,13 +82,14 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
       return session !== undefined && (await coordinator.assign(job, session, nodeId));
     },
     expire: async (job) => {
-      if (await store.finish(job.job_id, job.attempt, 'TimedOut', 'deadline passed while queued')) {
+      if (await store.finish(job.job_id, job.attempt, 'TimedOut', 'deadline passed while queued', EMBEDDED_OWNER)) {
         bus.publish({ kind: 'job', job_id: job.job_id, state: 'TimedOut', attempt: job.attempt });
       }
     },
   });
   const coordinator: JobCoordinator = new JobCoordinator({
     store,
+    owner: EMBEDDED_OWNER,
     bus,
     logger: log,
     acceptTimeoutMs: config.acceptTimeoutMs,
@@ -226,7 +223,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const api: PlaneApi = {
     defaults: { maxAttempts: config.maxAttempts, jobTimeoutMs: config.defaultJobTimeoutMs },
     submitJob: async (job: NewJob) => {
-      const record = await store.submit(job);
+      const record = await store.submit(job, EMBEDDED_OWNER);
       log.info({ job_id: record.job_id, priority: record.priority }, 'job submitted');
       bus.publish({ kind: 'job', job_id: record.job_id, state: record.state, attempt: record.attempt });
       scheduler.wake();
@@ -277,7 +274,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     sessionTokens.close();
     tokenRegistry.close();
     await admin?.close();
-    await store.close();
+    await stores.close();
     await bus.close();
     security.close();
     log.info({ reason }, 'control plane stopped');

@@ -8,7 +8,7 @@ import { reservedFor } from '../../actors/node-capacity.js';
 import type { JobSlot } from '../../actors/node-machine.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
 import type { Bus } from '../bus/bus.js';
-import type { JobRecord, JobStore } from '../store/job-store.js';
+import type { JobRecord, JobStore, OwnerToken } from '../store/job-store.js';
 import type { NodeSession } from '../nodes/node-session.js';
 
 /** Extra time the plane gives a job past its own timeout before it steps in: the agent enforces it first. */
@@ -27,6 +27,8 @@ interface Placement {
 
 export interface CoordinatorOptions {
   store: JobStore;
+  /** The fencing token of every job write (see `OwnerToken`). */
+  owner: OwnerToken;
   bus: Bus;
   logger: Logger;
   acceptTimeoutMs: number;
@@ -69,7 +71,7 @@ export class JobCoordinator {
 
   /** Places a queued job on a node's session and sends the `JobAssignment`. False when it lost a race. */
   async assign(job: JobRecord, session: NodeSession, nodeId: string): Promise<boolean> {
-    if (!(await this.o.store.assign(job.job_id, job.attempt, nodeId))) return false;
+    if (!(await this.o.store.assign(job.job_id, job.attempt, nodeId, this.o.owner))) return false;
     const placement = this.place(job, nodeId);
     session.actor.send({ type: 'job.assigned', jobId: job.job_id, slot: placement.slot });
     const data: EnvelopeOf<'JobAssignment'>['data'] = {
@@ -141,7 +143,7 @@ export class JobCoordinator {
 
   /** Cancels a job: at once when queued, else the node is told and its result ends the job. */
   async cancel(jobId: string): Promise<JobRecord | undefined> {
-    const record = await this.o.store.requestCancel(jobId);
+    const record = await this.o.store.requestCancel(jobId, this.o.owner);
     if (record === undefined) return undefined;
     const placement = this.placements.get(jobId);
     if (placement !== undefined) {
@@ -178,7 +180,7 @@ export class JobCoordinator {
 
   private async accepted(session: NodeSession, nodeId: string, data: { job_id: string; attempt: number }): Promise<void> {
     const placement = this.current(data.job_id, data.attempt, nodeId);
-    if (placement === undefined || !(await this.o.store.markRunning(data.job_id, data.attempt))) {
+    if (placement === undefined || !(await this.o.store.markRunning(data.job_id, data.attempt, this.o.owner))) {
       // A late or foreign acceptance: the attempt is not this node's to run (PROTOCOL.md 4.5).
       session.send('CancelJob', { ...data, reason: 'attempt is no longer current' });
       return;
@@ -198,7 +200,7 @@ export class JobCoordinator {
   }
 
   private async logChunk(session: NodeSession, data: EnvelopeOf<'LogChunk'>['data']): Promise<void> {
-    const outcome = await this.o.store.appendLog(data.job_id, data.attempt, data.stream, data.seq, data.data);
+    const outcome = await this.o.store.appendLog(data.job_id, data.attempt, data.stream, data.seq, data.data, this.o.owner);
     if (outcome.status === 'gap') {
       session.send('LogResync', { job_id: data.job_id, attempt: data.attempt, stream: data.stream, next_seq: outcome.nextSeq });
     } else if (outcome.status === 'stored') {
@@ -207,7 +209,7 @@ export class JobCoordinator {
   }
 
   private async result(session: NodeSession, data: EnvelopeOf<'JobResult'>['data'], replyTo: string | undefined): Promise<void> {
-    const outcome = await this.o.store.storeResult(data.job_id, data.attempt, data.result, data.metrics);
+    const outcome = await this.o.store.storeResult(data.job_id, data.attempt, data.result, data.metrics, this.o.owner);
     // Acknowledged only now that the result is stored (or was already, or is stale).
     session.send('JobResultAck', { job_id: data.job_id, attempt: data.attempt }, replyTo);
     const log = session.logger.child({ job_id: data.job_id, attempt: data.attempt });
@@ -251,7 +253,7 @@ export class JobCoordinator {
     }
     if (this.placements.get(placement.jobId) !== placement) return;
     this.o.sessionOf(placement.nodeId)?.send('CancelJob', { job_id: placement.jobId, attempt: placement.attempt, reason: 'timed out' });
-    if (await this.o.store.finish(placement.jobId, placement.attempt, 'TimedOut', 'timeout or deadline passed')) {
+    if (await this.o.store.finish(placement.jobId, placement.attempt, 'TimedOut', 'timeout or deadline passed', this.o.owner)) {
       this.release(placement);
       const job = await this.o.store.get(placement.jobId);
       if (job !== undefined) this.publish(job);
@@ -263,7 +265,7 @@ export class JobCoordinator {
     if (this.placements.get(placement.jobId) !== placement) return;
     this.release(placement);
     if (this.closed) return;
-    const job = await this.o.store.requeue(placement.jobId, placement.attempt, reason);
+    const job = await this.o.store.requeue(placement.jobId, placement.attempt, reason, this.o.owner);
     if (job === undefined) return;
     this.o.logger.info({ job_id: job.job_id, node_id: placement.nodeId, attempt: placement.attempt, state: job.state, reason }, 'job withdrawn');
     this.publish(job);

@@ -5,7 +5,7 @@ import type { AttemptRecord, JobRecord, JobState, LogRecord, NewJob } from './jo
 import { TOKEN_SCHEMA_SQL } from './token-row.js';
 
 /** Bumped (with a migration) whenever the tables change; kept in `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 // Version 1: jobs, attempts, results, log chunks.
 // `seq` is its own column (not the implicit rowid, which VACUUM may renumber) so FIFO order survives.
@@ -62,11 +62,15 @@ CREATE TABLE IF NOT EXISTS log_chunks (
 CREATE INDEX IF NOT EXISTS log_chunks_by_job ON log_chunks (job_id, cursor);
 `;
 
+// Version 3: the owner token (fencing token) of the last writer of each job. Jobs written
+// before it get 0, below any real token, so the first write with one takes them.
+const OWNER_SQL = `ALTER TABLE jobs ADD COLUMN owner INTEGER NOT NULL DEFAULT 0;`;
+
 /**
  * `MIGRATIONS[i]` takes a store from version `i` to `i + 1`; a new file runs them all. Each only
- * adds tables, so the data of the versions before it stays as it was.
+ * adds tables or columns, so the data of the versions before it stays as it was.
  */
-export const MIGRATIONS: readonly string[] = [SCHEMA_SQL, TOKEN_SCHEMA_SQL];
+export const MIGRATIONS: readonly string[] = [SCHEMA_SQL, TOKEN_SCHEMA_SQL, OWNER_SQL];
 
 /** Higher runs first: `queued()` sorts on this descending. */
 export const PRIORITY_RANK: Readonly<Record<Priority, number>> = { Critical: 3, High: 2, Normal: 1, Low: 0 };
@@ -90,6 +94,7 @@ export interface JobRow {
   deadline: string | null;
   max_attempts: number;
   cancel_requested: number;
+  owner: number;
   reason: string | null;
   created_at: string;
   updated_at: string;
@@ -109,10 +114,11 @@ export interface JobInsert {
   selector: string;
   deadline: string | null;
   max_attempts: number;
+  owner: number;
   now: string;
 }
 
-export function toJobInsert(jobId: string, job: NewJob, now: string): JobInsert {
+export function toJobInsert(jobId: string, job: NewJob, owner: number, now: string): JobInsert {
   return {
     job_id: jobId,
     priority: job.priority,
@@ -122,6 +128,7 @@ export function toJobInsert(jobId: string, job: NewJob, now: string): JobInsert 
     selector: JSON.stringify(job.selector),
     deadline: job.deadline ?? null,
     max_attempts: job.max_attempts,
+    owner,
     now,
   };
 }

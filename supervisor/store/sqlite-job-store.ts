@@ -1,4 +1,4 @@
-// The embedded job store: jobs, attempts, results and log chunks in one SQLite file (better-sqlite3).
+// The embedded job store: jobs, attempts, results and log chunks in the plane's SQLite file (better-sqlite3).
 // better-sqlite3 is synchronous, so each write runs whole inside one transaction (a savepoint of
 // the turn's group commit, group-commit.ts) and is atomic by construction; its promise resolves
 // once that commit is on disk. Reads answer at once from what is committed.
@@ -28,12 +28,9 @@ import type {
   JobStore,
   LogRecord,
   NewJob,
-  Revocation,
+  OwnerToken,
   StoreResultOutcome,
-  TokenInfo,
-  TokenRecord,
 } from './job-store.js';
-import { prepareTokenStatements, rowToRevocation, rowToToken, toTokenInsert } from './token-row.js';
 import { SQLITE_DEFAULTS, openDatabase, walPathOf, type SqliteOptions } from './sqlite-database.js';
 
 const ALL_STATES: readonly JobState[] = ['Queued', 'Assigned', 'Running', 'Completed', 'Failed', 'Cancelled', 'TimedOut', 'DeadLettered'];
@@ -51,9 +48,11 @@ function prepareStatements(db: Db) {
   return {
     insertJob: db.prepare<[JobInsert]>(`
       INSERT INTO jobs (job_id, seq, state, attempt, priority, priority_rank, job, execution_context,
-                        selector, deadline, max_attempts, created_at, updated_at)
+                        selector, deadline, max_attempts, owner, created_at, updated_at)
       VALUES (@job_id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), 'Queued', 1, @priority, @priority_rank,
-              @job, @execution_context, @selector, @deadline, @max_attempts, @now, @now)`),
+              @job, @execution_context, @selector, @deadline, @max_attempts, @owner, @now, @now)`),
+    ownerOf: db.prepare<[string], number>(`SELECT owner FROM jobs WHERE job_id = ?`).pluck(),
+    setOwner: db.prepare<[number, string]>(`UPDATE jobs SET owner = ? WHERE job_id = ?`),
     getJob: db.prepare<[string], JobRow>(`${JOB_SELECT} WHERE j.job_id = ?`),
     queued: db.prepare<[number], JobRow>(
       `${JOB_SELECT} WHERE j.state = 'Queued' ORDER BY j.priority_rank DESC, j.seq LIMIT ?`,
@@ -109,12 +108,9 @@ function prepareStatements(db: Db) {
   };
 }
 
-export { storePath } from './sqlite-database.js';
-
 export class SqliteJobStore implements JobStore {
   readonly #db: Db;
   readonly #sql: ReturnType<typeof prepareStatements>;
-  readonly #tokens: ReturnType<typeof prepareTokenStatements>;
   readonly #writes: GroupCommit;
 
   readonly #checkpointer: WalCheckpointer | undefined;
@@ -122,7 +118,6 @@ export class SqliteJobStore implements JobStore {
   private constructor(db: Db, path: string, options: SqliteOptions, logger: Pick<Logger, 'warn'>) {
     this.#db = db;
     this.#sql = prepareStatements(db);
-    this.#tokens = prepareTokenStatements(db);
     const walPath = walPathOf(path);
     this.#writes = new GroupCommit(db, walPath === undefined ? options : { ...options, walPath });
     if (walPath !== undefined && options.checkpointIntervalMs > 0) {
@@ -145,10 +140,10 @@ export class SqliteJobStore implements JobStore {
     return this.#writes.syncs;
   }
 
-  submit(job: NewJob): Promise<JobRecord> {
+  submit(job: NewJob, owner: OwnerToken): Promise<JobRecord> {
     return this.#tx(() => {
       const jobId = randomUUID();
-      this.#sql.insertJob.run(toJobInsert(jobId, job, now()));
+      this.#sql.insertJob.run(toJobInsert(jobId, job, owner, now()));
       return this.#get(jobId) as JobRecord;
     });
   }
@@ -166,8 +161,8 @@ export class SqliteJobStore implements JobStore {
     return this.#run(() => this.#sql.active.all().map(rowToRecord));
   }
 
-  assign(jobId: string, attempt: number, nodeId: string): Promise<boolean> {
-    return this.#tx(() => {
+  assign(jobId: string, attempt: number, nodeId: string, owner: OwnerToken): Promise<boolean> {
+    return this.#fenced(jobId, owner, () => {
       const params = { job_id: jobId, attempt, node_id: nodeId, now: now() };
       if (this.#sql.assign.run(params).changes === 0) return false;
       this.#sql.insertAttempt.run(params);
@@ -175,8 +170,8 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
-  markRunning(jobId: string, attempt: number): Promise<boolean> {
-    return this.#tx(() => {
+  markRunning(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean> {
+    return this.#fenced(jobId, owner, () => {
       const params = { job_id: jobId, attempt, now: now() };
       if (this.#sql.markRunning.run(params).changes === 0) return false;
       this.#sql.acceptAttempt.run(params);
@@ -184,8 +179,8 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
-  requeue(jobId: string, attempt: number, reason: string): Promise<JobRecord | undefined> {
-    return this.#tx(() => {
+  requeue(jobId: string, attempt: number, reason: string, owner: OwnerToken): Promise<JobRecord | undefined> {
+    return this.#fenced(jobId, owner, () => {
       const row = this.#sql.getJob.get(jobId);
       if (row === undefined || row.attempt !== attempt || !isActive(row.state)) return undefined;
       const at = now();
@@ -201,8 +196,14 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
-  storeResult(jobId: string, attempt: number, result: JobOutcome, metrics: JobMetrics): Promise<StoreResultOutcome> {
-    return this.#tx((): StoreResultOutcome => {
+  storeResult(
+    jobId: string,
+    attempt: number,
+    result: JobOutcome,
+    metrics: JobMetrics,
+    owner: OwnerToken,
+  ): Promise<StoreResultOutcome> {
+    return this.#fenced(jobId, owner, (): StoreResultOutcome => {
       if (this.#sql.hasResult.get(jobId, attempt) !== undefined) return 'duplicate';
       const row = this.#sql.getJob.get(jobId);
       if (row === undefined || row.attempt !== attempt || !isActive(row.state)) return 'stale';
@@ -221,8 +222,9 @@ export class SqliteJobStore implements JobStore {
     attempt: number,
     state: Extract<ResultStatus, 'Cancelled' | 'TimedOut'>,
     reason: string,
+    owner: OwnerToken,
   ): Promise<boolean> {
-    return this.#tx(() => {
+    return this.#fenced(jobId, owner, () => {
       const row = this.#sql.getJob.get(jobId);
       if (row === undefined || row.attempt !== attempt) return false;
       if (row.state !== 'Queued' && !isActive(row.state)) return false;
@@ -233,8 +235,8 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
-  requestCancel(jobId: string): Promise<JobRecord | undefined> {
-    return this.#tx(() => {
+  requestCancel(jobId: string, owner: OwnerToken): Promise<JobRecord | undefined> {
+    return this.#fenced(jobId, owner, () => {
       const row = this.#sql.getJob.get(jobId);
       if (row === undefined) return undefined;
       const at = now();
@@ -255,8 +257,15 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
-  appendLog(jobId: string, attempt: number, stream: LogStream, seq: number, data: string): Promise<AppendLogOutcome> {
-    return this.#tx((): AppendLogOutcome => {
+  appendLog(
+    jobId: string,
+    attempt: number,
+    stream: LogStream,
+    seq: number,
+    data: string,
+    owner: OwnerToken,
+  ): Promise<AppendLogOutcome> {
+    return this.#fenced(jobId, owner, (): AppendLogOutcome => {
       if (this.#sql.hasLog.get(jobId, attempt, stream, seq) !== undefined) return { status: 'duplicate' };
       const max = this.#sql.maxLogSeq.get(jobId, attempt, stream) ?? null;
       const nextSeq = max === null ? 0 : max + 1;
@@ -276,37 +285,6 @@ export class SqliteJobStore implements JobStore {
       for (const { state, n } of this.#sql.counts.all()) counts[state] = n;
       return counts;
     });
-  }
-
-  recordToken(token: TokenInfo): Promise<void> {
-    return this.#tx(() => {
-      this.#tokens.insertToken.run(toTokenInsert(token));
-    });
-  }
-
-  listTokens(): Promise<TokenRecord[]> {
-    return this.#run(() => this.#tokens.listTokens.all().map(rowToToken));
-  }
-
-  revokeToken(jti: string, reason: string): Promise<Revocation> {
-    return this.#tx(() => {
-      this.#tokens.insertRevocation.run({ jti, reason, now: now() });
-      const row = this.#tokens.getRevocation.get(jti);
-      if (row === undefined) throw new MusterError('internal', 'a revocation vanished inside its own transaction');
-      return rowToRevocation(row);
-    });
-  }
-
-  isRevoked(jti: string): Promise<boolean> {
-    return this.#run(() => this.#tokens.getRevocation.get(jti) !== undefined);
-  }
-
-  revokedSince(afterSeq: number): Promise<Revocation[]> {
-    return this.#run(() => this.#tokens.revokedSince.all(afterSeq).map(rowToRevocation));
-  }
-
-  pruneTokens(before: string): Promise<number> {
-    return this.#tx(() => this.#tokens.pruneTokens.run(before).changes + this.#tokens.pruneRevocations.run(before).changes);
   }
 
   /** Every attempt of a job, oldest first: where it ran and how each attempt ended. Not part of JobStore. */
@@ -332,6 +310,22 @@ export class SqliteJobStore implements JobStore {
     } catch (err) {
       return Promise.reject(toMusterError(err));
     }
+  }
+
+  /**
+   * A write to one job, fenced by its owner token: refused as a whole when the job was written
+   * with a higher token; a higher token than the job's becomes the job's. An unknown job is
+   * left to `fn`, which answers as for any stale call.
+   */
+  #fenced<T>(jobId: string, owner: OwnerToken, fn: () => T): Promise<T> {
+    return this.#tx(() => {
+      const current = this.#sql.ownerOf.get(jobId);
+      if (current !== undefined && owner < current) {
+        throw new MusterError('internal', `job ${jobId} is owned by a newer writer (owner token ${current}, this write ${owner})`);
+      }
+      if (current !== undefined && owner > current) this.#sql.setOwner.run(owner, jobId);
+      return fn();
+    });
   }
 
   // The group commit takes the write lock (BEGIN IMMEDIATE) before the first read, so a

@@ -12,7 +12,7 @@ import { MusterError } from '../../../protocol/errors.js';
 import { SQLITE_DEFAULTS, openDatabase } from '../../../supervisor/store/sqlite-database.js';
 import { SqliteJobStore } from '../../../supervisor/store/sqlite-job-store.js';
 import { WalCheckpointer } from '../../../supervisor/store/wal-checkpointer.js';
-import { newJob } from './job-store-contract.js';
+import { OWNER, newJob } from './job-store-contract.js';
 
 const REPO = fileURLToPath(new URL('../../..', import.meta.url));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'muster-group-'));
@@ -108,14 +108,14 @@ describe('SqliteJobStore group commit', () => {
     try {
       for (let i = 0; i < 3; i++) {
         const before = store.syncs;
-        await Promise.all([store.submit(newJob()), store.submit(newJob())]);
+        await Promise.all([store.submit(newJob(), OWNER), store.submit(newJob(), OWNER)]);
         expect(store.syncs).toBeGreaterThan(before);
       }
       // Writes issued while a sync runs wait for the next one, which covers their commit.
-      const first = store.submit(newJob());
+      const first = store.submit(newJob(), OWNER);
       await new Promise<void>((resolve) => setImmediate(resolve));
       const syncsAtSecond = store.syncs;
-      await Promise.all([first, store.submit(newJob())]);
+      await Promise.all([first, store.submit(newJob(), OWNER)]);
       expect(store.syncs).toBeGreaterThan(syncsAtSecond);
     } finally {
       await store.close();
@@ -138,7 +138,7 @@ describe('SqliteJobStore group commit', () => {
       const before = store.commits;
       // JSON.stringify throws on a BigInt: the middle write fails inside its savepoint.
       const poisoned = newJob({ job: { ...newJob().job, environment: { BAD: 1n as unknown as string } } });
-      const [a, b, c] = await Promise.allSettled([store.submit(newJob()), store.submit(poisoned), store.submit(newJob())]);
+      const [a, b, c] = await Promise.allSettled([store.submit(newJob(), OWNER), store.submit(poisoned, OWNER), store.submit(newJob(), OWNER)]);
       expect(store.commits - before).toBe(1);
       expect(a.status).toBe('fulfilled');
       expect(c.status).toBe('fulfilled');
@@ -148,7 +148,7 @@ describe('SqliteJobStore group commit', () => {
       const ids = [a, c].map((r) => (r as PromiseFulfilledResult<{ job_id: string }>).value.job_id);
       expect(stored).toEqual(ids);
       // Writes of a later turn make a new commit.
-      await store.submit(newJob());
+      await store.submit(newJob(), OWNER);
       expect(store.commits - before).toBe(2);
     } finally {
       await store.close();
@@ -161,7 +161,7 @@ describe('SqliteJobStore group commit', () => {
     const other = new Database(file, { readonly: true });
     try {
       const count = other.prepare<[], number>('SELECT COUNT(*) FROM jobs').pluck();
-      const pending = store.submit(newJob());
+      const pending = store.submit(newJob(), OWNER);
       // Issued, not yet committed: nothing is visible, and nothing is answered.
       expect(count.get()).toBe(0);
       const record = await pending;
@@ -177,10 +177,10 @@ describe('SqliteJobStore group commit', () => {
     const file = tempFile();
     const store = SqliteJobStore.open(file);
     try {
-      const queued = await store.submit(newJob());
+      const queued = await store.submit(newJob(), OWNER);
       const holder = await holdLock(file);
       let settled = false;
-      const pending = store.submit(newJob());
+      const pending = store.submit(newJob(), OWNER);
       void pending.then(
         () => (settled = true),
         () => (settled = true),
@@ -204,9 +204,9 @@ describe('SqliteJobStore group commit', () => {
     const store = SqliteJobStore.open(file, { ...SQLITE_DEFAULTS, busyTimeoutMs: 50, busyRetryMs: 5 });
     try {
       const holder = await holdLock(file);
-      await expect(store.submit(newJob())).rejects.toThrow(/locked by another process/);
+      await expect(store.submit(newJob(), OWNER)).rejects.toThrow(/locked by another process/);
       await holder.release();
-      expect((await store.submit(newJob())).state).toBe('Queued');
+      expect((await store.submit(newJob(), OWNER)).state).toBe('Queued');
     } finally {
       await store.close();
     }
@@ -231,7 +231,7 @@ describe('WAL checkpoints off the event loop', () => {
     const store = SqliteJobStore.open(file, { ...SQLITE_DEFAULTS, checkpointIntervalMs: 1_000_000 });
     const checkpointer = new WalCheckpointer(file, 5, { warn: () => {} });
     try {
-      await Promise.all(Array.from({ length: 20 }, () => store.submit(newJob())));
+      await Promise.all(Array.from({ length: 20 }, () => store.submit(newJob(), OWNER)));
       // The first report may come from a checkpoint that started before the last commit.
       let report = await checkpointer.next();
       while (report.checkpointed < report.log) report = await checkpointer.next();
