@@ -47,6 +47,8 @@ export interface Config {
   jwtClockToleranceSeconds: number;
   /** How often the plane reads revocations written by other processes (the CLI offline); 0: never. */
   revocationPollMs: number;
+  /** A log follow (`GET /v1/jobs/{id}/logs?follow=1`) sends a comment line after this long without output, so idle timeouts of clients and proxies do not end it. */
+  logKeepaliveMs: number;
   /** Where jobs and tokens are kept: `sqlite`, one file (`muster.db`) in `dataDir`, the only store so far. */
   store: string;
   /** How long a store write may wait for another process's write lock (the CLI offline) before it fails. */
@@ -128,6 +130,7 @@ export const DEFAULTS: Config = {
   jwtAlgorithms: 'HS256,EdDSA,ES256',
   jwtClockToleranceSeconds: 30,
   revocationPollMs: 5_000,
+  logKeepaliveMs: 15_000,
   store: 'sqlite',
   storeBusyTimeoutMs: 5_000,
   storeBusyRetryMs: 10,

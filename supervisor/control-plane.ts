@@ -230,6 +230,10 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
       return record;
     },
     getJob: (jobId) => store.get(jobId),
+    watchJob: (jobId, wake) =>
+      bus.subscribe((event) => {
+        if (event.kind !== 'node' && event.job_id === jobId) wake();
+      }),
     jobLogs: async (jobId, after) => ((await store.get(jobId)) === undefined ? undefined : store.logs(jobId, after)),
     cancelJob: (jobId) => coordinator.cancel(jobId),
     listNodes: () => registry.views((nodeId) => coordinator.runningJobIds(nodeId)),
@@ -295,6 +299,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         tokenAdmin: tokenAdmin(tokens, tokenRegistry),
         logger: log,
         access: security.adminAccess,
+        logKeepaliveMs: config.logKeepaliveMs,
       });
     }
   } catch (err) {
