@@ -258,7 +258,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         nodes: nodeCounts(registry),
         jobs: await store.counts(),
       }),
-    isReady: () => !shuttingDown,
+    isReady: () => !shuttingDown && store.failure() === undefined,
+    storeFailure: () => store.failure(),
   };
 
   /** Sends `Shutdown` to every node, stops listening, closes the store; also undoes a failed start. */

@@ -25,6 +25,8 @@ export interface PlaneApi {
   metrics(): Promise<string>;
   /** Ready to take nodes and jobs (listeners up, store open, not shutting down). */
   isReady(): boolean;
+  /** What is wrong with the job store while its writes fail (disk full, I/O error); undefined when they succeed. */
+  storeFailure(): string | undefined;
   /** Default `max_attempts` and job timeout for submissions that give none. */
   readonly defaults: { maxAttempts: number; jobTimeoutMs: number };
 }

@@ -169,5 +169,10 @@ export interface JobStore {
   attempts(jobId: string): Promise<AttemptRecord[]>;
   /** Counts by state, for stats and metrics. */
   counts(): Promise<Record<JobState, number>>;
+  /**
+   * What is wrong with the storage, from a write that failed on it (disk full, I/O error) until
+   * a write succeeds again; undefined while writes succeed. `/readyz` reports it.
+   */
+  failure(): string | undefined;
   close(): Promise<void>;
 }

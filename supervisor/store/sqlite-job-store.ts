@@ -114,12 +114,16 @@ export class SqliteJobStore implements JobStore {
   readonly #writes: GroupCommit;
 
   readonly #checkpointer: WalCheckpointer | undefined;
+  #failure: string | undefined;
 
   private constructor(db: Db, path: string, options: SqliteOptions, logger: Pick<Logger, 'warn'>) {
     this.#db = db;
     this.#sql = prepareStatements(db);
     const walPath = walPathOf(path);
-    this.#writes = new GroupCommit(db, walPath === undefined ? options : { ...options, walPath });
+    const onHealth = (failure: Error | undefined): void => {
+      this.#failure = failure === undefined ? undefined : describeFailure(failure, path);
+    };
+    this.#writes = new GroupCommit(db, walPath === undefined ? { ...options, onHealth } : { ...options, onHealth, walPath });
     if (walPath !== undefined && options.checkpointIntervalMs > 0) {
       this.#checkpointer = new WalCheckpointer(path, options.checkpointIntervalMs, logger);
     }
@@ -128,6 +132,10 @@ export class SqliteJobStore implements JobStore {
   /** Opens (creating if missing) the store at `path`; `:memory:` gives a throwaway store. */
   static open(path: string, options: SqliteOptions = SQLITE_DEFAULTS, logger: Pick<Logger, 'warn'> = console): SqliteJobStore {
     return new SqliteJobStore(openDatabase(path, options), path, options, logger);
+  }
+
+  failure(): string | undefined {
+    return this.#failure;
   }
 
   /** Transactions committed so far (each holds the writes of one event-loop turn): for tests. */
@@ -333,4 +341,10 @@ export class SqliteJobStore implements JobStore {
   #tx<T>(fn: () => T): Promise<T> {
     return this.#writes.write(fn);
   }
+}
+
+/** "database or disk is full (SQLITE_FULL): /var/lib/muster/muster.db" */
+function describeFailure(err: Error, path: string): string {
+  const code = (err as { code?: unknown }).code;
+  return `${err.message}${typeof code === 'string' ? ` (${code})` : ''}: ${path}`;
 }

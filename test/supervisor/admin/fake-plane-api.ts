@@ -14,6 +14,8 @@ export class FakePlaneApi implements PlaneApi {
   readonly drained: string[] = [];
   readonly nodes: NodeView[] = [];
   ready = true;
+  /** What `storeFailure()` reports; set it with `ready = false` to play a failing store. */
+  failure: string | undefined;
   /** How often jobLogs was called: shows whether a follow still polls. */
   logPolls = 0;
   /** Log follows watching each job (`watchJob`), as the bus's subscribers. */
@@ -90,6 +92,10 @@ export class FakePlaneApi implements PlaneApi {
 
   isReady(): boolean {
     return this.ready;
+  }
+
+  storeFailure(): string | undefined {
+    return this.failure;
   }
 
   /** Test side: a node sent a log chunk for the job's current attempt. */
