@@ -27,7 +27,8 @@ export interface Stores {
 /** Opens the plane's stores (creating them in a new data directory). */
 export function openStores(config: Config, logger: Pick<Logger, 'warn'>): Stores {
   const path = storePath(chosen(config));
-  const jobs = SqliteJobStore.open(path, sqliteOptions(config, config.storeCheckpointIntervalMs), logger);
+  // The plane checks the file once at start: a damaged store must not take jobs as if healthy.
+  const jobs = SqliteJobStore.open(path, { ...sqliteOptions(config, config.storeCheckpointIntervalMs), integrityCheck: true }, logger);
   let tokens: TokenStore;
   try {
     tokens = SqliteTokenStore.open(path, sqliteOptions(config, 0));

@@ -1,5 +1,8 @@
-// Opening the plane's SQLite file (`muster.db`): the pragmas every connection runs with, and the
-// schema migrations. The job store and the token store each open their own connection to it.
+// Opening the plane's SQLite file (`muster.db`): the pragmas every connection runs with, the
+// schema migrations, and the check that the file is usable at all. The job store and the token
+// store each open their own connection to it. A file that is damaged, not a database, or on a
+// read-only disk is refused with what is wrong and where ("file is not a database: <path>"),
+// marked so that `muster serve` exits with its own status (EXIT_STORE_UNUSABLE).
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -15,7 +18,26 @@ export interface SqliteOptions extends Omit<GroupCommitOptions, 'onHealth' | 'wa
    * being off; 0: SQLite checkpoints by itself inside the commit that fills the WAL (tools, tests).
    */
   checkpointIntervalMs: number;
+  /** Runs `PRAGMA quick_check` at open and refuses a damaged file (the plane's job store; O(file size)). */
+  integrityCheck?: boolean;
 }
+
+/** The exit status of `muster serve` when its store cannot be used: a restart cannot help (deploy/muster.service). */
+export const EXIT_STORE_UNUSABLE = 65;
+
+/** The cause of a MusterError whose store cannot be used as it is (damaged, not a database, read-only). */
+export class StoreUnusable extends Error {
+  override readonly name = 'StoreUnusable';
+}
+
+/** True when `err` (or an error it was caused by) says the store cannot be used as it is. */
+export function isStoreUnusable(err: unknown): boolean {
+  for (let e = err; e instanceof Error; e = e.cause) if (e instanceof StoreUnusable) return true;
+  return false;
+}
+
+// SQLite's answers for a file that no retry will fix.
+const UNUSABLE = ['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CANTOPEN', 'SQLITE_READONLY', 'SQLITE_PERM', 'SQLITE_IOERR'];
 
 /** For tests and tools that open a store directly; the plane takes its settings from `supervisor/config.ts`. */
 export const SQLITE_DEFAULTS: SqliteOptions = { busyTimeoutMs: 5_000, busyRetryMs: 10, busySliceMs: 2, checkpointIntervalMs: 0 };
@@ -33,13 +55,19 @@ export function storePath(dataDir: string): string {
 /** Opens (creating if missing) the file at `path`, migrated to this build's schema; `:memory:` gives a throwaway one. */
 export function openDatabase(path: string, options: SqliteOptions): Database.Database {
   if (path !== ':memory:' && path !== '') mkdirSync(dirname(path), { recursive: true });
-  const db = new Database(path);
+  let db: Database.Database;
+  try {
+    db = new Database(path);
+  } catch (err) {
+    throw unusable(err, path);
+  }
   try {
     // WAL + NORMAL, and the group commit (group-commit.ts) fsyncs the WAL on the thread pool
     // before it answers any write: what FULL would do, without the event loop waiting for
     // the disk, and once per turn rather than once per write. NORMAL alone never corrupts.
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
+    if (options.integrityCheck === true) quickCheck(db, path);
     // Opening may wait for the lock (a migration); serving never waits long inside SQLite.
     migrate(db);
     if (options.checkpointIntervalMs > 0) db.pragma('wal_autocheckpoint = 0');
@@ -47,8 +75,31 @@ export function openDatabase(path: string, options: SqliteOptions): Database.Dat
     return db;
   } catch (err) {
     db.close();
-    throw toMusterError(err);
+    throw unusable(err, path);
   }
+}
+
+/** Refuses a file with damaged pages that still opens: it must not go on taking jobs as if healthy. */
+function quickCheck(db: Database.Database, path: string): void {
+  const rows = db.pragma('quick_check(5)', { simple: false }) as Array<{ quick_check: string }>;
+  if (rows.length === 1 && rows[0]?.quick_check === 'ok') return;
+  // Its lines, without the "*** in database main ***" heading: one line for the log and stderr.
+  const lines = rows.flatMap((r) => r.quick_check.split('\n')).filter((l) => l.trim() !== '' && !l.startsWith('***'));
+  const first = lines.slice(0, 2).join('; ') || 'failed';
+  throw new MusterError('internal', `database disk image is malformed: ${path} (quick_check: ${first})`, {
+    cause: new StoreUnusable(first),
+  });
+}
+
+/** "file is not a database: /var/lib/muster/muster.db", marked unusable when no retry can fix it. */
+function unusable(err: unknown, path: string): MusterError {
+  if (err instanceof MusterError) return err;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string' || !UNUSABLE.some((c) => code === c || code.startsWith(`${c}_`))) return toMusterError(err);
+  // A read-only disk or directory shows as "unable to open" (the WAL cannot be made) or "readonly".
+  const hint = code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_READONLY') ? ' (its directory must be writable)' : '';
+  const message = `${(err as Error).message}: ${path}${hint}`;
+  return new MusterError('internal', message, { cause: new StoreUnusable(message, { cause: err }) });
 }
 
 function migrate(db: Database.Database): void {
