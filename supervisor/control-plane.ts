@@ -43,7 +43,7 @@ export interface ControlPlane {
 }
 
 export async function startControlPlane(config: Config, logger: Logger): Promise<ControlPlane> {
-  mkdirSync(config.dataDir, { recursive: true });
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const id = config.controlPlaneId || `${hostname()}-${randomUUID().slice(0, 8)}`;
   const log = logger.child({ control_plane_id: id });
   // Allow-lists, bans, rate limits and the audit log; a bad CIDR setting fails here.

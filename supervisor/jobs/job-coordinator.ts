@@ -78,7 +78,8 @@ export class JobCoordinator {
       job_id: job.job_id,
       attempt: job.attempt,
       job: job.job,
-      execution_context: job.execution_context,
+      // The store keeps secret values sealed; they are opened only for this message.
+      execution_context: { ...job.execution_context, secrets: (await this.o.store.secrets(job.job_id)) ?? {} },
       priority: job.priority,
     };
     if (job.deadline !== undefined) data.deadline = job.deadline;

@@ -118,7 +118,13 @@ export type OwnerToken = number;
  */
 export interface JobStore {
   submit(job: NewJob, owner: OwnerToken): Promise<JobRecord>;
+  /**
+   * A record's `execution_context.secrets` keeps each secret's name with `***` for its value;
+   * the values are kept encrypted and read only here, to send a `JobAssignment`.
+   */
   get(jobId: string): Promise<JobRecord | undefined>;
+  /** The job's secret values, opened; undefined for an unknown job. Only for a `JobAssignment`. */
+  secrets(jobId: string): Promise<Record<string, string> | undefined>;
   /** Queued jobs, Critical first, then High, Normal, Low; FIFO (`seq`) within a priority. */
   queued(limit?: number): Promise<JobRecord[]>;
   /** Jobs `Assigned` or `Running`, for timers and for recovery after a restart. */

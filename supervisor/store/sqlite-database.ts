@@ -3,12 +3,13 @@
 // store each open their own connection to it. A file that is damaged, not a database, or on a
 // read-only disk is refused with what is wrong and where ("file is not a database: <path>"),
 // marked so that `muster serve` exits with its own status (EXIT_STORE_UNUSABLE).
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { GroupCommitOptions } from './group-commit.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './job-row.js';
+import { SecretBox } from './secret-box.js';
 
 export interface SqliteOptions extends Omit<GroupCommitOptions, 'onHealth' | 'walPath'> {
   /** The longest the event loop may wait inside SQLite for another process's lock (a read, one try to begin a write). */
@@ -54,7 +55,7 @@ export function storePath(dataDir: string): string {
 
 /** Opens (creating if missing) the file at `path`, migrated to this build's schema; `:memory:` gives a throwaway one. */
 export function openDatabase(path: string, options: SqliteOptions): Database.Database {
-  if (path !== ':memory:' && path !== '') mkdirSync(dirname(path), { recursive: true });
+  if (path !== ':memory:' && path !== '') keepPrivate(path);
   let db: Database.Database;
   try {
     db = new Database(path);
@@ -69,13 +70,30 @@ export function openDatabase(path: string, options: SqliteOptions): Database.Dat
     db.pragma('synchronous = NORMAL');
     if (options.integrityCheck === true) quickCheck(db, path);
     // Opening may wait for the lock (a migration); serving never waits long inside SQLite.
-    migrate(db);
+    migrate(db, path);
     if (options.checkpointIntervalMs > 0) db.pragma('wal_autocheckpoint = 0');
     db.pragma(`busy_timeout = ${Math.round(options.busySliceMs)}`);
     return db;
   } catch (err) {
     db.close();
     throw unusable(err, path);
+  }
+}
+
+/**
+ * The data directory is created 0700 and the store file 0600 before SQLite opens it: SQLite
+ * gives its WAL and shared-memory files the mode of the database file. Files an older version
+ * left readable by others are narrowed to 0600.
+ */
+function keepPrivate(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      chmodSync(file, 0o600);
+    } catch {
+      // Missing (no WAL yet), or not ours to change: SQLite reports what matters when it opens.
+    }
   }
 }
 
@@ -102,7 +120,7 @@ function unusable(err: unknown, path: string): MusterError {
   return new MusterError('internal', message, { cause: new StoreUnusable(message, { cause: err }) });
 }
 
-function migrate(db: Database.Database): void {
+function migrate(db: Database.Database, path: string): void {
   if (userVersion(db) === SCHEMA_VERSION) return;
   // One IMMEDIATE transaction for every step: the file is never left half-way between two
   // versions, and two connections opening it at once migrate it once.
@@ -111,7 +129,12 @@ function migrate(db: Database.Database): void {
     if (version > SCHEMA_VERSION) {
       throw new MusterError('internal', `job store schema ${version} is newer than this build (${SCHEMA_VERSION})`);
     }
-    for (const sql of MIGRATIONS.slice(version)) db.exec(sql);
+    let box: SecretBox | undefined;
+    const keyOf = (): SecretBox => (box ??= SecretBox.forStore(path));
+    for (const step of MIGRATIONS.slice(version)) {
+      if (typeof step === 'string') db.exec(step);
+      else step(db, keyOf);
+    }
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }

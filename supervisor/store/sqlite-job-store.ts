@@ -8,6 +8,7 @@ import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { JobMetrics, JobOutcome, LogStream, ResultStatus } from '../../protocol/messages.js';
 import type { Logger } from 'pino';
 import { GroupCommit } from './group-commit.js';
+import { SecretBox } from './secret-box.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 import {
   JOB_SELECT,
@@ -48,9 +49,10 @@ function prepareStatements(db: Db) {
   return {
     insertJob: db.prepare<[JobInsert]>(`
       INSERT INTO jobs (job_id, seq, state, attempt, priority, priority_rank, job, execution_context,
-                        selector, deadline, max_attempts, owner, created_at, updated_at)
+                        selector, deadline, max_attempts, owner, sealed_secrets, created_at, updated_at)
       VALUES (@job_id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), 'Queued', 1, @priority, @priority_rank,
-              @job, @execution_context, @selector, @deadline, @max_attempts, @owner, @now, @now)`),
+              @job, @execution_context, @selector, @deadline, @max_attempts, @owner, @sealed_secrets, @now, @now)`),
+    sealedSecrets: db.prepare<[string], { sealed_secrets: string | null }>(`SELECT sealed_secrets FROM jobs WHERE job_id = ?`),
     ownerOf: db.prepare<[string], number>(`SELECT owner FROM jobs WHERE job_id = ?`).pluck(),
     setOwner: db.prepare<[number, string]>(`UPDATE jobs SET owner = ? WHERE job_id = ?`),
     getJob: db.prepare<[string], JobRow>(`${JOB_SELECT} WHERE j.job_id = ?`),
@@ -115,10 +117,12 @@ export class SqliteJobStore implements JobStore {
 
   readonly #checkpointer: WalCheckpointer | undefined;
   #failure: string | undefined;
+  readonly #box: SecretBox;
 
   private constructor(db: Db, path: string, options: SqliteOptions, logger: Pick<Logger, 'warn'>) {
     this.#db = db;
     this.#sql = prepareStatements(db);
+    this.#box = SecretBox.forStore(path);
     const walPath = walPathOf(path);
     const onHealth = (failure: Error | undefined): void => {
       this.#failure = failure === undefined ? undefined : describeFailure(failure, path);
@@ -151,8 +155,16 @@ export class SqliteJobStore implements JobStore {
   submit(job: NewJob, owner: OwnerToken): Promise<JobRecord> {
     return this.#tx(() => {
       const jobId = randomUUID();
-      this.#sql.insertJob.run(toJobInsert(jobId, job, owner, now()));
+      this.#sql.insertJob.run(toJobInsert(jobId, job, owner, now(), this.#box));
       return this.#get(jobId) as JobRecord;
+    });
+  }
+
+  secrets(jobId: string): Promise<Record<string, string> | undefined> {
+    return this.#run(() => {
+      const row = this.#sql.sealedSecrets.get(jobId);
+      if (row === undefined) return undefined;
+      return row.sealed_secrets === null ? {} : (JSON.parse(this.#box.open(row.sealed_secrets, jobId)) as Record<string, string>);
     });
   }
 

@@ -70,15 +70,28 @@ export function jobStoreContract(name: string, open: () => Promise<JobStore> | J
     }
 
     describe('submit and get', () => {
-      it('stores a new job as Queued at attempt 1 with its spec intact', async () => {
+      it('stores a new job as Queued at attempt 1 with its spec intact, secret values apart', async () => {
         const spec = newJob({ priority: 'High', deadline: '2030-01-01T00:00:00.000Z' });
         const rec = await store.submit(spec, OWNER);
         expect(rec.job_id).toMatch(UUID);
-        expect(rec).toMatchObject({ ...spec, state: 'Queued', attempt: 1, cancel_requested: false });
+        // Records keep each secret's name, never its value (secrets() opens them for an assignment).
+        const shown = { ...spec.execution_context, secrets: { S: '***' } };
+        expect(rec).toMatchObject({ ...spec, execution_context: shown, state: 'Queued', attempt: 1, cancel_requested: false });
         expect(rec.node_id).toBeUndefined();
         expect(rec.result).toBeUndefined();
         expect(rec.created_at).toMatch(UTC);
         expect(await store.get(rec.job_id)).toEqual(rec);
+      });
+
+      it('gives the secret values of a job only through secrets()', async () => {
+        const secrets = { DEPLOY_TOKEN: 'hunter2', OTHER: 'é ✓ "quoted"' };
+        const { job_id } = await store.submit(newJob({ execution_context: { ...newJob().execution_context, secrets } }), OWNER);
+        expect(await store.secrets(job_id)).toEqual(secrets);
+        expect(JSON.stringify(await store.get(job_id))).not.toContain('hunter2');
+        expect(JSON.stringify(await store.queued())).not.toContain('hunter2');
+        const none = await store.submit(newJob({ execution_context: { ...newJob().execution_context, secrets: {} } }), OWNER);
+        expect(await store.secrets(none.job_id)).toEqual({});
+        expect(await store.secrets('00000000-0000-4000-8000-000000000000')).toBeUndefined();
       });
 
       it('gives every job its own id and a growing seq', async () => {
