@@ -3,10 +3,13 @@
 // whatever a caller acknowledges next (a `JobResultAck`, a `201`) is durable.
 // On disk means: the WAL file fsynced (fdatasync) after the commit, on libuv's thread pool, so
 // the event loop never waits for the disk; one fsync covers every commit made before it.
+// A read on the same connection may see a commit before its fsync ends; no caller is answered,
+// so nothing is acknowledged, before it.
 // Each write runs in its own savepoint: one that throws is rolled back alone and fails alone.
 // When another process holds the write lock, the batch is retried on a timer rather than waiting
 // inside SQLite's busy handler, which would block the event loop.
 import { open, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 
@@ -70,9 +73,12 @@ export class GroupCommit {
     });
   }
 
-  /** Commits what is queued now (at close); a batch that finds the lock taken fails. */
-  close(): void {
-    void this.#wal?.then((handle) => handle.close()).catch(() => undefined);
+  /**
+   * Commits what is queued now (a batch that finds the lock taken fails), waits until every
+   * commit is on disk and its callers answered, and lets the WAL file go. The caller closes the
+   * connection afterwards.
+   */
+  async close(): Promise<void> {
     this.#closed = true;
     if (this.#scheduled !== undefined) {
       clearImmediate(this.#scheduled as NodeJS.Immediate);
@@ -80,6 +86,11 @@ export class GroupCommit {
       this.#scheduled = undefined;
     }
     if (this.#pending.length > 0 && this.#db.open) this.#flush(true);
+    await this.#nextSync?.catch(() => undefined);
+    await this.#syncing?.catch(() => undefined);
+    const wal = this.#wal;
+    this.#wal = undefined;
+    await wal?.then((handle) => handle.close()).catch(() => undefined);
   }
 
   #flush(final = false): void {
@@ -141,7 +152,7 @@ export class GroupCommit {
   }
 
   async #fsync(): Promise<void> {
-    this.#wal ??= open(this.#options.walPath as string, 'r+');
+    this.#wal ??= openWal(this.#options.walPath as string);
     try {
       await (await this.#wal).datasync();
       this.#syncs += 1;
@@ -220,6 +231,21 @@ export class GroupCommit {
     this.#failing = true;
     this.#options.onHealth?.(err instanceof Error ? err : new Error(String(err)));
   }
+}
+
+/**
+ * The WAL file, held open for fsyncs. Its directory is fsynced once first, so that the file's
+ * entry survives a power loss too (SQLite's FULL does the same for a new WAL). SQLite keeps
+ * the file (same inode) for as long as a connection is open, so one handle serves them all.
+ */
+async function openWal(walPath: string): Promise<FileHandle> {
+  const dir = await open(dirname(walPath), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+  return open(walPath, 'r');
 }
 
 function settle(write: Write, outcome: Outcome): void {

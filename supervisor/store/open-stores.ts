@@ -31,7 +31,8 @@ export function openStores(config: Config, logger: Pick<Logger, 'warn'>): Stores
   const jobs = SqliteJobStore.open(path, { ...sqliteOptions(config, config.storeCheckpointIntervalMs), integrityCheck: true }, logger);
   let tokens: TokenStore;
   try {
-    tokens = SqliteTokenStore.open(path, sqliteOptions(config, 0));
+    // Its connection leaves checkpoints to the job store's worker too (it starts none itself).
+    tokens = SqliteTokenStore.open(path, sqliteOptions(config, config.storeCheckpointIntervalMs));
   } catch (err) {
     void jobs.close();
     throw err;

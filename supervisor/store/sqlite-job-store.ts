@@ -313,7 +313,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   async close(): Promise<void> {
-    this.#writes.close();
+    await this.#writes.close();
     await this.#checkpointer?.close();
     if (this.#db.open) this.#db.close();
   }

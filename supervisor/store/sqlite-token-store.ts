@@ -58,10 +58,9 @@ export class SqliteTokenStore implements TokenStore {
     return this.#writes.write(() => this.#sql.pruneTokens.run(before).changes + this.#sql.pruneRevocations.run(before).changes);
   }
 
-  close(): Promise<void> {
-    this.#writes.close();
+  async close(): Promise<void> {
+    await this.#writes.close();
     if (this.#db.open) this.#db.close();
-    return Promise.resolve();
   }
 
   // Every failure leaves as a rejected MusterError, never a synchronous throw across the async seam.
