@@ -70,6 +70,8 @@ export class WalCheckpointer {
   }
 
   async close(): Promise<void> {
+    // Held until it has exited: waiting on an unref'd worker alone would let the process end mid-close.
+    this.#worker.ref();
     this.#worker.postMessage('stop');
     await this.#exited;
   }
