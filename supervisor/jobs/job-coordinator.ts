@@ -71,6 +71,8 @@ export class JobCoordinator {
 
   /** Places a queued job on a node's session and sends the `JobAssignment`. False when it lost a race. */
   async assign(job: JobRecord, session: NodeSession, nodeId: string): Promise<boolean> {
+    // The store keeps secret values sealed; opened only for this message, before anything changes.
+    const secrets = (await this.o.store.secrets(job.job_id)) ?? {};
     if (!(await this.o.store.assign(job.job_id, job.attempt, nodeId, this.o.owner))) return false;
     const placement = this.place(job, nodeId);
     session.actor.send({ type: 'job.assigned', jobId: job.job_id, slot: placement.slot });
@@ -78,8 +80,7 @@ export class JobCoordinator {
       job_id: job.job_id,
       attempt: job.attempt,
       job: job.job,
-      // The store keeps secret values sealed; they are opened only for this message.
-      execution_context: { ...job.execution_context, secrets: (await this.o.store.secrets(job.job_id)) ?? {} },
+      execution_context: { ...job.execution_context, secrets },
       priority: job.priority,
     };
     if (job.deadline !== undefined) data.deadline = job.deadline;
