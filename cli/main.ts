@@ -1,5 +1,6 @@
 // The `muster` command: builds the commander program from one file per command group and runs
-// it. Every failure ends as one line on stderr (`muster: <message>`) and exit status 1.
+// it. Every failure ends as one line on stderr (`muster: <message>`) and exit status 1, or the
+// error's own `exitStatus` (65: `muster serve` found its store damaged or read-only).
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { agentCommand } from './agent-command.js';
@@ -32,7 +33,8 @@ export async function main(argv: readonly string[]): Promise<void> {
     await buildProgram().parseAsync([...argv]);
   } catch (err) {
     process.stderr.write(`muster: ${oneLine(err)}\n`);
-    process.exitCode = 1;
+    const status = (err as { exitStatus?: unknown } | undefined)?.exitStatus;
+    process.exitCode = typeof status === 'number' ? status : 1;
   }
 }
 

@@ -62,7 +62,12 @@ async function serve(options: ServeOptions): Promise<void> {
   const { createLogger } = await import('../observability/logger.js');
   const { startControlPlane } = await import('../supervisor/control-plane.js');
   const logger = createLogger({ level: config.logLevel, name: 'muster' });
-  const plane = await startControlPlane(config, logger);
+  const { EXIT_STORE_UNUSABLE, isStoreUnusable } = await import('../supervisor/store/sqlite-database.js');
+  const plane = await startControlPlane(config, logger).catch((err: unknown) => {
+    // A damaged or read-only store: its own exit status, so that a supervisor does not restart in a loop.
+    if (isStoreUnusable(err)) throw Object.assign(new Error((err as Error).message), { exitStatus: EXIT_STORE_UNUSABLE });
+    throw err;
+  });
   const lines = [...plane.nodeUrls.map((url) => `muster: nodes connect at ${url}`), `muster: admin API at ${plane.httpUrl}`];
   process.stdout.write(`${lines.join('\n')}\n`);
 

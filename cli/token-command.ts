@@ -2,12 +2,12 @@
 // With `--api` / MUSTER_API, through a running plane's admin API (admin role); without, offline on
 // the data directory: minted with its secret and recorded in its store (first set-up, no plane
 // running). A plane on the same data directory picks offline revocations up within seconds.
-import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { loadConfig, type Config } from '../supervisor/config.js';
 import type { Revocation, TokenRecord } from '../supervisor/admin/wire-types.js';
 import { loadSecret } from '../supervisor/tokens/secret.js';
-import { SqliteJobStore, storePath } from '../supervisor/store/sqlite-job-store.js';
+import { openTokenStore } from '../supervisor/store/open-stores.js';
+import type { TokenStore } from '../supervisor/store/token-store.js';
 import type { MintAnswer } from '../supervisor/admin/wire-types.js';
 import { TokenAuthority, type ApiRole } from '../supervisor/tokens/tokens.js';
 import { parseTtl } from '../supervisor/tokens/ttl.js';
@@ -134,12 +134,8 @@ function configOf(options: WhereOptions): Config {
 }
 
 /** Runs `fn` on the data directory's store; `create` allows making it (first set-up), else it must exist. */
-async function withStore<T>(config: Config, create: boolean, fn: (store: SqliteJobStore) => Promise<T>): Promise<T> {
-  const path = storePath(config.dataDir);
-  if (!create && !existsSync(path)) {
-    throw new Error(`no control-plane store at ${path}: pass --data-dir, or --api to reach a running plane`);
-  }
-  const store = SqliteJobStore.open(path);
+async function withStore<T>(config: Config, create: boolean, fn: (store: TokenStore) => Promise<T>): Promise<T> {
+  const store = openTokenStore(config, create);
   try {
     return await fn(store);
   } finally {

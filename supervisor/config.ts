@@ -47,6 +47,18 @@ export interface Config {
   jwtClockToleranceSeconds: number;
   /** How often the plane reads revocations written by other processes (the CLI offline); 0: never. */
   revocationPollMs: number;
+  /** A log follow (`GET /v1/jobs/{id}/logs?follow=1`) sends a comment line after this long without output, so idle timeouts of clients and proxies do not end it. */
+  logKeepaliveMs: number;
+  /** Where jobs and tokens are kept: `sqlite`, one file (`muster.db`) in `dataDir`, the only store so far. */
+  store: string;
+  /** How long a store write may wait for another process's write lock (the CLI offline) before it fails. */
+  storeBusyTimeoutMs: number;
+  /** How often a store write that found the lock taken tries again (asynchronously: the event loop runs meanwhile). */
+  storeBusyRetryMs: number;
+  /** The longest the event loop waits inside SQLite for a lock in one go (a read, one try to begin a write). */
+  storeBusySliceMs: number;
+  /** How often a worker thread checkpoints the store's WAL (SQLite's own checkpoints, inside commits, are off); 0: SQLite's own. */
+  storeCheckpointIntervalMs: number;
   /** Identifier of this control-plane replica, sent in `RegisterAck`. */
   controlPlaneId: string;
   maxFrameBytes: number;
@@ -120,6 +132,12 @@ export const DEFAULTS: Config = {
   jwtAlgorithms: 'HS256,EdDSA,ES256',
   jwtClockToleranceSeconds: 30,
   revocationPollMs: 5_000,
+  logKeepaliveMs: 15_000,
+  store: 'sqlite',
+  storeBusyTimeoutMs: 5_000,
+  storeBusyRetryMs: 10,
+  storeBusySliceMs: 2,
+  storeCheckpointIntervalMs: 1_000,
   controlPlaneId: '',
   maxFrameBytes: 1_048_576,
   maxSendBufferBytes: 8 * 1024 * 1024,

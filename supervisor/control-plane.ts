@@ -28,7 +28,7 @@ import { Relay } from './relay.js';
 import { schedulerSource } from './scheduler-source.js';
 import { createPlaneSecurity } from './security/plane-security.js';
 import { SessionTokens } from './tokens/session-tokens.js';
-import { SqliteJobStore, storePath } from './store/sqlite-job-store.js';
+import { EMBEDDED_OWNER, openStores } from './store/open-stores.js';
 import { tokenAdmin, TokenRegistry } from './tokens/token-registry.js';
 import { tokenAuthorityFromConfig } from './tokens/token-setup.js';
 
@@ -46,18 +46,19 @@ export interface ControlPlane {
 }
 
 export async function startControlPlane(config: Config, logger: Logger): Promise<ControlPlane> {
-  mkdirSync(config.dataDir, { recursive: true });
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const id = config.controlPlaneId || `${hostname()}-${randomUUID().slice(0, 8)}`;
   const log = logger.child({ control_plane_id: id });
   // Allow-lists, bans, rate limits and the audit log; a bad CIDR setting fails here.
   const security = createPlaneSecurity(config, log);
-  const store = SqliteJobStore.open(storePath(config.dataDir));
+  const stores = openStores(config, log);
+  const store = stores.jobs;
 
   // Tokens: revocations are held in memory and checked on every token; a revocation closes the
   // sessions standing on it, which are tracked once they have registered (below).
   const revoked = new Relay<string>();
   const tokenRegistry = await TokenRegistry.open({
-    store,
+    store: stores.tokens,
     logger: log,
     pollMs: config.revocationPollMs,
     onRevoked: (revocation) => revoked.send(revocation.jti),
@@ -79,6 +80,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const wakeScheduler = (): void => wake.send();
   const coordinator = new JobCoordinator({
     store,
+    owner: EMBEDDED_OWNER,
     bus,
     logger: log,
     acceptTimeoutMs: config.acceptTimeoutMs,
@@ -87,7 +89,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     wakeScheduler,
     audit: security.audit,
   });
-  const scheduler = new Scheduler({ store, logger: log, ...schedulerSource(registry, coordinator, store, bus) });
+  const scheduler = new Scheduler({ store, logger: log, ...schedulerSource(registry, coordinator, store, bus, EMBEDDED_OWNER) });
   wake.connect(() => scheduler.wake());
   await coordinator.recover();
 
@@ -106,7 +108,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const host = planeSessionHost({ controlPlaneId: id, logger: log, config, registrar, coordinator, bus, security, wakeScheduler });
   const intake = new NodeIntake(host, security.gate);
 
-  const api = new PlaneApiImpl({ config, logger: log, store, bus, coordinator, registry, intake, wakeScheduler });
+  const api = new PlaneApiImpl({ config, logger: log, store, owner: EMBEDDED_OWNER, bus, coordinator, registry, intake, wakeScheduler });
   const stopping = new PlaneShutdown({
     logger: log,
     shutdownGraceMs: config.shutdownGraceMs,
@@ -115,7 +117,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     coordinator,
     sessionTokens,
     tokenRegistry,
-    store,
+    stores,
     bus,
     security,
   });
@@ -134,6 +136,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         tokenAdmin: tokenAdmin(tokens, tokenRegistry),
         logger: log,
         access: security.adminAccess,
+        logKeepaliveMs: config.logKeepaliveMs,
       });
       stopping.adminStarted(admin);
       httpUrl = admin.url;

@@ -12,7 +12,7 @@ import type { Scheduler } from './jobs/scheduler.js';
 import type { NodeIntake } from './nodes/node-intake.js';
 import type { NodeSession } from './nodes/node-session.js';
 import type { PlaneSecurity } from './security/plane-security.js';
-import type { JobStore } from './store/job-store.js';
+import type { Stores } from './store/open-stores.js';
 import type { SessionTokens } from './tokens/session-tokens.js';
 import type { TokenRegistry } from './tokens/token-registry.js';
 
@@ -25,7 +25,7 @@ export interface PlaneParts {
   coordinator: JobCoordinator;
   sessionTokens: SessionTokens<NodeSession>;
   tokenRegistry: TokenRegistry;
-  store: JobStore;
+  stores: Stores;
   bus: Bus;
   security: PlaneSecurity;
 }
@@ -59,7 +59,7 @@ export class PlaneShutdown {
     this.p.sessionTokens.close();
     this.p.tokenRegistry.close();
     await this.admin?.close();
-    await this.p.store.close();
+    await this.p.stores.close();
     await this.p.bus.close();
     this.p.security.close();
     this.p.logger.info({ reason }, 'control plane stopped');

@@ -7,13 +7,14 @@ import type { JobCoordinator } from './jobs/job-coordinator.js';
 import type { NodeCapacity } from './jobs/job-matcher.js';
 import type { SchedulerOptions } from './jobs/scheduler.js';
 import type { NodeRegistry } from './nodes/node-registry.js';
-import type { JobStore } from './store/job-store.js';
+import type { JobStore, OwnerToken } from './store/job-store.js';
 
 export function schedulerSource(
   registry: NodeRegistry,
   coordinator: JobCoordinator,
   store: JobStore,
   bus: Bus,
+  owner: OwnerToken,
 ): Pick<SchedulerOptions, 'capacities' | 'assign' | 'expire'> {
   return {
     capacities: () => capacities(registry, coordinator),
@@ -22,7 +23,7 @@ export function schedulerSource(
       return session !== undefined && (await coordinator.assign(job, session, nodeId));
     },
     expire: async (job) => {
-      if (await store.finish(job.job_id, job.attempt, 'TimedOut', 'deadline passed while queued')) {
+      if (await store.finish(job.job_id, job.attempt, 'TimedOut', 'deadline passed while queued', owner)) {
         bus.publish({ kind: 'job', job_id: job.job_id, state: 'TimedOut', attempt: job.attempt });
       }
     },

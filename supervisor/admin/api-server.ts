@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from '../../observability/logger.js';
+import { DEFAULTS } from '../config.js';
 import { registerAdminAccess, type AdminAccess } from './api-access.js';
 import { notFound, toHttpError } from './api-errors.js';
 import { registerFleetRoutes, registerProbeRoutes } from './routes-fleet.js';
@@ -28,6 +29,8 @@ export interface AdminApiOptions {
   logger: Logger;
   /** Allow-list, bans, per-token rate limit and audit (api-access.ts); default: none of them. */
   access?: AdminAccess;
+  /** Quiet time after which a log follow sends a keepalive comment; default `DEFAULTS.logKeepaliveMs`. */
+  logKeepaliveMs?: number;
 }
 
 export interface AdminApi {
@@ -63,7 +66,13 @@ export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi>
 
   // Before the routes: its role check watches every route registration.
   registerAdminAccess(app, options.access ?? {});
-  const deps: AdminRouteDeps = { api: options.api, tokens: options.tokens, logger, closing: closing.signal };
+  const deps: AdminRouteDeps = {
+    api: options.api,
+    tokens: options.tokens,
+    logger,
+    closing: closing.signal,
+    logKeepaliveMs: options.logKeepaliveMs ?? DEFAULTS.logKeepaliveMs,
+  };
   if (options.access?.audit !== undefined) deps.audit = options.access.audit;
   registerJobRoutes(app, deps);
   registerLogRoutes(app, deps);

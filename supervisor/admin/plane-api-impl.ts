@@ -9,7 +9,7 @@ import type { JobCoordinator } from '../jobs/job-coordinator.js';
 import { pipelineApi } from '../jobs/pipeline-api.js';
 import type { NodeIntake } from '../nodes/node-intake.js';
 import type { NodeRegistry } from '../nodes/node-registry.js';
-import type { JobRecord, JobState, JobStore, LogRecord, NewJob } from '../store/job-store.js';
+import type { JobRecord, JobState, JobStore, LogRecord, NewJob, OwnerToken } from '../store/job-store.js';
 import type { PlaneApi } from './plane-api.js';
 import { renderMetrics } from './plane-metrics.js';
 import type { NodeView } from './wire-types.js';
@@ -18,6 +18,8 @@ export interface PlaneApiParts {
   config: Pick<Config, 'maxAttempts' | 'defaultJobTimeoutMs'>;
   logger: Logger;
   store: JobStore;
+  /** The fencing token of the API's job writes (see `OwnerToken`). */
+  owner: OwnerToken;
   bus: Bus;
   coordinator: JobCoordinator;
   registry: NodeRegistry;
@@ -44,7 +46,7 @@ export class PlaneApiImpl implements PlaneApi {
   }
 
   async submitJob(job: NewJob): Promise<JobRecord> {
-    const record = await this.p.store.submit(job);
+    const record = await this.p.store.submit(job, this.p.owner);
     this.p.logger.info({ job_id: record.job_id, priority: record.priority }, 'job submitted');
     this.p.bus.publish({ kind: 'job', job_id: record.job_id, state: record.state, attempt: record.attempt });
     this.p.wakeScheduler();
@@ -97,7 +99,17 @@ export class PlaneApiImpl implements PlaneApi {
   }
 
   isReady(): boolean {
-    return this.p.intake.accepting;
+    return this.p.intake.accepting && this.p.store.failure() === undefined;
+  }
+
+  storeFailure(): string | undefined {
+    return this.p.store.failure();
+  }
+
+  watchJob(jobId: string, wake: () => void): () => void {
+    return this.p.bus.subscribe((event) => {
+      if (event.kind !== 'node' && event.job_id === jobId) wake();
+    });
   }
 }
 

@@ -9,6 +9,12 @@ export interface PlaneApi {
   getJob(jobId: string): Promise<JobRecord | undefined>;
   /** Undefined when the job does not exist. */
   jobLogs(jobId: string, afterCursor?: number): Promise<LogRecord[] | undefined>;
+  /**
+   * Calls `wake` after each change of the job or new log chunk of it (the bus's `job` and `log`
+   * events), so that a log follow reads the store only when there is something to read.
+   * Returns the function that stops it.
+   */
+  watchJob(jobId: string, wake: () => void): () => void;
   /** Undefined when the job does not exist; otherwise the record after the request. */
   cancelJob(jobId: string): Promise<JobRecord | undefined>;
   listNodes(): NodeView[];
@@ -19,6 +25,8 @@ export interface PlaneApi {
   metrics(): Promise<string>;
   /** Ready to take nodes and jobs (listeners up, store open, not shutting down). */
   isReady(): boolean;
+  /** What is wrong with the job store while its writes fail (disk full, I/O error); undefined when they succeed. */
+  storeFailure(): string | undefined;
   /** Default `max_attempts` and job timeout for submissions that give none. */
   readonly defaults: { maxAttempts: number; jobTimeoutMs: number };
   /** Stores every job as `Queued` or none (one transaction) and wakes the scheduler; records in order. */

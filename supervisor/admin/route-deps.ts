@@ -12,6 +12,8 @@ export interface AdminRouteDeps {
   logger: Logger;
   /** Aborted when the server closes, so long-lived responses (log follows) end. */
   closing: AbortSignal;
+  /** Quiet time after which a log follow sends a keepalive comment. */
+  logKeepaliveMs: number;
   /** Where security events go (`token_minted`, `token_revoked`, ...); undefined when not audited. */
   audit?: AuditSink;
 }

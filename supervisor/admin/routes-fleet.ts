@@ -30,9 +30,12 @@ export function registerProbeRoutes(app: FastifyInstance, deps: AdminRouteDeps):
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
-  app.get('/readyz', async (_request, reply) =>
-    api.isReady() ? reply.send({ status: 'ready' }) : reply.code(503).send({ status: 'not_ready' }),
-  );
+  // A store whose writes fail (disk full, I/O error) makes the plane unready, and says why.
+  app.get('/readyz', async (_request, reply) => {
+    if (api.isReady()) return reply.send({ status: 'ready' });
+    const failure = api.storeFailure();
+    return reply.code(503).send(failure === undefined ? { status: 'not_ready' } : { status: 'not_ready', reason: `store: ${failure}` });
+  });
 
   app.get('/metrics', async (_request, reply) => reply.type(PROMETHEUS_TEXT).send(await api.metrics()));
 }

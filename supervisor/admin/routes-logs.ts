@@ -1,22 +1,15 @@
 // `GET /v1/jobs/{id}/logs`: the job's log chunks in order, as a JSON array, or with `?follow=1`
-// as server-sent events. A follow polls the plane every 200 ms from the last cursor sent
-// (`Last-Event-ID` or `?after=` resumes), and ends with an `end` event once the job is terminal
-// and nothing is left to send, or as soon as the client goes away or the server closes.
+// as server-sent events. A follow reads the store when the bus says the job changed or got log
+// chunks (`PlaneApi.watchJob`), never on a timer, from the last cursor sent (`Last-Event-ID` or
+// `?after=` resumes), and ends with an `end` event once the job is terminal and nothing is left
+// to send, or as soon as the client goes away or the server closes.
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { AdminRouteDeps } from './route-deps.js';
 import { requireRole } from './api-auth.js';
 import { HttpError, notFound } from './api-errors.js';
 import { TERMINAL_STATES, type LogRecord } from '../store/job-store.js';
-
-const POLL_MS = 200;
-/**
- * A comment line is sent when nothing else was for this long, so a quiet job does not trip
- * idle timeouts of clients (undici's body timeout) and proxies.
- */
-const KEEPALIVE_MS = 15_000;
 
 interface LogsRequest {
   Params: { id: string };
@@ -49,8 +42,10 @@ async function streamLogs(reply: FastifyReply, deps: AdminRouteDeps, jobId: stri
   // Headers now, not with the first chunk: a client waits for them before it reads anything.
   res.flushHeaders();
   const stop = AbortSignal.any([deps.closing, closeSignal(res)]);
+  // Watching starts before the first read: an event between a read and the wait is not lost.
+  const wakes = new Wakes();
+  const unwatch = deps.api.watchJob(jobId, () => wakes.wake());
   let cursor = after;
-  let lastWrite = Date.now();
   try {
     while (!stop.aborted) {
       // The state is read before the chunks: a job seen terminal has stored all its chunks.
@@ -61,25 +56,52 @@ async function streamLogs(reply: FastifyReply, deps: AdminRouteDeps, jobId: stri
         await write(res, `id: ${chunk.cursor}\ndata: ${JSON.stringify(toChunk(chunk))}\n\n`, stop);
         cursor = chunk.cursor;
       }
-      if (chunks.length > 0) {
-        lastWrite = Date.now();
-        continue;
-      }
-      if (TERMINAL_STATES.has(job.state)) {
+      if (chunks.length === 0 && TERMINAL_STATES.has(job.state)) {
         const end = job.reason === undefined ? { state: job.state } : { state: job.state, reason: job.reason };
         await write(res, `event: end\ndata: ${JSON.stringify(end)}\n\n`, stop);
         break;
       }
-      if (Date.now() - lastWrite >= KEEPALIVE_MS) {
-        await write(res, ':\n\n', stop);
-        lastWrite = Date.now();
-      }
-      await sleep(POLL_MS, undefined, { signal: stop }).catch(() => undefined);
+      // Chunks just sent: read once more, the job may have ended meanwhile. Else wait for news.
+      if (chunks.length > 0) continue;
+      while (!(await wakes.next(deps.logKeepaliveMs, stop)) && !stop.aborted) await write(res, ':\n\n', stop);
     }
   } catch (err) {
     if (!stop.aborted) deps.logger.warn({ err, job_id: jobId }, 'log follow stream failed');
   } finally {
+    unwatch();
     res.end();
+  }
+}
+
+/** Wake-ups of one follow: remembered when none is awaited, so none is missed. */
+class Wakes {
+  #pending = false;
+  #resolve: ((woken: boolean) => void) | undefined;
+
+  wake(): void {
+    this.#pending = true;
+    this.#resolve?.(true);
+  }
+
+  /** True once woken (at once if a wake came since the last call); false after `ms` or on `stop`. */
+  async next(ms: number, stop: AbortSignal): Promise<boolean> {
+    if (!this.#pending && !stop.aborted) {
+      await new Promise<boolean>((resolve) => {
+        const done = (woken: boolean): void => {
+          clearTimeout(timer);
+          stop.removeEventListener('abort', aborted);
+          this.#resolve = undefined;
+          resolve(woken);
+        };
+        const aborted = (): void => done(false);
+        const timer = setTimeout(() => done(false), ms);
+        stop.addEventListener('abort', aborted, { once: true });
+        this.#resolve = done;
+      });
+    }
+    const woken = this.#pending;
+    this.#pending = false;
+    return woken;
   }
 }
 

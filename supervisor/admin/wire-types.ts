@@ -5,7 +5,8 @@ import type { NodeState } from '../../actors/node-machine.js';
 import type { JobRecord, JobState } from '../store/job-store.js';
 
 export type { NodeState };
-export type { LogRecord, JobSelector, Revocation, TokenRecord } from '../store/job-store.js';
+export type { LogRecord, JobSelector } from '../store/job-store.js';
+export type { Revocation, TokenRecord } from '../store/token-store.js';
 
 /** `GET /v1/nodes` entry (PROTOCOL.md section 7). */
 export interface NodeView {

@@ -15,7 +15,7 @@ import type { RetryOutcome } from '../admin/plane-api.js';
 import type { Bus } from '../bus/bus.js';
 import type { AuditSink } from '../security/audit-log.js';
 import { peerIp } from '../security/peer-address.js';
-import type { JobRecord, JobStore } from '../store/job-store.js';
+import type { JobRecord, JobStore, OwnerToken } from '../store/job-store.js';
 import type { NodeSession } from '../nodes/node-session.js';
 
 /** Extra time the plane gives a job past its own timeout before it steps in: the agent enforces it first. */
@@ -39,6 +39,8 @@ interface Placement {
 
 export interface CoordinatorOptions {
   store: JobStore;
+  /** The fencing token of every job write (see `OwnerToken`). */
+  owner: OwnerToken;
   bus: Bus;
   logger: Logger;
   acceptTimeoutMs: number;
@@ -101,14 +103,17 @@ export class JobCoordinator implements JobHoldings {
   /** Places a queued job on a node's session and sends the `JobAssignment`. False when it lost a race. */
   async assign(job: JobRecord, session: NodeSession, nodeId: string): Promise<boolean> {
     const assigned = nextJobState(job, { type: 'assign' });
-    if (assigned === undefined || !(await this.o.store.assign(job.job_id, job.attempt, nodeId))) return false;
+    if (assigned === undefined) return false;
+    // The store keeps secret values sealed; opened only for this message, before anything changes.
+    const secrets = (await this.o.store.secrets(job.job_id)) ?? {};
+    if (!(await this.o.store.assign(job.job_id, job.attempt, nodeId, this.o.owner))) return false;
     const placement = this.place(job, nodeId, assigned);
     session.actor.send({ type: 'job.assigned', jobId: job.job_id });
     const data: EnvelopeOf<'JobAssignment'>['data'] = {
       job_id: job.job_id,
       attempt: job.attempt,
       job: job.job,
-      execution_context: job.execution_context,
+      execution_context: { ...job.execution_context, secrets },
       priority: job.priority,
     };
     if (job.deadline !== undefined) data.deadline = job.deadline;
@@ -189,7 +194,7 @@ export class JobCoordinator implements JobHoldings {
 
   /** Cancels a job: at once when queued, else the node is told and its result ends the job. */
   async cancel(jobId: string): Promise<JobRecord | undefined> {
-    const record = await this.o.store.requestCancel(jobId);
+    const record = await this.o.store.requestCancel(jobId, this.o.owner);
     if (record === undefined) return undefined;
     const placement = this.placements.get(jobId);
     if (placement !== undefined) {
@@ -210,7 +215,7 @@ export class JobCoordinator implements JobHoldings {
     const record = await this.o.store.get(jobId);
     if (record === undefined) return { status: 'not_found' };
     if (nextJobState(record, { type: 'retry' }) === undefined) return { status: 'refused', record };
-    const again = await this.o.store.retry(jobId, record.attempt);
+    const again = await this.o.store.retry(jobId, record.attempt, this.o.owner);
     // Lost a race (another retry, say): the job as it is now.
     if (again === undefined) return { status: 'refused', record: (await this.o.store.get(jobId)) ?? record };
     this.o.logger.info({ job_id: jobId, attempt: again.attempt, was: record.state }, 'job retried');
@@ -270,7 +275,7 @@ export class JobCoordinator implements JobHoldings {
   private async accepted(session: NodeSession, standing: Standing, data: { job_id: string; attempt: number }): Promise<void> {
     const placement = standing.kind === 'current' ? standing.placement : undefined;
     const running = placement === undefined ? undefined : this.allowed(placement, { type: 'accept' });
-    if (placement === undefined || running === undefined || !(await this.o.store.markRunning(data.job_id, data.attempt))) {
+    if (placement === undefined || running === undefined || !(await this.o.store.markRunning(data.job_id, data.attempt, this.o.owner))) {
       // A late acceptance: the attempt is no longer this node's to run (PROTOCOL.md 4.5).
       session.send('CancelJob', { ...data, reason: 'attempt is no longer current' });
       return;
@@ -290,7 +295,7 @@ export class JobCoordinator implements JobHoldings {
   }
 
   private async logChunk(session: NodeSession, data: EnvelopeOf<'LogChunk'>['data']): Promise<void> {
-    const outcome = await this.o.store.appendLog(data.job_id, data.attempt, data.stream, data.seq, data.data);
+    const outcome = await this.o.store.appendLog(data.job_id, data.attempt, data.stream, data.seq, data.data, this.o.owner);
     if (outcome.status === 'gap') {
       session.send('LogResync', { job_id: data.job_id, attempt: data.attempt, stream: data.stream, next_seq: outcome.nextSeq });
     } else if (outcome.status === 'stored') {
@@ -306,7 +311,7 @@ export class JobCoordinator implements JobHoldings {
   ): Promise<void> {
     // A held attempt whose machine takes no result is stale; the store still tells a repeat (`duplicate`).
     const ends = standing.kind === 'current' && this.allowed(standing.placement, { type: 'result', status: data.result.status }) !== undefined;
-    const outcome = ends || standing.kind === 'stale' ? await this.o.store.storeResult(data.job_id, data.attempt, data.result, data.metrics) : 'stale';
+    const outcome = ends || standing.kind === 'stale' ? await this.o.store.storeResult(data.job_id, data.attempt, data.result, data.metrics, this.o.owner) : 'stale';
     // Acknowledged only now that the result is stored (or was already, or is stale).
     session.send('JobResultAck', { job_id: data.job_id, attempt: data.attempt }, replyTo);
     const log = session.logger.child({ job_id: data.job_id, attempt: data.attempt });
@@ -351,7 +356,7 @@ export class JobCoordinator implements JobHoldings {
     if (this.placements.get(placement.jobId) !== placement) return;
     if (this.allowed(placement, { type: 'finish', state: 'TimedOut' }) === undefined) return;
     this.o.sessionOf(placement.nodeId)?.send('CancelJob', { job_id: placement.jobId, attempt: placement.attempt, reason: 'timed out' });
-    if (await this.o.store.finish(placement.jobId, placement.attempt, 'TimedOut', 'timeout or deadline passed')) {
+    if (await this.o.store.finish(placement.jobId, placement.attempt, 'TimedOut', 'timeout or deadline passed', this.o.owner)) {
       this.release(placement);
       const job = await this.o.store.get(placement.jobId);
       if (job !== undefined) this.publish(job);
@@ -365,7 +370,7 @@ export class JobCoordinator implements JobHoldings {
     if (expected === undefined) return;
     this.release(placement);
     if (this.closed) return;
-    const job = await this.o.store.requeue(placement.jobId, placement.attempt, reason);
+    const job = await this.o.store.requeue(placement.jobId, placement.attempt, reason, this.o.owner);
     if (job === undefined) return;
     if (job.state !== expected.state || job.attempt !== expected.attempt) {
       // Until every store decides through the machine too: a disagreement is a bug to see.

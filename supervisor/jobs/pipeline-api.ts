@@ -3,11 +3,12 @@
 import type { Logger } from 'pino';
 import type { PlaneApi } from '../admin/plane-api.js';
 import type { Bus } from '../bus/bus.js';
-import type { JobStore } from '../store/job-store.js';
+import type { JobStore, OwnerToken } from '../store/job-store.js';
 import type { JobCoordinator } from './job-coordinator.js';
 
 export interface PipelineApiDeps {
   store: JobStore;
+  owner: OwnerToken;
   coordinator: JobCoordinator;
   bus: Bus;
   logger: Logger;
@@ -20,7 +21,7 @@ export type PipelineApi = Pick<PlaneApi, 'submitJobs' | 'listJobs' | 'jobAttempt
 export function pipelineApi(d: PipelineApiDeps): PipelineApi {
   return {
     submitJobs: async (jobs) => {
-      const records = await d.store.submitMany(jobs);
+      const records = await d.store.submitMany(jobs, d.owner);
       d.logger.info({ jobs: records.length, first_job_id: records[0]?.job_id }, 'jobs submitted in a batch');
       for (const r of records) d.bus.publish({ kind: 'job', job_id: r.job_id, state: r.state, attempt: r.attempt });
       d.wakeScheduler();

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { Registration } from '../../actors/node-machine.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
-import type { TokenInfo } from '../store/job-store.js';
+import type { TokenInfo } from '../store/token-store.js';
 import type { TokenAuthority, VerifiedNodeToken } from '../tokens/tokens.js';
 
 export interface Authenticated {

@@ -1,11 +1,13 @@
 // The SQLite job store's schema and its row ↔ record mapping.
 // Kept apart from sqlite-job-store.ts so the store reads as transitions, not column plumbing.
+import type Database from 'better-sqlite3';
 import type { JobMetrics, JobOutcome, LogStream, Priority } from '../../protocol/messages.js';
 import type { AttemptRecord, JobRecord, JobState, LogRecord, NewJob } from './job-store.js';
+import { SEALED_VALUE, type SecretBox } from './secret-box.js';
 import { TOKEN_SCHEMA_SQL } from './token-row.js';
 
 /** Bumped (with a migration) whenever the tables change; kept in `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 4;
 
 // Version 1: jobs, attempts, results, log chunks.
 // `seq` is its own column (not the implicit rowid, which VACUUM may renumber) so FIFO order survives.
@@ -62,11 +64,47 @@ CREATE TABLE IF NOT EXISTS log_chunks (
 CREATE INDEX IF NOT EXISTS log_chunks_by_job ON log_chunks (job_id, cursor);
 `;
 
+// Version 3: the owner token (fencing token) of the last writer of each job. Jobs written
+// before it get 0, below any real token, so the first write with one takes them.
+const OWNER_SQL = `ALTER TABLE jobs ADD COLUMN owner INTEGER NOT NULL DEFAULT 0;`;
+
+/** A migration step that SQL alone cannot do; `box` gives the store's secret key. */
+export type MigrationStep = (db: Database.Database, box: () => SecretBox) => void;
+
+// Version 4: job secrets sealed at rest (secret-box.ts). `execution_context` keeps the secrets'
+// names with SEALED_VALUE for their values; `sealed_secrets` holds the values, encrypted.
+const sealSecrets: MigrationStep = (db, box) => {
+  db.exec(`ALTER TABLE jobs ADD COLUMN sealed_secrets TEXT`);
+  const rows = db.prepare<[], { job_id: string; execution_context: string }>(`SELECT job_id, execution_context FROM jobs`).all();
+  const update = db.prepare<[string, string | null, string]>(`UPDATE jobs SET execution_context = ?, sealed_secrets = ? WHERE job_id = ?`);
+  // Overwrite the plaintext the rows leave behind in freed space, not only the rows.
+  db.pragma('secure_delete = ON');
+  for (const row of rows) {
+    const context = JSON.parse(row.execution_context) as NewJob['execution_context'];
+    const { execution_context, sealed_secrets } = sealContext(row.job_id, context, box());
+    update.run(execution_context, sealed_secrets, row.job_id);
+  }
+  db.pragma('secure_delete = OFF');
+};
+
 /**
  * `MIGRATIONS[i]` takes a store from version `i` to `i + 1`; a new file runs them all. Each only
- * adds tables, so the data of the versions before it stays as it was.
+ * adds tables or columns (version 4 also seals the secrets already stored), so the data of the
+ * versions before it stays as it was.
  */
-export const MIGRATIONS: readonly string[] = [SCHEMA_SQL, TOKEN_SCHEMA_SQL];
+export const MIGRATIONS: ReadonlyArray<string | MigrationStep> = [SCHEMA_SQL, TOKEN_SCHEMA_SQL, OWNER_SQL, sealSecrets];
+
+/** The context as stored: secret names with SEALED_VALUE, and the values sealed apart (null when none). */
+export function sealContext(
+  jobId: string,
+  context: NewJob['execution_context'],
+  box: SecretBox,
+): { execution_context: string; sealed_secrets: string | null } {
+  const names = Object.keys(context.secrets);
+  const shown = { ...context, secrets: Object.fromEntries(names.map((name) => [name, SEALED_VALUE])) };
+  const sealed = names.length === 0 ? null : box.seal(JSON.stringify(context.secrets), jobId);
+  return { execution_context: JSON.stringify(shown), sealed_secrets: sealed };
+}
 
 /** Higher runs first: `queued()` sorts on this descending. */
 export const PRIORITY_RANK: Readonly<Record<Priority, number>> = { Critical: 3, High: 2, Normal: 1, Low: 0 };
@@ -90,6 +128,7 @@ export interface JobRow {
   deadline: string | null;
   max_attempts: number;
   cancel_requested: number;
+  owner: number;
   reason: string | null;
   created_at: string;
   updated_at: string;
@@ -109,19 +148,24 @@ export interface JobInsert {
   selector: string;
   deadline: string | null;
   max_attempts: number;
+  owner: number;
+  sealed_secrets: string | null;
   now: string;
 }
 
-export function toJobInsert(jobId: string, job: NewJob, now: string): JobInsert {
+export function toJobInsert(jobId: string, job: NewJob, owner: number, now: string, box: SecretBox): JobInsert {
+  const { execution_context, sealed_secrets } = sealContext(jobId, job.execution_context, box);
   return {
     job_id: jobId,
     priority: job.priority,
     priority_rank: PRIORITY_RANK[job.priority],
     job: JSON.stringify(job.job),
-    execution_context: JSON.stringify(job.execution_context),
+    execution_context,
     selector: JSON.stringify(job.selector),
     deadline: job.deadline ?? null,
     max_attempts: job.max_attempts,
+    owner,
+    sealed_secrets,
     now,
   };
 }

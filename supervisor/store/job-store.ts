@@ -102,39 +102,14 @@ export type AppendLogOutcome =
   /** A chunk arrived ahead of `nextSeq`: the node must resend from there (`LogResync`). */
   | { status: 'gap'; nextSeq: number };
 
-/** What a minted token is for: `node` a registration token, `session` a node session, or an admin API role. */
-export type TokenRole = 'node' | 'session' | 'viewer' | 'operator' | 'admin';
-
-/** A minted token as recorded for `muster token list`: never the token itself. */
-export interface TokenInfo {
-  jti: string;
-  role: TokenRole;
-  /** Registration: the only hostname allowed; session: the node id; API: who it is for. */
-  sub?: string;
-  /** Registration only: the node type it is bound to. */
-  node_type?: string;
-  /** RFC 3339. */
-  issued_at: string;
-  /** RFC 3339. */
-  expires_at: string;
-}
-
-/** A recorded token with its revocation, if any. */
-export interface TokenRecord extends TokenInfo {
-  revoked_at?: string;
-  revoke_reason?: string;
-}
-
-/** One revoked `jti`; `seq` orders revocations store-wide, for `revokedSince`. */
-export interface Revocation {
-  jti: string;
-  reason: string;
-  /** RFC 3339. */
-  revoked_at: string;
-  /** The token's expiry when known (it was recorded): after it the revocation may be forgotten. */
-  expires_at?: string;
-  seq: number;
-}
+/**
+ * The fencing token every job write carries: the embedded plane passes one constant
+ * (`EMBEDDED_OWNER` in open-stores.ts), a cluster replica its lease revision. The store keeps
+ * the highest token that wrote to each job and refuses (rejects with a MusterError, changing
+ * nothing) a write with a lower one: a replica that lost its lease cannot overwrite the
+ * replica that took the job over. A higher token is accepted and becomes the job's.
+ */
+export type OwnerToken = number;
 
 /** Which jobs `listJobs` returns: every filter given must hold. */
 export interface JobListFilter {
@@ -146,61 +121,78 @@ export interface JobListFilter {
   before_seq?: number;
 }
 
-/** All methods are atomic. Transitions are compare-and-set on `attempt`, so a stale caller changes nothing. */
+/**
+ * All methods are atomic. Transitions are compare-and-set on `attempt`, so a stale caller changes
+ * nothing; every write carries an `OwnerToken`, so a stale writer changes nothing either.
+ * A write's promise resolves once the write is durable.
+ */
 export interface JobStore {
-  submit(job: NewJob): Promise<JobRecord>;
+  submit(job: NewJob, owner: OwnerToken): Promise<JobRecord>;
+  /**
+   * A record's `execution_context.secrets` keeps each secret's name with `***` for its value;
+   * the values are kept encrypted and read only here, to send a `JobAssignment`.
+   */
   get(jobId: string): Promise<JobRecord | undefined>;
+  /** The job's secret values, opened; undefined for an unknown job. Only for a `JobAssignment`. */
+  secrets(jobId: string): Promise<Record<string, string> | undefined>;
   /** Queued jobs, Critical first, then High, Normal, Low; FIFO (`seq`) within a priority. */
   queued(limit?: number): Promise<JobRecord[]>;
   /** Jobs `Assigned` or `Running`, for timers and for recovery after a restart. */
   active(): Promise<JobRecord[]>;
   /** `Queued` → `Assigned` to `nodeId`; false when the job is no longer queued at `attempt`. */
-  assign(jobId: string, attempt: number, nodeId: string): Promise<boolean>;
+  assign(jobId: string, attempt: number, nodeId: string, owner: OwnerToken): Promise<boolean>;
   /** `Assigned` → `Running` when the node accepted `attempt`; false when stale. */
-  markRunning(jobId: string, attempt: number): Promise<boolean>;
+  markRunning(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean>;
   /**
    * Withdraws `attempt` (rejected, accept timeout, node dead): back to `Queued` with
    * `attempt + 1`, or `DeadLettered` when `max_attempts` are used up, or `Cancelled`
    * when a cancel was requested. Returns the record afterwards, or undefined when stale.
    */
-  requeue(jobId: string, attempt: number, reason: string): Promise<JobRecord | undefined>;
+  requeue(jobId: string, attempt: number, reason: string, owner: OwnerToken): Promise<JobRecord | undefined>;
   /**
    * Stores the result of `attempt` once. `duplicate`: that attempt's result is already stored.
    * `stale`: `attempt` is not the current one (or the job has ended otherwise); nothing changes.
    * A stored result sets the state from `result.status`.
    */
-  storeResult(jobId: string, attempt: number, result: JobOutcome, metrics: JobMetrics): Promise<StoreResultOutcome>;
+  storeResult(
+    jobId: string,
+    attempt: number,
+    result: JobOutcome,
+    metrics: JobMetrics,
+    owner: OwnerToken,
+  ): Promise<StoreResultOutcome>;
   /** Ends a job without a result (`Cancelled` or `TimedOut` decided by the plane); false when stale or ended. */
-  finish(jobId: string, attempt: number, state: Extract<ResultStatus, 'Cancelled' | 'TimedOut'>, reason: string): Promise<boolean>;
+  finish(
+    jobId: string,
+    attempt: number,
+    state: Extract<ResultStatus, 'Cancelled' | 'TimedOut'>,
+    reason: string,
+    owner: OwnerToken,
+  ): Promise<boolean>;
   /** Marks a cancel request; returns the record afterwards. A queued job is `Cancelled` at once. */
-  requestCancel(jobId: string): Promise<JobRecord | undefined>;
-  appendLog(jobId: string, attempt: number, stream: LogStream, seq: number, data: string): Promise<AppendLogOutcome>;
+  requestCancel(jobId: string, owner: OwnerToken): Promise<JobRecord | undefined>;
+  appendLog(
+    jobId: string,
+    attempt: number,
+    stream: LogStream,
+    seq: number,
+    data: string,
+    owner: OwnerToken,
+  ): Promise<AppendLogOutcome>;
   /** Log chunks in arrival order, all attempts, after `cursor` (exclusive). */
   logs(jobId: string, afterCursor?: number): Promise<LogRecord[]>;
   /** Every attempt of a job, oldest first: which node had each, and how it ended. */
   attempts(jobId: string): Promise<AttemptRecord[]>;
   /** Counts by state, for stats and metrics. */
   counts(): Promise<Record<JobState, number>>;
-  /** Records a minted token; recording the same `jti` again changes nothing. */
-  recordToken(token: TokenInfo): Promise<void>;
-  /** Every recorded token, oldest first, with its revocation if any. */
-  listTokens(): Promise<TokenRecord[]>;
   /**
-   * Revokes `jti`, recorded or not (a token minted elsewhere is revoked by its id too).
-   * Idempotent: revoking again returns the first revocation unchanged.
+   * What is wrong with the storage, from a write that failed on it (disk full, I/O error) until
+   * a write succeeds again; undefined while writes succeed. `/readyz` reports it.
    */
-  revokeToken(jti: string, reason: string): Promise<Revocation>;
-  isRevoked(jti: string): Promise<boolean>;
-  /** Revocations with `seq` above `afterSeq` (0: all), in `seq` order: how every reader learns of new ones. */
-  revokedSince(afterSeq: number): Promise<Revocation[]>;
-  /**
-   * Forgets tokens, and revocations of tokens, that expired before `before` (RFC 3339):
-   * an expired token is refused anyway. Revocations of unrecorded tokens are kept. Returns how many rows went.
-   */
-  pruneTokens(before: string): Promise<number>;
+  failure(): string | undefined;
   close(): Promise<void>;
   /** Stores every job as `Queued`, in order, in one transaction: all or none. Records in the same order. */
-  submitMany(jobs: readonly NewJob[]): Promise<JobRecord[]>;
+  submitMany(jobs: readonly NewJob[], owner: OwnerToken): Promise<JobRecord[]>;
   /**
    * Up to `limit` jobs matching `filter`, newest first (`seq` descending). Paging by
    * `before_seq` (the last `seq` of a page) gives every job once, whatever is submitted meanwhile.
@@ -211,5 +203,5 @@ export interface JobStore {
    * `DeadLettered` at `attempt` is `Queued` again as `attempt + 1`, its cancel request
    * forgotten. Undefined when the job is not at `attempt` in one of those states.
    */
-  retry(jobId: string, attempt: number): Promise<JobRecord | undefined>;
+  retry(jobId: string, attempt: number, owner: OwnerToken): Promise<JobRecord | undefined>;
 }

@@ -1,17 +1,18 @@
-// The embedded job store: jobs, attempts, results and log chunks in one SQLite file (better-sqlite3).
-// better-sqlite3 is synchronous, so each method runs in one transaction and is atomic by construction;
-// the promises only fit the async JobStore seam that the NATS store shares.
+// The embedded job store: jobs, attempts, results and log chunks in the plane's SQLite file (better-sqlite3).
+// better-sqlite3 is synchronous, so each write runs whole inside one transaction (a savepoint of
+// the turn's group commit, group-commit.ts) and is atomic by construction; its promise resolves
+// once that commit is on disk. Reads answer at once from what is committed.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { nextJobState } from '../../actors/job-machine.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { JobMetrics, JobOutcome, LogStream, ResultStatus } from '../../protocol/messages.js';
+import type { Logger } from 'pino';
+import { GroupCommit } from './group-commit.js';
+import { SecretBox } from './secret-box.js';
+import { WalCheckpointer } from './wal-checkpointer.js';
 import {
   JOB_SELECT,
-  MIGRATIONS,
-  SCHEMA_VERSION,
   rowToAttempt,
   rowToLog,
   rowToRecord,
@@ -30,12 +31,10 @@ import type {
   JobStore,
   LogRecord,
   NewJob,
-  Revocation,
+  OwnerToken,
   StoreResultOutcome,
-  TokenInfo,
-  TokenRecord,
 } from './job-store.js';
-import { prepareTokenStatements, rowToRevocation, rowToToken, toTokenInsert } from './token-row.js';
+import { SQLITE_DEFAULTS, openDatabase, walPathOf, type SqliteOptions } from './sqlite-database.js';
 
 const ALL_STATES: readonly JobState[] = ['Queued', 'Assigned', 'Running', 'Completed', 'Failed', 'Cancelled', 'TimedOut', 'DeadLettered'];
 
@@ -52,9 +51,12 @@ function prepareStatements(db: Db) {
   return {
     insertJob: db.prepare<[JobInsert]>(`
       INSERT INTO jobs (job_id, seq, state, attempt, priority, priority_rank, job, execution_context,
-                        selector, deadline, max_attempts, created_at, updated_at)
+                        selector, deadline, max_attempts, owner, sealed_secrets, created_at, updated_at)
       VALUES (@job_id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), 'Queued', 1, @priority, @priority_rank,
-              @job, @execution_context, @selector, @deadline, @max_attempts, @now, @now)`),
+              @job, @execution_context, @selector, @deadline, @max_attempts, @owner, @sealed_secrets, @now, @now)`),
+    sealedSecrets: db.prepare<[string], { sealed_secrets: string | null }>(`SELECT sealed_secrets FROM jobs WHERE job_id = ?`),
+    ownerOf: db.prepare<[string], number>(`SELECT owner FROM jobs WHERE job_id = ?`).pluck(),
+    setOwner: db.prepare<[number, string]>(`UPDATE jobs SET owner = ? WHERE job_id = ?`),
     getJob: db.prepare<[string], JobRow>(`${JOB_SELECT} WHERE j.job_id = ?`),
     queued: db.prepare<[number], JobRow>(
       `${JOB_SELECT} WHERE j.state = 'Queued' ORDER BY j.priority_rank DESC, j.seq LIMIT ?`,
@@ -110,56 +112,61 @@ function prepareStatements(db: Db) {
   };
 }
 
-function migrate(db: Db): void {
-  const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > SCHEMA_VERSION) {
-    throw new MusterError('internal', `job store schema ${version} is newer than this build (${SCHEMA_VERSION})`);
-  }
-  if (version === SCHEMA_VERSION) return;
-  // One transaction for every step: a store is never left half-way between two versions.
-  db.transaction(() => {
-    for (const sql of MIGRATIONS.slice(version)) db.exec(sql);
-    db.pragma(`user_version = ${SCHEMA_VERSION}`);
-  })();
-}
-
-/** The store file of a data directory: the plane and the CLI (offline) open the same one. */
-export function storePath(dataDir: string): string {
-  return join(dataDir, 'muster.db');
-}
-
 export class SqliteJobStore implements JobStore {
   readonly #db: Db;
   readonly #sql: ReturnType<typeof prepareStatements>;
-  readonly #tokens: ReturnType<typeof prepareTokenStatements>;
+  readonly #writes: GroupCommit;
 
-  private constructor(db: Db) {
+  readonly #checkpointer: WalCheckpointer | undefined;
+  #failure: string | undefined;
+  readonly #box: SecretBox;
+
+  private constructor(db: Db, path: string, options: SqliteOptions, logger: Pick<Logger, 'warn'>) {
     this.#db = db;
     this.#sql = prepareStatements(db);
-    this.#tokens = prepareTokenStatements(db);
-  }
-
-  /** Opens (creating if missing) the store at `path`; `:memory:` gives a throwaway store. */
-  static open(path: string): SqliteJobStore {
-    if (path !== ':memory:' && path !== '') mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path);
-    try {
-      // WAL + NORMAL: a crash loses at most the last transactions since a checkpoint, never corrupts.
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      migrate(db);
-      return new SqliteJobStore(db);
-    } catch (err) {
-      db.close();
-      throw toMusterError(err);
+    this.#box = SecretBox.forStore(path);
+    const walPath = walPathOf(path);
+    const onHealth = (failure: Error | undefined): void => {
+      this.#failure = failure === undefined ? undefined : describeFailure(failure, path);
+    };
+    this.#writes = new GroupCommit(db, walPath === undefined ? { ...options, onHealth } : { ...options, onHealth, walPath });
+    if (walPath !== undefined && options.checkpointIntervalMs > 0) {
+      this.#checkpointer = new WalCheckpointer(path, options.checkpointIntervalMs, logger);
     }
   }
 
-  submit(job: NewJob): Promise<JobRecord> {
-    return this.#run(() => {
+  /** Opens (creating if missing) the store at `path`; `:memory:` gives a throwaway store. */
+  static open(path: string, options: SqliteOptions = SQLITE_DEFAULTS, logger: Pick<Logger, 'warn'> = console): SqliteJobStore {
+    return new SqliteJobStore(openDatabase(path, options), path, options, logger);
+  }
+
+  failure(): string | undefined {
+    return this.#failure;
+  }
+
+  /** Transactions committed so far (each holds the writes of one event-loop turn): for tests. */
+  get commits(): number {
+    return this.#writes.commits;
+  }
+
+  /** WAL fsyncs completed so far (a write is answered only after one that follows its commit): for tests. */
+  get syncs(): number {
+    return this.#writes.syncs;
+  }
+
+  submit(job: NewJob, owner: OwnerToken): Promise<JobRecord> {
+    return this.#tx(() => {
       const jobId = randomUUID();
-      this.#sql.insertJob.run(toJobInsert(jobId, job, now()));
+      this.#sql.insertJob.run(toJobInsert(jobId, job, owner, now(), this.#box));
       return this.#get(jobId) as JobRecord;
+    });
+  }
+
+  secrets(jobId: string): Promise<Record<string, string> | undefined> {
+    return this.#run(() => {
+      const row = this.#sql.sealedSecrets.get(jobId);
+      if (row === undefined) return undefined;
+      return row.sealed_secrets === null ? {} : (JSON.parse(this.#box.open(row.sealed_secrets, jobId)) as Record<string, string>);
     });
   }
 
@@ -176,8 +183,8 @@ export class SqliteJobStore implements JobStore {
     return this.#run(() => this.#sql.active.all().map(rowToRecord));
   }
 
-  assign(jobId: string, attempt: number, nodeId: string): Promise<boolean> {
-    return this.#tx(() => {
+  assign(jobId: string, attempt: number, nodeId: string, owner: OwnerToken): Promise<boolean> {
+    return this.#fenced(jobId, owner, () => {
       const params = { job_id: jobId, attempt, node_id: nodeId, now: now() };
       if (this.#sql.assign.run(params).changes === 0) return false;
       this.#sql.insertAttempt.run(params);
@@ -185,8 +192,8 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
-  markRunning(jobId: string, attempt: number): Promise<boolean> {
-    return this.#tx(() => {
+  markRunning(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean> {
+    return this.#fenced(jobId, owner, () => {
       const params = { job_id: jobId, attempt, now: now() };
       if (this.#sql.markRunning.run(params).changes === 0) return false;
       this.#sql.acceptAttempt.run(params);
@@ -194,8 +201,8 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
-  requeue(jobId: string, attempt: number, reason: string): Promise<JobRecord | undefined> {
-    return this.#tx(() => {
+  requeue(jobId: string, attempt: number, reason: string, owner: OwnerToken): Promise<JobRecord | undefined> {
+    return this.#fenced(jobId, owner, () => {
       const row = this.#sql.getJob.get(jobId);
       if (row === undefined || row.attempt !== attempt || !isActive(row.state)) return undefined;
       const at = now();
@@ -211,8 +218,14 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
-  storeResult(jobId: string, attempt: number, result: JobOutcome, metrics: JobMetrics): Promise<StoreResultOutcome> {
-    return this.#tx((): StoreResultOutcome => {
+  storeResult(
+    jobId: string,
+    attempt: number,
+    result: JobOutcome,
+    metrics: JobMetrics,
+    owner: OwnerToken,
+  ): Promise<StoreResultOutcome> {
+    return this.#fenced(jobId, owner, (): StoreResultOutcome => {
       if (this.#sql.hasResult.get(jobId, attempt) !== undefined) return 'duplicate';
       const row = this.#sql.getJob.get(jobId);
       if (row === undefined || row.attempt !== attempt || !isActive(row.state)) return 'stale';
@@ -231,8 +244,9 @@ export class SqliteJobStore implements JobStore {
     attempt: number,
     state: Extract<ResultStatus, 'Cancelled' | 'TimedOut'>,
     reason: string,
+    owner: OwnerToken,
   ): Promise<boolean> {
-    return this.#tx(() => {
+    return this.#fenced(jobId, owner, () => {
       const row = this.#sql.getJob.get(jobId);
       if (row === undefined || row.attempt !== attempt) return false;
       if (row.state !== 'Queued' && !isActive(row.state)) return false;
@@ -243,8 +257,8 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
-  requestCancel(jobId: string): Promise<JobRecord | undefined> {
-    return this.#tx(() => {
+  requestCancel(jobId: string, owner: OwnerToken): Promise<JobRecord | undefined> {
+    return this.#fenced(jobId, owner, () => {
       const row = this.#sql.getJob.get(jobId);
       if (row === undefined) return undefined;
       const at = now();
@@ -265,8 +279,15 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
-  appendLog(jobId: string, attempt: number, stream: LogStream, seq: number, data: string): Promise<AppendLogOutcome> {
-    return this.#tx((): AppendLogOutcome => {
+  appendLog(
+    jobId: string,
+    attempt: number,
+    stream: LogStream,
+    seq: number,
+    data: string,
+    owner: OwnerToken,
+  ): Promise<AppendLogOutcome> {
+    return this.#fenced(jobId, owner, (): AppendLogOutcome => {
       if (this.#sql.hasLog.get(jobId, attempt, stream, seq) !== undefined) return { status: 'duplicate' };
       const max = this.#sql.maxLogSeq.get(jobId, attempt, stream) ?? null;
       const nextSeq = max === null ? 0 : max + 1;
@@ -288,45 +309,15 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
-  recordToken(token: TokenInfo): Promise<void> {
-    return this.#run(() => {
-      this.#tokens.insertToken.run(toTokenInsert(token));
-    });
-  }
-
-  listTokens(): Promise<TokenRecord[]> {
-    return this.#run(() => this.#tokens.listTokens.all().map(rowToToken));
-  }
-
-  revokeToken(jti: string, reason: string): Promise<Revocation> {
-    return this.#tx(() => {
-      this.#tokens.insertRevocation.run({ jti, reason, now: now() });
-      const row = this.#tokens.getRevocation.get(jti);
-      if (row === undefined) throw new MusterError('internal', 'a revocation vanished inside its own transaction');
-      return rowToRevocation(row);
-    });
-  }
-
-  isRevoked(jti: string): Promise<boolean> {
-    return this.#run(() => this.#tokens.getRevocation.get(jti) !== undefined);
-  }
-
-  revokedSince(afterSeq: number): Promise<Revocation[]> {
-    return this.#run(() => this.#tokens.revokedSince.all(afterSeq).map(rowToRevocation));
-  }
-
-  pruneTokens(before: string): Promise<number> {
-    return this.#tx(() => this.#tokens.pruneTokens.run(before).changes + this.#tokens.pruneRevocations.run(before).changes);
-  }
-
   /** Every attempt of a job, oldest first: where it ran and how each attempt ended. Not part of JobStore. */
   attempts(jobId: string): Promise<AttemptRecord[]> {
     return this.#run(() => this.#sql.attempts.all(jobId).map(rowToAttempt));
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.#writes.close();
+    await this.#checkpointer?.close();
     if (this.#db.open) this.#db.close();
-    return Promise.resolve();
   }
 
   #get(jobId: string): JobRecord | undefined {
@@ -343,10 +334,26 @@ export class SqliteJobStore implements JobStore {
     }
   }
 
-  // IMMEDIATE takes the write lock before the first read, so a read-then-write is a true compare-and-set
-  // even if another process opens the same file.
+  /**
+   * A write to one job, fenced by its owner token: refused as a whole when the job was written
+   * with a higher token; a higher token than the job's becomes the job's. An unknown job is
+   * left to `fn`, which answers as for any stale call.
+   */
+  #fenced<T>(jobId: string, owner: OwnerToken, fn: () => T): Promise<T> {
+    return this.#tx(() => {
+      const current = this.#sql.ownerOf.get(jobId);
+      if (current !== undefined && owner < current) {
+        throw new MusterError('internal', `job ${jobId} is owned by a newer writer (owner token ${current}, this write ${owner})`);
+      }
+      if (current !== undefined && owner > current) this.#sql.setOwner.run(owner, jobId);
+      return fn();
+    });
+  }
+
+  // The group commit takes the write lock (BEGIN IMMEDIATE) before the first read, so a
+  // read-then-write is a true compare-and-set even if another process opens the same file.
   #tx<T>(fn: () => T): Promise<T> {
-    return this.#run(() => this.#db.transaction(fn).immediate());
+    return this.#writes.write(fn);
   }
 
   // ---- pipelines: batch submit, listing, retry ----
@@ -359,12 +366,12 @@ export class SqliteJobStore implements JobStore {
     return this.#pipelineSql;
   }
 
-  submitMany(jobs: readonly NewJob[]): Promise<JobRecord[]> {
+  submitMany(jobs: readonly NewJob[], owner: OwnerToken): Promise<JobRecord[]> {
     return this.#tx(() => {
       const at = now();
       const ids = jobs.map((job) => {
         const jobId = randomUUID();
-        this.#sql.insertJob.run(toJobInsert(jobId, job, at));
+        this.#sql.insertJob.run(toJobInsert(jobId, job, owner, at, this.#box));
         return jobId;
       });
       return ids.map((jobId) => this.#get(jobId) as JobRecord);
@@ -385,8 +392,8 @@ export class SqliteJobStore implements JobStore {
     );
   }
 
-  retry(jobId: string, attempt: number): Promise<JobRecord | undefined> {
-    return this.#tx(() => {
+  retry(jobId: string, attempt: number, owner: OwnerToken): Promise<JobRecord | undefined> {
+    return this.#fenced(jobId, owner, () => {
       const row = this.#sql.getJob.get(jobId);
       if (row === undefined || row.attempt !== attempt) return undefined;
       // The job machine decides whether this end may be retried, and what the job becomes.
@@ -424,4 +431,10 @@ function preparePipelineStatements(db: Db) {
         node_id = NULL, assigned_at = NULL, started_at = NULL, updated_at = @now
       WHERE job_id = @job_id AND attempt = @attempt`),
   };
+}
+
+/** "database or disk is full (SQLITE_FULL): /var/lib/muster/muster.db" */
+function describeFailure(err: Error, path: string): string {
+  const code = (err as { code?: unknown }).code;
+  return `${err.message}${typeof code === 'string' ? ` (${code})` : ''}: ${path}`;
 }

@@ -1,7 +1,7 @@
 // The SQLite job store's token tables (schema version 2): minted tokens and revocations,
 // their statements and their row ↔ record mapping. Kept apart so the job tables read on their own.
 import type Database from 'better-sqlite3';
-import type { Revocation, TokenInfo, TokenRecord, TokenRole } from './job-store.js';
+import type { Revocation, TokenInfo, TokenRecord, TokenRole } from './token-store.js';
 
 // AUTOINCREMENT: a pruned revocation's `seq` is never handed out again, so a reader's cursor
 // (`revokedSince`) can never skip a newer revocation that reused it.

@@ -50,7 +50,7 @@ function checked(text: string, origin: string): Uint8Array {
  * processes racing, the loser re-reads the winner's.
  */
 function createSecret(dataDir: string): Uint8Array {
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, SECRET_FILE);
   const tmp = join(dataDir, `.${SECRET_FILE}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(tmp, 'wx', 0o600);

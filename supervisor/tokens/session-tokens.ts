@@ -5,7 +5,7 @@
 // thirds of its life (one timer per session, cleared when the session goes).
 import type { Logger } from 'pino';
 import type { MessageData } from '../../protocol/messages.js';
-import type { TokenInfo } from '../store/job-store.js';
+import type { TokenInfo } from '../store/token-store.js';
 import type { TokenAuthority } from './tokens.js';
 
 /** What a refresh needs of a session (NodeSession in the plane). */

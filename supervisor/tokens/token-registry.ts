@@ -1,9 +1,9 @@
-// Minted tokens and revocations, kept by the job store's backend (the JobStore seam), with the
+// Minted tokens and revocations, kept by the TokenStore seam, with the
 // revoked ids also held in memory: every token check asks `isRevoked`, which must cost a set
 // lookup, not a query. The set is loaded at start, grows on each revoke, and follows
 // revocations other processes write to the same store (the CLI offline, later other replicas).
 import type { Logger } from 'pino';
-import type { JobStore, Revocation, TokenInfo, TokenRecord } from '../store/job-store.js';
+import type { Revocation, TokenInfo, TokenRecord, TokenStore } from '../store/token-store.js';
 import type { MintAnswer } from '../admin/wire-types.js';
 import type { MintRequest, TokenAuthority } from './tokens.js';
 
@@ -12,7 +12,7 @@ const KEEP_EXPIRED_MS = 24 * 3_600_000;
 const PRUNE_INTERVAL_MS = 3_600_000;
 
 export interface TokenRegistryOptions {
-  store: JobStore;
+  store: TokenStore;
   logger: Logger;
   /** Called once for each revocation learned after start, from this process or from the store. */
   onRevoked: (revocation: Revocation) => void;
@@ -21,7 +21,7 @@ export interface TokenRegistryOptions {
 }
 
 export class TokenRegistry {
-  readonly #store: JobStore;
+  readonly #store: TokenStore;
   readonly #logger: Logger;
   readonly #onRevoked: (revocation: Revocation) => void;
   readonly #revoked = new Set<string>();

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, errors, jwtVerify } from 'jose';
 import type { JWTPayload } from 'jose';
 import { MusterError } from '../../protocol/errors.js';
-import type { TokenInfo } from '../store/job-store.js';
+import type { TokenInfo } from '../store/token-store.js';
 import { KeyRing, SIGNING_ALGORITHM, TOKEN_ALGORITHMS, type JwksResolver, type TokenAlgorithm } from './token-keys.js';
 
 export type ApiRole = 'viewer' | 'operator' | 'admin';

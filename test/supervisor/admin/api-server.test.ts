@@ -328,7 +328,33 @@ describe('GET /v1/jobs/{id}/logs', () => {
     ]);
   });
 
-  it('stops polling when the client goes away', async () => {
+  it('reads the store only when the bus says the job changed: a quiet follow does not poll', async () => {
+    // Keepalive comments every 50 ms mark time passing, without a sleep in the test.
+    const own = await startAdminApi({ host: '127.0.0.1', port: 0, api: plane, tokens, logger, logKeepaliveMs: 50 });
+    try {
+      const jobId = await queuedJob();
+      const other = await queuedJob();
+      plane.appendLog(jobId, 'stdout', 'one\n');
+      const res = await fetch(`${own.url}/v1/jobs/${jobId}/logs?follow=1`, { headers: { authorization: `Bearer ${as('viewer')}` } });
+      const stream = new RawStream(res.body as ReadableStream<Uint8Array>);
+      await stream.until((text) => text.includes('one'));
+      const reads = plane.logPolls;
+      // Four quiet periods (a 200 ms poll would have read the store at least once), and
+      // another job's chunk, which this follow is not woken for.
+      plane.appendLog(other, 'stdout', 'elsewhere\n');
+      await stream.until((text) => text.split(':\n\n').length > 4);
+      expect(plane.logPolls).toBe(reads);
+      // A chunk of this job wakes it: one read sends it, one more finds nothing new.
+      plane.appendLog(jobId, 'stdout', 'two\n');
+      await stream.until((text) => text.includes('two'));
+      expect(plane.logPolls - reads).toBeLessThanOrEqual(2);
+      await stream.cancel();
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('stops watching the job when the client goes away', async () => {
     const jobId = await queuedJob();
     plane.appendLog(jobId, 'stdout', 'one\n');
     const abort = new AbortController();
@@ -338,14 +364,12 @@ describe('GET /v1/jobs/{id}/logs', () => {
     });
     const events = readSse(res.body as ReadableStream<Uint8Array>);
     await next(events);
-    const pollsBefore = plane.logPolls;
-    await waitUntil(() => plane.logPolls > pollsBefore + 1);
+    expect(plane.watchers.get(jobId)?.size).toBe(1);
     abort.abort();
-    await new Promise((r) => setTimeout(r, 500));
-    const pollsAfterClose = plane.logPolls;
-    await new Promise((r) => setTimeout(r, 1_000));
-    // A 200 ms poll would have run about five more times.
-    expect(plane.logPolls - pollsAfterClose).toBeLessThanOrEqual(1);
+    await waitUntil(() => !plane.watchers.has(jobId));
+    const reads = plane.logPolls;
+    plane.appendLog(jobId, 'stdout', 'two\n');
+    expect(plane.logPolls).toBe(reads);
   });
 
   it('ends open follows when the server closes', async () => {
@@ -377,4 +401,28 @@ async function collect(events: AsyncGenerator<SseEvent>): Promise<SseEvent[]> {
 async function waitUntil(condition: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 50));
   if (!condition()) throw new Error('condition not met in time');
+}
+
+/** The raw text of a response body, read as far as a test needs (comments included, unlike readSse). */
+class RawStream {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #decoder = new TextDecoder();
+  #text = '';
+
+  constructor(body: ReadableStream<Uint8Array>) {
+    this.#reader = body.getReader();
+  }
+
+  async until(done: (text: string) => boolean): Promise<string> {
+    while (!done(this.#text)) {
+      const { value, done: ended } = await this.#reader.read();
+      if (ended) throw new Error(`the stream ended; it sent: ${this.#text}`);
+      this.#text += this.#decoder.decode(value, { stream: true });
+    }
+    return this.#text;
+  }
+
+  cancel(): Promise<void> {
+    return this.#reader.cancel();
+  }
 }

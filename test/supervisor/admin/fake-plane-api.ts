@@ -15,8 +15,12 @@ export class FakePlaneApi implements PlaneApi {
   readonly drained: string[] = [];
   readonly nodes: NodeView[] = [];
   ready = true;
+  /** What `storeFailure()` reports; set it with `ready = false` to play a failing store. */
+  failure: string | undefined;
   /** How often jobLogs was called: shows whether a follow still polls. */
   logPolls = 0;
+  /** Log follows watching each job (`watchJob`), as the bus's subscribers. */
+  readonly watchers = new Map<string, Set<() => void>>();
   /** Called after each submission, e.g. to script a run. */
   onSubmit: ((record: JobRecord) => void) | undefined;
   #logs: Array<LogRecord & { job_id: string }> = [];
@@ -49,6 +53,16 @@ export class FakePlaneApi implements PlaneApi {
     return this.#logs
       .filter((l) => l.job_id === jobId && l.cursor > (afterCursor ?? 0))
       .map(({ job_id: _jobId, ...rest }) => rest);
+  }
+
+  watchJob(jobId: string, wake: () => void): () => void {
+    const set = this.watchers.get(jobId) ?? new Set();
+    set.add(wake);
+    this.watchers.set(jobId, set);
+    return () => {
+      set.delete(wake);
+      if (set.size === 0) this.watchers.delete(jobId);
+    };
   }
 
   async cancelJob(jobId: string): Promise<JobRecord | undefined> {
@@ -117,6 +131,10 @@ export class FakePlaneApi implements PlaneApi {
     return { status: 'retried', record: { ...record } };
   }
 
+  storeFailure(): string | undefined {
+    return this.failure;
+  }
+
   /** Test side: a node sent a log chunk for the job's current attempt. */
   appendLog(jobId: string, stream: LogStream, data: string): LogRecord {
     const record = this.#job(jobId);
@@ -124,6 +142,7 @@ export class FakePlaneApi implements PlaneApi {
     const seq = this.#logs.filter((l) => l.job_id === jobId && l.stream === stream).length;
     const chunk = { job_id: jobId, attempt: record.attempt, stream, seq, data, cursor: ++this.#cursor };
     this.#logs.push(chunk);
+    this.#notify(jobId);
     const { job_id: _jobId, ...rest } = chunk;
     return rest;
   }
@@ -134,6 +153,12 @@ export class FakePlaneApi implements PlaneApi {
     record.state = state;
     if (o.reason !== undefined) record.reason = o.reason;
     if (o.exitCode !== undefined) record.result = outcome(state, o.exitCode);
+    this.#notify(jobId);
+  }
+
+  /** What the plane's bus does after a job event: every watcher of the job is woken. */
+  #notify(jobId: string): void {
+    for (const wake of this.watchers.get(jobId) ?? []) wake();
   }
 
   #job(jobId: string): JobRecord {

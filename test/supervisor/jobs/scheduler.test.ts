@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import type { JobRecord } from '../../../supervisor/store/job-store.js';
 import type { NodeCapacity } from '../../../supervisor/jobs/job-matcher.js';
 import { Scheduler } from '../../../supervisor/jobs/scheduler.js';
+import { EMBEDDED_OWNER } from '../../../supervisor/store/open-stores.js';
 import { SqliteJobStore } from '../../../supervisor/store/sqlite-job-store.js';
 import { newJob } from '../store/job-store-contract.js';
 
@@ -47,11 +48,11 @@ beforeEach(async () => {
     capacities: () => (free > 0 ? [node()] : []),
     assign: async (job, nodeId) => {
       assigned.push(job);
-      return store.assign(job.job_id, job.attempt, nodeId);
+      return store.assign(job.job_id, job.attempt, nodeId, EMBEDDED_OWNER);
     },
     expire: async (job) => {
       expired.push(job.job_id);
-      await store.finish(job.job_id, job.attempt, 'TimedOut', 'deadline passed while queued');
+      await store.finish(job.job_id, job.attempt, 'TimedOut', 'deadline passed while queued', EMBEDDED_OWNER);
     },
   });
   scheduler.wake();
@@ -65,10 +66,10 @@ afterEach(async () => {
 
 describe('Scheduler', () => {
   it('places the highest priorities first, FIFO within one, as many as the node has room for', async () => {
-    const low = await store.submit(newJob({ priority: 'Low' }));
-    const normal1 = await store.submit(newJob({ priority: 'Normal' }));
-    const critical = await store.submit(newJob({ priority: 'Critical' }));
-    const normal2 = await store.submit(newJob({ priority: 'Normal' }));
+    const low = await store.submit(newJob({ priority: 'Low' }), EMBEDDED_OWNER);
+    const normal1 = await store.submit(newJob({ priority: 'Normal' }), EMBEDDED_OWNER);
+    const critical = await store.submit(newJob({ priority: 'Critical' }), EMBEDDED_OWNER);
+    const normal2 = await store.submit(newJob({ priority: 'Normal' }), EMBEDDED_OWNER);
     free = 3; // one-core slots: three jobs fit
     scheduler.wake();
     await settle();
@@ -77,7 +78,7 @@ describe('Scheduler', () => {
   });
 
   it('reads nothing from the store when no node has room', async () => {
-    for (let i = 0; i < 20; i++) await store.submit(newJob({}));
+    for (let i = 0; i < 20; i++) await store.submit(newJob({}), EMBEDDED_OWNER);
     const reads = vi.spyOn(store, 'queued');
     for (let i = 0; i < 10; i++) scheduler.wake();
     await settle();
@@ -86,7 +87,7 @@ describe('Scheduler', () => {
   });
 
   it('places no more jobs than the node has room for, and leaves the rest queued', async () => {
-    for (let i = 0; i < 50; i++) await store.submit(newJob({}));
+    for (let i = 0; i < 50; i++) await store.submit(newJob({}), EMBEDDED_OWNER);
     free = 2;
     scheduler.wake();
     await settle();
@@ -95,7 +96,7 @@ describe('Scheduler', () => {
   });
 
   it('ends a queued job whose deadline passed, even with no node free', async () => {
-    const late = await store.submit(newJob({ deadline: new Date(Date.now() + 200).toISOString() }));
+    const late = await store.submit(newJob({ deadline: new Date(Date.now() + 200).toISOString() }), EMBEDDED_OWNER);
     await new Promise((r) => setTimeout(r, 1_500)); // past the deadline, and past one periodic pass
     await settle();
     expect(expired).toEqual([late.job_id]);

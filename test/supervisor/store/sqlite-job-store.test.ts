@@ -8,7 +8,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MusterError } from '../../../protocol/errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../../supervisor/store/job-row.js';
 import { SqliteJobStore } from '../../../supervisor/store/sqlite-job-store.js';
-import { METRICS, jobStoreContract, newJob, outcome } from './job-store-contract.js';
+import { SqliteTokenStore } from '../../../supervisor/store/sqlite-token-store.js';
+import { METRICS, OWNER, jobStoreContract, newJob, outcome } from './job-store-contract.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'muster-jobs-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -26,23 +27,23 @@ describe('SqliteJobStore on disk', () => {
     const file = tempFile();
     let store = SqliteJobStore.open(file);
 
-    const retried = await store.submit(newJob({ priority: 'High' }));
-    await store.assign(retried.job_id, 1, NODE_A);
-    await store.markRunning(retried.job_id, 1);
-    await store.appendLog(retried.job_id, 1, 'stdout', 0, 'first try');
-    await store.requeue(retried.job_id, 1, 'node dead');
-    await store.assign(retried.job_id, 2, NODE_B);
-    await store.markRunning(retried.job_id, 2);
-    await store.appendLog(retried.job_id, 2, 'stdout', 0, 'second try');
-    await store.appendLog(retried.job_id, 2, 'stderr', 0, 'warn');
-    await store.storeResult(retried.job_id, 2, outcome(), METRICS);
+    const retried = await store.submit(newJob({ priority: 'High' }), OWNER);
+    await store.assign(retried.job_id, 1, NODE_A, OWNER);
+    await store.markRunning(retried.job_id, 1, OWNER);
+    await store.appendLog(retried.job_id, 1, 'stdout', 0, 'first try', OWNER);
+    await store.requeue(retried.job_id, 1, 'node dead', OWNER);
+    await store.assign(retried.job_id, 2, NODE_B, OWNER);
+    await store.markRunning(retried.job_id, 2, OWNER);
+    await store.appendLog(retried.job_id, 2, 'stdout', 0, 'second try', OWNER);
+    await store.appendLog(retried.job_id, 2, 'stderr', 0, 'warn', OWNER);
+    await store.storeResult(retried.job_id, 2, outcome(), METRICS, OWNER);
 
-    const running = await store.submit(newJob());
-    await store.assign(running.job_id, 1, NODE_A);
-    await store.markRunning(running.job_id, 1);
-    await store.requestCancel(running.job_id);
-    const low = await store.submit(newJob({ priority: 'Low' }));
-    const critical = await store.submit(newJob({ priority: 'Critical', deadline: '2030-01-01T00:00:00.000Z' }));
+    const running = await store.submit(newJob(), OWNER);
+    await store.assign(running.job_id, 1, NODE_A, OWNER);
+    await store.markRunning(running.job_id, 1, OWNER);
+    await store.requestCancel(running.job_id, OWNER);
+    const low = await store.submit(newJob({ priority: 'Low' }), OWNER);
+    const critical = await store.submit(newJob({ priority: 'Critical', deadline: '2030-01-01T00:00:00.000Z' }), OWNER);
 
     const ids = [retried.job_id, running.job_id, low.job_id, critical.job_id];
     const snapshot = async (s: SqliteJobStore) => ({
@@ -70,11 +71,11 @@ describe('SqliteJobStore on disk', () => {
       ]);
       expect(after.queued).toEqual([critical.job_id, low.job_id]);
       // The stored result and the log seq survive too: repeats are still recognised after a restart.
-      expect(await store.storeResult(retried.job_id, 2, outcome(), METRICS)).toBe('duplicate');
-      expect(await store.appendLog(retried.job_id, 2, 'stdout', 0, 'again')).toEqual({ status: 'duplicate' });
-      expect(await store.appendLog(retried.job_id, 2, 'stdout', 2, 'x')).toEqual({ status: 'gap', nextSeq: 1 });
+      expect(await store.storeResult(retried.job_id, 2, outcome(), METRICS, OWNER)).toBe('duplicate');
+      expect(await store.appendLog(retried.job_id, 2, 'stdout', 0, 'again', OWNER)).toEqual({ status: 'duplicate' });
+      expect(await store.appendLog(retried.job_id, 2, 'stdout', 2, 'x', OWNER)).toEqual({ status: 'gap', nextSeq: 1 });
       // New jobs still queue after the old ones (seq keeps growing).
-      const later = await store.submit(newJob({ priority: 'Low' }));
+      const later = await store.submit(newJob({ priority: 'Low' }), OWNER);
       expect(later.seq).toBeGreaterThan(critical.seq);
       expect((await store.queued()).map((j) => j.job_id)).toEqual([critical.job_id, low.job_id, later.job_id]);
     } finally {
@@ -89,13 +90,13 @@ describe('SqliteJobStore on disk', () => {
     try {
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
-      expect(SCHEMA_VERSION).toBe(2);
+      expect(SCHEMA_VERSION).toBe(4);
     } finally {
       db.close();
     }
   });
 
-  it('migrates a version 1 file to version 2, keeping its jobs and logs, and then keeps tokens', async () => {
+  it('migrates a version 1 file to the current version, keeping its jobs, and then keeps tokens', async () => {
     const file = tempFile();
     // A version 1 store: its schema only, and a job written the way version 1 wrote it.
     const v1 = new Database(file);
@@ -110,22 +111,27 @@ describe('SqliteJobStore on disk', () => {
     v1.close();
 
     const store = SqliteJobStore.open(file);
+    const tokens = SqliteTokenStore.open(file);
     try {
       expect(await store.get(job.job_id)).toMatchObject({ job_id: job.job_id, state: 'Queued' });
-      await store.recordToken({
+      // Written before owner tokens existed: the first writer with one takes the job.
+      expect(await store.assign(job.job_id, 1, NODE_A, OWNER)).toBe(true);
+      await expect(store.markRunning(job.job_id, 1, OWNER - 1)).rejects.toBeInstanceOf(MusterError);
+      await tokens.recordToken({
         jti: 'j-1',
         role: 'admin',
         issued_at: '2030-01-01T00:00:00.000Z',
         expires_at: '2030-01-01T01:00:00.000Z',
       });
-      await store.revokeToken('j-1', 'test');
-      expect(await store.listTokens()).toMatchObject([{ jti: 'j-1', revoke_reason: 'test' }]);
+      await tokens.revokeToken('j-1', 'test');
+      expect(await tokens.listTokens()).toMatchObject([{ jti: 'j-1', revoke_reason: 'test' }]);
     } finally {
+      await tokens.close();
       await store.close();
     }
     const db = new Database(file, { readonly: true });
     try {
-      expect(db.pragma('user_version', { simple: true })).toBe(2);
+      expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     } finally {
       db.close();
     }

@@ -13,8 +13,9 @@ import { createLogger } from '../../../observability/logger.js';
 import type { MessageData } from '../../../protocol/messages.js';
 import { DEFAULTS, loadConfig, type Config } from '../../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../../supervisor/control-plane.js';
-import type { TokenRecord } from '../../../supervisor/store/job-store.js';
-import { SqliteJobStore, storePath } from '../../../supervisor/store/sqlite-job-store.js';
+import type { TokenRecord } from '../../../supervisor/store/token-store.js';
+import { storePath } from '../../../supervisor/store/sqlite-database.js';
+import { SqliteTokenStore } from '../../../supervisor/store/sqlite-token-store.js';
 import { NodeClient, registerNodeMessage, type Received } from '../node-client.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/muster', import.meta.url));
@@ -449,7 +450,7 @@ describe('the store behind it', () => {
     let p = await startControlPlane(planeConfig(dir), logger);
     const token = await p.tokens.mintRegistrationToken({ ttlSeconds: 600 });
     const jti = decodeJwt(token).jti as string;
-    const store = SqliteJobStore.open(storePath(dir));
+    const store = SqliteTokenStore.open(storePath(dir));
     await store.revokeToken(jti, 'written by another process');
     await store.close();
     await p.shutdown();
