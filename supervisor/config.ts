@@ -58,6 +58,12 @@ export interface Config {
   /** Job timeout when a submission gives none. */
   defaultJobTimeoutMs: number;
   maxAttempts: number;
+  /** How the scheduler picks among matching nodes: `spread` (least loaded first) or `binpack` (most loaded that fits). */
+  schedulingPolicy: string;
+  /** A withdrawn attempt (rejected, node dead, accept timeout) waits this long before the next is placed, doubling per attempt; 0: at once. */
+  retryBackoffMs: number;
+  /** The longest such wait. */
+  retryBackoffMaxMs: number;
   sessionTtlSeconds: number;
   /** What `Shutdown` gives nodes, and how long the plane waits for in-flight writes on SIGTERM. */
   shutdownGraceMs: number;
@@ -127,6 +133,9 @@ export const DEFAULTS: Config = {
   acceptTimeoutMs: 5_000,
   defaultJobTimeoutMs: 3_600_000,
   maxAttempts: 3,
+  schedulingPolicy: 'spread',
+  retryBackoffMs: 1_000,
+  retryBackoffMaxMs: 60_000,
   sessionTtlSeconds: 24 * 3600,
   shutdownGraceMs: 10_000,
   nodeAllowCidrs: '',
@@ -147,6 +156,8 @@ export const DEFAULTS: Config = {
 };
 
 type Key = keyof Config;
+
+const SCHEDULING_POLICIES = ['spread', 'binpack'];
 
 /** `heartbeatIntervalMs` → `MUSTER_HEARTBEAT_INTERVAL_MS`. */
 export function envName(key: Key): string {
@@ -176,6 +187,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   }
   for (const [k, v] of Object.entries(sources.overrides ?? {})) if (v !== undefined) set(config, k, v, `--${k}`);
   if (config.unix === '') config.unix = join(config.dataDir, 'muster.sock');
+  if (!SCHEDULING_POLICIES.includes(config.schedulingPolicy)) {
+    throw new Error(`schedulingPolicy must be one of ${SCHEDULING_POLICIES.join(', ')}, got ${config.schedulingPolicy}`);
+  }
   return config;
 }
 

@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { reservedBy, type NodeOutput, type Registration } from '../actors/node-machine.js';
+import type { NodeOutput, Registration } from '../actors/node-machine.js';
 import { CODEC_JSON, encodeBody } from '../protocol/codec.js';
 import { MusterError, toMusterError } from '../protocol/errors.js';
 import type { EnvelopeOf } from '../protocol/messages.js';
@@ -14,7 +14,8 @@ import { startAdminApi, type AdminApi } from './admin/api-server.js';
 import { LISTENER_OFF, type Config } from './config.js';
 import { JobCoordinator } from './jobs/job-coordinator.js';
 import type { JobState, NewJob } from './store/job-store.js';
-import type { NodeCapacity } from './jobs/job-matcher.js';
+import { followNode } from './jobs/fleet-feed.js';
+import type { SchedulingPolicy } from './jobs/fleet-index.js';
 import { LocalBus } from './bus/local-bus.js';
 import { authenticateNode, type Authenticated } from './nodes/node-authenticator.js';
 import { hostPort, listenForNodes } from './nodes/node-listeners.js';
@@ -72,10 +73,14 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const livenessMs = config.heartbeatIntervalMs * (config.missedHeartbeats + 1);
   let shuttingDown = false;
 
+  // Told of each node by its session (fleet-feed.ts) and of each queued job by the bus.
   const scheduler: Scheduler = new Scheduler({
     store,
+    bus,
     logger: log,
-    capacities: () => capacities(registry),
+    policy: config.schedulingPolicy as SchedulingPolicy,
+    retryBackoffMs: config.retryBackoffMs,
+    retryBackoffMaxMs: config.retryBackoffMaxMs,
     assign: async (job, nodeId) => {
       const session = registry.get(nodeId);
       return session !== undefined && (await coordinator.assign(job, session, nodeId));
@@ -96,6 +101,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     wakeScheduler: () => scheduler.wake(),
   });
   await coordinator.recover();
+  await scheduler.load();
+  const feeds = new WeakMap<NodeSession, () => void>();
 
   const host: SessionHost = {
     logger: log,
@@ -119,7 +126,10 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
       return result.registration;
     },
     rates: security.nodeRates,
-    connectionClosed: (session, reason) => security.gate.closed(session.connection, session.nodeId, reason),
+    connectionClosed: (session, reason) => {
+      security.gate.closed(session.connection, session.nodeId, reason);
+      feeds.get(session)?.();
+    },
     rateLimited: (session, verdict, dropped) => {
       security.gate.rateLimited(session.connection, session.nodeId, dropped);
       return verdict === 'abuse' ? security.gate.abusive(session.connection, session.nodeId, dropped) : undefined;
@@ -214,6 +224,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
       return;
     }
     const session = new NodeSession(conn, host);
+    feeds.set(session, followNode(session, scheduler));
     sessions.add(session);
     session.start();
   }
@@ -223,11 +234,13 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     submitJob: async (job: NewJob) => {
       const record = await store.submit(job);
       log.info({ job_id: record.job_id, priority: record.priority }, 'job submitted');
+      scheduler.enqueue(record);
       bus.publish({ kind: 'job', job_id: record.job_id, state: record.state, attempt: record.attempt });
       scheduler.wake();
       return record;
     },
     getJob: (jobId) => store.get(jobId),
+    waitingFor: (job) => scheduler.waitingFor(job),
     jobLogs: async (jobId, after) => ((await store.get(jobId)) === undefined ? undefined : store.logs(jobId, after)),
     cancelJob: (jobId) => coordinator.cancel(jobId),
     listNodes: () => registry.views((nodeId) => coordinator.runningJobIds(nodeId)),
@@ -312,26 +325,6 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     tokens,
     shutdown,
   };
-}
-
-function capacities(registry: NodeRegistry): NodeCapacity[] {
-  const nodes: NodeCapacity[] = [];
-  for (const session of registry.sessionsList()) {
-    const context = session.actor.getSnapshot().context;
-    const registration = context.registration;
-    if (registration === undefined || session.connection.isClosed || session.state !== 'ready') continue;
-    nodes.push({
-      nodeId: registration.nodeId,
-      runnerTypes: registration.capabilities.runner_types,
-      supportedJobTypes: registration.capabilities.supported_job_types,
-      tags: registration.info.tags,
-      maxResources: context.max,
-      used: reservedBy(context.jobs),
-      runningJobs: Object.keys(context.jobs).length,
-      accepting: true,
-    });
-  }
-  return nodes;
 }
 
 function nodeCounts(registry: NodeRegistry): Record<NodeState, number> {
