@@ -51,6 +51,8 @@ export interface Config {
   controlPlaneId: string;
   maxFrameBytes: number;
   maxSendBufferBytes: number;
+  /** Connections the kernel queues per node listener before the plane accepts them (capped by net.core.somaxconn). */
+  listenBacklog: number;
   registerTimeoutMs: number;
   heartbeatIntervalMs: number;
   missedHeartbeats: number;
@@ -86,6 +88,12 @@ export interface Config {
   connectionRate: number;
   /** Connections one address may open at once before `connectionRate` applies. */
   connectionBurst: number;
+  /**
+   * Connections over `connectionRate` one address may hold open at once, each let in only if its
+   * `RegisterNode` resumes a session with a valid session token (a fleet behind one NAT address
+   * reconnecting at once); the others are refused with `rate_limited` then. 0: refuse them at once.
+   */
+  connectionProbation: number;
   /** Failed authentications a minute from one address (node registrations and admin API tokens); past it: refused, and one `suspicious_activity` audit event. 0: no limit. */
   failedAuthPerMinute: number;
   /** Times within a minute an address (or one node) may go over a limit before its address is banned; 0: never ban. */
@@ -127,6 +135,7 @@ export const DEFAULTS: Config = {
   controlPlaneId: '',
   maxFrameBytes: 1_048_576,
   maxSendBufferBytes: 8 * 1024 * 1024,
+  listenBacklog: 4096,
   registerTimeoutMs: 10_000,
   heartbeatIntervalMs: 5_000,
   missedHeartbeats: 3,
@@ -146,6 +155,7 @@ export const DEFAULTS: Config = {
   nodeByteBurst: 50 * 1024 * 1024,
   connectionRate: 50,
   connectionBurst: 200,
+  connectionProbation: 10_000,
   failedAuthPerMinute: 10,
   banAfterViolations: 10,
   banSeconds: 300,

@@ -121,7 +121,9 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         security.gate.authFailed(session.connection, err, token, resume?.node_id);
         throw err;
       }
-      security.gate.authenticated(session.connection, result.registration.nodeId, token, result.registration.resumed);
+      // Over the per-address connection rate, only a resumed session is let in.
+      const refusal = security.gate.authenticated(session.connection, result.registration.nodeId, token, result.registration.resumed);
+      if (refusal !== undefined) throw refusal;
       pendingAcks.set(session, { ...result, replyTo: message.id });
       return result.registration;
     },

@@ -36,7 +36,7 @@ export function listenStream(endpoint: StreamEndpoint, options: ListenOptions): 
     const onListenError = (err: Error): void =>
       reject(new Error(`cannot listen on ${describe(endpoint.bind)}: ${err.message}`, { cause: err }));
     server.once('error', onListenError);
-    server.listen(endpoint.bind, () => {
+    server.listen(options.backlog === undefined ? endpoint.bind : { ...endpoint.bind, backlog: options.backlog }, () => {
       server.off('error', onListenError);
       // An accept failure (e.g. EMFILE) must not bring the process down; the listener stays up.
       server.on('error', (err) => process.emitWarning(err));

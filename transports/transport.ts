@@ -83,6 +83,11 @@ export interface ListenOptions {
    * half-open connection is noticed; 0 turns it off; undefined means the transport's default.
    */
   keepaliveIntervalMs?: number;
+  /**
+   * Pending connections the kernel queues before they are accepted (listen(2) backlog; capped
+   * by net.core.somaxconn). A reconnect storm overflows Node's default of 511. Undefined: Node's default.
+   */
+  backlog?: number;
 }
 
 export interface DialOptions {

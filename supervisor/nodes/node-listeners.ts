@@ -27,6 +27,8 @@ export async function listenForNodes(
       maxSendBufferBytes: config.maxSendBufferBytes,
       onConnection,
       keepaliveIntervalMs: config.wsPingIntervalMs,
+      // gRPC's server (grpc-js) sets its own backlog; the other listeners take this one.
+      backlog: config.listenBacklog,
     };
     if (tls !== undefined) options.tls = tls;
     opened.push(await transportFor(url).listen(url, options));
