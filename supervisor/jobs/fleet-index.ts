@@ -17,8 +17,8 @@ interface NodeEntry {
   cap: NodeCapacity;
   /** Who reported it (a session): a stale reporter cannot remove its successor. */
   owner: unknown;
-  /** Jobs the scheduler is placing on the node right now, not yet in `cap.used`. */
-  pending: Map<string, Resources>;
+  /** Jobs the scheduler is placing on the node right now, not yet in `cap.used`; made when first needed. */
+  pending: Map<string, Resources> | undefined;
   /** `cap.used` plus what is pending. */
   used: Resources;
   /** Jobs held plus pending: the order of the free list. */
@@ -57,7 +57,7 @@ export class FleetIndex {
     this.ops++;
     const entry = this.entries.get(cap.nodeId);
     if (entry === undefined) {
-      const created: NodeEntry = { cap, owner, pending: new Map(), used: cap.used, load: cap.runningJobs, free: false };
+      const created: NodeEntry = { cap, owner, pending: undefined, used: cap.used, load: cap.runningJobs, free: false };
       this.entries.set(cap.nodeId, created);
       this.indexOffer(created);
       this.version++;
@@ -101,14 +101,14 @@ export class FleetIndex {
   /** Counts a job being placed on the node against its room until `release`. */
   reserve(entry: NodeEntry, jobId: string, need: Resources): void {
     this.ops++;
-    entry.pending.set(jobId, need);
+    (entry.pending ??= new Map()).set(jobId, need);
     this.refresh(entry);
   }
 
   /** The placement is settled (the node's report now holds it, or it failed); true when the node has room. */
   release(nodeId: string, jobId: string): boolean {
     const entry = this.entries.get(nodeId);
-    if (entry === undefined || !entry.pending.delete(jobId)) return false;
+    if (entry?.pending?.delete(jobId) !== true) return false;
     this.ops++;
     return this.refresh(entry);
   }
@@ -181,8 +181,9 @@ export class FleetIndex {
 
   /** Recomputes room and load from the report and what is pending; returns whether it has room. */
   private refresh(entry: NodeEntry): boolean {
-    entry.used = entry.pending.size === 0 ? entry.cap.used : sumReserved([entry.cap.used, ...entry.pending.values()]);
-    const load = entry.cap.runningJobs + entry.pending.size;
+    const pending = entry.pending;
+    entry.used = pending === undefined || pending.size === 0 ? entry.cap.used : sumReserved([entry.cap.used, ...pending.values()]);
+    const load = entry.cap.runningJobs + (pending?.size ?? 0);
     const free = entry.cap.accepting && hasRoom(entry.cap.maxResources, entry.used);
     if (free !== entry.free || load !== entry.load) {
       this.setFree(entry, false);

@@ -15,6 +15,7 @@
 //   BENCH_DISPATCH_JOBS         jobs in the backlog phase (default 20000)
 //   BENCH_DISPATCH_LIGHT        jobs in the light-load phase (default 200)
 //   BENCH_DISPATCH_CONCURRENCY  submit requests in flight (default 64)
+//   BENCH_DISPATCH_KEEP_PROFILE 1: keep the plane's CPU profile (its path is printed) for profile-summary.ts
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { cpus, hostname, loadavg, tmpdir } from 'node:os';
@@ -32,6 +33,7 @@ const JOBS = intFromEnv('BENCH_DISPATCH_JOBS', 20_000);
 const LIGHT = intFromEnv('BENCH_DISPATCH_LIGHT', 200);
 const CONCURRENCY = Math.max(1, intFromEnv('BENCH_DISPATCH_CONCURRENCY', 64));
 const PROFILE = process.env.BENCH_DISPATCH_PROFILE !== '0';
+const KEEP_PROFILE = process.env.BENCH_DISPATCH_KEEP_PROFILE === '1';
 
 const workerPath = fileURLToPath(new URL('./dispatch-worker.ts', import.meta.url));
 const storeDir = fileURLToPath(new URL('../../supervisor/store/', import.meta.url));
@@ -131,7 +133,7 @@ export async function runDispatch(): Promise<void> {
   } finally {
     for (const w of workers) w.kill('SIGKILL');
     await plane.stop();
-    rmSync(profileDir, { recursive: true, force: true });
+    if (!KEEP_PROFILE) rmSync(profileDir, { recursive: true, force: true });
   }
 }
 
@@ -169,6 +171,7 @@ function printStoreShare(dir: string, fromUs: number, toUs: number): void {
     return;
   }
   const share = stackShare(join(dir, file), (f) => f.startsWith(storeDir), fromUs, toUs);
+  if (KEEP_PROFILE) console.log(`  profile: ${join(dir, file)} (backlog window: --from-us ${fromUs} --to-us ${toUs})`);
   console.log(
     `  plane CPU during the backlog: ${(share.busyMs / 1000).toFixed(1)} s busy, of which ${((100 * share.insideMs) / share.busyMs).toFixed(1)}% ` +
       `inside the job store (supervisor/store/ and the SQLite calls under it, inclusive)`,
