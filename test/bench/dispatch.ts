@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mintApiToken } from './bench-node.js';
 import type { DispatchCommand, DispatchReport, DispatchWorkerConfig, JobStamp } from './dispatch-worker.js';
+import { CpuWindow, cpuSeconds, machineCpuSeconds } from './proc-stats.js';
 import { startPlane, stop, withFdLimit, type RunningPlane } from './processes.js';
 import { stackShare } from './profile-share.js';
 import { summarize, type Summary } from './quantiles.js';
@@ -101,6 +102,10 @@ export async function runDispatch(): Promise<void> {
 
     // Backlog: as fast as the API takes them.
     const fromUs = monotonicUs();
+    const planeCpu = new CpuWindow(plane.pid);
+    planeCpu.start();
+    const workersCpu0 = workers.reduce((n, w) => n + cpuSeconds(w.pid!), 0);
+    const machine0 = machineCpuSeconds();
     const started = epochMs();
     const submitted: { jobId: string; at: number }[] = [];
     let next = 0;
@@ -116,6 +121,9 @@ export async function runDispatch(): Promise<void> {
     await Promise.all(submitted.map((s) => stamps.done(s.jobId)));
     const ended = Math.max(...submitted.map((s) => stamps.byJob.get(s.jobId)!.ackedAt));
     const toUs = monotonicUs();
+    const cpu = planeCpu.percent();
+    const workersCpu = workers.reduce((n, w) => n + cpuSeconds(w.pid!), 0) - workersCpu0;
+    const machineBusy = machineCpuSeconds().busy - machine0.busy;
     const seconds = (ended - started) / 1000;
     const assign = submitted.map((s) => stamps.byJob.get(s.jobId)!.assignedAt - s.at);
     const roundTrip = submitted.map((s) => stamps.byJob.get(s.jobId)!.ackedAt - s.at);
@@ -125,6 +133,10 @@ export async function runDispatch(): Promise<void> {
     );
     console.log(`  submit → assignment ${line(summarize(assign))}`);
     console.log(`  submit → result acknowledged ${line(summarize(roundTrip))}`);
+    console.log(
+      `  CPU during the backlog, in % of one core: plane ${cpu.percent.toFixed(0)}%, node workers ${((100 * workersCpu) / cpu.seconds).toFixed(0)}%, ` +
+        `this client and every other process on the machine ${Math.max(0, (100 * (machineBusy - workersCpu - cpu.cpuSeconds)) / cpu.seconds).toFixed(0)}% (of ${cpus().length * 100}%)`,
+    );
     console.log(`  load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')} (other processes on the machine skew every figure)`);
     for (const w of workers) tell(w, { type: 'stop' });
     await Promise.all(workers.map((w) => stop(w, 5_000)));
@@ -173,8 +185,8 @@ function printStoreShare(dir: string, fromUs: number, toUs: number): void {
   const share = stackShare(join(dir, file), (f) => f.startsWith(storeDir), fromUs, toUs);
   if (KEEP_PROFILE) console.log(`  profile: ${join(dir, file)} (backlog window: --from-us ${fromUs} --to-us ${toUs})`);
   console.log(
-    `  plane CPU during the backlog: ${(share.busyMs / 1000).toFixed(1)} s busy, of which ${((100 * share.insideMs) / share.busyMs).toFixed(1)}% ` +
-      `inside the job store (supervisor/store/ and the SQLite calls under it, inclusive)`,
+    `  the plane's profile over the backlog: ${(share.busyMs / 1000).toFixed(1)} s of non-idle samples (wall clock: includes time the plane waited ` +
+      `for a core), ${((100 * share.insideMs) / share.busyMs).toFixed(1)}% of them inside the job store (supervisor/store/ and the SQLite calls under it, inclusive)`,
   );
 }
 
