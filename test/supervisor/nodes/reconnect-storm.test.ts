@@ -2,7 +2,9 @@
 // 2,000 nodes (from 20 loopback addresses, 100 each) register at once and all get RegisterAck;
 // then all drop and resume at once from ONE address, as a fleet behind a NAT does after a
 // replica failover, and every resume is let in: a connection that presents a valid session
-// token is not held back by the per-address connection rate.
+// token is not held back by the per-address connection rate. With the fleet registered, one
+// more registration and one heartbeat that turns a node busy cost reports of that node alone
+// to the scheduler (fleet-feed.ts counts them).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +14,8 @@ import { encodeFrame } from '../../../protocol/frame-encoder.js';
 import { createLogger } from '../../../observability/logger.js';
 import { DEFAULTS, loadConfig } from '../../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../../supervisor/control-plane.js';
-import { registerEnvelope } from '../../bench/bench-node.js';
+import { feedCounters } from '../../../supervisor/jobs/fleet-feed.js';
+import { heartbeatFrame, registerEnvelope } from '../../bench/bench-node.js';
 import { FrameSocket, type Envelope } from '../../bench/frame-socket.js';
 
 const NODES = 2_000;
@@ -85,5 +88,18 @@ describe(`a storm of ${NODES} nodes`, () => {
     const notResumed = resumed.filter((a) => a.type !== 'RegisterAck' || a.data.resumed !== true);
     expect(notResumed.map((a) => a.data)).toEqual([]);
     expect(new Set(resumed.map((a) => a.data.node_id))).toEqual(new Set(first.map((a) => a.data.node_id)));
+
+    // With the fleet registered: what one more registration and one status change cost the scheduler's feed.
+    const before = feedCounters.reports;
+    const ack = await register('127.0.0.2', registerEnvelope(token, { hostname: 'one-more' }));
+    expect(ack.type).toBe('RegisterAck');
+    const nodeId = String(ack.data.node_id);
+    const socket = sockets.at(-1)!;
+    await socket.write(heartbeatFrame(nodeId, CODEC_JSON, undefined, 'Busy'));
+    const probe = socket.next((e) => e.type === 'Error');
+    await socket.write(encodeFrame(CODEC_JSON, encodeBody(CODEC_JSON, { type: 'Probe', id: 'p-1', data: {} })));
+    await probe; // answered after the heartbeat before it was handled
+    // Registering reports the node once it is online; the heartbeat turns it busy: one more.
+    expect(feedCounters.reports - before).toBeLessThanOrEqual(3);
   }, 180_000);
 });
