@@ -47,6 +47,7 @@ export function followNode(session: NodeSession, scheduler: Scheduler): () => vo
       session,
     );
   };
-  session.actor.subscribe({ next: report, error: report, complete: report });
+  // The done snapshot comes through `next`; `error` must be there, or xstate rethrows the actor's error.
+  session.actor.subscribe({ next: report, error: report });
   return report;
 }

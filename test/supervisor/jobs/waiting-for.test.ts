@@ -68,5 +68,10 @@ describe('waiting_for', () => {
     const assigned = await get(early.job_id);
     expect(assigned.state).toBe('Assigned');
     expect(assigned.waiting_for).toBeUndefined();
+
+    // The node leaves: no node matches any more.
+    node.send({ type: 'Deregister', data: { node_id: node.nodeId, reason: 'done' } });
+    await node.closedWithin();
+    expect((await get(later.job_id)).waiting_for).toBe('no_matching_node');
   });
 });
