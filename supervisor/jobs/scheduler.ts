@@ -20,6 +20,7 @@ import type { Bus, BusEvent } from '../bus/bus.js';
 import type { JobRecord, JobStore } from '../store/job-store.js';
 import { FleetIndex, type SchedulingPolicy } from './fleet-index.js';
 import type { NodeCapacity } from './job-matcher.js';
+import { MinHeap } from './min-heap.js';
 import { ahead, QueueIndex, type Bucket, type QueuedJob } from './queue-index.js';
 
 
@@ -218,18 +219,19 @@ export class Scheduler {
    * best head across them first, each on the node the policy picks, until no node fits any.
    */
   private drainBuckets(work: Promise<void>[]): void {
-    const open = this.dirtyBuckets;
-    while (open.size > 0) {
-      let best: QueuedJob | undefined;
-      for (const bucket of open) {
-        const head = bucket.head();
-        if (head === undefined) open.delete(bucket);
-        else if (best === undefined || ahead(head.record, best.record)) best = head;
-      }
-      if (best === undefined) return;
+    // One entry per open bucket, its head: the loop below is all that changes heads meanwhile.
+    const heads = new MinHeap<QueuedJob>((a, b) => ahead(a.record, b.record));
+    for (const bucket of this.dirtyBuckets) {
+      const head = bucket.head();
+      if (head !== undefined) heads.push(head);
+    }
+    this.dirtyBuckets.clear();
+    for (let best = heads.pop(); best !== undefined; best = heads.pop()) {
       const node = this.fleet.find(best.bucket.selector, best.bucket.need);
-      if (node === undefined) open.delete(best.bucket);
-      else work.push(this.place(best, node.cap.nodeId));
+      if (node === undefined) continue; // closed: no node has room for this head, nor for the rest of its bucket
+      work.push(this.place(best, node.cap.nodeId));
+      const next = best.bucket.head();
+      if (next !== undefined) heads.push(next);
     }
   }
 
