@@ -23,7 +23,6 @@ import type { NodeCapacity } from './job-matcher.js';
 import { MinHeap } from './min-heap.js';
 import { ahead, QueueIndex, type Bucket, type QueuedJob } from './queue-index.js';
 
-
 /** setTimeout cannot wait longer than about 24.8 days; a later moment is looked at again then. */
 const MAX_TIMER_MS = 2_000_000_000;
 
