@@ -63,6 +63,8 @@ export interface Config {
   controlPlaneId: string;
   maxFrameBytes: number;
   maxSendBufferBytes: number;
+  /** Connections the kernel queues per node listener before the plane accepts them (capped by net.core.somaxconn). */
+  listenBacklog: number;
   registerTimeoutMs: number;
   heartbeatIntervalMs: number;
   missedHeartbeats: number;
@@ -70,6 +72,12 @@ export interface Config {
   /** Job timeout when a submission gives none. */
   defaultJobTimeoutMs: number;
   maxAttempts: number;
+  /** How the scheduler picks among matching nodes: `spread` (least loaded first) or `binpack` (most loaded that fits). */
+  schedulingPolicy: string;
+  /** A withdrawn attempt (rejected, node dead, accept timeout) waits this long before the next is placed, doubling per attempt; 0: at once. */
+  retryBackoffMs: number;
+  /** The longest such wait. */
+  retryBackoffMaxMs: number;
   sessionTtlSeconds: number;
   /** What `Shutdown` gives nodes, and how long the plane waits for in-flight writes on SIGTERM. */
   shutdownGraceMs: number;
@@ -92,6 +100,12 @@ export interface Config {
   connectionRate: number;
   /** Connections one address may open at once before `connectionRate` applies. */
   connectionBurst: number;
+  /**
+   * Connections over `connectionRate` one address may hold open at once, each let in only if its
+   * `RegisterNode` resumes a session with a valid session token (a fleet behind one NAT address
+   * reconnecting at once); the others are refused with `rate_limited` then. 0: refuse them at once.
+   */
+  connectionProbation: number;
   /** Failed authentications a minute from one address (node registrations and admin API tokens); past it: refused, and one `suspicious_activity` audit event. 0: no limit. */
   failedAuthPerMinute: number;
   /** Times within a minute an address (or one node) may go over a limit before its address is banned; 0: never ban. */
@@ -141,12 +155,16 @@ export const DEFAULTS: Config = {
   controlPlaneId: '',
   maxFrameBytes: 1_048_576,
   maxSendBufferBytes: 8 * 1024 * 1024,
+  listenBacklog: 4096,
   registerTimeoutMs: 10_000,
   heartbeatIntervalMs: 5_000,
   missedHeartbeats: 3,
   acceptTimeoutMs: 5_000,
   defaultJobTimeoutMs: 3_600_000,
   maxAttempts: 3,
+  schedulingPolicy: 'spread',
+  retryBackoffMs: 1_000,
+  retryBackoffMaxMs: 60_000,
   sessionTtlSeconds: 24 * 3600,
   shutdownGraceMs: 10_000,
   nodeAllowCidrs: '',
@@ -157,6 +175,7 @@ export const DEFAULTS: Config = {
   nodeByteBurst: 50 * 1024 * 1024,
   connectionRate: 50,
   connectionBurst: 200,
+  connectionProbation: 10_000,
   failedAuthPerMinute: 10,
   banAfterViolations: 10,
   banSeconds: 300,
@@ -169,6 +188,8 @@ export const DEFAULTS: Config = {
 };
 
 type Key = keyof Config;
+
+const SCHEDULING_POLICIES = ['spread', 'binpack'];
 
 /** `heartbeatIntervalMs` → `MUSTER_HEARTBEAT_INTERVAL_MS`. */
 export function envName(key: Key): string {
@@ -198,6 +219,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   }
   for (const [k, v] of Object.entries(sources.overrides ?? {})) if (v !== undefined) set(config, k, v, `--${k}`);
   if (config.unix === '') config.unix = join(config.dataDir, 'muster.sock');
+  if (!SCHEDULING_POLICIES.includes(config.schedulingPolicy)) {
+    throw new Error(`schedulingPolicy must be one of ${SCHEDULING_POLICIES.join(', ')}, got ${config.schedulingPolicy}`);
+  }
   return config;
 }
 

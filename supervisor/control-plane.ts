@@ -15,6 +15,8 @@ import type { Bus } from './bus/bus.js';
 import { LocalBus } from './bus/local-bus.js';
 import { LISTENER_OFF, type Config } from './config.js';
 import { JobCoordinator } from './jobs/job-coordinator.js';
+import { followNode } from './jobs/fleet-feed.js';
+import type { SchedulingPolicy } from './jobs/fleet-index.js';
 import { Scheduler } from './jobs/scheduler.js';
 import { NodeIntake } from './nodes/node-intake.js';
 import { hostPort, listenForNodes } from './nodes/node-listeners.js';
@@ -89,9 +91,19 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     wakeScheduler,
     audit: security.audit,
   });
-  const scheduler = new Scheduler({ store, logger: log, ...schedulerSource(registry, coordinator, store, bus, EMBEDDED_OWNER) });
+  // Told of each node by its session (jobs/fleet-feed.ts) and of each queued job by the bus.
+  const scheduler = new Scheduler({
+    store,
+    bus,
+    logger: log,
+    policy: config.schedulingPolicy as SchedulingPolicy,
+    retryBackoffMs: config.retryBackoffMs,
+    retryBackoffMaxMs: config.retryBackoffMaxMs,
+    ...schedulerSource(registry, coordinator, store, bus, EMBEDDED_OWNER),
+  });
   wake.connect(() => scheduler.wake());
   await coordinator.recover();
+  await scheduler.load();
 
   // Nodes: each connection through the intake to its session, registered by the registrar.
   const registrar = new Registrar({
@@ -106,9 +118,9 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     wakeScheduler,
   });
   const host = planeSessionHost({ controlPlaneId: id, logger: log, config, registrar, coordinator, bus, security, wakeScheduler });
-  const intake = new NodeIntake(host, security.gate);
+  const intake = new NodeIntake(host, security.gate, (session) => followNode(session, scheduler, coordinator));
 
-  const api = new PlaneApiImpl({ config, logger: log, store, owner: EMBEDDED_OWNER, bus, coordinator, registry, intake, wakeScheduler });
+  const api = new PlaneApiImpl({ config, logger: log, store, owner: EMBEDDED_OWNER, bus, coordinator, scheduler, registry, intake, wakeScheduler });
   const stopping = new PlaneShutdown({
     logger: log,
     shutdownGraceMs: config.shutdownGraceMs,

@@ -1,10 +1,8 @@
-// What the scheduler reads of the plane and asks of it (scheduler.ts `SchedulerOptions`):
-// the nodes that may take a job now, with what they hold; placing a job on a node's session;
-// ending a queued job whose deadline passed.
-import { sumReserved } from '../actors/node-capacity.js';
+// What the scheduler asks of the plane (scheduler.ts `SchedulerOptions`): placing a job on a
+// node's session, and ending a queued job whose deadline passed. What it knows of the nodes
+// it is told by each session (jobs/fleet-feed.ts), so no pass reads the whole fleet.
 import type { Bus } from './bus/bus.js';
 import type { JobCoordinator } from './jobs/job-coordinator.js';
-import type { NodeCapacity } from './jobs/job-matcher.js';
 import type { SchedulerOptions } from './jobs/scheduler.js';
 import type { NodeRegistry } from './nodes/node-registry.js';
 import type { JobStore, OwnerToken } from './store/job-store.js';
@@ -15,9 +13,8 @@ export function schedulerSource(
   store: JobStore,
   bus: Bus,
   owner: OwnerToken,
-): Pick<SchedulerOptions, 'capacities' | 'assign' | 'expire'> {
+): Pick<SchedulerOptions, 'assign' | 'expire'> {
   return {
-    capacities: () => capacities(registry, coordinator),
     assign: async (job, nodeId) => {
       const session = registry.get(nodeId);
       return session !== undefined && (await coordinator.assign(job, session, nodeId));
@@ -28,27 +25,4 @@ export function schedulerSource(
       }
     },
   };
-}
-
-/** Every ready node, with what it offers and what the jobs placed on it hold. */
-export function capacities(registry: NodeRegistry, coordinator: JobCoordinator): NodeCapacity[] {
-  const nodes: NodeCapacity[] = [];
-  for (const session of registry.sessionsList()) {
-    const context = session.actor.getSnapshot().context;
-    const registration = context.registration;
-    // Ready is the actor's decision: a node whose connection dropped is not ready.
-    if (registration === undefined || session.state !== 'ready') continue;
-    const held = coordinator.jobsOf(registration.nodeId);
-    nodes.push({
-      nodeId: registration.nodeId,
-      runnerTypes: registration.capabilities.runner_types,
-      supportedJobTypes: registration.capabilities.supported_job_types,
-      tags: registration.info.tags,
-      maxResources: context.max,
-      used: sumReserved(held.map((p) => p.slot.reserved)),
-      runningJobs: held.length,
-      accepting: true,
-    });
-  }
-  return nodes;
 }

@@ -51,7 +51,7 @@ export function listenStream(endpoint: StreamEndpoint, options: ListenOptions): 
     };
     const previousUmask = endpoint.bindUmask === undefined ? undefined : process.umask(endpoint.bindUmask);
     try {
-      server.listen(endpoint.bind, onListening);
+      server.listen(options.backlog === undefined ? endpoint.bind : { ...endpoint.bind, backlog: options.backlog }, onListening);
     } finally {
       if (previousUmask !== undefined) process.umask(previousUmask);
     }

@@ -85,6 +85,11 @@ export interface ListenOptions {
   keepaliveIntervalMs?: number;
   /** Stream transports: the text an HTTP request gets (an HTTP 400) instead of frame errors. */
   httpNotice?: string;
+  /**
+   * Pending connections the kernel queues before they are accepted (listen(2) backlog; capped
+   * by net.core.somaxconn). A reconnect storm overflows Node's default of 511. Undefined: Node's default.
+   */
+  backlog?: number;
 }
 
 export interface DialOptions {

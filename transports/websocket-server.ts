@@ -74,7 +74,7 @@ export function listenWebSocket(endpoint: WebSocketEndpoint, options: ListenOpti
     const onListenError = (err: Error): void =>
       reject(new Error(`cannot listen on ${where}: ${err.message}`, { cause: err }));
     server.once('error', onListenError);
-    server.listen({ host: endpoint.host, port: endpoint.port }, () => {
+    server.listen({ host: endpoint.host, port: endpoint.port, backlog: options.backlog }, () => {
       server.off('error', onListenError);
       // An accept failure (e.g. EMFILE) must not bring the process down; the listener stays up.
       server.on('error', (err) => process.emitWarning(err));

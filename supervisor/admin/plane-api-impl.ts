@@ -7,12 +7,13 @@ import type { Bus } from '../bus/bus.js';
 import type { Config } from '../config.js';
 import type { JobCoordinator } from '../jobs/job-coordinator.js';
 import { pipelineApi } from '../jobs/pipeline-api.js';
+import type { Scheduler } from '../jobs/scheduler.js';
 import type { NodeIntake } from '../nodes/node-intake.js';
 import type { NodeRegistry } from '../nodes/node-registry.js';
 import type { JobRecord, JobState, JobStore, LogRecord, NewJob, OwnerToken } from '../store/job-store.js';
 import type { PlaneApi } from './plane-api.js';
 import { renderMetrics } from './plane-metrics.js';
-import type { NodeView } from './wire-types.js';
+import type { NodeView, WaitingFor } from './wire-types.js';
 
 export interface PlaneApiParts {
   config: Pick<Config, 'maxAttempts' | 'defaultJobTimeoutMs'>;
@@ -22,6 +23,8 @@ export interface PlaneApiParts {
   owner: OwnerToken;
   bus: Bus;
   coordinator: JobCoordinator;
+  /** Told of each submitted job at once (no store read), and asked why a queued job waits. */
+  scheduler: Pick<Scheduler, 'enqueue' | 'waitingFor'>;
   registry: NodeRegistry;
   intake: NodeIntake;
   /** Asks the scheduler for a pass: a job was queued. */
@@ -48,6 +51,7 @@ export class PlaneApiImpl implements PlaneApi {
   async submitJob(job: NewJob): Promise<JobRecord> {
     const record = await this.p.store.submit(job, this.p.owner);
     this.p.logger.info({ job_id: record.job_id, priority: record.priority }, 'job submitted');
+    this.p.scheduler.enqueue(record);
     this.p.bus.publish({ kind: 'job', job_id: record.job_id, state: record.state, attempt: record.attempt });
     this.p.wakeScheduler();
     return record;
@@ -55,6 +59,10 @@ export class PlaneApiImpl implements PlaneApi {
 
   getJob(jobId: string): Promise<JobRecord | undefined> {
     return this.p.store.get(jobId);
+  }
+
+  waitingFor(job: JobRecord): WaitingFor | undefined {
+    return this.p.scheduler.waitingFor(job);
   }
 
   async jobLogs(jobId: string, afterCursor?: number): Promise<LogRecord[] | undefined> {

@@ -1,12 +1,14 @@
 // What the admin HTTP API (api-server.ts) needs from the running control plane.
 // Keeping it an interface lets the API be tested against a real plane and read without it.
 import type { AttemptRecord, JobListFilter, JobRecord, LogRecord, NewJob } from '../store/job-store.js';
-import type { NodeView } from './wire-types.js';
+import type { NodeView, WaitingFor } from './wire-types.js';
 
 export interface PlaneApi {
   /** Stores the job as `Queued` and wakes the scheduler. */
   submitJob(job: NewJob): Promise<JobRecord>;
   getJob(jobId: string): Promise<JobRecord | undefined>;
+  /** Why a queued job waits (`waiting_for`); undefined when it is not queued. */
+  waitingFor?(job: JobRecord): WaitingFor | undefined;
   /** Undefined when the job does not exist. */
   jobLogs(jobId: string, afterCursor?: number): Promise<LogRecord[] | undefined>;
   /**

@@ -61,7 +61,10 @@ export function registerJobRoutes(app: FastifyInstance, deps: AdminRouteDeps): v
   app.get<{ Params: JobParams }>('/v1/jobs/:id', { onRequest: requireRole(tokens, 'viewer') }, async (request) => {
     const record = await api.getJob(request.params.id);
     if (record === undefined) throw notFound(`no job ${request.params.id}`);
-    return toJobAnswer(record);
+    const answer = toJobAnswer(record);
+    const waitingFor = api.waitingFor?.(record);
+    if (waitingFor !== undefined) answer.waiting_for = waitingFor;
+    return answer;
   });
 
   app.post<{ Params: JobParams }>(

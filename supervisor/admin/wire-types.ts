@@ -36,7 +36,12 @@ export interface JobView {
   node_id?: string;
   result?: JobOutcome;
   metrics?: JobMetrics;
+  /** Queued only: why it waits. */
+  waiting_for?: WaitingFor;
 }
+
+/** Why a queued job waits: no connected node matches it, those that match are full, or it backs off after a withdrawn attempt. */
+export type WaitingFor = 'no_matching_node' | 'matching_nodes_full' | 'retry_backoff';
 
 /** `GET /v1/jobs/{id}`: the protocol's fields, plus what an operator needs to read a job. */
 export type JobAnswer = JobView & {

@@ -1,7 +1,7 @@
 // The scheduler's matching rules as pure functions: which nodes may take a job, and which one should.
 // No I/O and no clock, so the rules are tested by table and reused by every replica alike.
 import { fits, reservedFor, type Resources } from '../../actors/node-capacity.js';
-import type { JobRecord } from '../store/job-store.js';
+import type { JobRecord, JobSelector } from '../store/job-store.js';
 
 /** What the scheduler knows of one connected node at the moment it places a job. */
 export interface NodeCapacity {
@@ -31,8 +31,9 @@ export function freeResources(node: NodeCapacity): Resources {
   };
 }
 
-function selectorMatches(job: JobRecord, node: NodeCapacity): boolean {
-  const { runner_type, job_type, tags } = job.selector;
+/** True when the node offers every term of the selector: its runner type, job type and each tag. */
+export function selectorMatches(selector: JobSelector, node: Pick<NodeCapacity, 'runnerTypes' | 'supportedJobTypes' | 'tags'>): boolean {
+  const { runner_type, job_type, tags } = selector;
   if (runner_type !== undefined && !node.runnerTypes.includes(runner_type)) return false;
   if (job_type !== undefined && !node.supportedJobTypes.includes(job_type)) return false;
   for (const [key, value] of Object.entries(tags ?? {})) {
@@ -45,7 +46,7 @@ function selectorMatches(job: JobRecord, node: NodeCapacity): boolean {
 export function nodeMatches(job: JobRecord, node: NodeCapacity): boolean {
   return (
     node.accepting &&
-    selectorMatches(job, node) &&
+    selectorMatches(job.selector, node) &&
     fits(reservedFor(job.job.resource_requirements), node.maxResources, node.used)
   );
 }

@@ -5,10 +5,12 @@ import type { PlaneApi } from '../admin/plane-api.js';
 import type { Bus } from '../bus/bus.js';
 import type { JobStore, OwnerToken } from '../store/job-store.js';
 import type { JobCoordinator } from './job-coordinator.js';
+import type { Scheduler } from './scheduler.js';
 
 export interface PipelineApiDeps {
   store: JobStore;
   owner: OwnerToken;
+  scheduler: Pick<Scheduler, 'enqueue'>;
   coordinator: JobCoordinator;
   bus: Bus;
   logger: Logger;
@@ -23,6 +25,7 @@ export function pipelineApi(d: PipelineApiDeps): PipelineApi {
     submitJobs: async (jobs) => {
       const records = await d.store.submitMany(jobs, d.owner);
       d.logger.info({ jobs: records.length, first_job_id: records[0]?.job_id }, 'jobs submitted in a batch');
+      for (const r of records) d.scheduler.enqueue(r);
       for (const r of records) d.bus.publish({ kind: 'job', job_id: r.job_id, state: r.state, attempt: r.attempt });
       d.wakeScheduler();
       return records;

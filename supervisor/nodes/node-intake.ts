@@ -15,9 +15,14 @@ export class NodeIntake {
   private readonly host: SessionHost;
   private stopping = false;
 
+  /** What each session's observer (the scheduler's fleet feed) is told when its connection closes. */
+  private readonly closedHooks = new WeakMap<NodeSession, () => void>();
+
   constructor(
     host: SessionHost,
     private readonly gate: NodeGate,
+    /** Called for each new session; the function it returns is called when the connection closes. */
+    private readonly observe: (session: NodeSession) => () => void = () => () => {},
   ) {
     this.host = {
       ...host,
@@ -29,6 +34,7 @@ export class NodeIntake {
       connectionClosed: (session, reason) => {
         this.connected.delete(session);
         host.connectionClosed?.(session, reason);
+        this.closedHooks.get(session)?.();
       },
     };
   }
@@ -59,6 +65,7 @@ export class NodeIntake {
       return;
     }
     const session = new NodeSession(conn, this.host);
+    this.closedHooks.set(session, this.observe(session));
     this.sessions.add(session);
     this.connected.add(session);
     session.start();

@@ -28,6 +28,8 @@ export async function listenForNodes(
       onConnection,
       keepaliveIntervalMs: config.wsPingIntervalMs,
       httpNotice: httpNotice(config),
+      // gRPC's server (grpc-js) sets its own backlog; the other listeners take this one.
+      backlog: config.listenBacklog,
     };
     if (tls !== undefined) options.tls = tls;
     opened.push(await transportFor(url).listen(url, options));

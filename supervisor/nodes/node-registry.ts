@@ -38,11 +38,19 @@ export class NodeRegistry {
     return this.sessions.size;
   }
 
-  /** Keeps a dead node's last view for a while. */
+  /**
+   * Keeps a dead node's last view for a while. The map is in burial order (a node buried again
+   * moves to the end), so the expired ones are at its front: the sweep stops at the first kept,
+   * and a storm of deaths costs O(1) each, not O(dead nodes) each.
+   */
   buryNode(view: NodeView): void {
     const now = Date.now();
+    this.dead.delete(view.node_id);
     this.dead.set(view.node_id, { view: { ...view, state: 'dead', connected: false, running_jobs: [] }, until: now + DEAD_NODES_KEPT_MS });
-    for (const [id, entry] of this.dead) if (entry.until < now) this.dead.delete(id);
+    for (const [id, entry] of this.dead) {
+      if (entry.until >= now) break;
+      this.dead.delete(id);
+    }
   }
 
   views(runningJobs: (nodeId: string) => string[]): NodeView[] {

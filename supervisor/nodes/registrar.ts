@@ -45,7 +45,9 @@ export class Registrar {
       this.o.gate.authFailed(session.connection, err, token, resume?.node_id);
       throw err;
     }
-    this.o.gate.authenticated(session.connection, result.registration.nodeId, token, result.registration.resumed);
+    // Over the per-address connection rate, only a resumed session is let in (connection probation).
+    const refusal = this.o.gate.authenticated(session.connection, result.registration.nodeId, token, result.registration.resumed);
+    if (refusal !== undefined) throw refusal;
     this.pending.set(session, { ...result, replyTo: message.id });
     return result.registration;
   }

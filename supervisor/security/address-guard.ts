@@ -4,6 +4,13 @@
 // audit events of all this, aggregated: within its budget each failed authentication is one
 // audit line; past it the address gets one `suspicious_activity` line a window, not one a try.
 //
+// A connection over the connection rate is not refused at once while the address has
+// probation room (`connectionProbation`): it is let in on probation, and refused after its
+// first frame unless that resumes a session with a valid session token (`probationEnded`).
+// A fleet behind one NAT address that reconnects at once (a replica failover) is so let in
+// whole, while a flood of fresh or unauthenticated connections is refused as before, each
+// refusal counted as a violation. Probation costs nothing until then, so no ban follows a storm.
+//
 // State is bounded: addresses are keyed by `addressKey` (IPv6 by /64), an entry is dropped once
 // idle long enough that it would start afresh anyway (one unref'd sweep timer), and beyond
 // `maxAddresses` the least recently seen entry is forgotten, so a flood of addresses cannot
@@ -24,6 +31,11 @@ export interface AddressLimits {
   banAfterViolations: number;
   /** How long a ban lasts. */
   banSeconds: number;
+  /**
+   * Connections over the connection rate one address may hold open at once, each on probation
+   * until its `RegisterNode` shows a resumed session; 0 (the default here) refuses them at once.
+   */
+  connectionProbation?: number;
   /** Most addresses tracked at once; default 65,536. */
   maxAddresses?: number;
   /**
@@ -43,6 +55,9 @@ export interface Refusal {
   /** Seconds until it is let in again (at least 1). */
   seconds: number;
 }
+
+/** A connection: as an `Admission`, or let in over the rate on probation (see `probationEnded`). */
+export type ConnectionAdmission = Admission | 'probation';
 
 /** What the audit lines about one event carry besides the address. */
 export type GuardContext = Pick<AuditEvent, 'correlation_id' | 'node_id' | 'jti' | 'reason' | 'code' | 'method' | 'path'>;
@@ -67,6 +82,8 @@ interface Entry {
   /** Why the current ban was imposed. */
   banReason: string;
   lastSeen: number;
+  /** Connections over the rate that are open on probation now. */
+  probation: number;
 }
 
 const WINDOW_MS = 60_000;
@@ -95,17 +112,38 @@ export class AddressGuard {
     this.sweeper.unref();
   }
 
-  /** A new node connection from `ip`: spends one connection token. */
-  admitConnection(ip: string, context: GuardContext): Admission {
+  /** A new node connection from `ip`: spends one connection token, or one probation place when none is left. */
+  admitConnection(ip: string, context: GuardContext): ConnectionAdmission {
     const now = this.clock();
     const key = addressKey(ip);
     const entry = this.touch(key, now);
     const blocked = this.blocked(entry, key, ip, now, context);
     if (blocked !== 'ok') return blocked;
     if (entry.connections !== undefined && !entry.connections.take(1, now)) {
-      return this.overLimit(entry, key, ip, now, { ...context, reason: `over ${this.limits.connectionsPerSecond} connection attempts a second` });
+      if (entry.probation < (this.limits.connectionProbation ?? 0)) {
+        entry.probation++;
+        return 'probation';
+      }
+      return this.overLimit(entry, key, ip, now, { ...context, reason: this.overRate() });
     }
     return 'ok';
+  }
+
+  /**
+   * A connection let in on probation showed what it is: a resumed session (`resumed`), which
+   * costs nothing, or anything else (a new registration, a failure, silence), which is refused
+   * and counted as the connection-rate violation it was. Returns the admission it ends with.
+   */
+  probationEnded(ip: string, resumed: boolean, context: GuardContext): Admission {
+    const now = this.clock();
+    const key = addressKey(ip);
+    const entry = this.touch(key, now);
+    entry.probation = Math.max(0, entry.probation - 1);
+    return resumed ? 'ok' : this.overLimit(entry, key, ip, now, { ...context, reason: this.overRate() });
+  }
+
+  private overRate(): string {
+    return `over ${this.limits.connectionsPerSecond} connection attempts a second`;
   }
 
   /** An admin API request from `ip`: refused while banned or out of failed-authentication budget; spends nothing. */
@@ -278,6 +316,7 @@ export class AddressGuard {
       bannedUntil: 0,
       banReason: '',
       lastSeen: now,
+      probation: 0,
     };
   }
 
@@ -290,7 +329,7 @@ export class AddressGuard {
   private sweep(): void {
     const now = this.clock();
     for (const [key, entry] of this.entries) {
-      if (now - entry.lastSeen > this.idleMs && entry.bannedUntil <= now) this.entries.delete(key);
+      if (now - entry.lastSeen > this.idleMs && entry.bannedUntil <= now && entry.probation === 0) this.entries.delete(key);
     }
   }
 }

@@ -32,6 +32,9 @@ export interface NodeGateOptions {
 const JTI = /^[\w.:-]{1,128}$/;
 
 export class NodeGate {
+  /** Connections let in over the connection rate, by the address they count against, until their first registration says what they are. */
+  private readonly probation = new WeakMap<Connection, string>();
+
   constructor(private readonly options: NodeGateOptions) {}
 
   /** A new connection: undefined lets it in (audited), else the error to refuse it with before reading any frame. */
@@ -51,6 +54,7 @@ export class NodeGate {
       if (admission === 'rate_limited') {
         return new MusterError('rate_limited', 'too many connection attempts or failed registrations from this address; retry later');
       }
+      if (admission === 'probation') this.probation.set(conn, ip);
     }
     // Throttled per address: a burst of connections is one line (with the count of the rest on
     // the next); every node that authenticates still gets its own auth_succeeded and close lines.
@@ -63,8 +67,13 @@ export class NodeGate {
     return undefined;
   }
 
-  /** A `RegisterNode` was accepted; `token` only for its `jti`. */
-  authenticated(conn: Connection, nodeId: string, token: string, resumed: boolean): void {
+  /**
+   * A `RegisterNode` was accepted; `token` only for its `jti`. Returns the error to refuse it
+   * with after all: a connection over the connection rate is let in only to resume a session.
+   */
+  authenticated(conn: Connection, nodeId: string, token: string, resumed: boolean): MusterError | undefined {
+    const refusal = this.endProbation(conn, resumed);
+    if (refusal !== undefined) return refusal;
     this.options.audit.record({
       event: 'auth_succeeded',
       address: addressOf(conn),
@@ -73,10 +82,12 @@ export class NodeGate {
       correlation_id: conn.id,
       reason: resumed ? 'session resumed' : 'registered',
     });
+    return undefined;
   }
 
   /** A `RegisterNode` was refused with `err`: counted against the address (which audits it, aggregated). */
   authFailed(conn: Connection, err: unknown, token: string, resumeNodeId: string | undefined): void {
+    this.endProbation(conn, false);
     const code = err instanceof MusterError ? err.code : 'internal';
     // Not an authentication failure: the plane's own fault must not count against the node's address.
     if (code === 'internal' || code === 'shutting_down') return;
@@ -117,10 +128,21 @@ export class NodeGate {
 
   /** The session ended: its own line for a node that registered, else one line per address a window. */
   closed(conn: Connection, nodeId: string | undefined, reason: string): void {
+    this.endProbation(conn, false);
     const address = addressOf(conn);
     const event = { event: 'connection_closed', address, node_id: nodeId, correlation_id: conn.id, reason } as const;
     if (nodeId !== undefined) this.options.audit.record(event);
     else this.options.audit.recordThrottled(`connection_closed|${address}`, { ...event, reason: `${reason} before registering` });
+  }
+
+  /** Settles a connection on probation, if this is one: undefined when it may stay. */
+  private endProbation(conn: Connection, resumed: boolean): MusterError | undefined {
+    const ip = this.probation.get(conn);
+    if (ip === undefined) return undefined;
+    this.probation.delete(conn);
+    const admission = this.options.guard.probationEnded(ip, resumed, { correlation_id: conn.id });
+    if (admission === 'ok') return undefined;
+    return new MusterError('rate_limited', 'too many connection attempts from this address: over the rate only resumed sessions are let in; retry later');
   }
 
   private deny(address: string, conn: Connection, reason: string): MusterError {

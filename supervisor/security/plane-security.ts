@@ -33,6 +33,7 @@ export function createPlaneSecurity(config: Config, logger: Logger): PlaneSecuri
     {
       connectionsPerSecond: config.connectionRate,
       connectionBurst: config.connectionBurst,
+      connectionProbation: config.connectionProbation,
       failedAuthPerMinute: config.failedAuthPerMinute,
       banAfterViolations: config.banAfterViolations,
       banSeconds: config.banSeconds,

@@ -12,6 +12,8 @@ export interface BenchNode {
   nodeId: string;
   /** `heartbeat_interval_ms` of the RegisterAck. */
   heartbeatIntervalMs: number;
+  /** `session_token` of the RegisterAck: what the node resumes with. */
+  sessionToken: string;
 }
 
 export interface RegisterOptions {
@@ -21,6 +23,8 @@ export interface RegisterOptions {
   cpuCores?: number;
   /** Milliseconds to wait for the RegisterAck; default 30 s. */
   timeoutMs?: number;
+  /** Resume this node's session (the token given is then its session token). */
+  resumeNodeId?: string;
 }
 
 /** The token authority of the plane whose data directory is `dataDir` (it wrote its secret there). */
@@ -62,6 +66,7 @@ export function registerEnvelope(token: string, options: RegisterOptions = {}): 
         protocols: ['tcp'],
       },
       auth_token: token,
+      ...(options.resumeNodeId === undefined ? {} : { resume: { node_id: options.resumeNodeId, running_jobs: [], unacked_results: [] } }),
     },
   };
 }
@@ -74,7 +79,12 @@ export async function registerNode(tcpUrl: URL, codec: Codec, token: string, opt
     await socket.write(encodeFrame(codec, encodeBody(codec, registerEnvelope(token, options))));
     const answer = await ack;
     if (answer.type !== 'RegisterAck') throw new Error(`registration refused: ${JSON.stringify(answer.data)}`);
-    return { socket, nodeId: String(answer.data.node_id), heartbeatIntervalMs: Number(answer.data.heartbeat_interval_ms) };
+    return {
+      socket,
+      nodeId: String(answer.data.node_id),
+      heartbeatIntervalMs: Number(answer.data.heartbeat_interval_ms),
+      sessionToken: String(answer.data.session_token),
+    };
   } catch (err) {
     socket.close();
     throw err;

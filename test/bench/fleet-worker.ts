@@ -29,7 +29,7 @@ export interface WorkerConfig {
   dataDir: string;
 }
 
-export type WorkerCommand = { type: 'start' } | { type: 'hold' } | { type: 'report' } | { type: 'stop' };
+export type WorkerCommand = { type: 'start' } | { type: 'hold' } | { type: 'report' } | { type: 'resume' } | { type: 'stop' };
 
 export interface RampReport {
   type: 'registered';
@@ -60,7 +60,17 @@ export interface HoldReport {
   loopDelayP99Ms: number;
 }
 
-export type WorkerReport = { type: 'ready' } | RampReport | HoldReport;
+/** The resume storm: every connection dropped, then every node resumed at once. */
+export interface ResumeReport {
+  type: 'resumed';
+  resumed: number;
+  failed: number;
+  firstError?: string;
+  /** From the first reconnect to the last RegisterAck, in ms. */
+  ms: number;
+}
+
+export type WorkerReport = { type: 'ready' } | RampReport | HoldReport | ResumeReport;
 
 interface Link {
   node: BenchNode;
@@ -116,6 +126,31 @@ class FleetWorker {
     const lags = this.lags;
     this.lags = [];
     return { type: 'registered', registered, failed, firstError, ms: performance.now() - this.startedAt, lags };
+  }
+
+  /** Drops every connection, then resumes every node at once with its session token (a replica failover). */
+  async resume(): Promise<ResumeReport> {
+    const url = new URL(this.config.tcpUrl);
+    const nodes = this.links.map((link) => link?.node);
+    for (const node of nodes) node?.socket.close();
+    const started = performance.now();
+    let failed = 0;
+    let firstError: string | undefined;
+    const results = await Promise.allSettled(
+      nodes.map((node, k) =>
+        node === undefined
+          ? Promise.reject(new Error('never registered'))
+          : registerNode(url, CODEC_MSGPACK, node.sessionToken, { hostname: `fleet-${this.fleetIndex(k)}`, timeoutMs: 120_000, resumeNodeId: node.nodeId }),
+      ),
+    );
+    results.forEach((result, k) => {
+      if (result.status === 'fulfilled') this.adopt(k, result.value);
+      else {
+        failed++;
+        firstError ??= String(result.reason);
+      }
+    });
+    return { type: 'resumed', resumed: this.config.nodes - failed, failed, firstError, ms: performance.now() - started };
   }
 
   /** Starts a new measuring window. */
@@ -245,6 +280,12 @@ function main(): void {
         return;
       case 'hold':
         worker.hold();
+        return;
+      case 'resume':
+        worker.resume().then(send, (err: unknown) => {
+          console.error(err);
+          process.exit(1);
+        });
         return;
       case 'report':
         send(worker.report());

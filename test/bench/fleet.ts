@@ -9,6 +9,8 @@
 //   BENCH_FLEET_HEARTBEAT_MS  the plane's heartbeat_interval_ms (default 5000)
 //   BENCH_FLEET_PROBE_EVERY   every Nth heartbeat of a node is a lag probe (default 10)
 //   BENCH_FLEET_LOG_LEVEL     the plane's --log-level (default warn)
+//   BENCH_FLEET_RESUME        1 (default): after the hold, every connection drops and every node
+//                             resumes at once with its session token, as after a replica failover; 0: skip
 //   BENCH_PLANE_NODE_ARGS     Node flags for the plane, e.g. --cpu-prof --cpu-prof-dir=DIR, or
 //                             --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=DIR (a snapshot is
 //                             then taken at the end of the hold, after the figures are read)
@@ -17,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, hostname, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { mintApiToken } from './bench-node.js';
-import type { HoldReport, RampReport, WorkerCommand, WorkerConfig, WorkerReport } from './fleet-worker.js';
+import type { HoldReport, RampReport, ResumeReport, WorkerCommand, WorkerConfig, WorkerReport } from './fleet-worker.js';
 import { CpuWindow, cpuSeconds, machineCpuSeconds, openFilesLimit, statusKiB } from './proc-stats.js';
 import { planeNodeArgs, startPlane, stop, withFdLimit, type RunningPlane } from './processes.js';
 import { summarize, type Summary } from './quantiles.js';
@@ -29,6 +31,7 @@ const BATCH = intFromEnv('BENCH_FLEET_BATCH', 500);
 const HEARTBEAT_MS = intFromEnv('BENCH_FLEET_HEARTBEAT_MS', 5_000);
 const PROBE_EVERY = Math.max(1, intFromEnv('BENCH_FLEET_PROBE_EVERY', 10));
 const LOG_LEVEL = process.env.BENCH_FLEET_LOG_LEVEL ?? 'warn';
+const RESUME = process.env.BENCH_FLEET_RESUME !== '0';
 /** Asked for; each process gets at most its hard limit. */
 const FD_LIMIT = 65_536;
 const RSS_SAMPLE_MS = 5_000;
@@ -161,10 +164,34 @@ async function measure(fleet: Fleet): Promise<void> {
     statsAfter,
     reports,
   });
+  if (RESUME) await resumeStorm(fleet.workers, plane);
   if (planeNodeArgs().includes('--cpu-prof')) {
     console.log(`  hold window for profile-summary.ts: --from-us ${holdFromUs} --to-us ${holdToUs} (ramp started at ${rampFromUs})`);
   }
   await heapSnapshotIfAsked(plane);
+}
+
+/** Every connection drops, every node resumes at once: how long until all are back. */
+async function resumeStorm(workers: Worker[], plane: RunningPlane): Promise<void> {
+  const cpu = new CpuWindow(plane.pid);
+  cpu.start();
+  const started = performance.now();
+  const reports: ResumeReport[] = await Promise.all(
+    workers.map((w) => {
+      const report = w.next('resumed');
+      w.tell({ type: 'resume' });
+      return report;
+    }),
+  );
+  const ms = performance.now() - started;
+  const resumed = sum(reports.map((r) => r.resumed));
+  console.log(
+    `\nresume storm: every connection dropped, then ${resumed} nodes resumed at once with their session tokens in ${(ms / 1000).toFixed(1)} s ` +
+      `(${Math.round((resumed * 1000) / ms)}/s), ${sum(reports.map((r) => r.failed))} failed; plane CPU ${cpu.percent().percent.toFixed(0)}% of a core; ` +
+      `target: all within 5 s ${ms < 5_000 && resumed === NODES ? 'met' : 'NOT met'}`,
+  );
+  const firstError = reports.find((r) => r.firstError !== undefined)?.firstError;
+  if (firstError !== undefined) console.log(`  first failure: ${firstError}`);
 }
 
 /** CLOCK_MONOTONIC in µs, the clock of V8's CPU profiles. */

@@ -26,9 +26,10 @@ export class FrameSocket {
     });
   }
 
-  static open(host: string, port: number, decode = true): Promise<FrameSocket> {
+  /** `localAddress`: the source address to connect from (any of 127.0.0.0/8 on loopback: many hosts from one machine). */
+  static open(host: string, port: number, decode = true, localAddress?: string): Promise<FrameSocket> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ host, port }, () => resolve(new FrameSocket(socket, decode)));
+      const socket = connect({ host, port, localAddress }, () => resolve(new FrameSocket(socket, decode)));
       socket.once('error', reject);
     });
   }

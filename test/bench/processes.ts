@@ -30,6 +30,8 @@ export interface PlaneOptions {
   stopTimeoutMs?: number;
   /** More `muster serve` flags, after the defaults (a later flag wins), e.g. `['--ws', '127.0.0.1:0']`. */
   args?: string[];
+  /** Node flags for the plane besides BENCH_PLANE_NODE_ARGS, e.g. `--cpu-prof`. */
+  nodeArgs?: string[];
 }
 
 /**
@@ -57,6 +59,7 @@ export async function startPlane(env: Record<string, string> = {}, options: Plan
   const dataDir = mkdtempSync(join(tmpdir(), 'muster-bench-'));
   const args = [
     ...planeNodeArgs(),
+    ...(options.nodeArgs ?? []),
     join(root, 'bin/muster'),
     'serve',
     '--data-dir',

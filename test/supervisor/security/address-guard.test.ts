@@ -38,6 +38,18 @@ describe('AddressGuard', () => {
     g.close();
   });
 
+  it('over the rate, lets connections in on probation up to connectionProbation; a resume costs nothing, anything else is a violation', () => {
+    const { g, audit } = guard({ connectionProbation: 2, banAfterViolations: 3 });
+    expect([1, 2, 3, 4, 5, 6].map(() => g.admitConnection('10.0.0.1', {}))).toEqual(['ok', 'ok', 'ok', 'probation', 'probation', 'rate_limited']);
+    expect(g.probationEnded('10.0.0.1', true, {})).toBe('ok');
+    expect(audit.named('address_banned')).toHaveLength(0);
+    expect(g.admitConnection('10.0.0.1', {})).toBe('probation'); // the resume gave its place back
+    expect(g.probationEnded('10.0.0.1', false, {})).toBe('rate_limited');
+    expect(g.probationEnded('10.0.0.1', false, {})).toBe('banned'); // the third violation: the refusal above, and these two
+    expect(audit.named('address_banned')).toHaveLength(1);
+    g.close();
+  });
+
   it('audits failures within the budget one by one, then one suspicious_activity, and refuses the address', () => {
     const { g, audit, advance } = guard({ banAfterViolations: 0 });
     for (let i = 0; i < 4; i++) g.authFailed('10.0.0.1', { correlation_id: `c-${i}` });

@@ -160,11 +160,26 @@ describe('per-address limits', () => {
     await expect(refusedAtOnce(await p.client())).resolves.toMatchObject({ code: 'rate_limited' });
   });
 
-  it('refuses connection attempts over the per-address rate', async () => {
-    const p = await start({ connectionRate: 0.1, connectionBurst: 3, banAfterViolations: 0 });
+  it('refuses connection attempts over the per-address rate at once, with no probation', async () => {
+    const p = await start({ connectionRate: 0.1, connectionBurst: 3, banAfterViolations: 0, connectionProbation: 0 });
     for (let i = 0; i < 3; i++) await registered(p);
     const refused = await refusedAtOnce(await p.client());
     expect(refused).toMatchObject({ code: 'rate_limited', fatal: false });
+    expect(p.plane.api.listNodes()).toHaveLength(3);
+  });
+
+  it('over the per-address rate, lets a session resume but refuses a new registration and a bad token', async () => {
+    const p = await start({ connectionRate: 0.1, connectionBurst: 3, banAfterViolations: 0 });
+    const nodes = [await registered(p), await registered(p), await registered(p)];
+    const fresh = await p.client();
+    await expect(fresh.register({ token: await p.registrationToken() })).rejects.toThrow(/rate_limited/);
+    const forged = await p.client();
+    await expect(forged.register({ token: await badToken(), resume: { node_id: nodes[0]!.nodeId!, running_jobs: [], unacked_results: [] } })).rejects.toThrow();
+    for (const node of nodes) {
+      const again = await p.client();
+      const ack = await again.register({ token: node.sessionToken!, resume: { node_id: node.nodeId!, running_jobs: [], unacked_results: [] } });
+      expect(ack.data).toMatchObject({ node_id: node.nodeId, resumed: true });
+    }
     expect(p.plane.api.listNodes()).toHaveLength(3);
   });
 });

@@ -1,0 +1,194 @@
+// Queued jobs in memory, indexed by what they need: one bucket per canonical selector and
+// resource shape, each a heap in placement order (Critical > High > Normal > Low, then FIFO by
+// `seq`). Jobs of one bucket are interchangeable to every node, so only a bucket's head is
+// ever tried: a bucket no node can take costs one look however long it is, and never hides a
+// job of another bucket. The store stays the truth; this is the scheduler's view of it.
+//
+// Beside the buckets: jobs held back after a withdrawn attempt (retry backoff), and the
+// deadlines of queued jobs, each a heap by time, so the scheduler's timer finds what is due
+// without reading the queue.
+import { reservedFor, type Resources } from '../../actors/node-capacity.js';
+import type { Priority } from '../../protocol/messages.js';
+import type { JobRecord, JobSelector } from '../store/job-store.js';
+import { MinHeap } from './min-heap.js';
+
+const RANK: Record<Priority, number> = { Critical: 0, High: 1, Normal: 2, Low: 3 };
+
+/** One queued job as the index holds it; `live` turns false when it leaves (lazily dropped from heaps). */
+export interface QueuedJob {
+  readonly record: JobRecord;
+  readonly bucket: Bucket;
+  live: boolean;
+}
+
+interface Delayed {
+  readonly record: JobRecord;
+  readonly until: number;
+  live: boolean;
+}
+
+interface Deadline {
+  readonly jobId: string;
+  readonly attempt: number;
+  readonly at: number;
+}
+
+/** True when `a` is placed before `b`: higher priority, then submitted earlier. */
+export function ahead(a: JobRecord, b: JobRecord): boolean {
+  const ra = RANK[a.priority];
+  const rb = RANK[b.priority];
+  return ra !== rb ? ra < rb : a.seq < b.seq;
+}
+
+/** The canonical key of what a job needs: selector terms sorted, resources as reserved. */
+export function needKey(selector: JobSelector, need: Resources): string {
+  const tags = Object.entries(selector.tags ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify([selector.runner_type ?? null, selector.job_type ?? null, tags, need.cpu_cores, need.memory_mb, need.disk_gb]);
+}
+
+/** The queued jobs that need the same thing. */
+export class Bucket {
+  private readonly heap = new MinHeap<QueuedJob>((a, b) => ahead(a.record, b.record));
+  /** Jobs in the bucket that are still queued. */
+  live = 0;
+
+  constructor(
+    readonly key: string,
+    readonly selector: JobSelector,
+    readonly need: Resources,
+  ) {}
+
+  /** The job placed next from this bucket. */
+  head(): QueuedJob | undefined {
+    let top = this.heap.peek();
+    while (top !== undefined && !top.live) {
+      this.heap.pop();
+      top = this.heap.peek();
+    }
+    return top;
+  }
+
+  add(entry: QueuedJob): void {
+    this.heap.push(entry);
+    this.live++;
+  }
+}
+
+export class QueueIndex {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly jobs = new Map<string, QueuedJob>();
+  private readonly delayed = new Map<string, Delayed>();
+  private readonly retryHeap = new MinHeap<Delayed>((a, b) => a.until < b.until);
+  private readonly deadlineHeap = new MinHeap<Deadline>((a, b) => a.at < b.at);
+
+  /** Queued jobs known, in buckets or held back. */
+  get size(): number {
+    return this.jobs.size + this.delayed.size;
+  }
+
+  /** Buckets with at least one job; empty ones are dropped. */
+  nonEmpty(): IterableIterator<Bucket> {
+    return this.buckets.values();
+  }
+
+  /** True when this attempt of the job is already indexed. */
+  has(jobId: string, attempt: number): boolean {
+    const known = this.jobs.get(jobId)?.record ?? this.delayed.get(jobId)?.record;
+    return known !== undefined && known.attempt === attempt;
+  }
+
+  /** The attempt of the job that is indexed, if any. */
+  attemptOf(jobId: string): number | undefined {
+    return (this.jobs.get(jobId)?.record ?? this.delayed.get(jobId)?.record)?.attempt;
+  }
+
+  /** Where the job waits: in a bucket, held back until a time, or not known. */
+  whereIs(jobId: string): { bucket: Bucket } | { until: number } | undefined {
+    const queued = this.jobs.get(jobId);
+    if (queued !== undefined) return { bucket: queued.bucket };
+    const delayed = this.delayed.get(jobId);
+    return delayed === undefined ? undefined : { until: delayed.until };
+  }
+
+  /**
+   * Indexes a queued job (replacing an earlier attempt of it); held back until `notBefore`
+   * when that is later than `now`. Returns its bucket when it can be placed now.
+   */
+  add(record: JobRecord, now: number, notBefore = 0): Bucket | undefined {
+    this.remove(record.job_id);
+    if (record.deadline !== undefined) {
+      this.deadlineHeap.push({ jobId: record.job_id, attempt: record.attempt, at: Date.parse(record.deadline) });
+    }
+    if (notBefore > now) {
+      const delayed: Delayed = { record, until: notBefore, live: true };
+      this.delayed.set(record.job_id, delayed);
+      this.retryHeap.push(delayed);
+      return undefined;
+    }
+    return this.enqueue(record);
+  }
+
+  /** The job left the queue (placed, cancelled, expired): forgets it. */
+  remove(jobId: string): void {
+    const queued = this.jobs.get(jobId);
+    if (queued !== undefined) {
+      this.jobs.delete(jobId);
+      queued.live = false;
+      queued.bucket.live--;
+      if (queued.bucket.live === 0) this.buckets.delete(queued.bucket.key);
+    }
+    const delayed = this.delayed.get(jobId);
+    if (delayed !== undefined) {
+      this.delayed.delete(jobId);
+      delayed.live = false;
+    }
+  }
+
+  /** Jobs whose backoff is over move into their buckets; returns those buckets. */
+  releaseDue(now: number): Bucket[] {
+    const released: Bucket[] = [];
+    for (let top = this.retryHeap.peek(); top !== undefined && (!top.live || top.until <= now); top = this.retryHeap.peek()) {
+      this.retryHeap.pop();
+      if (!top.live) continue;
+      this.delayed.delete(top.record.job_id);
+      released.push(this.enqueue(top.record));
+    }
+    return released;
+  }
+
+  /** Queued jobs whose deadline has passed, taken out of the index. */
+  takeExpired(now: number): JobRecord[] {
+    const expired: JobRecord[] = [];
+    for (let top = this.deadlineHeap.peek(); top !== undefined && top.at <= now; top = this.deadlineHeap.peek()) {
+      this.deadlineHeap.pop();
+      const record = this.jobs.get(top.jobId)?.record ?? this.delayed.get(top.jobId)?.record;
+      if (record === undefined || record.attempt !== top.attempt) continue;
+      this.remove(top.jobId);
+      expired.push(record);
+    }
+    return expired;
+  }
+
+  /** When the next held-back job or deadline is due; undefined when none is. */
+  nextDue(): number | undefined {
+    while (this.retryHeap.peek()?.live === false) this.retryHeap.pop();
+    const retry = this.retryHeap.peek()?.until;
+    const deadline = this.deadlineHeap.peek()?.at;
+    if (retry === undefined) return deadline;
+    return deadline === undefined ? retry : Math.min(retry, deadline);
+  }
+
+  private enqueue(record: JobRecord): Bucket {
+    const need = reservedFor(record.job.resource_requirements);
+    const key = needKey(record.selector, need);
+    let bucket = this.buckets.get(key);
+    if (bucket === undefined) {
+      bucket = new Bucket(key, record.selector, need);
+      this.buckets.set(key, bucket);
+    }
+    const entry: QueuedJob = { record, bucket, live: true };
+    this.jobs.set(record.job_id, entry);
+    bucket.add(entry);
+    return bucket;
+  }
+}
