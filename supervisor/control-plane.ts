@@ -185,6 +185,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
 
   function ended(session: NodeSession, output: NodeOutput): void {
     sessions.delete(session);
+    const sessionJtis = sessionTokens.sessionTokenIdsOf(session);
     sessionTokens.forget(session);
     const { nodeId, reason } = output;
     if (nodeId === undefined) return;
@@ -193,6 +194,16 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     registry.buryNode(view);
     session.logger.info({ node_id: nodeId, reason }, 'node gone');
     if (reason === 'expired' || reason === 'deregistered') coordinator.nodeGone(nodeId, `node ${reason}`);
+    if (reason === 'deregistered') revokeSession(session, nodeId, sessionJtis);
+  }
+
+  /** A session ends with `Deregister`: its session tokens are refused from then on, across restarts. */
+  function revokeSession(session: NodeSession, nodeId: string, jtis: readonly string[]): void {
+    for (const jti of jtis) {
+      tokenRegistry.revoke(jti, 'deregistered').catch((err: unknown) => {
+        session.logger.error({ err, node_id: nodeId, jti }, "could not revoke a deregistered node's session token");
+      });
+    }
   }
 
   /** Every node standing on a revoked token is told `token_revoked` and closed at once. */
