@@ -323,8 +323,9 @@ export class Agent {
   }
 
   /**
-   * The plane says this node never held the attempt: after a refused resume the agent is a
-   * new node, and a result from its old identity can never be stored from this one. Kept,
+   * The plane says this node never held the attempt: after a refused resume (or a restart
+   * of the agent, which keeps no session) the agent is a new node, and a result saved under
+   * its old identity can never be stored from this one. Kept,
    * it would be resent forever; the plane requeues that attempt when the old node expires.
    */
   private dropForeignResult(entry: OutboxEntry): void {
