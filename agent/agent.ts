@@ -256,7 +256,7 @@ export class Agent {
       case 'LogResync':
         return this.onLogResync(link, message.data);
       case 'Error':
-        return this.onError(link, message.data);
+        return this.onError(link, message.data, message.reply_to);
     }
   }
 
@@ -315,9 +315,12 @@ export class Agent {
     for (const chunk of chunks) link.send('LogChunk', chunk, childTraceparent(trace));
   }
 
-  private onError(link: PlaneLink, error: MessageData<'Error'>): void {
+  private onError(link: PlaneLink, error: MessageData<'Error'>, replyTo: string | undefined): void {
     const fields = { code: error.code, field: error.field, error_message: error.message };
     if (!error.fatal) {
+      const refused = replyTo === undefined ? undefined : this.outbox.sentAs(replyTo);
+      if (refused !== undefined && isForeignAttempt(error)) return this.dropForeignResult(refused);
+      // Anything else about a result (a store failure, say) leaves it for the resend timer.
       this.logger.warn(fields, 'control plane reported an error');
       return;
     }
@@ -337,6 +340,18 @@ export class Agent {
     if (this.stopped) return;
     this.logger.error({ reason }, 'giving up: retrying cannot succeed');
     void this.stop().then(() => this.giveUpWith?.(reason));
+  }
+
+  /**
+   * The plane says this node never held the attempt: after a refused resume (or a restart
+   * of the agent, which keeps no session) the agent is a new node, and a result saved under
+   * its old identity can never be stored from this one. Kept,
+   * it would be resent forever; the plane requeues that attempt when the old node expires.
+   */
+  private dropForeignResult(entry: OutboxEntry): void {
+    const { job_id, attempt } = entry.result;
+    this.jobs.ack(job_id, attempt);
+    this.logger.warn({ job_id, attempt, node_id: this.node }, 'result refused: this node never held the attempt (an earlier identity did); dropped');
   }
 
   private onDrain(): void {
@@ -399,8 +414,8 @@ export class Agent {
   private sendResult(link: PlaneLink, entry: OutboxEntry): void {
     // The node id is the current one: a refused resume may have given this agent a new one.
     const data = this.node === undefined ? entry.result : { ...entry.result, node_id: this.node };
-    link.send('JobResult', data, childTraceparent(entry.traceparent));
-    this.outbox.markSent(entry.result.job_id, entry.result.attempt, Date.now());
+    const messageId = link.send('JobResult', data, childTraceparent(entry.traceparent));
+    this.outbox.markSent(entry.result.job_id, entry.result.attempt, Date.now(), messageId);
   }
 
   /**
@@ -423,6 +438,11 @@ export class Agent {
     const until = Date.now() + timeoutMs;
     while (!done() && Date.now() < until && !this.stopped) await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** The plane's refusal of a job message for an attempt the sending node never held (PROTOCOL.md 4.5). */
+function isForeignAttempt(error: MessageData<'Error'>): boolean {
+  return error.code === 'invalid_message' && error.field === 'data.job_id';
 }
 
 /** Creates an agent and starts it connecting. */

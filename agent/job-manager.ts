@@ -151,7 +151,7 @@ export class JobManager {
     return (this.running.get(k) ?? this.ended.get(k))?.traceparent;
   }
 
-  /** The control plane stored the result: forget the job. */
+  /** The control plane stored the result, or said it never can from this node: forget the job. */
   ack(jobId: string, attempt: number): boolean {
     this.ended.delete(key(jobId, attempt));
     return this.options.outbox.ack(jobId, attempt);

@@ -70,13 +70,18 @@ export class PlaneLink {
     });
   }
 
-  /** Sends one message; silently dropped when the connection is already closed. */
-  send<T extends NodeMessageType>(type: T, data: MessageData<T>, traceparent?: string): void {
-    if (this.isClosed) return;
+  /**
+   * Sends one message; returns its envelope `id`, which the plane's answer (and any `Error`
+   * about it) carries back as `reply_to`. Undefined, and nothing sent, when already closed.
+   */
+  send<T extends NodeMessageType>(type: T, data: MessageData<T>, traceparent?: string): string | undefined {
+    if (this.isClosed) return undefined;
     nextMessageId = (nextMessageId + 1) % Number.MAX_SAFE_INTEGER;
-    const envelope: Record<string, unknown> = { type, id: `n-${nextMessageId}`, data };
+    const id = `n-${nextMessageId}`;
+    const envelope: Record<string, unknown> = { type, id, data };
     if (traceparent !== undefined) envelope.traceparent = traceparent;
     this.conn.send(this.codec, encodeBody(this.codec, envelope));
+    return id;
   }
 
   /** Flushes what is queued, then closes. */

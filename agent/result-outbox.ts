@@ -16,8 +16,10 @@ export interface OutboxEntry {
 
 export class ResultOutbox {
   private readonly entries = new Map<string, OutboxEntry>();
-  // When each result was last sent, in ms; memory only: after a restart all are due.
-  private readonly sentAt = new Map<string, number>();
+  // When each result was last sent (ms) and as which envelope id; memory only: after a restart all are due.
+  private readonly sent = new Map<string, { at: number; messageId?: string }>();
+  // The envelope id of each result's last send, back to its key: an `Error` names it in `reply_to`.
+  private readonly byMessageId = new Map<string, string>();
   private readonly dir: string;
 
   /** Opens (creating if needed) `<workDir>/.outbox` and loads what an earlier run left there. */
@@ -53,10 +55,13 @@ export class ResultOutbox {
     }
   }
 
-  /** The control plane stored it: forget it. False when it was not held. */
+  /**
+   * The control plane stored it, or said it never can (from this node): forget it.
+   * False when it was not held.
+   */
   ack(jobId: string, attempt: number): boolean {
     const k = key(jobId, attempt);
-    this.sentAt.delete(k);
+    this.forgetSend(k);
     if (!this.entries.delete(k)) return false;
     rmSync(this.fileOf(jobId, attempt), { force: true });
     return true;
@@ -71,19 +76,36 @@ export class ResultOutbox {
     return [...this.entries.values()];
   }
 
-  /** The result was just sent at `now` (ms). */
-  markSent(jobId: string, attempt: number, now: number): void {
-    if (this.entries.has(key(jobId, attempt))) this.sentAt.set(key(jobId, attempt), now);
+  /** The result was just sent at `now` (ms), as the envelope `messageId` when there is one. */
+  markSent(jobId: string, attempt: number, now: number, messageId?: string): void {
+    const k = key(jobId, attempt);
+    if (!this.entries.has(k)) return;
+    // Only the last send is answered on a live connection: one id per result keeps this bounded.
+    this.forgetSend(k);
+    this.sent.set(k, messageId === undefined ? { at: now } : { at: now, messageId });
+    if (messageId !== undefined) this.byMessageId.set(messageId, k);
+  }
+
+  /** The held result last sent as envelope `messageId`, if any: what an `Error`'s `reply_to` is about. */
+  sentAs(messageId: string): OutboxEntry | undefined {
+    const k = this.byMessageId.get(messageId);
+    return k === undefined ? undefined : this.entries.get(k);
   }
 
   /** Unacked results not sent within the last `intervalMs` (or never), oldest first. */
   dueForResend(now: number, intervalMs: number): OutboxEntry[] {
-    return this.pending().filter((e) => now - (this.sentAt.get(key(e.result.job_id, e.result.attempt)) ?? -Infinity) >= intervalMs);
+    return this.pending().filter((e) => now - (this.sent.get(key(e.result.job_id, e.result.attempt))?.at ?? -Infinity) >= intervalMs);
   }
 
   /** Job ids with an unacked result, for `resume.unacked_results`. */
   unacked(): string[] {
     return [...new Set([...this.entries.values()].map((e) => e.result.job_id))];
+  }
+
+  private forgetSend(k: string): void {
+    const messageId = this.sent.get(k)?.messageId;
+    if (messageId !== undefined) this.byMessageId.delete(messageId);
+    this.sent.delete(k);
   }
 
   private fileOf(jobId: string, attempt: number): string {

@@ -115,6 +115,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     registry,
     sessionTokens,
     coordinator,
+    revoke: (jti, reason) => tokenRegistry.revoke(jti, reason),
     wakeScheduler,
   });
   const host = planeSessionHost({ controlPlaneId: id, logger: log, config, registrar, coordinator, bus, security, wakeScheduler });

@@ -25,6 +25,8 @@ export interface RegistrarOptions {
   registry: NodeRegistry;
   sessionTokens: SessionTokens<NodeSession>;
   coordinator: JobCoordinator;
+  /** Revokes a token id for good (the revocation registry): a deregistered session's tokens. */
+  revoke(jti: string, reason: string): Promise<unknown>;
   /** Asks the scheduler for a pass: a node came with room. */
   wakeScheduler(): void;
 }
@@ -77,6 +79,7 @@ export class Registrar {
 
   /** The node's actor ended: forget its session; when it is gone for good, its jobs go back to the queue. */
   ended(session: NodeSession, output: NodeOutput): void {
+    const sessionJtis = this.o.sessionTokens.sessionTokenIdsOf(session);
     this.o.sessionTokens.forget(session);
     const { nodeId, reason } = output;
     if (nodeId === undefined) return;
@@ -86,6 +89,16 @@ export class Registrar {
     session.logger.info({ node_id: nodeId, reason }, 'node gone');
     // Replaced or shut down: the node lives on elsewhere, or comes back to resume its jobs.
     if (reason === 'expired' || reason === 'deregistered' || reason === 'failed') this.o.coordinator.nodeGone(nodeId, `node ${reason}`);
+    if (reason === 'deregistered') this.revokeSession(session, nodeId, sessionJtis);
+  }
+
+  /** A session ends with `Deregister`: its session tokens are refused from then on, across restarts. */
+  private revokeSession(session: NodeSession, nodeId: string, jtis: readonly string[]): void {
+    for (const jti of jtis) {
+      this.o.revoke(jti, 'deregistered').catch((err: unknown) => {
+        session.logger.error({ err, node_id: nodeId, jti }, "could not revoke a deregistered node's session token");
+      });
+    }
   }
 
   private ack(registration: Registration, auth: Authenticated): EnvelopeOf<'RegisterAck'>['data'] {

@@ -1,8 +1,9 @@
 // The tokens each registered node stands on, and the refresh of its session token.
 // A session remembers the ids (`jti`) of the token it registered or resumed with, of the
 // registration token its session descends from, and of every session token it was given, so a
-// revocation of any of them finds it. Its session token is re-issued with `TokenRefresh` at two
-// thirds of its life (one timer per session, cleared when the session goes).
+// revocation of any of them finds it, and a `Deregister` can revoke its session tokens. Its session
+// token is re-issued with `TokenRefresh` at two thirds of its life (one timer per session,
+// cleared when the session goes).
 import type { Logger } from 'pino';
 import type { MessageData } from '../../protocol/messages.js';
 import type { TokenInfo } from '../store/token-store.js';
@@ -82,6 +83,16 @@ export class SessionTokens<S extends RefreshableSession> {
   /** The token ids a session stands on (empty when not tracked). */
   tokenIdsOf(session: S): readonly string[] {
     return this.#tracked.get(session)?.grant.tokenIds ?? [];
+  }
+
+  /**
+   * The ids of the session tokens a session stands on: the one it resumed with, the one its
+   * RegisterAck gave and every refresh. Not its registration token, which registers afresh.
+   * What `Deregister` revokes: a session that ended may not be resumed (empty when not tracked).
+   */
+  sessionTokenIdsOf(session: S): string[] {
+    const grant = this.#tracked.get(session)?.grant;
+    return grant === undefined ? [] : grant.tokenIds.filter((jti) => jti !== grant.registrationJti);
   }
 
   /** Clears every timer (the plane stops). */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -261,6 +261,54 @@ describe('Agent', () => {
     const fresh = await conn.next('RegisterNode');
     expect(fresh.data.auth_token).toBe(TOKEN);
     expect(fresh.data.resume).toBeUndefined();
+  });
+
+  it('drops a saved result the plane refuses as never held by its new identity, after a refused resume; keeps one it could not store', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const warnings = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    agent({ resultResendIntervalMs: 100, logger: warnings });
+    let conn = await plane.nextConnection();
+    const { nodeId: oldNode } = await registered(conn);
+    const job = assignment(['echo', 'hi']);
+    conn.send('JobAssignment', job);
+    await conn.next('JobResult');
+    conn.drop();
+
+    // The resume is refused: the agent registers afresh and is given a new node id.
+    conn = await plane.nextConnection();
+    expect((await conn.next('RegisterNode')).data.resume?.node_id).toBe(oldNode);
+    conn.send('Error', { code: 'token_revoked', message: 'token has been revoked', fatal: true });
+    conn.drop();
+    conn = await plane.nextConnection();
+    const { nodeId: newNode } = await registered(conn);
+
+    // A store failure about this very result keeps it: it comes again on the resend timer.
+    const first = await conn.next('JobResult');
+    expect(first.data).toMatchObject({ job_id: job.job_id, attempt: 1, node_id: newNode });
+    expect(first.id).toBeDefined();
+    conn.send('Error', { code: 'internal', message: 'cannot store the result', fatal: false }, CODEC_MSGPACK, first.id);
+    const again = await conn.next('JobResult');
+    expect(again.id).not.toBe(first.id);
+
+    // What the plane answers for an attempt this node never held: the result is dropped.
+    const refusal = `data.job_id: JobResult for job ${job.job_id} attempt 1, which this node does not hold`;
+    conn.send('Error', { code: 'invalid_message', message: refusal, fatal: false, field: 'data.job_id' }, CODEC_MSGPACK, again.id);
+    conn.send('Configure', { heartbeat_interval_ms: 100 });
+    for (let i = 0; i < 5; i++) await conn.next('Heartbeat');
+    expect(conn.all('JobResult')).toHaveLength(2);
+    expect(readdirSync(join(workDir, '.outbox'))).toEqual([]);
+    const dropped = lines.filter((l) => l.job_id === job.job_id && String(l.msg).includes('dropped'));
+    expect(dropped).toHaveLength(1);
+    expect(dropped[0]).toMatchObject({ level: 40, attempt: 1 });
+
+    // Nor is it sent, or named as unacked, after the next reconnect.
+    conn.drop();
+    conn = await plane.nextConnection();
+    const reg = await conn.next('RegisterNode');
+    expect(reg.data.resume).toEqual({ node_id: newNode, running_jobs: [], unacked_results: [] });
+    conn.send('RegisterAck', ack(newNode, { resumed: true, heartbeat_interval_ms: 100 }));
+    for (let i = 0; i < 3; i++) await conn.next('Heartbeat');
+    expect(conn.all('JobResult')).toEqual([]);
   });
 
   it('connects over a Unix socket', async () => {

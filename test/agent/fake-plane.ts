@@ -77,8 +77,10 @@ export class PlaneConn {
     return this.received.filter((r) => r.message.type === type).map((r) => r.message as EnvelopeOf<T>);
   }
 
-  send<T extends PlaneMessageType>(type: T, data: MessageData<T>, codec: Codec = CODEC_MSGPACK): void {
-    this.sendRaw(codec, encodeBody(codec, { type, data, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }));
+  send<T extends PlaneMessageType>(type: T, data: MessageData<T>, codec: Codec = CODEC_MSGPACK, replyTo?: string): void {
+    const envelope: Record<string, unknown> = { type, data, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' };
+    if (replyTo !== undefined) envelope.reply_to = replyTo;
+    this.sendRaw(codec, encodeBody(codec, envelope));
   }
 
   sendRaw(codecByte: number, body: Uint8Array): void {

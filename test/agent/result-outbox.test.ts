@@ -71,6 +71,22 @@ describe('ResultOutbox', () => {
     expect(readdirSync(join(workDir, '.outbox'))).toContain('broken.json.bad');
   });
 
+  it('tells which held result an envelope id was last sent as, and forgets it on ack or resend', () => {
+    const box = new ResultOutbox(workDir);
+    const a = entry(randomUUID());
+    box.add(a);
+    box.markSent(a.result.job_id, 1, 1_000, 'n-1');
+    expect(box.sentAs('n-1')).toEqual(a);
+    box.markSent(a.result.job_id, 1, 2_000, 'n-2');
+    expect(box.sentAs('n-1')).toBeUndefined();
+    expect(box.sentAs('n-2')).toEqual(a);
+    box.ack(a.result.job_id, 1);
+    expect(box.sentAs('n-2')).toBeUndefined();
+    // Never sent as anything: nothing.
+    box.markSent(randomUUID(), 1, 3_000, 'n-3');
+    expect(box.sentAs('n-3')).toBeUndefined();
+  });
+
   it('names as due for a resend the results never sent or sent an interval ago, and none once acked', () => {
     const box = new ResultOutbox(workDir);
     const a = entry(randomUUID());
