@@ -44,9 +44,9 @@ const dial = (url: URL, clientTls?: ClientTlsOptions): Promise<Connection> =>
 
 const harnesses: Harness[] = [];
 const harness = async (serverTls?: ServerTlsOptions): Promise<Harness> => {
-  const h = new Harness(TLS);
+  const h = await new Harness(TLS).listen(undefined, { tls: serverTls });
   harnesses.push(h);
-  return h.listen(undefined, { tls: serverTls });
+  return h;
 };
 afterEach(async () => {
   for (const h of harnesses.splice(0)) await h.close();
