@@ -1,11 +1,47 @@
 // The admin HTTP API over a real socket, with real tokens and an in-memory plane.
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type * as TimersPromises from 'node:timers/promises';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { readSse, type SseEvent } from '../../../cli/sse-reader.js';
 import { createLogger } from '../../../observability/logger.js';
 import { startAdminApi, type AdminApi } from '../../../supervisor/admin/api-server.js';
 import { TokenAuthority, type ApiRole } from '../../../supervisor/tokens/tokens.js';
 import { FakePlaneApi } from './fake-plane-api.js';
+
+/**
+ * The follow loop's poll timer (`node:timers/promises`), under the test's hand while `held` is
+ * set: each wait is kept in `waits` until the test fires it or its signal aborts; otherwise
+ * the real timer. (Fake timers do not reach `timers/promises`.)
+ */
+const pollTimer = vi.hoisted(() => ({
+  held: false,
+  waits: [] as { fire: () => void; signal: AbortSignal | undefined }[],
+  waiters: [] as (() => void)[],
+}));
+vi.mock('node:timers/promises', async (importOriginal) => {
+  const real = await importOriginal<typeof TimersPromises>();
+  const setTimeout = (ms?: number, value?: unknown, options?: { signal?: AbortSignal }): Promise<unknown> => {
+    if (!pollTimer.held) return real.setTimeout(ms, value, options);
+    return new Promise((resolve, reject) => {
+      const signal = options?.signal;
+      if (signal?.aborted === true) return reject(new Error('aborted'));
+      const wait = { fire: () => resolve(value), signal };
+      signal?.addEventListener('abort', () => {
+        pollTimer.waits.splice(pollTimer.waits.indexOf(wait), 1);
+        reject(new Error('aborted'));
+      });
+      pollTimer.waits.push(wait);
+      for (const w of pollTimer.waiters.splice(0)) w();
+    });
+  };
+  return { ...real, setTimeout };
+});
+
+/** The next held wait of the poll timer, once the follow loop has started it. */
+async function heldWait(): Promise<(typeof pollTimer.waits)[number]> {
+  while (pollTimer.waits.length === 0) await new Promise<void>((resolve) => pollTimer.waiters.push(resolve));
+  return pollTimer.waits[0]!;
+}
 
 const secret = randomBytes(32);
 const tokens = new TokenAuthority(secret);
@@ -328,23 +364,41 @@ describe('GET /v1/jobs/{id}/logs', () => {
   });
 
   it('stops polling when the client goes away', async () => {
-    const jobId = await queuedJob();
-    plane.appendLog(jobId, 'stdout', 'one\n');
-    const abort = new AbortController();
-    const res = await fetch(`${server.url}/v1/jobs/${jobId}/logs?follow=1`, {
-      headers: { authorization: `Bearer ${as('viewer')}` },
-      signal: abort.signal,
-    });
-    const events = readSse(res.body as ReadableStream<Uint8Array>);
-    await next(events);
-    const pollsBefore = plane.logPolls;
-    await waitUntil(() => plane.logPolls > pollsBefore + 1);
-    abort.abort();
-    await new Promise((r) => setTimeout(r, 500));
-    const pollsAfterClose = plane.logPolls;
-    await new Promise((r) => setTimeout(r, 1_000));
-    // A 200 ms poll would have run about five more times.
-    expect(plane.logPolls - pollsAfterClose).toBeLessThanOrEqual(1);
+    pollTimer.held = true;
+    try {
+      const jobId = await queuedJob();
+      plane.appendLog(jobId, 'stdout', 'one\n');
+      const abort = new AbortController();
+      const res = await fetch(`${server.url}/v1/jobs/${jobId}/logs?follow=1`, {
+        headers: { authorization: `Bearer ${as('viewer')}` },
+        signal: abort.signal,
+      });
+      const events = readSse(res.body as ReadableStream<Uint8Array>);
+      await next(events);
+      // It polls each time its timer fires.
+      const pollsBefore = plane.logPolls;
+      for (let i = 0; i < 2; i++) {
+        const wait = await heldWait();
+        wait.fire();
+        pollTimer.waits.splice(0, 1);
+      }
+      await heldWait();
+      expect(plane.logPolls).toBeGreaterThan(pollsBefore + 1);
+
+      const waiting = await heldWait();
+      abort.abort();
+      // The server saw the client go: the loop's wait is aborted, not left to fire.
+      await new Promise((resolve) => waiting.signal!.addEventListener('abort', resolve));
+      const pollsAfterClose = plane.logPolls;
+      // A request after it is answered once the aborted loop has run on; it started no new wait.
+      const probe = await fetch(`${server.url}/v1/jobs/${jobId}`, { headers: { authorization: `Bearer ${as('viewer')}` } });
+      expect(probe.status).toBe(200);
+      expect(pollTimer.waits).toEqual([]);
+      expect(plane.logPolls - pollsAfterClose).toBeLessThanOrEqual(1);
+    } finally {
+      pollTimer.held = false;
+      for (const wait of pollTimer.waits.splice(0)) wait.fire();
+    }
   });
 
   it('ends open follows when the server closes', async () => {
@@ -371,9 +425,4 @@ async function collect(events: AsyncGenerator<SseEvent>): Promise<SseEvent[]> {
   const all: SseEvent[] = [];
   for await (const event of events) all.push(event);
   return all;
-}
-
-async function waitUntil(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 50));
-  if (!condition()) throw new Error('condition not met in time');
 }
