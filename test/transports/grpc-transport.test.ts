@@ -1,4 +1,4 @@
-// The grpc and grpcs transports over real sockets on port 0: `grpc://` runs the transport
+// The grpc and grpcs transports over real sockets on port 0: both run the transport
 // contract (transport-contract.ts); then what only gRPC does, with raw grpc-js clients for what
 // no Muster peer would send, a child process for a peer that dies or stops, and a throwaway PKI
 // for grpcs.
@@ -51,6 +51,16 @@ const GRPC: TransportFixture = {
 };
 
 transportContract(GRPC);
+
+transportContract({
+  ...GRPC,
+  name: 'grpcs',
+  listenUrl: () => 'grpcs://127.0.0.1:0',
+  urlPattern: /^grpcs:\/\/127\.0\.0\.1:[1-9]\d*$/,
+  serverTls: SERVER_TLS,
+  clientTls: { ca: pki.ca },
+  refusedDial: /connect to grpcs:.* failed: .*ECONNREFUSED/,
+});
 
 /** The harness with raw grpc-js calls of its own. */
 class GrpcHarness extends Harness {

@@ -1,4 +1,4 @@
-// The Transport contract: every transport (tcp, unix, tls, ws, grpc) runs this same suite over
+// The Transport contract: every transport (tcp, unix, tls, ws, wss, grpc, grpcs) runs this suite over
 // real sockets, through the registry as users reach it (`transports/builtin.js`), so a node
 // session can rely on one behaviour whatever the scheme. A fixture says how to listen and dial
 // and what the transport can and cannot do (a message transport cannot split a frame); each

@@ -1,5 +1,5 @@
-// The WebSocket transport over real sockets on port 0: `ws://` runs the transport contract
-// (transport-contract.ts); then what only WebSocket does, with raw `ws` clients for what no
+// The WebSocket transport over real sockets on port 0: `ws://` and `wss://` run the transport
+// contract (transport-contract.ts); then what only WebSocket does, with raw `ws` clients for what no
 // Muster peer would send: the message forms of the codecs, the subprotocol and path, ws's own
 // payload cap, the keepalive ping (under fake interval timers), and `wss://` with
 // certificates made at test time, with and without mutual TLS.
@@ -41,6 +41,21 @@ const WS: TransportFixture = {
 };
 
 transportContract(WS);
+
+const pki = makeTestPki();
+
+// TLS below: a socket counts what was written in one turn until the next, so the limit holds a
+// burst (as in tls-transport.test.ts).
+transportContract({
+  ...WS,
+  name: 'wss',
+  listenUrl: () => `wss://127.0.0.1:0${WS_PATH}`,
+  urlPattern: /^wss:\/\/127\.0\.0\.1:[1-9]\d*\/v1\/connect$/,
+  sendLimit: 1024 * 1024,
+  serverTls: { cert: pki.server.cert, key: pki.server.key, requireClientCert: false },
+  clientTls: { ca: pki.ca },
+  refusedDial: /connect to wss:.* failed/,
+});
 
 const dial = (url: URL, extra: Partial<DialOptions> = {}): Promise<Connection> =>
   dialWith(url, { tls: extra.tls, sendLimit: SEND_LIMIT });
@@ -185,7 +200,6 @@ describe('ws transport', () => {
 });
 
 describe('wss transport', () => {
-  const pki = makeTestPki();
   const WSS = `wss://127.0.0.1:0${WS_PATH}`;
 
   it('needs a certificate to listen', async () => {
