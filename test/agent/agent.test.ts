@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { pino, type Logger } from 'pino';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { startAgent, type Agent, type AgentOptions } from '../../agent/agent.js';
 import type { MessageData } from '../../protocol/messages.js';
 import '../../transports/builtin.js';
@@ -41,6 +43,29 @@ function agent(extra: Partial<AgentOptions> = {}): Agent {
   });
   agents.push(a);
   return a;
+}
+
+/** A logger whose lines the test can await: the agent's own account of what it did. */
+function logEvents(): { logger: Logger; next(msg: string, fields: Record<string, unknown>): Promise<void> } {
+  const lines: Record<string, unknown>[] = [];
+  const waiters: (() => void)[] = [];
+  const logger = pino(
+    { level: 'info' },
+    {
+      write(line: string) {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+        for (const w of waiters.splice(0)) w();
+      },
+    },
+  );
+  const seen = (msg: string, fields: Record<string, unknown>): boolean =>
+    lines.some((l) => l.msg === msg && Object.entries(fields).every(([k, v]) => l[k] === v));
+  return {
+    logger,
+    async next(msg, fields) {
+      while (!seen(msg, fields)) await new Promise<void>((resolve) => waiters.push(resolve));
+    },
+  };
 }
 
 function ack(nodeId: string, extra: Partial<MessageData<'RegisterAck'>> = {}): MessageData<'RegisterAck'> {
@@ -191,10 +216,16 @@ describe('Agent', () => {
   });
 
   it('keeps a job running while disconnected and delivers its logs and result once registered again', async () => {
-    agent();
+    const log = logEvents();
+    agent({ logger: log.logger });
     let conn = await plane.nextConnection();
     const { nodeId } = await registered(conn);
-    const job = assignment(['sh', '-c', 'sleep 0.5; echo later']);
+    // The job runs until the test opens its gate (a FIFO), so it is still running when the agent registers again.
+    const gateDir = mkdtempSync(join(os.tmpdir(), 'muster-gate-'));
+    onTestFinished(() => rmSync(gateDir, { recursive: true, force: true }));
+    const gate = join(gateDir, 'gate.fifo');
+    execFileSync('mkfifo', [gate]);
+    const job = assignment(['sh', '-c', 'read go < "$0"; echo later', gate]);
     conn.send('JobAssignment', job);
     await conn.next('JobAccepted');
     conn.drop();
@@ -203,7 +234,9 @@ describe('Agent', () => {
     const reg = await conn.next('RegisterNode');
     expect(reg.data.resume?.running_jobs).toEqual([job.job_id]);
     // Hold the RegisterAck back until the job is over, so its output had to be queued.
-    await new Promise((r) => setTimeout(r, 1_000));
+    const ended = log.next('job ended', { job_id: job.job_id });
+    await writeFile(gate, 'go\n');
+    await ended;
     expect(conn.all('LogChunk')).toEqual([]);
     conn.send('RegisterAck', ack(nodeId, { resumed: true }));
     expect((await conn.next('LogChunk')).data).toMatchObject({ job_id: job.job_id, seq: 0, data: 'later\n' });

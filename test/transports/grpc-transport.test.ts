@@ -1,6 +1,7 @@
-// The grpc and grpcs transports over real sockets on port 0, through the registry as users
-// reach them (`transports/builtin.js`), with raw grpc-js clients for what no Muster peer
-// would send, a child process for a peer that dies, and a throwaway PKI for grpcs.
+// The grpc and grpcs transports over real sockets on port 0: both run the transport
+// contract (transport-contract.ts); then what only gRPC does, with raw grpc-js clients for what
+// no Muster peer would send, a child process for a peer that dies or stops, and a throwaway PKI
+// for grpcs.
 import { describe, it, expect, afterEach } from 'vitest';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -8,93 +9,67 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import '../../transports/builtin.js';
-import {
-  transportFor,
-  type ClientTlsOptions,
-  type Connection,
-  type ServerTlsOptions,
-  type TransportServer,
-} from '../../transports/transport.js';
+import { transportFor, type ClientTlsOptions, type Connection, type ServerTlsOptions } from '../../transports/transport.js';
 import { connectMethod, PROTO_PATH, type GrpcFrame } from '../../transports/grpc-frame.js';
 import { grpcMessageLimit } from '../../transports/grpc-options.js';
 import type { MusterError } from '../../protocol/errors.js';
 import { CODEC_JSON, CODEC_MSGPACK, encodeBody } from '../../protocol/codec.js';
-import { sampleMessages } from '../protocol/sample-messages.js';
 import { makeTestPki } from './test-certificates.js';
 import { RecordingSink } from './recording-sink.js';
+import {
+  Harness,
+  MAX_FRAME,
+  dial as dialWith,
+  digest,
+  nextTurn,
+  sample,
+  transportContract,
+  type HarnessOptions,
+  type TransportFixture,
+} from './transport-contract.js';
 
-const MAX_FRAME = 64 * 1024;
 const SEND_LIMIT = 64 * 1024;
-
-interface Peer {
-  conn: Connection;
-  sink: RecordingSink;
-}
 
 const pki = makeTestPki();
 const SERVER_TLS: ServerTlsOptions = { cert: pki.server.cert, key: pki.server.key, requireClientCert: false };
 const MUTUAL_TLS: ServerTlsOptions = { ...SERVER_TLS, ca: pki.ca, requireClientCert: true };
 
-interface HarnessOptions {
-  /** Default true: start every accepted connection at once. */
-  autoStart?: boolean;
-  tls?: ServerTlsOptions;
-  /** maxSendBufferBytes on both sides; default SEND_LIMIT. */
-  sendLimit?: number;
-}
+const GRPC: TransportFixture = {
+  name: 'grpc',
+  kind: 'grpc',
+  listenUrl: () => 'grpc://127.0.0.1:0',
+  urlPattern: /^grpc:\/\/127\.0\.0\.1:[1-9]\d*$/,
+  acceptedAddress: /^127\.0\.0\.1:\d+$/,
+  dialedAddress: (url) => url.host,
+  sendLimit: SEND_LIMIT,
+  // A burst goes out as fast as HTTP/2 flow control lets it: the queue may hold all of it for a while.
+  burstSendLimit: 4 * 1024 * 1024,
+  carriesEncryptedCodecBytes: true,
+  byteStream: false,
+  refusedDial: /connect to grpc:.* failed: .*ECONNREFUSED/,
+  vanishReason: /ended without our status/,
+};
 
-/** A listening server whose connections are collected (and started unless told otherwise). */
-class Harness {
-  server!: TransportServer;
-  readonly accepted: Peer[] = [];
-  private readonly dialed: Connection[] = [];
-  private readonly raws: grpc.Client[] = [];
-  private waiters: (() => void)[] = [];
+transportContract(GRPC);
 
-  private sendLimit = SEND_LIMIT;
+transportContract({
+  ...GRPC,
+  name: 'grpcs',
+  listenUrl: () => 'grpcs://127.0.0.1:0',
+  urlPattern: /^grpcs:\/\/127\.0\.0\.1:[1-9]\d*$/,
+  serverTls: SERVER_TLS,
+  clientTls: { ca: pki.ca },
+  refusedDial: /connect to grpcs:.* failed: .*ECONNREFUSED/,
+});
 
-  async listen(url: string, options: HarnessOptions = {}): Promise<void> {
-    this.sendLimit = options.sendLimit ?? SEND_LIMIT;
-    this.server = await transportFor(new URL(url)).listen(new URL(url), {
-      maxFrameBytes: MAX_FRAME,
-      maxSendBufferBytes: this.sendLimit,
-      tls: options.tls,
-      onConnection: (conn) => {
-        const sink = new RecordingSink();
-        if (options.autoStart !== false) conn.start(sink);
-        this.accepted.push({ conn, sink });
-        for (const w of this.waiters.splice(0)) w();
-      },
-    });
-  }
-
-  async nth(i: number): Promise<Peer> {
-    while (this.accepted.length <= i) await new Promise<void>((resolve) => this.waiters.push(resolve));
-    return this.accepted[i]!;
-  }
-
-  /** Dials with the transport; `start: false` leaves the connection unread. */
-  async dial(tls?: ClientTlsOptions, start = true): Promise<Peer> {
-    const conn = await dial(new URL(this.server.url), tls, this.sendLimit);
-    this.dialed.push(conn);
-    const sink = new RecordingSink();
-    if (start) conn.start(sink);
-    return { conn, sink };
-  }
-
+/** The harness with raw grpc-js calls of its own. */
+class GrpcHarness extends Harness {
   /** A plain grpc-js call, to send Frames no Muster peer would. */
-  raw(): RawCall {
+  rawCall(): RawCall {
     const url = new URL(this.server.url);
     const client = new grpc.Client(url.host, grpc.credentials.createInsecure());
-    this.raws.push(client);
+    this.onClose(() => client.close());
     return new RawCall(client);
-  }
-
-  /** Stops listening and closes every connection of this harness, as an owner must. */
-  async close(): Promise<void> {
-    await this.server.close();
-    await Promise.all([...this.dialed, ...this.accepted.map((a) => a.conn)].map((c) => c.close()));
-    for (const client of this.raws) client.close();
   }
 }
 
@@ -103,6 +78,7 @@ class RawCall {
   readonly call: grpc.ClientDuplexStream<GrpcFrame, GrpcFrame>;
   readonly received: GrpcFrame[] = [];
   readonly status: Promise<grpc.StatusObject>;
+  private waiters: (() => void)[] = [];
 
   constructor(client: grpc.Client) {
     this.call = client.makeBidiStreamRequest(
@@ -110,7 +86,10 @@ class RawCall {
       connectMethod.requestSerialize,
       connectMethod.responseDeserialize,
     );
-    this.call.on('data', (frame: GrpcFrame) => this.received.push(frame));
+    this.call.on('data', (frame: GrpcFrame) => {
+      this.received.push(frame);
+      for (const w of this.waiters.splice(0)) w();
+    });
     this.call.on('error', () => {}); // the status below says it
     this.status = new Promise((resolve) => this.call.on('status', resolve));
   }
@@ -118,20 +97,15 @@ class RawCall {
   send(frame: GrpcFrame): void {
     this.call.write(frame);
   }
+
+  /** Resolves once `predicate` holds, checked on each received Frame; the test timeout bounds the wait. */
+  async until(predicate: () => boolean): Promise<void> {
+    while (!predicate()) await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
 }
 
 const DIAL_OPTIONS = { maxFrameBytes: MAX_FRAME, maxSendBufferBytes: SEND_LIMIT, connectTimeoutMs: 5_000 };
-const dial = (url: URL, tls?: ClientTlsOptions, maxSendBufferBytes = SEND_LIMIT): Promise<Connection> =>
-  transportFor(url).dial(url, { ...DIAL_OPTIONS, maxSendBufferBytes, tls });
-
-/** Frames as short comparable strings: toStrictEqual walks big Buffers byte by byte, slowly. */
-const digest = (frames: { codecByte: number; body: Uint8Array }[]): string[] =>
-  frames.map((f) => `${f.codecByte}:${Buffer.from(f.body).toString('base64')}`);
-
-/** For raw calls, which wake nobody: checks every 10 ms; the test timeout bounds the wait. */
-async function poll(predicate: () => boolean): Promise<void> {
-  while (!predicate()) await sleep(10);
-}
+const dial = (url: URL, tls?: ClientTlsOptions): Promise<Connection> => dialWith(url, { tls, sendLimit: SEND_LIMIT });
 
 /**
  * A node as a separate process, using grpc-js directly: it dials the harness, sends one frame,
@@ -173,22 +147,12 @@ async function nodeProcess(h: Harness): Promise<{ child: ChildProcess; status: P
   return { child, status };
 }
 
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-const sample = (i: number): { codecByte: number; body: Uint8Array } => {
-  const msgs = Object.values(sampleMessages());
-  const codecByte = i % 2 === 0 ? CODEC_JSON : CODEC_MSGPACK;
-  return { codecByte, body: encodeBody(codecByte === CODEC_JSON ? CODEC_JSON : CODEC_MSGPACK, msgs[i % msgs.length]) };
-};
-
 const errorFrame = (err: MusterError): Uint8Array => encodeBody(CODEC_JSON, { type: 'Error', data: err.toData() });
 
 const harnesses: Harness[] = [];
 const cleanup: (() => unknown)[] = [];
-const harness = async (url = 'grpc://127.0.0.1:0', options: HarnessOptions = {}): Promise<Harness> => {
-  const h = new Harness();
-  await h.listen(url, options);
+const harness = async (url = 'grpc://127.0.0.1:0', options: HarnessOptions = {}): Promise<GrpcHarness> => {
+  const h = await new GrpcHarness(GRPC).listen(url, options);
   harnesses.push(h);
   return h;
 };
@@ -198,37 +162,9 @@ afterEach(async () => {
 });
 
 describe('grpc transport', () => {
-  // A burst goes out as fast as HTTP/2 flow control lets it: the queue may hold all of it for a while.
-  const BURST_LIMIT = 4 * 1024 * 1024;
-
-  it('serves a URL with the real port and carries frames both ways in both codecs, in order', async () => {
-    const h = await harness(undefined, { sendLimit: BURST_LIMIT });
-    expect(h.server.url).toMatch(/^grpc:\/\/127\.0\.0\.1:[1-9]\d*$/);
-    const client = await h.dial();
-    const server = await h.nth(0);
-    expect(server.conn.remoteAddress).toMatch(/^127\.0\.0\.1:\d+$/);
-    expect(client.conn.remoteAddress).toBe(new URL(h.server.url).host);
-    expect(server.conn.id).toMatch(/^c-\d+$/);
-    expect(server.conn.id).not.toBe(client.conn.id);
-    expect(server.conn.peerNames).toEqual([]);
-
-    const sent = Array.from({ length: 40 }, (_, i) => sample(i));
-    sent.push({ codecByte: 0x81, body: new Uint8Array(0) }); // encrypted JSON, empty body
-    sent.push({ codecByte: 0x82, body: new Uint8Array(100).fill(7) }); // encrypted MessagePack
-    sent.push({ codecByte: CODEC_MSGPACK, body: new Uint8Array(MAX_FRAME - 1).fill(9) }); // the largest allowed
-    for (const f of sent) client.conn.send(f.codecByte, f.body);
-    for (const f of sent) server.conn.send(f.codecByte, f.body);
-    await server.sink.until(() => server.sink.frames.length === sent.length);
-    await client.sink.until(() => client.sink.frames.length === sent.length);
-    expect(digest(server.sink.frames)).toStrictEqual(digest(sent));
-    expect(digest(client.sink.frames)).toStrictEqual(digest(sent));
-    expect(server.sink.errors).toEqual([]);
-    expect(client.sink.errors).toEqual([]);
-  });
-
   it('puts the codec byte on the wire as the Frame fields of muster.proto', async () => {
     const h = await harness();
-    const raw = h.raw();
+    const raw = h.rawCall();
     raw.send({ codec: 2, body: Buffer.from('abc'), encrypted: true });
     raw.send({ codec: 1, body: Buffer.from('{}'), encrypted: false });
     const peer = await h.nth(0);
@@ -236,7 +172,7 @@ describe('grpc transport', () => {
     expect(peer.sink.frames.map((f) => f.codecByte)).toEqual([0x82, 0x01]);
     peer.conn.send(0x81, Buffer.from('sealed'));
     peer.conn.send(CODEC_MSGPACK, Buffer.from('plain'));
-    await poll(() => raw.received.length === 2);
+    await raw.until(() => raw.received.length === 2);
     expect(raw.received.map((f) => [f.codec, f.encrypted, Buffer.from(f.body).toString()])).toEqual([
       [1, true, 'sealed'],
       [2, false, 'plain'],
@@ -244,39 +180,30 @@ describe('grpc transport', () => {
     expect(PROTO_PATH).toMatch(/protocol\/muster\.proto$/);
   });
 
-  it('delivers frames that arrived before start, first, once started', async () => {
-    const h = await harness(undefined, { autoStart: false });
-    const client = await h.dial();
-    for (let i = 0; i < 5; i++) client.conn.send(sample(i).codecByte, sample(i).body);
-    const server = await h.nth(0);
-    await sleep(100); // let them reach the server side before anyone reads
-    expect(server.sink.frames).toEqual([]);
-    server.conn.start(server.sink);
-    await server.sink.until(() => server.sink.frames.length === 5);
-    expect(digest(server.sink.frames)).toStrictEqual(digest([0, 1, 2, 3, 4].map(sample)));
-  });
-
   it.each([
     ['CODEC_UNSPECIFIED', 0],
     ['an unknown codec', 7],
   ])('reports %s as unsupported_codec and drops what follows', async (_name, codec) => {
     const h = await harness();
-    const raw = h.raw();
+    const raw = h.rawCall();
     raw.send({ codec: 1, body: Buffer.from('{}'), encrypted: false });
     raw.send({ codec, body: Buffer.from('{}'), encrypted: false });
     raw.send({ codec: 1, body: Buffer.from('{}'), encrypted: false });
     const server = await h.nth(0);
     await server.sink.until(() => server.sink.errors.length === 1);
     expect(server.sink.errors[0]!.code).toBe('unsupported_codec');
-    await sleep(50);
+    expect(server.conn.isClosed).toBe(false); // open until the owner closes it
+    // The peer's half-close comes after its third Frame: once the call has ended, that Frame
+    // was read, and dropped.
+    raw.call.end();
+    await server.sink.until(() => server.sink.closes.length === 1);
     expect(server.sink.frames).toHaveLength(1);
     expect(server.sink.errors).toHaveLength(1);
-    expect(server.conn.isClosed).toBe(false); // open until the owner closes it
   });
 
-  it('reports a frame over maxFrameBytes as frame_too_large, and the Error and close still reach the peer', async () => {
+  it('reports a raw Frame over maxFrameBytes amid good ones as frame_too_large, and the Error and status OK reach the peer', async () => {
     const h = await harness();
-    const raw = h.raw();
+    const raw = h.rawCall();
     raw.send({ codec: 1, body: Buffer.from('{}'), encrypted: false });
     raw.send({ codec: 2, body: Buffer.alloc(MAX_FRAME), encrypted: false }); // length MAX_FRAME + 1 with its codec byte
     raw.send({ codec: 1, body: Buffer.from('{}'), encrypted: false });
@@ -300,7 +227,7 @@ describe('grpc transport', () => {
 
   it('reports a message over the gRPC limit as closed, and the peer gets RESOURCE_EXHAUSTED', async () => {
     const h = await harness();
-    const raw = h.raw();
+    const raw = h.rawCall();
     raw.send({ codec: 1, body: Buffer.from('{}'), encrypted: false });
     const server = await h.nth(0);
     await server.sink.until(() => server.sink.frames.length === 1);
@@ -324,25 +251,6 @@ describe('grpc transport', () => {
     expect(server.sink.frames).toEqual([]);
   });
 
-  it.each(['client', 'server'])('reports closed exactly once on both sides when the %s closes', async (closer) => {
-    const h = await harness();
-    const client = await h.dial();
-    const server = await h.nth(0);
-    const [closing, other] = closer === 'client' ? [client, server] : [server, client];
-    closing.conn.send(CODEC_JSON, sample(0).body); // queued before close: must still arrive
-    await closing.conn.close();
-    expect(closing.conn.isClosed).toBe(true);
-    await other.sink.until(() => other.sink.closes.length > 0);
-    expect(other.sink.frames).toHaveLength(1);
-    expect(other.conn.isClosed).toBe(true);
-    await closing.conn.close(); // idempotent
-    await other.conn.close(); // closing an already closed connection resolves at once
-    await sleep(20);
-    expect(closing.sink.closes).toEqual([undefined]);
-    expect(other.sink.closes).toEqual([undefined]);
-    closing.conn.send(CODEC_JSON, sample(0).body); // a no-op, not a throw
-  });
-
   it('reports an abrupt client exit as closed, once, with a reason', async () => {
     const h = await harness();
     const node = await nodeProcess(h);
@@ -350,14 +258,14 @@ describe('grpc transport', () => {
     await server.sink.until(() => server.sink.frames.length === 1);
     node.child.kill('SIGKILL');
     await server.sink.until(() => server.sink.closes.length > 0);
-    await sleep(20);
+    await h.probe();
     expect(server.sink.closes).toHaveLength(1);
     expect(server.sink.closes[0]?.message).toMatch(/ended without our status/);
     expect(server.conn.isClosed).toBe(true);
   });
 
-  // Both cases send at the same pace: one 8 KiB frame per event-loop turn, so the call can
-  // flush between sends and only a peer that stops reading lets the queue grow.
+  // One 8 KiB frame per event-loop turn, so the call can flush between sends and only a peer
+  // that stops reading lets the queue grow.
   const FRAME = new Uint8Array(8 * 1024).fill(1);
 
   it('closes a connection whose peer stops reading once its send buffer passes the limit, and resets the call', async () => {
@@ -403,67 +311,7 @@ describe('grpc transport', () => {
     expect(await node.status).toBe(grpc.status.CANCELLED);
   });
 
-  it('keeps a connection whose peer reads, at the same limit and pace', async () => {
-    const h = await harness();
-    const client = await h.dial();
-    const server = await h.nth(0);
-    const count = 1024; // 8 MiB in all, far past the 64 KiB limit
-    for (let i = 0; i < count; i++) {
-      server.conn.send(CODEC_MSGPACK, FRAME);
-      await nextTurn();
-    }
-    await client.sink.until(() => client.sink.frames.length === count);
-    expect(server.conn.isClosed).toBe(false);
-    expect(server.sink.closes).toEqual([]);
-  });
-
-  it('closes only the connection whose frame handler throws, with the cause', async () => {
-    const h = await harness(undefined, { autoStart: false });
-    const a = await h.dial();
-    a.conn.send(CODEC_JSON, sample(0).body);
-    const first = await h.nth(0);
-    const b = await h.dial();
-    b.conn.send(CODEC_JSON, sample(0).body);
-    const second = await h.nth(1);
-    const bug = new Error('owner bug');
-    first.conn.start({
-      frame: () => {
-        throw bug;
-      },
-      error: (e) => first.sink.error(e),
-      closed: (e) => first.sink.closed(e),
-    });
-    second.conn.start(second.sink);
-    await first.sink.until(() => first.sink.closes.length === 1);
-    expect(first.sink.closes[0]?.cause).toBe(bug);
-    await a.sink.until(() => a.sink.closes.length === 1);
-    await second.sink.until(() => second.sink.frames.length === 1);
-    expect(second.conn.isClosed).toBe(false);
-    expect(b.conn.isClosed).toBe(false);
-  });
-
-  it('stops accepting on server close but leaves open calls to their owner', async () => {
-    const h = await harness();
-    const client = await h.dial();
-    const server = await h.nth(0);
-    await h.server.close();
-    await expect(dial(new URL(h.server.url))).rejects.toThrow(/connect to .* failed: .*ECONNREFUSED/);
-    // Frames both ways after the listener closed, as a Shutdown frame and a last result must.
-    client.conn.send(CODEC_JSON, sample(0).body);
-    await server.sink.until(() => server.sink.frames.length === 1);
-    server.conn.send(CODEC_JSON, sample(1).body);
-    await client.sink.until(() => client.sink.frames.length === 1);
-    await server.conn.close();
-    await client.sink.until(() => client.sink.closes.length === 1);
-    expect(server.sink.closes).toEqual([undefined]);
-    expect(client.sink.closes).toEqual([undefined]);
-  });
-
-  it('rejects a dial to an address nobody listens on, and a URL without a port', async () => {
-    const h = await harness();
-    const url = new URL(h.server.url);
-    await h.server.close();
-    await expect(dial(url)).rejects.toThrow(/connect to grpc:.* failed/);
+  it('rejects a URL without a port', async () => {
     await expect(dial(new URL('grpc://127.0.0.1'))).rejects.toThrow(/host:port/);
   });
 });
@@ -503,7 +351,7 @@ describe('grpcs transport', () => {
   it('carries frames both ways with a CA-signed server certificate', async () => {
     const h = await harness('grpcs://127.0.0.1:0', { tls: SERVER_TLS, sendLimit: 4 * 1024 * 1024 });
     expect(h.server.url).toMatch(/^grpcs:\/\/127\.0\.0\.1:[1-9]\d*$/);
-    const client = await h.dial({ ca: pki.ca });
+    const client = await h.dial({ tls: { ca: pki.ca } });
     const server = await h.nth(0);
     const sent = [sample(0), sample(1), { codecByte: 0x82, body: new Uint8Array(MAX_FRAME - 1).fill(3) }];
     for (const f of sent) client.conn.send(f.codecByte, f.body);
@@ -517,7 +365,7 @@ describe('grpcs transport', () => {
 
   it('verifies the server name given as servername instead of the URL host', async () => {
     const h = await harness('grpcs://127.0.0.1:0', { tls: SERVER_TLS });
-    const client = await h.dial({ ca: pki.ca, servername: 'localhost' });
+    const client = await h.dial({ tls: { ca: pki.ca, servername: 'localhost' } });
     client.conn.send(CODEC_JSON, sample(0).body);
     const server = await h.nth(0);
     await server.sink.until(() => server.sink.frames.length === 1);
@@ -565,7 +413,7 @@ describe('grpcs transport', () => {
 
     it('gives a client with a good certificate peerNames of its CN and DNS SANs', async () => {
       const h = await harness('grpcs://127.0.0.1:0', { tls: MUTUAL_TLS });
-      const client = await h.dial({ ca: pki.ca, ...pki.client('runner-1', ['runner-1.ci.example']) });
+      const client = await h.dial({ tls: { ca: pki.ca, ...pki.client('runner-1', ['runner-1.ci.example']) } });
       client.conn.send(CODEC_JSON, sample(0).body);
       const server = await h.nth(0);
       await server.sink.until(() => server.sink.frames.length === 1);

@@ -365,8 +365,9 @@ describe('GET /v1/jobs/{id}/logs', () => {
     const events = readSse(res.body as ReadableStream<Uint8Array>);
     await next(events);
     expect(plane.watchers.get(jobId)?.size).toBe(1);
+    const unwatched = plane.unwatched(jobId);
     abort.abort();
-    await waitUntil(() => !plane.watchers.has(jobId));
+    await unwatched;
     const reads = plane.logPolls;
     plane.appendLog(jobId, 'stdout', 'two\n');
     expect(plane.logPolls).toBe(reads);
@@ -396,11 +397,6 @@ async function collect(events: AsyncGenerator<SseEvent>): Promise<SseEvent[]> {
   const all: SseEvent[] = [];
   for await (const event of events) all.push(event);
   return all;
-}
-
-async function waitUntil(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 50));
-  if (!condition()) throw new Error('condition not met in time');
 }
 
 /** The raw text of a response body, read as far as a test needs (comments included, unlike readSse). */

@@ -61,9 +61,23 @@ export class FakePlaneApi implements PlaneApi {
     this.watchers.set(jobId, set);
     return () => {
       set.delete(wake);
-      if (set.size === 0) this.watchers.delete(jobId);
+      if (set.size === 0) {
+        this.watchers.delete(jobId);
+        for (const resolve of this.#unwatched.get(jobId)?.splice(0) ?? []) resolve();
+      }
     };
   }
+
+  /** Resolves once nothing watches `jobId` any more (its last follow stopped watching). */
+  unwatched(jobId: string): Promise<void> {
+    return new Promise((resolve) => {
+      const waiting = this.#unwatched.get(jobId) ?? [];
+      waiting.push(resolve);
+      this.#unwatched.set(jobId, waiting);
+    });
+  }
+
+  #unwatched = new Map<string, Array<() => void>>();
 
   async cancelJob(jobId: string): Promise<JobRecord | undefined> {
     const record = this.jobs.get(jobId);
