@@ -59,6 +59,8 @@ export interface NodePort {
   handleJobMessage(message: JobMessage): void;
   /** Sends `Drain` to the node. */
   sendDrain(): void;
+  /** Sends `Undrain` to the node: it may take jobs again. */
+  sendUndrain(): void;
 }
 
 /** When the node was last heard from; any frame counts (PROTOCOL.md 4.2). Stamped by the session. */
@@ -79,6 +81,8 @@ export interface NodeContext {
   jobs: Record<string, JobSlot>;
   error: MusterError | undefined;
   endReason: NodeEndReason | undefined;
+  /** An operator asked a draining node to take jobs again; it is ready once it reports so. */
+  undrainRequested: boolean;
 }
 
 export interface NodeInput {
@@ -99,6 +103,8 @@ export type NodeEvent =
   | { type: 'job.assigned'; jobId: string; slot: JobSlot }
   | { type: 'job.ended'; jobId: string }
   | { type: 'drain' }
+  /** An operator returns a draining node to service (`POST /v1/nodes/{id}/undrain`). */
+  | { type: 'undrain' }
   | { type: 'connection.closed' }
   /** A newer connection registered this node (PROTOCOL.md 4.7). */
   | { type: 'replaced' }
@@ -141,6 +147,7 @@ export const nodeMachine = setup({
     closeConnection: ({ context }, params: { error: MusterError | undefined }) => context.port.closeConnection(params.error),
     handleJobMessage: ({ context }, params: { message: JobMessage }) => context.port.handleJobMessage(params.message),
     sendDrain: ({ context }) => context.port.sendDrain(),
+    sendUndrain: ({ context }) => context.port.sendUndrain(),
     expire: assign({ endReason: 'expired' }),
     recordStatus: assign({
       reportedStatus: ({ context, event }) => (event.type === 'Heartbeat' ? event.message.data.status : context.reportedStatus),
@@ -158,6 +165,9 @@ export const nodeMachine = setup({
     changesRoom: ({ context, event }) =>
       event.type === 'Heartbeat' && (event.message.data.status === 'Busy') !== (context.reportedStatus === 'Busy'),
     reportsDraining: ({ event }) => event.type === 'Heartbeat' && event.message.data.status === 'Draining',
+    /** After an undrain, the first heartbeat that no longer says `Draining`. */
+    backFromDraining: ({ context, event }) =>
+      context.undrainRequested && event.type === 'Heartbeat' && event.message.data.status !== 'Draining',
     silent: ({ context }) => silentFor(context) >= livenessWindow(context),
     isFatal: ({ event }) => event.type === 'frame.error' && event.error.fatal,
     isUnknownType: ({ event }) => event.type === 'frame.error' && event.error.code === 'unknown_type',
@@ -186,6 +196,7 @@ export const nodeMachine = setup({
     jobs: {},
     error: undefined,
     endReason: undefined,
+    undrainRequested: false,
   }),
   initial: 'registering',
   on: {
@@ -271,7 +282,7 @@ export const nodeMachine = setup({
         ],
         'job.assigned': { actions: ['addJob', raise({ type: 'capacity' })] },
         'job.ended': { actions: ['removeJob', raise({ type: 'capacity' })] },
-        drain: { target: '.draining', actions: 'sendDrain' },
+        drain: { target: '.draining', actions: [assign({ undrainRequested: false }), 'sendDrain'] },
         Deregister: [
           { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
           { target: '#node.dead', actions: assign({ endReason: 'deregistered' }) },
@@ -298,6 +309,19 @@ export const nodeMachine = setup({
           after: { livenessCheck: [{ guard: 'silent', target: '#node.dead', actions: 'expire' }, { target: 'busy', reenter: true }] },
         },
         draining: {
+          on: {
+            // The node leaves draining when it says so, not when asked: until then it refuses jobs.
+            undrain: { actions: [assign({ undrainRequested: true }), 'sendUndrain'] },
+            Heartbeat: [
+              { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
+              {
+                guard: 'backFromDraining',
+                target: 'ready',
+                actions: ['recordStatus', assign({ undrainRequested: false }), raise({ type: 'capacity' })],
+              },
+              { actions: 'recordStatus' },
+            ],
+          },
           after: { livenessCheck: [{ guard: 'silent', target: '#node.dead', actions: 'expire' }, { target: 'draining', reenter: true }] },
         },
       },

@@ -59,6 +59,8 @@ export interface Config {
   defaultJobTimeoutMs: number;
   maxAttempts: number;
   sessionTtlSeconds: number;
+  /** How long `GET /v1/nodes` still lists a dead node (`state: dead`) before the plane forgets it. */
+  deadNodeRetentionMs: number;
   /** What `Shutdown` gives nodes, and how long the plane waits for in-flight writes on SIGTERM. */
   shutdownGraceMs: number;
   /**
@@ -128,6 +130,7 @@ export const DEFAULTS: Config = {
   defaultJobTimeoutMs: 3_600_000,
   maxAttempts: 3,
   sessionTtlSeconds: 24 * 3600,
+  deadNodeRetentionMs: 5 * 60_000,
   shutdownGraceMs: 10_000,
   nodeAllowCidrs: '',
   apiAllowCidrs: '',

@@ -64,7 +64,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     logger: log,
   });
   const bus = new LocalBus((err) => log.error({ err }, 'bus subscriber failed'));
-  const registry = new NodeRegistry(id);
+  const registry = new NodeRegistry(id, config.deadNodeRetentionMs);
   const sessions = new Set<NodeSession>();
   // With the RegisterNode's `id`: the RegisterAck answers it as `reply_to` (PROTOCOL.md section 2).
   const pendingAcks = new WeakMap<NodeSession, Authenticated & { replyTo: string | undefined }>();
@@ -231,11 +231,19 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     jobLogs: async (jobId, after) => ((await store.get(jobId)) === undefined ? undefined : store.logs(jobId, after)),
     cancelJob: (jobId) => coordinator.cancel(jobId),
     listNodes: () => registry.views((nodeId) => coordinator.runningJobIds(nodeId)),
+    getNode: (nodeId) => registry.view(nodeId, (id) => coordinator.runningJobIds(id)),
     drainNode: (nodeId) => {
       const session = registry.get(nodeId);
       if (session === undefined) return false;
       session.actor.send({ type: 'drain' });
       return true;
+    },
+    undrainNode: (nodeId) => {
+      const session = registry.get(nodeId);
+      if (session === undefined) return 'not_connected';
+      if (session.state !== 'draining') return 'not_draining';
+      session.actor.send({ type: 'undrain' });
+      return 'requested';
     },
     stats: async () => ({
       active_connections: sessions.size,

@@ -3,7 +3,7 @@
 // with a fixed message, so no stack trace or library text reaches the client.
 import { MusterError } from '../../protocol/errors.js';
 
-export type ApiErrorCode = 'unauthorized' | 'forbidden' | 'not_found' | 'invalid_request' | 'rate_limited' | 'internal';
+export type ApiErrorCode = 'unauthorized' | 'forbidden' | 'not_found' | 'conflict' | 'invalid_request' | 'rate_limited' | 'internal';
 
 /** The JSON body of every error answer. */
 export interface ApiErrorBody {

@@ -101,6 +101,10 @@ export class NodeSession implements NodePort {
     this.send('Drain', {});
   }
 
+  sendUndrain(): void {
+    this.send('Undrain', {});
+  }
+
   // ---- the connection side ----
 
   /** Starts the actor and the flow of frames. */

@@ -32,7 +32,7 @@ function heartbeat(status: 'Ready' | 'Busy' | 'Draining' = 'Ready', nodeId = NOD
 }
 
 function start(authenticate: () => Promise<Registration> = async () => registration()) {
-  const calls = { acks: 0, errors: [] as MusterError[], closed: [] as (MusterError | undefined)[], drains: 0, jobMessages: 0 };
+  const calls = { acks: 0, errors: [] as MusterError[], closed: [] as (MusterError | undefined)[], drains: 0, undrains: 0, jobMessages: 0 };
   const port: NodePort = {
     authenticate,
     acknowledgeRegistration: () => void calls.acks++,
@@ -40,6 +40,7 @@ function start(authenticate: () => Promise<Registration> = async () => registrat
     closeConnection: (error) => void calls.closed.push(error),
     handleJobMessage: () => void calls.jobMessages++,
     sendDrain: () => void calls.drains++,
+    sendUndrain: () => void calls.undrains++,
   };
   // The session stamps this on every frame; tests stamp it where a frame arrives.
   const liveness = { lastSeen: Date.now() };
@@ -168,6 +169,30 @@ describe('node machine', () => {
     const b = await registered();
     b.actor.send({ type: 'Heartbeat', message: heartbeat('Draining') });
     expect(b.actor.getSnapshot().matches({ online: 'draining' })).toBe(true);
+  });
+
+  it('undrain: asks the node, and is ready again only once the node stops reporting Draining', async () => {
+    const { actor, calls } = await registered();
+    actor.send({ type: 'undrain' });
+    expect(calls.undrains).toBe(0);
+    actor.send({ type: 'drain' });
+    actor.send({ type: 'Heartbeat', message: heartbeat('Draining') });
+    // A Ready heartbeat before any undrain does not undo an operator's drain.
+    actor.send({ type: 'Heartbeat', message: heartbeat('Ready') });
+    expect(actor.getSnapshot().matches({ online: 'draining' })).toBe(true);
+    actor.send({ type: 'undrain' });
+    expect(calls.undrains).toBe(1);
+    // A heartbeat sent before the node got the Undrain still says Draining: stay.
+    actor.send({ type: 'Heartbeat', message: heartbeat('Draining') });
+    expect(actor.getSnapshot().matches({ online: 'draining' })).toBe(true);
+    actor.send({ type: 'Heartbeat', message: heartbeat('Busy') });
+    expect(actor.getSnapshot().matches({ online: 'busy' })).toBe(true);
+    actor.send({ type: 'Heartbeat', message: heartbeat('Ready') });
+    expect(actor.getSnapshot().matches({ online: 'ready' })).toBe(true);
+    // Drained again, a later Ready heartbeat alone does not undrain it.
+    actor.send({ type: 'drain' });
+    actor.send({ type: 'Heartbeat', message: heartbeat('Ready') });
+    expect(actor.getSnapshot().matches({ online: 'draining' })).toBe(true);
   });
 
   it('answers a heartbeat for another node id with invalid_message and stays up', async () => {

@@ -66,6 +66,9 @@ function addNode(nodeId: string): void {
     owner: 'cp-1',
     running_jobs: [],
     last_heartbeat: new Date().toISOString(),
+    tags: {},
+    transport: 'tcp',
+    protocol_version: 1,
   });
 }
 

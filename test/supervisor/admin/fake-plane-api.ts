@@ -12,6 +12,7 @@ export class FakePlaneApi implements PlaneApi {
   readonly jobs = new Map<string, JobRecord>();
   readonly submitted: NewJob[] = [];
   readonly drained: string[] = [];
+  readonly undrained: string[] = [];
   readonly nodes: NodeView[] = [];
   ready = true;
   /** How often jobLogs was called: shows whether a follow still polls. */
@@ -60,6 +61,18 @@ export class FakePlaneApi implements PlaneApi {
 
   listNodes(): NodeView[] {
     return this.nodes;
+  }
+
+  getNode(nodeId: string): NodeView | undefined {
+    return this.nodes.find((n) => n.node_id === nodeId);
+  }
+
+  undrainNode(nodeId: string): 'requested' | 'not_connected' | 'not_draining' {
+    const node = this.nodes.find((n) => n.node_id === nodeId && n.state !== 'dead');
+    if (node === undefined) return 'not_connected';
+    if (node.state !== 'draining') return 'not_draining';
+    this.undrained.push(nodeId);
+    return 'requested';
   }
 
   drainNode(nodeId: string): boolean {
