@@ -9,7 +9,9 @@ export const SUMMARY_TAIL_LINES = 10;
 /** The summary as text; `logs` are the job's chunks (the current attempt's are shown). */
 export async function jobSummary(job: JobAnswer, logs: LogRecord[], names: NodeNames, now: Date): Promise<string> {
   const rows: Array<[string, string]> = [];
-  rows.push(['job', job.job.name === '' ? job.job_id : `${job.job_id} (${job.job.name})`]);
+  // The name defaults to the command line: shown only when it says something else.
+  const named = job.job.name !== '' && job.job.name !== job.job.command.join(' ');
+  rows.push(['job', named ? `${job.job_id} (${job.job.name})` : job.job_id]);
   rows.push(['state', job.reason === undefined ? job.state : `${job.state}: ${job.reason}`]);
   rows.push(['attempt', job.max_attempts === undefined ? String(job.attempt) : `${job.attempt} of ${job.max_attempts}`]);
   const waiting = job.state === 'Queued' ? describeWaitingFor(job) : undefined;
