@@ -67,7 +67,10 @@ export async function describeJob(job: JobAnswer, names: NodeNames): Promise<str
   switch (job.state) {
     case 'Queued': {
       const why = describeWaitingFor(job);
-      return why === undefined ? 'queued' : `queued: ${why}`;
+      if (why !== undefined) return `queued: ${why}`;
+      // A plane that does not say why: what the job needs is still worth showing.
+      const selector = describeSelector(job.selector);
+      return selector === '' ? 'queued: waiting for a ready node' : `queued: waiting for a ready node matching ${selector}`;
     }
     case 'Assigned':
     case 'Running': {
