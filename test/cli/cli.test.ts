@@ -250,14 +250,29 @@ describe('muster against the admin API', () => {
     expect(JSON.parse((await muster(['nodes', '--json', '--all', ...common])).stdout)).toEqual(plane.nodes);
     expect((await muster(['drain', nodeId, ...common])).code).toBe(0);
     expect(plane.drained).toContain(nodeId);
-    // Undrain: refused (exit 1, one line) while the node is not draining.
+  }, 60_000);
+
+  it('undrains a draining node; refuses one that is not draining with one line and status 1', async () => {
+    const nodeId = '5b0f4a52-6a4e-4d1b-9a43-2d6f1f0c0a11';
+    plane.nodes.push({
+      node_id: nodeId,
+      hostname: 'runner-7',
+      state: 'ready',
+      owner: 'cp-1',
+      running_jobs: [],
+      last_heartbeat: new Date().toISOString(),
+      tags: {},
+      transport: 'tcp',
+      protocol_version: 1,
+    });
+    const common = ['--data-dir', dataDir, '--api', server.url];
     const early = await muster(['undrain', nodeId, ...common]);
     expect(early.code).toBe(1);
     expect(early.stderr).toMatch(/^muster: node \S+ is not draining \(conflict\)\n$/);
     (plane.nodes[0] as { state: string }).state = 'draining';
     expect((await muster(['undrain', nodeId, ...common])).code).toBe(0);
     expect(plane.undrained).toEqual([nodeId]);
-  });
+  }, 60_000);
 
   it('says so when the API cannot be reached', async () => {
     const run = await muster(['nodes', '--data-dir', dataDir, '--api', 'http://127.0.0.1:9']);
