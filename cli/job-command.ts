@@ -125,7 +125,7 @@ async function submit(command: string[], options: SubmitOptions): Promise<void> 
 function reconnecting(window: string, api: string): ApiClientOptions {
   let windowMs = 0;
   try {
-    if (window !== '0') windowMs = parseTtl(window) * 1000;
+    if (!/^0+[smhd]?$/i.test(window.trim())) windowMs = parseTtl(window) * 1000;
   } catch {
     throw new Error(`invalid --reconnect-window "${window}": expected a duration such as 30s or 5m, or 0`);
   }

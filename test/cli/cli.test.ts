@@ -113,12 +113,14 @@ describe('muster (no server)', () => {
       ['token', 'create', '--role', 'root', '--data-dir', dataDir],
       ['token', 'create', '--role', 'admin', '--ttl', 'soon', '--data-dir', dataDir],
       ['job', 'submit', '--selector', 'novalue', '--', 'true'],
+      ['job', 'submit', '--wait', '--reconnect-window', 'soon', '--', 'true'],
+      ['job', 'logs', '00000000-0000-4000-8000-000000000000', '--follow', '--reconnect-window', 'soon'],
     ]) {
       const run = await muster(args);
       expect(run.code, args.join(' ')).toBe(1);
       expect(run.stderr, args.join(' ')).toMatch(/^muster: [^\n]+\n$/);
     }
-  });
+  }, 60_000);
 
   it('says how to get a token when there is neither a token nor a local secret', async () => {
     const empty = mkdtempSync(join(tmpdir(), 'muster-empty-'));
