@@ -26,8 +26,12 @@ export interface NodeView {
   protocol_version: number;
 }
 
-/** `GET /v1/nodes/{id}`: the list entry plus what the node registered with. */
-export type NodeDetail = NodeView & { capabilities?: Capabilities };
+/** `GET /v1/nodes/{id}`: the list entry plus what the node registered with and its last state changes. */
+export type NodeDetail = NodeView & {
+  capabilities?: Capabilities;
+  /** Oldest first, RFC 3339 `at`; only while the node is connected. */
+  transitions?: Array<{ from: NodeState; to: NodeState; at: string }>;
+};
 
 /** Why a queued job is not running yet (the scheduler's last verdict), when the plane says. */
 export type WaitingFor =

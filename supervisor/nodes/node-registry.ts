@@ -66,6 +66,7 @@ export class NodeRegistry {
       const capabilities = session.actor.getSnapshot().context.registration?.capabilities;
       const view: NodeDetail = viewOf(nodeId, session, this.owner, runningJobs(nodeId));
       if (capabilities !== undefined) view.capabilities = capabilities;
+      view.transitions = session.transitions.map((t) => ({ from: t.from, to: t.to, at: new Date(t.at).toISOString() }));
       return view;
     }
     this.forgetDead();

@@ -42,6 +42,16 @@ export interface SessionHost {
 
 export type NodeActor = Actor<typeof nodeMachine>;
 
+/** How many of a node's last state changes `GET /v1/nodes/{id}` shows. */
+const TRANSITIONS_KEPT = 10;
+
+/** One state change of a node; `at` in epoch milliseconds (kept small: there is one list per node). */
+export interface StateTransition {
+  from: NodeState;
+  to: NodeState;
+  at: number;
+}
+
 export class NodeSession implements NodePort {
   readonly actor: NodeActor;
   /** Stamped on every frame; the actor's liveness timer reads it. */
@@ -51,6 +61,8 @@ export class NodeSession implements NodePort {
   private codec: Codec = CODEC_JSON;
   private registeredCodec = false;
   private lastState: NodeState = 'registering';
+  /** The last state changes, oldest first, at most TRANSITIONS_KEPT. */
+  readonly transitions: StateTransition[] = [];
   /** The `id` of the message the actor is handling right now: errors it raises answer it as `reply_to`. */
   private handling: string | undefined;
   /** Checked on every frame before it is decoded; undefined when the host sets no limits. */
@@ -205,6 +217,8 @@ export class NodeSession implements NodePort {
   private noticeState(): void {
     const state = nodeStateOf(this.actor);
     if (state === this.lastState) return;
+    if (this.transitions.length === TRANSITIONS_KEPT) this.transitions.shift();
+    this.transitions.push({ from: this.lastState, to: state, at: Date.now() });
     this.lastState = state;
     this.host.stateChanged(this, state);
     if (state === 'dead') this.host.ended(this, this.actor.getSnapshot().output ?? { nodeId: this.nodeId, reason: 'expired', jobs: {} });

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { hostname, tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NodeDetail } from '../../supervisor/admin/wire-types.js';
 import { BIN, Harness, runMuster, uniqueTag, waitFor, type PlaneProcess } from '../e2e/harness.js';
 
 const WAIT_MS = 30_000;
@@ -173,6 +174,14 @@ describe('muster nodes and undrain against a real plane', () => {
     await waitFor(async () => (await plane.api.node(agent.nodeId))?.state === 'ready', WAIT_MS, 'node ready again');
     const run = await muster(['job', 'submit', '--wait', '--selector', `pool=${pool}`, '--', 'echo', 'back']);
     expect(run).toMatchObject({ code: 0, stdout: 'back\n' });
+    // The node's own entry: what it registered with, and how it got where it is.
+    const detail = await plane.api.request<NodeDetail>('GET', `/v1/nodes/${agent.nodeId}`);
+    expect(detail.status).toBe(200);
+    expect(detail.body).toMatchObject({ node_id: agent.nodeId, transport: 'tcp', protocol_version: 1, tags: { pool } });
+    expect(detail.body.capabilities?.runner_types.length).toBeGreaterThan(0);
+    const path = (detail.body.transitions ?? []).map((t) => `${t.from}>${t.to}`).join(' ');
+    expect(path).toMatch(/^registering>ready .*ready>draining draining>ready/);
+    expect((await plane.api.request('GET', '/v1/nodes/00000000-0000-4000-8000-000000000000')).status).toBe(404);
     // A node that is not draining: one line, exit 1.
     const again = await muster(['undrain', agent.nodeId]);
     expect(again.code).toBe(1);
