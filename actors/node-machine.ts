@@ -57,7 +57,9 @@ export type NodeEmitted =
   /** Hand a job protocol message to the supervisor's job handling. */
   | { type: 'handleJobMessage'; message: JobMessage }
   /** Send `Drain` to the node. */
-  | { type: 'sendDrain' };
+  | { type: 'sendDrain' }
+  /** Send `Undrain` to the node (only one that offers the `undrain` feature): it may take jobs again. */
+  | { type: 'sendUndrain' };
 
 export interface NodeContext {
   liveness: Liveness;
@@ -71,6 +73,8 @@ export interface NodeContext {
   connected: boolean;
   error: MusterError | undefined;
   endReason: NodeEndReason | undefined;
+  /** An operator asked a draining node to take jobs again; it is ready once it reports so. */
+  undrainRequested: boolean;
 }
 
 export interface NodeInput {
@@ -97,6 +101,8 @@ export type NodeEvent =
   | { type: 'job.assigned'; jobId: string }
   | { type: 'job.ended'; jobId: string }
   | { type: 'drain' }
+  /** An operator returns a draining node to service (`POST /v1/nodes/{id}/undrain`). */
+  | { type: 'undrain' }
   | { type: 'connection.closed' }
   /** A newer connection registered this node (PROTOCOL.md 4.7). */
   | { type: 'replaced' }
@@ -133,6 +139,7 @@ export const nodeMachine = setup({
     closeConnection: emit((_, params: { error: MusterError | undefined }) => ({ type: 'closeConnection' as const, error: params.error })),
     handleJobMessage: emit((_, params: { message: JobMessage }) => ({ type: 'handleJobMessage' as const, message: params.message })),
     sendDrain: emit({ type: 'sendDrain' }),
+    sendUndrain: emit({ type: 'sendUndrain' }),
     expire: assign({ endReason: 'expired' }),
     recordStatus: assign({
       reportedStatus: ({ context, event }) => (event.type === 'Heartbeat' ? event.message.data.status : context.reportedStatus),
@@ -146,6 +153,11 @@ export const nodeMachine = setup({
     changesRoom: ({ context, event }) =>
       event.type === 'Heartbeat' && (event.message.data.status === 'Busy') !== (context.reportedStatus === 'Busy'),
     reportsDraining: ({ event }) => event.type === 'Heartbeat' && event.message.data.status === 'Draining',
+    /** After an undrain, the first heartbeat that no longer says `Draining`. */
+    backFromDraining: ({ context, event }) =>
+      context.undrainRequested && event.type === 'Heartbeat' && event.message.data.status !== 'Draining',
+    /** `Undrain` is a Muster extension: sent only to a node that offers it in `capabilities.features`. */
+    offersUndrain: ({ context }) => offersUndrain(context),
     silent: ({ context }) => context.liveness.expired(),
     isFatal: ({ event }) => event.type === 'frame.error' && event.error.fatal,
     isUnknownType: ({ event }) => event.type === 'frame.error' && event.error.code === 'unknown_type',
@@ -172,6 +184,7 @@ export const nodeMachine = setup({
     connected: true,
     error: undefined,
     endReason: undefined,
+    undrainRequested: false,
   }),
   initial: 'registering',
   on: {
@@ -261,7 +274,7 @@ export const nodeMachine = setup({
         ],
         'job.assigned': { actions: raise({ type: 'capacity' }) },
         'job.ended': { actions: raise({ type: 'capacity' }) },
-        drain: { target: '.draining', actions: 'sendDrain' },
+        drain: { target: '.draining', actions: [assign({ undrainRequested: false }), 'sendDrain'] },
         Deregister: [
           { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
           { target: '#node.dead', actions: assign({ endReason: 'deregistered' }) },
@@ -290,6 +303,20 @@ export const nodeMachine = setup({
           after: { livenessCheck: [{ guard: 'silent', target: '#node.dead', actions: 'expire' }, { target: 'busy', reenter: true }] },
         },
         draining: {
+          on: {
+            // The node leaves draining when it says so, not when asked: until then it refuses jobs.
+            undrain: { guard: 'offersUndrain', actions: [assign({ undrainRequested: true }), 'sendUndrain'] },
+            Heartbeat: [
+              { guard: 'steadyHeartbeat' },
+              { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
+              {
+                guard: 'backFromDraining',
+                target: 'ready',
+                actions: ['recordStatus', assign({ undrainRequested: false }), raise({ type: 'capacity' })],
+              },
+              { actions: 'recordStatus' },
+            ],
+          },
           after: { livenessCheck: [{ guard: 'silent', target: '#node.dead', actions: 'expire' }, { target: 'draining', reenter: true }] },
         },
       },
@@ -319,6 +346,14 @@ export function nodeStateOf(snapshot: NodeSnapshot): NodeState {
   if (value === 'dead') return 'dead';
   if (typeof value === 'object' && value !== null && 'online' in value) return value.online as NodeState;
   return 'registering';
+}
+
+/** The feature a node lists in `capabilities.features` to say it understands `Undrain`. */
+export const UNDRAIN_FEATURE = 'undrain';
+
+/** Whether an operator can return this node to service from draining (its agent understands `Undrain`). */
+export function offersUndrain(context: Pick<NodeContext, 'registration'>): boolean {
+  return context.registration?.capabilities.features.includes(UNDRAIN_FEATURE) ?? false;
 }
 
 function isOnline(snapshot: NodeSnapshot): boolean {

@@ -242,6 +242,8 @@ export class Agent {
         return;
       case 'Drain':
         return this.onDrain();
+      case 'Undrain':
+        return this.onUndrain();
       case 'Shutdown':
         this.logger.warn({ reason: message.data.reason }, 'control plane shutting down; reconnecting');
         void link.close();
@@ -358,6 +360,14 @@ export class Agent {
     if (this.draining) return;
     this.draining = true;
     this.logger.info('control plane asked to drain; taking no new jobs');
+    this.sendHeartbeat();
+  }
+
+  /** The plane takes its `Drain` back; a drain of our own (a signal) is not undone. */
+  private onUndrain(): void {
+    if (!this.draining || this.drained !== undefined) return;
+    this.draining = false;
+    this.logger.info('control plane undrained this node; taking jobs again');
     this.sendHeartbeat();
   }
 

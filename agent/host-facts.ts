@@ -53,7 +53,7 @@ export function collectHostFacts(options: HostFactsOptions): HostFacts {
         network_mbps: linkSpeedMbps(address.iface),
       },
       supported_job_types: options.supportedJobTypes ?? ['command'],
-      features: ['resume', 'log_resync', 'secret_masking'],
+      features: ['resume', 'log_resync', 'secret_masking', 'undrain'],
       protocols: options.protocols ?? ['tcp', 'unix'],
     },
   };

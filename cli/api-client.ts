@@ -12,9 +12,10 @@ import { checkApiToken } from './token-kind.js';
 export const DEFAULT_API_URL = 'http://127.0.0.1:7480';
 
 const MINTED_TTL_SECONDS = 300;
-/** A follow that drops (plane restart, proxy timeout) is resumed from the last chunk this often. */
-const FOLLOW_RETRIES = 5;
-const FOLLOW_RETRY_MS = 1_000;
+/** How long a waiting command keeps trying to reach a plane that went away (a restart). */
+export const DEFAULT_RECONNECT_WINDOW = '60s';
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 2_000;
 
 /** The options every client command takes. */
 export interface ClientOptions {
@@ -37,13 +38,37 @@ export interface FollowEnd {
   reason?: string;
 }
 
+/** What a waiting command is told while the plane cannot be reached. */
+export interface ConnectionNotice {
+  /** `lost`: the first failure; `back`: answered again after a loss. */
+  kind: 'lost' | 'back';
+  /** Why it was lost (`lost` only). */
+  detail?: string;
+}
+
+export interface ApiClientOptions {
+  /**
+   * How long `retrying` and `followLogs` keep trying an unreachable plane (refused
+   * connections, 5xx, a dropped stream) before they give up; 0: not at all.
+   */
+  reconnectWindowMs?: number;
+  onConnection?: (notice: ConnectionNotice) => void;
+}
+
 export class ApiClient {
   readonly #base: string;
-  readonly #token: string;
+  readonly #token: () => Promise<string>;
+  readonly #windowMs: number;
+  readonly #notify: (notice: ConnectionNotice) => void;
+  /** When the plane stopped answering; undefined while it answers. */
+  #lostSince: number | undefined;
 
-  constructor(baseUrl: string, token: string) {
+  /** `token`: a token, or where to get a fresh one before each request (a self-minted one ages). */
+  constructor(baseUrl: string, token: string | (() => Promise<string>), options: ApiClientOptions = {}) {
     this.#base = baseUrl.replace(/\/+$/, '');
-    this.#token = token;
+    this.#token = typeof token === 'string' ? async () => token : token;
+    this.#windowMs = options.reconnectWindowMs ?? 0;
+    this.#notify = options.onConnection ?? (() => undefined);
   }
 
   async get<T>(path: string): Promise<T> {
@@ -55,32 +80,70 @@ export class ApiClient {
   }
 
   /**
-   * Streams a job's log chunks to `onChunk` until the job ends; resumes from the last chunk
-   * seen when the stream drops, so nothing is shown twice or skipped.
+   * Runs `request` until it succeeds; a transient failure (the plane unreachable or
+   * answering 5xx) is retried with backoff for up to the reconnect window, counted from
+   * the first failure. A refusal (4xx) is thrown at once: asking again will not help.
+   */
+  async retrying<T>(request: () => Promise<T>): Promise<T> {
+    let delayMs = RETRY_FIRST_MS;
+    for (;;) {
+      try {
+        const value = await request();
+        this.#answered();
+        return value;
+      } catch (err) {
+        this.#failed(err);
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        delayMs = Math.min(delayMs * 2, RETRY_MAX_MS);
+      }
+    }
+  }
+
+  /**
+   * Streams a job's log chunks to `onChunk` until the job ends: first what the job has
+   * written so far, then what it writes. A dropped stream (a plane restart, a proxy
+   * timeout) is resumed after the last chunk seen (`Last-Event-ID`), within the reconnect
+   * window, so nothing is shown twice or skipped.
    */
   async followLogs(jobId: string, onChunk: (chunk: LogRecord) => void): Promise<FollowEnd> {
     let lastId: string | undefined;
-    let failures = 0;
-    for (;;) {
+    return this.retrying(async () => {
+      const headers: Record<string, string> = { accept: 'text/event-stream' };
+      if (lastId !== undefined) headers['last-event-id'] = lastId;
+      const res = await this.#fetch('GET', `/v1/jobs/${encodeURIComponent(jobId)}/logs?follow=1`, headers);
+      if (!res.ok) throw await answerError(res);
+      if (res.body === null) throw new StreamDropped('the log stream has no body');
+      this.#answered();
       try {
-        const headers: Record<string, string> = { accept: 'text/event-stream' };
-        if (lastId !== undefined) headers['last-event-id'] = lastId;
-        const res = await this.#fetch('GET', `/v1/jobs/${encodeURIComponent(jobId)}/logs?follow=1`, headers);
-        if (!res.ok) throw await answerError(res);
-        if (res.body === null) throw new Error('the log stream has no body');
         for await (const event of readSse(res.body)) {
-          failures = 0;
           if (event.event === 'end') return JSON.parse(event.data) as FollowEnd;
           if (event.id !== undefined) lastId = event.id;
           onChunk(JSON.parse(event.data) as LogRecord);
         }
-        throw new Error('the log stream ended before the job did');
       } catch (err) {
-        // A refusal (404, 401) will not get better by asking again; a 5xx or a dropped stream may.
-        if ((err instanceof ApiAnswerError && err.status < 500) || ++failures > FOLLOW_RETRIES) throw err;
-        await new Promise((resolve) => setTimeout(resolve, FOLLOW_RETRY_MS));
+        // undici reports a body cut off mid-stream as a TypeError ("terminated").
+        throw err instanceof TypeError ? new StreamDropped(detailOf(err)) : err;
       }
+      throw new StreamDropped('the log stream ended before the job did');
+    });
+  }
+
+  /** A transient failure within the window is noted and returned to; anything else is thrown. */
+  #failed(err: unknown): void {
+    if (!isTransient(err) || this.#windowMs <= 0) throw err;
+    const now = Date.now();
+    if (this.#lostSince === undefined) {
+      this.#lostSince = now;
+      this.#notify({ kind: 'lost', detail: err instanceof Error ? err.message : String(err) });
+    } else if (now - this.#lostSince > this.#windowMs) {
+      throw err;
     }
+  }
+
+  #answered(): void {
+    if (this.#lostSince === undefined) return;
+    this.#lostSince = undefined;
+    this.#notify({ kind: 'back' });
   }
 
   async #json<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -93,18 +156,37 @@ export class ApiClient {
   }
 
   async #fetch(method: string, path: string, headers: Record<string, string>, body?: string): Promise<Response> {
+    const token = await this.#token();
     try {
       return await fetch(`${this.#base}${path}`, {
         method,
-        headers: { ...headers, authorization: `Bearer ${this.#token}` },
+        headers: { ...headers, authorization: `Bearer ${token}` },
         body,
       });
     } catch (err) {
-      const cause = (err as { cause?: { message?: unknown } }).cause?.message;
-      const detail = typeof cause === 'string' ? cause : err instanceof Error ? err.message : String(err);
-      throw new Error(`cannot reach the admin API at ${this.#base}: ${detail}`);
+      const detail = detailOf(err);
+      throw new Unreachable(`cannot reach the admin API at ${this.#base}: ${detail}`);
     }
   }
+}
+
+/** The plane did not answer at all (connection refused, reset, DNS). */
+export class Unreachable extends Error {
+  override readonly name = 'Unreachable';
+}
+
+/** A log stream that broke off before its `end` event. */
+class StreamDropped extends Error {
+  override readonly name = 'StreamDropped';
+}
+
+function isTransient(err: unknown): boolean {
+  return err instanceof Unreachable || err instanceof StreamDropped || (err instanceof ApiAnswerError && err.status >= 500);
+}
+
+function detailOf(err: unknown): string {
+  const cause = (err as { cause?: { message?: unknown } }).cause?.message;
+  return typeof cause === 'string' ? cause : err instanceof Error ? err.message : String(err);
 }
 
 /** An error answer of the API (`{error: {code, message}}`), as one line. */
@@ -131,14 +213,22 @@ async function answerError(res: Response): Promise<ApiAnswerError> {
 }
 
 /** The client for a command's options; mints a short-lived admin token when none is given. */
-export async function createApiClient(options: ClientOptions): Promise<ApiClient> {
-  const given = options.token !== undefined && options.token !== '';
-  if (given) checkApiToken(options.token!);
-  const token = given ? options.token! : await mintLocalToken(options.dataDir);
-  return new ApiClient(options.api, token);
+export async function createApiClient(options: ClientOptions, clientOptions: ApiClientOptions = {}): Promise<ApiClient> {
+  if (options.token !== undefined && options.token !== '') {
+    checkApiToken(options.token);
+    return new ApiClient(options.api, options.token, clientOptions);
+  }
+  const mint = await localMinter(options.dataDir);
+  // A waiting command may outlive one minted token: a fresh one is minted well before expiry.
+  let minted = { token: await mint(), at: Date.now() };
+  const token = async (): Promise<string> => {
+    if (Date.now() - minted.at > (MINTED_TTL_SECONDS * 1000) / 2) minted = { token: await mint(), at: Date.now() };
+    return minted.token;
+  };
+  return new ApiClient(options.api, token, clientOptions);
 }
 
-async function mintLocalToken(dataDir: string | undefined): Promise<string> {
+async function localMinter(dataDir: string | undefined): Promise<() => Promise<string>> {
   const config = loadConfig({ overrides: { dataDir } });
   // loadSecret would create a secret when none exists; a client must only ever read one.
   const secret = config.jwtSecret !== '' ? loadSecret(config) : secretFromDataDir(config.dataDir);
@@ -147,5 +237,6 @@ async function mintLocalToken(dataDir: string | undefined): Promise<string> {
       `no API token: pass --token or set MUSTER_TOKEN (or MUSTER_JWT_SECRET), or point --data-dir at the control plane's data directory (no secret in ${config.dataDir})`,
     );
   }
-  return new TokenAuthority(secret).mintApiToken({ role: 'admin', ttlSeconds: MINTED_TTL_SECONDS, sub: 'muster-cli' });
+  const authority = new TokenAuthority(secret);
+  return () => authority.mintApiToken({ role: 'admin', ttlSeconds: MINTED_TTL_SECONDS, sub: 'muster-cli' });
 }

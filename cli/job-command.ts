@@ -4,8 +4,18 @@ import type { Priority } from '../protocol/messages.js';
 import type { JobAnswer } from '../supervisor/admin/wire-types.js';
 import type { JobSelector, LogRecord } from '../supervisor/admin/wire-types.js';
 import { parseTtl } from '../supervisor/tokens/ttl.js';
-import { createApiClient, withClientOptions, type ApiClient, type ClientOptions, type FollowEnd } from './api-client.js';
+import {
+  createApiClient,
+  DEFAULT_RECONNECT_WINDOW,
+  withClientOptions,
+  type ApiClient,
+  type ApiClientOptions,
+  type ClientOptions,
+} from './api-client.js';
 import { listCommand, retryCommand, submitFile } from './job-pipeline-commands.js';
+import { jobSummary } from './job-summary.js';
+import { NodeNames } from './job-status.js';
+import { waitForJob } from './job-wait.js';
 import { collectKeyValue } from './options.js';
 
 interface SubmitOptions extends ClientOptions {
@@ -16,15 +26,25 @@ interface SubmitOptions extends ClientOptions {
   name?: string;
   wait?: boolean;
   file?: string;
+  status?: boolean;
+  cancelOnInterrupt?: boolean;
+  reconnectWindow: string;
 }
 
 interface LogsOptions extends ClientOptions {
   follow?: boolean;
   json?: boolean;
+  reconnectWindow: string;
 }
 
 /** Job states after which there is nothing to cancel. */
 const ENDED: ReadonlySet<string> = new Set(['Completed', 'Failed', 'Cancelled', 'TimedOut', 'DeadLettered']);
+
+interface GetOptions extends ClientOptions {
+  json?: boolean;
+}
+
+const RECONNECT_HELP = 'how long to keep reconnecting to a plane that went away (a restart), e.g. 30s, 5m; 0: not at all';
 
 export function jobCommand(): Command {
   const job = new Command('job').description('submit, inspect and cancel jobs').enablePositionalOptions();
@@ -33,19 +53,18 @@ export function jobCommand(): Command {
   job.addCommand(retryCommand());
   job.addCommand(
     withClientOptions(new Command('get'))
-      .description('print a job as JSON')
+      .description('print a summary of a job: state, attempt, node, times, exit code, last lines of output')
       .argument('<job-id>')
-      .action(async (jobId: string, options: ClientOptions) => {
-        const client = await createApiClient(options);
-        process.stdout.write(`${JSON.stringify(await getJob(client, jobId), null, 2)}\n`);
-      }),
+      .option('--json', "print the API's JSON answer instead (for scripts)")
+      .action(async (jobId: string, options: GetOptions) => printJob(jobId, options)),
   );
   job.addCommand(
     withClientOptions(new Command('logs'))
       .description("print a job's output (stdout and stderr to their own streams)")
       .argument('<job-id>')
-      .option('-f, --follow', 'keep printing until the job ends')
+      .option('-f, --follow', 'print what the job wrote so far, then keep printing until it ends')
       .option('--json', 'print the chunks as JSON instead')
+      .option('--reconnect-window <duration>', RECONNECT_HELP, DEFAULT_RECONNECT_WINDOW)
       .action(async (jobId: string, options: LogsOptions) => printLogs(jobId, options)),
   );
   job.addCommand(
@@ -75,6 +94,10 @@ function submitCommand(): Command {
     .option('--env <KEY=VALUE>', 'environment variable for the job (repeatable)', collectKeyValue)
     .option('--name <name>', 'job name (default: the command line)')
     .option('--wait', "stream the job's output and exit with its exit code")
+    .option('--status', 'with --wait: say on stderr what the job waits for (default: when stdout is a terminal)')
+    .option('--no-status', 'with --wait: no status lines, only the job id')
+    .option('--cancel-on-interrupt', 'with --wait: Ctrl-C cancels the job (default: it goes on)')
+    .option('--reconnect-window <duration>', `with --wait: ${RECONNECT_HELP}`, DEFAULT_RECONNECT_WINDOW)
     .option('--file <jobs.json>', 'submit every job in the file ({"jobs": [...]}) as one batch: all stored or none');
   return (
     withClientOptions(command)
@@ -98,14 +121,38 @@ async function submit(command: string[], options: SubmitOptions): Promise<void> 
     ...(options.priority === undefined ? {} : { priority: options.priority }),
     selector: toSelector(options.selector ?? {}),
   };
-  const client = await createApiClient(options);
+  const client = await createApiClient(options, reconnecting(options.reconnectWindow, options.api));
   const { job_id: jobId } = await client.post<{ job_id: string }>('/v1/jobs', body);
   if (options.wait !== true) {
     process.stdout.write(`${jobId}\n`);
     return;
   }
-  const end = await client.followLogs(jobId, writeChunk);
-  process.exitCode = exitCodeOf(jobId, await getJob(client, jobId), end);
+  // At once, whatever else is printed: the one handle on the job if this command is stopped.
+  process.stderr.write(`job ${jobId}\n`);
+  process.exitCode = await waitForJob(client, jobId, {
+    status: options.status ?? process.stdout.isTTY === true,
+    cancelOnInterrupt: options.cancelOnInterrupt === true,
+    writeChunk,
+  });
+}
+
+/** Client options for a command that waits: reconnect within the window, saying so on stderr. */
+function reconnecting(window: string, api: string): ApiClientOptions {
+  let windowMs = 0;
+  try {
+    if (!/^0+[smhd]?$/i.test(window.trim())) windowMs = parseTtl(window) * 1000;
+  } catch {
+    throw new Error(`invalid --reconnect-window "${window}": expected a duration such as 30s or 5m, or 0`);
+  }
+  return {
+    reconnectWindowMs: windowMs,
+    onConnection: (notice) =>
+      process.stderr.write(
+        notice.kind === 'lost'
+          ? `muster: lost the control plane (${notice.detail ?? 'no answer'}); reconnecting for up to ${window}\n`
+          : `muster: reconnected to the control plane at ${api}; resuming\n`,
+      ),
+  };
 }
 
 /** `runner_type` and `job_type` are selector fields; every other key is a tag. */
@@ -119,19 +166,19 @@ function toSelector(pairs: Record<string, string>): JobSelector {
   return selector;
 }
 
-/** The job's own exit code; 1 with a line on stderr when it ended without one. */
-function exitCodeOf(jobId: string, job: JobAnswer, end: FollowEnd): number {
-  const code = job.result?.exit_code;
-  const validCode = typeof code === 'number' && Number.isInteger(code) && code >= 0 && code <= 255;
-  // A job that failed but says 0 must not look like a success to a script.
-  if (validCode && (code !== 0 || job.state === 'Completed')) return code;
-  const reason = job.reason ?? end.reason;
-  process.stderr.write(`muster: job ${jobId} ended ${job.state}${reason === undefined ? '' : `: ${reason}`}\n`);
-  return 1;
+async function printJob(jobId: string, options: GetOptions): Promise<void> {
+  const client = await createApiClient(options);
+  const job = await getJob(client, jobId);
+  if (options.json === true) {
+    process.stdout.write(`${JSON.stringify(job, null, 2)}\n`);
+    return;
+  }
+  const logs = await client.get<LogRecord[]>(`/v1/jobs/${encodeURIComponent(jobId)}/logs`);
+  process.stdout.write(await jobSummary(job, logs, new NodeNames(client), new Date()));
 }
 
 async function printLogs(jobId: string, options: LogsOptions): Promise<void> {
-  const client = await createApiClient(options);
+  const client = await createApiClient(options, options.follow === true ? reconnecting(options.reconnectWindow, options.api) : {});
   const show = options.json === true ? (c: LogRecord) => process.stdout.write(`${JSON.stringify(c)}\n`) : writeChunk;
   if (options.follow === true) {
     await client.followLogs(jobId, show);

@@ -152,6 +152,8 @@ export const MESSAGE_SCHEMAS = {
   JobResultAck: Type.Object({ job_id: Uuid, attempt: Attempt }),
   CancelJob: Type.Object({ job_id: Uuid, attempt: Attempt, reason: Type.String() }),
   Drain: Type.Object({ deadline: Type.Optional(Timestamp) }),
+  /** Takes back a `Drain`: the node may accept jobs again (a node that does not know it ignores it). */
+  Undrain: Type.Object({}),
   Shutdown: Type.Object({ reason: Type.String(), grace_period_ms: Count }),
   TokenRefresh: Type.Object({ session_token: Type.String(), session_expires_at: Timestamp }),
   Configure: Type.Object({ heartbeat_interval_ms: Type.Integer({ minimum: 1 }) }),

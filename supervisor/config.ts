@@ -79,6 +79,8 @@ export interface Config {
   /** The longest such wait. */
   retryBackoffMaxMs: number;
   sessionTtlSeconds: number;
+  /** How long `GET /v1/nodes` still lists a dead node (`state: dead`) before the plane forgets it. */
+  deadNodeRetentionMs: number;
   /** What `Shutdown` gives nodes, and how long the plane waits for in-flight writes on SIGTERM. */
   shutdownGraceMs: number;
   /**
@@ -166,6 +168,7 @@ export const DEFAULTS: Config = {
   retryBackoffMs: 1_000,
   retryBackoffMaxMs: 60_000,
   sessionTtlSeconds: 24 * 3600,
+  deadNodeRetentionMs: 5 * 60_000,
   shutdownGraceMs: 10_000,
   nodeAllowCidrs: '',
   apiAllowCidrs: '',

@@ -77,7 +77,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
 
   // Jobs: the coordinator wakes the scheduler when a node has room; the scheduler places through it.
   const bus = new LocalBus((err) => log.error({ err }, 'bus subscriber failed'));
-  const registry = new NodeRegistry(id);
+  const registry = new NodeRegistry(id, config.deadNodeRetentionMs);
   const wake = new Relay();
   const wakeScheduler = (): void => wake.send();
   const coordinator = new JobCoordinator({

@@ -2,7 +2,7 @@
 // through the store and the job coordinator, nodes through the registry (their state is
 // their actors'), and the plane's counters for `/v1/stats` and `/metrics`.
 import type { Logger } from 'pino';
-import type { NodeState } from '../../actors/node-machine.js';
+import { offersUndrain, type NodeState } from '../../actors/node-machine.js';
 import type { Bus } from '../bus/bus.js';
 import type { Config } from '../config.js';
 import type { JobCoordinator } from '../jobs/job-coordinator.js';
@@ -13,7 +13,7 @@ import type { NodeRegistry } from '../nodes/node-registry.js';
 import type { JobRecord, JobState, JobStore, LogRecord, NewJob, OwnerToken } from '../store/job-store.js';
 import type { PlaneApi } from './plane-api.js';
 import { renderMetrics } from './plane-metrics.js';
-import type { NodeView, WaitingFor } from './wire-types.js';
+import type { NodeDetail, NodeView, WaitingFor } from './wire-types.js';
 
 export interface PlaneApiParts {
   config: Pick<Config, 'maxAttempts' | 'defaultJobTimeoutMs'>;
@@ -75,6 +75,19 @@ export class PlaneApiImpl implements PlaneApi {
 
   listNodes(): NodeView[] {
     return this.p.registry.views((nodeId) => this.p.coordinator.runningJobIds(nodeId));
+  }
+
+  getNode(nodeId: string): NodeDetail | undefined {
+    return this.p.registry.view(nodeId, (id) => this.p.coordinator.runningJobIds(id));
+  }
+
+  undrainNode(nodeId: string): 'requested' | 'not_connected' | 'not_draining' | 'not_supported' {
+    const session = this.p.registry.get(nodeId);
+    if (session === undefined) return 'not_connected';
+    if (session.state !== 'draining') return 'not_draining';
+    if (!offersUndrain(session.actor.getSnapshot().context)) return 'not_supported';
+    session.actor.send({ type: 'undrain' });
+    return 'requested';
   }
 
   drainNode(nodeId: string): boolean {

@@ -1,7 +1,7 @@
 // What the admin HTTP API (api-server.ts) needs from the running control plane.
 // Keeping it an interface lets the API be tested against a real plane and read without it.
 import type { AttemptRecord, JobListFilter, JobRecord, LogRecord, NewJob } from '../store/job-store.js';
-import type { NodeView, WaitingFor } from './wire-types.js';
+import type { NodeDetail, NodeView, WaitingFor } from './wire-types.js';
 
 export interface PlaneApi {
   /** Stores the job as `Queued` and wakes the scheduler. */
@@ -20,8 +20,16 @@ export interface PlaneApi {
   /** Undefined when the job does not exist; otherwise the record after the request. */
   cancelJob(jobId: string): Promise<JobRecord | undefined>;
   listNodes(): NodeView[];
+  /** A live node, or a dead one still remembered; undefined otherwise. */
+  getNode(nodeId: string): NodeDetail | undefined;
   /** False when no such node is connected. */
   drainNode(nodeId: string): boolean;
+  /**
+   * Asks a draining node to take jobs again (`Undrain`); it is `ready` once it reports so.
+   * `not_connected` when no such node is connected, `not_draining` when it is not draining,
+   * `not_supported` when its agent does not offer the `undrain` feature (it would not understand `Undrain`).
+   */
+  undrainNode(nodeId: string): 'requested' | 'not_connected' | 'not_draining' | 'not_supported';
   stats(): Promise<Record<string, number>>;
   /** Prometheus text exposition. */
   metrics(): Promise<string>;

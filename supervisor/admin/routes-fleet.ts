@@ -1,16 +1,23 @@
-// Fleet and health routes of the admin HTTP API: nodes, drain, stats (token needed), and the
+// Fleet and health routes of the admin HTTP API: nodes, drain, undrain, stats (token needed), and the
 // probes and Prometheus metrics (no token: scrapers and orchestrators carry none).
 import type { FastifyInstance } from 'fastify';
 import type { AdminRouteDeps } from './route-deps.js';
 import { requireRole } from './api-auth.js';
-import { notFound } from './api-errors.js';
+import { HttpError, notFound } from './api-errors.js';
 
 const PROMETHEUS_TEXT = 'text/plain; version=0.0.4; charset=utf-8';
 
 export function registerFleetRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
   const { api, tokens } = deps;
 
+  // Dead nodes are listed too (`state: dead`) until `deadNodeRetentionMs` has passed: clients filter.
   app.get('/v1/nodes', { onRequest: requireRole(tokens, 'viewer') }, async () => api.listNodes());
+
+  app.get<{ Params: { id: string } }>('/v1/nodes/:id', { onRequest: requireRole(tokens, 'viewer') }, async (request) => {
+    const node = api.getNode(request.params.id);
+    if (node === undefined) throw notFound(`no node ${request.params.id}`);
+    return node;
+  });
 
   app.post<{ Params: { id: string } }>(
     '/v1/nodes/:id/drain',
@@ -19,6 +26,22 @@ export function registerFleetRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       if (!api.drainNode(request.params.id)) throw notFound(`no connected node ${request.params.id}`);
       deps.logger.info({ node_id: request.params.id }, 'node drain requested over the admin API');
       return reply.code(202).send({ node_id: request.params.id });
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/v1/nodes/:id/undrain',
+    { onRequest: requireRole(tokens, 'operator') },
+    async (request, reply) => {
+      const nodeId = request.params.id;
+      const outcome = api.undrainNode(nodeId);
+      if (outcome === 'not_connected') throw notFound(`no connected node ${nodeId}`);
+      if (outcome === 'not_draining') throw new HttpError(409, 'conflict', `node ${nodeId} is not draining`);
+      if (outcome === 'not_supported') {
+        throw new HttpError(409, 'conflict', `node ${nodeId} does not offer the undrain feature: restart its agent to return it to service`);
+      }
+      deps.logger.info({ node_id: nodeId }, 'node undrain requested over the admin API');
+      return reply.code(202).send({ node_id: nodeId });
     },
   );
 

@@ -102,6 +102,11 @@ export function toJobAnswer(record: JobRecord): JobAnswer {
       secrets: Object.fromEntries(Object.keys(record.execution_context.secrets).map((name) => [name, REDACTED])),
     },
   };
+  answer.selector = record.selector;
+  answer.max_attempts = record.max_attempts;
+  answer.created_at = record.created_at;
+  if (record.assigned_at !== undefined) answer.assigned_at = record.assigned_at;
+  if (record.started_at !== undefined) answer.started_at = record.started_at;
   if (record.node_id !== undefined) answer.node_id = record.node_id;
   if (record.result !== undefined) answer.result = record.result;
   if (record.metrics !== undefined) answer.metrics = record.metrics;

@@ -1,6 +1,6 @@
 // The admin HTTP API's JSON shapes (PROTOCOL.md section 7), in one module: the routes answer
 // with them and the CLI reads them, so neither imports the other's files.
-import type { JobMetrics, JobOutcome } from '../../protocol/messages.js';
+import type { Capabilities, JobMetrics, JobOutcome } from '../../protocol/messages.js';
 import type { NodeState } from '../../actors/node-machine.js';
 import type { JobRecord, JobState } from '../store/job-store.js';
 
@@ -26,7 +26,20 @@ export interface NodeView {
   running_jobs: string[];
   /** RFC 3339 time of the last frame from the node. */
   last_heartbeat: string;
+  tags: Record<string, string>;
+  /** URL scheme of the listener the node came in on: `tcp`, `tls`, `unix`, `ws`, `wss`, `grpc`, `grpcs`. */
+  transport: string;
+  /** The protocol version of the node's session (`RegisterAck.protocol_version`). */
+  protocol_version: number;
 }
+
+/** `GET /v1/nodes/{id}`: the list entry plus what the node registered with and its last state changes. */
+export type NodeDetail = NodeView & {
+  capabilities?: Capabilities;
+  /** Oldest first, RFC 3339 `at`; only while the node is connected. */
+  transitions?: Array<{ from: NodeState; to: NodeState; at: string }>;
+};
+
 
 /** `GET /v1/jobs/{id}` answer. */
 export interface JobView {
@@ -36,8 +49,6 @@ export interface JobView {
   node_id?: string;
   result?: JobOutcome;
   metrics?: JobMetrics;
-  /** Queued only: why it waits. */
-  waiting_for?: WaitingFor;
 }
 
 /** Why a queued job waits: no connected node matches it, those that match are full, or it backs off after a withdrawn attempt. */
@@ -46,6 +57,14 @@ export type WaitingFor = 'no_matching_node' | 'matching_nodes_full' | 'retry_bac
 /** `GET /v1/jobs/{id}`: the protocol's fields, plus what an operator needs to read a job. */
 export type JobAnswer = JobView & {
   reason?: string;
+  /** Queued jobs only, when the plane knows why the job waits. */
+  waiting_for?: WaitingFor;
+  selector?: JobRecord['selector'];
+  max_attempts?: number;
+  /** RFC 3339: submitted; the current attempt assigned; accepted by its node. */
+  created_at?: string;
+  assigned_at?: string;
+  started_at?: string;
   priority: JobRecord['priority'];
   job: JobRecord['job'];
   /** With every secret's value replaced by `***`: secrets reach only the node that runs the job. */

@@ -20,8 +20,12 @@ export async function listenForNodes(
   opened: TransportServer[],
 ): Promise<void> {
   const tls = serverTls(config);
-  const onConnection = encryptingIfConfigured(config, accept);
   for (const url of listenerUrls(config, tls !== undefined)) {
+    const scheme = url.protocol.slice(0, -1);
+    const onConnection = encryptingIfConfigured(config, (conn) => {
+      transports.set(conn, scheme);
+      accept(conn);
+    });
     const options: ListenOptions = {
       maxFrameBytes: config.maxFrameBytes,
       maxSendBufferBytes: config.maxSendBufferBytes,
@@ -40,6 +44,14 @@ export async function listenForNodes(
 function httpNotice(config: Config): string {
   const api = config.http === LISTENER_OFF ? 'the admin API is off' : `the admin API is at http://${config.http}`;
   return `This is a Muster node port: runner agents connect here with the node protocol (muster agent --url). It does not speak HTTP; ${api}.`;
+}
+
+/** The scheme of the listener each accepted connection came in on, for the node view. */
+const transports = new WeakMap<Connection, string>();
+
+/** `tcp`, `tls`, `unix`, `ws`, `wss`, `grpc` or `grpcs`; empty for a connection no listener accepted. */
+export function transportOf(conn: Connection): string {
+  return transports.get(conn) ?? '';
 }
 
 /** Node listeners: with a certificate, TCP, WebSocket and gRPC serve TLS; the Unix socket stays plain. */

@@ -1,15 +1,22 @@
 // Which session holds which node: at most one live session per node id (PROTOCOL.md 4.7),
-// plus a short memory of dead nodes so that operators see them go.
+// plus a memory of dead nodes (`deadNodeRetentionMs`) so that operators see them go.
 import type { NodeSession } from './node-session.js';
-import type { NodeView } from '../admin/wire-types.js';
+import type { NodeDetail, NodeView } from '../admin/wire-types.js';
+import { transportOf } from './node-listeners.js';
 
-const DEAD_NODES_KEPT_MS = 5 * 60_000;
+/** The protocol version every session of this plane speaks (`RegisterAck.protocol_version`). */
+const SESSION_PROTOCOL_VERSION = 1;
 
 export class NodeRegistry {
   private readonly sessions = new Map<string, NodeSession>();
   private readonly dead = new Map<string, { view: NodeView; until: number }>();
 
-  constructor(private readonly owner: string) {}
+  /** `deadNodeRetentionMs`: how long a dead node stays listed; `now` for tests. */
+  constructor(
+    private readonly owner: string,
+    private readonly deadNodeRetentionMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** Binds `nodeId` to `session`; returns the session it replaces, if any. */
   bind(nodeId: string, session: NodeSession): NodeSession | undefined {
@@ -44,35 +51,61 @@ export class NodeRegistry {
    * and a storm of deaths costs O(1) each, not O(dead nodes) each.
    */
   buryNode(view: NodeView): void {
-    const now = Date.now();
     this.dead.delete(view.node_id);
-    this.dead.set(view.node_id, { view: { ...view, state: 'dead', connected: false, running_jobs: [] }, until: now + DEAD_NODES_KEPT_MS });
-    for (const [id, entry] of this.dead) {
-      if (entry.until >= now) break;
-      this.dead.delete(id);
-    }
+    this.dead.set(view.node_id, { view: { ...view, state: 'dead', connected: false, running_jobs: [] }, until: this.now() + this.deadNodeRetentionMs });
+    this.forgetDead();
   }
 
   views(runningJobs: (nodeId: string) => string[]): NodeView[] {
+    this.forgetDead();
     const views: NodeView[] = [];
     for (const [nodeId, session] of this.sessions) views.push(viewOf(nodeId, session, this.owner, runningJobs(nodeId)));
     for (const { view } of this.dead.values()) views.push(view);
     return views;
   }
 
+  /** One node, live or still remembered dead, with its capabilities while it is live. */
+  view(nodeId: string, runningJobs: (nodeId: string) => string[]): NodeDetail | undefined {
+    const session = this.sessions.get(nodeId);
+    if (session !== undefined) {
+      const capabilities = session.actor.getSnapshot().context.registration?.capabilities;
+      const view: NodeDetail = viewOf(nodeId, session, this.owner, runningJobs(nodeId));
+      if (capabilities !== undefined) view.capabilities = capabilities;
+      view.transitions = session.transitions.map((t) => ({ from: t.from, to: t.to, at: new Date(t.at).toISOString() }));
+      return view;
+    }
+    this.forgetDead();
+    return this.dead.get(nodeId)?.view;
+  }
+
+  /** Dead nodes past their retention are dropped (on every read, so none outlives it). */
+  private forgetDead(): void {
+    const now = this.now();
+    // In burial order: the expired ones are at the front, so the sweep stops at the first kept.
+    for (const [id, entry] of this.dead) {
+      if (entry.until > now) break;
+      this.dead.delete(id);
+    }
+  }
 }
 
 export function viewOf(nodeId: string, session: NodeSession, owner: string, runningJobs: string[]): NodeView {
   const context = session.actor.getSnapshot().context;
-  const name = context.registration?.info.tags.name;
-  return {
+  const info = context.registration?.info;
+  const view: NodeView = {
     node_id: nodeId,
-    hostname: context.registration?.info.hostname ?? '',
-    ...(name === undefined ? {} : { name }),
+    hostname: info?.hostname ?? '',
     state: session.state,
     connected: session.connected,
     owner,
     running_jobs: runningJobs,
     last_heartbeat: new Date(session.lastHeard).toISOString(),
+    tags: info?.tags ?? {},
+    transport: transportOf(session.connection),
+    protocol_version: SESSION_PROTOCOL_VERSION,
   };
+  // `muster agent --name` sends it as the tag `name` (node_info has no field for it).
+  const name = info?.tags.name;
+  if (name !== undefined && name !== '') view.name = name;
+  return view;
 }

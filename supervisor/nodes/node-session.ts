@@ -57,6 +57,16 @@ export interface SessionHost {
 
 export type NodeActor = Actor<typeof nodeMachine>;
 
+/** How many of a node's last state changes `GET /v1/nodes/{id}` shows. */
+const TRANSITIONS_KEPT = 10;
+
+/** One state change of a node; `at` in epoch milliseconds (kept small: there is one list per node). */
+export interface StateTransition {
+  from: NodeState;
+  to: NodeState;
+  at: number;
+}
+
 export class NodeSession {
   readonly actor: NodeActor;
   /** The actor's liveness record: every frame stamps it, with no transition. */
@@ -66,6 +76,8 @@ export class NodeSession {
   private codec: Codec = CODEC_JSON;
   private registeredCodec = false;
   private lastState: NodeState = 'registering';
+  /** The last state changes, oldest first, at most TRANSITIONS_KEPT. */
+  readonly transitions: StateTransition[] = [];
   /** The `id` of the message the actor is handling right now: errors it raises answer it as `reply_to`. */
   private handling: string | undefined;
   /** Checked on every frame before it is decoded; undefined when the host sets no limits. */
@@ -121,6 +133,9 @@ export class NodeSession {
         return;
       case 'sendDrain':
         this.send('Drain', {});
+        return;
+      case 'sendUndrain':
+        this.send('Undrain', {});
         return;
     }
   }
@@ -241,6 +256,8 @@ export class NodeSession {
   private noticeState(): void {
     const state = nodeStateOf(this.actor.getSnapshot());
     if (state === this.lastState) return;
+    if (this.transitions.length === TRANSITIONS_KEPT) this.transitions.shift();
+    this.transitions.push({ from: this.lastState, to: state, at: Date.now() });
     this.lastState = state;
     this.host.stateChanged(this, state);
     if (state === 'dead') this.host.ended(this, this.actor.getSnapshot().output ?? { nodeId: this.nodeId, reason: 'failed' });

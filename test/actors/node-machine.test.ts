@@ -12,7 +12,7 @@ const NODE_ID = '0e4f6b2c-1b1a-4f6e-9a7a-3c2b1a0f9e8d';
 const TIMING = { heartbeatIntervalMs: 1000, missedHeartbeats: 3, registerTimeoutMs: 10_000 };
 const ONE_CORE: Resources = { cpu_cores: 1, memory_mb: 0, disk_gb: 0 };
 
-function registration(cpu = 2): Registration {
+function registration(cpu = 2, features: string[] = []): Registration {
   return {
     nodeId: NODE_ID,
     resumed: false,
@@ -21,7 +21,7 @@ function registration(cpu = 2): Registration {
       runner_types: ['shell'],
       max_resources: { cpu_cores: cpu, memory_mb: 1024, disk_gb: 10, network_mbps: 0 },
       supported_job_types: [],
-      features: [],
+      features,
       protocols: [],
     },
   };
@@ -68,7 +68,7 @@ class Holdings implements JobHoldings {
 }
 
 function start(authenticate: () => Promise<Registration> = async () => registration()) {
-  const calls = { acks: 0, errors: [] as MusterError[], closed: [] as (MusterError | undefined)[], drains: 0, jobMessages: 0 };
+  const calls = { acks: 0, errors: [] as MusterError[], closed: [] as (MusterError | undefined)[], drains: 0, undrains: 0, jobMessages: 0 };
   const clock = new TestClock();
   const holdings = new Holdings();
   const actor = createActor(nodeMachine, { clock, input: { ...TIMING, clock, holdings } });
@@ -85,14 +85,15 @@ function start(authenticate: () => Promise<Registration> = async () => registrat
   actor.on('closeConnection', ({ error }) => void calls.closed.push(error));
   actor.on('handleJobMessage', () => void calls.jobMessages++);
   actor.on('sendDrain', () => void calls.drains++);
+  actor.on('sendUndrain', () => void calls.undrains++);
   actor.start();
   // The session stamps liveness on every frame; tests do where a frame arrives.
   const heard = (): void => actor.getSnapshot().context.liveness.heard();
   return { actor, calls, clock, holdings, heard, authenticated: () => authenticated };
 }
 
-async function registered() {
-  const node = start();
+async function registered(features: string[] = []) {
+  const node = start(async () => registration(2, features));
   node.actor.send({ type: 'RegisterNode', message: registerMessage });
   await node.authenticated();
   return node;
@@ -213,6 +214,38 @@ describe('node machine', () => {
     const b = await registered();
     b.actor.send({ type: 'Heartbeat', message: heartbeat('Draining') });
     expect(b.actor.getSnapshot().matches({ online: 'draining' })).toBe(true);
+  });
+
+  it('undrain: a node that does not offer the undrain feature is never sent Undrain (a v1 client would not know it)', async () => {
+    const { actor, calls } = await registered();
+    actor.send({ type: 'drain' });
+    actor.send({ type: 'undrain' });
+    expect(calls.undrains).toBe(0);
+    expect(actor.getSnapshot().matches({ online: 'draining' })).toBe(true);
+  });
+
+  it('undrain: asks the node, and is ready again only once the node stops reporting Draining', async () => {
+    const { actor, calls } = await registered(['undrain']);
+    actor.send({ type: 'undrain' });
+    expect(calls.undrains).toBe(0);
+    actor.send({ type: 'drain' });
+    actor.send({ type: 'Heartbeat', message: heartbeat('Draining') });
+    // A Ready heartbeat before any undrain does not undo an operator's drain.
+    actor.send({ type: 'Heartbeat', message: heartbeat('Ready') });
+    expect(actor.getSnapshot().matches({ online: 'draining' })).toBe(true);
+    actor.send({ type: 'undrain' });
+    expect(calls.undrains).toBe(1);
+    // A heartbeat sent before the node got the Undrain still says Draining: stay.
+    actor.send({ type: 'Heartbeat', message: heartbeat('Draining') });
+    expect(actor.getSnapshot().matches({ online: 'draining' })).toBe(true);
+    actor.send({ type: 'Heartbeat', message: heartbeat('Busy') });
+    expect(actor.getSnapshot().matches({ online: 'busy' })).toBe(true);
+    actor.send({ type: 'Heartbeat', message: heartbeat('Ready') });
+    expect(actor.getSnapshot().matches({ online: 'ready' })).toBe(true);
+    // Drained again, a later Ready heartbeat alone does not undrain it.
+    actor.send({ type: 'drain' });
+    actor.send({ type: 'Heartbeat', message: heartbeat('Ready') });
+    expect(actor.getSnapshot().matches({ online: 'draining' })).toBe(true);
   });
 
   it('answers a heartbeat for another node id with invalid_message and stays up', async () => {

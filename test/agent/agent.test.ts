@@ -471,4 +471,32 @@ describe('Agent', () => {
     expect((await conn.next('Deregister')).data.node_id).toBe(nodeId);
     await drained;
   });
+
+  it('takes jobs again on Undrain after the plane drained it, but not after a drain of its own', async () => {
+    const a = agent();
+    const conn = await plane.nextConnection();
+    await registered(conn);
+    conn.send('Drain', {});
+    while ((await conn.next('Heartbeat')).data.status !== 'Draining');
+    const refused = assignment(['true']);
+    conn.send('JobAssignment', refused);
+    expect((await conn.next('JobRejected')).data).toMatchObject({ job_id: refused.job_id, reason: 'draining' });
+    conn.send('Undrain', {});
+    // It says so by a heartbeat (sent at once): the plane marks the node ready on it.
+    while ((await conn.next('Heartbeat')).data.status !== 'Ready');
+    const taken = assignment(['true']);
+    conn.send('JobAssignment', taken);
+    expect((await conn.next('JobAccepted')).data.job_id).toBe(taken.job_id);
+    const done = await conn.next('JobResult');
+    conn.send('JobResultAck', { job_id: done.data.job_id, attempt: 1 });
+    // Stopping (a signal): an Undrain does not bring it back.
+    const drained = a.drain();
+    while ((await conn.next('Heartbeat')).data.status !== 'Draining');
+    conn.send('Undrain', {});
+    const late = assignment(['true']);
+    conn.send('JobAssignment', late);
+    expect((await conn.next('JobRejected')).data).toMatchObject({ job_id: late.job_id, reason: 'draining' });
+    await conn.next('Deregister');
+    await drained;
+  });
 });

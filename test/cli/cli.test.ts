@@ -70,7 +70,7 @@ describe('muster (no server)', () => {
   it('prints help for the program and for each command', async () => {
     const top = await muster(['--help']);
     expect(top.code).toBe(0);
-    for (const name of ['serve', 'agent', 'token', 'job', 'nodes', 'drain']) expect(top.stdout).toContain(name);
+    for (const name of ['serve', 'agent', 'token', 'job', 'nodes', 'drain', 'undrain']) expect(top.stdout).toContain(name);
     const submit = await muster(['job', 'submit', '--help']);
     expect(submit.code).toBe(0);
     expect(submit.stdout).toContain('--wait');
@@ -113,12 +113,14 @@ describe('muster (no server)', () => {
       ['token', 'create', '--role', 'root', '--data-dir', dataDir],
       ['token', 'create', '--role', 'admin', '--ttl', 'soon', '--data-dir', dataDir],
       ['job', 'submit', '--selector', 'novalue', '--', 'true'],
+      ['job', 'submit', '--wait', '--reconnect-window', 'soon', '--', 'true'],
+      ['job', 'logs', '00000000-0000-4000-8000-000000000000', '--follow', '--reconnect-window', 'soon'],
     ]) {
       const run = await muster(args);
       expect(run.code, args.join(' ')).toBe(1);
       expect(run.stderr, args.join(' ')).toMatch(/^muster: [^\n]+\n$/);
     }
-  });
+  }, 60_000);
 
   it('names a plane config file that is not valid JSON, with the line', async () => {
     const file = join(dataDir, 'bad-config.json');
@@ -202,7 +204,8 @@ describe('muster against the admin API', () => {
     };
     const run = await muster(['job', 'submit', '--wait', '--data-dir', dataDir, '--api', server.url, '--', 'make']);
     expect(run.stdout).toBe('line one\nline two\n');
-    expect(run.stderr).toBe('a warning\n');
+    // The job id first, at once; no status lines when stdout is not a terminal.
+    expect(run.stderr).toMatch(/^job [0-9a-f-]{36}\na warning\n$/);
     expect(run.code).toBe(3);
   });
 
@@ -212,7 +215,7 @@ describe('muster against the admin API', () => {
     };
     const run = await muster(['job', 'submit', '--wait', '--data-dir', dataDir, '--api', server.url, '--', 'sleep', '60']);
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/^muster: job [0-9a-f-]{36} ended TimedOut: ran past its 10s timeout\n$/);
+    expect(run.stderr).toMatch(/^job ([0-9a-f-]{36})\nmuster: job \1 ended TimedOut: ran past its 10s timeout\n$/);
   });
 
   it('gets a job, prints its logs, cancels it; a missing job is one line and status 1', async () => {
@@ -221,7 +224,7 @@ describe('muster against the admin API', () => {
     plane.appendLog(jobId, 'stdout', 'out\n');
     plane.appendLog(jobId, 'stderr', 'err\n');
     const common = ['--data-dir', dataDir, '--api', server.url];
-    const got = await muster(['job', 'get', jobId, ...common]);
+    const got = await muster(['job', 'get', '--json', jobId, ...common]);
     expect(JSON.parse(got.stdout)).toMatchObject({ job_id: jobId, state: 'Running', attempt: 1 });
     const logs = await muster(['job', 'logs', jobId, ...common]);
     expect(logs).toMatchObject({ code: 0, stdout: 'out\n', stderr: 'err\n' });
@@ -251,17 +254,62 @@ describe('muster against the admin API', () => {
       owner: 'cp-1',
       running_jobs: ['a', 'b'],
       last_heartbeat: new Date().toISOString(),
+      name: 'seven',
+      tags: { os: 'linux', arch: 'x64' },
+      transport: 'wss',
+      protocol_version: 1,
+    });
+    plane.nodes.push({
+      node_id: 'dead0000-6a4e-4d1b-9a43-2d6f1f0c0a11',
+      hostname: 'runner-gone',
+      state: 'dead',
+      connected: false,
+      owner: 'cp-1',
+      running_jobs: [],
+      last_heartbeat: new Date().toISOString(),
+      tags: {},
+      transport: 'tcp',
+      protocol_version: 1,
     });
     const common = ['--data-dir', dataDir, '--api', server.url];
     const table = await muster(['nodes', ...common]);
     expect(table.code).toBe(0);
-    const [header, row] = table.stdout.trim().split('\n');
-    expect(header).toMatch(/^NODE ID\s+HOSTNAME\s+STATE\s+JOBS\s+LAST HEARTBEAT$/);
-    expect(row?.split(/\s{2,}/).slice(0, 4)).toEqual([nodeId, 'runner-7', 'busy', '2']);
-    expect(JSON.parse((await muster(['nodes', '--json', ...common])).stdout)).toEqual(plane.nodes);
+    const [header, row, ...rest] = table.stdout.trim().split('\n');
+    expect(header).toMatch(/^NODE ID\s+NAME\s+HOSTNAME\s+STATE\s+JOBS\s+TAGS\s+TRANSPORT\s+PROTO\s+OWNER\s+LAST HEARTBEAT$/);
+    expect(row?.split(/\s{2,}/).slice(0, 9)).toEqual([nodeId, 'seven', 'runner-7', 'busy', '2', 'os=linux,arch=x64', 'wss', '1', 'cp-1']);
+    expect(row).toMatch(/\d+s ago$/);
+    // The dead node is hidden, and the table says so.
+    expect(rest).toEqual(['(1 dead node not shown: --all)']);
+    const all = await muster(['nodes', '--all', ...common]);
+    expect(all.stdout).toContain('runner-gone');
+    expect(JSON.parse((await muster(['nodes', '--json', ...common])).stdout)).toEqual(plane.nodes.slice(0, 1));
+    expect(JSON.parse((await muster(['nodes', '--json', '--all', ...common])).stdout)).toEqual(plane.nodes);
     expect((await muster(['drain', nodeId, ...common])).code).toBe(0);
     expect(plane.drained).toContain(nodeId);
-  });
+  }, 60_000);
+
+  it('undrains a draining node; refuses one that is not draining with one line and status 1', async () => {
+    const nodeId = '5b0f4a52-6a4e-4d1b-9a43-2d6f1f0c0a11';
+    plane.nodes.push({
+      node_id: nodeId,
+      hostname: 'runner-7',
+      state: 'ready',
+      connected: true,
+      owner: 'cp-1',
+      running_jobs: [],
+      last_heartbeat: new Date().toISOString(),
+      tags: {},
+      transport: 'tcp',
+      protocol_version: 1,
+    });
+    const common = ['--data-dir', dataDir, '--api', server.url];
+    const early = await muster(['undrain', nodeId, ...common]);
+    expect(early.code).toBe(1);
+    expect(early.stderr).toMatch(/^muster: node \S+ is not draining \(conflict\)\n$/);
+    (plane.nodes[0] as { state: string }).state = 'draining';
+    expect((await muster(['undrain', nodeId, ...common])).code).toBe(0);
+    expect(plane.undrained).toEqual([nodeId]);
+  }, 60_000);
 
   it('says so when the API cannot be reached', async () => {
     const run = await muster(['nodes', '--data-dir', dataDir, '--api', 'http://127.0.0.1:9']);

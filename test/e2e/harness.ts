@@ -210,6 +210,8 @@ export interface PlaneOptions {
   dataDir?: string;
   /** `host:port` of the TCP listener; default port 0. */
   tcp?: string;
+  /** `host:port` of the admin API; default port 0. */
+  http?: string;
   /** Extra MUSTER_* settings over FAST_PLANE_ENV. */
   env?: Record<string, string>;
 }
@@ -256,7 +258,7 @@ export class Harness {
     const dataDir = options.dataDir ?? this.tempDir('muster-plane-');
     const env = { ...FAST_PLANE_ENV, ...options.env };
     const args = ['serve', '--data-dir', dataDir, '--tcp', options.tcp ?? '127.0.0.1:0'];
-    args.push('--unix', join(dataDir, 'muster.sock'), '--http', '127.0.0.1:0');
+    args.push('--unix', join(dataDir, 'muster.sock'), '--http', options.http ?? '127.0.0.1:0');
     const proc = this.spawn('plane', args, dataDir, env);
     const ready = await proc.waitForLog((l) => l.msg === 'control plane ready', 20_000, 'ready line');
     const listeners = ready.listeners as string[];
@@ -352,9 +354,10 @@ export class PlaneProcess {
     return (await this.proc.exited).code;
   }
 
-  /** Starts a new plane on the same data dir and TCP port (the plane must be stopped). */
+  /** Starts a new plane on the same data dir, TCP port and admin API port (the plane must be stopped). */
   restart(): Promise<PlaneProcess> {
-    return this.harness.startPlane({ dataDir: this.dataDir, tcp: new URL(this.tcpUrl).host, env: this.info.env });
+    const http = new URL(this.httpUrl).host;
+    return this.harness.startPlane({ dataDir: this.dataDir, tcp: new URL(this.tcpUrl).host, http, env: this.info.env });
   }
 }
 

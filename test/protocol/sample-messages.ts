@@ -132,6 +132,7 @@ export function sampleMessages(): SampleMessages {
     JobResultAck: { type: 'JobResultAck', reply_to: 'r-1', data: { job_id: SAMPLE_JOB_ID, attempt: 1 } },
     CancelJob: { type: 'CancelJob', data: { job_id: OTHER_JOB_ID, attempt: 3, reason: 'cancelled by operator' } },
     Drain: { type: 'Drain', data: { deadline: '2025-03-14T12:00:00Z' } },
+    Undrain: { type: 'Undrain', data: {} },
     Shutdown: { type: 'Shutdown', data: { reason: 'control plane stopping', grace_period_ms: 10000 } },
     TokenRefresh: {
       type: 'TokenRefresh',

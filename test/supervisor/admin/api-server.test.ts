@@ -67,6 +67,9 @@ function addNode(nodeId: string): void {
     owner: 'cp-1',
     running_jobs: [],
     last_heartbeat: new Date().toISOString(),
+    tags: {},
+    transport: 'tcp',
+    protocol_version: 1,
   });
 }
 
@@ -116,6 +119,9 @@ describe('authentication', () => {
       { method: 'POST', path: `/v1/jobs/${jobId}/cancel`, least: 'operator', ok: 202 },
       { method: 'GET', path: '/v1/nodes', least: 'viewer', ok: 200 },
       { method: 'POST', path: `/v1/nodes/${plane.nodes[0]?.node_id}/drain`, least: 'operator', ok: 202 },
+      { method: 'GET', path: `/v1/nodes/${plane.nodes[0]?.node_id}`, least: 'viewer', ok: 200 },
+      // The fake node is ready, not draining: an operator gets 409, a viewer still 403.
+      { method: 'POST', path: `/v1/nodes/${plane.nodes[0]?.node_id}/undrain`, least: 'operator', ok: 409 },
       { method: 'GET', path: '/v1/stats', least: 'viewer', ok: 200 },
     ];
     const rank: Record<ApiRole, number> = { viewer: 0, operator: 1, admin: 2 };
@@ -230,6 +236,8 @@ describe('jobs, nodes and stats', () => {
       ['GET', `/v1/jobs/${missing}/logs?follow=1`],
       ['POST', `/v1/jobs/${missing}/cancel`],
       ['POST', `/v1/nodes/${missing}/drain`],
+      ['POST', `/v1/nodes/${missing}/undrain`],
+      ['GET', `/v1/nodes/${missing}`],
       ['GET', '/v1/nowhere'],
       ['DELETE', '/v1/jobs'],
     ] as const) {
@@ -248,6 +256,9 @@ describe('jobs, nodes and stats', () => {
     expect((await call('POST', `/v1/nodes/${plane.nodes[0]?.node_id}/drain`, { token: as('operator') })).status).toBe(202);
     expect(plane.drained).toEqual([plane.nodes[0]?.node_id]);
     expect((await call('GET', '/v1/nodes', { token: as('viewer') })).json).toEqual(plane.nodes);
+    expect((await call('GET', `/v1/nodes/${plane.nodes[0]?.node_id}`, { token: as('viewer') })).json).toEqual(plane.nodes[0]);
+    const undrain = await call('POST', `/v1/nodes/${plane.nodes[0]?.node_id}/undrain`, { token: as('operator') });
+    expect(undrain).toMatchObject({ status: 409, json: { error: { code: 'conflict' } } });
     expect((await call('GET', '/v1/stats', { token: as('viewer') })).json).toMatchObject({ active_connections: 1 });
   });
 

@@ -13,6 +13,7 @@ export class FakePlaneApi implements PlaneApi {
   readonly jobs = new Map<string, JobRecord>();
   readonly submitted: NewJob[] = [];
   readonly drained: string[] = [];
+  readonly undrained: string[] = [];
   readonly nodes: NodeView[] = [];
   ready = true;
   /** What `storeFailure()` reports; set it with `ready = false` to play a failing store. */
@@ -89,6 +90,18 @@ export class FakePlaneApi implements PlaneApi {
 
   listNodes(): NodeView[] {
     return this.nodes;
+  }
+
+  getNode(nodeId: string): NodeView | undefined {
+    return this.nodes.find((n) => n.node_id === nodeId);
+  }
+
+  undrainNode(nodeId: string): 'requested' | 'not_connected' | 'not_draining' {
+    const node = this.nodes.find((n) => n.node_id === nodeId && n.state !== 'dead');
+    if (node === undefined) return 'not_connected';
+    if (node.state !== 'draining') return 'not_draining';
+    this.undrained.push(nodeId);
+    return 'requested';
   }
 
   drainNode(nodeId: string): boolean {
