@@ -2,10 +2,10 @@
 // agent's codec, frames in decoded and validated. A frame that does not decode or
 // validate is logged and ignored; a broken framing layer closes the connection.
 import type { Logger } from 'pino';
-import { codecByName, decodeBody, encodeBody, ENCRYPTED_BIT, type Codec, type CodecName } from '../protocol/codec.js';
+import { codecByName, encodeBody, ENCRYPTED_BIT, type Codec, type CodecName } from '../protocol/codec.js';
 import { MusterError } from '../protocol/errors.js';
 import type { MessageData, NodeMessageType, PlaneMessage } from '../protocol/messages.js';
-import { validatePlaneMessage } from '../protocol/validator.js';
+import { readPlaneMessage } from '../protocol/message-reader.js';
 import type { Connection } from '../transports/transport.js';
 
 export interface PlaneLinkHandlers {
@@ -75,7 +75,7 @@ export class PlaneLink {
     }
     let message: PlaneMessage;
     try {
-      message = validatePlaneMessage(decodeBody(codecByte as Codec, body));
+      message = readPlaneMessage(codecByte as Codec, body);
     } catch (err) {
       const code = err instanceof MusterError ? err.code : 'internal';
       this.logger.warn({ err, code }, 'ignoring bad frame from control plane');

@@ -76,6 +76,14 @@ export interface Config {
   nodeByteRate: number;
   /** Bytes a node may send at once before `nodeByteRate` applies (at least `maxFrameBytes` is used). */
   nodeByteBurst: number;
+  /**
+   * Milliseconds a second the plane may spend reading (walking, decoding, validating) one node
+   * connection's frames; over it, its frames are dropped with `rate_limited` until the time is
+   * paid back, so no single node can take the event loop from the others. 0: no limit.
+   */
+  nodeDecodeMsPerSecond: number;
+  /** Reading time one node may use at once before `nodeDecodeMsPerSecond` applies. */
+  nodeDecodeBurstMs: number;
   /** New node connections a second from one address (IPv6: one /64); over it they are refused with `rate_limited`. 0: no limit. */
   connectionRate: number;
   /** Connections one address may open at once before `connectionRate` applies. */
@@ -135,6 +143,9 @@ export const DEFAULTS: Config = {
   nodeMessageBurst: 5_000,
   nodeByteRate: 10 * 1024 * 1024,
   nodeByteBurst: 50 * 1024 * 1024,
+  // A tenth of the event loop: a healthy node takes well under a millisecond a second.
+  nodeDecodeMsPerSecond: 100,
+  nodeDecodeBurstMs: 500,
   connectionRate: 50,
   connectionBurst: 200,
   failedAuthPerMinute: 10,

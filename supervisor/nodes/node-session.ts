@@ -5,10 +5,10 @@
 import { createActor, type Actor } from 'xstate';
 import type { Logger } from 'pino';
 import { nodeMachine, type Liveness, type NodeEvent, type NodeOutput, type NodePort, type Registration } from '../../actors/node-machine.js';
-import { CODEC_JSON, ENCRYPTED_BIT, decodeBody, encodeBody, type Codec } from '../../protocol/codec.js';
+import { CODEC_JSON, ENCRYPTED_BIT, encodeBody, type Codec } from '../../protocol/codec.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf, NodeMessage, PlaneMessageType, MessageData } from '../../protocol/messages.js';
-import { validateNodeMessage } from '../../protocol/validator.js';
+import { readNodeMessage } from '../../protocol/message-reader.js';
 import type { Connection } from '../../transports/transport.js';
 import { NodeRateLimit, type NodeRates } from '../security/node-rate-limit.js';
 import type { NodeState } from '../../actors/node-machine.js';
@@ -154,12 +154,15 @@ export class NodeSession implements NodePort {
     const codec = codecByte as Codec;
     if (!this.registeredCodec) this.codec = codec;
     let message: NodeMessage;
+    const reading = performance.now();
     try {
-      message = validateNodeMessage(decodeBody(codec, body));
+      message = readNodeMessage(codec, body);
     } catch (err) {
       const error = toMusterError(err);
       this.deliver(error.replyTo, { type: 'frame.error', error });
       return;
+    } finally {
+      this.rate?.chargeDecoding(performance.now() - reading);
     }
     if (message.type === 'Heartbeat' && this.changesNothing(message)) return;
     this.deliver(message.id, eventOf(message));

@@ -34,6 +34,15 @@ export class TokenBucket {
     return true;
   }
 
+  /**
+   * Takes `amount` whatever is left, into debt: for a cost known only after the work was done
+   * (decoding time), which the next `take` then waits out.
+   */
+  charge(amount: number, now: number = performance.now()): void {
+    this.refill(now);
+    this.tokens -= amount;
+  }
+
   /** Tokens available at `now` (fractional), without taking any. */
   available(now: number = performance.now()): number {
     this.refill(now);
