@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import type { NodeView } from '../supervisor/admin/wire-types.js';
 import { createApiClient, withClientOptions, type ClientOptions } from './api-client.js';
+import { terminalText } from './terminal-text.js';
 
 interface NodesOptions extends ClientOptions {
   json?: boolean;
@@ -23,13 +24,10 @@ export function nodesCommand(): Command {
 /** A plain-text table, one node a line; columns padded to their widest cell. */
 export function nodesTable(nodes: NodeView[], now: Date): string {
   if (nodes.length === 0) return 'no nodes\n';
-  const rows = nodes.map((n) => [
-    n.node_id,
-    n.hostname,
-    n.state,
-    String(n.running_jobs.length),
-    `${n.last_heartbeat} (${age(n.last_heartbeat, now)})`,
-  ]);
+  // Every cell comes from the network: escaped, so that none can act on the terminal or forge a row.
+  const rows = nodes.map((n) =>
+    [n.node_id, n.hostname, n.state, String(n.running_jobs.length), `${n.last_heartbeat} (${age(n.last_heartbeat, now)})`].map(terminalText),
+  );
   const widths = HEADERS.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
   return `${[HEADERS, ...rows].map(line).join('\n')}\n`;

@@ -4,7 +4,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { MusterError } from '../../protocol/errors.js';
-import { Duration, ExecutionContext, Priority, ResourceRequirements } from '../../protocol/messages.js';
+import { Duration, ExecutionContext, PATH_MAX, Priority, ResourceRequirements } from '../../protocol/messages.js';
 import type { JobSelector, NewJob } from '../store/job-store.js';
 
 const StringMap = Type.Record(Type.String(), Type.String());
@@ -55,7 +55,7 @@ export function toNewJob(body: unknown, defaults: SubmitDefaults): NewJob {
   const { job, execution_context: ctx = {} } = body;
   const newJob: NewJob = {
     job: {
-      name: job.name === undefined || job.name === '' ? job.command.join(' ') : job.name,
+      name: job.name === undefined || job.name === '' ? nameOf(job.command) : job.name,
       image: job.image ?? '',
       command: [...job.command],
       environment: { ...job.environment },
@@ -80,6 +80,16 @@ export function toNewJob(body: unknown, defaults: SubmitDefaults): NewJob {
   };
   if (body.deadline !== undefined) newJob.deadline = normalizeDeadline(body.deadline);
   return newJob;
+}
+
+/**
+ * A job without a name is named after its command, made a name: control characters (a
+ * script's newlines) become spaces and it is cut to the longest name (protocol/messages.ts).
+ */
+function nameOf(command: string[]): string {
+  // eslint-disable-next-line no-control-regex -- replacing control characters is the point
+  const name = command.join(' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
+  return name.length > PATH_MAX ? `${name.slice(0, PATH_MAX - 1)}…` : name;
 }
 
 function toSelector(selector: SubmitJobRequest['selector']): JobSelector {

@@ -313,6 +313,18 @@ describe('a plain plane with a key set (HS256 secret, Ed25519 and P-256 keys)', 
         await links.heartbeatTaken(p.plane, c);
       } };
     } },
+    // Item 9: no control character in a name (it would reach `muster nodes` and logs raw).
+    ...['\x1b]0;pwned\x07\x1b[2J', 'runner-02\n00000000-0000-4000-8000-000000000000  forged  ready'].map(
+      (hostname): Row => ({ code: 'invalid_message', fatal: false, what: `a RegisterNode with hostname ${JSON.stringify(hostname)}`, provoke: async () => {
+        const c = await fresh();
+        c.send(registerNodeMessage({ token: await p.registrationToken(), id: 'reg-ctl', hostname }));
+        return { link: c, replyTo: 'reg-ctl', field: 'data.node_info.hostname', kept: async () => {
+          await c.register({ token: await p.registrationToken() });
+          await links.heartbeatTaken(p.plane, c);
+          expect(p.plane.api.listNodes().map((v) => v.hostname)).not.toContain(hostname);
+        } };
+      } }),
+    ),
   ];
   it.each(boundRows)('$code (fatal $fatal) for a field over its bound: $what', async (row) => expectAnswered(row, p.plane));
 
