@@ -56,7 +56,7 @@ const PRINTABLE = '[^\\u0000-\\u001f\\u007f-\\u009f]';
 const NO_NUL = '^[^\\u0000]*$';
 
 /** A name: printable, `min` to `max` characters. */
-function Name(max: number, min = 0): TString {
+export function Name(max: number, min = 0): TString {
   return Type.String({ minLength: min, maxLength: max, pattern: `^${PRINTABLE}*$` });
 }
 
@@ -93,7 +93,7 @@ const Amount = Type.Number({ minimum: 0 });
 const Attempt = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
 const Interval = Type.Integer({ minimum: 1, maximum: TIMER_MAX_MS });
 const Reason = Type.String({ maxLength: REASON_MAX });
-const TagMap = NameMap(TAGS_MAX, TAG_KEY_MAX, Name(TAG_VALUE_MAX));
+export const TagMap = NameMap(TAGS_MAX, TAG_KEY_MAX, Name(TAG_VALUE_MAX));
 const Text = Type.String({ maxLength: TEXT_MAX });
 
 export const Duration = Obj({ secs: Count, nanos: Type.Integer({ minimum: 0, maximum: 999_999_999 }) });

@@ -18,6 +18,10 @@ export interface Config {
   grpc: string;
   /** HOST:PORT of the admin HTTP API. */
   http: string;
+  /** How long an admin API client may take to send its request headers; then 408 and closed (a client trickling headers holds no connection). */
+  apiHeadersTimeoutMs: number;
+  /** How long an admin API client may take to send its whole request, body included (at least `apiHeadersTimeoutMs`). */
+  apiRequestTimeoutMs: number;
   /**
    * PEM certificate and key files: when both are set, the TCP, WebSocket and gRPC
    * listeners serve TLS (`tls://`, `wss://`, `grpcs://`); the Unix socket stays plain.
@@ -114,6 +118,8 @@ export const DEFAULTS: Config = {
   wsPingIntervalMs: 15_000,
   grpc: '127.0.0.1:7422',
   http: '127.0.0.1:7480',
+  apiHeadersTimeoutMs: 10_000,
+  apiRequestTimeoutMs: 30_000,
   tlsCert: '',
   tlsKey: '',
   tlsCa: '',

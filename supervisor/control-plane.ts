@@ -293,6 +293,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         tokenAdmin: tokenAdmin(tokens, tokenRegistry),
         logger: log,
         access: security.adminAccess,
+        timeouts: { headersMs: config.apiHeadersTimeoutMs, requestMs: config.apiRequestTimeoutMs },
       });
     }
   } catch (err) {
