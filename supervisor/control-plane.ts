@@ -219,7 +219,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   }
 
   const api: PlaneApi = {
-    defaults: { maxAttempts: config.maxAttempts, jobTimeoutMs: config.defaultJobTimeoutMs },
+    defaults: { maxAttempts: config.maxAttempts, jobTimeoutMs: config.defaultJobTimeoutMs, maxFrameBytes: config.maxFrameBytes },
     submitJob: async (job: NewJob) => {
       const record = await store.submit(job);
       log.info({ job_id: record.job_id, priority: record.priority }, 'job submitted');

@@ -7,6 +7,7 @@ import { MusterError } from '../../protocol/errors.js';
 import { Duration, ExecutionContext, JobSpec, Name, NAME_MAX, PATH_MAX, Priority, TagMap } from '../../protocol/messages.js';
 import { parseDateTime } from '../../protocol/timestamp.js';
 import type { JobSelector, NewJob } from '../store/job-store.js';
+import { assignmentFrameBytes, type AssignedJob } from './assignment-size.js';
 
 /**
  * Ceilings on what a job may ask for (issue 8 item 10): above them a number is a mistake or an
@@ -62,10 +63,12 @@ export type SubmitJobRequest = Static<typeof SubmitJobRequest>;
 
 const check = TypeCompiler.Compile(SubmitJobRequest);
 
-/** What a submission falls back on (PlaneApi.defaults). */
+/** What a submission falls back on, and the frame limit its assignment must fit (PlaneApi.defaults). */
 export interface SubmitDefaults {
   maxAttempts: number;
   jobTimeoutMs: number;
+  /** `max_frame_bytes`: a job whose JobAssignment could not be sent within it is refused. */
+  maxFrameBytes: number;
 }
 
 /** Validates `body` and fills defaults; throws `invalid_message` with the offending `field`. */
@@ -102,7 +105,24 @@ export function toNewJob(body: unknown, defaults: SubmitDefaults): NewJob {
     max_attempts: body.max_attempts ?? defaults.maxAttempts,
   };
   if (body.deadline !== undefined) newJob.deadline = normalizeDeadline(body.deadline);
+  checkSendable(newJob, defaults.maxFrameBytes);
   return newJob;
+}
+
+/** A job is refused when the JobAssignment that carries it could not be sent in one frame. */
+function checkSendable(job: NewJob, maxFrameBytes: number): void {
+  const { job: spec, execution_context, priority, deadline } = job;
+  const assigned: AssignedJob = { job: spec, execution_context, priority };
+  if (deadline !== undefined) assigned.deadline = deadline;
+  const bytes = assignmentFrameBytes(assigned);
+  if (bytes > maxFrameBytes) {
+    throw new MusterError(
+      'invalid_message',
+      `job: its JobAssignment would take up to ${bytes} bytes, over max_frame_bytes (${maxFrameBytes}); ` +
+        'make the command, environment, variables or secrets smaller',
+      { field: 'job' },
+    );
+  }
 }
 
 /**

@@ -2,6 +2,7 @@
 // Keeping it an interface lets the API be tested against a real plane and read without it.
 import type { JobRecord, LogRecord, NewJob } from '../store/job-store.js';
 import type { NodeView } from './wire-types.js';
+import type { SubmitDefaults } from './job-request.js';
 
 export interface PlaneApi {
   /** Stores the job as `Queued` and wakes the scheduler. */
@@ -19,6 +20,6 @@ export interface PlaneApi {
   metrics(): Promise<string>;
   /** Ready to take nodes and jobs (listeners up, store open, not shutting down). */
   isReady(): boolean;
-  /** Default `max_attempts` and job timeout for submissions that give none. */
-  readonly defaults: { maxAttempts: number; jobTimeoutMs: number };
+  /** Default `max_attempts` and job timeout for submissions that give none, and the frame limit a job must fit. */
+  readonly defaults: SubmitDefaults;
 }

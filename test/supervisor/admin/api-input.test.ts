@@ -109,6 +109,24 @@ describe('POST /v1/jobs input', () => {
   });
 });
 
+describe('a job too big to send (issue 8 item 7)', () => {
+  it('is refused with 400 naming max_frame_bytes, and nothing is stored', async () => {
+    const before = plane.submitted.length;
+    const defaults = plane.defaults as { maxFrameBytes: number };
+    const frameLimit = defaults.maxFrameBytes;
+    defaults.maxFrameBytes = 512 * 1024;
+    try {
+      const command = ['sh', '-c', ...Array.from({ length: 6 }, () => 'x'.repeat(100_000))];
+      const { status, json } = await submit({ job: { command } });
+      expect(status).toBe(400);
+      expect(json).toMatchObject({ error: { code: 'invalid_request', field: 'job', message: expect.stringContaining('max_frame_bytes (524288)') as unknown } });
+      expect(plane.submitted.length).toBe(before);
+    } finally {
+      defaults.maxFrameBytes = frameLimit;
+    }
+  });
+});
+
 describe('errors before any route, in the one shape', () => {
   const request = (lines: string[], body = ''): string => `${lines.join('\r\n')}\r\nconnection: close\r\n\r\n${body}`;
 

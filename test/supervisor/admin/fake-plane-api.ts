@@ -8,7 +8,7 @@ import type { PlaneApi } from '../../../supervisor/admin/plane-api.js';
 import type { NodeView } from '../../../supervisor/admin/wire-types.js';
 
 export class FakePlaneApi implements PlaneApi {
-  readonly defaults = { maxAttempts: 4, jobTimeoutMs: 90_500 };
+  readonly defaults = { maxAttempts: 4, jobTimeoutMs: 90_500, maxFrameBytes: 1_048_576 };
   readonly jobs = new Map<string, JobRecord>();
   readonly submitted: NewJob[] = [];
   readonly drained: string[] = [];
