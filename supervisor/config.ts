@@ -1,7 +1,13 @@
 // Every setting of the control plane and its default, in one place.
 // Precedence: defaults < config file (JSON) < MUSTER_* environment variables < command-line flags.
+// The whole configuration is checked against the ranges of config-ranges.ts once it is put
+// together: a bad setting is refused with where it came from (file, variable or flag), before
+// anything starts.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Type, type TSchema } from '@sinclair/typebox';
+import { CONFIG_RANGES, CONFIG_RULES } from './config-ranges.js';
 
 export interface Config {
   /** Where the SQLite job store, the generated secret and the Unix socket live. */
@@ -30,8 +36,21 @@ export interface Config {
   tlsKey: string;
   /** CA bundle for client certificates (mutual TLS). */
   tlsCa: string;
+  /** A TLS client that connects and never finishes the handshake is dropped after this long (like one that never registers). */
+  tlsHandshakeTimeoutMs: number;
   /** Mutual TLS: refuse clients without a certificate signed by `tlsCa`. */
   requireClientCert: boolean;
+  /**
+   * gRPC: send an HTTP/2 PING after this long without a frame from the peer, so that a
+   * half-open connection is noticed without waiting for TCP retransmissions (~15 minutes).
+   */
+  grpcKeepaliveTimeMs: number;
+  /** gRPC: close the connection when a PING is not answered within this long. */
+  grpcKeepaliveTimeoutMs: number;
+  /** gRPC: on stop, calls still open after this long are cut (each connection's own close is bounded by `closeTimeoutMs`). */
+  grpcDrainTimeoutMs: number;
+  /** How long a node connection's graceful close may take (unsent data flushed, peer's close awaited) before it is cut. */
+  closeTimeoutMs: number;
   /**
    * File holding a 32-byte AES-256-GCM key, base64 (PROTOCOL.md section 6): when set, every
    * node listener encrypts every frame in both directions; empty: no payload encryption.
@@ -123,7 +142,12 @@ export const DEFAULTS: Config = {
   tlsCert: '',
   tlsKey: '',
   tlsCa: '',
+  tlsHandshakeTimeoutMs: 10_000,
   requireClientCert: false,
+  grpcKeepaliveTimeMs: 10_000,
+  grpcKeepaliveTimeoutMs: 10_000,
+  grpcDrainTimeoutMs: 30_000,
+  closeTimeoutMs: 2_000,
   encryptKeyFile: '',
   jwtSecret: '',
   jwtPreviousSecrets: '',
@@ -178,34 +202,100 @@ export interface ConfigSources {
   overrides?: Partial<Record<Key, string | number | boolean | undefined>>;
 }
 
+/** A setting out of its range, or unreadable: names the setting and where its value came from. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    message: string,
+    /** The settings at fault and their sources, e.g. `heartbeatIntervalMs` from `MUSTER_HEARTBEAT_INTERVAL_MS`. */
+    readonly problems: readonly { setting: string; source: string; problem: string }[] = [],
+  ) {
+    super(message);
+  }
+}
+
+type Origins = Partial<Record<Key, string>>;
+
+const rangeCheck = TypeCompiler.Compile(Type.Object(CONFIG_RANGES));
+
 export function loadConfig(sources: ConfigSources = {}): Config {
   const env = sources.env ?? process.env;
   const config: Config = { ...DEFAULTS };
+  const origins: Origins = {};
   const file = sources.file ?? env.MUSTER_CONFIG;
   if (file !== undefined && file !== '') {
-    const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
-    if (typeof parsed !== 'object' || parsed === null) throw new Error(`config file ${file} is not a JSON object`);
-    for (const [k, v] of Object.entries(parsed)) set(config, k, v, `config file ${file}`);
+    const parsed = readConfigFile(file);
+    for (const [k, v] of Object.entries(parsed)) set(config, origins, k, v, `config file ${file}`);
   }
   for (const key of Object.keys(DEFAULTS) as Key[]) {
     const value = env[envName(key)];
-    if (value !== undefined) set(config, key, value, envName(key));
+    if (value !== undefined) set(config, origins, key, value, envName(key));
   }
-  for (const [k, v] of Object.entries(sources.overrides ?? {})) if (v !== undefined) set(config, k, v, `--${k}`);
+  for (const [k, v] of Object.entries(sources.overrides ?? {})) if (v !== undefined) set(config, origins, k, v, `--${flagName(k)}`);
   if (config.unix === '') config.unix = join(config.dataDir, 'muster.sock');
+  checkRanges(config, origins);
   return config;
 }
 
-function set(config: Config, key: string, value: unknown, origin: string): void {
-  if (!Object.hasOwn(DEFAULTS, key)) throw new Error(`${origin}: unknown setting ${key}`);
+function readConfigFile(file: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`config file ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError(`config file ${file} is not a JSON object`);
+  return parsed as Record<string, unknown>;
+}
+
+/** TypeBox's "Expected integer to be greater or equal to 1" as "must be greater or equal to 1"; a choice lists its values. */
+function rangeProblem(message: string, schema: TSchema): string {
+  const choices = (schema as { anyOf?: { const?: unknown }[] }).anyOf;
+  if (choices !== undefined) return `must be one of ${choices.map((c) => String(c.const)).join(', ')}`;
+  return message.replace(/^Expected (?:integer|number|string|boolean) to be /, 'must be ').replace(/^Expected (?:string )?to /, 'must ').replace(/^Expected /, 'must be ');
+}
+
+/** `heartbeatIntervalMs` → `heartbeat-interval-ms`, as commander names the flag. */
+function flagName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** Every setting out of its range, and every rule between settings broken, in one error. */
+function checkRanges(config: Config, origins: Origins): void {
+  const problems: { setting: string; source: string; problem: string }[] = [];
+  const blame = (setting: Key, problem: string): void => {
+    problems.push({ setting, source: origins[setting] ?? 'the default', problem });
+  };
+  if (!rangeCheck.Check(config)) {
+    for (const error of rangeCheck.Errors(config)) {
+      const setting = error.path.slice(1) as Key;
+      if (problems.some((p) => p.setting === setting)) continue;
+      blame(setting, `${rangeProblem(error.message, error.schema)}, got ${JSON.stringify(config[setting])}`);
+    }
+  }
+  if (problems.length === 0) {
+    for (const rule of CONFIG_RULES) {
+      const broken = rule(config);
+      if (broken !== undefined) blame(broken[0], broken[1]);
+    }
+  }
+  if (problems.length === 0) return;
+  // One line (the CLI prints the first line of an error): every problem, each with its source.
+  const text = problems.map((p) => `${p.source}: ${p.setting} ${p.problem}`).join('; ');
+  throw new ConfigError(`bad configuration: ${text}`, problems);
+}
+
+function set(config: Config, origins: Origins, key: string, value: unknown, origin: string): void {
+  if (!Object.hasOwn(DEFAULTS, key)) throw new ConfigError(`${origin}: unknown setting ${key}`);
   const k = key as Key;
+  origins[k] = origin;
   if (typeof DEFAULTS[k] === 'boolean') {
     const b = value === true || value === 'true' || value === '1' ? true : value === false || value === 'false' || value === '0' ? false : undefined;
-    if (b === undefined) throw new Error(`${origin}: ${key} must be true or false, got ${String(value)}`);
+    if (b === undefined) throw new ConfigError(`${origin}: ${key} must be true or false, got ${String(value)}`);
     (config as unknown as Record<string, unknown>)[k] = b;
   } else if (typeof DEFAULTS[k] === 'number') {
     const n = typeof value === 'number' ? value : Number(value);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`${origin}: ${key} must be a non-negative number, got ${String(value)}`);
+    if (!Number.isFinite(n) || n < 0) throw new ConfigError(`${origin}: ${key} must be a non-negative number, got ${String(value)}`);
     (config as unknown as Record<string, unknown>)[k] = n;
   } else {
     (config as unknown as Record<string, unknown>)[k] = String(value);

@@ -36,6 +36,8 @@ export interface GrpcConnectionOptions {
   maxMessageBytes: number;
   remoteAddress: string;
   peerNames?: readonly string[];
+  /** How long a graceful close may take before the call is cut; default CLOSE_TIMEOUT_MS. */
+  closeTimeoutMs?: number | undefined;
 }
 
 export class GrpcConnection implements Connection {
@@ -101,8 +103,9 @@ export class GrpcConnection implements Connection {
     if (!this.done && !this.latch.closing) {
       // Flushes what is queued, then half-closes (client) or sends status OK (server).
       if (!this.call.writableEnded) this.call.end();
-      this.latch.beginClose(CLOSE_TIMEOUT_MS, () => {
-        this.latch.fail(new Error(`${this.label}: close timed out after ${CLOSE_TIMEOUT_MS} ms with unsent data`));
+      const closeTimeoutMs = this.options.closeTimeoutMs ?? CLOSE_TIMEOUT_MS;
+      this.latch.beginClose(closeTimeoutMs, () => {
+        this.latch.fail(new Error(`${this.label}: close timed out after ${closeTimeoutMs} ms with unsent data`));
         this.side.cancel();
       });
     }

@@ -27,6 +27,8 @@ export interface StreamConnectionOptions {
   remoteAddress: string;
   /** Names of the peer's verified TLS client certificate; none for plain sockets. */
   peerNames?: readonly string[];
+  /** How long a graceful close may take before the socket is cut; default CLOSE_TIMEOUT_MS. */
+  closeTimeoutMs?: number | undefined;
 }
 
 export class StreamConnection implements Connection {
@@ -41,6 +43,8 @@ export class StreamConnection implements Connection {
   private socketClosed = false;
   private readonly latch = new CloseLatch();
 
+  private readonly closeTimeoutMs: number;
+
   constructor(
     private readonly socket: Socket,
     options: StreamConnectionOptions,
@@ -48,6 +52,7 @@ export class StreamConnection implements Connection {
     this.remoteAddress = options.remoteAddress;
     this.peerNames = options.peerNames ?? [];
     this.maxSendBufferBytes = options.maxSendBufferBytes;
+    this.closeTimeoutMs = options.closeTimeoutMs ?? CLOSE_TIMEOUT_MS;
     this.decoder = new FrameDecoder(options.maxFrameBytes);
     // Frames are small and latency matters more than packet count; a no-op on Unix sockets.
     socket.setNoDelay(true);
@@ -85,9 +90,10 @@ export class StreamConnection implements Connection {
       // A connection never started must still read the peer's FIN to finish closing; drop its data.
       if (this.sink === undefined) this.socket.resume();
       this.socket.end();
-      this.latch.beginClose(CLOSE_TIMEOUT_MS, () => {
+      const closeTimeoutMs = this.closeTimeoutMs;
+      this.latch.beginClose(closeTimeoutMs, () => {
         if (!this.socket.writableFinished) {
-          this.latch.fail(new Error(`${this.label}: close timed out after ${CLOSE_TIMEOUT_MS} ms with unsent data`));
+          this.latch.fail(new Error(`${this.label}: close timed out after ${closeTimeoutMs} ms with unsent data`));
         }
         this.socket.destroy();
       });

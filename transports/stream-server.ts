@@ -29,6 +29,7 @@ export function listenStream(endpoint: StreamEndpoint, options: ListenOptions): 
       maxSendBufferBytes: options.maxSendBufferBytes,
       remoteAddress: endpoint.peerAddress(socket),
       peerNames: endpoint.peerNames?.(socket),
+      closeTimeoutMs: options.timeouts?.closeMs,
     });
     options.onConnection(conn);
   });

@@ -83,6 +83,20 @@ export interface ListenOptions {
    * half-open connection is noticed; 0 turns it off; undefined means the transport's default.
    */
   keepaliveIntervalMs?: number;
+  /** The listener's waits; each undefined one is the transport's default (the control plane passes its settings). */
+  timeouts?: ListenTimeouts;
+}
+
+export interface ListenTimeouts {
+  /** A TLS client that does not finish its handshake within this long is dropped. */
+  tlsHandshakeMs?: number;
+  /** A connection's graceful close (unsent data flushed, the peer's close awaited) is cut after this long. */
+  closeMs?: number;
+  /** gRPC: HTTP/2 PING after this long without a frame, and close when it is not answered within the timeout. */
+  grpcKeepaliveTimeMs?: number;
+  grpcKeepaliveTimeoutMs?: number;
+  /** gRPC: on close, calls still open after this long are cut. */
+  grpcDrainMs?: number;
 }
 
 export interface DialOptions {

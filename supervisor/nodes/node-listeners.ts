@@ -27,6 +27,13 @@ export async function listenForNodes(
       maxSendBufferBytes: config.maxSendBufferBytes,
       onConnection,
       keepaliveIntervalMs: config.wsPingIntervalMs,
+      timeouts: {
+        tlsHandshakeMs: config.tlsHandshakeTimeoutMs,
+        closeMs: config.closeTimeoutMs,
+        grpcKeepaliveTimeMs: config.grpcKeepaliveTimeMs,
+        grpcKeepaliveTimeoutMs: config.grpcKeepaliveTimeoutMs,
+        grpcDrainMs: config.grpcDrainTimeoutMs,
+      },
     };
     if (tls !== undefined) options.tls = tls;
     opened.push(await transportFor(url).listen(url, options));
