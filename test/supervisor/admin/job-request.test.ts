@@ -2,7 +2,7 @@
 // and what the plane will send in a JobAssignment valid for the node that gets it.
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { CODEC_JSON, CODEC_MSGPACK, encodeBody } from '../../../protocol/codec.js';
+import { CODEC_JSON, CODEC_MSGPACK, encodeBody, type Codec } from '../../../protocol/codec.js';
 import type { MusterError } from '../../../protocol/errors.js';
 import { toNewJob } from '../../../supervisor/admin/job-request.js';
 import { ENCRYPTION_OVERHEAD_BYTES } from '../../../transports/payload-cipher.js';
@@ -40,7 +40,7 @@ describe('a job too big to send', () => {
     for (const body of bodies) {
       const { job, execution_context, priority } = toNewJob(body, DEFAULTS);
       const assignment = { type: 'JobAssignment', data: { job_id: randomUUID(), attempt: Number.MAX_SAFE_INTEGER, job, execution_context, priority } };
-      const largest = Math.max(...[CODEC_JSON, CODEC_MSGPACK].map((codec) => 1 + encodeBody(codec, assignment).length + ENCRYPTION_OVERHEAD_BYTES));
+      const largest = Math.max(...([CODEC_JSON, CODEC_MSGPACK] as Codec[]).map((codec) => 1 + encodeBody(codec, assignment).length + ENCRYPTION_OVERHEAD_BYTES));
       expect(() => toNewJob(body, { ...DEFAULTS, maxFrameBytes: largest })).not.toThrow();
       expect(() => toNewJob(body, { ...DEFAULTS, maxFrameBytes: largest - 1 })).toThrow(/max_frame_bytes/);
     }
