@@ -28,6 +28,7 @@ export const CONFIG_RANGES = {
   wsPingIntervalMs: Ms(0),
   grpc: Listener,
   http: Listener,
+  apiBodyLimitBytes: Count(1_024, 1024 * 1024 * 1024),
   apiHeadersTimeoutMs: Ms(),
   apiRequestTimeoutMs: Ms(),
   tlsCert: Text,

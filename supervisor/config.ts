@@ -24,6 +24,8 @@ export interface Config {
   grpc: string;
   /** HOST:PORT of the admin HTTP API. */
   http: string;
+  /** The largest admin API request body; over it: 413. A job must fit `maxFrameBytes` anyway. */
+  apiBodyLimitBytes: number;
   /** How long an admin API client may take to send its request headers; then 408 and closed (a client trickling headers holds no connection). */
   apiHeadersTimeoutMs: number;
   /** How long an admin API client may take to send its whole request, body included (at least `apiHeadersTimeoutMs`). */
@@ -137,6 +139,7 @@ export const DEFAULTS: Config = {
   wsPingIntervalMs: 15_000,
   grpc: '127.0.0.1:7422',
   http: '127.0.0.1:7480',
+  apiBodyLimitBytes: 1_048_576,
   apiHeadersTimeoutMs: 10_000,
   apiRequestTimeoutMs: 30_000,
   tlsCert: '',

@@ -294,6 +294,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         logger: log,
         access: security.adminAccess,
         timeouts: { headersMs: config.apiHeadersTimeoutMs, requestMs: config.apiRequestTimeoutMs },
+        bodyLimitBytes: config.apiBodyLimitBytes,
       });
     }
   } catch (err) {

@@ -33,6 +33,8 @@ export interface AdminApiOptions {
   access?: AdminAccess;
   /** How long a client may take to send its headers, and its whole request; default config.ts's. */
   timeouts?: AdminApiTimeouts;
+  /** The largest request body (413 over it); default config.ts's `apiBodyLimitBytes`. */
+  bodyLimitBytes?: number;
 }
 
 export interface AdminApiTimeouts {
@@ -41,8 +43,6 @@ export interface AdminApiTimeouts {
 }
 
 const DEFAULT_TIMEOUTS: AdminApiTimeouts = { headersMs: DEFAULTS.apiHeadersTimeoutMs, requestMs: DEFAULTS.apiRequestTimeoutMs };
-/** The largest body (`POST /v1/jobs` with up to 1,000 jobs stays far below). */
-const BODY_LIMIT_BYTES = 1_048_576;
 /** A job id is a UUID; nothing in a path parameter needs more (fastify's default is 100). */
 const MAX_PARAM_CHARS = 128;
 
@@ -58,7 +58,12 @@ export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi>
   const closing = new AbortController();
   // Fastify's own request logging is off: requests are logged at debug below, errors once.
   // Request ids are the audit log's correlation ids: unique, not a per-process counter.
-  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT_BYTES, genReqId: () => randomUUID(), ...guarded(options.timeouts ?? DEFAULT_TIMEOUTS) });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: options.bodyLimitBytes ?? DEFAULTS.apiBodyLimitBytes,
+    genReqId: () => randomUUID(),
+    ...guarded(options.timeouts ?? DEFAULT_TIMEOUTS),
+  });
   acceptEmptyJsonBody(app);
   app.addHook('preClose', async () => closing.abort());
   app.addHook('onResponse', async (request, reply) => {
