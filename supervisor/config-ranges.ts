@@ -1,10 +1,12 @@
 // The range of every setting of config.ts, as one TypeBox schema (issue 7 item 5): not just its
 // type but what makes sense (`heartbeatIntervalMs: 0` would make every node dead at once), so
-// that loadConfig refuses a bad setting, naming where it came from, before anything starts.
-// The `satisfies` below makes the compiler insist on a range for every key of Config.
+// that checkConfig refuses a bad setting, naming where it came from; the control plane runs it
+// before anything starts. The `satisfies` below makes the compiler insist on a range for every
+// key of Config.
 import { Type, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { JOB_LIMITS } from './admin/job-request.js';
-import type { Config } from './config.js';
+import { ConfigError, sourceOf, type Config } from './config.js';
 
 /** `setTimeout`'s largest delay: a longer one fires at once. */
 const TIMER_MAX_MS = 2 ** 31 - 1;
@@ -58,7 +60,7 @@ export const CONFIG_RANGES = {
   acceptTimeoutMs: Ms(),
   defaultJobTimeoutMs: Ms(1, JOB_LIMITS.timeoutSecs * 1000),
   maxAttempts: Count(1, JOB_LIMITS.maxAttempts),
-  sessionTtlSeconds: Count(60, 365 * DAY_SECONDS),
+  sessionTtlSeconds: Count(1, 365 * DAY_SECONDS),
   shutdownGraceMs: Ms(0),
   nodeAllowCidrs: Type.String({ maxLength: 65_536 }),
   apiAllowCidrs: Type.String({ maxLength: 65_536 }),
@@ -93,3 +95,43 @@ export const CONFIG_RULES: ((c: Config) => [keyof Config, string] | undefined)[]
   (c) => ((c.tlsCert === '') !== (c.tlsKey === '') ? ['tlsKey', 'tlsCert and tlsKey go together: set both or neither'] : undefined),
   (c) => (c.requireClientCert && c.tlsCa === '' ? ['tlsCa', 'requireClientCert needs tlsCa to verify client certificates'] : undefined),
 ];
+
+const rangeCheck = TypeCompiler.Compile(Type.Object(CONFIG_RANGES));
+
+/**
+ * Throws one ConfigError naming every setting out of its range, or breaking a rule between
+ * settings, each with where its value came from (loadConfig remembers it).
+ */
+export function checkConfig(config: Config): void {
+  const problems: { setting: string; source: string; problem: string }[] = [];
+  const blame = (setting: keyof Config, problem: string): void => {
+    problems.push({ setting, source: sourceOf(config, setting), problem });
+  };
+  if (!rangeCheck.Check(config)) {
+    for (const error of rangeCheck.Errors(config)) {
+      const setting = error.path.slice(1) as keyof Config;
+      if (problems.some((p) => p.setting === setting)) continue;
+      blame(setting, `${rangeProblem(error.message, error.schema)}, got ${JSON.stringify(config[setting])}`);
+    }
+  }
+  if (problems.length === 0) {
+    for (const rule of CONFIG_RULES) {
+      const broken = rule(config);
+      if (broken !== undefined) blame(broken[0], broken[1]);
+    }
+  }
+  if (problems.length === 0) return;
+  // One line (the CLI prints the first line of an error): every problem, each with its source.
+  const text = problems.map((p) => `${p.source}: ${p.setting} ${p.problem}`).join('; ');
+  throw new ConfigError(`bad configuration: ${text}`, problems);
+}
+
+/** TypeBox's "Expected integer to be greater or equal to 1" as "must be greater or equal to 1"; a choice lists its values. */
+function rangeProblem(message: string, schema: TSchema): string {
+  const choices = (schema as { anyOf?: { const?: unknown }[] }).anyOf;
+  if (choices !== undefined) return `must be one of ${choices.map((c) => String(c.const)).join(', ')}`;
+  return message
+    .replace(/^Expected (?:integer|number|string|boolean) to be /, 'must be ')
+    .replace(/^Expected (?:string )?to /, 'must ')
+    .replace(/^Expected /, 'must be ');
+}

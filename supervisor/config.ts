@@ -1,13 +1,11 @@
 // Every setting of the control plane and its default, in one place.
 // Precedence: defaults < config file (JSON) < MUSTER_* environment variables < command-line flags.
-// The whole configuration is checked against the ranges of config-ranges.ts once it is put
-// together: a bad setting is refused with where it came from (file, variable or flag), before
-// anything starts.
+// loadConfig remembers where each value came from (file, variable or flag), so that
+// config-ranges.ts's checkConfig, which the control plane runs before anything starts, names the
+// source of a bad setting. (The check is apart so that the CLI's client commands, which read a
+// few settings, do not load TypeBox: that costs them most of their start-up time.)
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { Type, type TSchema } from '@sinclair/typebox';
-import { CONFIG_RANGES, CONFIG_RULES } from './config-ranges.js';
 
 export interface Config {
   /** Where the SQLite job store, the generated secret and the Unix socket live. */
@@ -219,7 +217,12 @@ export class ConfigError extends Error {
 
 type Origins = Partial<Record<Key, string>>;
 
-const rangeCheck = TypeCompiler.Compile(Type.Object(CONFIG_RANGES));
+const originsOf = new WeakMap<Config, Origins>();
+
+/** Where the value of `key` in `config` came from: `config file …`, a `MUSTER_*` variable, a `--flag`, or `the default`. */
+export function sourceOf(config: Config, key: Key): string {
+  return originsOf.get(config)?.[key] ?? 'the default';
+}
 
 export function loadConfig(sources: ConfigSources = {}): Config {
   const env = sources.env ?? process.env;
@@ -236,7 +239,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   }
   for (const [k, v] of Object.entries(sources.overrides ?? {})) if (v !== undefined) set(config, origins, k, v, `--${flagName(k)}`);
   if (config.unix === '') config.unix = join(config.dataDir, 'muster.sock');
-  checkRanges(config, origins);
+  originsOf.set(config, origins);
   return config;
 }
 
@@ -251,41 +254,9 @@ function readConfigFile(file: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
-/** TypeBox's "Expected integer to be greater or equal to 1" as "must be greater or equal to 1"; a choice lists its values. */
-function rangeProblem(message: string, schema: TSchema): string {
-  const choices = (schema as { anyOf?: { const?: unknown }[] }).anyOf;
-  if (choices !== undefined) return `must be one of ${choices.map((c) => String(c.const)).join(', ')}`;
-  return message.replace(/^Expected (?:integer|number|string|boolean) to be /, 'must be ').replace(/^Expected (?:string )?to /, 'must ').replace(/^Expected /, 'must be ');
-}
-
 /** `heartbeatIntervalMs` → `heartbeat-interval-ms`, as commander names the flag. */
 function flagName(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-}
-
-/** Every setting out of its range, and every rule between settings broken, in one error. */
-function checkRanges(config: Config, origins: Origins): void {
-  const problems: { setting: string; source: string; problem: string }[] = [];
-  const blame = (setting: Key, problem: string): void => {
-    problems.push({ setting, source: origins[setting] ?? 'the default', problem });
-  };
-  if (!rangeCheck.Check(config)) {
-    for (const error of rangeCheck.Errors(config)) {
-      const setting = error.path.slice(1) as Key;
-      if (problems.some((p) => p.setting === setting)) continue;
-      blame(setting, `${rangeProblem(error.message, error.schema)}, got ${JSON.stringify(config[setting])}`);
-    }
-  }
-  if (problems.length === 0) {
-    for (const rule of CONFIG_RULES) {
-      const broken = rule(config);
-      if (broken !== undefined) blame(broken[0], broken[1]);
-    }
-  }
-  if (problems.length === 0) return;
-  // One line (the CLI prints the first line of an error): every problem, each with its source.
-  const text = problems.map((p) => `${p.source}: ${p.setting} ${p.problem}`).join('; ');
-  throw new ConfigError(`bad configuration: ${text}`, problems);
 }
 
 function set(config: Config, origins: Origins, key: string, value: unknown, origin: string): void {

@@ -12,6 +12,7 @@ import type { EnvelopeOf } from '../protocol/messages.js';
 import type { Connection, TransportServer } from '../transports/transport.js';
 import { startAdminApi, type AdminApi } from './admin/api-server.js';
 import { LISTENER_OFF, type Config } from './config.js';
+import { checkConfig } from './config-ranges.js';
 import { JobCoordinator } from './jobs/job-coordinator.js';
 import type { JobState, NewJob } from './store/job-store.js';
 import type { NodeCapacity } from './jobs/job-matcher.js';
@@ -43,6 +44,8 @@ export interface ControlPlane {
 }
 
 export async function startControlPlane(config: Config, logger: Logger): Promise<ControlPlane> {
+  // Every setting in its range, or nothing starts (the error names each bad setting's source).
+  checkConfig(config);
   mkdirSync(config.dataDir, { recursive: true });
   const id = config.controlPlaneId || `${hostname()}-${randomUUID().slice(0, 8)}`;
   const log = logger.child({ control_plane_id: id });

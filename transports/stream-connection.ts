@@ -44,6 +44,7 @@ export class StreamConnection implements Connection {
   private readonly latch = new CloseLatch();
 
   private readonly closeTimeoutMs: number;
+  private resumeTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -85,7 +86,23 @@ export class StreamConnection implements Connection {
     }
   }
 
+  pauseReading(ms: number): void {
+    if (this.sink === undefined || this.isClosed) return;
+    this.socket.pause();
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = setTimeout(() => this.resumeReading(), ms);
+    this.resumeTimer.unref();
+  }
+
+  private resumeReading(): void {
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = undefined;
+    if (!this.socket.destroyed) this.socket.resume();
+  }
+
   close(): Promise<void> {
+    // A close must read the peer's FIN: a pause ends here.
+    if (this.resumeTimer !== undefined) this.resumeReading();
     if (!this.socket.destroyed && !this.latch.closing) {
       // A connection never started must still read the peer's FIN to finish closing; drop its data.
       if (this.sink === undefined) this.socket.resume();

@@ -35,6 +35,12 @@ export interface Connection {
   /** Flushes what is queued (bounded by a timeout), then closes. */
   close(): Promise<void>;
   /**
+   * Stops reading from the peer for `ms` (a later call replaces the wait): the transport's flow
+   * control then holds a flooding sender back, so its bytes cost nothing while it is over its
+   * rate. What was read already is still delivered. Transports without it read on.
+   */
+  pauseReading?(ms: number): void;
+  /**
    * Called once before `start` by the encryption layer (PROTOCOL.md section 6): from now on
    * every frame is encrypted. Only a transport whose framing then reads differently has it:
    * WebSocket, where an encrypted frame is a binary message led by its codec byte.

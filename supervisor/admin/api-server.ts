@@ -111,7 +111,6 @@ function guarded(timeouts: AdminApiTimeouts): FastifyHttpOptions<Server> {
   return {
     requestTimeout: requestMs,
     http: { headersTimeout: headersMs, requestTimeout: requestMs, connectionsCheckingInterval: checkEveryMs },
-    maxParamLength: MAX_PARAM_CHARS,
     clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
       if (err.code === 'ECONNRESET' || !socket.writable) {
         socket.destroy();
@@ -120,6 +119,7 @@ function guarded(timeouts: AdminApiTimeouts): FastifyHttpOptions<Server> {
       socket.end(rawAnswer(clientErrorAnswer(err.code)));
     },
     routerOptions: {
+      maxParamLength: MAX_PARAM_CHARS,
       onBadUrl: (path, _req, res) => sendBare(res, new HttpError(400, 'invalid_request', `not a valid URL: ${cut(path)}`)),
       onMaxParamLength: (path, _req, res) =>
         sendBare(res, new HttpError(414, 'invalid_request', `a path parameter is over ${MAX_PARAM_CHARS} characters: ${cut(path)}`)),

@@ -145,6 +145,8 @@ export class NodeSession implements NodePort {
     this.liveness.lastSeen = Date.now();
     if (this.rate !== undefined && !this.rate.admit(body.length)) {
       this.overRate(this.rate);
+      // Its next bytes wait in the kernel, then in the sender, rather than cost the plane a read.
+      this.connection.pauseReading?.(this.rate.pauseMs(body.length));
       return;
     }
     if ((codecByte & ENCRYPTED_BIT) !== 0) {

@@ -30,6 +30,7 @@ export type OverRate = 'drop' | 'answer' | 'abuse';
 
 const ANSWER_EVERY_MS = 1_000;
 const WINDOW_MS = 60_000;
+const MAX_PAUSE_MS = 1_000;
 
 export class NodeRateLimit {
   /** Frames dropped so far, for the answer's message and the logs. */
@@ -71,6 +72,16 @@ export class NodeRateLimit {
     this.dropped++;
     this.refusedAt = now;
     return false;
+  }
+
+  /**
+   * After `admit` said no: how long the connection may stop reading, until a frame of `bytes`
+   * could pass again (at most MAX_PAUSE_MS, so that a node over its rate for a moment is still
+   * heard well within its liveness window).
+   */
+  pauseMs(bytes: number, now: number = performance.now()): number {
+    const waits = [this.messages?.msUntil(1, now) ?? 0, this.bytes?.msUntil(bytes, now) ?? 0, this.decoding?.msUntil(Number.MIN_VALUE, now) ?? 0];
+    return Math.min(MAX_PAUSE_MS, Math.ceil(Math.max(...waits)));
   }
 
   /** The time reading one admitted frame took, counted against the node (issue 8 item 8). */

@@ -49,6 +49,13 @@ export class TokenBucket {
     return this.tokens;
   }
 
+  /** Milliseconds until `amount` tokens (or, in debt, any) are there again; 0 when they are now. */
+  msUntil(amount: number, now: number = performance.now()): number {
+    this.refill(now);
+    const needed = Math.min(amount, this.burst) - this.tokens;
+    return needed <= 0 ? 0 : needed / this.perMs;
+  }
+
   /** Milliseconds an empty bucket needs to fill up again: how long its state matters. */
   get fillMs(): number {
     return this.burst / this.perMs;

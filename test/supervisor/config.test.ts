@@ -1,6 +1,8 @@
 // Settings come from defaults < config file < MUSTER_* variables < flags, with one table of defaults;
 // the whole configuration is checked against its ranges, and a bad setting is refused naming its
-// source (file, variable or flag) before anything starts (issue 7 item 5).
+// source (file, variable or flag) before anything starts (issue 7 item 5). The check runs apart
+// from reading (checkConfig, which the plane runs first), so that the CLI's client commands need
+// not load TypeBox.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,10 +10,18 @@ import { join } from 'node:path';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, DEFAULTS, envName, loadConfig } from '../../supervisor/config.js';
+import { checkConfig } from '../../supervisor/config-ranges.js';
+import { ConfigError, DEFAULTS, envName, loadConfig as readConfig, type ConfigSources, type Config } from '../../supervisor/config.js';
 import { tcpAddress } from '../../transports/tcp.js';
 import { startTlsPlane } from './bad-input-links.js';
 import { SECRET } from './security-plane.js';
+
+/** Reads and checks, as the control plane does before it starts. */
+function loadConfig(sources: ConfigSources): Config {
+  const config = readConfig(sources);
+  checkConfig(config);
+  return config;
+}
 
 function configFile(content: unknown): string {
   const path = join(mkdtempSync(join(tmpdir(), 'muster-config-')), 'muster.json');

@@ -39,6 +39,18 @@ describe('NodeRateLimit', () => {
     expect(NodeRateLimit.unlimited({ ...rates, messagesPerSecond: 0, bytesPerSecond: 0, decodeMsPerSecond: 10 })).toBe(false);
   });
 
+  it('says how long to stop reading: until a frame of that size could pass, at most a second', () => {
+    const limit = new NodeRateLimit({ ...rates, messagesPerSecond: 0, decodeMsPerSecond: 10, decodeBurstMs: 20 }, 0);
+    expect(limit.admit(2_000, 0)).toBe(true);
+    expect(limit.admit(500, 0)).toBe(false);
+    expect(limit.pauseMs(500, 0)).toBe(500); // 500 bytes at 1,000 a second
+    expect(limit.pauseMs(500, 400)).toBe(100);
+    limit.chargeDecoding(25, 500); // 5 ms in debt
+    expect(limit.pauseMs(1, 500)).toBe(500); // paid back at 10 ms a second
+    limit.chargeDecoding(1_000, 500);
+    expect(limit.pauseMs(1, 500)).toBe(1_000); // capped: the node is still heard within its liveness window
+  });
+
   it('is unlimited with both rates at 0', () => {
     expect(NodeRateLimit.unlimited({ ...rates, messagesPerSecond: 0, bytesPerSecond: 0 })).toBe(true);
     expect(NodeRateLimit.unlimited(rates)).toBe(false);
