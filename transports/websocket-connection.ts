@@ -45,6 +45,7 @@ export class WebSocketConnection implements Connection {
   private readonly maxSendBufferBytes: number;
   private readonly pingIntervalMs: number;
   private readonly closeTimeoutMs: number;
+  private resumeTimer: NodeJS.Timeout | undefined;
   private sink: FrameSink | undefined;
   // Messages parsed before `start`: at most what one socket read held, as the socket is paused.
   private early: { data: Buffer; isBinary: boolean }[] = [];
@@ -108,7 +109,23 @@ export class WebSocketConnection implements Connection {
     }
   }
 
+  pauseReading(ms: number): void {
+    if (this.sink === undefined || this.isClosed) return;
+    this.ws.pause();
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = setTimeout(() => this.resumeReading(), ms);
+    this.resumeTimer.unref();
+  }
+
+  private resumeReading(): void {
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = undefined;
+    if (this.ws.readyState !== WebSocket.CLOSED) this.ws.resume();
+  }
+
   close(): Promise<void> {
+    // The close handshake needs the peer's close frame read: a pause ends here.
+    if (this.resumeTimer !== undefined) this.resumeReading();
     if (!this.wsClosed && !this.latch.closing) {
       // A connection never started must still read the peer's close frame; drop its messages.
       if (this.sink === undefined) {
