@@ -22,6 +22,8 @@ const DEFAULT_NODE_LIMITS = {
   MUSTER_NODE_MESSAGE_BURST: String(DEFAULTS.nodeMessageBurst),
   MUSTER_NODE_BYTE_RATE: String(DEFAULTS.nodeByteRate),
   MUSTER_NODE_BYTE_BURST: String(DEFAULTS.nodeByteBurst),
+  MUSTER_NODE_DECODE_MS_PER_SECOND: String(DEFAULTS.nodeDecodeMsPerSecond),
+  MUSTER_NODE_DECODE_BURST_MS: String(DEFAULTS.nodeDecodeBurstMs),
 };
 
 export async function runAbuse(): Promise<void> {
