@@ -21,6 +21,11 @@ export interface NodeRates {
   decodeMsPerSecond?: number;
   /** Reading time a node may use at once before `decodeMsPerSecond` applies. */
   decodeBurstMs?: number;
+  /**
+   * The longest a connection over its rates stops being read; default 1 s. The plane passes its
+   * heartbeat interval: a node over its rate for a moment is still heard within its liveness window.
+   */
+  maxPauseMs?: number;
   /** `rate_limited` answers within a minute that make the node abusive; 0 never does. */
   banAfterViolations: number;
 }
@@ -30,7 +35,7 @@ export type OverRate = 'drop' | 'answer' | 'abuse';
 
 const ANSWER_EVERY_MS = 1_000;
 const WINDOW_MS = 60_000;
-const MAX_PAUSE_MS = 1_000;
+const DEFAULT_MAX_PAUSE_MS = 1_000;
 
 export class NodeRateLimit {
   /** Frames dropped so far, for the answer's message and the logs. */
@@ -40,6 +45,7 @@ export class NodeRateLimit {
   private readonly messages: TokenBucket | undefined;
   private readonly bytes: TokenBucket | undefined;
   private readonly decoding: TokenBucket | undefined;
+  private readonly maxPauseMs: number;
   private readonly banAfter: number;
   private refusedAt = 0;
   private answeredAt = Number.NEGATIVE_INFINITY;
@@ -52,6 +58,7 @@ export class NodeRateLimit {
     const dps = rates.decodeMsPerSecond ?? 0;
     this.decoding = dps > 0 ? new TokenBucket(dps, Math.max(1, rates.decodeBurstMs ?? dps), now) : undefined;
     this.banAfter = rates.banAfterViolations;
+    this.maxPauseMs = rates.maxPauseMs ?? DEFAULT_MAX_PAUSE_MS;
     this.windowStart = now;
   }
 
@@ -76,12 +83,11 @@ export class NodeRateLimit {
 
   /**
    * After `admit` said no: how long the connection may stop reading, until a frame of `bytes`
-   * could pass again (at most MAX_PAUSE_MS, so that a node over its rate for a moment is still
-   * heard well within its liveness window).
+   * could pass again (at most `maxPauseMs`).
    */
   pauseMs(bytes: number, now: number = performance.now()): number {
     const waits = [this.messages?.msUntil(1, now) ?? 0, this.bytes?.msUntil(bytes, now) ?? 0, this.decoding?.msUntil(Number.MIN_VALUE, now) ?? 0];
-    return Math.min(MAX_PAUSE_MS, Math.ceil(Math.max(...waits)));
+    return Math.min(this.maxPauseMs, Math.ceil(Math.max(...waits)));
   }
 
   /** The time reading one admitted frame took, counted against the node (issue 8 item 8). */

@@ -54,6 +54,7 @@ export function createPlaneSecurity(config: Config, logger: Logger): PlaneSecuri
       byteBurst: Math.max(config.nodeByteBurst, config.maxFrameBytes),
       decodeMsPerSecond: config.nodeDecodeMsPerSecond,
       decodeBurstMs: config.nodeDecodeBurstMs,
+      maxPauseMs: config.heartbeatIntervalMs,
       banAfterViolations: config.banAfterViolations,
     },
     close: () => {
