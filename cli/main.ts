@@ -9,6 +9,7 @@ import { drainCommand, undrainCommand } from './drain-command.js';
 import { jobCommand } from './job-command.js';
 import { nodesCommand } from './nodes-command.js';
 import { serveCommand } from './serve-command.js';
+import { terminalText } from './terminal-text.js';
 import { tokenCommand } from './token-command.js';
 
 export function buildProgram(): Command {
@@ -32,7 +33,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   try {
     await buildProgram().parseAsync([...argv]);
   } catch (err) {
-    process.stderr.write(`muster: ${oneLine(err)}\n`);
+    // The message may come from the network (an API error answer): escaped, like every such text.
+    process.stderr.write(`muster: ${terminalText(oneLine(err))}\n`);
     const status = (err as { exitStatus?: unknown } | undefined)?.exitStatus;
     process.exitCode = typeof status === 'number' ? status : 1;
   }

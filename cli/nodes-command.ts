@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import type { NodeView } from '../supervisor/admin/wire-types.js';
 import { createApiClient, withClientOptions, type ClientOptions } from './api-client.js';
+import { terminalText } from './terminal-text.js';
 
 interface NodesOptions extends ClientOptions {
   json?: boolean;
@@ -28,6 +29,7 @@ export function nodesCommand(): Command {
 export function nodesTable(nodes: NodeView[], now: Date, hiddenDead = 0): string {
   const hidden = hiddenDead > 0 ? `(${hiddenDead} dead node${hiddenDead === 1 ? '' : 's'} not shown: --all)\n` : '';
   if (nodes.length === 0) return `no nodes\n${hidden}`;
+  // Every cell comes from the network: escaped, so that none can act on the terminal or forge a row.
   const rows = nodes.map((n) => [
     n.node_id,
     n.name ?? '-',
@@ -39,7 +41,7 @@ export function nodesTable(nodes: NodeView[], now: Date, hiddenDead = 0): string
     n.protocol_version === undefined ? '-' : String(n.protocol_version),
     n.owner,
     age(n.last_heartbeat, now),
-  ]);
+  ].map(terminalText));
   const widths = HEADERS.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
   return `${[HEADERS, ...rows].map(line).join('\n')}\n${hidden}`;

@@ -1,19 +1,102 @@
 // Every message of PROTOCOL.md section 3 as a TypeBox schema, and its static type.
 // The schemas are the one source: validators are compiled from them (validator.ts),
 // and the TypeScript types are derived from them, so the two never drift apart.
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TArray, type TObject, type TProperties, type TRecord, type TSchema, type TString } from '@sinclair/typebox';
+
+// ---- Bounds (issue 8, items 8 and 9) ----
+// Every string, array and map has a bound, so that no field can make a node cost the plane
+// memory or decoding time out of proportion to what the field is for. Large free text (log
+// data, command arguments, results) is bounded by the frame (`max_frame_bytes`) first; the
+// ceilings below hold even for a plane configured with larger frames.
+
+/** RFC 1035 / RFC 1123: a domain name in text is at most 253 characters. */
+export const HOSTNAME_MAX = 253;
+/** The longest textual IPv6 address is 45 characters (IPv4-mapped); room for a zone id (`%eth0`). */
+export const ADDRESS_MAX = 64;
+/** Short names: node type, version, platform, architecture, runner and job types, features, ids of workspaces. */
+export const NAME_MAX = 128;
+/** Tags as the large clouds allow them (AWS: 50 tags, keys of 128 and values of 256 characters). */
+export const TAGS_MAX = 64;
+export const TAG_KEY_MAX = 128;
+export const TAG_VALUE_MAX = 256;
+/** Runner types, job types, features, protocols of one node: a handful in practice. */
+export const LIST_MAX = 32;
+/** A JWT: servers commonly take an HTTP header of at most 8 KiB. */
+export const TOKEN_MAX = 8192;
+/** Jobs a reconnecting node lists in `resume` (running, and results not yet acknowledged). */
+export const RESUME_JOBS_MAX = 1024;
+/** A human-readable reason (rejection, cancel, deregister, shutdown). */
+export const REASON_MAX = 1024;
+/** Paths and other long names (image, job name, git ref, artifact): PATH_MAX is 4096. */
+export const PATH_MAX = 4096;
+/** Arguments of a command and entries of an environment: what Linux takes (ARG_MAX/MAX_ARG_STRLEN). */
+export const COMMAND_ARGS_MAX = 4096;
+export const ENV_ENTRIES_MAX = 1024;
+export const ENV_KEY_MAX = 256;
+/** Linux's MAX_ARG_STRLEN: one argument or one `KEY=value` string is at most 128 KiB. */
+export const ARG_MAX_CHARS = 131_072;
+/** Ceiling of frame-bounded text (log data, stdout, stderr): 16 Mi characters. */
+export const TEXT_MAX = 16 * 1024 * 1024;
+/** Artifacts listed in one result. */
+export const ARTIFACTS_MAX = 1024;
+/** `setTimeout`'s largest delay: a longer interval would fire at once. */
+export const TIMER_MAX_MS = 2 ** 31 - 1;
+/**
+ * Fields every object may carry beyond those it defines: unknown fields are ignored (PROTOCOL.md
+ * section 2), so that a newer peer may add some, but not without limit.
+ */
+export const SPARE_FIELDS = 32;
+
+/**
+ * No C0 or C1 control character (item 9): names, tags and identifiers reach terminals (`muster
+ * nodes`) and logs, where an escape sequence or a newline could forge what is shown.
+ */
+const PRINTABLE = '[^\\u0000-\\u001f\\u007f-\\u009f]';
+/** Free text that goes to a process (arguments, environment): anything but NUL, which no C string holds. */
+const NO_NUL = '^[^\\u0000]*$';
+
+/** A name: printable, `min` to `max` characters. */
+export function Name(max: number, min = 0): TString {
+  return Type.String({ minLength: min, maxLength: max, pattern: `^${PRINTABLE}*$` });
+}
+
+/** An object that keeps room for SPARE_FIELDS unknown fields, no more. */
+function Obj<P extends TProperties>(properties: P): TObject<P> {
+  return Type.Object(properties, { maxProperties: Object.keys(properties).length + SPARE_FIELDS });
+}
+
+/** A `{string: string}` map of at most `entries` printable keys of up to `keyMax` characters. */
+function NameMap(entries: number, keyMax: number, value: TString): TRecord<TString, TString> {
+  const key = Type.String({ pattern: `^${PRINTABLE}{1,${keyMax}}$` });
+  return Type.Record(key, value, { maxProperties: entries, additionalProperties: false });
+}
+
+/** An environment-like map: keys printable without `=`, values anything but NUL. */
+function EnvMap(): TRecord<TString, TString> {
+  const key = Type.String({ pattern: `^(?:(?!=)${PRINTABLE}){1,${ENV_KEY_MAX}}$` });
+  const value = Type.String({ maxLength: ARG_MAX_CHARS, pattern: NO_NUL });
+  return Type.Record(key, value, { maxProperties: ENV_ENTRIES_MAX, additionalProperties: false });
+}
+
+function List<T extends TSchema>(item: T, max: number): TArray<T> {
+  return Type.Array(item, { maxItems: max });
+}
 
 const Uuid = Type.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' });
 /** RFC 3339 date-time; senders write UTC (`Z`), receivers also take an offset. */
 const Timestamp = Type.String({
+  maxLength: 64,
   pattern: '^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?([Zz]|[+-]\\d{2}:\\d{2})$',
 });
-const Count = Type.Integer({ minimum: 0 });
+const Count = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Amount = Type.Number({ minimum: 0 });
-const Attempt = Type.Integer({ minimum: 1 });
-const StringMap = Type.Record(Type.String(), Type.String());
+const Attempt = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
+const Interval = Type.Integer({ minimum: 1, maximum: TIMER_MAX_MS });
+const Reason = Type.String({ maxLength: REASON_MAX });
+export const TagMap = NameMap(TAGS_MAX, TAG_KEY_MAX, Name(TAG_VALUE_MAX));
+const Text = Type.String({ maxLength: TEXT_MAX });
 
-export const Duration = Type.Object({ secs: Count, nanos: Type.Integer({ minimum: 0, maximum: 999_999_999 }) });
+export const Duration = Obj({ secs: Count, nanos: Type.Integer({ minimum: 0, maximum: 999_999_999 }) });
 export type Duration = Static<typeof Duration>;
 
 export const Priority = Type.Union([Type.Literal('Low'), Type.Literal('Normal'), Type.Literal('High'), Type.Literal('Critical')]);
@@ -33,91 +116,92 @@ export type ResultStatus = Static<typeof ResultStatus>;
 export const NodeStatus = Type.Union([Type.Literal('Ready'), Type.Literal('Busy'), Type.Literal('Draining')]);
 export type NodeStatus = Static<typeof NodeStatus>;
 
-export const NodeInfo = Type.Object({
-  hostname: Type.String({ minLength: 1, maxLength: 255 }),
-  ip_address: Type.String(),
+export const NodeInfo = Obj({
+  hostname: Name(HOSTNAME_MAX, 1),
+  ip_address: Name(ADDRESS_MAX),
   port: Type.Integer({ minimum: 0, maximum: 65535 }),
-  node_type: Type.String(),
-  version: Type.String(),
-  platform: Type.String(),
-  architecture: Type.String(),
-  tags: StringMap,
+  node_type: Name(NAME_MAX),
+  version: Name(NAME_MAX),
+  platform: Name(NAME_MAX),
+  architecture: Name(NAME_MAX),
+  tags: TagMap,
 });
 export type NodeInfo = Static<typeof NodeInfo>;
 
-export const MaxResources = Type.Object({
+export const MaxResources = Obj({
   cpu_cores: Amount,
   memory_mb: Amount,
   disk_gb: Amount,
   network_mbps: Amount,
 });
 
-export const Capabilities = Type.Object({
-  runner_types: Type.Array(Type.String()),
+export const Capabilities = Obj({
+  runner_types: List(Name(NAME_MAX), LIST_MAX),
   max_resources: MaxResources,
-  supported_job_types: Type.Array(Type.String()),
-  features: Type.Array(Type.String()),
-  protocols: Type.Array(Type.String()),
+  supported_job_types: List(Name(NAME_MAX), LIST_MAX),
+  features: List(Name(NAME_MAX), LIST_MAX),
+  protocols: List(Name(NAME_MAX), LIST_MAX),
 });
 export type Capabilities = Static<typeof Capabilities>;
 
-export const Resume = Type.Object({
+export const Resume = Obj({
   node_id: Uuid,
-  running_jobs: Type.Array(Uuid),
-  unacked_results: Type.Array(Uuid),
+  running_jobs: List(Uuid, RESUME_JOBS_MAX),
+  unacked_results: List(Uuid, RESUME_JOBS_MAX),
 });
 export type Resume = Static<typeof Resume>;
 
-export const ResourceRequirements = Type.Object({ cpu_cores: Amount, memory_mb: Amount, disk_gb: Amount });
+export const ResourceRequirements = Obj({ cpu_cores: Amount, memory_mb: Amount, disk_gb: Amount });
 export type ResourceRequirements = Static<typeof ResourceRequirements>;
 
-export const JobSpec = Type.Object({
-  name: Type.String(),
-  image: Type.String(),
-  command: Type.Array(Type.String(), { minItems: 1 }),
-  environment: StringMap,
+export const JobSpec = Obj({
+  name: Name(PATH_MAX),
+  image: Name(PATH_MAX),
+  command: Type.Array(Type.String({ maxLength: ARG_MAX_CHARS, pattern: NO_NUL }), { minItems: 1, maxItems: COMMAND_ARGS_MAX }),
+  environment: EnvMap(),
   timeout: Duration,
   resource_requirements: ResourceRequirements,
 });
 export type JobSpec = Static<typeof JobSpec>;
 
-export const ExecutionContext = Type.Object({
-  workspace_id: Type.String(),
-  pipeline_id: Type.String(),
+export const ExecutionContext = Obj({
+  workspace_id: Name(NAME_MAX),
+  pipeline_id: Name(NAME_MAX),
   build_number: Count,
-  git_ref: Type.String(),
-  variables: StringMap,
-  secrets: StringMap,
+  /** git check-ref-format refuses control characters in a ref, too. */
+  git_ref: Name(PATH_MAX),
+  variables: EnvMap(),
+  secrets: EnvMap(),
 });
 export type ExecutionContext = Static<typeof ExecutionContext>;
 
-export const JobOutcome = Type.Object({
+export const JobOutcome = Obj({
   status: ResultStatus,
-  exit_code: Type.Union([Type.Integer(), Type.Null()]),
-  stdout: Type.String(),
-  stderr: Type.String(),
-  artifacts: Type.Array(Type.String()),
+  exit_code: Type.Union([Type.Integer({ minimum: -(2 ** 31), maximum: 2 ** 32 }), Type.Null()]),
+  stdout: Text,
+  stderr: Text,
+  artifacts: List(Name(PATH_MAX), ARTIFACTS_MAX),
   started_at: Timestamp,
   completed_at: Timestamp,
 });
 export type JobOutcome = Static<typeof JobOutcome>;
 
-export const JobMetrics = Type.Object({ duration_ms: Amount, cpu_time_ms: Amount, memory_peak_mb: Amount });
+export const JobMetrics = Obj({ duration_ms: Amount, cpu_time_ms: Amount, memory_peak_mb: Amount });
 export type JobMetrics = Static<typeof JobMetrics>;
 
 /** `data` schemas by message type. Node-to-plane first, then plane-to-node. */
 export const MESSAGE_SCHEMAS = {
-  RegisterNode: Type.Object({
+  RegisterNode: Obj({
     node_info: NodeInfo,
     capabilities: Capabilities,
-    auth_token: Type.String({ minLength: 1 }),
+    auth_token: Type.String({ minLength: 1, maxLength: TOKEN_MAX }),
     resume: Type.Optional(Resume),
   }),
-  Heartbeat: Type.Object({
+  Heartbeat: Obj({
     node_id: Uuid,
     status: NodeStatus,
-    resources: Type.Object({ cpu_cores: Amount, memory_mb: Amount, available_cpu: Amount, available_memory_mb: Amount }),
-    metrics: Type.Object({
+    resources: Obj({ cpu_cores: Amount, memory_mb: Amount, available_cpu: Amount, available_memory_mb: Amount }),
+    metrics: Obj({
       cpu_usage_percent: Amount,
       memory_usage_percent: Amount,
       active_jobs: Count,
@@ -126,22 +210,22 @@ export const MESSAGE_SCHEMAS = {
     }),
     timestamp: Timestamp,
   }),
-  JobAccepted: Type.Object({ job_id: Uuid, attempt: Attempt }),
-  JobRejected: Type.Object({ job_id: Uuid, attempt: Attempt, reason: Type.String() }),
-  LogChunk: Type.Object({ job_id: Uuid, attempt: Attempt, stream: LogStream, seq: Count, data: Type.String() }),
-  JobResult: Type.Object({ job_id: Uuid, attempt: Attempt, node_id: Uuid, result: JobOutcome, metrics: JobMetrics }),
-  Deregister: Type.Object({ node_id: Uuid, reason: Type.String() }),
+  JobAccepted: Obj({ job_id: Uuid, attempt: Attempt }),
+  JobRejected: Obj({ job_id: Uuid, attempt: Attempt, reason: Reason }),
+  LogChunk: Obj({ job_id: Uuid, attempt: Attempt, stream: LogStream, seq: Count, data: Text }),
+  JobResult: Obj({ job_id: Uuid, attempt: Attempt, node_id: Uuid, result: JobOutcome, metrics: JobMetrics }),
+  Deregister: Obj({ node_id: Uuid, reason: Reason }),
 
-  RegisterAck: Type.Object({
+  RegisterAck: Obj({
     node_id: Uuid,
-    session_token: Type.String(),
+    session_token: Type.String({ maxLength: TOKEN_MAX }),
     session_expires_at: Timestamp,
-    heartbeat_interval_ms: Type.Integer({ minimum: 1 }),
+    heartbeat_interval_ms: Interval,
     protocol_version: Type.Literal(1),
-    control_plane_id: Type.String(),
+    control_plane_id: Name(NAME_MAX),
     resumed: Type.Boolean(),
   }),
-  JobAssignment: Type.Object({
+  JobAssignment: Obj({
     job_id: Uuid,
     attempt: Attempt,
     job: JobSpec,
@@ -149,20 +233,20 @@ export const MESSAGE_SCHEMAS = {
     deadline: Type.Optional(Timestamp),
     priority: Priority,
   }),
-  JobResultAck: Type.Object({ job_id: Uuid, attempt: Attempt }),
-  CancelJob: Type.Object({ job_id: Uuid, attempt: Attempt, reason: Type.String() }),
-  Drain: Type.Object({ deadline: Type.Optional(Timestamp) }),
-  /** Takes back a `Drain`: the node may accept jobs again (a node that does not know it ignores it). */
-  Undrain: Type.Object({}),
-  Shutdown: Type.Object({ reason: Type.String(), grace_period_ms: Count }),
-  TokenRefresh: Type.Object({ session_token: Type.String(), session_expires_at: Timestamp }),
-  Configure: Type.Object({ heartbeat_interval_ms: Type.Integer({ minimum: 1 }) }),
-  LogResync: Type.Object({ job_id: Uuid, attempt: Attempt, stream: LogStream, next_seq: Count }),
-  Error: Type.Object({
-    code: Type.String(),
-    message: Type.String(),
+  JobResultAck: Obj({ job_id: Uuid, attempt: Attempt }),
+  CancelJob: Obj({ job_id: Uuid, attempt: Attempt, reason: Reason }),
+  Drain: Obj({ deadline: Type.Optional(Timestamp) }),
+  /** Takes back a `Drain`: sent only to a node that lists the `undrain` feature (a Muster extension). */
+  Undrain: Obj({}),
+  Shutdown: Obj({ reason: Reason, grace_period_ms: Type.Integer({ minimum: 0, maximum: TIMER_MAX_MS }) }),
+  TokenRefresh: Obj({ session_token: Type.String({ maxLength: TOKEN_MAX }), session_expires_at: Timestamp }),
+  Configure: Obj({ heartbeat_interval_ms: Interval }),
+  LogResync: Obj({ job_id: Uuid, attempt: Attempt, stream: LogStream, next_seq: Count }),
+  Error: Obj({
+    code: Name(64),
+    message: Type.String({ maxLength: REASON_MAX * 4 }),
     fatal: Type.Boolean(),
-    field: Type.Optional(Type.String()),
+    field: Type.Optional(Type.String({ maxLength: 512 })),
   }),
 } satisfies Record<string, TSchema>;
 

@@ -13,6 +13,11 @@ import {
   type PlaneMessage,
 } from './messages.js';
 
+/** PROTOCOL.md section 2: an `id` (and so a `reply_to`) is 1 to 64 characters. */
+const MAX_ID_CHARS = 64;
+/** W3C trace context: a version 00 `traceparent` is 55 characters; later versions may add some. */
+const MAX_TRACEPARENT_CHARS = 128;
+
 const checks = new Map<string, TypeCheck<TSchema>>();
 for (const [type, schema] of Object.entries(MESSAGE_SCHEMAS)) checks.set(type, TypeCompiler.Compile(schema));
 
@@ -36,19 +41,25 @@ function validateEnvelope(value: unknown, accepted: ReadonlySet<string>): unknow
   const { type, data, id, reply_to: replyTo, traceparent } = value;
   let replyId: string | undefined;
   if (id !== undefined) {
-    if (typeof id !== 'string' || id.length < 1 || id.length > 64) {
-      throw new MusterError('invalid_message', 'id must be a string of 1 to 64 characters', { field: 'id' });
+    if (typeof id !== 'string' || id.length < 1 || id.length > MAX_ID_CHARS) {
+      throw new MusterError('invalid_message', `id must be a string of 1 to ${MAX_ID_CHARS} characters`, { field: 'id' });
     }
     replyId = id;
   }
   if (typeof type !== 'string') {
     throw new MusterError('invalid_message', 'type must be a string', { field: 'type', replyTo: replyId });
   }
-  if (replyTo !== undefined && typeof replyTo !== 'string') {
-    throw new MusterError('invalid_message', 'reply_to must be a string', { field: 'reply_to', replyTo: replyId });
+  if (replyTo !== undefined && (typeof replyTo !== 'string' || replyTo.length > MAX_ID_CHARS)) {
+    throw new MusterError('invalid_message', `reply_to must be a string of at most ${MAX_ID_CHARS} characters`, {
+      field: 'reply_to',
+      replyTo: replyId,
+    });
   }
-  if (traceparent !== undefined && typeof traceparent !== 'string') {
-    throw new MusterError('invalid_message', 'traceparent must be a string', { field: 'traceparent', replyTo: replyId });
+  if (traceparent !== undefined && (typeof traceparent !== 'string' || traceparent.length > MAX_TRACEPARENT_CHARS)) {
+    throw new MusterError('invalid_message', `traceparent must be a string of at most ${MAX_TRACEPARENT_CHARS} characters`, {
+      field: 'traceparent',
+      replyTo: replyId,
+    });
   }
   const check = accepted.has(type) ? checks.get(type) : undefined;
   if (check === undefined) {
@@ -61,13 +72,21 @@ function validateEnvelope(value: unknown, accepted: ReadonlySet<string>): unknow
   }
   if (!check.Check(data)) {
     const first = check.Errors(data).First();
-    const field = first === undefined || first.path === '' ? 'data' : `data${first.path.replaceAll('/', '.')}`;
+    const field = fieldOf(first?.path ?? '');
     throw new MusterError('invalid_message', `${field}: ${first?.message ?? 'invalid'}`, {
       field,
       replyTo: replyId,
     });
   }
   return value;
+}
+
+/** A field path is echoed to the sender and logged: a key as long as a frame is cut short. */
+const MAX_FIELD_CHARS = 256;
+
+function fieldOf(path: string): string {
+  const field = path === '' ? 'data' : `data${path.replaceAll('/', '.')}`;
+  return field.length > MAX_FIELD_CHARS ? `${field.slice(0, MAX_FIELD_CHARS)}…` : field;
 }
 
 // Only plain objects are maps: MessagePack extensions can decode to a Date, Set, Error,

@@ -1,5 +1,9 @@
 // Every setting of the control plane and its default, in one place.
 // Precedence: defaults < config file (JSON) < MUSTER_* environment variables < command-line flags.
+// loadConfig remembers where each value came from (file, variable or flag), so that
+// config-ranges.ts's checkConfig, which the control plane runs before anything starts, names the
+// source of a bad setting. (The check is apart so that the CLI's client commands, which read a
+// few settings, do not load TypeBox: that costs them most of their start-up time.)
 import { join } from 'node:path';
 import { readJsonFile } from './json-file.js';
 
@@ -18,6 +22,12 @@ export interface Config {
   grpc: string;
   /** HOST:PORT of the admin HTTP API. */
   http: string;
+  /** The largest admin API request body; over it: 413. A job must fit `maxFrameBytes` anyway. */
+  apiBodyLimitBytes: number;
+  /** How long an admin API client may take to send its request headers; then 408 and closed (a client trickling headers holds no connection). */
+  apiHeadersTimeoutMs: number;
+  /** How long an admin API client may take to send its whole request, body included (at least `apiHeadersTimeoutMs`). */
+  apiRequestTimeoutMs: number;
   /**
    * PEM certificate and key files: when both are set, the TCP, WebSocket and gRPC
    * listeners serve TLS (`tls://`, `wss://`, `grpcs://`); the Unix socket stays plain.
@@ -26,8 +36,21 @@ export interface Config {
   tlsKey: string;
   /** CA bundle for client certificates (mutual TLS). */
   tlsCa: string;
+  /** A TLS client that connects and never finishes the handshake is dropped after this long (like one that never registers). */
+  tlsHandshakeTimeoutMs: number;
   /** Mutual TLS: refuse clients without a certificate signed by `tlsCa`. */
   requireClientCert: boolean;
+  /**
+   * gRPC: send an HTTP/2 PING after this long without a frame from the peer, so that a
+   * half-open connection is noticed without waiting for TCP retransmissions (~15 minutes).
+   */
+  grpcKeepaliveTimeMs: number;
+  /** gRPC: close the connection when a PING is not answered within this long. */
+  grpcKeepaliveTimeoutMs: number;
+  /** gRPC: on stop, calls still open after this long are cut (each connection's own close is bounded by `closeTimeoutMs`). */
+  grpcDrainTimeoutMs: number;
+  /** How long a node connection's graceful close may take (unsent data flushed, peer's close awaited) before it is cut. */
+  closeTimeoutMs: number;
   /**
    * File holding a 32-byte AES-256-GCM key, base64 (PROTOCOL.md section 6): when set, every
    * node listener encrypts every frame in both directions; empty: no payload encryption.
@@ -98,6 +121,14 @@ export interface Config {
   nodeByteRate: number;
   /** Bytes a node may send at once before `nodeByteRate` applies (at least `maxFrameBytes` is used). */
   nodeByteBurst: number;
+  /**
+   * Milliseconds a second the plane may spend reading (walking, decoding, validating) one node
+   * connection's frames; over it, its frames are dropped with `rate_limited` until the time is
+   * paid back, so no single node can take the event loop from the others. 0: no limit.
+   */
+  nodeDecodeMsPerSecond: number;
+  /** Reading time one node may use at once before `nodeDecodeMsPerSecond` applies. */
+  nodeDecodeBurstMs: number;
   /** New node connections a second from one address (IPv6: one /64); over it they are refused with `rate_limited`. 0: no limit. */
   connectionRate: number;
   /** Connections one address may open at once before `connectionRate` applies. */
@@ -136,10 +167,18 @@ export const DEFAULTS: Config = {
   wsPingIntervalMs: 15_000,
   grpc: '127.0.0.1:7422',
   http: '127.0.0.1:7480',
+  apiBodyLimitBytes: 1_048_576,
+  apiHeadersTimeoutMs: 10_000,
+  apiRequestTimeoutMs: 30_000,
   tlsCert: '',
   tlsKey: '',
   tlsCa: '',
+  tlsHandshakeTimeoutMs: 10_000,
   requireClientCert: false,
+  grpcKeepaliveTimeMs: 10_000,
+  grpcKeepaliveTimeoutMs: 10_000,
+  grpcDrainTimeoutMs: 30_000,
+  closeTimeoutMs: 2_000,
   encryptKeyFile: '',
   jwtSecret: '',
   jwtPreviousSecrets: '',
@@ -176,6 +215,9 @@ export const DEFAULTS: Config = {
   nodeMessageBurst: 5_000,
   nodeByteRate: 10 * 1024 * 1024,
   nodeByteBurst: 50 * 1024 * 1024,
+  // A tenth of the event loop: a healthy node takes well under a millisecond a second.
+  nodeDecodeMsPerSecond: 100,
+  nodeDecodeBurstMs: 500,
   connectionRate: 50,
   connectionBurst: 200,
   connectionProbation: 10_000,
@@ -192,7 +234,6 @@ export const DEFAULTS: Config = {
 
 type Key = keyof Config;
 
-const SCHEDULING_POLICIES = ['spread', 'binpack'];
 
 /** `heartbeatIntervalMs` → `MUSTER_HEARTBEAT_INTERVAL_MS`. */
 export function envName(key: Key): string {
@@ -207,37 +248,74 @@ export interface ConfigSources {
   overrides?: Partial<Record<Key, string | number | boolean | undefined>>;
 }
 
+/** A setting out of its range, or unreadable: names the setting and where its value came from. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    message: string,
+    /** The settings at fault and their sources, e.g. `heartbeatIntervalMs` from `MUSTER_HEARTBEAT_INTERVAL_MS`. */
+    readonly problems: readonly { setting: string; source: string; problem: string }[] = [],
+  ) {
+    super(message);
+  }
+}
+
+type Origins = Partial<Record<Key, string>>;
+
+const originsOf = new WeakMap<Config, Origins>();
+
+/** Where the value of `key` in `config` came from: `config file …`, a `MUSTER_*` variable, a `--flag`, or `the default`. */
+export function sourceOf(config: Config, key: Key): string {
+  return originsOf.get(config)?.[key] ?? 'the default';
+}
+
 export function loadConfig(sources: ConfigSources = {}): Config {
   const env = sources.env ?? process.env;
   const config: Config = { ...DEFAULTS };
+  const origins: Origins = {};
   const file = sources.file ?? env.MUSTER_CONFIG;
   if (file !== undefined && file !== '') {
-    const parsed = readJsonFile(file);
-    if (typeof parsed !== 'object' || parsed === null) throw new Error(`config file ${file} is not a JSON object`);
-    for (const [k, v] of Object.entries(parsed)) set(config, k, v, `config file ${file}`);
+    const parsed = readConfigFile(file);
+    for (const [k, v] of Object.entries(parsed)) set(config, origins, k, v, `config file ${file}`);
   }
   for (const key of Object.keys(DEFAULTS) as Key[]) {
     const value = env[envName(key)];
-    if (value !== undefined) set(config, key, value, envName(key));
+    if (value !== undefined) set(config, origins, key, value, envName(key));
   }
-  for (const [k, v] of Object.entries(sources.overrides ?? {})) if (v !== undefined) set(config, k, v, `--${k}`);
+  for (const [k, v] of Object.entries(sources.overrides ?? {})) if (v !== undefined) set(config, origins, k, v, `--${flagName(k)}`);
   if (config.unix === '') config.unix = join(config.dataDir, 'muster.sock');
-  if (!SCHEDULING_POLICIES.includes(config.schedulingPolicy)) {
-    throw new Error(`schedulingPolicy must be one of ${SCHEDULING_POLICIES.join(', ')}, got ${config.schedulingPolicy}`);
-  }
+  originsOf.set(config, origins);
   return config;
 }
 
-function set(config: Config, key: string, value: unknown, origin: string): void {
-  if (!Object.hasOwn(DEFAULTS, key)) throw new Error(`${origin}: unknown setting ${key}`);
+function readConfigFile(file: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = readJsonFile(file);
+  } catch (err) {
+    // readJsonFile names the file, and the line and column where the JSON breaks.
+    throw new ConfigError(err instanceof Error ? err.message : String(err));
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError(`config file ${file} is not a JSON object`);
+  return parsed as Record<string, unknown>;
+}
+
+/** `heartbeatIntervalMs` → `heartbeat-interval-ms`, as commander names the flag. */
+function flagName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+function set(config: Config, origins: Origins, key: string, value: unknown, origin: string): void {
+  if (!Object.hasOwn(DEFAULTS, key)) throw new ConfigError(`${origin}: unknown setting ${key}`);
   const k = key as Key;
+  origins[k] = origin;
   if (typeof DEFAULTS[k] === 'boolean') {
     const b = value === true || value === 'true' || value === '1' ? true : value === false || value === 'false' || value === '0' ? false : undefined;
-    if (b === undefined) throw new Error(`${origin}: ${key} must be true or false, got ${String(value)}`);
+    if (b === undefined) throw new ConfigError(`${origin}: ${key} must be true or false, got ${String(value)}`);
     (config as unknown as Record<string, unknown>)[k] = b;
   } else if (typeof DEFAULTS[k] === 'number') {
     const n = typeof value === 'number' ? value : Number(value);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`${origin}: ${key} must be a non-negative number, got ${String(value)}`);
+    if (!Number.isFinite(n) || n < 0) throw new ConfigError(`${origin}: ${key} must be a non-negative number, got ${String(value)}`);
     (config as unknown as Record<string, unknown>)[k] = n;
   } else {
     (config as unknown as Record<string, unknown>)[k] = String(value);

@@ -14,6 +14,7 @@ import { PlaneApiImpl } from './admin/plane-api-impl.js';
 import type { Bus } from './bus/bus.js';
 import { LocalBus } from './bus/local-bus.js';
 import { LISTENER_OFF, type Config } from './config.js';
+import { checkConfig } from './config-ranges.js';
 import { JobCoordinator } from './jobs/job-coordinator.js';
 import { followNode } from './jobs/fleet-feed.js';
 import type { SchedulingPolicy } from './jobs/fleet-index.js';
@@ -48,6 +49,8 @@ export interface ControlPlane {
 }
 
 export async function startControlPlane(config: Config, logger: Logger): Promise<ControlPlane> {
+  // Every setting in its range, or nothing starts (the error names each bad setting's source).
+  checkConfig(config);
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const id = config.controlPlaneId || `${hostname()}-${randomUUID().slice(0, 8)}`;
   const log = logger.child({ control_plane_id: id });
@@ -150,6 +153,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         logger: log,
         access: security.adminAccess,
         logKeepaliveMs: config.logKeepaliveMs,
+        timeouts: { headersMs: config.apiHeadersTimeoutMs, requestMs: config.apiRequestTimeoutMs },
+        bodyLimitBytes: config.apiBodyLimitBytes,
       });
       stopping.adminStarted(admin);
       httpUrl = admin.url;

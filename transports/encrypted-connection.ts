@@ -75,6 +75,10 @@ class EncryptedConnection implements Connection {
     this.inner.send(wireByte, encryptedBody);
   }
 
+  pauseReading(ms: number): void {
+    this.inner.pauseReading?.(ms);
+  }
+
   close(): Promise<void> {
     return this.inner.close();
   }

@@ -11,7 +11,7 @@ import { CLOSE_TIMEOUT_MS, nextConnectionId } from './stream-connection.js';
 import type { Connection, FrameSink } from './transport.js';
 
 /** What both sides' calls are: grpc-js's object-mode duplex streams of Frames. */
-export type GrpcCall = Pick<Readable, 'on' | 'destroyed'> &
+export type GrpcCall = Pick<Readable, 'on' | 'destroyed' | 'pause' | 'resume'> &
   Pick<Writable, 'writableEnded' | 'writableFinished'> & {
     write(frame: GrpcFrame, callback: () => void): boolean;
     end(): void;
@@ -36,6 +36,8 @@ export interface GrpcConnectionOptions {
   maxMessageBytes: number;
   remoteAddress: string;
   peerNames?: readonly string[];
+  /** How long a graceful close may take before the call is cut; default CLOSE_TIMEOUT_MS. */
+  closeTimeoutMs?: number | undefined;
 }
 
 export class GrpcConnection implements Connection {
@@ -52,6 +54,8 @@ export class GrpcConnection implements Connection {
   private statusReceived = false;
   private done = false;
   private readonly latch = new CloseLatch();
+
+  private resumeTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly call: GrpcCall,
@@ -97,12 +101,31 @@ export class GrpcConnection implements Connection {
     }
   }
 
+  pauseReading(ms: number): void {
+    if (this.sink === undefined || this.isClosed) return;
+    // Out of flowing mode: grpc-js stops reading the HTTP/2 stream once its buffer is full,
+    // and HTTP/2 flow control then holds the peer back.
+    this.call.pause();
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = setTimeout(() => this.resumeReading(), ms);
+    this.resumeTimer.unref();
+  }
+
+  private resumeReading(): void {
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = undefined;
+    if (!this.call.destroyed) this.call.resume();
+  }
+
   close(): Promise<void> {
+    // The peer's end of the call must be read to finish: a pause ends here.
+    if (this.resumeTimer !== undefined) this.resumeReading();
     if (!this.done && !this.latch.closing) {
       // Flushes what is queued, then half-closes (client) or sends status OK (server).
       if (!this.call.writableEnded) this.call.end();
-      this.latch.beginClose(CLOSE_TIMEOUT_MS, () => {
-        this.latch.fail(new Error(`${this.label}: close timed out after ${CLOSE_TIMEOUT_MS} ms with unsent data`));
+      const closeTimeoutMs = this.options.closeTimeoutMs ?? CLOSE_TIMEOUT_MS;
+      this.latch.beginClose(closeTimeoutMs, () => {
+        this.latch.fail(new Error(`${this.label}: close timed out after ${closeTimeoutMs} ms with unsent data`));
         this.side.cancel();
       });
     }

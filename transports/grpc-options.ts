@@ -40,14 +40,22 @@ export function grpcMessageLimit(maxFrameBytes: number): number {
   return 4 * maxFrameBytes + FRAME_ENVELOPE_BYTES;
 }
 
-export function grpcChannelOptions(maxFrameBytes: number): ChannelOptions {
+export interface GrpcKeepalive {
+  timeMs: number;
+  timeoutMs: number;
+}
+
+/** Channel options; `keepalive` defaults to KEEPALIVE_TIME_MS and KEEPALIVE_TIMEOUT_MS (the plane passes its settings). */
+export function grpcChannelOptions(maxFrameBytes: number, keepalive?: Partial<GrpcKeepalive>): ChannelOptions {
   const limit = grpcMessageLimit(maxFrameBytes);
+  const timeMs = keepalive?.timeMs ?? KEEPALIVE_TIME_MS;
   return {
     'grpc.max_receive_message_length': limit,
     'grpc.max_send_message_length': limit,
-    'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
-    'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+    'grpc.keepalive_time_ms': timeMs,
+    'grpc.keepalive_timeout_ms': keepalive?.timeoutMs ?? KEEPALIVE_TIMEOUT_MS,
     'grpc.keepalive_permit_without_calls': KEEPALIVE_PERMIT_WITHOUT_CALLS,
-    'grpc.http2.min_ping_interval_without_data_ms': MIN_PING_INTERVAL_WITHOUT_DATA_MS,
+    // Half our own interval at most, so that our clients are never told "too many pings".
+    'grpc.http2.min_ping_interval_without_data_ms': Math.min(MIN_PING_INTERVAL_WITHOUT_DATA_MS, Math.floor(timeMs / 2)),
   };
 }

@@ -24,6 +24,7 @@ import {
  * How long a closed server waits for the calls it leaves to their owners before it cuts
  * them (forceShutdown). Owners close theirs within seconds (a Shutdown frame, then a close
  * bounded by CLOSE_TIMEOUT_MS); this only stops a forgotten call from holding the server forever.
+ * The default for a listener not told otherwise (the plane passes `grpcDrainTimeoutMs`).
  */
 export const SERVER_DRAIN_TIMEOUT_MS = 30_000;
 
@@ -34,7 +35,9 @@ export const grpcTransport: Transport = {
     const secure = url.protocol === 'grpcs:';
     const { host, port } = tcpAddress(url);
     const credentials = secure ? serverCredentials(url, options.tls) : grpc.ServerCredentials.createInsecure();
-    const server = new grpc.Server(grpcChannelOptions(options.maxFrameBytes));
+    const timeouts = options.timeouts ?? {};
+    const keepalive = { timeMs: timeouts.grpcKeepaliveTimeMs, timeoutMs: timeouts.grpcKeepaliveTimeoutMs };
+    const server = new grpc.Server(grpcChannelOptions(options.maxFrameBytes, keepalive));
     server.addService(nodeLinkService, {
       Connect: (call: ServerCall) => {
         const conn = new GrpcConnection(call, serverCallSide(call), {
@@ -43,6 +46,7 @@ export const grpcTransport: Transport = {
           maxMessageBytes: grpcMessageLimit(options.maxFrameBytes),
           remoteAddress: serverPeerAddress(call),
           peerNames: secure ? serverPeerNames(call) : [],
+          closeTimeoutMs: timeouts.closeMs,
         });
         options.onConnection(conn);
       },
@@ -54,7 +58,7 @@ export const grpcTransport: Transport = {
         reject(new Error(`cannot listen on ${hostPort(host, port)}: ${err.message}`, { cause: err }));
       });
     });
-    return new GrpcServer(server, `${url.protocol}//${hostPort(host, boundPort)}`);
+    return new GrpcServer(server, `${url.protocol}//${hostPort(host, boundPort)}`, timeouts.grpcDrainMs ?? SERVER_DRAIN_TIMEOUT_MS);
   },
 
   async dial(url: URL, options: DialOptions): Promise<Connection> {
@@ -106,6 +110,7 @@ class GrpcServer implements TransportServer {
   constructor(
     private readonly server: grpc.Server,
     readonly url: string,
+    private readonly drainMs: number,
   ) {}
 
   close(): Promise<void> {
@@ -116,7 +121,7 @@ class GrpcServer implements TransportServer {
       // callback only runs once they all have. So this does not wait for it: like the stream
       // server, a closed listener leaves its connections to their owners (who say goodbye
       // first), and only a call still open after SERVER_DRAIN_TIMEOUT_MS is cut.
-      const backstop = setTimeout(() => this.server.forceShutdown(), SERVER_DRAIN_TIMEOUT_MS);
+      const backstop = setTimeout(() => this.server.forceShutdown(), this.drainMs);
       backstop.unref();
       this.server.tryShutdown(() => clearTimeout(backstop));
     }

@@ -30,6 +30,8 @@ export interface StreamConnectionOptions {
   peerNames?: readonly string[];
   /** A listener's answer to an HTTP request (sent as an HTTP 400, then closed); none: treated as bad frames. */
   httpNotice?: string;
+  /** How long a graceful close may take before the socket is cut; default CLOSE_TIMEOUT_MS. */
+  closeTimeoutMs?: number | undefined;
 }
 
 export class StreamConnection implements Connection {
@@ -46,6 +48,9 @@ export class StreamConnection implements Connection {
   private readonly httpNotice: string | undefined;
   private readonly latch = new CloseLatch();
 
+  private readonly closeTimeoutMs: number;
+  private resumeTimer: NodeJS.Timeout | undefined;
+
   constructor(
     private readonly socket: Socket,
     options: StreamConnectionOptions,
@@ -54,6 +59,7 @@ export class StreamConnection implements Connection {
     this.peerNames = options.peerNames ?? [];
     this.httpNotice = options.httpNotice;
     this.maxSendBufferBytes = options.maxSendBufferBytes;
+    this.closeTimeoutMs = options.closeTimeoutMs ?? CLOSE_TIMEOUT_MS;
     this.decoder = new FrameDecoder(options.maxFrameBytes);
     // Frames are small and latency matters more than packet count; a no-op on Unix sockets.
     socket.setNoDelay(true);
@@ -86,14 +92,31 @@ export class StreamConnection implements Connection {
     }
   }
 
+  pauseReading(ms: number): void {
+    if (this.sink === undefined || this.isClosed) return;
+    this.socket.pause();
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = setTimeout(() => this.resumeReading(), ms);
+    this.resumeTimer.unref();
+  }
+
+  private resumeReading(): void {
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = undefined;
+    if (!this.socket.destroyed) this.socket.resume();
+  }
+
   close(): Promise<void> {
+    // A close must read the peer's FIN: a pause ends here.
+    if (this.resumeTimer !== undefined) this.resumeReading();
     if (!this.socket.destroyed && !this.latch.closing) {
       // A connection never started must still read the peer's FIN to finish closing; drop its data.
       if (this.sink === undefined) this.socket.resume();
       this.socket.end();
-      this.latch.beginClose(CLOSE_TIMEOUT_MS, () => {
+      const closeTimeoutMs = this.closeTimeoutMs;
+      this.latch.beginClose(closeTimeoutMs, () => {
         if (!this.socket.writableFinished) {
-          this.latch.fail(new Error(`${this.label}: close timed out after ${CLOSE_TIMEOUT_MS} ms with unsent data`));
+          this.latch.fail(new Error(`${this.label}: close timed out after ${closeTimeoutMs} ms with unsent data`));
         }
         this.socket.destroy();
       });

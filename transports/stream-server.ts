@@ -36,6 +36,7 @@ export function listenStream(endpoint: StreamEndpoint, options: ListenOptions): 
       remoteAddress: endpoint.peerAddress(socket),
       peerNames: endpoint.peerNames?.(socket),
       ...(options.httpNotice === undefined ? {} : { httpNotice: options.httpNotice }),
+      closeTimeoutMs: options.timeouts?.closeMs,
     });
     options.onConnection(conn);
   });

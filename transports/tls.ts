@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import { connectStream } from './stream-connection.js';
 import { listenStream } from './stream-server.js';
 import { peerNamesOf } from './peer-names.js';
-import { clientTlsOptions, serverTlsOptions } from './tls-options.js';
+import { clientTlsOptions, dropOnHandshakeFailure, serverTlsOptions } from './tls-options.js';
 import { boundUrl, tcpAddress, tcpPeerAddress } from './tcp.js';
 import {
   registerTransport,
@@ -23,7 +23,8 @@ export const tlsTransport: Transport = {
 
   async listen(url: URL, options: ListenOptions): Promise<TransportServer> {
     const { host, port } = tcpAddress(url);
-    const server = createServer(serverTlsOptions(url, options.tls));
+    const server = createServer(serverTlsOptions(url, options.tls, options.timeouts?.tlsHandshakeMs));
+    dropOnHandshakeFailure(server);
     return listenStream(
       {
         server,

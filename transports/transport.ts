@@ -35,6 +35,12 @@ export interface Connection {
   /** Flushes what is queued (bounded by a timeout), then closes. */
   close(): Promise<void>;
   /**
+   * Stops reading from the peer for `ms` (a later call replaces the wait): the transport's flow
+   * control then holds a flooding sender back, so its bytes cost nothing while it is over its
+   * rate. What was read already is still delivered. Transports without it read on.
+   */
+  pauseReading?(ms: number): void;
+  /**
    * Called once before `start` by the encryption layer (PROTOCOL.md section 6): from now on
    * every frame is encrypted. Only a transport whose framing then reads differently has it:
    * WebSocket, where an encrypted frame is a binary message led by its codec byte.
@@ -90,6 +96,20 @@ export interface ListenOptions {
    * by net.core.somaxconn). A reconnect storm overflows Node's default of 511. Undefined: Node's default.
    */
   backlog?: number;
+  /** The listener's waits; each undefined one is the transport's default (the control plane passes its settings). */
+  timeouts?: ListenTimeouts;
+}
+
+export interface ListenTimeouts {
+  /** A TLS client that does not finish its handshake within this long is dropped. */
+  tlsHandshakeMs?: number;
+  /** A connection's graceful close (unsent data flushed, the peer's close awaited) is cut after this long. */
+  closeMs?: number;
+  /** gRPC: HTTP/2 PING after this long without a frame, and close when it is not answered within the timeout. */
+  grpcKeepaliveTimeMs?: number;
+  grpcKeepaliveTimeoutMs?: number;
+  /** gRPC: on close, calls still open after this long are cut. */
+  grpcDrainMs?: number;
 }
 
 export interface DialOptions {

@@ -33,6 +33,8 @@ export interface WebSocketConnectionOptions {
    * unanswered. 0 leaves the keepalive to the peer (the dialing side answers pings only).
    */
   pingIntervalMs?: number;
+  /** How long the close handshake may take; default CLOSE_TIMEOUT_MS. */
+  closeTimeoutMs?: number | undefined;
 }
 
 export class WebSocketConnection implements Connection {
@@ -42,6 +44,8 @@ export class WebSocketConnection implements Connection {
   private readonly maxFrameBytes: number;
   private readonly maxSendBufferBytes: number;
   private readonly pingIntervalMs: number;
+  private readonly closeTimeoutMs: number;
+  private resumeTimer: NodeJS.Timeout | undefined;
   private sink: FrameSink | undefined;
   // Messages parsed before `start`: at most what one socket read held, as the socket is paused.
   private early: { data: Buffer; isBinary: boolean }[] = [];
@@ -63,6 +67,7 @@ export class WebSocketConnection implements Connection {
     this.maxFrameBytes = options.maxFrameBytes;
     this.maxSendBufferBytes = options.maxSendBufferBytes;
     this.pingIntervalMs = options.pingIntervalMs ?? 0;
+    this.closeTimeoutMs = options.closeTimeoutMs ?? CLOSE_TIMEOUT_MS;
     ws.pause();
     ws.on('message', this.onMessage);
     ws.on('pong', this.onPong);
@@ -104,7 +109,23 @@ export class WebSocketConnection implements Connection {
     }
   }
 
+  pauseReading(ms: number): void {
+    if (this.sink === undefined || this.isClosed) return;
+    this.ws.pause();
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = setTimeout(() => this.resumeReading(), ms);
+    this.resumeTimer.unref();
+  }
+
+  private resumeReading(): void {
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = undefined;
+    if (this.ws.readyState !== WebSocket.CLOSED) this.ws.resume();
+  }
+
   close(): Promise<void> {
+    // The close handshake needs the peer's close frame read: a pause ends here.
+    if (this.resumeTimer !== undefined) this.resumeReading();
     if (!this.wsClosed && !this.latch.closing) {
       // A connection never started must still read the peer's close frame; drop its messages.
       if (this.sink === undefined) {
@@ -114,8 +135,8 @@ export class WebSocketConnection implements Connection {
       }
       this.stopKeepalive();
       this.ws.close(1000);
-      this.latch.beginClose(CLOSE_TIMEOUT_MS, () => {
-        this.latch.fail(new Error(`${this.label}: close handshake timed out after ${CLOSE_TIMEOUT_MS} ms`));
+      this.latch.beginClose(this.closeTimeoutMs, () => {
+        this.latch.fail(new Error(`${this.label}: close handshake timed out after ${this.closeTimeoutMs} ms`));
         this.ws.terminate();
       });
     }

@@ -5,7 +5,7 @@ import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, t
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { serverTlsOptions } from './tls-options.js';
+import { dropOnHandshakeFailure, serverTlsOptions } from './tls-options.js';
 import { WebSocketServer } from 'ws';
 import { peerNamesOf } from './peer-names.js';
 import { boundUrl, tcpPeerAddress } from './tcp.js';
@@ -25,6 +25,8 @@ export interface WebSocketEndpoint {
   tls?: ServerTlsOptions;
   /** Keepalive ping interval for accepted connections; 0 turns it off. */
   pingIntervalMs: number;
+  tlsHandshakeTimeoutMs?: number;
+  closeTimeoutMs?: number;
 }
 
 export function listenWebSocket(endpoint: WebSocketEndpoint, options: ListenOptions): Promise<TransportServer> {
@@ -54,6 +56,7 @@ export function listenWebSocket(endpoint: WebSocketEndpoint, options: ListenOpti
         remoteAddress: tcpPeerAddress(peer),
         peerNames: endpoint.scheme === 'wss' ? peerNamesOf(peer as TLSSocket) : [],
         pingIntervalMs: endpoint.pingIntervalMs,
+        closeTimeoutMs: endpoint.closeTimeoutMs,
       });
       options.onConnection(conn);
     });
@@ -97,7 +100,10 @@ export function listenWebSocket(endpoint: WebSocketEndpoint, options: ListenOpti
 
 function createHttpOrHttps(endpoint: WebSocketEndpoint): Server {
   if (endpoint.scheme === 'ws') return createHttpServer();
-  return createHttpsServer(serverTlsOptions(new URL(`wss://${endpoint.host}:${endpoint.port}${endpoint.path}`), endpoint.tls));
+  const url = new URL(`wss://${endpoint.host}:${endpoint.port}${endpoint.path}`);
+  const server = createHttpsServer(serverTlsOptions(url, endpoint.tls, endpoint.tlsHandshakeTimeoutMs));
+  dropOnHandshakeFailure(server);
+  return server;
 }
 
 interface Refusal {

@@ -50,7 +50,9 @@ export function createWebSocketTransport(options: WebSocketTransportOptions = {}
       const { host, port } = tcpAddress(url);
       const path = pathOf(url);
       const interval = listenOptions.keepaliveIntervalMs ?? pingIntervalMs;
-      return listenWebSocket({ scheme, host, port, path, tls: listenOptions.tls, pingIntervalMs: interval }, listenOptions);
+      const { tlsHandshakeMs: tlsHandshakeTimeoutMs, closeMs: closeTimeoutMs } = listenOptions.timeouts ?? {};
+      const endpoint = { scheme, host, port, path, tls: listenOptions.tls, pingIntervalMs: interval, tlsHandshakeTimeoutMs, closeTimeoutMs };
+      return listenWebSocket(endpoint, listenOptions);
     },
 
     async dial(url: URL, dialOptions: DialOptions): Promise<Connection> {

@@ -1,6 +1,8 @@
 // The admin HTTP API's error answers: `{error: {code, message, field?}}` (PROTOCOL.md section 7).
 // Everything a handler throws is turned into one of these; a foreign error becomes `internal`
-// with a fixed message, so no stack trace or library text reaches the client.
+// with a fixed message, so no stack trace or library text reaches the client. What Node's HTTP
+// parser or fastify's router refuse before any handler (431, 408, 414, a bad URL) gets the same shape.
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import { MusterError } from '../../protocol/errors.js';
 
 export type ApiErrorCode = 'unauthorized' | 'forbidden' | 'not_found' | 'conflict' | 'invalid_request' | 'rate_limited' | 'internal';
@@ -75,4 +77,35 @@ function fromMusterError(err: MusterError): HttpError {
       // MusterError messages are written for peers, but `internal` ones may wrap anything.
       return new HttpError(500, 'internal', err.code === 'internal' ? 'internal error' : err.message);
   }
+}
+
+/**
+ * A request that Node's HTTP parser refused before fastify saw it (`clientError`): headers over
+ * the limit (431), not all received in time (408), or not HTTP at all (400).
+ */
+export function clientErrorAnswer(code: string | undefined): HttpError {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return new HttpError(431, 'invalid_request', 'request headers too large');
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new HttpError(408, 'invalid_request', 'request not received in time');
+    default:
+      return new HttpError(400, 'invalid_request', 'malformed HTTP request');
+  }
+}
+
+/** The whole HTTP/1.1 answer as text, for a socket that has no reply object yet; it closes the connection. */
+export function rawAnswer(err: HttpError): string {
+  const body = JSON.stringify(err.toBody());
+  return (
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n` +
+    `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+  );
+}
+
+/** Writes `err` on a bare response (fastify's router refusing a URL before any route runs). */
+export function sendBare(res: ServerResponse, err: HttpError): void {
+  const body = JSON.stringify(err.toBody());
+  res.writeHead(err.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+  res.end(body);
 }

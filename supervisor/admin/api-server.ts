@@ -3,11 +3,13 @@
 // wires them, the error handling and the lifecycle.
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import Fastify, { type FastifyInstance } from 'fastify';
+import type { Socket } from 'node:net';
+import type { Server } from 'node:http';
+import Fastify, { type FastifyHttpOptions, type FastifyInstance } from 'fastify';
 import type { Logger } from '../../observability/logger.js';
 import { DEFAULTS } from '../config.js';
 import { registerAdminAccess, type AdminAccess } from './api-access.js';
-import { notFound, toHttpError } from './api-errors.js';
+import { clientErrorAnswer, HttpError, notFound, rawAnswer, sendBare, toHttpError } from './api-errors.js';
 import { registerFleetRoutes, registerProbeRoutes } from './routes-fleet.js';
 import { registerJobRoutes } from './routes-jobs.js';
 import { registerLogRoutes } from './routes-logs.js';
@@ -31,7 +33,20 @@ export interface AdminApiOptions {
   access?: AdminAccess;
   /** Quiet time after which a log follow sends a keepalive comment; default `DEFAULTS.logKeepaliveMs`. */
   logKeepaliveMs?: number;
+  /** How long a client may take to send its headers, and its whole request; default config.ts's. */
+  timeouts?: AdminApiTimeouts;
+  /** The largest request body (413 over it); default config.ts's `apiBodyLimitBytes`. */
+  bodyLimitBytes?: number;
 }
+
+export interface AdminApiTimeouts {
+  headersMs: number;
+  requestMs: number;
+}
+
+const DEFAULT_TIMEOUTS: AdminApiTimeouts = { headersMs: DEFAULTS.apiHeadersTimeoutMs, requestMs: DEFAULTS.apiRequestTimeoutMs };
+/** A job id is a UUID; nothing in a path parameter needs more (fastify's default is 100). */
+const MAX_PARAM_CHARS = 128;
 
 export interface AdminApi {
   /** `http://host:port` actually bound. */
@@ -45,7 +60,12 @@ export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi>
   const closing = new AbortController();
   // Fastify's own request logging is off: requests are logged at debug below, errors once.
   // Request ids are the audit log's correlation ids: unique, not a per-process counter.
-  const app = Fastify({ logger: false, bodyLimit: 1_048_576, genReqId: () => randomUUID() });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: options.bodyLimitBytes ?? DEFAULTS.apiBodyLimitBytes,
+    genReqId: () => randomUUID(),
+    ...guarded(options.timeouts ?? DEFAULT_TIMEOUTS),
+  });
   acceptEmptyJsonBody(app);
   app.addHook('preClose', async () => closing.abort());
   app.addHook('onResponse', async (request, reply) => {
@@ -85,6 +105,38 @@ export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi>
   const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`;
   logger.info({ url }, 'admin API listening');
   return { url, close: () => app.close() };
+}
+
+/**
+ * A client that trickles its headers, or its body, is answered 408 and closed once its time is
+ * up (Node checks every connection at `connectionsCheckingInterval`, set so that the check comes
+ * soon after the limit); what Node's parser and fastify's router refuse before any route is
+ * answered in the one `{error: {code, message}}` shape, like every other error.
+ */
+function guarded(timeouts: AdminApiTimeouts): FastifyHttpOptions<Server> {
+  const { headersMs, requestMs } = timeouts;
+  const checkEveryMs = Math.max(10, Math.min(1_000, Math.floor(headersMs / 4)));
+  return {
+    requestTimeout: requestMs,
+    http: { headersTimeout: headersMs, requestTimeout: requestMs, connectionsCheckingInterval: checkEveryMs },
+    clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
+      if (err.code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      socket.end(rawAnswer(clientErrorAnswer(err.code)));
+    },
+    routerOptions: {
+      maxParamLength: MAX_PARAM_CHARS,
+      onBadUrl: (path, _req, res) => sendBare(res, new HttpError(400, 'invalid_request', `not a valid URL: ${cut(path)}`)),
+      onMaxParamLength: (path, _req, res) =>
+        sendBare(res, new HttpError(414, 'invalid_request', `a path parameter is over ${MAX_PARAM_CHARS} characters: ${cut(path)}`)),
+    },
+  };
+}
+
+function cut(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
 }
 
 /**

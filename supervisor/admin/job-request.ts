@@ -1,48 +1,74 @@
 // The body of `POST /v1/jobs` (PROTOCOL.md section 7): its TypeBox schema, and the complete
 // NewJob made from it with every default filled in. Unknown fields are ignored, as on the wire,
 // and never copied into the stored job.
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TNumber, type TObject, type TProperties } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { MusterError } from '../../protocol/errors.js';
-import { Duration, ExecutionContext, Priority, ResourceRequirements } from '../../protocol/messages.js';
+import { Duration, ExecutionContext, JobSpec, Name, NAME_MAX, PATH_MAX, Priority, TagMap } from '../../protocol/messages.js';
+import { parseDateTime } from '../../protocol/timestamp.js';
 import type { JobSelector, NewJob } from '../store/job-store.js';
+import { assignmentFrameBytes, type AssignedJob } from './assignment-size.js';
 
-const StringMap = Type.Record(Type.String(), Type.String());
+/**
+ * Ceilings on what a job may ask for (issue 8 item 10): above them a number is a mistake or an
+ * attack, and an impossible request would sit `Queued` forever or overflow a timer.
+ */
+export const JOB_LIMITS = {
+  /** A week: longer than any CI job, and within setTimeout's 24.8 days, so the run timer fires on time. */
+  timeoutSecs: 7 * 24 * 3600,
+  maxAttempts: 100,
+  /** The largest machines have a few hundred cores. */
+  cpuCores: 1024,
+  /** 64 TiB of memory and 1 PiB of disk. */
+  memoryMb: 64 * 1024 * 1024,
+  diskGb: 1024 * 1024,
+};
 
-/** RFC 3339 date-time, as in protocol/messages.ts; also checked to be a real date. */
-const Timestamp = Type.String({
-  pattern: '^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?([Zz]|[+-]\\d{2}:\\d{2})$',
-});
+/** Room for fields of a newer API version beside the known ones, as on the wire. */
+const SPARE_FIELDS = 32;
 
-export const SubmitJobRequest = Type.Object({
-  job: Type.Object({
-    name: Type.Optional(Type.String()),
-    image: Type.Optional(Type.String()),
-    command: Type.Array(Type.String(), { minItems: 1 }),
-    environment: Type.Optional(StringMap),
-    timeout: Type.Optional(Duration),
-    resource_requirements: Type.Optional(Type.Partial(ResourceRequirements)),
+function Obj<P extends TProperties>(properties: P): TObject<P> {
+  return Type.Object(properties, { maxProperties: Object.keys(properties).length + SPARE_FIELDS });
+}
+
+const Amount = (maximum: number): TNumber => Type.Number({ minimum: 0, maximum });
+
+export const SubmitJobRequest = Obj({
+  job: Obj({
+    name: Type.Optional(JobSpec.properties.name),
+    image: Type.Optional(JobSpec.properties.image),
+    command: JobSpec.properties.command,
+    environment: Type.Optional(JobSpec.properties.environment),
+    timeout: Type.Optional(
+      Obj({ secs: Type.Integer({ minimum: 0, maximum: JOB_LIMITS.timeoutSecs }), nanos: Duration.properties.nanos }),
+    ),
+    resource_requirements: Type.Optional(
+      Type.Partial(Obj({ cpu_cores: Amount(JOB_LIMITS.cpuCores), memory_mb: Amount(JOB_LIMITS.memoryMb), disk_gb: Amount(JOB_LIMITS.diskGb) })),
+    ),
   }),
   execution_context: Type.Optional(Type.Partial(ExecutionContext)),
   priority: Type.Optional(Priority),
-  deadline: Type.Optional(Timestamp),
+  /** RFC 3339; checked to name a real moment in normalizeDeadline. */
+  deadline: Type.Optional(Type.String({ maxLength: 64 })),
   selector: Type.Optional(
-    Type.Object({
-      runner_type: Type.Optional(Type.String()),
-      job_type: Type.Optional(Type.String()),
-      tags: Type.Optional(StringMap),
+    Obj({
+      runner_type: Type.Optional(Name(NAME_MAX)),
+      job_type: Type.Optional(Name(NAME_MAX)),
+      tags: Type.Optional(TagMap),
     }),
   ),
-  max_attempts: Type.Optional(Type.Integer({ minimum: 1 })),
+  max_attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: JOB_LIMITS.maxAttempts })),
 });
 export type SubmitJobRequest = Static<typeof SubmitJobRequest>;
 
 const check = TypeCompiler.Compile(SubmitJobRequest);
 
-/** What a submission falls back on (PlaneApi.defaults). */
+/** What a submission falls back on, and the frame limit its assignment must fit (PlaneApi.defaults). */
 export interface SubmitDefaults {
   maxAttempts: number;
   jobTimeoutMs: number;
+  /** `max_frame_bytes`: a job whose JobAssignment could not be sent within it is refused. */
+  maxFrameBytes: number;
 }
 
 /** Validates `body` and fills defaults; throws `invalid_message` with the offending `field`. */
@@ -55,7 +81,7 @@ export function toNewJob(body: unknown, defaults: SubmitDefaults): NewJob {
   const { job, execution_context: ctx = {} } = body;
   const newJob: NewJob = {
     job: {
-      name: job.name === undefined || job.name === '' ? job.command.join(' ') : job.name,
+      name: job.name === undefined || job.name === '' ? nameOf(job.command) : job.name,
       image: job.image ?? '',
       command: [...job.command],
       environment: { ...job.environment },
@@ -79,7 +105,34 @@ export function toNewJob(body: unknown, defaults: SubmitDefaults): NewJob {
     max_attempts: body.max_attempts ?? defaults.maxAttempts,
   };
   if (body.deadline !== undefined) newJob.deadline = normalizeDeadline(body.deadline);
+  checkSendable(newJob, defaults.maxFrameBytes);
   return newJob;
+}
+
+/** A job is refused when the JobAssignment that carries it could not be sent in one frame. */
+function checkSendable(job: NewJob, maxFrameBytes: number): void {
+  const { job: spec, execution_context, priority, deadline } = job;
+  const assigned: AssignedJob = { job: spec, execution_context, priority };
+  if (deadline !== undefined) assigned.deadline = deadline;
+  const bytes = assignmentFrameBytes(assigned);
+  if (bytes > maxFrameBytes) {
+    throw new MusterError(
+      'invalid_message',
+      `job: its JobAssignment would take up to ${bytes} bytes, over max_frame_bytes (${maxFrameBytes}); ` +
+        'make the command, environment, variables or secrets smaller',
+      { field: 'job' },
+    );
+  }
+}
+
+/**
+ * A job without a name is named after its command, made a name: control characters (a
+ * script's newlines) become spaces and it is cut to the longest name (protocol/messages.ts).
+ */
+function nameOf(command: string[]): string {
+  // eslint-disable-next-line no-control-regex -- replacing control characters is the point
+  const name = command.join(' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
+  return name.length > PATH_MAX ? `${name.slice(0, PATH_MAX - 1)}…` : name;
 }
 
 function toSelector(selector: SubmitJobRequest['selector']): JobSelector {
@@ -92,9 +145,9 @@ function toSelector(selector: SubmitJobRequest['selector']): JobSelector {
 
 /** Timestamps are stored in UTC (PROTOCOL.md section 2), whatever offset the client wrote. */
 function normalizeDeadline(text: string): string {
-  const ms = Date.parse(text);
-  if (Number.isNaN(ms)) {
-    throw new MusterError('invalid_message', 'deadline: not a valid date-time', { field: 'deadline' });
+  const ms = parseDateTime(text);
+  if (ms === undefined) {
+    throw new MusterError('invalid_message', 'deadline: not a real RFC 3339 date-time (e.g. 2026-03-01T12:00:00Z)', { field: 'deadline' });
   }
   return new Date(ms).toISOString();
 }

@@ -16,7 +16,7 @@ import { renderMetrics } from './plane-metrics.js';
 import type { NodeDetail, NodeView, WaitingFor } from './wire-types.js';
 
 export interface PlaneApiParts {
-  config: Pick<Config, 'maxAttempts' | 'defaultJobTimeoutMs'>;
+  config: Pick<Config, 'maxAttempts' | 'defaultJobTimeoutMs' | 'maxFrameBytes'>;
   logger: Logger;
   store: JobStore;
   /** The fencing token of the API's job writes (see `OwnerToken`). */
@@ -40,7 +40,7 @@ export class PlaneApiImpl implements PlaneApi {
   readonly retryJob: PlaneApi['retryJob'];
 
   constructor(private readonly p: PlaneApiParts) {
-    this.defaults = { maxAttempts: p.config.maxAttempts, jobTimeoutMs: p.config.defaultJobTimeoutMs };
+    this.defaults = { maxAttempts: p.config.maxAttempts, jobTimeoutMs: p.config.defaultJobTimeoutMs, maxFrameBytes: p.config.maxFrameBytes };
     const pipelines = pipelineApi(p);
     this.submitJobs = pipelines.submitJobs;
     this.listJobs = pipelines.listJobs;

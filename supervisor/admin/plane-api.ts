@@ -2,6 +2,7 @@
 // Keeping it an interface lets the API be tested against a real plane and read without it.
 import type { AttemptRecord, JobListFilter, JobRecord, LogRecord, NewJob } from '../store/job-store.js';
 import type { NodeDetail, NodeView, WaitingFor } from './wire-types.js';
+import type { SubmitDefaults } from './job-request.js';
 
 export interface PlaneApi {
   /** Stores the job as `Queued` and wakes the scheduler. */
@@ -37,8 +38,8 @@ export interface PlaneApi {
   isReady(): boolean;
   /** What is wrong with the job store while its writes fail (disk full, I/O error); undefined when they succeed. */
   storeFailure(): string | undefined;
-  /** Default `max_attempts` and job timeout for submissions that give none. */
-  readonly defaults: { maxAttempts: number; jobTimeoutMs: number };
+  /** Default `max_attempts` and job timeout for submissions that give none, and the frame limit a job must fit. */
+  readonly defaults: SubmitDefaults;
   /** Stores every job as `Queued` or none (one transaction) and wakes the scheduler; records in order. */
   submitJobs(jobs: readonly NewJob[]): Promise<JobRecord[]>;
   /** Up to `limit` jobs matching `filter`, newest first. */

@@ -34,6 +34,13 @@ export async function listenForNodes(
       httpNotice: httpNotice(config),
       // gRPC's server (grpc-js) sets its own backlog; the other listeners take this one.
       backlog: config.listenBacklog,
+      timeouts: {
+        tlsHandshakeMs: config.tlsHandshakeTimeoutMs,
+        closeMs: config.closeTimeoutMs,
+        grpcKeepaliveTimeMs: config.grpcKeepaliveTimeMs,
+        grpcKeepaliveTimeoutMs: config.grpcKeepaliveTimeoutMs,
+        grpcDrainMs: config.grpcDrainTimeoutMs,
+      },
     };
     if (tls !== undefined) options.tls = tls;
     opened.push(await transportFor(url).listen(url, options));

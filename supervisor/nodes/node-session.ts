@@ -17,10 +17,10 @@ import {
   type NodeState,
   type Registration,
 } from '../../actors/node-machine.js';
-import { CODEC_JSON, ENCRYPTED_BIT, decodeBody, encodeBody, type Codec } from '../../protocol/codec.js';
+import { CODEC_JSON, ENCRYPTED_BIT, encodeBody, type Codec } from '../../protocol/codec.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf, NodeMessage, PlaneMessageType, MessageData } from '../../protocol/messages.js';
-import { validateNodeMessage } from '../../protocol/validator.js';
+import { readNodeMessage } from '../../protocol/message-reader.js';
 import type { Connection } from '../../transports/transport.js';
 import { NodeRateLimit, type NodeRates } from '../security/node-rate-limit.js';
 
@@ -197,6 +197,8 @@ export class NodeSession {
     this.liveness.heard();
     if (this.rate !== undefined && !this.rate.admit(body.length)) {
       this.overRate(this.rate);
+      // Its next bytes wait in the kernel, then in the sender, rather than cost the plane a read.
+      this.connection.pauseReading?.(this.rate.pauseMs(body.length));
       return;
     }
     if ((codecByte & ENCRYPTED_BIT) !== 0) {
@@ -206,12 +208,15 @@ export class NodeSession {
     const codec = codecByte as Codec;
     if (!this.registeredCodec) this.codec = codec;
     let message: NodeMessage;
+    const reading = performance.now();
     try {
-      message = validateNodeMessage(decodeBody(codec, body));
+      message = readNodeMessage(codec, body);
     } catch (err) {
       const error = toMusterError(err);
       this.deliver(error.replyTo, { type: 'frame.error', error });
       return;
+    } finally {
+      this.rate?.chargeDecoding(performance.now() - reading);
     }
     // The machine's own decision that such a heartbeat needs no transition.
     if (message.type === 'Heartbeat' && skipsActor(this.actor.getSnapshot(), message)) return;

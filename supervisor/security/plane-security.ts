@@ -54,6 +54,9 @@ export function createPlaneSecurity(config: Config, logger: Logger): PlaneSecuri
       bytesPerSecond: config.nodeByteRate,
       // A frame as large as max_frame_bytes must be able to pass at all.
       byteBurst: Math.max(config.nodeByteBurst, config.maxFrameBytes),
+      decodeMsPerSecond: config.nodeDecodeMsPerSecond,
+      decodeBurstMs: config.nodeDecodeBurstMs,
+      maxPauseMs: config.heartbeatIntervalMs,
       banAfterViolations: config.banAfterViolations,
     },
     close: () => {

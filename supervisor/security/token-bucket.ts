@@ -34,10 +34,26 @@ export class TokenBucket {
     return true;
   }
 
+  /**
+   * Takes `amount` whatever is left, into debt: for a cost known only after the work was done
+   * (decoding time), which the next `take` then waits out.
+   */
+  charge(amount: number, now: number = performance.now()): void {
+    this.refill(now);
+    this.tokens -= amount;
+  }
+
   /** Tokens available at `now` (fractional), without taking any. */
   available(now: number = performance.now()): number {
     this.refill(now);
     return this.tokens;
+  }
+
+  /** Milliseconds until `amount` tokens (or, in debt, any) are there again; 0 when they are now. */
+  msUntil(amount: number, now: number = performance.now()): number {
+    this.refill(now);
+    const needed = Math.min(amount, this.burst) - this.tokens;
+    return needed <= 0 ? 0 : needed / this.perMs;
   }
 
   /** Milliseconds an empty bucket needs to fill up again: how long its state matters. */

@@ -15,6 +15,7 @@ import { CODEC_JSON, CODEC_MSGPACK, encodeBody, type Codec } from '../../protoco
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import { heartbeatFrame, mintApiToken, mintNodeToken, registerNode, type BenchNode } from './bench-node.js';
 import { runDispatch } from './dispatch.js';
+import { runAbuse } from './abuse.js';
 import { runFleet } from './fleet.js';
 import { runTransports } from './transports.js';
 import { FrameSocket, type Envelope } from './frame-socket.js';
@@ -31,7 +32,8 @@ async function main(): Promise<void> {
   if (which === 'fleet') return runFleet();
   if (which === 'transports') return runTransports();
   if (which === 'dispatch') return runDispatch();
-  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet, transports, dispatch)`);
+  if (which === 'abuse') return runAbuse();
+  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet, transports, dispatch, abuse)`);
   console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}`);
   console.log(`heartbeats per run: ${HEARTBEATS}, round trips per run: ${ROUND_TRIPS}, runs: ${RUNS} (medians)\n`);
   const plane = await startPlane({ MUSTER_HEARTBEAT_INTERVAL_MS: '60000' });

@@ -1,13 +1,17 @@
 // Bad input never crashes the control plane (PROTOCOL.md section 4, rule 10): whatever bytes
-// a peer sends, the receive path (frame decoder → body codec → validator) either yields a
-// message or throws a MusterError with a protocol code, and always finishes.
+// a peer sends, the receive path (frame decoder → body walk → body codec → validator) either
+// yields a message or throws a MusterError with a protocol code, and always finishes; and a body
+// of any shape over its type's item budget is refused by the walk, before it is decoded.
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { FrameDecoder } from '../../protocol/frame-decoder.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
-import { CODEC_JSON, CODEC_MSGPACK, ENCRYPTED_BIT, decodeBody, encodeBody, type Codec } from '../../protocol/codec.js';
+import { Packr } from 'msgpackr';
+import { CODEC_JSON, CODEC_MSGPACK, ENCRYPTED_BIT, encodeBody, type Codec } from '../../protocol/codec.js';
 import { MusterError, isErrorCode } from '../../protocol/errors.js';
-import { validateNodeMessage } from '../../protocol/validator.js';
+import { scanBody } from '../../protocol/body-scan.js';
+import { bodyLimitOf, MAX_DEPTH } from '../../protocol/message-limits.js';
+import { readNodeMessage } from '../../protocol/message-reader.js';
 import { sampleMessages } from './sample-messages.js';
 import { concat, splitAt } from './byte-chunks.js';
 
@@ -24,7 +28,7 @@ function receive(chunks: Uint8Array[]): void {
   const decoder = new FrameDecoder(MAX_FRAME);
   const onFrame = (codecByte: number, body: Uint8Array): void => {
     try {
-      validateNodeMessage(decodeBody((codecByte & ~ENCRYPTED_BIT) as Codec, body));
+      readNodeMessage((codecByte & ~ENCRYPTED_BIT) as Codec, body);
     } catch (err) {
       expectProtocolError(err);
     }
@@ -151,12 +155,59 @@ describe('receive path fuzz', () => {
     );
   });
 
+  it('refuses any body over its type’s item budget before decoding, and takes any within it', () => {
+    // Any tree of maps and arrays in `data`; its items counted as the walk counts them.
+    const treeArb = fc.letrec((tie) => ({
+      node: fc.oneof(
+        { depthSize: 'small', withCrossShrink: true },
+        fc.integer(),
+        fc.string({ maxLength: 8 }),
+        fc.array(tie('node'), { maxLength: 12 }),
+        fc.dictionary(fc.string({ minLength: 1, maxLength: 6 }), tie('node'), { maxKeys: 12 }),
+      ),
+    })).node;
+    const typeArb = fc.constantFrom('Heartbeat', 'LogChunk', 'JobResult', 'RegisterNode', 'Telemetry');
+    const anyPackr = new Packr({ useRecords: false, variableMapSize: true });
+    fc.assert(
+      fc.property(typeArb, codecArb, fc.array(treeArb, { maxLength: 40 }), (type, codec, trees) => {
+        const envelope = { type, id: 'f-1', data: { trees } };
+        const body = codec === CODEC_JSON ? encodeBody(codec, envelope) : anyPackr.pack(envelope);
+        const { items, depth } = shapeOf(envelope);
+        const limit = bodyLimitOf(type);
+        const over = items > limit.items || depth > MAX_DEPTH || (limit.bytes !== undefined && body.length > limit.bytes);
+        let refused: MusterError | undefined;
+        try {
+          scanBody(codec, body);
+        } catch (err) {
+          refused = err as MusterError;
+        }
+        expect(refused?.code).toBe(over ? 'invalid_message' : undefined);
+        if (over) expect(refused).toMatchObject({ field: 'data', replyTo: 'f-1' });
+      }),
+      { numRuns: RUNS_PER_PROPERTY / 10 },
+    );
+  });
+
   it('returns on hostile nesting instead of recursing out of the stack', () => {
     const deepJson = new TextEncoder().encode('['.repeat(MAX_FRAME - 2));
     const deepMsgpack = new Uint8Array(MAX_FRAME - 1).fill(0x91); // fixarray of 1, nested
     expect(() => receive([encodeFrame(CODEC_JSON, deepJson), encodeFrame(CODEC_MSGPACK, deepMsgpack)])).not.toThrow();
   });
 });
+
+/** Map entries plus array elements at every depth, and the deepest nesting (the envelope is 1). */
+function shapeOf(value: unknown, depth = 1): { items: number; depth: number } {
+  if (typeof value !== 'object' || value === null) return { items: 0, depth: depth - 1 };
+  const children = Array.isArray(value) ? (value as unknown[]) : Object.values(value);
+  let items = children.length;
+  let deepest = children.length === 0 ? depth - 1 : depth;
+  for (const child of children) {
+    const inner = shapeOf(child, depth + 1);
+    items += inner.items;
+    deepest = Math.max(deepest, inner.depth);
+  }
+  return { items, depth: deepest };
+}
 
 type Slot = [Record<string, unknown>, string];
 

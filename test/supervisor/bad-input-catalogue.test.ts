@@ -13,7 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { decodeJwt, type JWTPayload } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { CODEC_JSON, encodeBody } from '../../protocol/codec.js';
+import { Packr } from 'msgpackr';
+import { CODEC_JSON, CODEC_MSGPACK, encodeBody } from '../../protocol/codec.js';
 import { ERROR_CODES, type ErrorCode } from '../../protocol/errors.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import { toNewJob } from '../../supervisor/admin/job-request.js';
@@ -339,6 +340,84 @@ describe('a plain plane with a key set (HS256 secret, Ed25519 and P-256 keys)', 
     expectAnswered(row, p.plane),
   );
   it.each(tokenRows)('$code (fatal $fatal) for a forged or misused token: $what', async (row) => expectAnswered(row, p.plane));
+
+  // ---- Field bounds (issue 8 item 8): refused by size or shape, before the body is decoded ----
+  /**
+   * The trial's heartbeat: valid, with 110,000 extra keys in `data` (MessagePack: about 880 KB).
+   * Its `id` comes before `data`: the plane answers it without reading on (an `id` after a
+   * refused `data` is never read, and the answer then has no `reply_to`).
+   */
+  const abusiveHeartbeat = (nodeId: string, id: string): Uint8Array => {
+    const { type, data } = heartbeatMessage(nodeId, 'Ready');
+    const extra: Record<string, unknown> = { ...data };
+    for (let i = 0; i < 110_000; i++) extra[`k${i}`] = 0;
+    return new Packr({ useRecords: false, variableMapSize: true }).pack({ type, id, data: extra });
+  };
+  const boundRows: Row[] = [
+    { code: 'invalid_message', fatal: false, what: 'a MessagePack Heartbeat of 880 KB with 110,000 extra keys', provoke: async () => {
+      const c = await registered();
+      const body = abusiveHeartbeat(c.nodeId!, 'hb-big');
+      expect(body.length).toBeGreaterThan(800_000);
+      c.sendFrame(CODEC_MSGPACK, body);
+      return { link: c, replyTo: 'hb-big', field: 'data' };
+    } },
+    { code: 'invalid_message', fatal: false, what: 'the same Heartbeat cut short, so that it cannot decode: refused before decoding', provoke: async () => {
+      const c = await registered();
+      const body = abusiveHeartbeat(c.nodeId!, 'hb-cut');
+      c.sendFrame(CODEC_MSGPACK, body.subarray(0, body.length - 100));
+      return { link: c, replyTo: 'hb-cut', field: 'data' };
+    } },
+    { code: 'invalid_message', fatal: false, what: 'a LogChunk with 100,000 extra keys (over its item budget)', provoke: async () => {
+      const c = await registered();
+      const data: Record<string, unknown> = { job_id: randomUUID(), attempt: 1, stream: 'stdout', seq: 0, data: '' };
+      for (let i = 0; i < 100_000; i++) data[`k${i}`] = 0;
+      c.sendFrame(CODEC_MSGPACK, new Packr({ useRecords: false, variableMapSize: true }).pack({ type: 'LogChunk', id: 'log-big', data }));
+      return { link: c, replyTo: 'log-big', field: 'data' };
+    } },
+    { code: 'invalid_message', fatal: false, what: 'a RegisterNode with a 900 KB tag value (over the 256 KiB a RegisterNode may have)', provoke: async () => {
+      const c = await fresh();
+      const register = registerNodeMessage({ token: await p.registrationToken(), id: 'reg-tag' });
+      register.data.node_info.tags = { region: 'x'.repeat(900_000) };
+      c.send(register);
+      return { link: c, replyTo: 'reg-tag', field: 'data', kept: async () => {
+        await c.register({ token: await p.registrationToken() });
+        await links.heartbeatTaken(p.plane, c);
+      } };
+    } },
+    { code: 'invalid_message', fatal: false, what: 'a RegisterNode with a tag value of 257 characters', provoke: async () => {
+      const c = await fresh();
+      const register = registerNodeMessage({ token: await p.registrationToken(), id: 'reg-tag-2' });
+      register.data.node_info.tags = { region: 'x'.repeat(257) };
+      c.send(register);
+      return { link: c, replyTo: 'reg-tag-2', field: 'data.node_info.tags.region', kept: async () => {
+        await c.register({ token: await p.registrationToken() });
+        await links.heartbeatTaken(p.plane, c);
+      } };
+    } },
+    { code: 'invalid_message', fatal: false, what: 'a RegisterNode with 100,000 runner types', provoke: async () => {
+      const c = await fresh();
+      const register = registerNodeMessage({ token: await p.registrationToken(), id: 'reg-types' });
+      register.data.capabilities.runner_types = Array.from({ length: 100_000 }, (_, i) => `r${i}`);
+      c.sendFrame(CODEC_MSGPACK, new Packr({ useRecords: false, variableMapSize: true }).pack(register));
+      return { link: c, replyTo: 'reg-types', field: 'data', kept: async () => {
+        await c.register({ token: await p.registrationToken() });
+        await links.heartbeatTaken(p.plane, c);
+      } };
+    } },
+    // Item 9: no control character in a name (it would reach `muster nodes` and logs raw).
+    ...['\x1b]0;pwned\x07\x1b[2J', 'runner-02\n00000000-0000-4000-8000-000000000000  forged  ready'].map(
+      (hostname): Row => ({ code: 'invalid_message', fatal: false, what: `a RegisterNode with hostname ${JSON.stringify(hostname)}`, provoke: async () => {
+        const c = await fresh();
+        c.send(registerNodeMessage({ token: await p.registrationToken(), id: 'reg-ctl', hostname }));
+        return { link: c, replyTo: 'reg-ctl', field: 'data.node_info.hostname', kept: async () => {
+          await c.register({ token: await p.registrationToken() });
+          await links.heartbeatTaken(p.plane, c);
+          expect(p.plane.api.listNodes().map((v) => v.hostname)).not.toContain(hostname);
+        } };
+      } }),
+    ),
+  ];
+  it.each(boundRows)('$code (fatal $fatal) for a field over its bound: $what', async (row) => expectAnswered(row, p.plane));
 
   it('still serves the bystander: it gets a job and completes it', async () => links.servesAJob(p.plane, bystander));
 });

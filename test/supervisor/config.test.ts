@@ -1,9 +1,27 @@
-// Settings come from defaults < config file < MUSTER_* variables < flags, with one table of defaults.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+// Settings come from defaults < config file < MUSTER_* variables < flags, with one table of defaults;
+// the whole configuration is checked against its ranges, and a bad setting is refused naming its
+// source (file, variable or flag) before anything starts (issue 7 item 5). The check runs apart
+// from reading (checkConfig, which the plane runs first), so that the CLI's client commands need
+// not load TypeBox.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, envName, loadConfig } from '../../supervisor/config.js';
+import { checkConfig } from '../../supervisor/config-ranges.js';
+import { ConfigError, DEFAULTS, envName, loadConfig as readConfig, type ConfigSources, type Config } from '../../supervisor/config.js';
+import { tcpAddress } from '../../transports/tcp.js';
+import { startTlsPlane } from './bad-input-links.js';
+import { SECRET } from './security-plane.js';
+
+/** Reads and checks, as the control plane does before it starts. */
+function loadConfig(sources: ConfigSources): Config {
+  const config = readConfig(sources);
+  checkConfig(config);
+  return config;
+}
 
 function configFile(content: unknown): string {
   const path = join(mkdtempSync(join(tmpdir(), 'muster-config-')), 'muster.json');
@@ -50,5 +68,89 @@ describe('loadConfig', () => {
 
   it('accepts the example config shipped in deploy/', () => {
     expect(loadConfig({ file: 'deploy/muster.example.json', env: {} }).tcp).toBe('0.0.0.0:7420');
+  });
+
+  it('refuses heartbeatIntervalMs 0, naming the file, the variable or the flag it came from', () => {
+    const file = configFile({ heartbeatIntervalMs: 0 });
+    expect(() => loadConfig({ file, env: {} })).toThrow(`config file ${file}: heartbeatIntervalMs must be greater or equal to 1, got 0`);
+    expect(() => loadConfig({ env: { MUSTER_HEARTBEAT_INTERVAL_MS: '0' } })).toThrow(/^bad configuration: MUSTER_HEARTBEAT_INTERVAL_MS: heartbeatIntervalMs/);
+    expect(() => loadConfig({ env: {}, overrides: { heartbeatIntervalMs: 0 } })).toThrow(/--heartbeat-interval-ms: heartbeatIntervalMs/);
+  });
+
+  it('checks ranges, not just types, and reports every bad setting at once', () => {
+    const env = {
+      MUSTER_MISSED_HEARTBEATS: '0',
+      MUSTER_MAX_ATTEMPTS: '1000000000',
+      MUSTER_LOG_LEVEL: 'loud',
+      MUSTER_TCP: 'nonsense',
+      MUSTER_HTTP: '127.0.0.1:70000',
+      MUSTER_HEARTBEAT_INTERVAL_MS: '1.5',
+      MUSTER_MAX_FRAME_BYTES: '10',
+    };
+    let error: ConfigError | undefined;
+    try {
+      loadConfig({ env });
+    } catch (err) {
+      error = err as ConfigError;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error!.problems.map((p) => [p.setting, p.source]).sort()).toEqual(
+      [
+        ['missedHeartbeats', 'MUSTER_MISSED_HEARTBEATS'],
+        ['maxAttempts', 'MUSTER_MAX_ATTEMPTS'],
+        ['logLevel', 'MUSTER_LOG_LEVEL'],
+        ['tcp', 'MUSTER_TCP'],
+        ['http', 'MUSTER_HTTP'],
+        ['heartbeatIntervalMs', 'MUSTER_HEARTBEAT_INTERVAL_MS'],
+        ['maxFrameBytes', 'MUSTER_MAX_FRAME_BYTES'],
+      ].sort(),
+    );
+    expect(error!.message.split('\n')).toHaveLength(1);
+  });
+
+  it('checks rules between settings, blaming the one that breaks them', () => {
+    expect(() => loadConfig({ env: { MUSTER_API_REQUEST_TIMEOUT_MS: '5000' }, overrides: { apiHeadersTimeoutMs: 6000 } })).toThrow(
+      /MUSTER_API_REQUEST_TIMEOUT_MS: apiRequestTimeoutMs must be at least apiHeadersTimeoutMs \(6000\)/,
+    );
+    expect(() => loadConfig({ env: { MUSTER_TLS_CERT: '/etc/cert.pem' } })).toThrow(/the default: tlsKey tlsCert and tlsKey go together/);
+  });
+
+  it('takes every default, every value at the ends of its range, and listeners on any host', () => {
+    expect(() => loadConfig({ env: {} })).not.toThrow();
+    const ends = { heartbeatIntervalMs: 1, missedHeartbeats: 100, maxAttempts: 100, revocationPollMs: 0, nodeMessageRate: 0 };
+    expect(() => loadConfig({ env: {}, overrides: ends })).not.toThrow();
+    for (const tcp of ['off', '0.0.0.0:0', '[::1]:7420', 'runner.example.test:65535', ':7420']) {
+      expect(loadConfig({ env: {}, overrides: { tcp } }).tcp).toBe(tcp);
+    }
+  });
+
+  it('stops `muster serve` with a bad setting before anything starts (no data directory made)', async () => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), 'muster-config-')), 'data');
+    const bin = fileURLToPath(new URL('../../bin/muster', import.meta.url));
+    const env = { PATH: process.env.PATH ?? '', MUSTER_HEARTBEAT_INTERVAL_MS: '0' };
+    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = execFile(bin, ['serve', '--data-dir', dataDir, '--tcp', '127.0.0.1:0', '--http', '127.0.0.1:0'], { env }, (_err, _out, err) =>
+        resolve({ code: child.exitCode, stderr: err }),
+      );
+    });
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/^muster: bad configuration: MUSTER_HEARTBEAT_INTERVAL_MS: heartbeatIntervalMs must be greater or equal to 1, got 0/);
+    expect(existsSync(dataDir)).toBe(false);
+  }, 30_000);
+});
+
+describe('timeouts moved into the configuration reach the listeners', () => {
+  it('tlsHandshakeTimeoutMs: a TLS client that never sends its ClientHello is dropped after it (Node alone leaves its TCP connection open)', async () => {
+    const g = await startTlsPlane(SECRET, { tlsHandshakeTimeoutMs: 200, ws: 'off', grpc: 'off' });
+    try {
+      const socket = connect(tcpAddress(new URL(g.tlsUrl)));
+      socket.on('error', () => undefined);
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      // Nothing is sent: only the plane's handshake timeout can end this connection (the test's own limit is 5 s).
+      await closed;
+    } finally {
+      await g.stop();
+    }
   });
 });

@@ -9,7 +9,7 @@ import type { PlaneApi, RetryOutcome } from '../../../supervisor/admin/plane-api
 import type { NodeView } from '../../../supervisor/admin/wire-types.js';
 
 export class FakePlaneApi implements PlaneApi {
-  readonly defaults = { maxAttempts: 4, jobTimeoutMs: 90_500 };
+  readonly defaults = { maxAttempts: 4, jobTimeoutMs: 90_500, maxFrameBytes: 1_048_576 };
   readonly jobs = new Map<string, JobRecord>();
   readonly submitted: NewJob[] = [];
   readonly drained: string[] = [];

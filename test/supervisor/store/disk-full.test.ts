@@ -53,7 +53,7 @@ function fill(dir: string): string {
 }
 
 /** A job big enough that its commit must grow the WAL: it cannot fit in frames already there. */
-const bigJob = () => newJob({ job: { ...newJob().job, environment: { BIG: 'x'.repeat(200_000) } } });
+const bigJob = () => newJob({ job: { ...newJob().job, environment: { BIG: 'x'.repeat(100_000), BIGGER: 'y'.repeat(100_000) } } });
 
 const probe = smallDisk();
 const skip = probe instanceof Error ? `cannot mount a tmpfs here: ${probe.message.split('\n')[0]}` : '';
@@ -91,7 +91,7 @@ describe.skipIf(skip !== '')('a full disk (real ENOSPC on a 2 MB tmpfs)', () => 
       };
       expect(await readyz()).toEqual({ status: 200, body: { status: 'ready' } });
       const filler = fill(dir);
-      const big = { job: { command: ['true'], environment: { BIG: 'x'.repeat(200_000) } } };
+      const big = { job: { command: ['true'], environment: { BIG: 'x'.repeat(100_000), BIGGER: 'y'.repeat(100_000) } } };
       const refused = await plane.api.request('POST', '/v1/jobs', big);
       expect(refused.status).toBe(500);
       const down = await readyz();
