@@ -9,6 +9,7 @@ import { CloseLatch } from './close-latch.js';
 import { codecByteOf, frameOf, type GrpcFrame } from './grpc-frame.js';
 import { CLOSE_TIMEOUT_MS, nextConnectionId } from './stream-connection.js';
 import type { Connection, FrameSink } from './transport.js';
+import { ReadPause } from './read-pause.js';
 
 /** What both sides' calls are: grpc-js's object-mode duplex streams of Frames. */
 export type GrpcCall = Pick<Readable, 'on' | 'destroyed' | 'pause' | 'resume'> &
@@ -55,7 +56,12 @@ export class GrpcConnection implements Connection {
   private done = false;
   private readonly latch = new CloseLatch();
 
-  private resumeTimer: NodeJS.Timeout | undefined;
+  private readonly readPause = new ReadPause(
+    () => this.call.pause(),
+    () => {
+      if (!this.call.destroyed) this.call.resume();
+    },
+  );
 
   constructor(
     private readonly call: GrpcCall,
@@ -105,21 +111,12 @@ export class GrpcConnection implements Connection {
     if (this.sink === undefined || this.isClosed) return;
     // Out of flowing mode: grpc-js stops reading the HTTP/2 stream once its buffer is full,
     // and HTTP/2 flow control then holds the peer back.
-    this.call.pause();
-    clearTimeout(this.resumeTimer);
-    this.resumeTimer = setTimeout(() => this.resumeReading(), ms);
-    this.resumeTimer.unref();
-  }
-
-  private resumeReading(): void {
-    clearTimeout(this.resumeTimer);
-    this.resumeTimer = undefined;
-    if (!this.call.destroyed) this.call.resume();
+    this.readPause.for(ms);
   }
 
   close(): Promise<void> {
     // The peer's end of the call must be read to finish: a pause ends here.
-    if (this.resumeTimer !== undefined) this.resumeReading();
+    this.readPause.end();
     if (!this.done && !this.latch.closing) {
       // Flushes what is queued, then half-closes (client) or sends status OK (server).
       if (!this.call.writableEnded) this.call.end();

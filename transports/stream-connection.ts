@@ -9,6 +9,7 @@ import { toMusterError } from '../protocol/errors.js';
 import { CloseLatch } from './close-latch.js';
 import { httpRefusal, HttpPeerError, looksLikeHttpRequest, looksLikeHttpResponse } from './http-sniff.js';
 import type { Connection, FrameSink } from './transport.js';
+import { ReadPause } from './read-pause.js';
 
 /** How long `close()` waits for queued writes to flush before it drops them. */
 export const CLOSE_TIMEOUT_MS = 2_000;
@@ -49,7 +50,12 @@ export class StreamConnection implements Connection {
   private readonly latch = new CloseLatch();
 
   private readonly closeTimeoutMs: number;
-  private resumeTimer: NodeJS.Timeout | undefined;
+  private readonly readPause = new ReadPause(
+    () => this.socket.pause(),
+    () => {
+      if (!this.socket.destroyed) this.socket.resume();
+    },
+  );
 
   constructor(
     private readonly socket: Socket,
@@ -94,21 +100,12 @@ export class StreamConnection implements Connection {
 
   pauseReading(ms: number): void {
     if (this.sink === undefined || this.isClosed) return;
-    this.socket.pause();
-    clearTimeout(this.resumeTimer);
-    this.resumeTimer = setTimeout(() => this.resumeReading(), ms);
-    this.resumeTimer.unref();
-  }
-
-  private resumeReading(): void {
-    clearTimeout(this.resumeTimer);
-    this.resumeTimer = undefined;
-    if (!this.socket.destroyed) this.socket.resume();
+    this.readPause.for(ms);
   }
 
   close(): Promise<void> {
     // A close must read the peer's FIN: a pause ends here.
-    if (this.resumeTimer !== undefined) this.resumeReading();
+    this.readPause.end();
     if (!this.socket.destroyed && !this.latch.closing) {
       // A connection never started must still read the peer's FIN to finish closing; drop its data.
       if (this.sink === undefined) this.socket.resume();

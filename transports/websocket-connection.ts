@@ -12,6 +12,7 @@ import { MusterError } from '../protocol/errors.js';
 import { CloseLatch } from './close-latch.js';
 import { CLOSE_TIMEOUT_MS, nextConnectionId } from './stream-connection.js';
 import type { Connection, FrameSink } from './transport.js';
+import { ReadPause } from './read-pause.js';
 
 /** The WebSocket subprotocol of PROTOCOL.md: offered by clients, required by listeners. */
 export const WS_SUBPROTOCOL = 'muster.v1';
@@ -45,7 +46,12 @@ export class WebSocketConnection implements Connection {
   private readonly maxSendBufferBytes: number;
   private readonly pingIntervalMs: number;
   private readonly closeTimeoutMs: number;
-  private resumeTimer: NodeJS.Timeout | undefined;
+  private readonly readPause = new ReadPause(
+    () => this.ws.pause(),
+    () => {
+      if (this.ws.readyState !== WebSocket.CLOSED) this.ws.resume();
+    },
+  );
   private sink: FrameSink | undefined;
   // Messages parsed before `start`: at most what one socket read held, as the socket is paused.
   private early: { data: Buffer; isBinary: boolean }[] = [];
@@ -111,21 +117,12 @@ export class WebSocketConnection implements Connection {
 
   pauseReading(ms: number): void {
     if (this.sink === undefined || this.isClosed) return;
-    this.ws.pause();
-    clearTimeout(this.resumeTimer);
-    this.resumeTimer = setTimeout(() => this.resumeReading(), ms);
-    this.resumeTimer.unref();
-  }
-
-  private resumeReading(): void {
-    clearTimeout(this.resumeTimer);
-    this.resumeTimer = undefined;
-    if (this.ws.readyState !== WebSocket.CLOSED) this.ws.resume();
+    this.readPause.for(ms);
   }
 
   close(): Promise<void> {
     // The close handshake needs the peer's close frame read: a pause ends here.
-    if (this.resumeTimer !== undefined) this.resumeReading();
+    this.readPause.end();
     if (!this.wsClosed && !this.latch.closing) {
       // A connection never started must still read the peer's close frame; drop its messages.
       if (this.sink === undefined) {
