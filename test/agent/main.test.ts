@@ -6,8 +6,8 @@ import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { MessageData } from '../../protocol/messages.js';
-import { FakePlane, type PlaneConn } from './fake-plane.js';
+import { jobAssignment, register } from './agent-process.js';
+import { FakePlane } from './fake-plane.js';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'run-agent.ts');
 
@@ -48,38 +48,6 @@ function startAgentProcess(
   };
 }
 
-function job(command: string[]): MessageData<'JobAssignment'> {
-  return {
-    job_id: randomUUID(),
-    attempt: 1,
-    job: {
-      name: 't',
-      image: '',
-      command,
-      environment: {},
-      timeout: { secs: 60, nanos: 0 },
-      resource_requirements: { cpu_cores: 0, memory_mb: 0, disk_gb: 0 },
-    },
-    execution_context: { workspace_id: 'w', pipeline_id: 'p', build_number: 1, git_ref: 'main', variables: {}, secrets: {} },
-    priority: 'Normal',
-  };
-}
-
-async function register(conn: PlaneConn): Promise<string> {
-  await conn.next('RegisterNode', 20_000);
-  const nodeId = randomUUID();
-  conn.send('RegisterAck', {
-    node_id: nodeId,
-    session_token: 's',
-    session_expires_at: '2099-01-01T00:00:00Z',
-    heartbeat_interval_ms: 200,
-    protocol_version: 1,
-    control_plane_id: 'fake',
-    resumed: false,
-  });
-  return nodeId;
-}
-
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -94,7 +62,7 @@ describe('muster agent process', () => {
     const { exited } = startAgentProcess();
     const conn = await plane.nextConnection(20_000);
     const nodeId = await register(conn);
-    const assignment = job(['sh', '-c', 'sleep 1; echo finished']);
+    const assignment = jobAssignment(['sh', '-c', 'sleep 1; echo finished']);
     conn.send('JobAssignment', assignment);
     await conn.next('JobAccepted');
     child!.kill('SIGTERM');
@@ -111,7 +79,7 @@ describe('muster agent process', () => {
     const conn = await plane.nextConnection(20_000);
     await register(conn);
     const pidFile = join(os.tmpdir(), `muster-job-${randomUUID()}.pid`);
-    conn.send('JobAssignment', job(['sh', '-c', `echo $$ > ${pidFile}; echo up; exec sleep 60`]));
+    conn.send('JobAssignment', jobAssignment(['sh', '-c', `echo $$ > ${pidFile}; echo up; exec sleep 60`]));
     await conn.next('LogChunk');
     const jobPid = Number(readFileSync(pidFile, 'utf8'));
     rmSync(pidFile);
