@@ -87,7 +87,9 @@ export class HeartbeatGovernor {
 
   /** Tells one session the fleet interval; `announce: false` when its `RegisterAck` already said it. */
   tell(session: GovernedSession, announce: boolean): void {
-    if (session.actor.getSnapshot().status !== 'active') return;
+    const snapshot = session.actor.getSnapshot();
+    // Ended, or at this interval already (the common registration): no event for the actor.
+    if (snapshot.status !== 'active' || snapshot.context.liveness.intervalMs === this.current) return;
     this.counters.told++;
     session.actor.send({ type: 'configure', heartbeatIntervalMs: this.current, announce });
   }

@@ -15,13 +15,19 @@ import {
 
 const POLICY: HeartbeatPolicy = { heartbeatIntervalMs: 5_000, maxHeartbeatIntervalMs: 60_000, maxHeartbeatsPerSecond: 2_000 };
 const logger = createLogger({ level: 'silent' });
+/** A stand-in actor's interval before it is told one (a real one starts at the base interval). */
+const POLICY_BASE_UNSET = 0;
 
 /** A node's actor as the governor sees it, counting the `configure` events it is sent. */
 function session(): GovernedSession & { intervals: number[] } {
   const intervals: number[] = [];
+  const liveness = { intervalMs: POLICY_BASE_UNSET };
   const actor = {
-    getSnapshot: () => ({ status: 'active' }),
-    send: (event: { heartbeatIntervalMs: number }) => void intervals.push(event.heartbeatIntervalMs),
+    getSnapshot: () => ({ status: 'active', context: { liveness } }),
+    send: (event: { heartbeatIntervalMs: number }) => {
+      intervals.push(event.heartbeatIntervalMs);
+      liveness.intervalMs = event.heartbeatIntervalMs;
+    },
   };
   return { actor, intervals } as unknown as GovernedSession & { intervals: number[] };
 }
