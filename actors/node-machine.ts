@@ -23,6 +23,9 @@
 // - A dropped connection is shown at once (`connected: false`, and busy: no room for a job)
 //   but does not end the node: it may resume on a new connection within its heartbeat
 //   window (PROTOCOL.md 4.6 and 4.8), which ends this actor as `replaced`; else it expires.
+// - The heartbeat interval is the node's current one: the plane's heartbeat governor changes
+//   it (`configure`, sent to the node as `Configure`), and the liveness window follows it
+//   without ever bringing the node's deadline forward (node-liveness.ts `setInterval`).
 import { assign, emit, not, raise, setup, type SnapshotFrom } from 'xstate';
 import { MusterError } from '../protocol/errors.js';
 import type { Capabilities, EnvelopeOf, NodeInfo, NodeStatus } from '../protocol/messages.js';
@@ -59,7 +62,9 @@ export type NodeEmitted =
   /** Send `Drain` to the node. */
   | { type: 'sendDrain' }
   /** Send `Undrain` to the node (only one that offers the `undrain` feature): it may take jobs again. */
-  | { type: 'sendUndrain' };
+  | { type: 'sendUndrain' }
+  /** Send `Configure` with the node's new heartbeat interval. */
+  | { type: 'sendConfigure'; heartbeatIntervalMs: number };
 
 export interface NodeContext {
   liveness: Liveness;
@@ -103,6 +108,11 @@ export type NodeEvent =
   | { type: 'drain' }
   /** An operator returns a draining node to service (`POST /v1/nodes/{id}/undrain`). */
   | { type: 'undrain' }
+  /**
+   * The plane gives the node a new heartbeat interval: its liveness window follows it. With
+   * `announce` the node is sent `Configure`; without, it already knows (its `RegisterAck` said so).
+   */
+  | { type: 'configure'; heartbeatIntervalMs: number; announce: boolean }
   | { type: 'connection.closed' }
   /** A newer connection registered this node (PROTOCOL.md 4.7). */
   | { type: 'replaced' }
@@ -140,6 +150,11 @@ export const nodeMachine = setup({
     handleJobMessage: emit((_, params: { message: JobMessage }) => ({ type: 'handleJobMessage' as const, message: params.message })),
     sendDrain: emit({ type: 'sendDrain' }),
     sendUndrain: emit({ type: 'sendUndrain' }),
+    // Liveness is a mutable record (frames stamp it without a transition); the interval is its part.
+    reconfigure: ({ context, event }) => {
+      if (event.type === 'configure') context.liveness.setInterval(event.heartbeatIntervalMs);
+    },
+    sendConfigure: emit(({ context }) => ({ type: 'sendConfigure' as const, heartbeatIntervalMs: context.liveness.intervalMs })),
     expire: assign({ endReason: 'expired' }),
     recordStatus: assign({
       reportedStatus: ({ context, event }) => (event.type === 'Heartbeat' ? event.message.data.status : context.reportedStatus),
@@ -159,6 +174,8 @@ export const nodeMachine = setup({
     /** `Undrain` is a Muster extension: sent only to a node that offers it in `capabilities.features`. */
     offersUndrain: ({ context }) => offersUndrain(context),
     silent: ({ context }) => context.liveness.expired(),
+    changesInterval: ({ context, event }) => event.type === 'configure' && event.heartbeatIntervalMs !== context.liveness.intervalMs,
+    announce: ({ event }) => event.type === 'configure' && event.announce,
     isFatal: ({ event }) => event.type === 'frame.error' && event.error.fatal,
     isUnknownType: ({ event }) => event.type === 'frame.error' && event.error.code === 'unknown_type',
     foreignNodeId: ({ context, event }) => {
@@ -271,6 +288,13 @@ export const nodeMachine = setup({
         'job.message': [
           { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
           { actions: { type: 'handleJobMessage', params: ({ event }) => ({ message: event.message }) } },
+        ],
+        // No timer is touched: a longer window lets the armed check fire early and re-arm; a
+        // shorter one keeps the old deadline, for which the check is armed already.
+        configure: [
+          { guard: not('changesInterval') },
+          { guard: 'announce', actions: ['reconfigure', 'sendConfigure'] },
+          { actions: 'reconfigure' },
         ],
         'job.assigned': { actions: raise({ type: 'capacity' }) },
         'job.ended': { actions: raise({ type: 'capacity' }) },

@@ -56,6 +56,8 @@ export const CONFIG_RANGES = {
   maxSendBufferBytes: Count(1_024, 2 ** 32),
   registerTimeoutMs: Ms(),
   heartbeatIntervalMs: Ms(),
+  maxHeartbeatsPerSecond: Type.Number({ minimum: 0, maximum: 1e9 }),
+  maxHeartbeatIntervalMs: Ms(),
   missedHeartbeats: Count(1, 100),
   acceptTimeoutMs: Ms(),
   defaultJobTimeoutMs: Ms(1, JOB_LIMITS.timeoutSecs * 1000),
@@ -105,6 +107,10 @@ export const CONFIG_RULES: ((c: Config) => [keyof Config, string] | undefined)[]
   (c) =>
     c.heartbeatIntervalMs * (c.missedHeartbeats + 1) > TIMER_MAX_MS
       ? ['heartbeatIntervalMs', `times missedHeartbeats + 1 must stay within ${TIMER_MAX_MS} ms (a timer's longest wait)`]
+      : undefined,
+  (c) =>
+    c.maxHeartbeatIntervalMs * (c.missedHeartbeats + 1) > TIMER_MAX_MS
+      ? ['maxHeartbeatIntervalMs', `times missedHeartbeats + 1 must stay within ${TIMER_MAX_MS} ms (a timer's longest wait)`]
       : undefined,
   (c) => ((c.tlsCert === '') !== (c.tlsKey === '') ? ['tlsKey', 'tlsCert and tlsKey go together: set both or neither'] : undefined),
   (c) => (c.requireClientCert && c.tlsCa === '' ? ['tlsCa', 'requireClientCert needs tlsCa to verify client certificates'] : undefined),

@@ -89,7 +89,16 @@ export interface Config {
   /** Connections the kernel queues per node listener before the plane accepts them (capped by net.core.somaxconn). */
   listenBacklog: number;
   registerTimeoutMs: number;
+  /** The interval given to nodes in `RegisterAck` while the fleet is small: the shortest the plane asks for. */
   heartbeatIntervalMs: number;
+  /**
+   * The fleet's heartbeats a second the plane keeps under, as Nomad's `max_heartbeats_per_second`:
+   * as the fleet grows, nodes are given longer intervals with `Configure` (shorter as it shrinks),
+   * between `heartbeatIntervalMs` and `maxHeartbeatIntervalMs`. 0: no limit, every node keeps `heartbeatIntervalMs`.
+   */
+  maxHeartbeatsPerSecond: number;
+  /** The longest interval the plane gives a node, however large the fleet (below `heartbeatIntervalMs`: that one, no adaptation). */
+  maxHeartbeatIntervalMs: number;
   missedHeartbeats: number;
   acceptTimeoutMs: number;
   /** Job timeout when a submission gives none. */
@@ -199,6 +208,8 @@ export const DEFAULTS: Config = {
   listenBacklog: 4096,
   registerTimeoutMs: 10_000,
   heartbeatIntervalMs: 5_000,
+  maxHeartbeatsPerSecond: 2_000,
+  maxHeartbeatIntervalMs: 60_000,
   missedHeartbeats: 3,
   acceptTimeoutMs: 5_000,
   defaultJobTimeoutMs: 3_600_000,

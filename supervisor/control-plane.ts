@@ -19,6 +19,7 @@ import { JobCoordinator } from './jobs/job-coordinator.js';
 import { followNode } from './jobs/fleet-feed.js';
 import type { SchedulingPolicy } from './jobs/fleet-index.js';
 import { Scheduler } from './jobs/scheduler.js';
+import { HeartbeatGovernor } from './nodes/heartbeat-governor.js';
 import { NodeIntake } from './nodes/node-intake.js';
 import { hostPort, listenForNodes } from './nodes/node-listeners.js';
 import { NodeRegistry } from './nodes/node-registry.js';
@@ -108,7 +109,14 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   await coordinator.recover();
   await scheduler.load();
 
-  // Nodes: each connection through the intake to its session, registered by the registrar.
+  // Nodes: each connection through the intake to its session, registered by the registrar,
+  // which tells the heartbeat governor of each node that comes and goes.
+  const heartbeats = new HeartbeatGovernor({
+    policy: config,
+    nodes: () => registry.size,
+    sessions: () => registry.sessionsList(),
+    logger: log,
+  });
   const registrar = new Registrar({
     controlPlaneId: id,
     config,
@@ -118,6 +126,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     registry,
     sessionTokens,
     coordinator,
+    heartbeats,
     revoke: (jti, reason) => tokenRegistry.revoke(jti, reason),
     wakeScheduler,
   });

@@ -137,6 +137,9 @@ export class NodeSession {
       case 'sendUndrain':
         this.send('Undrain', {});
         return;
+      case 'sendConfigure':
+        this.send('Configure', { heartbeat_interval_ms: effect.heartbeatIntervalMs });
+        return;
     }
   }
 

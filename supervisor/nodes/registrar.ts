@@ -2,6 +2,7 @@
 // out: authentication (the node gate told how it went), the revocation race, binding the
 // node id to its session (a newer connection replaces an older one, PROTOCOL.md 4.7), the
 // session token and its refresh, the jobs it keeps; and when its actor ends, its burial.
+// Both change the fleet's size, which the heartbeat governor hears of (and nothing else does).
 import type { NodeOutput, Registration } from '../../actors/node-machine.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
 import type { Config } from '../config.js';
@@ -9,6 +10,7 @@ import type { JobCoordinator } from '../jobs/job-coordinator.js';
 import type { NodeGate } from '../security/node-gate.js';
 import type { SessionTokens } from '../tokens/session-tokens.js';
 import type { TokenAuthority } from '../tokens/tokens.js';
+import type { HeartbeatGovernor } from './heartbeat-governor.js';
 import { adoptJobs } from './job-adoption.js';
 import { authenticateNode, type Authenticated } from './node-authenticator.js';
 import type { NodeRegistry } from './node-registry.js';
@@ -18,13 +20,15 @@ import type { NodeSession } from './node-session.js';
 
 export interface RegistrarOptions {
   controlPlaneId: string;
-  config: Pick<Config, 'sessionTtlSeconds' | 'heartbeatIntervalMs'>;
+  config: Pick<Config, 'sessionTtlSeconds'>;
   tokens: TokenAuthority;
   gate: NodeGate;
   revocation: NodeRevocation;
   registry: NodeRegistry;
   sessionTokens: SessionTokens<NodeSession>;
   coordinator: JobCoordinator;
+  /** Keeps the fleet's heartbeat rate in bounds; its interval is the one a RegisterAck gives. */
+  heartbeats: HeartbeatGovernor;
   /** Revokes a token id for good (the revocation registry): a deregistered session's tokens. */
   revoke(jti: string, reason: string): Promise<unknown>;
   /** Asks the scheduler for a pass: a node came with room. */
@@ -62,7 +66,10 @@ export class Registrar {
     if (this.o.revocation.revokedMeanwhile(session, auth.tokenIds, auth.replyTo)) return;
     const { nodeId } = registration;
     this.o.registry.bind(nodeId, session)?.actor.send({ type: 'replaced' });
+    this.o.heartbeats.fleetChanged();
     session.send('RegisterAck', this.ack(registration, auth), auth.replyTo);
+    // The actor learns the interval its RegisterAck gave (it was created with the base one).
+    this.o.heartbeats.tell(session, false);
     this.o.sessionTokens.track(session, {
       nodeId,
       tokenIds: auth.tokenIds,
@@ -86,6 +93,7 @@ export class Registrar {
     const view = viewOf(nodeId, session, this.o.controlPlaneId, []);
     if (!this.o.registry.unbind(nodeId, session)) return;
     this.o.registry.buryNode(view);
+    this.o.heartbeats.fleetChanged();
     session.logger.info({ node_id: nodeId, reason }, 'node gone');
     // Replaced or shut down: the node lives on elsewhere, or comes back to resume its jobs.
     if (reason === 'expired' || reason === 'deregistered' || reason === 'failed') this.o.coordinator.nodeGone(nodeId, `node ${reason}`);
@@ -106,7 +114,7 @@ export class Registrar {
       node_id: registration.nodeId,
       session_token: auth.session.token,
       session_expires_at: auth.session.expiresAt.toISOString(),
-      heartbeat_interval_ms: this.o.config.heartbeatIntervalMs,
+      heartbeat_interval_ms: this.o.heartbeats.intervalMs,
       protocol_version: 1,
       control_plane_id: this.o.controlPlaneId,
       resumed: registration.resumed,

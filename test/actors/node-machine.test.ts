@@ -68,7 +68,7 @@ class Holdings implements JobHoldings {
 }
 
 function start(authenticate: () => Promise<Registration> = async () => registration()) {
-  const calls = { acks: 0, errors: [] as MusterError[], closed: [] as (MusterError | undefined)[], drains: 0, undrains: 0, jobMessages: 0 };
+  const calls = { acks: 0, errors: [] as MusterError[], closed: [] as (MusterError | undefined)[], drains: 0, undrains: 0, jobMessages: 0, configures: [] as number[] };
   const clock = new TestClock();
   const holdings = new Holdings();
   const actor = createActor(nodeMachine, { clock, input: { ...TIMING, clock, holdings } });
@@ -86,6 +86,7 @@ function start(authenticate: () => Promise<Registration> = async () => registrat
   actor.on('handleJobMessage', () => void calls.jobMessages++);
   actor.on('sendDrain', () => void calls.drains++);
   actor.on('sendUndrain', () => void calls.undrains++);
+  actor.on('sendConfigure', ({ heartbeatIntervalMs }) => void calls.configures.push(heartbeatIntervalMs));
   actor.start();
   // The session stamps liveness on every frame; tests do where a frame arrives.
   const heard = (): void => actor.getSnapshot().context.liveness.heard();
@@ -368,5 +369,107 @@ describe('node machine', () => {
     actor.send({ type: 'effect.failed', error: new Error('disk full') });
     expect(actor.getSnapshot().output?.reason).toBe('failed');
     expect(calls.closed.map((e) => [e?.code, e?.fatal])).toEqual([['internal', true]]);
+  });
+});
+
+// The plane's heartbeat governor changes a node's interval with `Configure` as the fleet grows
+// or shrinks (issue 9 item 3). A node goes on at its old interval until Configure reaches it,
+// then sends at the new one (as agent/agent.ts does: its next heartbeat one new interval later).
+describe('node machine: a change of heartbeat interval', () => {
+  const WINDOW = TIMING.missedHeartbeats + 1;
+  const STEP_MS = 10;
+
+  /**
+   * Drives a registered node at `fromMs`, changes it to `toMs` at `phase` (0..1) of an old
+   * interval after a heartbeat, delivers the Configure `latencyMs` later, and heartbeats on for
+   * 10 longer intervals; then the node falls silent. Returns whether it was ever expired while
+   * heartbeating, and how long after its last frame it expired once silent.
+   */
+  async function across(fromMs: number, toMs: number, phase: number, latencyMs: number) {
+    const node = await registered();
+    const { actor, clock, heard, calls } = node;
+    if (fromMs !== TIMING.heartbeatIntervalMs) actor.send({ type: 'configure', heartbeatIntervalMs: fromMs, announce: false });
+    let interval = fromMs;
+    let nextBeat = clock.now() + interval;
+    let lastBeat = clock.now();
+    const changeAt = clock.now() + 5 * fromMs + Math.round(phase * fromMs);
+    let receiveAt = Infinity;
+    const endAt = changeAt + 10 * Math.max(fromMs, toMs);
+    let diedWhileBeating = false;
+    const step = (): void => {
+      clock.increment(STEP_MS);
+      const now = clock.now();
+      if (now === changeAt) {
+        actor.send({ type: 'configure', heartbeatIntervalMs: toMs, announce: true });
+        receiveAt = now + latencyMs;
+      }
+      if (now >= receiveAt) {
+        interval = toMs;
+        nextBeat = now + interval;
+        receiveAt = Infinity;
+      }
+      if (now >= nextBeat && now < endAt) {
+        heard();
+        lastBeat = now;
+        nextBeat = now + interval;
+      }
+    };
+    while (clock.now() < endAt) {
+      step();
+      // Whenever the liveness check would run, not only when its timer happens to fire.
+      if (actor.getSnapshot().status !== 'active' || actor.getSnapshot().context.liveness.expired()) diedWhileBeating = true;
+    }
+    expect(calls.configures).toEqual([toMs]);
+    while (actor.getSnapshot().status === 'active' && clock.now() < endAt + 100 * Math.max(fromMs, toMs)) step();
+    expect(actor.getSnapshot().output?.reason).toBe('expired');
+    return { diedWhileBeating, silentFor: clock.now() - lastBeat };
+  }
+
+  const phases = [0, 0.01, 0.5, 0.99];
+
+  it('longer: a node heartbeating at the old interval until Configure reaches it, then at the new one, is never expired', async () => {
+    for (const phase of phases) {
+      for (const latency of [0, 200, 990]) {
+        const { diedWhileBeating, silentFor } = await across(1000, 8000, phase, latency);
+        expect({ phase, latency, diedWhileBeating }).toEqual({ phase, latency, diedWhileBeating: false });
+        // Its window is now the new interval's: silent for the old window it is still alive.
+        expect(silentFor).toBeGreaterThan(1000 * WINDOW);
+        expect(silentFor).toBeLessThanOrEqual(8000 * WINDOW + STEP_MS);
+      }
+    }
+  });
+
+  it('shorter: the old deadline holds until the node has had time to comply, so it is never expired; then the new window applies', async () => {
+    for (const phase of phases) {
+      for (const latency of [0, 200, 990]) {
+        const { diedWhileBeating, silentFor } = await across(8000, 1000, phase, latency);
+        expect({ phase, latency, diedWhileBeating }).toEqual({ phase, latency, diedWhileBeating: false });
+        // Ten new intervals after the change, a silent node expires by the new, shorter window.
+        expect(silentFor).toBeGreaterThanOrEqual(1000 * WINDOW);
+        expect(silentFor).toBeLessThanOrEqual(1000 * WINDOW + STEP_MS);
+      }
+    }
+  });
+
+  it('a node that never hears the change (silent since before it) expires no later than the old window said', async () => {
+    const { actor, clock } = await registered();
+    actor.send({ type: 'configure', heartbeatIntervalMs: 8000, announce: false });
+    clock.increment(1000);
+    actor.send({ type: 'configure', heartbeatIntervalMs: 1000, announce: true });
+    clock.increment(8000 * WINDOW - 1000 - 1);
+    expect(actor.getSnapshot().status).toBe('active');
+    clock.increment(1);
+    expect(actor.getSnapshot().output?.reason).toBe('expired');
+  });
+
+  it('sends Configure only for a change it is asked to announce, and keeps one liveness timer', async () => {
+    const { actor, calls, clock } = await registered();
+    actor.send({ type: 'configure', heartbeatIntervalMs: TIMING.heartbeatIntervalMs, announce: true });
+    actor.send({ type: 'configure', heartbeatIntervalMs: 3000, announce: false });
+    actor.send({ type: 'configure', heartbeatIntervalMs: 3000, announce: true });
+    expect(calls.configures).toEqual([]);
+    actor.send({ type: 'configure', heartbeatIntervalMs: 6000, announce: true });
+    expect(calls.configures).toEqual([6000]);
+    expect(clock.pending).toBe(1);
   });
 });

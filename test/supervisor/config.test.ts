@@ -113,6 +113,9 @@ describe('loadConfig', () => {
       /MUSTER_API_REQUEST_TIMEOUT_MS: apiRequestTimeoutMs must be at least apiHeadersTimeoutMs \(6000\)/,
     );
     expect(() => loadConfig({ env: { MUSTER_TLS_CERT: '/etc/cert.pem' } })).toThrow(/the default: tlsKey tlsCert and tlsKey go together/);
+    expect(() => loadConfig({ env: { MUSTER_MAX_HEARTBEAT_INTERVAL_MS: String(2 ** 30) } })).toThrow(
+      /MUSTER_MAX_HEARTBEAT_INTERVAL_MS: maxHeartbeatIntervalMs times missedHeartbeats \+ 1 must stay within/,
+    );
   });
 
   it('takes every default, every value at the ends of its range, and listeners on any host', () => {
