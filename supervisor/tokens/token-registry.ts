@@ -25,6 +25,12 @@ export class TokenRegistry {
   readonly #logger: Logger;
   readonly #onRevoked: (revocation: Revocation) => void;
   readonly #revoked = new Set<string>();
+  /**
+   * Revoked here and being written: refused from the moment of the call, not from the end of
+   * the store's write (a deregistered node must not resume in between). Kept if the write
+   * fails: a revocation errs on the side of refusing.
+   */
+  readonly #revoking = new Set<string>();
   readonly #timers: NodeJS.Timeout[] = [];
   /** `seq` of the newest revocation read from the store. */
   #cursor = 0;
@@ -48,7 +54,7 @@ export class TokenRegistry {
 
   /** True when `jti` is revoked. Synchronous and cheap: called on every token check. */
   isRevoked(jti: string): boolean {
-    return this.#revoked.has(jti);
+    return this.#revoked.has(jti) || this.#revoking.has(jti);
   }
 
   /** Records a minted token for `list`; a failure is logged, not thrown (the token is valid anyway). */
@@ -66,8 +72,10 @@ export class TokenRegistry {
 
   /** Revokes `jti` in the store, then at once here (`onRevoked` fires if it is new). */
   async revoke(jti: string, reason: string): Promise<Revocation> {
+    this.#revoking.add(jti);
     const revocation = await this.#store.revokeToken(jti, reason);
     this.#learn(revocation, true);
+    this.#revoking.delete(jti);
     return revocation;
   }
 
