@@ -61,6 +61,7 @@ export interface AgentOptions {
   jobCgroups?: boolean;
   /** Bound of log output queued while disconnected. Default 8 MiB. */
   maxQueuedLogBytes?: number;
+  /** Reconnect delays; while jobs are held, none is longer than the heartbeat interval. */
   backoff?: BackoffOptions;
   runnerTypes?: string[];
   supportedJobTypes?: string[];

@@ -70,6 +70,7 @@ export class Agent {
       dial: (url) => this.dial(url),
       session: (conn, url) => this.session(conn, url),
       backoff: this.backoff,
+      delayLimitMs: () => this.reconnectLimitMs(),
       logger: this.logger,
     });
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5_000;
@@ -260,6 +261,17 @@ export class Agent {
       case 'Error':
         return this.onError(link, message.data, message.reply_to);
     }
+  }
+
+  /**
+   * While it holds jobs (running, or results not acked), a registered agent tries again at
+   * least once per heartbeat interval: a restarted plane keeps those jobs for it only for a
+   * few intervals (PROTOCOL.md 4.2, 4.6) before it requeues them, and a long backoff would
+   * have the job run twice. Without jobs, the full backoff spares a plane that is down.
+   */
+  private reconnectLimitMs(): number | undefined {
+    if (this.node === undefined) return undefined;
+    return this.jobs.activeJobs > 0 || this.outbox.size > 0 ? this.heartbeatIntervalMs : undefined;
   }
 
   private onRegisterAck(link: PlaneLink, ack: MessageData<'RegisterAck'>): void {

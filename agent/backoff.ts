@@ -37,9 +37,13 @@ export class Backoff {
     return Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.failures, 30));
   }
 
-  /** The next delay in ms, and one step further up the curve. */
-  next(): number {
-    const delay = Math.floor(this.random() * this.ceilingMs);
+  /**
+   * The next delay in ms, and one step further up the curve. `limitMs` lowers the ceiling
+   * of this one delay (the curve still advances): a caller that must be back within a
+   * deadline keeps its jitter but never waits past it.
+   */
+  next(limitMs = Infinity): number {
+    const delay = Math.floor(this.random() * Math.max(1, Math.min(this.ceilingMs, limitMs)));
     this.failures += 1;
     return delay;
   }

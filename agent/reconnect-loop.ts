@@ -1,6 +1,7 @@
 // Keeps one connection to a control plane alive: dials the URLs in turn, runs a session
 // on each connection until it closes, and waits a backoff delay before the next try.
-// The backoff is reset by the owner (after a successful registration), not here.
+// The backoff is reset by the owner (after a successful registration), not here; the owner
+// may also cap a delay (`delayLimitMs`), e.g. while a plane holds its jobs for a short while.
 import type { Logger } from 'pino';
 import type { Connection } from '../transports/transport.js';
 import type { Backoff } from './backoff.js';
@@ -11,6 +12,8 @@ export interface ReconnectLoopOptions {
   /** Runs one connection; resolves when it has closed. */
   session(conn: Connection, url: string): Promise<void>;
   backoff: Backoff;
+  /** A ceiling for the next delay, asked before each wait; undefined: the backoff's own. */
+  delayLimitMs?: () => number | undefined;
   logger: Logger;
 }
 
@@ -40,7 +43,7 @@ export class ReconnectLoop {
 
   private async run(): Promise<void> {
     for (let first = true; !this.stopped; first = false) {
-      if (!first) await this.sleep(this.options.backoff.next());
+      if (!first) await this.sleep(this.options.backoff.next(this.options.delayLimitMs?.()));
       if (this.stopped) break;
       const url = this.options.urls[this.urlIndex % this.options.urls.length]!;
       // Every try moves on to the next URL: a plane that went away is likely to stay away a while.

@@ -105,7 +105,7 @@ export class ApiClient {
    * timeout) is resumed after the last chunk seen (`Last-Event-ID`), within the reconnect
    * window, so nothing is shown twice or skipped.
    */
-  async followLogs(jobId: string, onChunk: (chunk: LogRecord) => void): Promise<FollowEnd> {
+  async followLogs(jobId: string, onChunk: (chunk: LogRecord) => void | Promise<void>): Promise<FollowEnd> {
     let lastId: string | undefined;
     return this.retrying(async () => {
       const headers: Record<string, string> = { accept: 'text/event-stream' };
@@ -118,7 +118,7 @@ export class ApiClient {
         for await (const event of readSse(res.body)) {
           if (event.event === 'end') return JSON.parse(event.data) as FollowEnd;
           if (event.id !== undefined) lastId = event.id;
-          onChunk(JSON.parse(event.data) as LogRecord);
+          await onChunk(JSON.parse(event.data) as LogRecord);
         }
       } catch (err) {
         // undici reports a body cut off mid-stream as a TypeError ("terminated").

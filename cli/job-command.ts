@@ -12,6 +12,7 @@ import {
   type ApiClientOptions,
   type ClientOptions,
 } from './api-client.js';
+import { AttemptOutput } from './attempt-output.js';
 import { listCommand, retryCommand, submitFile } from './job-pipeline-commands.js';
 import { jobSummary } from './job-summary.js';
 import { NodeNames } from './job-status.js';
@@ -181,7 +182,9 @@ async function printLogs(jobId: string, options: LogsOptions): Promise<void> {
   const client = await createApiClient(options, options.follow === true ? reconnecting(options.reconnectWindow, options.api) : {});
   const show = options.json === true ? (c: LogRecord) => process.stdout.write(`${JSON.stringify(c)}\n`) : writeChunk;
   if (options.follow === true) {
-    await client.followLogs(jobId, show);
+    // As JSON every chunk, with its attempt; as text one attempt's output at a time.
+    const output = new AttemptOutput(client, jobId, new NodeNames(client), show);
+    await client.followLogs(jobId, options.json === true ? show : (chunk) => output.show(chunk));
     return;
   }
   const chunks = await client.get<LogRecord[]>(`/v1/jobs/${encodeURIComponent(jobId)}/logs`);

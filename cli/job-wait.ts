@@ -1,10 +1,12 @@
 // `muster job submit --wait`: the job's output on stdout and stderr as it comes, what the job
 // waits for on stderr as it changes (on a terminal), through a plane restart (the follow and
-// the status resume within the reconnect window), and the job's own exit code at the end.
+// the status resume within the reconnect window), one attempt's output at a time (a new
+// attempt is announced: attempt-output.ts), and the job's own exit code at the end.
 // Ctrl-C stops waiting and says how to cancel the job, or cancels it (`--cancel-on-interrupt`).
 import type { JobAnswer, LogRecord } from '../supervisor/admin/wire-types.js';
 import { TERMINAL_STATES } from '../supervisor/store/job-store.js';
 import type { ApiClient, FollowEnd } from './api-client.js';
+import { AttemptOutput } from './attempt-output.js';
 import { describeJob, NodeNames } from './job-status.js';
 
 /** How often the job's state is asked while waiting, for the status line. */
@@ -27,7 +29,8 @@ export async function waitForJob(client: ApiClient, jobId: string, options: Wait
   process.once('SIGINT', onInterrupt);
   try {
     const status = options.status ? watchStatus(client, jobId, stopStatus.signal) : Promise.resolve();
-    const end = await client.followLogs(jobId, options.writeChunk);
+    const output = new AttemptOutput(client, jobId, new NodeNames(client), options.writeChunk);
+    const end = await client.followLogs(jobId, (chunk) => output.show(chunk));
     stopStatus.abort();
     await status;
     const job = await client.retrying(() => client.get<JobAnswer>(`/v1/jobs/${encodeURIComponent(jobId)}`));

@@ -40,4 +40,12 @@ describe('Backoff', () => {
     }
     expect(seen.size).toBeGreaterThan(10);
   });
+
+  it('draws below a limit the caller gives for one delay, and still climbs the curve', () => {
+    const b = new Backoff({ random: () => 0.999999 });
+    for (let i = 0; i < 6; i++) b.next();
+    expect(b.next(500)).toBe(499);
+    expect(b.attempts).toBe(7);
+    expect(b.next()).toBe(29_999);
+  });
 });

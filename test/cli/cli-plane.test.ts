@@ -115,6 +115,41 @@ describe('muster job submit --wait against a real plane', () => {
   }, 90_000);
 });
 
+describe('a job that runs again while it is waited for', () => {
+  it('says which attempt started where, and shows only that attempt\'s output from there', async () => {
+    const pool = uniqueTag('again');
+    // Attempt 1 goes to a fake node, which a test can have send output after it lost the attempt.
+    const fake = await harness.fakeNode(plane.tcpUrl);
+    await fake.register({ token: await harness.mintToken(plane.dataDir, 'node'), tags: { pool } });
+    const gate = harness.gate();
+    const script = `echo two; while [ ! -e "${gate.path}" ]; do sleep 0.05; done; exit 3`;
+    const waiting = cli(['job', 'submit', '--wait', '--selector', `pool=${pool}`, '--', 'sh', '-c', script]);
+    const assigned = await fake.next('JobAssignment', () => true, WAIT_MS);
+    const jobId = assigned.data.job_id;
+    fake.send('JobAccepted', { job_id: jobId, attempt: 1 });
+    fake.send('LogChunk', { job_id: jobId, attempt: 1, stream: 'stdout', seq: 0, data: 'one\n' });
+    await waiting.stdoutHas('one\n');
+
+    // The fake node takes no new job and gives attempt 1 up: attempt 2 runs on a real agent.
+    expect((await plane.api.drain(fake.nodeId as string)).status).toBe(202);
+    await waitFor(async () => (await plane.api.node(fake.nodeId as string))?.state === 'draining', WAIT_MS, 'fake node draining');
+    const agent = await harness.startAgent(plane, { tags: { pool } });
+    fake.send('JobRejected', { job_id: jobId, attempt: 1, reason: 'given up by the test' });
+    await waiting.stdoutHas('two\n');
+    // Attempt 1 still writes after attempt 2 started: the plane keeps it, the waiting client skips it.
+    fake.send('LogChunk', { job_id: jobId, attempt: 1, stream: 'stdout', seq: 1, data: 'late\n' });
+    await waitFor(async () => (await plane.api.logs(jobId)).some((c) => c.data === 'late\n'), WAIT_MS, 'the late chunk stored');
+    gate.open();
+
+    expect(await waiting.exited).toBe(3);
+    expect(waiting.stdout).toBe('one\ntwo\n');
+    expect(waiting.stderr).toContain(`\nmuster: attempt 2 started on node ${agent.nodeId} (${hostname()})\n`);
+    expect((await plane.api.job(jobId)).attempt).toBe(2);
+    // Every attempt's output is still there for `muster job logs`.
+    expect((await muster(['job', 'logs', jobId])).stdout).toBe('one\ntwo\nlate\n');
+  }, 90_000);
+});
+
 describe('muster job logs --follow against a real plane', () => {
   it('prints what the job already wrote, then follows; `job cancel` from another terminal ends it', async () => {
     const pool = uniqueTag('follow');

@@ -47,6 +47,34 @@ describe('control plane restart', () => {
     expect((await again.api.nodes()).map((n) => n.node_id)).toEqual([agent.nodeId]);
   }, 90_000);
 
+  it('keeps the running job of an agent that failed to reach it many times: the agent comes back within its grace', async () => {
+    const plane = await h.startPlane();
+    const group = uniqueTag('long-down');
+    const agent = await h.startAgent(plane, { tags: { group } });
+    const gate = h.gate();
+    const id = await plane.api.submit({
+      job: { command: ['sh', '-c', 'echo before; while [ ! -e "$GATE" ]; do sleep 0.05; done; echo after'], environment: { GATE: gate.path } },
+      selector: { tags: { group } },
+    });
+    await waitFor(async () => (await plane.api.stdout(id)) === 'before\n', 15_000, 'attempt 1 output');
+
+    plane.proc.kill9();
+    await plane.proc.exited;
+    // Down for seven refused dials: a backoff left to grow (up to 16 s by then) would bring the
+    // agent back long after the restarted plane's grace (four 500 ms heartbeat intervals).
+    const refusals = (): number => agent.proc.jsonLines().filter((l) => l.msg === 'cannot reach control plane').length;
+    await waitFor(() => refusals() >= 7, 30_000, 'seven refused dials');
+    const again = await plane.restart();
+    const registrations = (): number => agent.proc.jsonLines().filter((l) => l.msg === 'registered').length;
+    await waitFor(() => registrations() >= 2, 15_000, 'the agent registered again');
+    gate.open();
+
+    const job = await again.api.waitForJob(id, 20_000);
+    expect(job).toMatchObject({ state: 'Completed', attempt: 1, result: { stdout: 'before\nafter\n' } });
+    expect(again.proc.jsonLines().filter((l) => l.msg === 'job withdrawn')).toEqual([]);
+    expect(agent.startedAttempts(id)).toEqual([1]);
+  }, 90_000);
+
   it('requeues a job whose node comes back too late, and the node runs the new attempt', async () => {
     const plane = await h.startPlane();
     const proxy = await h.proxy(plane.tcpUrl);
