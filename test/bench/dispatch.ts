@@ -227,6 +227,9 @@ async function backlog(
     `  CPU, in % of one core: plane ${cpu.percent.toFixed(0)}%, node workers ${result.workersCpuPercent.toFixed(0)}%, ` +
       `this client and every other process on the machine ${result.othersCpuPercent.toFixed(0)}% (of ${cpus().length * 100}%); load average now ${loadAverage()}`,
   );
+  // What a core to itself would allow, from the plane's own CPU time (user + system) per job.
+  const perJobUs = (cpu.cpuSeconds * 1e6) / jobs;
+  console.log(`  plane CPU per job ${perJobUs.toFixed(0)} µs: at most ${Math.round(1e6 / perJobUs)} jobs/s on one whole core`);
   return result;
 }
 
