@@ -49,6 +49,8 @@ export const CONFIG_RANGES = {
   jwtJwksTimeoutMs: Ms(),
   jwtAlgorithms: Type.String({ pattern: '^\\s*(?:HS256|EdDSA|ES256)\\s*(?:,\\s*(?:HS256|EdDSA|ES256)\\s*)*$' }),
   jwtClockToleranceSeconds: Count(0, 3_600),
+  tokenCacheTtlMs: Ms(0, 3_600_000),
+  tokenCacheEntries: Count(0, 1_000_000),
   revocationPollMs: Ms(0),
   controlPlaneId: Type.String({ maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f-\\u009f]*$' }),
   // A frame must hold a RegisterNode; the length field is 32 bits, and 256 MiB is far beyond any use.

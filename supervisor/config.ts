@@ -68,6 +68,10 @@ export interface Config {
   jwtAlgorithms: string;
   /** Clock-skew leeway for `exp` and `nbf`, in seconds. */
   jwtClockToleranceSeconds: number;
+  /** How long a registration or API token (HS256), once verified, is trusted by its text without checking its signature again; expiry and revocation are checked on every use. 0: always verify. */
+  tokenCacheTtlMs: number;
+  /** Most tokens trusted so at once (oldest dropped first). */
+  tokenCacheEntries: number;
   /** How often the plane reads revocations written by other processes (the CLI offline); 0: never. */
   revocationPollMs: number;
   /** A log follow (`GET /v1/jobs/{id}/logs?follow=1`) sends a comment line after this long without output, so idle timeouts of clients and proxies do not end it. */
@@ -195,6 +199,8 @@ export const DEFAULTS: Config = {
   jwtJwksTimeoutMs: 5_000,
   jwtAlgorithms: 'HS256,EdDSA,ES256',
   jwtClockToleranceSeconds: 30,
+  tokenCacheTtlMs: 60_000,
+  tokenCacheEntries: 1_000,
   revocationPollMs: 5_000,
   logKeepaliveMs: 15_000,
   store: 'sqlite',

@@ -31,11 +31,22 @@ interface Placement {
    * Its `cancel_requested`, stored with the job, means the node is told at once, or when it resumes.
    */
   lifecycle: JobLifecycle;
+  /** The job's own timeout and deadline, kept from its record so that acceptance needs no read of the store. */
+  limits: RunLimits;
   acceptTimer?: NodeJS.Timeout;
   runTimer?: NodeJS.Timeout;
   /** When the node's session is gone (plane restarted): requeue unless a node resumes it. */
   orphanTimer?: NodeJS.Timeout;
 }
+
+interface RunLimits {
+  timeoutMs: number;
+  /** Epoch ms; undefined: none. */
+  deadlineMs?: number;
+}
+
+/** What a job event on the bus says: the record's id, state, attempt and node. */
+type JobChange = Pick<JobRecord, 'job_id' | 'state' | 'attempt' | 'node_id'>;
 
 export interface CoordinatorOptions {
   store: JobStore;
@@ -83,7 +94,7 @@ export class JobCoordinator implements JobHoldings {
       if (job.node_id === undefined) continue;
       const placement = this.place(job, job.node_id, lifecycleOf(job));
       placement.orphanTimer = setTimeout(() => void this.withdraw(placement, 'node did not resume after restart'), this.o.orphanGraceMs);
-      if (job.state === 'Running') this.armRunTimer(placement, job);
+      if (job.state === 'Running') this.armRunTimer(placement, startedAt(job));
     }
   }
 
@@ -238,6 +249,7 @@ export class JobCoordinator implements JobHoldings {
       nodeId,
       slot: { attempt: job.attempt, reserved: reservedFor(job.job.resource_requirements) },
       lifecycle,
+      limits: runLimitsOf(job),
     };
     const previous = this.placements.get(job.job_id);
     if (previous !== undefined) {
@@ -283,11 +295,9 @@ export class JobCoordinator implements JobHoldings {
     placement.lifecycle = running;
     clearTimeout(placement.acceptTimer);
     placement.acceptTimer = undefined;
-    const job = await this.o.store.get(data.job_id);
-    if (job !== undefined) {
-      this.armRunTimer(placement, job);
-      this.publish(job);
-    }
+    // The store stamped started_at during markRunning, a moment ago: no read needed.
+    this.armRunTimer(placement, Date.now());
+    this.publish({ job_id: data.job_id, state: 'Running', attempt: data.attempt, node_id: placement.nodeId });
   }
 
   private async rejected(standing: Standing, data: { job_id: string; attempt: number; reason: string }): Promise<void> {
@@ -322,6 +332,11 @@ export class JobCoordinator implements JobHoldings {
     log.info({ status: data.result.status, exit_code: data.result.exit_code }, 'job finished');
     const placement = this.placements.get(data.job_id);
     if (placement !== undefined && placement.attempt === data.attempt) this.release(placement);
+    if (standing.kind === 'current') {
+      // Stored as the result says, on the node that held the attempt: no read needed.
+      this.publish({ job_id: data.job_id, state: data.result.status, attempt: data.attempt, node_id: standing.placement.nodeId });
+      return;
+    }
     const job = await this.o.store.get(data.job_id);
     if (job !== undefined) this.publish(job);
   }
@@ -337,10 +352,10 @@ export class JobCoordinator implements JobHoldings {
   }
 
   /** Job timeout and deadline: the plane's backstop for a node that does not enforce them. */
-  private armRunTimer(placement: Placement, job: JobRecord): void {
-    const started = Date.parse(job.started_at ?? new Date().toISOString());
-    let until = started + job.job.timeout.secs * 1000 + Math.floor(job.job.timeout.nanos / 1e6) + TIMEOUT_GRACE_MS;
-    if (job.deadline !== undefined) until = Math.min(until, Date.parse(job.deadline));
+  private armRunTimer(placement: Placement, startedMs: number): void {
+    const { timeoutMs, deadlineMs } = placement.limits;
+    let until = startedMs + timeoutMs + TIMEOUT_GRACE_MS;
+    if (deadlineMs !== undefined) until = Math.min(until, deadlineMs);
     clearTimeout(placement.runTimer);
     // setTimeout cannot wait longer than about 24.8 days; such a job is checked again then.
     const delay = Math.min(Math.max(0, until - Date.now()), 2_000_000_000);
@@ -350,7 +365,7 @@ export class JobCoordinator implements JobHoldings {
   private async timedOut(placement: Placement, until: number): Promise<void> {
     if (Date.now() < until) {
       const job = await this.o.store.get(placement.jobId);
-      if (job !== undefined) this.armRunTimer(placement, job);
+      if (job !== undefined) this.armRunTimer(placement, startedAt(job));
       return;
     }
     if (this.placements.get(placement.jobId) !== placement) return;
@@ -413,7 +428,7 @@ export class JobCoordinator implements JobHoldings {
     if (held.size === 0) this.byNode.delete(placement.nodeId);
   }
 
-  private publish(job: JobRecord): void {
+  private publish(job: JobChange): void {
     const event: { kind: 'job'; job_id: string; state: JobRecord['state']; attempt: number; node_id?: string } = {
       kind: 'job',
       job_id: job.job_id,
@@ -423,6 +438,16 @@ export class JobCoordinator implements JobHoldings {
     if (job.node_id !== undefined) event.node_id = job.node_id;
     this.o.bus.publish(event);
   }
+}
+
+function runLimitsOf(job: JobRecord): RunLimits {
+  const limits: RunLimits = { timeoutMs: job.job.timeout.secs * 1000 + Math.floor(job.job.timeout.nanos / 1e6) };
+  if (job.deadline !== undefined) limits.deadlineMs = Date.parse(job.deadline);
+  return limits;
+}
+
+function startedAt(job: JobRecord): number {
+  return job.started_at === undefined ? Date.now() : Date.parse(job.started_at);
 }
 
 function clearTimers(placement: Placement): void {

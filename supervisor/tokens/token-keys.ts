@@ -2,7 +2,7 @@
 // HS256 tokens are checked only against our shared secrets (the current one, and earlier ones
 // kept for rotation), EdDSA / ES256 tokens only against the JWKS: an algorithm never meets a key
 // of another kind, so a public key can never be used as an HMAC secret (alg confusion).
-import { createHash, createSecretKey, type KeyObject } from 'node:crypto';
+import { createHash, createSecretKey, webcrypto, type KeyObject } from 'node:crypto';
 import { errors, type CryptoKey, type FlattenedJWSInput, type JWSHeaderParameters } from 'jose';
 import { MusterError } from '../../protocol/errors.js';
 import { MIN_SECRET_BYTES } from './secret.js';
@@ -23,6 +23,11 @@ export interface HmacKey {
   /** First 8 bytes of the secret's SHA-256, base64url: names the key without revealing it. */
   kid: string;
   key: KeyObject;
+  /**
+   * The same secret as a WebCrypto key, imported once: jose 6 works in WebCrypto and, given a
+   * KeyObject or bytes, imports the key again on every sign and verify (7% of a registration storm).
+   */
+  cryptoKey: Promise<CryptoKey>;
 }
 
 // Key ids are names, never paths: letters, digits and `. _ : + = -`, no `..`, at most 128 characters.
@@ -36,7 +41,10 @@ export function hmacKeyId(secret: Uint8Array): string {
 /** `secret` as a key (at least 32 bytes) with its key id. */
 export function hmacKey(secret: Uint8Array): HmacKey {
   if (secret.length < MIN_SECRET_BYTES) throw new Error(`JWT secret must be at least ${MIN_SECRET_BYTES} bytes`);
-  return { kid: hmacKeyId(secret), key: createSecretKey(secret) };
+  const cryptoKey = webcrypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']) as Promise<CryptoKey>;
+  // Awaited only when first used; a failure then is that call's.
+  cryptoKey.catch(() => undefined);
+  return { kid: hmacKeyId(secret), key: createSecretKey(secret), cryptoKey };
 }
 
 /** The `jwtAlgorithms` setting: a comma-separated allow-list that must include HS256. */
@@ -65,16 +73,16 @@ export interface KeyRingOptions {
 export class KeyRing {
   /** The key new tokens are signed with. */
   readonly signing: HmacKey;
-  readonly #byKid = new Map<string, KeyObject>();
+  readonly #byKid = new Map<string, Promise<CryptoKey>>();
   readonly #jwks: JwksResolver | undefined;
 
   constructor(current: Uint8Array, options: KeyRingOptions = {}) {
     this.signing = hmacKey(current);
     for (const secret of options.previous ?? []) {
-      const { kid, key } = hmacKey(secret);
-      if (!this.#byKid.has(kid)) this.#byKid.set(kid, key);
+      const { kid, cryptoKey } = hmacKey(secret);
+      if (!this.#byKid.has(kid)) this.#byKid.set(kid, cryptoKey);
     }
-    this.#byKid.set(this.signing.kid, this.signing.key);
+    this.#byKid.set(this.signing.kid, this.signing.cryptoKey);
     this.#jwks = options.jwks;
   }
 
@@ -89,9 +97,9 @@ export class KeyRing {
       return Promise.reject(new MusterError('auth_failed', 'token key id is malformed'));
     }
     if (header.alg === 'HS256') {
-      const key = kid === undefined ? this.signing.key : this.#byKid.get(kid);
+      const key = kid === undefined ? this.signing.cryptoKey : this.#byKid.get(kid);
       if (key === undefined) return Promise.reject(new MusterError('auth_failed', 'token key id is unknown'));
-      return Promise.resolve(key);
+      return key;
     }
     if (header.alg === 'EdDSA' || header.alg === 'ES256') {
       if (this.#jwks === undefined) {

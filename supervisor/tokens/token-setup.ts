@@ -16,6 +16,8 @@ export function tokenAuthorityFromConfig(
     previousSecrets: previousSecrets(config.jwtPreviousSecrets),
     algorithms: parseAlgorithms(config.jwtAlgorithms),
     clockToleranceSeconds: config.jwtClockToleranceSeconds,
+    verifiedCacheTtlMs: config.tokenCacheTtlMs,
+    verifiedCacheEntries: config.tokenCacheEntries,
     ...extras,
   };
   if (config.jwtJwks !== '') options.jwks = openJwks(config.jwtJwks, { timeoutMs: config.jwtJwksTimeoutMs });

@@ -8,6 +8,7 @@ import { SignJWT, errors, jwtVerify } from 'jose';
 import type { JWTPayload } from 'jose';
 import { MusterError } from '../../protocol/errors.js';
 import type { TokenInfo } from '../store/token-store.js';
+import { VerifiedTokenCache } from './verified-token-cache.js';
 import { KeyRing, SIGNING_ALGORITHM, TOKEN_ALGORITHMS, type JwksResolver, type TokenAlgorithm } from './token-keys.js';
 
 export type ApiRole = 'viewer' | 'operator' | 'admin';
@@ -65,6 +66,13 @@ export interface TokenAuthorityOptions {
   algorithms?: readonly TokenAlgorithm[];
   /** True for a revoked `jti`: such a token is refused with `token_revoked`. Must be cheap. */
   isRevoked?: (jti: string) => boolean;
+  /**
+   * How long an HS256 registration or API token, once verified, is trusted by its text without
+   * verifying its signature again (expiry and revocation are still checked on every use); default 0: never.
+   */
+  verifiedCacheTtlMs?: number;
+  /** Most tokens so trusted at once; default 1,000. */
+  verifiedCacheEntries?: number;
 }
 
 /** What `mint` answers: the token, and what may be recorded of it (never the token itself). */
@@ -90,13 +98,15 @@ interface Signed {
 }
 
 export class TokenAuthority {
-  // KeyObjects made once: with raw bytes jose imports the key again on every sign and verify.
+  // Keys imported once (token-keys.ts): otherwise jose imports the key again on every sign and verify.
   readonly #keys: KeyRing;
   readonly #algorithms: TokenAlgorithm[];
   readonly #issuer: string;
   readonly #tolerance: number;
   readonly #now: () => Date;
   readonly #isRevoked: (jti: string) => boolean;
+  readonly #verified: VerifiedTokenCache;
+  #signatureChecks = 0;
 
   constructor(secret: Uint8Array, options: TokenAuthorityOptions = {}) {
     this.#keys = new KeyRing(secret, { previous: options.previousSecrets, jwks: options.jwks });
@@ -105,6 +115,16 @@ export class TokenAuthority {
     this.#tolerance = options.clockToleranceSeconds ?? 30;
     this.#now = options.now ?? (() => new Date());
     this.#isRevoked = options.isRevoked ?? (() => false);
+    this.#verified = new VerifiedTokenCache({
+      ttlMs: options.verifiedCacheTtlMs ?? 0,
+      maxEntries: options.verifiedCacheEntries ?? 1_000,
+      toleranceSeconds: this.#tolerance,
+    });
+  }
+
+  /** Signatures checked so far (a token trusted from the cache needs none): for tests. */
+  get signatureChecks(): number {
+    return this.#signatureChecks;
   }
 
   /** The `kid` put on every token minted now. */
@@ -156,7 +176,8 @@ export class TokenAuthority {
    * hostname and node type; a session token must name `expect.resumeNodeId`.
    */
   async verifyNodeToken(token: string, expect: NodeTokenExpectation): Promise<VerifiedNodeToken> {
-    const payload = await this.#verify(token, NODE_AUDIENCE);
+    // Session tokens are one per node and seldom presented twice: only registration tokens are kept.
+    const payload = await this.#verify(token, NODE_AUDIENCE, (p) => p.scope === REGISTER_SCOPE);
     const jti = optionalString(payload.jti, 'jti');
     const sub = optionalString(payload.sub, 'sub');
     if (payload.scope === REGISTER_SCOPE) {
@@ -186,7 +207,7 @@ export class TokenAuthority {
 
   /** Checks an `Authorization: Bearer` token of the admin HTTP API. */
   async verifyApiToken(token: string): Promise<VerifiedApiToken> {
-    const payload = await this.#verify(token, API_AUDIENCE);
+    const payload = await this.#verify(token, API_AUDIENCE, () => true);
     const role = payload.role;
     if (typeof role !== 'string' || !(API_ROLES as readonly string[]).includes(role)) {
       throw new MusterError('auth_failed', 'token has no known role');
@@ -213,7 +234,7 @@ export class TokenAuthority {
       .setIssuedAt(iat)
       .setExpirationTime(exp);
     if (sub !== undefined) jwt.setSubject(sub);
-    const signed = await jwt.sign(this.#keys.signing.key);
+    const signed = await jwt.sign(await this.#keys.signing.cryptoKey);
     return { token: signed, jti, issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000) };
   }
 
@@ -224,9 +245,14 @@ export class TokenAuthority {
     }
   }
 
-  async #verify(token: string, audience: string): Promise<JWTPayload> {
+  /** The token's payload, verified now or (HS256, `keep`) a moment ago; the callers check revocation on each use. */
+  async #verify(token: string, audience: string, keep: (payload: JWTPayload) => boolean): Promise<JWTPayload> {
+    const nowMs = this.#now().getTime();
+    const known = this.#verified.get(audience, token, nowMs);
+    if (known !== undefined) return known;
+    this.#signatureChecks++;
     try {
-      const { payload } = await jwtVerify(token, (header, input) => this.#keys.resolve(header, input), {
+      const { payload, protectedHeader } = await jwtVerify(token, (header, input) => this.#keys.resolve(header, input), {
         algorithms: this.#algorithms,
         issuer: this.#issuer,
         audience,
@@ -235,6 +261,8 @@ export class TokenAuthority {
         // A token without `exp` would never expire.
         requiredClaims: ['exp'],
       });
+      // Our own secrets never change under this authority; a JWKS key may be withdrawn, so those are checked each time.
+      if (protectedHeader.alg === 'HS256' && keep(payload)) this.#verified.set(audience, token, payload, nowMs);
       return payload;
     } catch (err) {
       throw toAuthError(err);

@@ -1,21 +1,27 @@
 // `npm run bench -- dispatch`: job throughput through one control plane (its own process).
 // Simulated nodes in worker processes (dispatch-worker.ts) accept and finish every job at once;
 // jobs are submitted over the admin API. Prints:
-//   - light load: jobs submitted one at a time, each after the last one's result was acknowledged:
-//     submit → assignment p50/p99;
-//   - backlog: BENCH_DISPATCH_JOBS submitted as fast as BENCH_DISPATCH_CONCURRENCY requests in
-//     flight allow: jobs/s from the first submit to the last result acknowledged, and submit →
-//     assignment p50/p99 (queueing included);
+//   - light load: jobs submitted one at a time (single POST), each after the last one's result
+//     was acknowledged: submit → assignment p50/p99;
+//   - backlog, batches: BENCH_DISPATCH_JOBS submitted as `POST /v1/jobs {jobs: [...]}` of
+//     BENCH_DISPATCH_BATCH jobs, BENCH_DISPATCH_BATCHES_IN_FLIGHT requests at once: jobs/s from
+//     the first submit to the last result acknowledged, submit → assignment p50/p99 (queueing
+//     included), the plane's CPU and the share of its busy time in the job store;
+//   - backlog, single POSTs (the baseline, same run): BENCH_DISPATCH_SINGLE_JOBS submitted one
+//     per request, BENCH_DISPATCH_CONCURRENCY in flight, the same figures;
 //   - the share of the plane's busy CPU time inside the job store (supervisor/store/ and the
-//     SQLite calls it makes), from a CPU profile of the plane taken meanwhile (BENCH_DISPATCH_PROFILE=0: none).
-// Submissions are single `POST /v1/jobs` requests: batch submit (`{jobs: [...]}`) is not in this branch yet.
+//     SQLite calls it makes) and in token verification, from a CPU profile of the plane taken
+//     meanwhile (BENCH_DISPATCH_PROFILE=0: none).
 //
-//   BENCH_DISPATCH_NODES        simulated nodes (default 1000), each one job at a time
-//   BENCH_DISPATCH_WORKERS      node worker processes (default 4)
-//   BENCH_DISPATCH_JOBS         jobs in the backlog phase (default 20000)
-//   BENCH_DISPATCH_LIGHT        jobs in the light-load phase (default 200)
-//   BENCH_DISPATCH_CONCURRENCY  submit requests in flight (default 64)
-//   BENCH_DISPATCH_KEEP_PROFILE 1: keep the plane's CPU profile (its path is printed) for profile-summary.ts
+//   BENCH_DISPATCH_NODES              simulated nodes (default 1000), each one job at a time
+//   BENCH_DISPATCH_WORKERS            node worker processes (default 4)
+//   BENCH_DISPATCH_JOBS               jobs in the batch backlog phase (default 20000)
+//   BENCH_DISPATCH_BATCH              jobs per batch request (default 500, at most 1000)
+//   BENCH_DISPATCH_BATCHES_IN_FLIGHT  batch requests in flight (default 4)
+//   BENCH_DISPATCH_SINGLE_JOBS        jobs in the single-POST backlog phase (default 3000; 0: skip it)
+//   BENCH_DISPATCH_CONCURRENCY        single POST requests in flight (default 64)
+//   BENCH_DISPATCH_LIGHT              jobs in the light-load phase (default 200)
+//   BENCH_DISPATCH_KEEP_PROFILE       1: keep the plane's CPU profile (its path is printed) for profile-summary.ts
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { cpus, hostname, loadavg, tmpdir } from 'node:os';
@@ -31,6 +37,9 @@ import { summarize, type Summary } from './quantiles.js';
 const NODES = intFromEnv('BENCH_DISPATCH_NODES', 1_000);
 const WORKERS = Math.max(1, Math.min(intFromEnv('BENCH_DISPATCH_WORKERS', 4), NODES));
 const JOBS = intFromEnv('BENCH_DISPATCH_JOBS', 20_000);
+const BATCH = Math.max(1, Math.min(intFromEnv('BENCH_DISPATCH_BATCH', 500), 1_000));
+const BATCHES_IN_FLIGHT = Math.max(1, intFromEnv('BENCH_DISPATCH_BATCHES_IN_FLIGHT', 4));
+const SINGLE_JOBS = intFromEnv('BENCH_DISPATCH_SINGLE_JOBS', 3_000);
 const LIGHT = intFromEnv('BENCH_DISPATCH_LIGHT', 200);
 const CONCURRENCY = Math.max(1, intFromEnv('BENCH_DISPATCH_CONCURRENCY', 64));
 const PROFILE = process.env.BENCH_DISPATCH_PROFILE !== '0';
@@ -38,8 +47,10 @@ const KEEP_PROFILE = process.env.BENCH_DISPATCH_KEEP_PROFILE === '1';
 
 const workerPath = fileURLToPath(new URL('./dispatch-worker.ts', import.meta.url));
 const storeDir = fileURLToPath(new URL('../../supervisor/store/', import.meta.url));
+const tokensDir = fileURLToPath(new URL('../../supervisor/tokens/', import.meta.url));
 
-const JOB_BODY = JSON.stringify({ job: { name: 'noop', command: ['true'] }, max_attempts: 1 });
+const JOB = { job: { name: 'noop', command: ['true'] }, max_attempts: 1 };
+const JOB_BODY = JSON.stringify(JOB);
 
 /** What the workers reported of each job, and who waits for which job. */
 class Stamps {
@@ -61,6 +72,28 @@ class Stamps {
   }
 }
 
+interface Submitted {
+  jobId: string;
+  /** Epoch ms the request carrying it was sent. */
+  at: number;
+}
+
+/** One backlog phase: how the jobs are sent, and what it measured. */
+interface BacklogResult {
+  label: string;
+  jobs: number;
+  jobsPerSecond: number;
+  seconds: number;
+  submitSeconds: number;
+  assign: Summary;
+  roundTrip: Summary;
+  planeCpuPercent: number;
+  workersCpuPercent: number;
+  othersCpuPercent: number;
+  fromUs: number;
+  toUs: number;
+}
+
 export async function runDispatch(): Promise<void> {
   const profileDir = mkdtempSync(join(tmpdir(), 'muster-dispatch-prof-'));
   const plane = await startPlane(
@@ -69,84 +102,135 @@ export async function runDispatch(): Promise<void> {
   );
   const workers: ChildProcess[] = [];
   try {
-    console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}; load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}; load average at start ${loadAverage()}`);
     console.log(
       `dispatch: ${NODES} nodes over ${WORKERS} worker processes (one job at a time each, accepted and finished at once), ` +
-        `single POST /v1/jobs submissions (${CONCURRENCY} in flight in the backlog phase), SQLite store${PROFILE ? ', plane under --cpu-prof' : ''}\n`,
+        `batches of ${BATCH} (${BATCHES_IN_FLIGHT} in flight) beside single POSTs (${CONCURRENCY} in flight), SQLite store` +
+        `${PROFILE ? ', plane under --cpu-prof' : ''}\n`,
     );
     const stamps = new Stamps();
-    const ready = startWorkers(plane, workers, stamps);
-    const reports = await ready;
+    const reports = await startWorkers(plane, workers, stamps);
     const registered = reports.reduce((n, r) => n + r.registered, 0);
     console.log(`nodes registered: ${registered} (${reports.reduce((n, r) => n + r.failed, 0)} failed${reports.find((r) => r.firstError)?.firstError ?? ''})`);
     const token = await mintApiToken(plane.dataDir, 'operator');
-    const submit = async (): Promise<{ jobId: string; at: number }> => {
-      const at = epochMs();
+    const post = async (body: string): Promise<unknown> => {
       const response = await fetch(`${plane.httpUrl}/v1/jobs`, {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JOB_BODY,
+        body,
       });
       if (response.status !== 201) throw new Error(`POST /v1/jobs: ${response.status} ${await response.text()}`);
-      return { jobId: ((await response.json()) as { job_id: string }).job_id, at };
+      return response.json();
+    };
+    const submitOne = async (): Promise<Submitted[]> => {
+      const at = epochMs();
+      return [{ jobId: ((await post(JOB_BODY)) as { job_id: string }).job_id, at }];
+    };
+    const submitBatch = async (count: number): Promise<Submitted[]> => {
+      const at = epochMs();
+      const answer = (await post(JSON.stringify({ jobs: Array.from({ length: count }, () => JOB) }))) as { job_ids: string[] };
+      return answer.job_ids.map((jobId) => ({ jobId, at }));
     };
 
     // Light load: one job in the system at a time.
     const light: number[] = [];
     for (let i = 0; i < LIGHT; i++) {
-      const { jobId, at } = await submit();
+      const [{ jobId, at }] = (await submitOne()) as [Submitted];
       await stamps.done(jobId);
       light.push(stamps.byJob.get(jobId)!.assignedAt - at);
     }
-    console.log(`light load (${LIGHT} jobs, one at a time): submit → assignment ${line(summarize(light))}`);
+    console.log(`light load (${LIGHT} jobs, one at a time, single POST): submit → assignment ${line(summarize(light))}\n`);
 
-    // Backlog: as fast as the API takes them.
-    const fromUs = monotonicUs();
-    const planeCpu = new CpuWindow(plane.pid);
-    planeCpu.start();
-    const workersCpu0 = workers.reduce((n, w) => n + cpuSeconds(w.pid!), 0);
-    const machine0 = machineCpuSeconds();
-    const started = epochMs();
-    const submitted: { jobId: string; at: number }[] = [];
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        while (next < JOBS) {
-          next++;
-          submitted.push(await submit());
-        }
-      }),
-    );
-    const submitEnded = epochMs();
-    await Promise.all(submitted.map((s) => stamps.done(s.jobId)));
-    const ended = Math.max(...submitted.map((s) => stamps.byJob.get(s.jobId)!.ackedAt));
-    const toUs = monotonicUs();
-    const cpu = planeCpu.percent();
-    const workersCpu = workers.reduce((n, w) => n + cpuSeconds(w.pid!), 0) - workersCpu0;
-    const machineBusy = machineCpuSeconds().busy - machine0.busy;
-    const seconds = (ended - started) / 1000;
-    const assign = submitted.map((s) => stamps.byJob.get(s.jobId)!.assignedAt - s.at);
-    const roundTrip = submitted.map((s) => stamps.byJob.get(s.jobId)!.ackedAt - s.at);
-    console.log(
-      `backlog (${JOBS} jobs): ${Math.round(JOBS / seconds)} jobs/s from the first submit to the last result acknowledged ` +
-        `(${seconds.toFixed(1)} s; submitting took ${((submitEnded - started) / 1000).toFixed(1)} s, ${Math.round((JOBS * 1000) / (submitEnded - started))} submits/s)`,
-    );
-    console.log(`  submit → assignment ${line(summarize(assign))}`);
-    console.log(`  submit → result acknowledged ${line(summarize(roundTrip))}`);
-    console.log(
-      `  CPU during the backlog, in % of one core: plane ${cpu.percent.toFixed(0)}%, node workers ${((100 * workersCpu) / cpu.seconds).toFixed(0)}%, ` +
-        `this client and every other process on the machine ${Math.max(0, (100 * (machineBusy - workersCpu - cpu.cpuSeconds)) / cpu.seconds).toFixed(0)}% (of ${cpus().length * 100}%)`,
-    );
-    console.log(`  load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')} (other processes on the machine skew every figure)`);
+    const results: BacklogResult[] = [];
+    if (JOBS > 0) {
+      results.push(await backlog(`batches of ${BATCH}, ${BATCHES_IN_FLIGHT} in flight`, JOBS, BATCH, BATCHES_IN_FLIGHT, submitBatch, plane, workers, stamps));
+    }
+    if (SINGLE_JOBS > 0) {
+      results.push(await backlog(`single POSTs, ${CONCURRENCY} in flight (baseline)`, SINGLE_JOBS, 1, CONCURRENCY, submitOne, plane, workers, stamps));
+    }
     for (const w of workers) tell(w, { type: 'stop' });
     await Promise.all(workers.map((w) => stop(w, 5_000)));
     await plane.stop();
-    if (PROFILE) printStoreShare(profileDir, fromUs, toUs);
+    if (PROFILE) printProfileShares(profileDir, results);
+    const [batched, single] = results;
+    if (batched !== undefined && single !== undefined) {
+      console.log(
+        `\nsummary: ${batched.jobsPerSecond} jobs/s end to end in batches beside ${single.jobsPerSecond} jobs/s with single POSTs ` +
+          `(× ${(batched.jobsPerSecond / single.jobsPerSecond).toFixed(1)}); aim 3,000 jobs/s: ${batched.jobsPerSecond >= 3_000 ? 'met' : 'NOT met'}`,
+      );
+    }
+    console.log(`load average at the end ${loadAverage()} (other processes on the machine skew every figure)`);
   } finally {
     for (const w of workers) w.kill('SIGKILL');
     await plane.stop();
     if (!KEEP_PROFILE) rmSync(profileDir, { recursive: true, force: true });
   }
+}
+
+/** `jobs` submitted `perRequest` at a time with `inFlight` requests at once, then every result awaited. */
+async function backlog(
+  label: string,
+  jobs: number,
+  perRequest: number,
+  inFlight: number,
+  submit: (count: number) => Promise<Submitted[]>,
+  plane: RunningPlane,
+  workers: ChildProcess[],
+  stamps: Stamps,
+): Promise<BacklogResult> {
+  const fromUs = monotonicUs();
+  const planeCpu = new CpuWindow(plane.pid);
+  planeCpu.start();
+  const workersCpu0 = workers.reduce((n, w) => n + cpuSeconds(w.pid!), 0);
+  const machine0 = machineCpuSeconds();
+  const started = epochMs();
+  const submitted: Submitted[] = [];
+  let left = jobs;
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (left > 0) {
+        const count = Math.min(perRequest, left);
+        left -= count;
+        submitted.push(...(await submit(count)));
+      }
+    }),
+  );
+  const submitEnded = epochMs();
+  await Promise.all(submitted.map((s) => stamps.done(s.jobId)));
+  const ended = Math.max(...submitted.map((s) => stamps.byJob.get(s.jobId)!.ackedAt));
+  const toUs = monotonicUs();
+  const cpu = planeCpu.percent();
+  const workersCpu = workers.reduce((n, w) => n + cpuSeconds(w.pid!), 0) - workersCpu0;
+  const machineBusy = machineCpuSeconds().busy - machine0.busy;
+  const seconds = (ended - started) / 1000;
+  const result: BacklogResult = {
+    label,
+    jobs,
+    jobsPerSecond: Math.round(jobs / seconds),
+    seconds,
+    submitSeconds: (submitEnded - started) / 1000,
+    assign: summarize(submitted.map((s) => stamps.byJob.get(s.jobId)!.assignedAt - s.at)),
+    roundTrip: summarize(submitted.map((s) => stamps.byJob.get(s.jobId)!.ackedAt - s.at)),
+    planeCpuPercent: cpu.percent,
+    workersCpuPercent: (100 * workersCpu) / cpu.seconds,
+    othersCpuPercent: Math.max(0, (100 * (machineBusy - workersCpu - cpu.cpuSeconds)) / cpu.seconds),
+    fromUs,
+    toUs,
+  };
+  console.log(
+    `backlog, ${label}: ${result.jobsPerSecond} jobs/s from the first submit to the last result acknowledged ` +
+      `(${jobs} jobs in ${seconds.toFixed(1)} s; submitting took ${result.submitSeconds.toFixed(1)} s, ${Math.round(jobs / result.submitSeconds)} submitted/s)`,
+  );
+  console.log(`  submit → assignment ${line(result.assign)}`);
+  console.log(`  submit → result acknowledged ${line(result.roundTrip)}`);
+  console.log(
+    `  CPU, in % of one core: plane ${cpu.percent.toFixed(0)}%, node workers ${result.workersCpuPercent.toFixed(0)}%, ` +
+      `this client and every other process on the machine ${result.othersCpuPercent.toFixed(0)}% (of ${cpus().length * 100}%); load average now ${loadAverage()}`,
+  );
+  // What a core to itself would allow, from the plane's own CPU time (user + system) per job.
+  const perJobUs = (cpu.cpuSeconds * 1e6) / jobs;
+  console.log(`  plane CPU per job ${perJobUs.toFixed(0)} µs: at most ${Math.round(1e6 / perJobUs)} jobs/s on one whole core`);
+  return result;
 }
 
 function startWorkers(plane: RunningPlane, workers: ChildProcess[], stamps: Stamps): Promise<Extract<DispatchReport, { type: 'ready' }>[]> {
@@ -175,19 +259,32 @@ function startWorkers(plane: RunningPlane, workers: ChildProcess[], stamps: Stam
   return Promise.all(ready);
 }
 
-/** The plane's profile is written as it exits: the backlog phase's share inside the store. */
-function printStoreShare(dir: string, fromUs: number, toUs: number): void {
+/** The plane's profile is written as it exits: each backlog phase's share in the store and in token checks. */
+function printProfileShares(dir: string, results: BacklogResult[]): void {
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
   if (file === undefined) {
-    console.log('  store share: no CPU profile was written');
+    console.log('\nstore share: no CPU profile was written');
     return;
   }
-  const share = stackShare(join(dir, file), (f) => f.startsWith(storeDir), fromUs, toUs);
-  if (KEEP_PROFILE) console.log(`  profile: ${join(dir, file)} (backlog window: --from-us ${fromUs} --to-us ${toUs})`);
-  console.log(
-    `  the plane's profile over the backlog: ${(share.busyMs / 1000).toFixed(1)} s of non-idle samples (wall clock: includes time the plane waited ` +
-      `for a core), ${((100 * share.insideMs) / share.busyMs).toFixed(1)}% of them inside the job store (supervisor/store/ and the SQLite calls under it, inclusive)`,
-  );
+  const path = join(dir, file);
+  console.log(`\nthe plane's CPU profile (wall-clock samples: they include time the plane waited for a core)${KEEP_PROFILE ? `: ${path}` : ''}`);
+  for (const r of results) {
+    const store = stackShare(path, (f) => f.startsWith(storeDir), r.fromUs, r.toUs);
+    const tokens = stackShare(path, (f) => f.startsWith(tokensDir), r.fromUs, r.toUs);
+    console.log(
+      `  backlog, ${r.label}: ${(store.busyMs / 1000).toFixed(1)} s non-idle, ${pct(store)} inside the job store ` +
+        `(supervisor/store/ and the SQLite calls under it, inclusive), ${pct(tokens)} in token verification (supervisor/tokens/)` +
+        (KEEP_PROFILE ? `; window --from-us ${r.fromUs} --to-us ${r.toUs}` : ''),
+    );
+  }
+}
+
+function pct(share: { busyMs: number; insideMs: number }): string {
+  return `${((100 * share.insideMs) / Math.max(1, share.busyMs)).toFixed(1)}%`;
+}
+
+function loadAverage(): string {
+  return loadavg().map((l) => l.toFixed(2)).join(' ');
 }
 
 function tell(child: ChildProcess, command: DispatchCommand): void {

@@ -127,6 +127,7 @@ async function measure(fleet: Fleet): Promise<void> {
   const ramp = rampCpu.percent();
   const registered = sum(ramps.map((r) => r.registered));
   printRamp(ramps, rampMs, ramp.percent, statusKiB(plane.pid, 'VmRSS'));
+  console.log(`  ${perNodeCpu(ramp.cpuSeconds, registered, 'registration')}`);
   if (registered === 0) throw new Error('no node registered');
 
   // Hold: everyone connected and heartbeating; memory sampled, CPU and lag measured over it.
@@ -190,8 +191,15 @@ async function resumeStorm(workers: Worker[], plane: RunningPlane): Promise<void
       `(${Math.round((resumed * 1000) / ms)}/s), ${sum(reports.map((r) => r.failed))} failed; plane CPU ${cpu.percent().percent.toFixed(0)}% of a core; ` +
       `target: all within 5 s ${ms < 5_000 && resumed === NODES ? 'met' : 'NOT met'}`,
   );
+  console.log(`  ${perNodeCpu(cpu.percent().cpuSeconds, resumed, 'resume')}`);
   const firstError = reports.find((r) => r.firstError !== undefined)?.firstError;
   if (firstError !== undefined) console.log(`  first failure: ${firstError}`);
+}
+
+/** The plane's own CPU time (user + system) per node, and what one whole core would do at that cost. */
+function perNodeCpu(cpuSeconds: number, nodes: number, what: string): string {
+  const us = (cpuSeconds * 1e6) / Math.max(1, nodes);
+  return `plane CPU per ${what} ${us.toFixed(0)} µs: ${NODES} in ${((us * NODES) / 1e6).toFixed(1)} s on one whole core`;
 }
 
 /** CLOCK_MONOTONIC in µs, the clock of V8's CPU profiles. */
