@@ -1,14 +1,34 @@
-// The settings of the runner agent, with their defaults in the TSDoc.
+// The settings of the runner agent, and every timeout and limit's default in one place
+// (AGENT_DEFAULTS): the modules that use one take its default from here.
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CodecName } from '../protocol/codec.js';
 import type { ClientTlsOptions, Connection, DialOptions } from '../transports/transport.js';
 import type { BackoffOptions } from './backoff.js';
 
-export const DEFAULT_SEND_BUFFER_BYTES = 8 * 1024 * 1024;
-export const DEFAULT_RESULT_RESEND_INTERVAL_MS = 10_000;
-/** `maxReadFrameBytes` by default, as a multiple of `maxFrameBytes`. */
-export const DEFAULT_READ_LIMIT_FACTOR = 4;
+/** The default of each option below (and of `BackoffOptions`), by its name. */
+export const AGENT_DEFAULTS = {
+  maxSendBufferBytes: 8 * 1024 * 1024,
+  /** `maxReadFrameBytes` by default, as a multiple of `maxFrameBytes`. */
+  readLimitFactor: 4,
+  connectTimeoutMs: 10_000,
+  registerTimeoutMs: 15_000,
+  heartbeatIntervalMs: 5_000,
+  resultResendIntervalMs: 10_000,
+  drainAckTimeoutMs: 10_000,
+  killGraceMs: 5_000,
+  flushIntervalMs: 100,
+  maxChunkBytes: 64 * 1024,
+  resultTailBytes: 64 * 1024,
+  pipeCloseWaitMs: 2_000,
+  memorySampleIntervalMs: 250,
+  maxQueuedLogBytes: 8 * 1024 * 1024,
+  backoffBaseMs: 250,
+  backoffCapMs: 30_000,
+  /** A job's cgroup is removed once its killed processes have left: tried this often, this far apart (not options). */
+  cgroupRemoveTries: 40,
+  cgroupRemoveRetryMs: 25,
+} as const;
 
 /** Opens a connection to one control-plane URL. */
 export type Dialer = (url: URL, options: DialOptions) => Promise<Connection>;
@@ -54,6 +74,16 @@ export interface AgentOptions {
   drainAckTimeoutMs?: number;
   /** Between SIGTERM and SIGKILL when a job times out or is cancelled. Default 5 s. */
   killGraceMs?: number;
+  /** A job's output is sent at least this often. Default 100 ms. */
+  flushIntervalMs?: number;
+  /** Largest LogChunk `data`, in bytes. Default 64 KiB. */
+  maxChunkBytes?: number;
+  /** How much of each output stream's end a JobResult keeps (`stdout`, `stderr`), in bytes. Default 64 KiB. */
+  resultTailBytes?: number;
+  /** After a job's process exits, how long its output pipes may stay open (held by a descendant that left its group). Default 2 s. */
+  pipeCloseWaitMs?: number;
+  /** How often a job's peak memory is sampled. Default 250 ms. */
+  memorySampleIntervalMs?: number;
   /**
    * Run each job in a cgroup (v2) of its own, killed as a whole at the job's end, where the
    * agent may make cgroups (root, or a delegated subtree). Default true.

@@ -13,8 +13,8 @@ import { transportFor, type Connection, type DialOptions } from '../transports/t
 import { Backoff } from './backoff.js';
 import { collectHostFacts, UsageSampler } from './host-facts.js';
 import { JobManager } from './job-manager.js';
-import type { LogChunkData } from './job-runner.js';
-import { DEFAULT_MAX_QUEUED_LOG_BYTES, LogQueue } from './log-queue.js';
+import { RUNNER_TUNING_KEYS, type LogChunkData, type RunnerTuning } from './job-runner.js';
+import { LogQueue } from './log-queue.js';
 import { PlaneLink } from './plane-link.js';
 import { checkPlaneUrls } from './plane-urls.js';
 import { refusalLine } from './refusals.js';
@@ -22,9 +22,7 @@ import { ReconnectLoop } from './reconnect-loop.js';
 import { ResultOutbox, type OutboxEntry } from './result-outbox.js';
 import { childTraceparent } from './trace-context.js';
 import {
-  DEFAULT_READ_LIMIT_FACTOR,
-  DEFAULT_RESULT_RESEND_INTERVAL_MS,
-  DEFAULT_SEND_BUFFER_BYTES,
+  AGENT_DEFAULTS,
   type AgentOptions,
 } from './agent-options.js';
 
@@ -73,14 +71,14 @@ export class Agent {
       delayLimitMs: () => this.reconnectLimitMs(),
       logger: this.logger,
     });
-    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5_000;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? AGENT_DEFAULTS.heartbeatIntervalMs;
     this.outbox = new ResultOutbox(options.workDir, this.logger);
-    this.logQueue = new LogQueue(this.logger, options.maxQueuedLogBytes ?? DEFAULT_MAX_QUEUED_LOG_BYTES);
+    this.logQueue = new LogQueue(this.logger, options.maxQueuedLogBytes ?? AGENT_DEFAULTS.maxQueuedLogBytes);
     this.jobs = new JobManager({
       workDir: options.workDir,
       outbox: this.outbox,
       logger: this.logger,
-      ...(options.killGraceMs === undefined ? {} : { killGraceMs: options.killGraceMs }),
+      runner: runnerTuning(options),
       ...(options.jobCgroups === undefined ? {} : { jobCgroups: options.jobCgroups }),
       nodeId: () => this.node ?? '',
       events: {
@@ -129,7 +127,7 @@ export class Agent {
     this.logger.info({ active_jobs: this.jobs.activeJobs }, 'draining');
     this.sendHeartbeat();
     await this.jobs.idle();
-    await this.waitUntil(() => this.outbox.size === 0, this.options.drainAckTimeoutMs ?? 10_000);
+    await this.waitUntil(() => this.outbox.size === 0, this.options.drainAckTimeoutMs ?? AGENT_DEFAULTS.drainAckTimeoutMs);
     if (this.outbox.size > 0) this.logger.warn({ results: this.outbox.size }, 'results not acked; kept for the next run');
     if (this.registered && this.node !== undefined) this.link?.send('Deregister', { node_id: this.node, reason: 'drained' });
     await this.close();
@@ -156,9 +154,9 @@ export class Agent {
     const parsed = new URL(url);
     const options: DialOptions = {
       // The transport's limit is the read limit: frames between the two are refused by PlaneLink.
-      maxFrameBytes: this.options.maxReadFrameBytes ?? DEFAULT_READ_LIMIT_FACTOR * this.maxFrameBytes,
-      maxSendBufferBytes: this.options.maxSendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES,
-      connectTimeoutMs: this.options.connectTimeoutMs ?? 10_000,
+      maxFrameBytes: this.options.maxReadFrameBytes ?? AGENT_DEFAULTS.readLimitFactor * this.maxFrameBytes,
+      maxSendBufferBytes: this.options.maxSendBufferBytes ?? AGENT_DEFAULTS.maxSendBufferBytes,
+      connectTimeoutMs: this.options.connectTimeoutMs ?? AGENT_DEFAULTS.connectTimeoutMs,
     };
     if (this.options.tls !== undefined) options.tls = this.options.tls;
     const dialing = this.options.dial ? this.options.dial(parsed, options) : transportFor(parsed).dial(parsed, options);
@@ -208,7 +206,7 @@ export class Agent {
     this.registerTimer = setTimeout(() => {
       this.logger.warn('no RegisterAck in time; reconnecting');
       void link.close();
-    }, this.options.registerTimeoutMs ?? 15_000);
+    }, this.options.registerTimeoutMs ?? AGENT_DEFAULTS.registerTimeoutMs);
   }
 
   private onClosed(link: PlaneLink, url: string, err?: Error): void {
@@ -446,7 +444,7 @@ export class Agent {
    */
   private startResending(): void {
     clearInterval(this.resendTimer);
-    const intervalMs = this.options.resultResendIntervalMs ?? DEFAULT_RESULT_RESEND_INTERVAL_MS;
+    const intervalMs = this.options.resultResendIntervalMs ?? AGENT_DEFAULTS.resultResendIntervalMs;
     this.resendTimer = setInterval(() => {
       const link = this.liveLink();
       if (link === undefined) return;
@@ -470,4 +468,11 @@ function isForeignAttempt(error: MessageData<'Error'>): boolean {
 /** Creates an agent and starts it connecting. */
 export function startAgent(options: AgentOptions): Agent {
   return new Agent(options).start();
+}
+
+/** The job runner's settings among the agent's options: those given (the runner defaults the rest). */
+function runnerTuning(options: AgentOptions): RunnerTuning {
+  const tuning: RunnerTuning = {};
+  for (const key of RUNNER_TUNING_KEYS) if (options[key] !== undefined) tuning[key] = options[key];
+  return tuning;
 }

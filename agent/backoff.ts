@@ -1,6 +1,7 @@
 // Reconnect delays for the agent: exponential backoff with full jitter
 // (delay = random(0, min(cap, base * 2^attempt))), so that a fleet of nodes that lost
 // the same control plane does not come back in lockstep.
+import { AGENT_DEFAULTS } from './agent-options.js';
 
 export interface BackoffOptions {
   /** Ceiling of the first delay, in ms. Default 250. */
@@ -11,9 +12,6 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
-export const DEFAULT_BACKOFF_BASE_MS = 250;
-export const DEFAULT_BACKOFF_CAP_MS = 30_000;
-
 export class Backoff {
   private readonly baseMs: number;
   private readonly capMs: number;
@@ -21,8 +19,8 @@ export class Backoff {
   private failures = 0;
 
   constructor(options: BackoffOptions = {}) {
-    this.baseMs = options.baseMs ?? DEFAULT_BACKOFF_BASE_MS;
-    this.capMs = options.capMs ?? DEFAULT_BACKOFF_CAP_MS;
+    this.baseMs = options.baseMs ?? AGENT_DEFAULTS.backoffBaseMs;
+    this.capMs = options.capMs ?? AGENT_DEFAULTS.backoffCapMs;
     this.random = options.random ?? Math.random;
   }
 

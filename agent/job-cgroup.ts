@@ -4,13 +4,13 @@
 // membership and `cgroup.kill`), so the job cgroups are plain children of the agent's own.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { AGENT_DEFAULTS } from './agent-options.js';
 
 /** Whether jobs can run in cgroups here: the parent directory of theirs, or why not. */
 export type CgroupSupport = { usable: true; base: string } | { usable: false; reason: string };
 
 // rmdir fails (EBUSY) until the killed processes have left; they do within milliseconds.
-const REMOVE_TRIES = 40;
-const REMOVE_RETRY_MS = 25;
+const { cgroupRemoveTries: REMOVE_TRIES, cgroupRemoveRetryMs: REMOVE_RETRY_MS } = AGENT_DEFAULTS;
 const PROBE_PREFIX = 'muster-probe-';
 
 /** Finds the agent's own cgroup v2 directory and checks that it may make children there. */

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { EnvelopeOf, MessageData } from '../protocol/messages.js';
 import { cpuCount, diskGb, totalMemoryMb, type Reserved } from './host-facts.js';
 import { JobGuards } from './job-guard.js';
-import { JobRunner, type JobAssignment, type JobRunOutcome, type LogChunkData } from './job-runner.js';
+import { JobRunner, type JobAssignment, type JobRunOutcome, type LogChunkData, type RunnerTuning } from './job-runner.js';
 import type { OutboxEntry, ResultOutbox } from './result-outbox.js';
 import { childTraceparent } from './trace-context.js';
 
@@ -23,7 +23,8 @@ export interface JobManagerOptions {
   events: JobEvents;
   /** The node id the control plane gave this agent, for JobResult. */
   nodeId(): string;
-  killGraceMs?: number;
+  /** Settings of every job's runner; each has its default in agent-options.ts. */
+  runner?: RunnerTuning;
   /** Run each job in a cgroup of its own where the host allows it. Default true. */
   jobCgroups?: boolean;
 }
@@ -112,7 +113,7 @@ export class JobManager {
       assignment: job,
       workDir: this.options.workDir,
       logger: this.options.logger,
-      ...(this.options.killGraceMs === undefined ? {} : { killGraceMs: this.options.killGraceMs }),
+      ...this.options.runner,
       guard: this.guards.guard(job.job_id, job.attempt),
       ...(after === undefined ? {} : { after }),
       onChunk: (chunk) => this.options.events.chunk(chunk, childTraceparent(traceparent)),

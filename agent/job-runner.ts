@@ -10,21 +10,16 @@ import type { Logger } from 'pino';
 import type { Duration, JobMetrics, JobOutcome, LogStream, MessageData, ResultStatus } from '../protocol/messages.js';
 import type { Reserved } from './host-facts.js';
 import type { ProcessGuard } from './job-guard.js';
-import { MAX_CHUNK_BYTES, OutputStream } from './output-stream.js';
+import { AGENT_DEFAULTS } from './agent-options.js';
+import { OutputStream } from './output-stream.js';
 import { PeakMemorySampler, takeReapedChildrenCpuMs } from './process-usage.js';
 import { SecretMasker } from './secret-masker.js';
 
 export type JobAssignment = MessageData<'JobAssignment'>;
 export type LogChunkData = MessageData<'LogChunk'>;
 
-export const DEFAULT_KILL_GRACE_MS = 5_000;
-export const DEFAULT_FLUSH_INTERVAL_MS = 100;
-export const RESULT_TAIL_BYTES = 64 * 1024;
 // setTimeout fires at once for delays past 2^31-1 ms; longer timeouts are clamped to this.
 const MAX_TIMER_MS = 2_147_483_647;
-// After the main process exits, how long its output pipes may stay open (held by a
-// descendant that left the process group) before we stop reading them.
-const PIPE_CLOSE_WAIT_MS = 2_000;
 
 export interface JobRunnerOptions {
   assignment: JobAssignment;
@@ -39,6 +34,15 @@ export interface JobRunnerOptions {
   flushIntervalMs?: number;
   /** Largest chunk `data`, in bytes. Default 64 KiB. */
   maxChunkBytes?: number;
+  /** How much of each stream's end the result keeps, in bytes. Default 64 KiB. */
+  resultTailBytes?: number;
+  /**
+   * After the main process exits, how long its output pipes may stay open (held by a
+   * descendant that left the process group) before they are no longer read. Default 2 s.
+   */
+  pipeCloseWaitMs?: number;
+  /** How often the process's peak memory is sampled. Default 250 ms. */
+  memorySampleIntervalMs?: number;
   /** Environment the job's PATH and HOME come from. Default `process.env`. */
   baseEnv?: NodeJS.ProcessEnv;
   /** Keep the working directory after the job (default: removed). */
@@ -51,6 +55,17 @@ export interface JobRunnerOptions {
    */
   after?: Promise<unknown>;
 }
+
+/** The runner's settings that the agent passes on from its own options (agent-options.ts). */
+export const RUNNER_TUNING_KEYS = [
+  'killGraceMs',
+  'flushIntervalMs',
+  'maxChunkBytes',
+  'resultTailBytes',
+  'pipeCloseWaitMs',
+  'memorySampleIntervalMs',
+] as const;
+export type RunnerTuning = Partial<Pick<JobRunnerOptions, (typeof RUNNER_TUNING_KEYS)[number]>>;
 
 export interface JobRunOutcome {
   result: JobOutcome;
@@ -91,8 +106,8 @@ export class JobRunner {
       cpuCores: assignment.job.resource_requirements.cpu_cores,
       memoryMb: assignment.job.resource_requirements.memory_mb,
     };
-    this.killGraceMs = options.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
-    this.flushIntervalMs = options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
+    this.killGraceMs = options.killGraceMs ?? AGENT_DEFAULTS.killGraceMs;
+    this.flushIntervalMs = options.flushIntervalMs ?? AGENT_DEFAULTS.flushIntervalMs;
     this.cwd = join(options.workDir, `${assignment.job_id}-${assignment.attempt}`);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     const masker = (): SecretMasker => new SecretMasker(Object.values(assignment.execution_context.secrets));
@@ -100,8 +115,8 @@ export class JobRunner {
       new OutputStream({
         stream: name,
         masker: masker(),
-        maxChunkBytes: options.maxChunkBytes ?? MAX_CHUNK_BYTES,
-        tailBytes: RESULT_TAIL_BYTES,
+        maxChunkBytes: options.maxChunkBytes ?? AGENT_DEFAULTS.maxChunkBytes,
+        tailBytes: options.resultTailBytes ?? AGENT_DEFAULTS.resultTailBytes,
         emit: (seq, data) => options.onChunk({ job_id: this.jobId, attempt: this.attempt, stream: name, seq, data }),
       });
     this.streams = { stdout: stream('stdout'), stderr: stream('stderr') };
@@ -166,7 +181,7 @@ export class JobRunner {
     child.on('error', (err: NodeJS.ErrnoException) => this.onSpawnError(child, err));
     if (child.pid === undefined) return;
     this.options.guard?.started(child.pid);
-    this.memory = new PeakMemorySampler(child.pid);
+    this.memory = new PeakMemorySampler(child.pid, this.options.memorySampleIntervalMs ?? AGENT_DEFAULTS.memorySampleIntervalMs);
     child.stdout!.on('data', (b: Buffer) => this.onOutput('stdout', b));
     child.stderr!.on('data', (b: Buffer) => this.onOutput('stderr', b));
     child.on('exit', (code, signal) => this.onExit(code, signal));
@@ -268,7 +283,7 @@ export class JobRunner {
       this.child?.stdout?.destroy();
       this.child?.stderr?.destroy();
       this.finish();
-    }, PIPE_CLOSE_WAIT_MS);
+    }, this.options.pipeCloseWaitMs ?? AGENT_DEFAULTS.pipeCloseWaitMs);
   }
 
   private removeWorkspace(): void {

@@ -4,8 +4,7 @@
 // and the control plane asks for the gap with a LogResync.
 import type { Logger } from 'pino';
 import type { MessageData } from '../protocol/messages.js';
-
-export const DEFAULT_MAX_QUEUED_LOG_BYTES = 8 * 1024 * 1024;
+import { AGENT_DEFAULTS } from './agent-options.js';
 
 export interface QueuedChunk {
   chunk: MessageData<'LogChunk'>;
@@ -19,7 +18,7 @@ export class LogQueue {
 
   constructor(
     private readonly logger: Logger,
-    private readonly maxBytes = DEFAULT_MAX_QUEUED_LOG_BYTES,
+    private readonly maxBytes: number = AGENT_DEFAULTS.maxQueuedLogBytes,
   ) {}
 
   get length(): number {

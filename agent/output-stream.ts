@@ -7,8 +7,6 @@ import type { LogStream } from '../protocol/messages.js';
 import type { SecretMasker } from './secret-masker.js';
 import { TextTail } from './text-tail.js';
 
-export const MAX_CHUNK_BYTES = 64 * 1024;
-
 export interface OutputStreamOptions {
   stream: LogStream;
   masker: SecretMasker;

@@ -7,7 +7,6 @@ import { readFileSync } from 'node:fs';
 
 // USER_HZ: fixed at 100 on every Linux architecture Node supports.
 const CLOCK_TICKS_PER_SECOND = 100;
-const SAMPLE_INTERVAL_MS = 250;
 
 let lastChildrenTicks = readChildrenTicks() ?? 0;
 
@@ -28,9 +27,13 @@ export class PeakMemorySampler {
   private peakKb = 0;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly pid: number) {
+  /** Samples every `intervalMs` (agent-options.ts's `memorySampleIntervalMs`). */
+  constructor(
+    private readonly pid: number,
+    intervalMs: number,
+  ) {
     this.sample();
-    this.timer = setInterval(() => this.sample(), SAMPLE_INTERVAL_MS);
+    this.timer = setInterval(() => this.sample(), intervalMs);
     this.timer.unref();
   }
 

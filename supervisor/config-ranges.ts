@@ -11,6 +11,8 @@ import { ConfigError, sourceOf, type Config } from './config.js';
 /** `setTimeout`'s largest delay: a longer one fires at once. */
 const TIMER_MAX_MS = 2 ** 31 - 1;
 const DAY_SECONDS = 24 * 3600;
+/** Ten years: a token living longer is a mistake, and bigger numbers lose precision as dates. */
+const TOKEN_TTL_MAX_SECONDS = 10 * 366 * DAY_SECONDS;
 
 /** Milliseconds a timer waits: at least `min`, and one that `setTimeout` can hold. */
 const Ms = (min = 1, max = TIMER_MAX_MS): TSchema => Type.Integer({ minimum: min, maximum: max });
@@ -52,6 +54,8 @@ export const CONFIG_RANGES = {
   tokenCacheTtlMs: Ms(0, 3_600_000),
   tokenCacheEntries: Count(0, 1_000_000),
   revocationPollMs: Ms(0),
+  tokenKeepExpiredMs: Ms(0),
+  tokenPruneIntervalMs: Ms(1_000),
   controlPlaneId: Type.String({ maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f-\\u009f]*$' }),
   // A frame must hold a RegisterNode; the length field is 32 bits, and 256 MiB is far beyond any use.
   maxFrameBytes: Count(256, 256 * 1024 * 1024),
@@ -63,8 +67,11 @@ export const CONFIG_RANGES = {
   missedHeartbeats: Count(1, 100),
   acceptTimeoutMs: Ms(),
   defaultJobTimeoutMs: Ms(1, JOB_LIMITS.timeoutSecs * 1000),
+  jobTimeoutGraceMs: Ms(0),
   maxAttempts: Count(1, JOB_LIMITS.maxAttempts),
   sessionTtlSeconds: Count(1, 365 * DAY_SECONDS),
+  tokenDefaultTtlSeconds: Count(1, TOKEN_TTL_MAX_SECONDS),
+  tokenMaxTtlSeconds: Count(1, TOKEN_TTL_MAX_SECONDS),
   shutdownGraceMs: Ms(0),
   nodeAllowCidrs: Type.String({ maxLength: 65_536 }),
   apiAllowCidrs: Type.String({ maxLength: 65_536 }),
@@ -75,10 +82,12 @@ export const CONFIG_RANGES = {
   // More than a second of reading a second is no limit at all.
   nodeDecodeMsPerSecond: Type.Number({ minimum: 0, maximum: 1_000 }),
   nodeDecodeBurstMs: Type.Number({ minimum: 0, maximum: 60_000 }),
+  rateLimitedAnswerIntervalMs: Ms(),
   connectionRate: Rate,
   connectionBurst: Rate,
   failedAuthPerMinute: Count(0, 1e9),
   banAfterViolations: Count(0, 1e9),
+  violationWindowMs: Ms(1_000),
   banSeconds: Count(0, 365 * DAY_SECONDS),
   apiRequestRate: Rate,
   // Settings of the store, the scheduler, the listeners and the node registry.
@@ -95,6 +104,7 @@ export const CONFIG_RANGES = {
   deadNodeRetentionMs: Ms(0),
   connectionProbation: Count(0, 1e9),
   banExemptCidrs: Type.String({ maxLength: 65_536 }),
+  maxTrackedAddresses: Count(1, 10_000_000),
   apiRequestBurst: Rate,
   auditLog: Text,
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
@@ -113,6 +123,10 @@ export const CONFIG_RULES: ((c: Config) => [keyof Config, string] | undefined)[]
   (c) =>
     c.maxHeartbeatIntervalMs * (c.missedHeartbeats + 1) > TIMER_MAX_MS
       ? ['maxHeartbeatIntervalMs', `times missedHeartbeats + 1 must stay within ${TIMER_MAX_MS} ms (a timer's longest wait)`]
+      : undefined,
+  (c) =>
+    c.tokenDefaultTtlSeconds > c.tokenMaxTtlSeconds
+      ? ['tokenDefaultTtlSeconds', `must be at most tokenMaxTtlSeconds (${c.tokenMaxTtlSeconds})`]
       : undefined,
   (c) => ((c.tlsCert === '') !== (c.tlsKey === '') ? ['tlsKey', 'tlsCert and tlsKey go together: set both or neither'] : undefined),
   (c) => (c.requireClientCert && c.tlsCa === '' ? ['tlsCa', 'requireClientCert needs tlsCa to verify client certificates'] : undefined),

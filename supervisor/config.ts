@@ -74,6 +74,10 @@ export interface Config {
   tokenCacheEntries: number;
   /** How often the plane reads revocations written by other processes (the CLI offline); 0: never. */
   revocationPollMs: number;
+  /** Recorded tokens (and their revocations) expired longer ago than this are forgotten; an expired token is refused anyway. */
+  tokenKeepExpiredMs: number;
+  /** How often the plane forgets such tokens. */
+  tokenPruneIntervalMs: number;
   /** A log follow (`GET /v1/jobs/{id}/logs?follow=1`) sends a comment line after this long without output, so idle timeouts of clients and proxies do not end it. */
   logKeepaliveMs: number;
   /** Where jobs and tokens are kept: `sqlite`, one file (`muster.db`) in `dataDir`, the only store so far. */
@@ -107,6 +111,8 @@ export interface Config {
   acceptTimeoutMs: number;
   /** Job timeout when a submission gives none. */
   defaultJobTimeoutMs: number;
+  /** Extra time the plane gives a job past its own timeout before it ends the job itself (the agent enforces the timeout first). */
+  jobTimeoutGraceMs: number;
   maxAttempts: number;
   /** How the scheduler picks among matching nodes: `spread` (least loaded first) or `binpack` (most loaded that fits). */
   schedulingPolicy: string;
@@ -115,6 +121,10 @@ export interface Config {
   /** The longest such wait. */
   retryBackoffMaxMs: number;
   sessionTtlSeconds: number;
+  /** Lifetime of a token minted over the admin API (`POST /v1/tokens`) without `ttl_seconds`. */
+  tokenDefaultTtlSeconds: number;
+  /** The longest `ttl_seconds` the admin API mints; over it: 400 `invalid_message`. */
+  tokenMaxTtlSeconds: number;
   /** How long `GET /v1/nodes` still lists a dead node (`state: dead`) before the plane forgets it. */
   deadNodeRetentionMs: number;
   /** What `Shutdown` gives nodes, and how long the plane waits for in-flight writes on SIGTERM. */
@@ -142,6 +152,8 @@ export interface Config {
   nodeDecodeMsPerSecond: number;
   /** Reading time one node may use at once before `nodeDecodeMsPerSecond` applies. */
   nodeDecodeBurstMs: number;
+  /** A node over its rates hears `rate_limited` at most this often; the frames between are dropped quietly (answering each would amplify a flood). */
+  rateLimitedAnswerIntervalMs: number;
   /** New node connections a second from one address (IPv6: one /64); over it they are refused with `rate_limited`. 0: no limit. */
   connectionRate: number;
   /** Connections one address may open at once before `connectionRate` applies. */
@@ -154,12 +166,16 @@ export interface Config {
   connectionProbation: number;
   /** Failed authentications a minute from one address (node registrations and admin API tokens); past it: refused, and one `suspicious_activity` audit event. 0: no limit. */
   failedAuthPerMinute: number;
-  /** Times within a minute an address (or one node) may go over a limit before its address is banned; 0: never ban. */
+  /** Times within `violationWindowMs` an address (or one node) may go over a limit before its address is banned; 0: never ban. */
   banAfterViolations: number;
+  /** The window violations are counted in (`banAfterViolations`), and in which an address gets one `suspicious_activity` audit line. */
+  violationWindowMs: number;
   /** How long a ban lasts; a banned address's connections are refused with `rate_limited`, its API requests with 403. */
   banSeconds: number;
   /** Networks (CIDR, comma-separated) never locked out: failed authentications from them are audited, never counted or banned. Default loopback; empty: none. */
   banExemptCidrs: string;
+  /** Most addresses whose limits and bans are tracked at once; past it the least recently seen is forgotten. */
+  maxTrackedAddresses: number;
   /** Admin API requests a second per token (by `jti`); over it: 429 `rate_limited`. 0: no limit. */
   apiRequestRate: number;
   /** Requests one token may make at once before `apiRequestRate` applies. */
@@ -202,6 +218,8 @@ export const DEFAULTS: Config = {
   tokenCacheTtlMs: 60_000,
   tokenCacheEntries: 1_000,
   revocationPollMs: 5_000,
+  tokenKeepExpiredMs: 24 * 3_600_000,
+  tokenPruneIntervalMs: 3_600_000,
   logKeepaliveMs: 15_000,
   store: 'sqlite',
   storeBusyTimeoutMs: 5_000,
@@ -219,11 +237,15 @@ export const DEFAULTS: Config = {
   missedHeartbeats: 3,
   acceptTimeoutMs: 5_000,
   defaultJobTimeoutMs: 3_600_000,
+  jobTimeoutGraceMs: 10_000,
   maxAttempts: 3,
   schedulingPolicy: 'spread',
   retryBackoffMs: 1_000,
   retryBackoffMaxMs: 60_000,
   sessionTtlSeconds: 24 * 3600,
+  tokenDefaultTtlSeconds: 3600,
+  // Ten years: a longer-lived token is a mistake.
+  tokenMaxTtlSeconds: 10 * 366 * 86_400,
   deadNodeRetentionMs: 5 * 60_000,
   shutdownGraceMs: 10_000,
   nodeAllowCidrs: '',
@@ -235,13 +257,16 @@ export const DEFAULTS: Config = {
   // A tenth of the event loop: a healthy node takes well under a millisecond a second.
   nodeDecodeMsPerSecond: 100,
   nodeDecodeBurstMs: 500,
+  rateLimitedAnswerIntervalMs: 1_000,
   connectionRate: 50,
   connectionBurst: 200,
   connectionProbation: 10_000,
   failedAuthPerMinute: 10,
   banAfterViolations: 10,
+  violationWindowMs: 60_000,
   banSeconds: 300,
   banExemptCidrs: '127.0.0.0/8,::1/128',
+  maxTrackedAddresses: 65_536,
   // A CI system polls a few hundred jobs a second and submits a pipeline as one batch request.
   apiRequestRate: 500,
   apiRequestBurst: 1000,

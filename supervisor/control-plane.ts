@@ -67,6 +67,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     store: stores.tokens,
     logger: log,
     pollMs: config.revocationPollMs,
+    keepExpiredMs: config.tokenKeepExpiredMs,
+    pruneIntervalMs: config.tokenPruneIntervalMs,
     onRevoked: (revocation) => revoked.send(revocation.jti),
   });
   const tokens = tokenAuthorityFromConfig(config, { isRevoked: (jti) => tokenRegistry.isRevoked(jti) });
@@ -90,6 +92,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     bus,
     logger: log,
     acceptTimeoutMs: config.acceptTimeoutMs,
+    timeoutGraceMs: config.jobTimeoutGraceMs,
     orphanGraceMs: config.heartbeatIntervalMs * (config.missedHeartbeats + 1),
     sessionOf: (nodeId) => registry.get(nodeId),
     wakeScheduler,
@@ -164,6 +167,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         logKeepaliveMs: config.logKeepaliveMs,
         timeouts: { headersMs: config.apiHeadersTimeoutMs, requestMs: config.apiRequestTimeoutMs },
         bodyLimitBytes: config.apiBodyLimitBytes,
+        tokenTtl: { defaultSeconds: config.tokenDefaultTtlSeconds, maxSeconds: config.tokenMaxTtlSeconds },
       });
       stopping.adminStarted(admin);
       httpUrl = admin.url;

@@ -13,7 +13,7 @@ import { clientErrorAnswer, HttpError, notFound, rawAnswer, sendBare, toHttpErro
 import { registerFleetRoutes, registerProbeRoutes } from './routes-fleet.js';
 import { registerJobRoutes } from './routes-jobs.js';
 import { registerLogRoutes } from './routes-logs.js';
-import { registerTokenRoutes } from './routes-tokens.js';
+import { registerTokenRoutes, type TokenTtl } from './routes-tokens.js';
 import type { PlaneApi } from './plane-api.js';
 import type { AdminRouteDeps } from './route-deps.js';
 import type { TokenAdmin } from '../tokens/token-registry.js';
@@ -37,6 +37,8 @@ export interface AdminApiOptions {
   timeouts?: AdminApiTimeouts;
   /** The largest request body (413 over it); default config.ts's `apiBodyLimitBytes`. */
   bodyLimitBytes?: number;
+  /** Lifetimes of tokens minted over `/v1/tokens`; default config.ts's. */
+  tokenTtl?: TokenTtl;
 }
 
 export interface AdminApiTimeouts {
@@ -98,7 +100,7 @@ export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi>
   registerLogRoutes(app, deps);
   registerFleetRoutes(app, deps);
   registerProbeRoutes(app, deps);
-  if (options.tokenAdmin !== undefined) registerTokenRoutes(app, deps, options.tokenAdmin);
+  if (options.tokenAdmin !== undefined) registerTokenRoutes(app, deps, options.tokenAdmin, options.tokenTtl);
 
   await app.listen({ host: options.host, port: options.port });
   const { port } = app.server.address() as AddressInfo;

@@ -5,20 +5,27 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import type { FastifyInstance } from 'fastify';
 import { MusterError } from '../../protocol/errors.js';
+import { DEFAULTS } from '../config.js';
 import type { AdminRouteDeps } from './route-deps.js';
 import { requireRole } from './api-auth.js';
 import type { TokenAdmin } from '../tokens/token-registry.js';
 
-/** Lifetime of a token minted without `ttl_seconds`, as `muster token create`'s default. */
-export const DEFAULT_MINT_TTL_SECONDS = 3600;
-/** Ten years: a longer-lived token is a mistake, and bigger numbers lose precision as dates. */
-const MAX_TTL_SECONDS = 10 * 366 * 86_400;
+/** The lifetimes the API mints: `tokenDefaultTtlSeconds` and `tokenMaxTtlSeconds` of config.ts. */
+export interface TokenTtl {
+  /** For a request without `ttl_seconds`; config.ts's default is `muster token create`'s. */
+  defaultSeconds: number;
+  /** The longest `ttl_seconds` granted. */
+  maxSeconds: number;
+}
+
+const DEFAULT_TTL: TokenTtl = { defaultSeconds: DEFAULTS.tokenDefaultTtlSeconds, maxSeconds: DEFAULTS.tokenMaxTtlSeconds };
 
 const Name = Type.String({ minLength: 1, maxLength: 255 });
 
 export const MintTokenRequest = Type.Object({
   role: Type.Union([Type.Literal('node'), Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('admin')]),
-  ttl_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TTL_SECONDS })),
+  // Its upper bound is the plane's `maxSeconds`, checked apart: it is configured.
+  ttl_seconds: Type.Optional(Type.Integer({ minimum: 1 })),
   sub: Type.Optional(Name),
   node_type: Type.Optional(Name),
 });
@@ -32,7 +39,7 @@ const checkRevoke = TypeCompiler.Compile(RevokeRequest);
 // Token ids are names: printable, no spaces, bounded (ours are UUIDs; other issuers' vary).
 const JTI_PATTERN = /^[\x21-\x7e]{1,128}$/;
 
-export function registerTokenRoutes(app: FastifyInstance, deps: AdminRouteDeps, admin: TokenAdmin): void {
+export function registerTokenRoutes(app: FastifyInstance, deps: AdminRouteDeps, admin: TokenAdmin, ttl: TokenTtl = DEFAULT_TTL): void {
   const onlyAdmin = { onRequest: requireRole(deps.tokens, 'admin') };
 
   app.post('/v1/tokens', onlyAdmin, async (request, reply) => {
@@ -40,9 +47,12 @@ export function registerTokenRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
     if (body.node_type !== undefined && body.role !== 'node') {
       throw new MusterError('invalid_message', 'node_type: only applies to role node', { field: 'node_type' });
     }
+    if (body.ttl_seconds !== undefined && body.ttl_seconds > ttl.maxSeconds) {
+      throw new MusterError('invalid_message', `ttl_seconds: at most ${ttl.maxSeconds} here (tokenMaxTtlSeconds)`, { field: 'ttl_seconds' });
+    }
     const minted = await admin.mint({
       role: body.role,
-      ttlSeconds: body.ttl_seconds ?? DEFAULT_MINT_TTL_SECONDS,
+      ttlSeconds: body.ttl_seconds ?? ttl.defaultSeconds,
       ...(body.sub === undefined ? {} : { sub: body.sub }),
       ...(body.node_type === undefined ? {} : { nodeType: body.node_type }),
     });

@@ -18,9 +18,6 @@ import { peerIp } from '../security/peer-address.js';
 import type { JobRecord, JobStore, OwnerToken } from '../store/job-store.js';
 import type { NodeSession } from '../nodes/node-session.js';
 
-/** Extra time the plane gives a job past its own timeout before it steps in: the agent enforces it first. */
-const TIMEOUT_GRACE_MS = 10_000;
-
 interface Placement {
   jobId: string;
   attempt: number;
@@ -55,6 +52,8 @@ export interface CoordinatorOptions {
   bus: Bus;
   logger: Logger;
   acceptTimeoutMs: number;
+  /** Extra time the plane gives a job past its own timeout before it steps in: the agent enforces it first. */
+  timeoutGraceMs: number;
   /** How long a job without a session waits for its node to resume. */
   orphanGraceMs: number;
   /** The live session of a node, if any. */
@@ -354,7 +353,7 @@ export class JobCoordinator implements JobHoldings {
   /** Job timeout and deadline: the plane's backstop for a node that does not enforce them. */
   private armRunTimer(placement: Placement, startedMs: number): void {
     const { timeoutMs, deadlineMs } = placement.limits;
-    let until = startedMs + timeoutMs + TIMEOUT_GRACE_MS;
+    let until = startedMs + timeoutMs + this.o.timeoutGraceMs;
     if (deadlineMs !== undefined) until = Math.min(until, deadlineMs);
     clearTimeout(placement.runTimer);
     // setTimeout cannot wait longer than about 24.8 days; such a job is checked again then.

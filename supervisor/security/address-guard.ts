@@ -15,6 +15,7 @@
 // idle long enough that it would start afresh anyway (one unref'd sweep timer), and beyond
 // `maxAddresses` the least recently seen entry is forgotten, so a flood of addresses cannot
 // grow memory without bound.
+import { DEFAULTS } from '../config.js';
 import type { AuditEvent, AuditSink } from './audit-log.js';
 import type { CidrList } from './cidr-list.js';
 import { addressKey } from './peer-address.js';
@@ -27,8 +28,10 @@ export interface AddressLimits {
   connectionBurst: number;
   /** Failed authentications (node registrations, admin API tokens) a minute per address; 0 turns the limit off. */
   failedAuthPerMinute: number;
-  /** Violations (refusals for going over a limit) within a minute that get an address banned; 0 never bans. */
+  /** Violations (refusals for going over a limit) within `violationWindowMs` that get an address banned; 0 never bans. */
   banAfterViolations: number;
+  /** The window violations (and failed authentications, for the suspicious-activity line) are counted in; default config.ts's. */
+  violationWindowMs?: number;
   /** How long a ban lasts. */
   banSeconds: number;
   /**
@@ -36,7 +39,7 @@ export interface AddressLimits {
    * until its `RegisterNode` shows a resumed session; 0 (the default here) refuses them at once.
    */
   connectionProbation?: number;
-  /** Most addresses tracked at once; default 65,536. */
+  /** Most addresses tracked at once; default config.ts's `maxTrackedAddresses`. */
   maxAddresses?: number;
   /**
    * Addresses never locked out (`banExemptCidrs`, loopback by default): their failed
@@ -72,7 +75,7 @@ export interface AddressGuardOptions {
 interface Entry {
   connections: TokenBucket | undefined;
   failures: TokenBucket | undefined;
-  /** Start of the one-minute window that violations are counted in. */
+  /** Start of the window that violations are counted in. */
   windowStart: number;
   violations: number;
   /** Failed authentications in the window, for the suspicious-activity line. */
@@ -86,14 +89,12 @@ interface Entry {
   probation: number;
 }
 
-const WINDOW_MS = 60_000;
-const DEFAULT_MAX_ADDRESSES = 65_536;
-
 export class AddressGuard {
   private readonly entries = new Map<string, Entry>();
   private readonly clock: () => number;
   private readonly wallClock: () => number;
   private readonly maxAddresses: number;
+  private readonly windowMs: number;
   /** How long an idle entry still matters: its window, or its buckets refilling. */
   private readonly idleMs: number;
   private readonly sweeper: NodeJS.Timeout;
@@ -105,10 +106,11 @@ export class AddressGuard {
   ) {
     this.clock = options.clock ?? (() => performance.now());
     this.wallClock = options.wallClock ?? Date.now;
-    this.maxAddresses = limits.maxAddresses ?? DEFAULT_MAX_ADDRESSES;
+    this.maxAddresses = limits.maxAddresses ?? DEFAULTS.maxTrackedAddresses;
+    this.windowMs = limits.violationWindowMs ?? DEFAULTS.violationWindowMs;
     const sample = this.newEntry(0);
-    this.idleMs = Math.max(WINDOW_MS, sample.connections?.fillMs ?? 0, sample.failures?.fillMs ?? 0);
-    this.sweeper = setInterval(() => this.sweep(), WINDOW_MS);
+    this.idleMs = Math.max(this.windowMs, sample.connections?.fillMs ?? 0, sample.failures?.fillMs ?? 0);
+    this.sweeper = setInterval(() => this.sweep(), this.windowMs);
     this.sweeper.unref();
   }
 
@@ -265,7 +267,7 @@ export class AddressGuard {
     entry.violations++;
     const { banAfterViolations } = this.limits;
     if (banAfterViolations === 0 || entry.violations < banAfterViolations || entry.bannedUntil > now) return false;
-    this.startBan(entry, ip, now, context, `${banAfterViolations} violations within a minute (last: ${context.reason ?? 'over a limit'})`);
+    this.startBan(entry, ip, now, context, `${banAfterViolations} violations within ${this.windowMs === 60_000 ? 'a minute' : `${this.windowMs / 1000} s`} (last: ${context.reason ?? 'over a limit'})`);
     return true;
   }
 
@@ -285,7 +287,7 @@ export class AddressGuard {
   }
 
   private rollWindow(entry: Entry, now: number): void {
-    if (now - entry.windowStart < WINDOW_MS) return;
+    if (now - entry.windowStart < this.windowMs) return;
     entry.windowStart = now;
     entry.violations = 0;
     entry.failuresInWindow = 0;

@@ -10,6 +10,7 @@
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from '../../observability/logger.js';
+import { DEFAULTS } from '../config.js';
 
 export type AuditEventName =
   | 'auth_succeeded'
@@ -62,7 +63,7 @@ export interface AuditLogOptions {
   /** File the JSON lines are appended to (created with mode 0600); empty: logger only. */
   path: string;
   logger: Logger;
-  /** Throttle window of `recordThrottled`; default one minute. */
+  /** Throttle window of `recordThrottled`; default config.ts's `violationWindowMs`. */
   windowMs?: number;
   /** Most throttle keys kept; the oldest are forgotten beyond it. Default 10,000. */
   maxKeys?: number;
@@ -103,7 +104,7 @@ export class AuditLog implements AuditSink {
 
   constructor(options: AuditLogOptions) {
     this.logger = options.logger.child({ audit: true });
-    this.windowMs = options.windowMs ?? 60_000;
+    this.windowMs = options.windowMs ?? DEFAULTS.violationWindowMs;
     this.maxKeys = options.maxKeys ?? 10_000;
     this.now = options.now ?? (() => new Date());
     this.clock = options.clock ?? (() => performance.now());

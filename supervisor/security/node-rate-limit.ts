@@ -3,6 +3,7 @@
 // `rate_limited` at most once a second (answering every dropped frame would amplify the flood),
 // and a node that goes on being answered within a minute is abusive: the session closes it and
 // its address is banned.
+import { DEFAULTS } from '../config.js';
 import { TokenBucket } from './token-bucket.js';
 
 export interface NodeRates {
@@ -26,15 +27,17 @@ export interface NodeRates {
    * heartbeat interval: a node over its rate for a moment is still heard within its liveness window.
    */
   maxPauseMs?: number;
-  /** `rate_limited` answers within a minute that make the node abusive; 0 never does. */
+  /** `rate_limited` answers within `violationWindowMs` that make the node abusive; 0 never does. */
   banAfterViolations: number;
+  /** The window those answers are counted in; default config.ts's `violationWindowMs`. */
+  violationWindowMs?: number;
+  /** The node hears `rate_limited` at most this often; default config.ts's `rateLimitedAnswerIntervalMs`. */
+  answerIntervalMs?: number;
 }
 
 /** What to do with a frame `admit` refused: drop it quietly, answer `rate_limited`, or close and ban. */
 export type OverRate = 'drop' | 'answer' | 'abuse';
 
-const ANSWER_EVERY_MS = 1_000;
-const WINDOW_MS = 60_000;
 const DEFAULT_MAX_PAUSE_MS = 1_000;
 
 export class NodeRateLimit {
@@ -47,6 +50,8 @@ export class NodeRateLimit {
   private readonly decoding: TokenBucket | undefined;
   private readonly maxPauseMs: number;
   private readonly banAfter: number;
+  private readonly windowMs: number;
+  private readonly answerEveryMs: number;
   private refusedAt = 0;
   private answeredAt = Number.NEGATIVE_INFINITY;
   private windowStart: number;
@@ -58,6 +63,8 @@ export class NodeRateLimit {
     const dps = rates.decodeMsPerSecond ?? 0;
     this.decoding = dps > 0 ? new TokenBucket(dps, Math.max(1, rates.decodeBurstMs ?? dps), now) : undefined;
     this.banAfter = rates.banAfterViolations;
+    this.windowMs = rates.violationWindowMs ?? DEFAULTS.violationWindowMs;
+    this.answerEveryMs = rates.answerIntervalMs ?? DEFAULTS.rateLimitedAnswerIntervalMs;
     this.maxPauseMs = rates.maxPauseMs ?? DEFAULT_MAX_PAUSE_MS;
     this.windowStart = now;
   }
@@ -98,9 +105,9 @@ export class NodeRateLimit {
   /** After `admit` said no: what the session does about that frame. */
   overRate(): OverRate {
     const now = this.refusedAt;
-    if (now - this.answeredAt < ANSWER_EVERY_MS) return 'drop';
+    if (now - this.answeredAt < this.answerEveryMs) return 'drop';
     this.answeredAt = now;
-    if (now - this.windowStart >= WINDOW_MS) {
+    if (now - this.windowStart >= this.windowMs) {
       this.windowStart = now;
       this.violations = 0;
     }

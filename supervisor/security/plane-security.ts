@@ -28,7 +28,7 @@ export interface PlaneSecurity {
 export function createPlaneSecurity(config: Config, logger: Logger): PlaneSecurity {
   const nodeAllow = CidrList.parse(config.nodeAllowCidrs, 'nodeAllowCidrs');
   const apiAllow = CidrList.parse(config.apiAllowCidrs, 'apiAllowCidrs');
-  const audit = new AuditLog({ path: config.auditLog, logger });
+  const audit = new AuditLog({ path: config.auditLog, logger, windowMs: config.violationWindowMs });
   const guard = new AddressGuard(
     {
       connectionsPerSecond: config.connectionRate,
@@ -37,6 +37,8 @@ export function createPlaneSecurity(config: Config, logger: Logger): PlaneSecuri
       failedAuthPerMinute: config.failedAuthPerMinute,
       banAfterViolations: config.banAfterViolations,
       banSeconds: config.banSeconds,
+      violationWindowMs: config.violationWindowMs,
+      maxAddresses: config.maxTrackedAddresses,
       exempt: CidrList.parse(config.banExemptCidrs, 'banExemptCidrs'),
     },
     audit,
@@ -58,6 +60,8 @@ export function createPlaneSecurity(config: Config, logger: Logger): PlaneSecuri
       decodeBurstMs: config.nodeDecodeBurstMs,
       maxPauseMs: config.heartbeatIntervalMs,
       banAfterViolations: config.banAfterViolations,
+      violationWindowMs: config.violationWindowMs,
+      answerIntervalMs: config.rateLimitedAnswerIntervalMs,
     },
     close: () => {
       guard.close();

@@ -1,6 +1,7 @@
 // The SQLite job store's schema and its row ↔ record mapping.
 // Kept apart from sqlite-job-store.ts so the store reads as transitions, not column plumbing.
 import type Database from 'better-sqlite3';
+import type { JobLifecycle } from '../../actors/job-machine.js';
 import type { JobMetrics, JobOutcome, LogStream, Priority } from '../../protocol/messages.js';
 import type { AttemptRecord, JobRecord, JobState, LogRecord, NewJob } from './job-store.js';
 import { SEALED_VALUE, type SecretBox } from './secret-box.js';
@@ -136,6 +137,21 @@ export interface JobRow {
   started_at: string | null;
   result_json: string | null;
   metrics_json: string | null;
+}
+
+/** What a job write reads first: the fencing token and the fields the job machine decides on. */
+export interface LifecycleRow {
+  owner: number;
+  state: JobState;
+  attempt: number;
+  max_attempts: number;
+  cancel_requested: number;
+}
+
+export const LIFECYCLE_SELECT = `SELECT owner, state, attempt, max_attempts, cancel_requested FROM jobs WHERE job_id = ?`;
+
+export function rowToLifecycle(row: LifecycleRow): JobLifecycle {
+  return { state: row.state, attempt: row.attempt, max_attempts: row.max_attempts, cancel_requested: row.cancel_requested !== 0 };
 }
 
 /** Named parameters of the insert in `submit`. */

@@ -4,7 +4,7 @@
 // once that commit is on disk. Reads answer at once from what is committed.
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
-import { nextJobState } from '../../actors/job-machine.js';
+import { nextJobState, type JobEvent, type JobLifecycle } from '../../actors/job-machine.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { JobMetrics, JobOutcome, LogStream, ResultStatus } from '../../protocol/messages.js';
 import type { Logger } from 'pino';
@@ -13,13 +13,16 @@ import { SecretBox } from './secret-box.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 import {
   JOB_SELECT,
+  LIFECYCLE_SELECT,
   rowToAttempt,
+  rowToLifecycle,
   rowToLog,
   rowToRecord,
   toJobInsert,
   type AttemptRow,
   type JobInsert,
   type JobRow,
+  type LifecycleRow,
   type LogRow,
 } from './job-row.js';
 import type {
@@ -38,9 +41,22 @@ import { SQLITE_DEFAULTS, openDatabase, walPathOf, type SqliteOptions } from './
 
 const ALL_STATES: readonly JobState[] = ['Queued', 'Assigned', 'Running', 'Completed', 'Failed', 'Cancelled', 'TimedOut', 'DeadLettered'];
 
-/** The only states in which a node holds the job's current attempt. */
-function isActive(state: JobState): boolean {
-  return state === 'Assigned' || state === 'Running';
+/** A move the job machine allowed: the job as this write read it, and as it leaves it. */
+interface Move {
+  from: JobLifecycle;
+  next: JobLifecycle;
+}
+
+/**
+ * Where `event` takes the job `row` (read in the write's transaction), or undefined when the job
+ * is unknown, is not at `attempt` (the compare-and-set), or the job machine forbids the move.
+ * The store decides no legality of its own: it cannot allow what the machine forbids.
+ */
+function decide(row: LifecycleRow | undefined, attempt: number, event: JobEvent): Move | undefined {
+  if (row === undefined || row.attempt !== attempt) return undefined;
+  const from = rowToLifecycle(row);
+  const next = nextJobState(from, event);
+  return next === undefined ? undefined : { from, next };
 }
 
 const now = (): string => new Date().toISOString();
@@ -55,7 +71,7 @@ function prepareStatements(db: Db) {
       VALUES (@job_id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), 'Queued', 1, @priority, @priority_rank,
               @job, @execution_context, @selector, @deadline, @max_attempts, @owner, @sealed_secrets, @now, @now)`),
     sealedSecrets: db.prepare<[string], { sealed_secrets: string | null }>(`SELECT sealed_secrets FROM jobs WHERE job_id = ?`),
-    ownerOf: db.prepare<[string], number>(`SELECT owner FROM jobs WHERE job_id = ?`).pluck(),
+    lifecycle: db.prepare<[string], LifecycleRow>(LIFECYCLE_SELECT),
     setOwner: db.prepare<[number, string]>(`UPDATE jobs SET owner = ? WHERE job_id = ?`),
     getJob: db.prepare<[string], JobRow>(`${JOB_SELECT} WHERE j.job_id = ?`),
     queued: db.prepare<[number], JobRow>(
@@ -64,30 +80,30 @@ function prepareStatements(db: Db) {
     active: db.prepare<[], JobRow>(
       `${JOB_SELECT} WHERE j.state IN ('Assigned', 'Running') ORDER BY j.priority_rank DESC, j.seq`,
     ),
-    assign: db.prepare<[{ job_id: string; attempt: number; node_id: string; now: string }]>(`
-      UPDATE jobs SET state = 'Assigned', node_id = @node_id, assigned_at = @now, started_at = NULL, updated_at = @now
-      WHERE job_id = @job_id AND attempt = @attempt AND state = 'Queued'`),
+    // Each UPDATE below writes the machine's answer, and only over the row it was asked about.
+    assign: db.prepare<[{ job_id: string; attempt: number; from: JobState; state: JobState; node_id: string; now: string }]>(`
+      UPDATE jobs SET state = @state, node_id = @node_id, assigned_at = @now, started_at = NULL, updated_at = @now
+      WHERE job_id = @job_id AND attempt = @attempt AND state = @from`),
     insertAttempt: db.prepare<[{ job_id: string; attempt: number; node_id: string; now: string }]>(`
       INSERT INTO attempts (job_id, attempt, node_id, assigned_at) VALUES (@job_id, @attempt, @node_id, @now)`),
-    markRunning: db.prepare<[{ job_id: string; attempt: number; now: string }]>(`
-      UPDATE jobs SET state = 'Running', started_at = @now, updated_at = @now
-      WHERE job_id = @job_id AND attempt = @attempt AND state = 'Assigned'`),
+    markRunning: db.prepare<[{ job_id: string; attempt: number; from: JobState; state: JobState; now: string }]>(`
+      UPDATE jobs SET state = @state, started_at = @now, updated_at = @now
+      WHERE job_id = @job_id AND attempt = @attempt AND state = @from`),
     acceptAttempt: db.prepare<[{ job_id: string; attempt: number; now: string }]>(`
       UPDATE attempts SET accepted_at = @now WHERE job_id = @job_id AND attempt = @attempt`),
     endAttempt: db.prepare<[{ job_id: string; attempt: number; outcome: string; reason: string | null; now: string }]>(`
       UPDATE attempts SET ended_at = @now, outcome = @outcome, reason = @reason
       WHERE job_id = @job_id AND attempt = @attempt AND ended_at IS NULL`),
-    // One transition for every move the plane decides; a new attempt forgets the old one's node
-    // and timestamps. An attempt that ends the job keeps its node, so operators see where it ran.
-    transition: db.prepare<[{ job_id: string; state: JobState; attempt: number; reason: string | null; now: string }]>(`
-      UPDATE jobs SET state = @state, attempt = @attempt, reason = @reason, updated_at = @now,
+    // One transition for every other move; a new attempt forgets the old one's node and
+    // timestamps. An attempt that ends the job keeps its node, so operators see where it ran.
+    // `keep_reason` leaves the reason as it is (a cancel that only marks the request).
+    transition: db.prepare<[Transition]>(`
+      UPDATE jobs SET state = @state, attempt = @next_attempt, cancel_requested = @cancel_requested, updated_at = @now,
+        reason = CASE WHEN @keep_reason = 1 THEN reason ELSE @reason END,
         node_id = CASE WHEN @state IN ('Queued', 'DeadLettered') THEN NULL ELSE node_id END,
         assigned_at = CASE WHEN @state = 'Queued' THEN NULL ELSE assigned_at END,
         started_at = CASE WHEN @state = 'Queued' THEN NULL ELSE started_at END
-      WHERE job_id = @job_id`),
-    setCancelRequested: db.prepare<[{ job_id: string; now: string }]>(
-      `UPDATE jobs SET cancel_requested = 1, updated_at = @now WHERE job_id = @job_id`,
-    ),
+      WHERE job_id = @job_id AND attempt = @attempt AND state = @from`),
     hasResult: db.prepare<[string, number], number>(`SELECT 1 FROM results WHERE job_id = ? AND attempt = ?`).pluck(),
     insertResult: db.prepare<[{ job_id: string; attempt: number; result: string; metrics: string; now: string }]>(`
       INSERT INTO results (job_id, attempt, result, metrics, stored_at) VALUES (@job_id, @attempt, @result, @metrics, @now)`),
@@ -109,6 +125,33 @@ function prepareStatements(db: Db) {
     ),
     counts: db.prepare<[], { state: JobState; n: number }>(`SELECT state, COUNT(*) AS n FROM jobs GROUP BY state`),
     attempts: db.prepare<[string], AttemptRow>(`SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt`),
+  };
+}
+
+/** The named parameters of `transition`: the move, from the row it was decided on. */
+interface Transition {
+  job_id: string;
+  attempt: number;
+  from: JobState;
+  state: JobState;
+  next_attempt: number;
+  cancel_requested: number;
+  reason: string | null;
+  keep_reason: number;
+  now: string;
+}
+
+function transitionOf(jobId: string, { from, next }: Move, reason: string | null | 'keep', at: string): Transition {
+  return {
+    job_id: jobId,
+    attempt: from.attempt,
+    from: from.state,
+    state: next.state,
+    next_attempt: next.attempt,
+    cancel_requested: next.cancel_requested ? 1 : 0,
+    reason: reason === 'keep' ? null : reason,
+    keep_reason: reason === 'keep' ? 1 : 0,
+    now: at,
   };
 }
 
@@ -184,8 +227,10 @@ export class SqliteJobStore implements JobStore {
   }
 
   assign(jobId: string, attempt: number, nodeId: string, owner: OwnerToken): Promise<boolean> {
-    return this.#fenced(jobId, owner, () => {
-      const params = { job_id: jobId, attempt, node_id: nodeId, now: now() };
+    return this.#fenced(jobId, owner, (row) => {
+      const move = decide(row, attempt, { type: 'assign' });
+      if (move === undefined) return false;
+      const params = { job_id: jobId, attempt, from: move.from.state, state: move.next.state, node_id: nodeId, now: now() };
       if (this.#sql.assign.run(params).changes === 0) return false;
       this.#sql.insertAttempt.run(params);
       return true;
@@ -193,8 +238,10 @@ export class SqliteJobStore implements JobStore {
   }
 
   markRunning(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean> {
-    return this.#fenced(jobId, owner, () => {
-      const params = { job_id: jobId, attempt, now: now() };
+    return this.#fenced(jobId, owner, (row) => {
+      const move = decide(row, attempt, { type: 'accept' });
+      if (move === undefined) return false;
+      const params = { job_id: jobId, attempt, from: move.from.state, state: move.next.state, now: now() };
       if (this.#sql.markRunning.run(params).changes === 0) return false;
       this.#sql.acceptAttempt.run(params);
       return true;
@@ -202,18 +249,13 @@ export class SqliteJobStore implements JobStore {
   }
 
   requeue(jobId: string, attempt: number, reason: string, owner: OwnerToken): Promise<JobRecord | undefined> {
-    return this.#fenced(jobId, owner, () => {
-      const row = this.#sql.getJob.get(jobId);
-      if (row === undefined || row.attempt !== attempt || !isActive(row.state)) return undefined;
+    return this.#fenced(jobId, owner, (row) => {
+      // Back to the queue as the next attempt, dead-lettered or cancelled: the machine says which.
+      const move = decide(row, attempt, { type: 'withdraw' });
+      if (move === undefined) return undefined;
       const at = now();
+      if (this.#sql.transition.run(transitionOf(jobId, move, reason, at)).changes === 0) return undefined;
       this.#sql.endAttempt.run({ job_id: jobId, attempt, outcome: 'Withdrawn', reason, now: at });
-      const next =
-        row.cancel_requested !== 0
-          ? { state: 'Cancelled' as const, attempt }
-          : attempt >= row.max_attempts
-            ? { state: 'DeadLettered' as const, attempt }
-            : { state: 'Queued' as const, attempt: attempt + 1 };
-      this.#sql.transition.run({ job_id: jobId, ...next, reason, now: at });
       return this.#get(jobId);
     });
   }
@@ -225,16 +267,16 @@ export class SqliteJobStore implements JobStore {
     metrics: JobMetrics,
     owner: OwnerToken,
   ): Promise<StoreResultOutcome> {
-    return this.#fenced(jobId, owner, (): StoreResultOutcome => {
+    return this.#fenced(jobId, owner, (row): StoreResultOutcome => {
       if (this.#sql.hasResult.get(jobId, attempt) !== undefined) return 'duplicate';
-      const row = this.#sql.getJob.get(jobId);
-      if (row === undefined || row.attempt !== attempt || !isActive(row.state)) return 'stale';
+      const move = decide(row, attempt, { type: 'result', status: result.status });
+      if (move === undefined) return 'stale';
       const at = now();
+      // A result explains the end by itself: drop the reason an earlier requeue left.
+      if (this.#sql.transition.run(transitionOf(jobId, move, null, at)).changes === 0) return 'stale';
       const params = { job_id: jobId, attempt, now: at };
       this.#sql.insertResult.run({ ...params, result: JSON.stringify(result), metrics: JSON.stringify(metrics) });
       this.#sql.endAttempt.run({ ...params, outcome: result.status, reason: null });
-      // A result explains the end by itself: drop the reason an earlier requeue left.
-      this.#sql.transition.run({ ...params, state: result.status, reason: null });
       return 'stored';
     });
   }
@@ -246,34 +288,25 @@ export class SqliteJobStore implements JobStore {
     reason: string,
     owner: OwnerToken,
   ): Promise<boolean> {
-    return this.#fenced(jobId, owner, () => {
-      const row = this.#sql.getJob.get(jobId);
-      if (row === undefined || row.attempt !== attempt) return false;
-      if (row.state !== 'Queued' && !isActive(row.state)) return false;
-      const params = { job_id: jobId, attempt, reason, now: now() };
-      this.#sql.endAttempt.run({ ...params, outcome: state });
-      this.#sql.transition.run({ ...params, state });
+    return this.#fenced(jobId, owner, (row) => {
+      const move = decide(row, attempt, { type: 'finish', state });
+      if (move === undefined) return false;
+      const at = now();
+      if (this.#sql.transition.run(transitionOf(jobId, move, reason, at)).changes === 0) return false;
+      this.#sql.endAttempt.run({ job_id: jobId, attempt, outcome: state, reason, now: at });
       return true;
     });
   }
 
   requestCancel(jobId: string, owner: OwnerToken): Promise<JobRecord | undefined> {
-    return this.#fenced(jobId, owner, () => {
-      const row = this.#sql.getJob.get(jobId);
+    return this.#fenced(jobId, owner, (row) => {
       if (row === undefined) return undefined;
-      const at = now();
-      if (row.state === 'Queued') {
-        this.#sql.setCancelRequested.run({ job_id: jobId, now: at });
-        this.#sql.transition.run({
-          job_id: jobId,
-          state: 'Cancelled',
-          attempt: row.attempt,
-          reason: 'cancel requested',
-          now: at,
-        });
-      } else if (isActive(row.state)) {
-        // The plane sends CancelJob; the node's result (or a requeue) then ends the job.
-        this.#sql.setCancelRequested.run({ job_id: jobId, now: at });
+      // Queued: Cancelled at once. Assigned or Running: only marked; the plane sends CancelJob and
+      // the node's result (or a requeue) ends the job. An ended job is left as it was.
+      const move = decide(row, row.attempt, { type: 'cancel' });
+      if (move !== undefined) {
+        const reason = move.next.state === move.from.state ? 'keep' : 'cancel requested';
+        this.#sql.transition.run(transitionOf(jobId, move, reason, now()));
       }
       return this.#get(jobId);
     });
@@ -336,17 +369,18 @@ export class SqliteJobStore implements JobStore {
 
   /**
    * A write to one job, fenced by its owner token: refused as a whole when the job was written
-   * with a higher token; a higher token than the job's becomes the job's. An unknown job is
-   * left to `fn`, which answers as for any stale call.
+   * with a higher token; a higher token than the job's becomes the job's. `fn` gets the job's
+   * row as read inside the write's transaction (undefined for an unknown job, which it answers
+   * as for any stale call), to ask the job machine from.
    */
-  #fenced<T>(jobId: string, owner: OwnerToken, fn: () => T): Promise<T> {
+  #fenced<T>(jobId: string, owner: OwnerToken, fn: (row: LifecycleRow | undefined) => T): Promise<T> {
     return this.#tx(() => {
-      const current = this.#sql.ownerOf.get(jobId);
-      if (current !== undefined && owner < current) {
-        throw new MusterError('internal', `job ${jobId} is owned by a newer writer (owner token ${current}, this write ${owner})`);
+      const row = this.#sql.lifecycle.get(jobId);
+      if (row !== undefined && owner < row.owner) {
+        throw new MusterError('internal', `job ${jobId} is owned by a newer writer (owner token ${row.owner}, this write ${owner})`);
       }
-      if (current !== undefined && owner > current) this.#sql.setOwner.run(owner, jobId);
-      return fn();
+      if (row !== undefined && owner > row.owner) this.#sql.setOwner.run(owner, jobId);
+      return fn(row);
     });
   }
 
@@ -393,15 +427,15 @@ export class SqliteJobStore implements JobStore {
   }
 
   retry(jobId: string, attempt: number, owner: OwnerToken): Promise<JobRecord | undefined> {
-    return this.#fenced(jobId, owner, () => {
-      const row = this.#sql.getJob.get(jobId);
-      if (row === undefined || row.attempt !== attempt) return undefined;
+    return this.#fenced(jobId, owner, (row) => {
       // The job machine decides whether this end may be retried, and what the job becomes.
-      const next = nextJobState(rowToRecord(row), { type: 'retry' });
-      if (next === undefined) return undefined;
+      const move = decide(row, attempt, { type: 'retry' });
+      if (move === undefined) return undefined;
+      const { next } = move;
       const changed = this.#pipeline().retry.run({
         job_id: jobId,
         attempt,
+        from: move.from.state,
         state: next.state,
         next_attempt: next.attempt,
         cancel_requested: next.cancel_requested ? 1 : 0,
@@ -425,11 +459,11 @@ function preparePipelineStatements(db: Db) {
       ORDER BY j.seq DESC LIMIT @limit`),
     // A new attempt forgets the old one's node, times and reason; its result stays under its own attempt.
     retry: db.prepare<
-      [{ job_id: string; attempt: number; state: JobState; next_attempt: number; cancel_requested: number; now: string }]
+      [{ job_id: string; attempt: number; from: JobState; state: JobState; next_attempt: number; cancel_requested: number; now: string }]
     >(`
       UPDATE jobs SET state = @state, attempt = @next_attempt, cancel_requested = @cancel_requested, reason = NULL,
         node_id = NULL, assigned_at = NULL, started_at = NULL, updated_at = @now
-      WHERE job_id = @job_id AND attempt = @attempt`),
+      WHERE job_id = @job_id AND attempt = @attempt AND state = @from`),
   };
 }
 

@@ -3,13 +3,10 @@
 // lookup, not a query. The set is loaded at start, grows on each revoke, and follows
 // revocations other processes write to the same store (the CLI offline, later other replicas).
 import type { Logger } from 'pino';
+import { DEFAULTS } from '../config.js';
 import type { Revocation, TokenInfo, TokenRecord, TokenStore } from '../store/token-store.js';
 import type { MintAnswer } from '../admin/wire-types.js';
 import type { MintRequest, TokenAuthority } from './tokens.js';
-
-/** Recorded tokens expired longer ago than this are forgotten (an expired token is refused anyway). */
-const KEEP_EXPIRED_MS = 24 * 3_600_000;
-const PRUNE_INTERVAL_MS = 3_600_000;
 
 export interface TokenRegistryOptions {
   store: TokenStore;
@@ -18,12 +15,17 @@ export interface TokenRegistryOptions {
   onRevoked: (revocation: Revocation) => void;
   /** How often to read revocations written by others; 0: never. */
   pollMs: number;
+  /** Recorded tokens expired longer ago than this are forgotten (an expired token is refused anyway); default config.ts's. */
+  keepExpiredMs?: number;
+  /** How often they are forgotten; default config.ts's. */
+  pruneIntervalMs?: number;
 }
 
 export class TokenRegistry {
   readonly #store: TokenStore;
   readonly #logger: Logger;
   readonly #onRevoked: (revocation: Revocation) => void;
+  readonly #keepExpiredMs: number;
   readonly #revoked = new Set<string>();
   /**
    * Revoked here and being written: refused from the moment of the call, not from the end of
@@ -40,6 +42,7 @@ export class TokenRegistry {
     this.#store = options.store;
     this.#logger = options.logger;
     this.#onRevoked = options.onRevoked;
+    this.#keepExpiredMs = options.keepExpiredMs ?? DEFAULTS.tokenKeepExpiredMs;
   }
 
   /** Loads every revocation, forgets long-expired tokens, and starts following the store. */
@@ -48,7 +51,7 @@ export class TokenRegistry {
     for (const revocation of await options.store.revokedSince(0)) registry.#learn(revocation, false);
     await registry.#prune();
     if (options.pollMs > 0) registry.#every(options.pollMs, () => registry.sync());
-    registry.#every(PRUNE_INTERVAL_MS, () => registry.#prune());
+    registry.#every(options.pruneIntervalMs ?? DEFAULTS.tokenPruneIntervalMs, () => registry.#prune());
     return registry;
   }
 
@@ -111,7 +114,7 @@ export class TokenRegistry {
 
   async #prune(): Promise<void> {
     try {
-      await this.#store.pruneTokens(new Date(Date.now() - KEEP_EXPIRED_MS).toISOString());
+      await this.#store.pruneTokens(new Date(Date.now() - this.#keepExpiredMs).toISOString());
     } catch (err) {
       this.#logger.warn({ err }, 'could not prune expired tokens');
     }

@@ -4,7 +4,7 @@
 // from reading (checkConfig, which the plane runs first), so that the CLI's client commands need
 // not load TypeBox.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
@@ -155,5 +155,17 @@ describe('timeouts moved into the configuration reach the listeners', () => {
     } finally {
       await g.stop();
     }
+  });
+});
+
+describe("the README's configuration table", () => {
+  it('lists every setting with its MUSTER_* variable', () => {
+    const readme = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
+    const section = readme.slice(readme.indexOf('\n## Configuration\n'), readme.indexOf('\n## ', readme.indexOf('\n## Configuration\n') + 1));
+    const rows = section.split('\n').filter((line) => line.startsWith('| `'));
+    const missing = (Object.keys(DEFAULTS) as (keyof Config)[]).filter(
+      (key) => !rows.some((row) => row.split(' | ')[0]!.includes(`\`${key}\``) && row.includes(`\`${envName(key)}\``)),
+    );
+    expect(missing).toEqual([]);
   });
 });

@@ -1,6 +1,7 @@
 // The JobStore contract: every store (SQLite now, NATS JetStream later) runs this same suite,
 // so the scheduler and the admin API can rely on one behaviour whatever the backend.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { lifecycleOf, nextJobState, type JobEvent } from '../../../actors/job-machine.js';
 import { MusterError } from '../../../protocol/errors.js';
 import type { JobMetrics, JobOutcome, Priority, ResultStatus } from '../../../protocol/messages.js';
 import type { JobStore, NewJob } from '../../../supervisor/store/job-store.js';
@@ -420,6 +421,102 @@ export function jobStoreContract(name: string, open: () => Promise<JobStore> | J
         const { job_id } = await store.submit(newJob(), OWNER + 2);
         await expect(store.assign(job_id, 1, NODE_A, OWNER + 1)).rejects.toBeInstanceOf(MusterError);
         expect(await store.assign(job_id, 1, NODE_A, OWNER + 2)).toBe(true);
+      });
+    });
+
+    describe('the job machine decides every move', () => {
+      /** A fresh job brought to each state the machine tells apart, at attempt 1. */
+      const jobs: Array<[string, () => Promise<string>]> = [
+        ['Queued', async () => (await store.submit(newJob(), OWNER)).job_id],
+        ['Assigned', () => assigned()],
+        ['Assigned, cancel requested', async () => cancelled(await assigned())],
+        ['Running', () => assigned({}, true)],
+        ['Running, last attempt', () => assigned({ max_attempts: 1 }, true)],
+        ['Running, cancel requested', async () => cancelled(await assigned({}, true))],
+        ...(['Completed', 'Failed', 'Cancelled', 'TimedOut'] as const).map((status): [string, () => Promise<string>] => [
+          `${status} by its result`,
+          async () => {
+            const id = await assigned({}, true);
+            expect(await store.storeResult(id, 1, outcome(status), METRICS, OWNER)).toBe('stored');
+            return id;
+          },
+        ]),
+        ['Cancelled while queued', async () => cancelled((await store.submit(newJob(), OWNER)).job_id)],
+        [
+          'TimedOut by the plane',
+          async () => {
+            const id = await assigned({}, true);
+            expect(await store.finish(id, 1, 'TimedOut', 'deadline', OWNER)).toBe(true);
+            return id;
+          },
+        ],
+        [
+          'DeadLettered',
+          async () => {
+            const id = await assigned({ max_attempts: 1 });
+            await store.requeue(id, 1, 'rejected', OWNER);
+            return id;
+          },
+        ],
+      ];
+
+      async function cancelled(id: string): Promise<string> {
+        await store.requestCancel(id, OWNER);
+        return id;
+      }
+
+      /**
+       * Each event as the store is asked it, straight (no coordinator in front): whether the
+       * store's answer says it moved the job; undefined where the answer cannot tell (a cancel
+       * answers with the record either way).
+       */
+      const events: Array<[string, JobEvent, (id: string) => Promise<boolean | undefined>]> = [
+        ['assign', { type: 'assign' }, async (id) => store.assign(id, 1, NODE_B, OWNER)],
+        ['markRunning', { type: 'accept' }, async (id) => store.markRunning(id, 1, OWNER)],
+        ...(['Completed', 'Failed', 'Cancelled', 'TimedOut'] as const).map(
+          (status): [string, JobEvent, (id: string) => Promise<boolean>] => [
+            `storeResult ${status}`,
+            { type: 'result', status },
+            async (id) => (await store.storeResult(id, 1, outcome(status), METRICS, OWNER)) === 'stored',
+          ],
+        ),
+        ['requeue', { type: 'withdraw' }, async (id) => (await store.requeue(id, 1, 'withdrawn', OWNER)) !== undefined],
+        ...(['Cancelled', 'TimedOut'] as const).map((state): [string, JobEvent, (id: string) => Promise<boolean>] => [
+          `finish ${state}`,
+          { type: 'finish', state },
+          async (id) => store.finish(id, 1, state, 'by the plane', OWNER),
+        ]),
+        ['requestCancel', { type: 'cancel' }, async (id) => (await store.requestCancel(id, OWNER), undefined)],
+        ['retry', { type: 'retry' }, async (id) => (await store.retry(id, 1, OWNER)) !== undefined],
+      ];
+
+      it.each(jobs)('moves a job (%s) exactly as the machine says, and refuses the rest changing nothing', async (_, make) => {
+        for (const [call, event, ask] of events) {
+          const id = await make();
+          const before = { job: await store.get(id), attempts: await store.attempts(id), logs: await store.logs(id) };
+          const expected = nextJobState(lifecycleOf(before.job!), event);
+          const moved = await ask(id);
+          const label = `${call} (job ${before.job!.state})`;
+          if (moved !== undefined) expect(moved, label).toBe(expected !== undefined);
+          if (expected === undefined) {
+            expect({ job: await store.get(id), attempts: await store.attempts(id), logs: await store.logs(id) }, label).toEqual(before);
+          } else {
+            expect(lifecycleOf((await store.get(id))!), label).toEqual(expected);
+          }
+        }
+      });
+
+      it('refuses markRunning of a Queued job, storeResult for a Cancelled job and assign of a Running job', async () => {
+        const queued = (await store.submit(newJob(), OWNER)).job_id;
+        expect(await store.markRunning(queued, 1, OWNER)).toBe(false);
+        expect((await store.get(queued))?.state).toBe('Queued');
+        const cancelledJob = await cancelled((await store.submit(newJob(), OWNER)).job_id);
+        expect(await store.storeResult(cancelledJob, 1, outcome(), METRICS, OWNER)).toBe('stale');
+        expect((await store.get(cancelledJob))?.result).toBeUndefined();
+        const running = await assigned({}, true);
+        expect(await store.assign(running, 1, NODE_B, OWNER)).toBe(false);
+        expect(await store.get(running)).toMatchObject({ state: 'Running', node_id: NODE_A });
+        expect((await store.attempts(running)).map((a) => a.node_id)).toEqual([NODE_A]);
       });
     });
 

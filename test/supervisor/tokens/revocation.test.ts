@@ -308,6 +308,7 @@ describe('admin API tokens', () => {
       [{ role: 'admin', node_type: 'linux' }, 'node_type'],
       [{ role: 'node', ttl_seconds: 0 }, 'ttl_seconds'],
       [{ role: 'node', ttl_seconds: 1.5 }, 'ttl_seconds'],
+      [{ role: 'node', ttl_seconds: 400_000_000 }, 'ttl_seconds'],
       [{}, 'role'],
     ] as const) {
       const answer = await call<{ error: { code: string; field?: string } }>('POST', '/v1/tokens', adminToken, body);
