@@ -20,7 +20,7 @@ import {
 import { CODEC_JSON, ENCRYPTED_BIT, encodeBody, type Codec } from '../../protocol/codec.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf, NodeMessage, PlaneMessageType, MessageData } from '../../protocol/messages.js';
-import { readNodeMessage } from '../../protocol/message-reader.js';
+import { readNodeMessage, SCAN_MIN_BYTES } from '../../protocol/message-reader.js';
 import type { Connection } from '../../transports/transport.js';
 import { NodeRateLimit, type NodeRates } from '../security/node-rate-limit.js';
 
@@ -211,7 +211,10 @@ export class NodeSession {
     const codec = codecByte as Codec;
     if (!this.registeredCodec) this.codec = codec;
     let message: NodeMessage;
-    const reading = performance.now();
+    // A small body's reading time is bounded by its size (and charged by the byte rate); only
+    // larger ones are timed against the sender's reading-time budget.
+    const timed = this.rate !== undefined && body.length > SCAN_MIN_BYTES;
+    const reading = timed ? performance.now() : 0;
     try {
       message = readNodeMessage(codec, body);
     } catch (err) {
@@ -219,7 +222,10 @@ export class NodeSession {
       this.deliver(error.replyTo, { type: 'frame.error', error });
       return;
     } finally {
-      this.rate?.chargeDecoding(performance.now() - reading);
+      if (timed) {
+        const done = performance.now();
+        this.rate?.chargeDecoding(done - reading, done);
+      }
     }
     // The machine's own decision that such a heartbeat needs no transition.
     if (message.type === 'Heartbeat' && skipsActor(this.actor.getSnapshot(), message)) return;
