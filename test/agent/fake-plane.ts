@@ -45,14 +45,7 @@ export class PlaneConn {
         if (r.message.type === type) return { ...(r.message as EnvelopeOf<T>), codecByte: r.codecByte };
       }
       if (this.closed) throw new Error(`connection closed while waiting for ${type}`);
-      if (Date.now() > until) throw new Error(`no ${type} within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 100);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await this.change(until, `no ${type} within ${timeoutMs} ms`);
     }
   }
 
@@ -61,15 +54,13 @@ export class PlaneConn {
     const until = Date.now() + timeoutMs;
     while (!done()) {
       if (this.closed) throw new Error(`connection closed while waiting for ${what}`);
-      if (Date.now() > until) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 100);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await this.change(until, `not within ${timeoutMs} ms: ${what}`);
     }
+  }
+
+  /** Resolves at the next message or close; rejects with `failure` once `until` (ms since the epoch) passes. */
+  private change(until: number, failure: string): Promise<void> {
+    return afterNext(this.waiters, until, failure);
   }
 
   /** Messages of a type received so far, in order. */
@@ -134,14 +125,7 @@ export class FakePlane {
   async nextConnection(timeoutMs = 10_000): Promise<PlaneConn> {
     const until = Date.now() + timeoutMs;
     while (this.taken >= this.conns.length) {
-      if (Date.now() > until) throw new Error('agent did not connect');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 100);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await afterNext(this.waiters, until, 'agent did not connect');
     }
     return this.conns[this.taken++]!;
   }
@@ -153,3 +137,17 @@ export class FakePlane {
 }
 
 export { CODEC_JSON, CODEC_MSGPACK };
+
+/**
+ * Resolves when the next of `waiters` is called (an event: a frame, a close, a connection);
+ * the timer is only a deadline, after which the wait fails the test.
+ */
+function afterNext(waiters: { push(waiter: () => void): number }, until: number, failure: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(failure)), Math.max(0, until - Date.now()));
+    waiters.push(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
