@@ -128,12 +128,15 @@ class HandleTracker {
     return [...this.open.values()];
   }
 
-  /** Waits until none is open (told by the destroy hook), or `timeoutMs` has passed; the deadline timer is not tracked. */
+  /**
+   * Waits until none is open (told by the destroy hook); past `timeoutMs` it fails, naming the
+   * handles still open. The deadline timer is not tracked.
+   */
   async settle(timeoutMs = 5_000): Promise<string[]> {
     if (this.open.size > 0) {
-      await new Promise<void>((resolve) => {
+      await new Promise<void>((resolve, reject) => {
         this.ignoring = true;
-        const deadline = setTimeout(resolve, timeoutMs);
+        const deadline = setTimeout(() => reject(new Error(`still open after ${timeoutMs} ms: ${this.still().join(', ')}`)), timeoutMs);
         this.ignoring = false;
         this.emptied = () => {
           clearTimeout(deadline);
