@@ -11,6 +11,7 @@ import { startAgent, type Agent, type AgentOptions } from '../../agent/agent.js'
 import type { MessageData } from '../../protocol/messages.js';
 import '../../transports/builtin.js';
 import { CODEC_JSON, CODEC_MSGPACK, FakePlane, type PlaneConn } from './fake-plane.js';
+import { jobAssignment } from './agent-process.js';
 
 const TOKEN = 'registration.jwt.token';
 const logger = pino({ level: 'silent' });
@@ -81,23 +82,6 @@ function ack(nodeId: string, extra: Partial<MessageData<'RegisterAck'>> = {}): M
   };
 }
 
-function assignment(command: string[], jobId = randomUUID()): MessageData<'JobAssignment'> {
-  return {
-    job_id: jobId,
-    attempt: 1,
-    job: {
-      name: 'test',
-      image: '',
-      command,
-      environment: {},
-      timeout: { secs: 60, nanos: 0 },
-      resource_requirements: { cpu_cores: 0, memory_mb: 0, disk_gb: 0 },
-    },
-    execution_context: { workspace_id: 'w', pipeline_id: 'p', build_number: 1, git_ref: 'main', variables: {}, secrets: {} },
-    priority: 'Normal',
-  };
-}
-
 async function registered(conn: PlaneConn, nodeId = randomUUID(), extra: Partial<MessageData<'RegisterAck'>> = {}) {
   const reg = await conn.next('RegisterNode');
   conn.send('RegisterAck', ack(nodeId, extra));
@@ -143,7 +127,7 @@ describe('Agent', () => {
     agent();
     const conn = await plane.nextConnection();
     const { nodeId } = await registered(conn);
-    const job = assignment(['echo', 'hi']);
+    const job = jobAssignment(['echo', 'hi']);
     conn.send('JobAssignment', job);
     expect((await conn.next('JobAccepted')).data).toEqual({ job_id: job.job_id, attempt: 1 });
     const chunk = await conn.next('LogChunk');
@@ -169,7 +153,7 @@ describe('Agent', () => {
     agent();
     let conn = await plane.nextConnection();
     const { nodeId } = await registered(conn);
-    const job = assignment(['echo', 'hi']);
+    const job = jobAssignment(['echo', 'hi']);
     conn.send('JobAssignment', job);
     await conn.next('JobResult');
     conn.drop();
@@ -200,7 +184,7 @@ describe('Agent', () => {
     agent({ resultResendIntervalMs: 100 });
     const conn = await plane.nextConnection();
     await registered(conn);
-    const job = assignment(['echo', 'hi']);
+    const job = jobAssignment(['echo', 'hi']);
     conn.send('JobAssignment', job);
     const first = await conn.next('JobResult');
     // What the plane answers when its store fails (a full disk): non-fatal, the connection stays.
@@ -225,7 +209,7 @@ describe('Agent', () => {
     onTestFinished(() => rmSync(gateDir, { recursive: true, force: true }));
     const gate = join(gateDir, 'gate.fifo');
     execFileSync('mkfifo', [gate]);
-    const job = assignment(['sh', '-c', 'read go < "$0"; echo later', gate]);
+    const job = jobAssignment(['sh', '-c', 'read go < "$0"; echo later', gate]);
     conn.send('JobAssignment', job);
     await conn.next('JobAccepted');
     conn.drop();
@@ -302,7 +286,7 @@ describe('Agent', () => {
     agent({ resultResendIntervalMs: 100, logger: warnings });
     let conn = await plane.nextConnection();
     const { nodeId: oldNode } = await registered(conn);
-    const job = assignment(['echo', 'hi']);
+    const job = jobAssignment(['echo', 'hi']);
     conn.send('JobAssignment', job);
     await conn.next('JobResult');
     conn.drop();
@@ -350,7 +334,7 @@ describe('Agent', () => {
       agent({ urls: [unixPlane.url] });
       const conn = await unixPlane.nextConnection();
       await registered(conn);
-      conn.send('JobAssignment', assignment(['echo', 'over unix']));
+      conn.send('JobAssignment', jobAssignment(['echo', 'over unix']));
       expect((await conn.next('JobResult')).data.result.stdout).toBe('over unix\n');
     } finally {
       await unixPlane.close();
@@ -371,7 +355,7 @@ describe('Agent', () => {
     agent();
     const conn = await plane.nextConnection();
     await registered(conn);
-    const job = assignment(['sh', '-c', 'echo one; sleep 0.3; echo two; sleep 30']);
+    const job = jobAssignment(['sh', '-c', 'echo one; sleep 0.3; echo two; sleep 30']);
     conn.send('JobAssignment', job);
     await conn.next('LogChunk');
     await conn.next('LogChunk');
@@ -388,7 +372,7 @@ describe('Agent', () => {
     const conn = await plane.nextConnection();
     await registered(conn);
     const pidFile = join(workDir, 'attempt-1.pid');
-    const first = assignment(['sh', '-c', `trap "" TERM; echo $$ > ${pidFile}; echo one; while :; do sleep 0.05; done`]);
+    const first = jobAssignment(['sh', '-c', `trap "" TERM; echo $$ > ${pidFile}; echo one; while :; do sleep 0.05; done`]);
     conn.send('JobAssignment', first);
     await conn.next('LogChunk');
     // Attempt 2 looks for attempt 1's main process when it starts.
@@ -409,7 +393,7 @@ describe('Agent', () => {
     agent();
     const conn = await plane.nextConnection();
     await registered(conn);
-    const big = assignment(['true']);
+    const big = jobAssignment(['true']);
     big.job.resource_requirements.cpu_cores = os.cpus().length + 1;
     conn.send('JobAssignment', big);
     const rejected = await conn.next('JobRejected');
@@ -422,7 +406,7 @@ describe('Agent', () => {
     const conn = await plane.nextConnection();
     await registered(conn);
     conn.sendRaw(CODEC_JSON, new TextEncoder().encode('{not json'));
-    conn.send('JobAssignment', { ...assignment(['true']), priority: 'Urgent' } as unknown as MessageData<'JobAssignment'>);
+    conn.send('JobAssignment', { ...jobAssignment(['true']), priority: 'Urgent' } as unknown as MessageData<'JobAssignment'>);
     conn.send('Configure', { heartbeat_interval_ms: 50 });
     await conn.next('Heartbeat');
     expect(conn.all('JobAccepted')).toEqual([]);
@@ -433,11 +417,11 @@ describe('Agent', () => {
     agent();
     const conn = await plane.nextConnection();
     await registered(conn);
-    const before = assignment(['echo', 'before']);
+    const before = jobAssignment(['echo', 'before']);
     // Over the default max_frame_bytes (1 MiB) once encoded, under the default read limit.
-    const big = assignment(['echo', 'x'.repeat(1_200_000)]);
-    const invalid = { ...assignment(['true']), priority: 'Urgent' } as unknown as MessageData<'JobAssignment'>;
-    const after = assignment(['echo', 'after']);
+    const big = jobAssignment(['echo', 'x'.repeat(1_200_000)]);
+    const invalid = { ...jobAssignment(['true']), priority: 'Urgent' } as unknown as MessageData<'JobAssignment'>;
+    const after = jobAssignment(['echo', 'after']);
     for (const job of [before, big, invalid, after]) conn.send('JobAssignment', job);
     // Answers come in any order: the big frame takes a while to arrive, the small jobs do not.
     await conn.until('two rejections and two results', () => conn.all('JobRejected').length === 2 && conn.all('JobResult').length === 2);
@@ -456,13 +440,13 @@ describe('Agent', () => {
     const a = agent();
     const conn = await plane.nextConnection();
     const { nodeId } = await registered(conn);
-    const job = assignment(['sh', '-c', 'sleep 0.3; echo done']);
+    const job = jobAssignment(['sh', '-c', 'sleep 0.3; echo done']);
     conn.send('JobAssignment', job);
     await conn.next('JobAccepted');
     const drained = a.drain();
     // The heartbeat that follows the acceptance may still say Ready; the drain's own says Draining.
     while ((await conn.next('Heartbeat')).data.status !== 'Draining');
-    const late = assignment(['true']);
+    const late = jobAssignment(['true']);
     conn.send('JobAssignment', late);
     expect((await conn.next('JobRejected')).data).toMatchObject({ job_id: late.job_id, reason: 'draining' });
     const result = await conn.next('JobResult');
@@ -478,13 +462,13 @@ describe('Agent', () => {
     await registered(conn);
     conn.send('Drain', {});
     while ((await conn.next('Heartbeat')).data.status !== 'Draining');
-    const refused = assignment(['true']);
+    const refused = jobAssignment(['true']);
     conn.send('JobAssignment', refused);
     expect((await conn.next('JobRejected')).data).toMatchObject({ job_id: refused.job_id, reason: 'draining' });
     conn.send('Undrain', {});
     // It says so by a heartbeat (sent at once): the plane marks the node ready on it.
     while ((await conn.next('Heartbeat')).data.status !== 'Ready');
-    const taken = assignment(['true']);
+    const taken = jobAssignment(['true']);
     conn.send('JobAssignment', taken);
     expect((await conn.next('JobAccepted')).data.job_id).toBe(taken.job_id);
     const done = await conn.next('JobResult');
@@ -493,7 +477,7 @@ describe('Agent', () => {
     const drained = a.drain();
     while ((await conn.next('Heartbeat')).data.status !== 'Draining');
     conn.send('Undrain', {});
-    const late = assignment(['true']);
+    const late = jobAssignment(['true']);
     conn.send('JobAssignment', late);
     expect((await conn.next('JobRejected')).data).toMatchObject({ job_id: late.job_id, reason: 'draining' });
     await conn.next('Deregister');
