@@ -15,7 +15,7 @@
 import { assign, setup, transition } from 'xstate';
 import type { ResultStatus } from '../protocol/messages.js';
 
-/** A job's state (the `state` of `GET /v1/jobs/{id}`); the same names as the store's `JobState`. */
+/** A job's state (the `state` of `GET /v1/jobs/{id}`); the store's `JobState` is this type. */
 export type JobLifecycleState =
   | 'Queued'
   | 'Assigned'

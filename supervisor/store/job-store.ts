@@ -1,6 +1,7 @@
 // The JobStore seam: where jobs, their attempts, results and log chunks live.
 // The embedded plane uses SQLite (sqlite-job-store.ts); a NATS JetStream store comes later
 // behind the same interface and must pass the same contract tests (test/supervisor/store/job-store-contract.ts).
+import type { JobLifecycleState } from '../../actors/job-machine.js';
 import type {
   ExecutionContext,
   JobMetrics,
@@ -11,15 +12,8 @@ import type {
   ResultStatus,
 } from '../../protocol/messages.js';
 
-export type JobState =
-  | 'Queued'
-  | 'Assigned'
-  | 'Running'
-  | 'Completed'
-  | 'Failed'
-  | 'Cancelled'
-  | 'TimedOut'
-  | 'DeadLettered';
+/** A job's state: the job machine's (actors/job-machine.ts), which every store follows. */
+export type JobState = JobLifecycleState;
 
 export const TERMINAL_STATES: ReadonlySet<JobState> = new Set([
   'Completed',
