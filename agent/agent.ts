@@ -2,10 +2,11 @@
 // registers (resuming its session after the first time), heartbeats, takes jobs and
 // returns their logs and results, and reconnects with backoff whenever the connection
 // goes, trying its URLs in turn. Jobs keep running while it is disconnected.
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { CodecName } from '../protocol/codec.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/frame-decoder.js';
-import type { EnvelopeOf, MessageData, NodeStatus, PlaneMessage } from '../protocol/messages.js';
+import type { EnvelopeOf, MessageData, NodeStatus, PlaneMessage, ResultStatus } from '../protocol/messages.js';
 import { encrypted } from '../transports/encrypted-connection.js';
 import { HttpPeerError } from '../transports/http-sniff.js';
 import { PayloadCipher } from '../transports/payload-cipher.js';
@@ -32,7 +33,18 @@ export type { AgentOptions, Dialer } from './agent-options.js';
 // the registration token they can never succeed, so the agent gives up (refusals.ts).
 const RESUME_REFUSALS: ReadonlySet<string> = new Set(['auth_failed', 'token_expired', 'token_revoked', 'forbidden']);
 
+/** What the agent tells its embedder (the library's `agent.on`), by event name. */
+export interface AgentEvents {
+  registered: [{ node_id: string; resumed: boolean; control_plane_id: string }];
+  jobStarted: [{ job_id: string; attempt: number }];
+  /** The job's process ended and its result is kept until the plane acknowledges it. */
+  jobFinished: [{ job_id: string; attempt: number; status: ResultStatus; exit_code: number | null }];
+  disconnected: [{ url: string; error?: string }];
+}
+
 export class Agent {
+  /** Registration, jobs started and finished, disconnections. */
+  readonly events = new EventEmitter<AgentEvents>();
   private readonly logger: Logger;
   private readonly backoff: Backoff;
   private readonly outbox: ResultOutbox;
@@ -219,6 +231,7 @@ export class Agent {
     if (err instanceof HttpPeerError) return this.giveUp(`${url}: ${err.message}`);
     // A message, not a stack: a dropped connection is expected, and its cause says enough.
     if (!this.stopped) this.logger.warn({ url, ...(err === undefined ? {} : { error: err.message }) }, 'disconnected from control plane');
+    this.events.emit('disconnected', { url, ...(err === undefined ? {} : { error: err.message }) });
   }
 
   // ---- messages from the control plane ----
@@ -281,6 +294,7 @@ export class Agent {
     this.heartbeatIntervalMs = ack.heartbeat_interval_ms;
     this.backoff.reset();
     this.logger.info({ node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id }, 'registered');
+    this.events.emit('registered', { node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id });
     this.startHeartbeat();
     // Logs first, then results: the plane has an attempt's output before its end.
     for (const { chunk, traceparent } of this.logQueue.drain()) link.send('LogChunk', chunk, traceparent);
@@ -306,6 +320,7 @@ export class Agent {
     }
     link.send('JobAccepted', { job_id, attempt }, trace);
     this.jobs.start(message);
+    this.events.emit('jobStarted', { job_id, attempt });
     this.sendHeartbeat();
   }
 
@@ -425,6 +440,8 @@ export class Agent {
   }
 
   private onJobResult(entry: OutboxEntry): void {
+    const { job_id, attempt, result } = entry.result;
+    this.events.emit('jobFinished', { job_id, attempt, status: result.status, exit_code: result.exit_code });
     const link = this.liveLink();
     if (link !== undefined) this.sendResult(link, entry);
     // A freed slot changes the node's status.

@@ -20,6 +20,7 @@ import { followNode } from './jobs/fleet-feed.js';
 import type { SchedulingPolicy } from './jobs/fleet-index.js';
 import { Scheduler } from './jobs/scheduler.js';
 import { HeartbeatGovernor } from './nodes/heartbeat-governor.js';
+import { MessageTap } from './nodes/message-tap.js';
 import { NodeIntake } from './nodes/node-intake.js';
 import { hostPort, listenForNodes } from './nodes/node-listeners.js';
 import { NodeRegistry } from './nodes/node-registry.js';
@@ -33,7 +34,7 @@ import { schedulerSource } from './scheduler-source.js';
 import { createPlaneSecurity } from './security/plane-security.js';
 import { SessionTokens } from './tokens/session-tokens.js';
 import { EMBEDDED_OWNER, openStores } from './store/open-stores.js';
-import { tokenAdmin, TokenRegistry } from './tokens/token-registry.js';
+import { tokenAdmin, TokenRegistry, type TokenAdmin } from './tokens/token-registry.js';
 import { tokenAuthorityFromConfig } from './tokens/token-setup.js';
 
 export interface ControlPlane {
@@ -45,6 +46,12 @@ export interface ControlPlane {
   readonly tokens: TokenAuthority;
   /** Job and node changes as they happen (the in-process bus in the embedded plane). */
   readonly bus: Bus;
+  /** Embedders' handlers of node messages (the library's `onMessage`). */
+  readonly messages: MessageTap;
+  /** Mints tokens and records them, as `muster token create` does. */
+  readonly tokenAdmin: TokenAdmin;
+  /** The session of a connected node, to send it a message; undefined when it is not connected. */
+  session(nodeId: string): NodeSession | undefined;
   /** Sends `Shutdown` to every node, stops listening, closes the store. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -133,7 +140,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     revoke: (jti, reason) => tokenRegistry.revoke(jti, reason),
     wakeScheduler,
   });
-  const host = planeSessionHost({ controlPlaneId: id, logger: log, config, registrar, coordinator, bus, security, wakeScheduler });
+  const messages = new MessageTap(log);
+  const host = planeSessionHost({ controlPlaneId: id, logger: log, config, registrar, coordinator, bus, security, wakeScheduler, tap: messages });
   const intake = new NodeIntake(host, security.gate, (session) => followNode(session, scheduler, coordinator));
 
   const api = new PlaneApiImpl({ config, logger: log, store, owner: EMBEDDED_OWNER, bus, coordinator, scheduler, registry, intake, wakeScheduler });
@@ -151,17 +159,18 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   });
   const shutdown = (reason = 'control plane shutting down'): Promise<void> => stopping.run(reason);
 
+  const admin = tokenAdmin(tokens, tokenRegistry);
   let httpUrl = '';
   try {
     await listenForNodes(config, (conn) => intake.accept(conn), stopping.servers);
     if (config.http !== LISTENER_OFF) {
       const { host: httpHost, port } = hostPort(config.http);
-      const admin = await startAdminApi({
+      const server = await startAdminApi({
         host: httpHost,
         port,
         api,
         tokens,
-        tokenAdmin: tokenAdmin(tokens, tokenRegistry),
+        tokenAdmin: admin,
         logger: log,
         access: security.adminAccess,
         logKeepaliveMs: config.logKeepaliveMs,
@@ -169,8 +178,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         bodyLimitBytes: config.apiBodyLimitBytes,
         tokenTtl: { defaultSeconds: config.tokenDefaultTtlSeconds, maxSeconds: config.tokenMaxTtlSeconds },
       });
-      stopping.adminStarted(admin);
-      httpUrl = admin.url;
+      stopping.adminStarted(server);
+      httpUrl = server.url;
     }
   } catch (err) {
     // A port taken after others were bound: close what was opened, so nothing keeps running.
@@ -180,5 +189,9 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
 
   const nodeUrls = stopping.servers.map((s) => s.url);
   log.info({ listeners: nodeUrls, http: httpUrl || undefined, payload_encryption: config.encryptKeyFile !== '' }, 'control plane ready');
-  return { id, api, nodeUrls, httpUrl, tokens, bus, shutdown };
+  const session = (nodeId: string): NodeSession | undefined => {
+    const found = registry.get(nodeId);
+    return found?.connected === true ? found : undefined;
+  };
+  return { id, api, nodeUrls, httpUrl, tokens, bus, messages, tokenAdmin: admin, session, shutdown };
 }

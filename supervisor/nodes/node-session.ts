@@ -42,6 +42,8 @@ export interface SessionHost {
   stateChanged(session: NodeSession, state: NodeState): void;
   /** The actor ended; `output` says why (its jobs are the job coordinator's to requeue or keep). */
   ended(session: NodeSession, output: NodeOutput): void;
+  /** Every validated message, once the actor has it (the library's `onMessage` shows those of registered nodes). */
+  observed?(session: NodeSession, message: NodeMessage): void;
   /** Counters for stats. */
   readonly counters: { messagesReceived: number; messagesSent: number };
   /** Each connection's message and byte rates (node-rate-limit.ts); undefined: no limits. */
@@ -228,8 +230,8 @@ export class NodeSession {
       }
     }
     // The machine's own decision that such a heartbeat needs no transition.
-    if (message.type === 'Heartbeat' && skipsActor(this.actor.getSnapshot(), message)) return;
-    this.deliver(message.id, eventOf(message));
+    if (!(message.type === 'Heartbeat' && skipsActor(this.actor.getSnapshot(), message))) this.deliver(message.id, eventOf(message));
+    this.host.observed?.(this, message);
   }
 
   /** A frame over the node's rates was dropped: tell the node (at most once a second), or close it when it keeps on. */

@@ -10,6 +10,7 @@ import type { JobCoordinator } from '../jobs/job-coordinator.js';
 import type { PlaneSecurity } from '../security/plane-security.js';
 import type { Registrar } from './registrar.js';
 import type { SessionHost } from './node-session.js';
+import type { MessageTap } from './message-tap.js';
 
 export interface PlaneSessionHostOptions {
   controlPlaneId: string;
@@ -21,6 +22,8 @@ export interface PlaneSessionHostOptions {
   security: PlaneSecurity;
   /** Asks the scheduler for a pass: a node became ready. */
   wakeScheduler(): void;
+  /** Embedders' handlers of node messages. */
+  tap: MessageTap;
 }
 
 export function planeSessionHost(o: PlaneSessionHostOptions): SessionHost {
@@ -38,6 +41,11 @@ export function planeSessionHost(o: PlaneSessionHostOptions): SessionHost {
     authenticate: (session, message) => o.registrar.authenticate(session, message),
     registered: (session, registration) => o.registrar.registered(session, registration),
     ended: (session, output) => o.registrar.ended(session, output),
+    observed: (session, message) => {
+      if (!o.tap.active) return;
+      const nodeId = session.nodeId;
+      if (nodeId !== undefined) o.tap.show(message, { nodeId });
+    },
     jobMessage: (session, message) => {
       const nodeId = session.nodeId;
       if (nodeId === undefined) return;

@@ -53,7 +53,18 @@ interface TokenInsert {
   expires_at: string;
 }
 
-export function prepareTokenStatements(db: Database.Database) {
+/** The prepared statements of the token tables (named, so that declarations can be emitted). */
+export interface TokenStatements {
+  insertToken: Database.Statement<[TokenInsert]>;
+  listTokens: Database.Statement<[], TokenRow>;
+  insertRevocation: Database.Statement<[{ jti: string; reason: string; now: string }]>;
+  getRevocation: Database.Statement<[string], RevocationRow>;
+  revokedSince: Database.Statement<[number], RevocationRow>;
+  pruneTokens: Database.Statement<[string]>;
+  pruneRevocations: Database.Statement<[string]>;
+}
+
+export function prepareTokenStatements(db: Database.Database): TokenStatements {
   return {
     insertToken: db.prepare<[TokenInsert]>(`
       INSERT OR IGNORE INTO tokens (jti, role, sub, node_type, issued_at, expires_at)
