@@ -13,7 +13,7 @@ import type { ProcessGuard } from './job-guard.js';
 import { AGENT_DEFAULTS } from './agent-options.js';
 import { OutputStream } from './output-stream.js';
 import { PeakMemorySampler, takeReapedChildrenCpuMs } from './process-usage.js';
-import { SecretMasker } from './secret-masker.js';
+import { SecretMasker } from '../protocol/secret-masker.js';
 
 export type JobAssignment = MessageData<'JobAssignment'>;
 export type LogChunkData = MessageData<'LogChunk'>;

@@ -4,7 +4,7 @@
 // numbered from 0 with no gaps. Every chunk sent is kept so that a LogResync can be served.
 import { StringDecoder } from 'node:string_decoder';
 import type { LogStream } from '../protocol/messages.js';
-import type { SecretMasker } from './secret-masker.js';
+import type { SecretMasker } from '../protocol/secret-masker.js';
 import { TextTail } from './text-tail.js';
 
 export interface OutputStreamOptions {

@@ -6,6 +6,7 @@
 // Every move it makes is first asked of the job machine (actors/job-machine.ts): a move the
 // machine forbids is never attempted.
 // These placements are the one record of what each node holds: node actors read it.
+import { OutputMasks } from './output-masks.js';
 import type { Logger } from 'pino';
 import { lifecycleOf, nextJobState, type JobEvent, type JobLifecycle } from '../../actors/job-machine.js';
 import { reservedFor, sumReserved, type JobHoldings, type JobSlot, type Resources } from '../../actors/node-capacity.js';
@@ -34,6 +35,8 @@ interface Placement {
   runTimer?: NodeJS.Timeout;
   /** When the node's session is gone (plane restarted): requeue unless a node resumes it. */
   orphanTimer?: NodeJS.Timeout;
+  /** The plane's masking of this attempt's output; none when the job has no secrets. */
+  masks?: OutputMasks | undefined;
 }
 
 interface RunLimits {
@@ -92,6 +95,7 @@ export class JobCoordinator implements JobHoldings {
     for (const job of await this.o.store.active()) {
       if (job.node_id === undefined) continue;
       const placement = this.place(job, job.node_id, lifecycleOf(job));
+      placement.masks = OutputMasks.of(await this.o.store.secrets(job.job_id));
       placement.orphanTimer = setTimeout(() => void this.withdraw(placement, 'node did not resume after restart'), this.o.orphanGraceMs);
       if (job.state === 'Running') this.armRunTimer(placement, startedAt(job));
     }
@@ -118,6 +122,7 @@ export class JobCoordinator implements JobHoldings {
     const secrets = (await this.o.store.secrets(job.job_id)) ?? {};
     if (!(await this.o.store.assign(job.job_id, job.attempt, nodeId, this.o.owner))) return false;
     const placement = this.place(job, nodeId, assigned);
+    placement.masks = OutputMasks.of(secrets);
     session.actor.send({ type: 'job.assigned', jobId: job.job_id });
     const data: EnvelopeOf<'JobAssignment'>['data'] = {
       job_id: job.job_id,
@@ -184,7 +189,7 @@ export class JobCoordinator implements JobHoldings {
       case 'JobRejected':
         return this.rejected(standing, message.data);
       case 'LogChunk':
-        return this.logChunk(session, message.data);
+        return this.logChunk(session, standing, message.data);
       case 'JobResult':
         return this.result(session, standing, message.data, message.id);
     }
@@ -303,8 +308,11 @@ export class JobCoordinator implements JobHoldings {
     if (standing.kind === 'current') await this.withdraw(standing.placement, `rejected: ${data.reason}`);
   }
 
-  private async logChunk(session: NodeSession, data: EnvelopeOf<'LogChunk'>['data']): Promise<void> {
-    const outcome = await this.o.store.appendLog(data.job_id, data.attempt, data.stream, data.seq, data.data, this.o.owner);
+  private async logChunk(session: NodeSession, standing: Standing, data: EnvelopeOf<'LogChunk'>['data']): Promise<void> {
+    const masks = standing.kind === 'current' ? standing.placement.masks : undefined;
+    const text = masks === undefined ? data.data : masks.chunk(data.stream, data.seq, data.data);
+    const outcome = await this.o.store.appendLog(data.job_id, data.attempt, data.stream, data.seq, text, this.o.owner);
+    masks?.settled(data.stream, data.seq, outcome.status === 'stored');
     if (outcome.status === 'gap') {
       session.send('LogResync', { job_id: data.job_id, attempt: data.attempt, stream: data.stream, next_seq: outcome.nextSeq });
     } else if (outcome.status === 'stored') {
@@ -320,7 +328,10 @@ export class JobCoordinator implements JobHoldings {
   ): Promise<void> {
     // A held attempt whose machine takes no result is stale; the store still tells a repeat (`duplicate`).
     const ends = standing.kind === 'current' && this.allowed(standing.placement, { type: 'result', status: data.result.status }) !== undefined;
-    const outcome = ends || standing.kind === 'stale' ? await this.o.store.storeResult(data.job_id, data.attempt, data.result, data.metrics, this.o.owner) : 'stale';
+    const masks = standing.kind === 'current' ? standing.placement.masks : undefined;
+    if (ends && masks !== undefined) await this.storeHeldOutput(data.job_id, data.attempt, masks);
+    const result = masks === undefined ? data.result : { ...data.result, stdout: masks.text(data.result.stdout), stderr: masks.text(data.result.stderr) };
+    const outcome = ends || standing.kind === 'stale' ? await this.o.store.storeResult(data.job_id, data.attempt, result, data.metrics, this.o.owner) : 'stale';
     // Acknowledged only now that the result is stored (or was already, or is stale).
     session.send('JobResultAck', { job_id: data.job_id, attempt: data.attempt }, replyTo);
     const log = session.logger.child({ job_id: data.job_id, attempt: data.attempt });
@@ -338,6 +349,14 @@ export class JobCoordinator implements JobHoldings {
     }
     const job = await this.o.store.get(data.job_id);
     if (job !== undefined) this.publish(job);
+  }
+
+  /** The output the masks held back, stored before the result that ends its attempt. */
+  private async storeHeldOutput(jobId: string, attempt: number, masks: OutputMasks): Promise<void> {
+    for (const tail of masks.end()) {
+      const outcome = await this.o.store.appendLog(jobId, attempt, tail.stream, tail.seq, tail.data, this.o.owner);
+      if (outcome.status === 'stored') this.o.bus.publish({ kind: 'log', job_id: jobId, attempt });
+    }
   }
 
   private async acceptTimedOut(placement: Placement): Promise<void> {

@@ -127,7 +127,7 @@ export interface JobStore {
    * the values are kept encrypted and read only here, to send a `JobAssignment`.
    */
   get(jobId: string): Promise<JobRecord | undefined>;
-  /** The job's secret values, opened; undefined for an unknown job. Only for a `JobAssignment`. */
+  /** The job's secret values, opened; undefined for an unknown job. Only for a `JobAssignment`, and for the plane's masking of that job's output. */
   secrets(jobId: string): Promise<Record<string, string> | undefined>;
   /** Queued jobs, Critical first, then High, Normal, Low; FIFO (`seq`) within a priority. */
   queued(limit?: number): Promise<JobRecord[]>;

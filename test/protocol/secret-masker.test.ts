@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SecretMasker } from '../../agent/secret-masker.js';
+import { SecretMasker } from '../../protocol/secret-masker.js';
 import { splitUtf8 } from '../../agent/output-stream.js';
 
 describe('SecretMasker', () => {

@@ -1,4 +1,5 @@
-// Replaces exact secret values with `***` in a job's output. Output arrives in pieces,
+// Replaces exact secret values with `***` in a job's output (PROTOCOL.md section 4 rule 11): the agent
+// masks what it sends, the plane masks again what it stores. Output arrives in pieces,
 // so a secret may be split across two reads: the streaming form holds back any tail
 // that could still turn into a secret, and releases it once the next piece decides.
 
