@@ -34,7 +34,7 @@ export function nodesTable(nodes: NodeView[], now: Date, hiddenDead = 0): string
     n.node_id,
     n.name ?? '-',
     n.hostname,
-    n.connected === false && n.state !== 'dead' ? `${n.state} (disconnected)` : n.state,
+    stateOf(n, now),
     String(n.running_jobs.length),
     tagsOf(n),
     n.transport === undefined || n.transport === '' ? '-' : n.transport,
@@ -45,6 +45,19 @@ export function nodesTable(nodes: NodeView[], now: Date, hiddenDead = 0): string
   const widths = HEADERS.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
   return `${[HEADERS, ...rows].map(line).join('\n')}\n${hidden}`;
+}
+
+/** The state, with what keeps a live node from jobs: a lost connection, or a bench (until when, and why). */
+function stateOf(node: NodeView, now: Date): string {
+  if (node.state === 'dead') return node.state;
+  if (node.connected === false) return `${node.state} (disconnected)`;
+  if (node.benched_until !== undefined) return `${node.state} (benched ${until(node.benched_until, now)}: ${node.benched_reason ?? '?'})`;
+  return node.state;
+}
+
+function until(iso: string, now: Date): string {
+  const seconds = Math.max(0, Math.round((Date.parse(iso) - now.getTime()) / 1000));
+  return Number.isFinite(seconds) ? `for ${seconds}s more` : 'for a while';
 }
 
 function tagsOf(node: NodeView): string {

@@ -101,6 +101,9 @@ export const CONFIG_RANGES = {
   schedulingPolicy: Type.Union([Type.Literal('spread'), Type.Literal('binpack')]),
   retryBackoffMs: Ms(0),
   retryBackoffMaxMs: Ms(0),
+  breakerFailures: Count(1, 1_000),
+  breakerCooloffMs: Ms(),
+  breakerMaxCooloffMs: Ms(),
   deadNodeRetentionMs: Ms(0),
   connectionProbation: Count(0, 1e9),
   banExemptCidrs: Type.String({ maxLength: 65_536 }),
@@ -127,6 +130,10 @@ export const CONFIG_RULES: ((c: Config) => [keyof Config, string] | undefined)[]
   (c) =>
     c.tokenDefaultTtlSeconds > c.tokenMaxTtlSeconds
       ? ['tokenDefaultTtlSeconds', `must be at most tokenMaxTtlSeconds (${c.tokenMaxTtlSeconds})`]
+      : undefined,
+  (c) =>
+    c.breakerMaxCooloffMs < c.breakerCooloffMs
+      ? ['breakerMaxCooloffMs', `must be at least breakerCooloffMs (${c.breakerCooloffMs})`]
       : undefined,
   (c) => ((c.tlsCert === '') !== (c.tlsKey === '') ? ['tlsKey', 'tlsCert and tlsKey go together: set both or neither'] : undefined),
   (c) => (c.requireClientCert && c.tlsCa === '' ? ['tlsCa', 'requireClientCert needs tlsCa to verify client certificates'] : undefined),

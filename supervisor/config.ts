@@ -120,6 +120,12 @@ export interface Config {
   retryBackoffMs: number;
   /** The longest such wait. */
   retryBackoffMaxMs: number;
+  /** Attempts in a row that fail for a node's own reasons (rejected, not accepted in time, lost on resume) before the node is benched. */
+  breakerFailures: number;
+  /** A benched node takes no job for this long; each next bench in a row lasts twice as long. */
+  breakerCooloffMs: number;
+  /** The longest bench. */
+  breakerMaxCooloffMs: number;
   sessionTtlSeconds: number;
   /** Lifetime of a token minted over the admin API (`POST /v1/tokens`) without `ttl_seconds`. */
   tokenDefaultTtlSeconds: number;
@@ -242,6 +248,9 @@ export const DEFAULTS: Config = {
   schedulingPolicy: 'spread',
   retryBackoffMs: 1_000,
   retryBackoffMaxMs: 60_000,
+  breakerFailures: 3,
+  breakerCooloffMs: 30_000,
+  breakerMaxCooloffMs: 600_000,
   sessionTtlSeconds: 24 * 3600,
   tokenDefaultTtlSeconds: 3600,
   // Ten years: a longer-lived token is a mistake.

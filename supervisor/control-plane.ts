@@ -17,6 +17,7 @@ import { LISTENER_OFF, type Config } from './config.js';
 import { checkConfig } from './config-ranges.js';
 import { JobCoordinator } from './jobs/job-coordinator.js';
 import { followNode } from './jobs/fleet-feed.js';
+import { NodeBreaker } from './jobs/node-breaker.js';
 import type { SchedulingPolicy } from './jobs/fleet-index.js';
 import { Scheduler } from './jobs/scheduler.js';
 import { HeartbeatGovernor } from './nodes/heartbeat-governor.js';
@@ -93,6 +94,9 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const registry = new NodeRegistry(id, config.deadNodeRetentionMs);
   const wake = new Relay();
   const wakeScheduler = (): void => wake.send();
+  const breaker = new NodeBreaker(config, (nodeId, bench) =>
+    log.warn({ node_id: nodeId, until: new Date(bench.until).toISOString(), reason: bench.reason }, 'node benched: its attempts keep failing'),
+  );
   const coordinator = new JobCoordinator({
     store,
     owner: EMBEDDED_OWNER,
@@ -104,6 +108,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     sessionOf: (nodeId) => registry.get(nodeId),
     wakeScheduler,
     audit: security.audit,
+    breaker,
   });
   // Told of each node by its session (jobs/fleet-feed.ts) and of each queued job by the bus.
   const scheduler = new Scheduler({
@@ -142,14 +147,15 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   });
   const messages = new MessageTap(log);
   const host = planeSessionHost({ controlPlaneId: id, logger: log, config, registrar, coordinator, bus, security, wakeScheduler, tap: messages });
-  const intake = new NodeIntake(host, security.gate, (session) => followNode(session, scheduler, coordinator));
+  const intake = new NodeIntake(host, security.gate, (session) => followNode(session, scheduler, coordinator, breaker));
 
-  const api = new PlaneApiImpl({ config, logger: log, store, owner: EMBEDDED_OWNER, bus, coordinator, scheduler, registry, intake, wakeScheduler });
+  const api = new PlaneApiImpl({ config, logger: log, store, owner: EMBEDDED_OWNER, bus, coordinator, scheduler, registry, intake, breaker, wakeScheduler });
   const stopping = new PlaneShutdown({
     logger: log,
     shutdownGraceMs: config.shutdownGraceMs,
     intake,
     scheduler,
+    breaker,
     coordinator,
     sessionTokens,
     tokenRegistry,

@@ -8,6 +8,7 @@ import type { TransportServer } from '../transports/transport.js';
 import type { AdminApi } from './admin/api-server.js';
 import type { Bus } from './bus/bus.js';
 import type { JobCoordinator } from './jobs/job-coordinator.js';
+import type { NodeBreaker } from './jobs/node-breaker.js';
 import type { Scheduler } from './jobs/scheduler.js';
 import type { NodeIntake } from './nodes/node-intake.js';
 import type { NodeSession } from './nodes/node-session.js';
@@ -22,6 +23,8 @@ export interface PlaneParts {
   shutdownGraceMs: number;
   intake: NodeIntake;
   scheduler: Scheduler;
+  /** Its benches' timers end with the plane. */
+  breaker: Pick<NodeBreaker, 'stop'>;
   coordinator: JobCoordinator;
   sessionTokens: SessionTokens<NodeSession>;
   tokenRegistry: TokenRegistry;
@@ -49,6 +52,7 @@ export class PlaneShutdown {
     this.done = true;
     const open = this.p.intake.stop();
     this.p.scheduler.stop();
+    this.p.breaker.stop();
     await Promise.all(this.servers.map((s) => s.close()));
     for (const session of open) {
       session.send('Shutdown', { reason, grace_period_ms: this.p.shutdownGraceMs });

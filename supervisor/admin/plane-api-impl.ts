@@ -1,6 +1,7 @@
 // The running control plane as the admin HTTP API sees it (plane-api.ts `PlaneApi`): jobs
 // through the store and the job coordinator, nodes through the registry (their state is
 // their actors'), and the plane's counters for `/v1/stats` and `/metrics`.
+import type { NodeBreaker } from '../jobs/node-breaker.js';
 import type { Logger } from 'pino';
 import { offersUndrain, type NodeState } from '../../actors/node-machine.js';
 import type { Bus } from '../bus/bus.js';
@@ -27,6 +28,8 @@ export interface PlaneApiParts {
   scheduler: Pick<Scheduler, 'enqueue' | 'waitingFor'>;
   registry: NodeRegistry;
   intake: NodeIntake;
+  /** Which nodes are benched, and lifting a bench. */
+  breaker: Pick<NodeBreaker, 'benched' | 'lift'>;
   /** Asks the scheduler for a pass: a job was queued. */
   wakeScheduler(): void;
 }
@@ -74,11 +77,22 @@ export class PlaneApiImpl implements PlaneApi {
   }
 
   listNodes(): NodeView[] {
-    return this.p.registry.views((nodeId) => this.p.coordinator.runningJobIds(nodeId));
+    return this.p.registry.views((nodeId) => this.p.coordinator.runningJobIds(nodeId)).map((view) => this.withBench(view));
   }
 
   getNode(nodeId: string): NodeDetail | undefined {
-    return this.p.registry.view(nodeId, (id) => this.p.coordinator.runningJobIds(id));
+    const detail = this.p.registry.view(nodeId, (id) => this.p.coordinator.runningJobIds(id));
+    return detail === undefined ? undefined : this.withBench(detail);
+  }
+
+  unbenchNode(nodeId: string): boolean {
+    return this.p.breaker.lift(nodeId);
+  }
+
+  /** The view with the node's bench, when it has one (the breaker keeps benched nodes only). */
+  private withBench<V extends NodeView>(view: V): V {
+    const bench = this.p.breaker.benched(view.node_id);
+    return bench === undefined ? view : { ...view, benched_until: new Date(bench.until).toISOString(), benched_reason: bench.reason };
   }
 
   undrainNode(nodeId: string): 'requested' | 'not_connected' | 'not_draining' | 'not_supported' {

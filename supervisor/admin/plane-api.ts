@@ -25,6 +25,8 @@ export interface PlaneApi {
   getNode(nodeId: string): NodeDetail | undefined;
   /** False when no such node is connected. */
   drainNode(nodeId: string): boolean;
+  /** Lifts a node's bench (the circuit breaker); false when it is not benched. */
+  unbenchNode?(nodeId: string): boolean;
   /**
    * Asks a draining node to take jobs again (`Undrain`); it is `ready` once it reports so.
    * `not_connected` when no such node is connected, `not_draining` when it is not draining,

@@ -1,4 +1,4 @@
-// Fleet and health routes of the admin HTTP API: nodes, drain, undrain, stats (token needed), and the
+// Fleet and health routes of the admin HTTP API: nodes, drain, undrain, unbench, stats (token needed), and the
 // probes and Prometheus metrics (no token: scrapers and orchestrators carry none).
 import type { FastifyInstance } from 'fastify';
 import type { AdminRouteDeps } from './route-deps.js';
@@ -42,6 +42,17 @@ export function registerFleetRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       }
       deps.logger.info({ node_id: nodeId }, 'node undrain requested over the admin API');
       return reply.code(202).send({ node_id: nodeId });
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/v1/nodes/:id/unbench',
+    { onRequest: requireRole(tokens, 'operator') },
+    async (request, reply) => {
+      const nodeId = request.params.id;
+      if (api.unbenchNode?.(nodeId) !== true) throw new HttpError(409, 'conflict', `node ${nodeId} is not benched`);
+      deps.logger.info({ node_id: nodeId }, 'node bench lifted over the admin API');
+      return reply.code(200).send({ node_id: nodeId });
     },
   );
 

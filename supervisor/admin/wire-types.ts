@@ -31,6 +31,10 @@ export interface NodeView {
   transport: string;
   /** The protocol version of the node's session (`RegisterAck.protocol_version`). */
   protocol_version: number;
+  /** RFC 3339: while benched by the circuit breaker, the node takes no job until then. */
+  benched_until?: string;
+  /** The failure that benched it. */
+  benched_reason?: string;
 }
 
 /** `GET /v1/nodes/{id}`: the list entry plus what the node registered with and its last state changes. */

@@ -8,6 +8,7 @@ import type { NodeState } from '../../actors/node-machine.js';
 import { nodeStateOf } from '../../actors/node-machine.js';
 import type { NodeSession } from '../nodes/node-session.js';
 import type { JobCoordinator } from './job-coordinator.js';
+import type { NodeBreaker } from './node-breaker.js';
 import type { Scheduler } from './scheduler.js';
 
 /** Reports computed from node actors, the cost test's counter. */
@@ -18,11 +19,13 @@ export function followNode(
   session: NodeSession,
   scheduler: Scheduler,
   holdings: Pick<JobCoordinator, 'jobsOf' | 'reservedOn'>,
+  breaker?: Pick<NodeBreaker, 'benched' | 'follow' | 'forget'>,
 ): () => void {
   let used: Resources | undefined;
   let running = -1;
   let state: NodeState | undefined;
   let closed = false;
+  let benched = false;
   let nodeId: string | undefined;
 
   const report = (): void => {
@@ -32,17 +35,24 @@ export function followNode(
     const isClosed = session.connection.isClosed;
     const registration = context.registration;
     if (now === 'dead' || registration === undefined) {
-      if (nodeId !== undefined && state !== 'dead') scheduler.nodeGone(nodeId, session);
+      if (nodeId !== undefined && state !== 'dead') {
+        scheduler.nodeGone(nodeId, session);
+        if (now === 'dead') breaker?.forget(nodeId);
+      }
       state = now;
       return;
     }
+    // The breaker tells this report when the node is benched or returns.
+    if (nodeId === undefined) breaker?.follow(registration.nodeId, report);
     const held = holdings.jobsOf(registration.nodeId).length;
     const reserved = holdings.reservedOn(registration.nodeId);
-    if (now === state && isClosed === closed && held === running && sameResources(reserved, used)) return;
+    const isBenched = breaker?.benched(registration.nodeId) !== undefined;
+    if (now === state && isClosed === closed && held === running && isBenched === benched && sameResources(reserved, used)) return;
     used = reserved;
     running = held;
     state = now;
     closed = isClosed;
+    benched = isBenched;
     nodeId = registration.nodeId;
     feedCounters.reports++;
     scheduler.nodeReported(
@@ -54,8 +64,8 @@ export function followNode(
         maxResources: context.max,
         used: reserved,
         runningJobs: held,
-        // A node whose connection closed may still resume; until then it takes nothing.
-        accepting: now === 'ready' && !isClosed,
+        // A node whose connection closed may still resume; until then it takes nothing. Nor does a benched one.
+        accepting: now === 'ready' && !isClosed && !isBenched,
       },
       session,
     );

@@ -6,6 +6,7 @@
 // Every move it makes is first asked of the job machine (actors/job-machine.ts): a move the
 // machine forbids is never attempted.
 // These placements are the one record of what each node holds: node actors read it.
+import type { NodeBreaker } from './node-breaker.js';
 import { OutputMasks } from './output-masks.js';
 import type { Logger } from 'pino';
 import { lifecycleOf, nextJobState, type JobEvent, type JobLifecycle } from '../../actors/job-machine.js';
@@ -65,6 +66,8 @@ export interface CoordinatorOptions {
   wakeScheduler(): void;
   /** Where job messages for attempts the sender never held are recorded; undefined: not audited. */
   audit?: AuditSink;
+  /** Told of attempts that fail for a node's own reasons and of completed jobs; undefined: no breaker. */
+  breaker?: Pick<NodeBreaker, 'failed' | 'succeeded'>;
 }
 
 type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
@@ -153,6 +156,7 @@ export class JobCoordinator implements JobHoldings {
         // Requested while the node was away (or before a restart): carried out now.
         if (placement.lifecycle.cancel_requested) this.sendCancel(placement, 'cancelled by operator');
       } else {
+        this.o.breaker?.failed(nodeId, 'resumed without a job it held');
         void this.withdraw(placement, 'node resumed without it');
       }
     }
@@ -305,7 +309,9 @@ export class JobCoordinator implements JobHoldings {
   }
 
   private async rejected(standing: Standing, data: { job_id: string; attempt: number; reason: string }): Promise<void> {
-    if (standing.kind === 'current') await this.withdraw(standing.placement, `rejected: ${data.reason}`);
+    if (standing.kind !== 'current') return;
+    this.o.breaker?.failed(standing.placement.nodeId, `rejected: ${data.reason}`);
+    await this.withdraw(standing.placement, `rejected: ${data.reason}`);
   }
 
   private async logChunk(session: NodeSession, standing: Standing, data: EnvelopeOf<'LogChunk'>['data']): Promise<void> {
@@ -343,6 +349,7 @@ export class JobCoordinator implements JobHoldings {
     const placement = this.placements.get(data.job_id);
     if (placement !== undefined && placement.attempt === data.attempt) this.release(placement);
     if (standing.kind === 'current') {
+      if (data.result.status === 'Completed') this.o.breaker?.succeeded(standing.placement.nodeId);
       // Stored as the result says, on the node that held the attempt: no read needed.
       this.publish({ job_id: data.job_id, state: data.result.status, attempt: data.attempt, node_id: standing.placement.nodeId });
       return;
@@ -366,6 +373,7 @@ export class JobCoordinator implements JobHoldings {
       attempt: placement.attempt,
       reason: 'not accepted in time',
     });
+    this.o.breaker?.failed(placement.nodeId, 'accept timeout');
     await this.withdraw(placement, 'accept timeout');
   }
 
