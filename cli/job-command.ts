@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import type { Priority } from '../protocol/messages.js';
 import type { JobAnswer } from '../supervisor/admin/wire-types.js';
-import type { JobSelector, LogRecord } from '../supervisor/admin/wire-types.js';
+import type { AttemptAnswer, JobSelector, LogRecord } from '../supervisor/admin/wire-types.js';
 import { parseTtl } from '../supervisor/tokens/ttl.js';
 import {
   createApiClient,
@@ -175,7 +175,9 @@ async function printJob(jobId: string, options: GetOptions): Promise<void> {
     return;
   }
   const logs = await client.get<LogRecord[]>(`/v1/jobs/${encodeURIComponent(jobId)}/logs`);
-  process.stdout.write(await jobSummary(job, logs, new NodeNames(client), new Date()));
+  // Each earlier attempt and why it ended: what a dead-lettered job's operator needs first.
+  const attempts = job.attempt > 1 ? await client.get<AttemptAnswer[]>(`/v1/jobs/${encodeURIComponent(jobId)}/attempts`) : [];
+  process.stdout.write(await jobSummary(job, logs, new NodeNames(client), new Date(), attempts));
 }
 
 async function printLogs(jobId: string, options: LogsOptions): Promise<void> {

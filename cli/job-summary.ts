@@ -1,13 +1,17 @@
 // `muster job get`: a job as an operator reads it (state, attempt, node, times, exit code,
 // what it waits for, the last lines of its output) rather than its JSON, which `--json` prints.
-import type { JobAnswer, LogRecord } from '../supervisor/admin/wire-types.js';
+import type { AttemptAnswer, JobAnswer, LogRecord } from '../supervisor/admin/wire-types.js';
 import { describeSelector, describeWaitingFor, type NodeNames } from './job-status.js';
+import { terminalText } from './terminal-text.js';
 
 /** Lines of output shown at the end of the summary. */
 export const SUMMARY_TAIL_LINES = 10;
 
-/** The summary as text; `logs` are the job's chunks (the current attempt's are shown). */
-export async function jobSummary(job: JobAnswer, logs: LogRecord[], names: NodeNames, now: Date): Promise<string> {
+/**
+ * The summary as text; `logs` are the job's chunks (the current attempt's are shown); `attempts`,
+ * when the job had more than one, are listed with how each ended.
+ */
+export async function jobSummary(job: JobAnswer, logs: LogRecord[], names: NodeNames, now: Date, attempts: AttemptAnswer[] = []): Promise<string> {
   const rows: Array<[string, string]> = [];
   // The name defaults to the command line: shown only when it says something else.
   const named = job.job.name !== '' && job.job.name !== job.job.command.join(' ');
@@ -36,6 +40,16 @@ export async function jobSummary(job: JobAnswer, logs: LogRecord[], names: NodeN
   if (job.metrics !== undefined) rows.push(['duration', `${(job.metrics.duration_ms / 1000).toFixed(1)}s`]);
   const width = Math.max(...rows.map(([label]) => label.length));
   let text = rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n';
+  if (attempts.length > 1) {
+    text += '\nattempts:\n';
+    for (const a of attempts) {
+      const host = await names.hostname(a.node_id);
+      const node = host === undefined ? a.node_id : `${a.node_id} (${host})`;
+      const ended = a.outcome === undefined ? 'not ended' : a.reason === undefined ? a.outcome : `${a.outcome}: ${a.reason}`;
+      // A reason comes from the node (JobRejected): escaped, so that it cannot act on the terminal.
+      text += `  ${String(a.attempt).padStart(3)}  ${terminalText(node)}  ${terminalText(ended)}\n`;
+    }
+  }
   const tail = outputTail(job, logs);
   if (tail.lines.length > 0) {
     text += `\nlast ${tail.lines.length} line${tail.lines.length === 1 ? '' : 's'} of output (muster job logs ${job.job_id}):\n`;
