@@ -41,6 +41,8 @@ export interface Registration {
   resumed: boolean;
   info: NodeInfo;
   capabilities: Capabilities;
+  /** The protocol version agreed for the session; 1 when not given. */
+  protocolVersion?: number;
 }
 
 export type NodeEndReason = 'expired' | 'deregistered' | 'replaced' | 'shutdown' | 'rejected' | 'disconnected' | 'failed';

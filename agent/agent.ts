@@ -33,6 +33,10 @@ export type { AgentOptions, Dialer } from './agent-options.js';
 // the registration token they can never succeed, so the agent gives up (refusals.ts).
 const RESUME_REFUSALS: ReadonlySet<string> = new Set(['auth_failed', 'token_expired', 'token_revoked', 'forbidden']);
 
+/** The protocol versions the agent speaks (PROTOCOL.md section 3), and the wire features it offers: none is built yet. */
+const AGENT_PROTOCOL_VERSIONS = [1, 2];
+const AGENT_WIRE_FEATURES: string[] = [];
+
 /** What the agent tells its embedder (the library's `agent.on`), by event name. */
 export interface AgentEvents {
   registered: [{ node_id: string; resumed: boolean; control_plane_id: string }];
@@ -210,7 +214,12 @@ export class Agent {
     });
     const resuming = this.useSession && this.node !== undefined && this.sessionToken !== undefined;
     this.resumeSent = resuming;
-    const data: MessageData<'RegisterNode'> = { ...facts, auth_token: resuming ? this.sessionToken! : this.options.token };
+    const data: MessageData<'RegisterNode'> = {
+      ...facts,
+      auth_token: resuming ? this.sessionToken! : this.options.token,
+      protocol_versions: AGENT_PROTOCOL_VERSIONS,
+      wire_features: AGENT_WIRE_FEATURES,
+    };
     if (resuming) {
       data.resume = { node_id: this.node!, running_jobs: this.jobs.runningJobIds(), unacked_results: this.outbox.unacked() };
     }
@@ -293,7 +302,7 @@ export class Agent {
     this.useSession = true;
     this.heartbeatIntervalMs = ack.heartbeat_interval_ms;
     this.backoff.reset();
-    this.logger.info({ node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id }, 'registered');
+    this.logger.info({ node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id, protocol_version: ack.protocol_version }, 'registered');
     this.events.emit('registered', { node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id });
     this.startHeartbeat();
     // Logs first, then results: the plane has an attempt's output before its end.
@@ -354,7 +363,12 @@ export class Agent {
     if (!this.registered && !this.resumeSent && RESUME_REFUSALS.has(error.code)) {
       return this.giveUp(refusalLine(error));
     }
-    this.logger.error(fields, 'fatal error from control plane; reconnecting');
+    if (error.code === 'unsupported_version') {
+      // Another URL (a replica already upgraded, say) may speak a version in common: keep trying.
+      this.logger.error({ ...fields, speaks: AGENT_PROTOCOL_VERSIONS }, 'no protocol version in common with this control plane; upgrade one of them; trying again');
+    } else {
+      this.logger.error(fields, 'fatal error from control plane; reconnecting');
+    }
     if (!this.registered && this.resumeSent && RESUME_REFUSALS.has(error.code)) {
       this.logger.warn('session refused; registering afresh with the registration token');
       this.useSession = false;

@@ -14,9 +14,11 @@ export const ERROR_CODES = {
   forbidden: true,
   session_replaced: true,
   shutting_down: true,
+  unsupported_version: true,
   unknown_type: false,
   invalid_message: false,
   rate_limited: false,
+  artifact_rejected: false,
   internal: false,
 } as const satisfies Record<string, boolean>;
 

@@ -144,6 +144,15 @@ export const Capabilities = Obj({
 });
 export type Capabilities = Static<typeof Capabilities>;
 
+/** Protocol versions one side speaks (v2): a short list; the plane answers with the highest in common. */
+const VERSIONS_MAX = 16;
+export const ProtocolVersion = Type.Integer({ minimum: 1, maximum: 65_535 });
+/** The optional wire features of version 2 (PROTOCOL.md section 8). */
+export const WIRE_FEATURES = ['deflate', 'batch', 'artifacts'] as const;
+export type WireFeature = (typeof WIRE_FEATURES)[number];
+/** Offered features: names the node knows, some perhaps newer than the plane's (ignored), so any short name. */
+const OfferedFeatures = List(Name(NAME_MAX), VERSIONS_MAX);
+
 export const Resume = Obj({
   node_id: Uuid,
   running_jobs: List(Uuid, RESUME_JOBS_MAX),
@@ -196,6 +205,10 @@ export const MESSAGE_SCHEMAS = {
     capabilities: Capabilities,
     auth_token: Type.String({ minLength: 1, maxLength: TOKEN_MAX }),
     resume: Type.Optional(Resume),
+    /** v2: the versions the node speaks; absent means `[1]`. */
+    protocol_versions: Type.Optional(List(ProtocolVersion, VERSIONS_MAX)),
+    /** v2: the wire features the node offers. */
+    wire_features: Type.Optional(OfferedFeatures),
   }),
   Heartbeat: Obj({
     node_id: Uuid,
@@ -221,9 +234,15 @@ export const MESSAGE_SCHEMAS = {
     session_token: Type.String({ maxLength: TOKEN_MAX }),
     session_expires_at: Timestamp,
     heartbeat_interval_ms: Interval,
-    protocol_version: Type.Literal(1),
+    protocol_version: Type.Union([Type.Literal(1), Type.Literal(2)]),
     control_plane_id: Name(NAME_MAX),
     resumed: Type.Boolean(),
+    /** v2 only: the offered features turned on for this session. */
+    wire_features: Type.Optional(List(Type.Union(WIRE_FEATURES.map((f) => Type.Literal(f))), VERSIONS_MAX)),
+    /** v2 only: bodies from this size on are sent compressed when `deflate` is on. */
+    compress_min_bytes: Type.Optional(Type.Integer({ minimum: 0, maximum: 1 << 30 })),
+    /** v2 only: bytes of an artifact that may be in flight unacknowledged when `artifacts` is on. */
+    artifact_window_bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 30 })),
   }),
   JobAssignment: Obj({
     job_id: Uuid,

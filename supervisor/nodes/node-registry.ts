@@ -4,9 +4,6 @@ import type { NodeSession } from './node-session.js';
 import type { NodeDetail, NodeView } from '../admin/wire-types.js';
 import { transportOf } from './node-listeners.js';
 
-/** The protocol version every session of this plane speaks (`RegisterAck.protocol_version`). */
-const SESSION_PROTOCOL_VERSION = 1;
-
 export class NodeRegistry {
   private readonly sessions = new Map<string, NodeSession>();
   private readonly dead = new Map<string, { view: NodeView; until: number }>();
@@ -102,7 +99,8 @@ export function viewOf(nodeId: string, session: NodeSession, owner: string, runn
     last_heartbeat: new Date(session.lastHeard).toISOString(),
     tags: info?.tags ?? {},
     transport: transportOf(session.connection),
-    protocol_version: SESSION_PROTOCOL_VERSION,
+    // The version its RegisterAck agreed (version 1 until the node has registered).
+    protocol_version: context.registration?.protocolVersion ?? 1,
   };
   // `muster agent --name` sends it as the tag `name` (node_info has no field for it).
   const name = info?.tags.name;

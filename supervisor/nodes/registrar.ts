@@ -17,6 +17,7 @@ import type { NodeRegistry } from './node-registry.js';
 import { viewOf } from './node-registry.js';
 import type { NodeRevocation } from './node-revocation.js';
 import type { NodeSession } from './node-session.js';
+import { ackFields, negotiate, type Negotiated } from './protocol-versions.js';
 
 export interface RegistrarOptions {
   controlPlaneId: string;
@@ -37,13 +38,15 @@ export interface RegistrarOptions {
 
 export class Registrar {
   /** Authenticated, not yet acknowledged; with the RegisterNode's `id`, which the RegisterAck answers (PROTOCOL.md section 2). */
-  private readonly pending = new WeakMap<NodeSession, Authenticated & { replyTo: string | undefined }>();
+  private readonly pending = new WeakMap<NodeSession, Authenticated & { replyTo: string | undefined; agreed: Negotiated }>();
 
   constructor(private readonly o: RegistrarOptions) {}
 
   /** Verifies a `RegisterNode` and decides the node id; throws a MusterError to refuse. */
   async authenticate(session: NodeSession, message: EnvelopeOf<'RegisterNode'>): Promise<Registration> {
     const { auth_token: token, resume } = message.data;
+    // No version in common: nothing else about the node matters (and no token is spent).
+    const agreed = negotiate(message.data);
     let result: Authenticated;
     try {
       result = await authenticateNode(this.o.tokens, this.o.config.sessionTtlSeconds, message, session.connection.peerNames);
@@ -54,8 +57,8 @@ export class Registrar {
     // Over the per-address connection rate, only a resumed session is let in (connection probation).
     const refusal = this.o.gate.authenticated(session.connection, result.registration.nodeId, token, result.registration.resumed);
     if (refusal !== undefined) throw refusal;
-    this.pending.set(session, { ...result, replyTo: message.id });
-    return result.registration;
+    this.pending.set(session, { ...result, replyTo: message.id, agreed });
+    return { ...result.registration, protocolVersion: agreed.version };
   }
 
   /** The node's actor is online: bind the node, send `RegisterAck`, keep its jobs. */
@@ -109,15 +112,15 @@ export class Registrar {
     }
   }
 
-  private ack(registration: Registration, auth: Authenticated): EnvelopeOf<'RegisterAck'>['data'] {
+  private ack(registration: Registration, auth: Authenticated & { agreed: Negotiated }): EnvelopeOf<'RegisterAck'>['data'] {
     return {
       node_id: registration.nodeId,
       session_token: auth.session.token,
       session_expires_at: auth.session.expiresAt.toISOString(),
       heartbeat_interval_ms: this.o.heartbeats.intervalMs,
-      protocol_version: 1,
       control_plane_id: this.o.controlPlaneId,
       resumed: registration.resumed,
+      ...ackFields(auth.agreed),
     };
   }
 }

@@ -36,6 +36,10 @@ export interface RegisterOptions {
   /** `node_info.tags`, default the sample's. */
   tags?: Record<string, string>;
   resume?: Resume;
+  /** `protocol_versions` (v2), default none (version 1). */
+  protocolVersions?: number[];
+  /** `wire_features` (v2), default none. */
+  wireFeatures?: string[];
   /** Envelope `id`, default `m-1`; `null` sends none. */
   id?: string | null;
 }
@@ -60,6 +64,8 @@ export function registerNodeMessage(o: RegisterOptions): EnvelopeOf<'RegisterNod
   if (o.tags !== undefined) message.data.node_info.tags = o.tags;
   if (o.resume === undefined) delete message.data.resume;
   else message.data.resume = o.resume;
+  if (o.protocolVersions !== undefined) message.data.protocol_versions = o.protocolVersions;
+  if (o.wireFeatures !== undefined) message.data.wire_features = o.wireFeatures;
   return message;
 }
 
