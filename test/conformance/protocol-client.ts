@@ -25,6 +25,8 @@ export interface RegisterOptions {
   /** `capabilities.max_resources.cpu_cores`: how many one-core jobs the node takes at once. */
   cpuCores?: number;
   resume?: Resume;
+  /** `protocol_versions` (v2); absent: a version 1 node, which sends none. */
+  protocolVersions?: number[];
   /** Envelope `id`, default `reg-1`. */
   id?: string;
 }
@@ -36,6 +38,7 @@ export function registerMessage(o: RegisterOptions): EnvelopeOf<'RegisterNode'> 
     hostname: o.hostname ?? NODE_HOSTNAME,
     id: o.id ?? 'reg-1',
     ...(o.resume === undefined ? {} : { resume: o.resume }),
+    ...(o.protocolVersions === undefined ? {} : { protocolVersions: o.protocolVersions }),
   });
   Object.assign(message.data.node_info.tags, o.tags ?? {});
   if (o.cpuCores !== undefined) message.data.capabilities.max_resources.cpu_cores = o.cpuCores;

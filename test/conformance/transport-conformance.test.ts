@@ -1,9 +1,9 @@
-// Transport conformance: the same cases, against a real in-process control plane, over every
-// transport it serves (tcp, unix, tls, ws, wss, grpc, grpcs): registration and heartbeats in
-// both codecs, a job round trip, every protocol error a node can provoke with its fatal or
-// non-fatal behaviour, split and oversize frames, a node that stops reading, a node that drops
-// its connection, and a session replaced by a newer connection. A case that a transport's
-// framing makes impossible is skipped for that transport, saying why.
+// Transport conformance: the same cases, on protocol versions 1 and 2, against a real in-process
+// control plane, over every transport it serves (tcp, unix, tls, ws, wss, grpc, grpcs):
+// registration and heartbeats in both codecs, a job round trip, every protocol error a node can
+// provoke with its fatal or non-fatal behaviour, split and oversize frames, a node that stops
+// reading, a node that drops its connection, and a session replaced by a newer connection. A
+// case that a transport's framing makes impossible is skipped for that transport, saying why.
 import { randomUUID } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -106,7 +106,15 @@ interface ErrorRow {
 interface RowContext {
   plane: ControlPlane;
   target: Target;
+  /** What the suite's nodes send as `protocol_versions`: none (version 1), or `[1, 2]`. */
+  versions: Pick<RegisterOptions, 'protocolVersions'>;
 }
+
+/** The protocol versions the suite runs every case on, and what its nodes offer for each. */
+const VERSIONS: ReadonlyArray<readonly [number, Pick<RegisterOptions, 'protocolVersions'>]> = [
+  [1, {}],
+  [2, { protocolVersions: [1, 2] }],
+];
 
 function registrationToken(plane: ControlPlane, o: { sub?: string } = {}): Promise<string> {
   return plane.tokens.mintRegistrationToken({ ttlSeconds: 600, ...o });
@@ -165,8 +173,8 @@ const ERROR_ROWS: readonly ErrorRow[] = [
       // so no message names an unknown codec.
       websocket: 'WebSocket messages are text or binary, both known codecs: no unknown codec can be sent',
     },
-    provoke: async (c, { plane }) => {
-      const body = encodeBody(CODEC_JSON, registerMessage({ token: await registrationToken(plane) }));
+    provoke: async (c, { plane, versions }) => {
+      const body = encodeBody(CODEC_JSON, registerMessage({ token: await registrationToken(plane), ...versions }));
       const link = c.link;
       if (link.kind === 'grpc') link.sendGrpcFrame({ codec: 0, body, encrypted: false }); // CODEC_UNSPECIFIED
       else link.send(0x07, body);
@@ -191,9 +199,9 @@ const ERROR_ROWS: readonly ErrorRow[] = [
     code: 'auth_failed',
     fatal: true,
     what: 'a token signed with another secret',
-    provoke: async (c) => {
+    provoke: async (c, { versions }) => {
       const other = new TokenAuthority(new TextEncoder().encode('another-secret-of-at-least-32-bytes!!'));
-      c.send(registerMessage({ token: await other.mintRegistrationToken({ ttlSeconds: 600 }), id: 'reg-7' }));
+      c.send(registerMessage({ token: await other.mintRegistrationToken({ ttlSeconds: 600 }), id: 'reg-7', ...versions }));
     },
     check: (error) => expect(error.message.reply_to).toBe('reg-7'),
   },
@@ -201,9 +209,9 @@ const ERROR_ROWS: readonly ErrorRow[] = [
     code: 'token_expired',
     fatal: true,
     what: 'an expired token',
-    provoke: async (c) => {
+    provoke: async (c, { versions }) => {
       const past = new TokenAuthority(new TextEncoder().encode(JWT_SECRET), { now: () => new Date(Date.now() - 3_600_000) });
-      c.send(registerMessage({ token: await past.mintRegistrationToken({ ttlSeconds: 60 }), id: 'reg-8' }));
+      c.send(registerMessage({ token: await past.mintRegistrationToken({ ttlSeconds: 60 }), id: 'reg-8', ...versions }));
     },
     check: (error) => expect(error.message.reply_to).toBe('reg-8'),
   },
@@ -211,9 +219,9 @@ const ERROR_ROWS: readonly ErrorRow[] = [
     code: 'forbidden',
     fatal: true,
     what: 'a registration token whose sub is another hostname',
-    provoke: async (c, { plane }) => {
+    provoke: async (c, { plane, versions }) => {
       const token = await registrationToken(plane, { sub: 'someone-else.example.test' });
-      c.send(registerMessage({ token, id: 'reg-9' }));
+      c.send(registerMessage({ token, id: 'reg-9', ...versions }));
     },
     check: (error) => expect(error.message.reply_to).toBe('reg-9'),
   },
@@ -245,6 +253,7 @@ const ERROR_ROWS: readonly ErrorRow[] = [
   },
 ];
 
+describe.each(VERSIONS)('protocol version %i', (version, versions) => {
 describe.each(TRANSPORTS.map((t) => [t.scheme, t] as const))('over %s', (_scheme, transport: TransportCase) => {
   let fixture: PlaneFixture;
   let plane: ControlPlane;
@@ -284,7 +293,7 @@ describe.each(TRANSPORTS.map((t) => [t.scheme, t] as const))('over %s', (_scheme
   }
 
   async function register(c: ProtocolClient, o: Partial<RegisterOptions> = {}): Promise<Received<'RegisterAck'>> {
-    return c.register({ token: await registrationToken(plane), ...o });
+    return c.register({ token: await registrationToken(plane), ...versions, ...o });
   }
 
   /**
@@ -330,9 +339,11 @@ describe.each(TRANSPORTS.map((t) => [t.scheme, t] as const))('over %s', (_scheme
         session_token: expect.any(String),
         session_expires_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/),
         heartbeat_interval_ms: TIMING.heartbeatIntervalMs,
-        protocol_version: 1,
+        protocol_version: version,
         control_plane_id: plane.id,
         resumed: false,
+        // A version 2 session's RegisterAck adds its own fields; a version 1 one has none of them.
+        ...(version === 2 ? { wire_features: [], compress_min_bytes: expect.any(Number), artifact_window_bytes: expect.any(Number) } : {}),
       });
       expect(Date.parse(data.session_expires_at)).toBeGreaterThan(before);
       expect(decodeJwt(data.session_token)).toMatchObject({ aud: 'muster-node', scope: 'node:session', sub: data.node_id });
@@ -420,7 +431,7 @@ describe.each(TRANSPORTS.map((t) => [t.scheme, t] as const))('over %s', (_scheme
         const c = await raw();
         if (row.registered === true) await register(c);
         const nodesBefore = plane.api.listNodes().length;
-        await row.provoke(c, { plane, target });
+        await row.provoke(c, { plane, target, versions });
         const error = await expectError(c, row.code, row.fatal);
         row.check?.(error, c);
         if (row.fatal) {
@@ -448,7 +459,7 @@ describe.each(TRANSPORTS.map((t) => [t.scheme, t] as const))('over %s', (_scheme
         for (const byte of bytes) await link.writeBytes(Uint8Array.of(byte));
       };
       const token = await registrationToken(plane);
-      await oneByteAtATime(encodeFrame(CODEC_JSON, encodeBody(CODEC_JSON, registerMessage({ token }))));
+      await oneByteAtATime(encodeFrame(CODEC_JSON, encodeBody(CODEC_JSON, registerMessage({ token, ...versions }))));
       const ack = await c.next('RegisterAck');
       c.nodeId = ack.message.data.node_id;
       // Two frames in a row, both split: a heartbeat in MessagePack, then an unknown type in JSON.
@@ -465,7 +476,7 @@ describe.each(TRANSPORTS.map((t) => [t.scheme, t] as const))('over %s', (_scheme
     it('answers a registered node that sends a frame over max_frame_bytes with frame_too_large, then closes', async () => {
       const c = await raw();
       await register(c);
-      await ERROR_ROWS.find((r) => r.code === 'frame_too_large')!.provoke(c, { plane, target });
+      await ERROR_ROWS.find((r) => r.code === 'frame_too_large')!.provoke(c, { plane, target, versions });
       await expectError(c, 'frame_too_large', true);
       await c.closedWithin();
       expect(c.unread()).toEqual([]);
@@ -582,4 +593,5 @@ describe.each(TRANSPORTS.map((t) => [t.scheme, t] as const))('over %s', (_scheme
       await stillReady(second);
     });
   });
+});
 });
