@@ -1,0 +1,145 @@
+// The replica's NATS connection against real nats-server processes: token, NKey and mutual-TLS
+// authentication, a clear error when refused, and a status that follows a server restart
+// (connected → reconnecting → connected, one reconnect counted).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { nkeys } from '@nats-io/nats-core';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { natsConnectionOptions, natsServerList, natsSettingsOf, openNatsConnection, type OpenNatsConnection } from '../../../supervisor/cluster/nats-connection.js';
+import type { NatsState, NatsStatus } from '../../../supervisor/cluster/nats-status.js';
+import { loadConfig } from '../../../supervisor/config.js';
+import { NatsServer } from '../../cluster/nats-server.js';
+import { makeTestPki } from '../../transports/test-certificates.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'muster-nats-conn-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const servers: NatsServer[] = [];
+const connections: OpenNatsConnection[] = [];
+afterEach(async () => {
+  await Promise.all(connections.splice(0).map((c) => c.close()));
+  await Promise.all(servers.splice(0).map((s) => s.stop()));
+});
+
+async function server(args: string[] = []): Promise<NatsServer> {
+  const s = await NatsServer.start({ args });
+  servers.push(s);
+  return s;
+}
+
+async function open(settings: Parameters<typeof openNatsConnection>[0]): Promise<OpenNatsConnection> {
+  const c = await openNatsConnection({ reconnectTimeWaitMs: 50, reconnectJitterMs: 50, ...settings });
+  connections.push(c);
+  return c;
+}
+
+/** Resolves with the status once it enters `state`; fails the test after `ms`. */
+function entered(c: OpenNatsConnection, state: NatsState, ms = 10_000): Promise<NatsStatus> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`not ${state} within ${ms} ms: ${JSON.stringify(c.status.status())}`)), ms);
+    const stop = c.status.onChange((status) => {
+      if (status.state !== state) return;
+      clearTimeout(timer);
+      stop();
+      resolve(status);
+    });
+  });
+}
+
+describe('options', () => {
+  it('reads a comma-separated list, reconnects forever with jitter, and requires TLS for tls:// or a TLS file', () => {
+    expect(natsServerList(' nats://a:4222, ,tls://b:4222 ')).toEqual(['nats://a:4222', 'tls://b:4222']);
+    const plain = natsConnectionOptions({ servers: 'nats://a:4222', name: 'replica-a' });
+    expect(plain).toMatchObject({ name: 'replica-a', maxReconnectAttempts: -1, reconnectJitter: 1_000, noEcho: false });
+    expect(plain.tls).toBeUndefined();
+    expect(natsConnectionOptions({ servers: ['tls://a:4222'], name: 'r' }).tls).toEqual({});
+    expect(natsConnectionOptions({ servers: 'a:4222', name: 'r', tlsCaFile: '/ca.pem' }).tls).toEqual({ caFile: '/ca.pem' });
+    expect(() => natsConnectionOptions({ servers: ' , ', name: 'r' })).toThrow('no NATS server given');
+  });
+
+  it("takes the config's cluster keys, empty ones left out", () => {
+    const config = loadConfig({ env: { MUSTER_NATS_URL: 'nats://a:4222,nats://b:4222', MUSTER_NATS_TOKEN: 't0k' } });
+    expect(natsSettingsOf(config, 'replica-a')).toEqual({
+      servers: 'nats://a:4222,nats://b:4222',
+      name: 'replica-a',
+      token: 't0k',
+      credsFile: undefined,
+      nkeySeedFile: undefined,
+      tlsCaFile: undefined,
+      tlsCertFile: undefined,
+      tlsKeyFile: undefined,
+    });
+  });
+});
+
+describe('against nats-server', () => {
+  it('authenticates with a token, and refuses a wrong one with an error naming the server', async () => {
+    const s = await server(['--auth', 's3cret']);
+    const c = await open({ servers: s.url, name: 'replica-a', token: 's3cret' });
+    expect(c.status.status()).toMatchObject({ state: 'connected', reconnects: 0, server: `127.0.0.1:${s.port}` });
+    await expect(c.nc.rtt()).resolves.toBeGreaterThanOrEqual(0);
+    await expect(openNatsConnection({ servers: s.url, name: 'replica-b', token: 'wrong' })).rejects.toThrow(
+      new RegExp(`^cannot connect to NATS at ${s.url}: .*Authorization Violation`, 'i'),
+    );
+  });
+
+  it('says at once when no server answers', async () => {
+    const s = await server();
+    const url = s.url;
+    await s.stop();
+    await expect(openNatsConnection({ servers: url, name: 'replica-a' })).rejects.toThrow(`cannot connect to NATS at ${url}: connection refused`);
+  });
+
+  it('authenticates with an NKey seed file', async () => {
+    const user = nkeys.createUser();
+    const conf = join(dir, 'nkey.conf');
+    writeFileSync(conf, `authorization { users = [ { nkey: "${user.getPublicKey()}" } ] }\n`);
+    const seedFile = join(dir, 'user.nk');
+    writeFileSync(seedFile, `${new TextDecoder().decode(user.getSeed())}\n`);
+    const s = await server(['-c', conf]);
+    const c = await open({ servers: s.url, name: 'replica-a', nkeySeedFile: seedFile });
+    await expect(c.nc.rtt()).resolves.toBeGreaterThanOrEqual(0);
+    await expect(openNatsConnection({ servers: s.url, name: 'replica-b' })).rejects.toThrow(/Authorization Violation/i);
+  });
+
+  it('connects over mutual TLS with the CA, certificate and key files', async () => {
+    const pki = makeTestPki();
+    const write = (name: string, text: string): string => {
+      const file = join(dir, name);
+      writeFileSync(file, text);
+      return file;
+    };
+    const ca = write('ca.pem', pki.ca);
+    const client = pki.client('replica-a');
+    const tls = ['--tls', '--tlscert', write('server.pem', pki.server.cert), '--tlskey', write('server-key.pem', pki.server.key)];
+    const s = await server([...tls, '--tlscacert', ca, '--tlsverify']);
+    const url = `tls://localhost:${s.port}`;
+    const c = await open({ servers: url, name: 'replica-a', tlsCaFile: ca, tlsCertFile: write('c.pem', client.cert), tlsKeyFile: write('c-key.pem', client.key) });
+    await expect(c.nc.rtt()).resolves.toBeGreaterThanOrEqual(0);
+    // Without a client certificate the server refuses the handshake.
+    await expect(openNatsConnection({ servers: url, name: 'replica-b', tlsCaFile: ca, connectTimeoutMs: 1_000 })).rejects.toThrow(/^cannot connect to NATS/);
+  });
+
+  it('follows a server restart: reconnecting, then connected again with one reconnect counted', async () => {
+    const s = await server(['--auth', 's3cret']);
+    const c = await open({ servers: s.url, name: 'replica-a', token: 's3cret' });
+    const reconnecting = entered(c, 'reconnecting');
+    await s.kill9();
+    const during = await reconnecting;
+    expect(during).toMatchObject({ state: 'reconnecting', reconnects: 0 });
+    const connected = entered(c, 'connected');
+    servers.push(await s.restart());
+    const after = await connected;
+    expect(after).toMatchObject({ state: 'connected', reconnects: 1 });
+    expect(Date.parse(after.since)).toBeGreaterThanOrEqual(Date.parse(during.since));
+    await expect(c.nc.rtt()).resolves.toBeGreaterThanOrEqual(0);
+  });
+
+  it('is closed once closed', async () => {
+    const s = await server();
+    const c = await open({ servers: s.url, name: 'replica-a' });
+    await c.close();
+    expect(c.status.status().state).toBe('closed');
+  });
+});
