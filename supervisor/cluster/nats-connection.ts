@@ -12,6 +12,7 @@ import {
 } from '@nats-io/transport-node';
 import { MusterError } from '../../protocol/errors.js';
 import type { Config } from '../config.js';
+import { boundedWait } from './bounded-wait.js';
 import { NatsStatusTracker } from './nats-status.js';
 
 export interface NatsConnectionSettings {
@@ -116,7 +117,7 @@ export async function openNatsConnection(settings: NatsConnectionSettings): Prom
     status,
     async close(): Promise<void> {
       // What was published goes out first, unless NATS is away (then there is no one to send it to).
-      if (status.state === 'connected') await bounded(nc.flush(), CLOSE_FLUSH_MS);
+      if (status.state === 'connected') await boundedWait(nc.flush(), CLOSE_FLUSH_MS);
       if (!nc.isClosed()) await nc.close();
       status.stop();
     },
@@ -125,13 +126,6 @@ export async function openNatsConnection(settings: NatsConnectionSettings): Prom
 
 const CLOSE_FLUSH_MS = 2_000;
 
-/** Waits for `work` at most `ms`, ignoring its failure: for best-effort steps of a shutdown. */
-async function bounded(work: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
-  await Promise.race([work.catch(() => undefined), deadline]);
-  clearTimeout(timer);
-}
 
 /** The seed's text without the newline an editor adds; nats.js wants its bytes. */
 function readSeed(file: string): Uint8Array {
