@@ -2,7 +2,9 @@
 // `traceparent` header and hears every replica's on one subscription to `muster.evt.>`, its
 // own included, as LocalBus delivers to its own subscribers. Events are hints (the stores hold
 // the truth), so an outage loses some but never blocks: while NATS is away, events wait in a
-// bounded queue (oldest dropped first, counted) and go out in order once it is back.
+// bounded queue (oldest dropped first, counted) and go out in order once it is back. Events that
+// other replicas publish while this one is away, or before the server has its subscription
+// again, are not heard: a replica reconciles from the stores after a reconnect.
 import { headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../../observability/logger.js';
 import type { Bus, BusEvent, BusHandler } from '../bus/bus.js';

@@ -158,6 +158,8 @@ describe('NatsBus between replicas', () => {
     const restarted = local.restart();
     await restarted;
     await back;
+    // "connected" means each client re-sent its subscription; a round trip means the server has it.
+    await Promise.all([a.nc.flush(), b.nc.flush()]);
     // What waited went out in order once A was back (A's own subscription was restored before it).
     expect(await heardByA.waitFor(5)).toEqual([15, 16, 17, 18, 19].map((i) => jobEvent(i)));
     // Published after both reconnected: heard by both.
