@@ -5,10 +5,11 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { BusEvent } from '../../../supervisor/bus/bus.js';
 import { NatsBus, type NatsBusOptions } from '../../../supervisor/cluster/nats-bus.js';
-import { NatsStatusTracker, type NatsState } from '../../../supervisor/cluster/nats-status.js';
+import { NatsStatusTracker } from '../../../supervisor/cluster/nats-status.js';
 import { isTraceparent } from '../../../supervisor/cluster/traceparent.js';
 import { createLogger } from '../../../observability/logger.js';
 import { NatsServer } from '../../cluster/nats-server.js';
+import { entered } from './status-waits.js';
 import { busContract, jobEvent, Recorder, testId, TRACEPARENT } from '../bus/bus-contract.js';
 
 const logger = createLogger({ level: 'silent' });
@@ -174,17 +175,4 @@ describe('NatsBus between replicas', () => {
 
 function sameJob(event: BusEvent, n: number): boolean {
   return event.kind === 'job' && event.job_id === testId(n);
-}
-
-function entered(status: NatsStatusTracker, state: NatsState, ms = 10_000): Promise<void> {
-  if (status.state === state) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not ${state} within ${ms} ms`)), ms);
-    const stop = status.onChange((s) => {
-      if (s.state !== state) return;
-      clearTimeout(timer);
-      stop();
-      resolve();
-    });
-  });
 }

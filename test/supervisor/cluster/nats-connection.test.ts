@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { nkeys } from '@nats-io/nats-core';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { natsConnectionOptions, natsServerList, natsSettingsOf, openNatsConnection, type OpenNatsConnection } from '../../../supervisor/cluster/nats-connection.js';
-import type { NatsState, NatsStatus } from '../../../supervisor/cluster/nats-status.js';
 import { loadConfig } from '../../../supervisor/config.js';
 import { NatsServer } from '../../cluster/nats-server.js';
 import { makeTestPki } from '../../transports/test-certificates.js';
+import { entered } from './status-waits.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'muster-nats-conn-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -32,19 +32,6 @@ async function open(settings: Parameters<typeof openNatsConnection>[0]): Promise
   const c = await openNatsConnection({ reconnectTimeWaitMs: 50, reconnectJitterMs: 50, ...settings });
   connections.push(c);
   return c;
-}
-
-/** Resolves with the status once it enters `state`; fails the test after `ms`. */
-function entered(c: OpenNatsConnection, state: NatsState, ms = 10_000): Promise<NatsStatus> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not ${state} within ${ms} ms: ${JSON.stringify(c.status.status())}`)), ms);
-    const stop = c.status.onChange((status) => {
-      if (status.state !== state) return;
-      clearTimeout(timer);
-      stop();
-      resolve(status);
-    });
-  });
 }
 
 describe('options', () => {
@@ -124,11 +111,11 @@ describe('against nats-server', () => {
   it('follows a server restart: reconnecting, then connected again with one reconnect counted', async () => {
     const s = await server(['--auth', 's3cret']);
     const c = await open({ servers: s.url, name: 'replica-a', token: 's3cret' });
-    const reconnecting = entered(c, 'reconnecting');
+    const reconnecting = entered(c.status, 'reconnecting');
     await s.kill9();
     const during = await reconnecting;
     expect(during).toMatchObject({ state: 'reconnecting', reconnects: 0 });
-    const connected = entered(c, 'connected');
+    const connected = entered(c.status, 'connected');
     servers.push(await s.restart());
     const after = await connected;
     expect(after).toMatchObject({ state: 'connected', reconnects: 1 });
