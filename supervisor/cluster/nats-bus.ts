@@ -75,6 +75,11 @@ export class NatsBus implements Bus {
 
   publish(event: BusEvent, traceparent?: string): void {
     if (this.closed) return;
+    if (this.status.state === 'closed') {
+      // The connection is gone for good (its owner closed it): nothing will send what waits.
+      this.counts.dropped++;
+      return;
+    }
     const item = { subject: eventSubject(event), data: encodeBusEvent(event), traceparent: traceparentOrNew(traceparent) };
     if (this.status.state === 'connected' && this.pendingCount() === 0) this.send(item);
     else this.queue(item);
