@@ -35,6 +35,12 @@ export interface NatsConnectionSettings {
   reconnectJitterMs?: number;
   /** How long one connection attempt (TCP, TLS, INFO/CONNECT) may take; default 10,000 ms. */
   connectTimeoutMs?: number;
+  /**
+   * The client pings the server this often and reconnects after two pings go unanswered: a hung
+   * server or a half-open TCP connection is noticed within about twice this, not nats.js's
+   * default four minutes. Default 5,000 ms.
+   */
+  pingIntervalMs?: number;
   /** Keep trying when no server answers the first time, instead of failing at once. */
   waitOnFirstConnect?: boolean;
 }
@@ -81,6 +87,8 @@ export function natsConnectionOptions(settings: NatsConnectionSettings): NodeCon
     reconnectJitter: jitter,
     reconnectJitterTLS: jitter,
     timeout: settings.connectTimeoutMs ?? 10_000,
+    pingInterval: settings.pingIntervalMs ?? 5_000,
+    maxPingOut: 2,
     waitOnFirstConnect: settings.waitOnFirstConnect ?? false,
     // A replica hears its own events, as the in-process bus delivers to its own subscribers.
     noEcho: false,

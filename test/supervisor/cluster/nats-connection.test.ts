@@ -123,6 +123,20 @@ describe('against nats-server', () => {
     await expect(c.nc.rtt()).resolves.toBeGreaterThanOrEqual(0);
   });
 
+  it('notices a hung server (SIGSTOP: its socket stays open) by its unanswered pings, and recovers when it resumes', async () => {
+    const s = await server();
+    const c = await open({ servers: s.url, name: 'replica-a', pingIntervalMs: 200 });
+    const stale = entered(c.status, 'reconnecting');
+    s.pause();
+    try {
+      expect(await stale).toMatchObject({ state: 'reconnecting', last_error: expect.stringMatching(/^stale connection/) });
+    } finally {
+      s.resume();
+    }
+    await entered(c.status, 'connected');
+    await expect(c.nc.rtt()).resolves.toBeGreaterThanOrEqual(0);
+  });
+
   it('is closed once closed', async () => {
     const s = await server();
     const c = await open({ servers: s.url, name: 'replica-a' });
