@@ -45,6 +45,24 @@ describe('options', () => {
     expect(() => natsConnectionOptions({ servers: ' , ', name: 'r' })).toThrow('no NATS server given');
   });
 
+  it('reads the creds file on every authentication, so a rotated file is used at the next reconnect', () => {
+    const user = nkeys.createUser();
+    const file = join(dir, 'replica.creds');
+    const creds = (jwt: string): string =>
+      `-----BEGIN NATS USER JWT-----\n${jwt}\n------END NATS USER JWT------\n\n` +
+      `-----BEGIN USER NKEY SEED-----\n${new TextDecoder().decode(user.getSeed())}\n------END USER NKEY SEED------\n`;
+    writeFileSync(file, creds('eyJ0eXAiOiJKV1QifQ.first.sig'));
+    const { authenticator } = natsConnectionOptions({ servers: 'nats://a:4222', name: 'r', credsFile: file });
+    const authenticate = authenticator as (nonce?: string) => { jwt: string; nkey: string; sig: string };
+    const first = authenticate('nonce-1');
+    expect(first.jwt).toBe('eyJ0eXAiOiJKV1QifQ.first.sig');
+    expect(first.nkey).toBe(user.getPublicKey());
+    // The signature of the server's nonce is made with the seed from the file.
+    expect(user.verify(new TextEncoder().encode('nonce-1'), Buffer.from(first.sig, 'base64url'))).toBe(true);
+    writeFileSync(file, creds('eyJ0eXAiOiJKV1QifQ.rotated.sig'));
+    expect(authenticate('nonce-2').jwt).toBe('eyJ0eXAiOiJKV1QifQ.rotated.sig');
+  });
+
   it("takes the config's cluster keys, empty ones left out", () => {
     const config = loadConfig({ env: { MUSTER_NATS_URL: 'nats://a:4222,nats://b:4222', MUSTER_NATS_TOKEN: 't0k' } });
     expect(natsSettingsOf(config, 'replica-a')).toEqual({
