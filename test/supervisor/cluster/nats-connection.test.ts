@@ -10,6 +10,7 @@ import { natsConnectionOptions, natsServerList, natsSettingsOf, openNatsConnecti
 import { loadConfig } from '../../../supervisor/config.js';
 import { NatsServer } from '../../cluster/nats-server.js';
 import { makeTestPki } from '../../transports/test-certificates.js';
+import { makeTestOperator } from './nats-operator.js';
 import { entered } from './status-waits.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'muster-nats-conn-'));
@@ -106,6 +107,20 @@ describe('against nats-server', () => {
     const c = await open({ servers: s.url, name: 'replica-a', nkeySeedFile: seedFile });
     await expect(c.nc.rtt()).resolves.toBeGreaterThanOrEqual(0);
     await expect(openNatsConnection({ servers: s.url, name: 'replica-b' })).rejects.toThrow(/Authorization Violation/i);
+  });
+
+  it('authenticates with a creds file (operator mode), and refuses a user of an unknown account', async () => {
+    const operator = makeTestOperator();
+    const conf = join(dir, 'operator.conf');
+    writeFileSync(conf, operator.serverConfig);
+    const creds = join(dir, 'replica.creds');
+    writeFileSync(creds, operator.userCreds);
+    const stranger = join(dir, 'stranger.creds');
+    writeFileSync(stranger, operator.strangerCreds);
+    const s = await server(['-c', conf]);
+    const c = await open({ servers: s.url, name: 'replica-a', credsFile: creds });
+    await expect(c.nc.rtt()).resolves.toBeGreaterThanOrEqual(0);
+    await expect(openNatsConnection({ servers: s.url, name: 'replica-b', credsFile: stranger })).rejects.toThrow(/^cannot connect to NATS.*Authorization Violation/i);
   });
 
   it('connects over mutual TLS with the CA, certificate and key files', async () => {
