@@ -9,7 +9,7 @@ import { headers, type Msg, type NatsConnection, type Subscription } from '@nats
 import type { Logger } from '../../observability/logger.js';
 import type { Bus, BusEvent, BusHandler } from '../bus/bus.js';
 import { decodeBusEvent, encodeBusEvent } from './bus-event-codec.js';
-import { boundedWait } from './bounded-wait.js';
+import { boundedWait, serverHas } from './nats-waits.js';
 import { NatsStatusTracker } from './nats-status.js';
 import { EVENT_SUBJECTS, eventSubject } from './subjects.js';
 import { TRACEPARENT_HEADER, isTraceparent, traceparentOrNew } from './traceparent.js';
@@ -69,7 +69,7 @@ export class NatsBus implements Bus {
   static async start(options: NatsBusOptions): Promise<NatsBus> {
     const bus = new NatsBus(options);
     bus.sub = options.nc.subscribe(EVENT_SUBJECTS, { callback: (err, msg) => bus.heard(err, msg) });
-    await options.nc.flush();
+    await serverHas(options.nc, bus.status.state);
     return bus;
   }
 

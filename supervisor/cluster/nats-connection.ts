@@ -12,7 +12,7 @@ import {
 } from '@nats-io/transport-node';
 import { MusterError } from '../../protocol/errors.js';
 import type { Config } from '../config.js';
-import { boundedWait } from './bounded-wait.js';
+import { boundedWait } from './nats-waits.js';
 import { NatsStatusTracker } from './nats-status.js';
 
 export interface NatsConnectionSettings {

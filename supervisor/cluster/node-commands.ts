@@ -7,6 +7,7 @@
 import { errors, headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { MusterError } from '../../protocol/errors.js';
 import type { Logger } from '../../observability/logger.js';
+import { serverHas } from './nats-waits.js';
 import { decodeReply, decodeRequest, encodeJson } from './node-command-codec.js';
 import type { NatsStatusTracker } from './nats-status.js';
 import { commandSubject } from './subjects.js';
@@ -67,7 +68,7 @@ export class NodeCommandServer {
         else void answer(o, msg);
       },
     });
-    await o.nc.flush();
+    await serverHas(o.nc);
     return new NodeCommandServer(sub);
   }
 
