@@ -139,6 +139,31 @@ describe('NatsBus between replicas', () => {
     expect(a.bus.stats()).toMatchObject({ undecodable: junk.length, heard: 2 });
   });
 
+  it('starts while NATS is away, and hears events once it is back', async () => {
+    const local = await NatsServer.start();
+    cleanups.push(() => local.stop());
+    const nc = await natsConnect(local.url);
+    const status = new NatsStatusTracker(nc);
+    const away = entered(status, 'reconnecting');
+    await local.kill9();
+    await away;
+    const bus = await NatsBus.start({ nc, logger, status });
+    cleanups.push(async () => {
+      await bus.close();
+      status.stop();
+      await nc.close();
+    });
+    const r = new Recorder();
+    bus.subscribe(r.handler);
+    const back = entered(status, 'connected');
+    const restarted = local.restart();
+    cleanups.push(async () => (await restarted).stop());
+    await restarted;
+    await back;
+    bus.publish(jobEvent(1));
+    expect(await r.waitFor(1)).toEqual([jobEvent(1)]);
+  });
+
   it('keeps events published while NATS is away (bounded, oldest dropped), and delivers across replicas after a restart', async () => {
     const local = await NatsServer.start();
     cleanups.push(() => local.stop());
