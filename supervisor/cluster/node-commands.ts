@@ -58,7 +58,10 @@ export interface NodeCommandServerOptions {
 
 /** Serves this replica's commands on `muster.cmd.<replica_id>`. */
 export class NodeCommandServer {
-  private constructor(private readonly sub: Subscription) {}
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly sub: Subscription,
+  ) {}
 
   /** Resolves once the server has the subscription: from then on, senders reach this replica. */
   static async start(o: NodeCommandServerOptions): Promise<NodeCommandServer> {
@@ -69,12 +72,16 @@ export class NodeCommandServer {
       },
     });
     await serverHas(o.nc);
-    return new NodeCommandServer(sub);
+    return new NodeCommandServer(o.nc, sub);
   }
 
-  /** Stops answering: senders then hear "no responders" at once. */
-  close(): void {
+  /**
+   * Stops answering; once it resolves the server has dropped the subscription, so senders hear
+   * "no responders" at once (before, a request that crossed the unsubscribe would time out).
+   */
+  async close(): Promise<void> {
     this.sub.unsubscribe();
+    await serverHas(this.nc);
   }
 }
 

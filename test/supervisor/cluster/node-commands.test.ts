@@ -131,7 +131,7 @@ describe('node commands', () => {
     const s = await owner('replica-b', recordingHandler().handler);
     const client = await sender(20_000);
     await expect(client.send('replica-b', { kind: 'drain', node_id: NODE })).resolves.toEqual({ status: 'ok' });
-    s.close();
+    await s.close();
     await expect(client.send('replica-b', { kind: 'drain', node_id: NODE })).rejects.toThrow(/no responders/);
   });
 
