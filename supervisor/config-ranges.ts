@@ -21,8 +21,8 @@ const Rate = Type.Number({ minimum: 0, maximum: 1e12 });
 const Count = (min: number, max: number): TSchema => Type.Integer({ minimum: min, maximum: max });
 const Text = Type.String({ maxLength: 4096 });
 const Port = '(?:6553[0-5]|655[0-2]\\d|65[0-4]\\d{2}|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{1,4})';
-/** One NATS server: `nats://` or `tls://` with optional `user:pass@`, or a bare `host:port`. */
-const NATS_URL = '(?:(?:nats|tls)://)?[^\\s,/]+';
+/** One NATS server: `nats://host:port`, `tls://host:port` or `host:port`; no `user:pass@` (nats.js ignores it: use natsToken or a creds file). */
+const NATS_URL = '(?:(?:nats|tls)://)?[^\\s,/@]+';
 /** `HOST:PORT` (an IPv6 host in brackets), or `off`. */
 const Listener = Type.String({ pattern: `^(?:off|(?:\\[[0-9A-Fa-f:.]+\\]|[^\\s:\\[\\]]*):${Port})$` });
 
