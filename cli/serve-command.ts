@@ -1,8 +1,8 @@
 // `muster serve`: runs the control plane in this process until SIGTERM or SIGINT.
 import { Command } from 'commander';
-import { loadConfig } from '../supervisor/config.js';
+import { loadConfig, type ConfigSources } from '../supervisor/config.js';
 
-interface ServeOptions {
+export interface ServeOptions {
   dataDir?: string;
   tcp?: string;
   unix?: string;
@@ -17,6 +17,18 @@ interface ServeOptions {
   auditLog?: string;
   config?: string;
   logLevel?: string;
+  controlPlaneId?: string;
+  nats?: string;
+  natsCreds?: string;
+  natsToken?: string;
+  natsNkeySeed?: string;
+  natsTlsCa?: string;
+  natsTlsCert?: string;
+  natsTlsKey?: string;
+  natsReplicas?: string;
+  leaseTtlMs?: string;
+  leaseRenewMs?: string;
+  natsRequestTimeoutMs?: string;
 }
 
 export function serveCommand(): Command {
@@ -36,28 +48,54 @@ export function serveCommand(): Command {
     .option('--audit-log <file>', 'append the audit log (JSON lines: authentication, connections, tokens, bans) to this file')
     .option('--config <file>', 'JSON configuration file (also MUSTER_CONFIG)')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default info)')
+    .option('--control-plane-id <id>', "this replica's id in RegisterAck and on NATS (default <hostname>-<random>)")
+    .option('--nats <urls>', 'NATS servers, comma-separated (nats://h1:4222,nats://h2:4222): run as one replica of a cluster')
+    .option('--nats-creds <file>', 'NATS credentials file (.creds)')
+    .option('--nats-token <token>', 'NATS token')
+    .option('--nats-nkey-seed <file>', 'file holding an NKey seed for NATS')
+    .option('--nats-tls-ca <file>', "PEM CA bundle the NATS servers' certificates must chain to")
+    .option('--nats-tls-cert <file>', 'PEM client certificate for NATS')
+    .option('--nats-tls-key <file>', 'PEM private key of --nats-tls-cert')
+    .option('--nats-replicas <n>', 'JetStream replicas of the cluster streams and buckets (default 1)')
+    .option('--lease-ttl-ms <ms>', "a replica's lease ages out this long after its last renewal (default 10000)")
+    .option('--lease-renew-ms <ms>', 'how often a replica renews its lease, at most a third of the TTL (default 2000)')
+    .option('--nats-request-timeout-ms <ms>', 'how long a command to the replica owning a node waits for its answer (default 2000)')
     .action(async (options: ServeOptions) => serve(options));
 }
 
+/** The settings `muster serve`'s flags give, by config key (absent flags: undefined, ignored by loadConfig). */
+export function serveOverrides(options: ServeOptions): ConfigSources['overrides'] {
+  return {
+    dataDir: options.dataDir,
+    tcp: options.tcp,
+    unix: options.unix,
+    http: options.http,
+    ws: options.ws,
+    grpc: options.grpc,
+    tlsCert: options.tlsCert,
+    tlsKey: options.tlsKey,
+    tlsCa: options.tlsCa,
+    requireClientCert: options.requireClientCert,
+    encryptKeyFile: options.encryptKeyFile,
+    auditLog: options.auditLog,
+    logLevel: options.logLevel,
+    controlPlaneId: options.controlPlaneId,
+    nats: options.nats,
+    natsCredsFile: options.natsCreds,
+    natsToken: options.natsToken,
+    natsNkeySeedFile: options.natsNkeySeed,
+    natsTlsCaFile: options.natsTlsCa,
+    natsTlsCertFile: options.natsTlsCert,
+    natsTlsKeyFile: options.natsTlsKey,
+    natsReplicas: options.natsReplicas,
+    leaseTtlMs: options.leaseTtlMs,
+    leaseRenewMs: options.leaseRenewMs,
+    natsRequestTimeoutMs: options.natsRequestTimeoutMs,
+  };
+}
+
 async function serve(options: ServeOptions): Promise<void> {
-  const config = loadConfig({
-    file: options.config,
-    overrides: {
-      dataDir: options.dataDir,
-      tcp: options.tcp,
-      unix: options.unix,
-      http: options.http,
-      ws: options.ws,
-      grpc: options.grpc,
-      tlsCert: options.tlsCert,
-      tlsKey: options.tlsKey,
-      tlsCa: options.tlsCa,
-      requireClientCert: options.requireClientCert,
-      encryptKeyFile: options.encryptKeyFile,
-      auditLog: options.auditLog,
-      logLevel: options.logLevel,
-    },
-  });
+  const config = loadConfig({ file: options.config, overrides: serveOverrides(options) });
   // Loaded here, not at the top: client commands should not pay for the plane's modules.
   const { createLogger } = await import('../observability/logger.js');
   const { startControlPlane } = await import('../supervisor/control-plane.js');

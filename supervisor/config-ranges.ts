@@ -21,6 +21,8 @@ const Rate = Type.Number({ minimum: 0, maximum: 1e12 });
 const Count = (min: number, max: number): TSchema => Type.Integer({ minimum: min, maximum: max });
 const Text = Type.String({ maxLength: 4096 });
 const Port = '(?:6553[0-5]|655[0-2]\\d|65[0-4]\\d{2}|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{1,4})';
+/** One NATS server: `nats://host:port`, `tls://host:port` or `host:port`; no `user:pass@` (nats.js ignores it: use natsToken or a creds file). */
+const NATS_URL = '(?:(?:nats|tls)://)?[^\\s,/@]+';
 /** `HOST:PORT` (an IPv6 host in brackets), or `off`. */
 const Listener = Type.String({ pattern: `^(?:off|(?:\\[[0-9A-Fa-f:.]+\\]|[^\\s:\\[\\]]*):${Port})$` });
 
@@ -57,6 +59,20 @@ export const CONFIG_RANGES = {
   tokenKeepExpiredMs: Ms(0),
   tokenPruneIntervalMs: Ms(1_000),
   controlPlaneId: Type.String({ maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f-\\u009f]*$' }),
+  // Settings of cluster mode (issue 10); empty `nats` is the embedded plane.
+  nats: Type.String({ maxLength: 65_536, pattern: `^(?:\\s*${NATS_URL}\\s*(?:,\\s*${NATS_URL}\\s*)*)?$` }),
+  natsCredsFile: Text,
+  natsToken: Text,
+  natsNkeySeedFile: Text,
+  natsTlsCaFile: Text,
+  natsTlsCertFile: Text,
+  natsTlsKeyFile: Text,
+  // JetStream's own limit.
+  natsReplicas: Count(1, 5),
+  // A lease shorter than a second would age out on a GC pause; longer than an hour leaves a dead replica's nodes unserved.
+  leaseTtlMs: Ms(1_000, 3_600_000),
+  leaseRenewMs: Ms(100, 1_200_000),
+  natsRequestTimeoutMs: Ms(10, 600_000),
   // A frame must hold a RegisterNode; the length field is 32 bits, and 256 MiB is far beyond any use.
   maxFrameBytes: Count(256, 256 * 1024 * 1024),
   maxSendBufferBytes: Count(1_024, 2 ** 32),
@@ -137,6 +153,19 @@ export const CONFIG_RULES: ((c: Config) => [keyof Config, string] | undefined)[]
       : undefined,
   (c) => ((c.tlsCert === '') !== (c.tlsKey === '') ? ['tlsKey', 'tlsCert and tlsKey go together: set both or neither'] : undefined),
   (c) => (c.requireClientCert && c.tlsCa === '' ? ['tlsCa', 'requireClientCert needs tlsCa to verify client certificates'] : undefined),
+  // Three renewals a TTL: one lost to a slow NATS round trip still leaves two before the lease ages out.
+  (c) =>
+    c.leaseRenewMs * 3 > c.leaseTtlMs
+      ? ['leaseRenewMs', `must be at most a third of leaseTtlMs (${c.leaseTtlMs}), so that one missed renewal does not lose the lease`]
+      : undefined,
+  (c) =>
+    (c.natsTlsCertFile === '') !== (c.natsTlsKeyFile === '')
+      ? ['natsTlsKeyFile', 'natsTlsCertFile and natsTlsKeyFile go together: set both or neither']
+      : undefined,
+  (c) =>
+    [c.natsCredsFile, c.natsToken, c.natsNkeySeedFile].filter((v) => v !== '').length > 1
+      ? ['natsToken', 'natsCredsFile, natsToken and natsNkeySeedFile are three ways to authenticate to NATS: set one at most']
+      : undefined,
 ];
 
 const rangeCheck = TypeCompiler.Compile(Type.Object(CONFIG_RANGES));

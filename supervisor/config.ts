@@ -90,8 +90,33 @@ export interface Config {
   storeBusySliceMs: number;
   /** How often a worker thread checkpoints the store's WAL (SQLite's own checkpoints, inside commits, are off); 0: SQLite's own. */
   storeCheckpointIntervalMs: number;
-  /** Identifier of this control-plane replica, sent in `RegisterAck`. */
+  /** Identifier of this control-plane replica, sent in `RegisterAck`; in a cluster, its name on NATS. */
   controlPlaneId: string;
+  /**
+   * NATS servers, comma-separated URLs (`nats://h1:4222,nats://h2:4222`): the plane then runs as
+   * one replica of a cluster; empty: the embedded plane (in-process bus, SQLite store).
+   */
+  nats: string;
+  /** NATS credentials file (JWT and NKey seed, `.creds`), re-read on every reconnect; empty: none. */
+  natsCredsFile: string;
+  /** NATS token (a server's `authorization { token }`); empty: none. */
+  natsToken: string;
+  /** File holding an NKey seed (`SU...`) for a server's `nkey` users, re-read on every reconnect; empty: none. */
+  natsNkeySeedFile: string;
+  /** PEM CA bundle the NATS servers' certificates must chain to; setting any NATS TLS file requires TLS. */
+  natsTlsCaFile: string;
+  /** PEM client certificate for NATS servers that verify clients (with `natsTlsKeyFile`). */
+  natsTlsCertFile: string;
+  /** PEM private key of `natsTlsCertFile`. */
+  natsTlsKeyFile: string;
+  /** JetStream replicas of the cluster's streams and buckets (R1 for those that rely on compare-and-set before nats-server 2.9.21). */
+  natsReplicas: number;
+  /** A replica's lease ages out of its KV bucket this long after its last renewal: then its nodes may be taken over. */
+  leaseTtlMs: number;
+  /** How often a replica renews its lease: well below `leaseTtlMs` (at most a third), so one lost renewal loses nothing. */
+  leaseRenewMs: number;
+  /** How long a request over NATS (a command to the replica that owns a node) waits for its answer. */
+  natsRequestTimeoutMs: number;
   maxFrameBytes: number;
   maxSendBufferBytes: number;
   /** Connections the kernel queues per node listener before the plane accepts them (capped by net.core.somaxconn). */
@@ -233,6 +258,17 @@ export const DEFAULTS: Config = {
   storeBusySliceMs: 2,
   storeCheckpointIntervalMs: 1_000,
   controlPlaneId: '',
+  nats: '',
+  natsCredsFile: '',
+  natsToken: '',
+  natsNkeySeedFile: '',
+  natsTlsCaFile: '',
+  natsTlsCertFile: '',
+  natsTlsKeyFile: '',
+  natsReplicas: 1,
+  leaseTtlMs: 10_000,
+  leaseRenewMs: 2_000,
+  natsRequestTimeoutMs: 2_000,
   maxFrameBytes: 1_048_576,
   maxSendBufferBytes: 8 * 1024 * 1024,
   listenBacklog: 4096,
@@ -286,9 +322,21 @@ export const DEFAULTS: Config = {
 type Key = keyof Config;
 
 
+/** Variables not named after their key: `MUSTER_NATS` would not say that it holds URLs. */
+const ENV_NAMES: Partial<Record<Key, string>> = { nats: 'MUSTER_NATS_URL' };
+
+/** Flags not named after their key: the NATS files are named as nats-server's own options are. */
+const FLAG_NAMES: Partial<Record<Key, string>> = {
+  natsCredsFile: 'nats-creds',
+  natsNkeySeedFile: 'nats-nkey-seed',
+  natsTlsCaFile: 'nats-tls-ca',
+  natsTlsCertFile: 'nats-tls-cert',
+  natsTlsKeyFile: 'nats-tls-key',
+};
+
 /** `heartbeatIntervalMs` → `MUSTER_HEARTBEAT_INTERVAL_MS`. */
 export function envName(key: Key): string {
-  return `MUSTER_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+  return ENV_NAMES[key] ?? `MUSTER_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 }
 
 export interface ConfigSources {
@@ -352,8 +400,8 @@ function readConfigFile(file: string): Record<string, unknown> {
 }
 
 /** `heartbeatIntervalMs` → `heartbeat-interval-ms`, as commander names the flag. */
-function flagName(key: string): string {
-  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+export function flagName(key: string): string {
+  return FLAG_NAMES[key as Key] ?? key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
 function set(config: Config, origins: Origins, key: string, value: unknown, origin: string): void {

@@ -14,6 +14,7 @@ import { cpus } from 'node:os';
 import { CODEC_JSON, CODEC_MSGPACK, encodeBody, type Codec } from '../../protocol/codec.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import { heartbeatFrame, mintApiToken, mintNodeToken, registerNode, type BenchNode } from './bench-node.js';
+import { runBus } from './bus.js';
 import { runDispatch } from './dispatch.js';
 import { runAbuse } from './abuse.js';
 import { runFleet } from './fleet.js';
@@ -33,7 +34,8 @@ async function main(): Promise<void> {
   if (which === 'transports') return runTransports();
   if (which === 'dispatch') return runDispatch();
   if (which === 'abuse') return runAbuse();
-  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet, transports, dispatch, abuse)`);
+  if (which === 'bus') return runBus();
+  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet, transports, dispatch, abuse, bus)`);
   console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}`);
   console.log(`heartbeats per run: ${HEARTBEATS}, round trips per run: ${ROUND_TRIPS}, runs: ${RUNS} (medians)\n`);
   const plane = await startPlane({ MUSTER_HEARTBEAT_INTERVAL_MS: '60000' });

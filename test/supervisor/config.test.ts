@@ -169,3 +169,56 @@ describe("the README's configuration table", () => {
     expect(missing).toEqual([]);
   });
 });
+
+describe('cluster-mode settings (issue 10)', () => {
+  it('default to the embedded plane, with the lease renewed five times a TTL', () => {
+    const config = loadConfig({ env: {} });
+    expect(config.nats).toBe('');
+    expect([config.natsReplicas, config.leaseTtlMs, config.leaseRenewMs, config.natsRequestTimeoutMs]).toEqual([1, 10_000, 2_000, 2_000]);
+  });
+
+  it('reads the NATS servers from MUSTER_NATS_URL, and refuses a list that is not one of URLs', () => {
+    expect(envName('nats')).toBe('MUSTER_NATS_URL');
+    const urls = 'nats://h1:4222, tls://h2:4222,h3:4222,[::1]:4222';
+    expect(loadConfig({ env: { MUSTER_NATS_URL: urls } }).nats).toBe(urls);
+    expect(() => loadConfig({ env: { MUSTER_NATS_URL: 'nats://h1:4222,,nats://h2' } })).toThrow(/^bad configuration: MUSTER_NATS_URL: nats must/);
+    expect(() => loadConfig({ env: { MUSTER_NATS_URL: 'nats://h1 h2' } })).toThrow(/MUSTER_NATS_URL: nats must/);
+    // nats.js drops credentials in a URL without a word: refused, so that nobody believes they are used.
+    expect(() => loadConfig({ env: { MUSTER_NATS_URL: 'nats://user:pass@h1:4222' } })).toThrow(/MUSTER_NATS_URL: nats must/);
+  });
+
+  it('refuses a renewal interval over a third of the lease TTL, blaming the renewal', () => {
+    expect(() => loadConfig({ env: {}, overrides: { leaseRenewMs: 4_000 } })).toThrow(
+      /--lease-renew-ms: leaseRenewMs must be at most a third of leaseTtlMs \(10000\)/,
+    );
+    expect(() => loadConfig({ env: { MUSTER_LEASE_TTL_MS: '3000' } })).toThrow(/the default: leaseRenewMs must be at most a third of leaseTtlMs \(3000\)/);
+    expect(loadConfig({ env: {}, overrides: { leaseTtlMs: 3_000, leaseRenewMs: 1_000 } }).leaseRenewMs).toBe(1_000);
+  });
+
+  it('refuses two ways of authenticating to NATS, and a client certificate without its key', () => {
+    expect(() => loadConfig({ env: {}, overrides: { natsCredsFile: '/etc/muster.creds', natsToken: 's3cret' } })).toThrow(
+      /--nats-token: natsToken natsCredsFile, natsToken and natsNkeySeedFile are three ways/,
+    );
+    expect(() => loadConfig({ env: {}, overrides: { natsTlsCertFile: '/etc/nats-client.pem' } })).toThrow(
+      /the default: natsTlsKeyFile natsTlsCertFile and natsTlsKeyFile go together/,
+    );
+    expect(() => loadConfig({ env: { MUSTER_NATS_REPLICAS: '7' } })).toThrow(/MUSTER_NATS_REPLICAS: natsReplicas must be less or equal to 5/);
+  });
+
+  it('takes every cluster flag of `muster serve`, naming it in its errors', async () => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), 'muster-config-')), 'data');
+    const bin = fileURLToPath(new URL('../../bin/muster', import.meta.url));
+    const args = ['serve', '--data-dir', dataDir, '--tcp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--control-plane-id', 'replica-a'];
+    args.push('--nats', 'nats://127.0.0.1:4222', '--nats-creds', 'a.creds', '--nats-token', 't', '--nats-nkey-seed', 'seed');
+    args.push('--nats-tls-ca', 'ca.pem', '--nats-tls-cert', 'c.pem', '--nats-tls-key', 'k.pem', '--nats-replicas', '9');
+    args.push('--lease-ttl-ms', '10000', '--lease-renew-ms', '2000', '--nats-request-timeout-ms', '5');
+    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = execFile(bin, args, { env: { PATH: process.env.PATH ?? '' } }, (_err, _out, err) => resolve({ code: child.exitCode, stderr: err }));
+    });
+    expect(code).toBe(1);
+    // Range errors come first and alone: the two out of range, each named by its flag.
+    expect(stderr).toContain('--nats-replicas: natsReplicas must be less or equal to 5, got 9');
+    expect(stderr).toContain('--nats-request-timeout-ms: natsRequestTimeoutMs must be greater or equal to 10, got 5');
+    expect(existsSync(dataDir)).toBe(false);
+  }, 30_000);
+});
