@@ -1,0 +1,567 @@
+// A replica's one lease in KV bucket `muster-leases` (issue 10 item 4): its liveness for the
+// cluster, at a cost of one write per `renewMs` whatever the size of the fleet.
+//
+// - Taken with `create` (key = replica id): its revision is the replica's epoch, which only
+//   rises (a KV revision is the bucket stream's sequence). An existing live key of the same id
+//   is refused: two processes with one replica id.
+// - Renewed with `update` at the last revision every `renewMs`; aged out by the bucket's
+//   `max_age` (= `ttlMs`) when not renewed. 2.9 has no per-message TTL and sends no watch event
+//   for an age-out, so peers are polled (`keys()` + `get()`).
+// - Self-fencing and the judging of peers follow lease-guard.ts: `fenced` before
+//   `ttlMs - marginMs` without an acknowledged renewal; `mayJudge()` only after a full TTL
+//   connected and unfenced.
+// - A lease found gone (aged out while the replica was cut off) is taken again with a new,
+//   higher epoch: everything owned under the old one is lost (node-ownership.ts listens).
+import { performance } from 'node:perf_hooks';
+import type { NatsConnection, Status } from '@nats-io/nats-core';
+import type { KV, KvEntry } from '@nats-io/kv';
+import { MusterError } from '../../protocol/errors.js';
+import { isWrongRevision, liveValue, openCasBucket } from './kv-cas.js';
+import { LeaseGuard } from './lease-guard.js';
+
+export const LEASE_BUCKET = 'muster-leases';
+
+/** The stored value of a lease. */
+export interface LeaseValue {
+  replica_id: string;
+  /** Absent in the value written by `create` (its own revision is the epoch). */
+  epoch?: number;
+  started_at: string;
+  renewed_at: string;
+  node_count: number;
+  version: string;
+}
+
+/** A live lease, as the last poll read it. */
+export interface PeerLease {
+  id: string;
+  epoch: number;
+  /** The revision of its last renewal. */
+  revision: number;
+  startedAt: string;
+  renewedAt: string;
+  nodeCount: number;
+  version: string;
+}
+
+export type LeaseEvent =
+  /** A renewal was acknowledged. */
+  | { kind: 'renewed'; revision: number }
+  /** Stop dispatching and writing; close the nodes with `shutting_down`. */
+  | { kind: 'fenced'; reason: 'renewal-overdue' | 'lease-lost' }
+  /** Renewals are acknowledged again under `epoch`. */
+  | { kind: 'unfenced'; epoch: number }
+  /** The lease of `epoch` is gone for good: everything owned under it is lost. */
+  | { kind: 'lease-lost'; epoch: number }
+  /** A new lease was taken after a loss. */
+  | { kind: 'lease-taken'; epoch: number }
+  /** Another process holds a live lease under this replica's id. */
+  | { kind: 'conflict'; error: MusterError }
+  /** A peer's lease of `epoch` aged out (or was given up); sent only while `mayJudge()`. */
+  | { kind: 'peer-gone'; id: string; epoch: number }
+  /** `mayJudge()` changed. */
+  | { kind: 'judging'; may: boolean }
+  /** A NATS operation of the lease failed (logged by the caller; the deadlines decide). */
+  | { kind: 'error'; error: unknown };
+
+export interface ReplicaLeaseOptions {
+  nc: NatsConnection;
+  replicaId: string;
+  /** Muster's version, stored in the lease. */
+  version: string;
+  bucket?: string;
+  /** Copies of the bucket (1; more only on nats-server 2.9.21 or later). */
+  replicas?: number;
+  ttlMs?: number;
+  renewMs?: number;
+  /** How long before the TTL the replica fences itself (default TTL / 5). */
+  marginMs?: number;
+  /** How often peers' leases are read (default `renewMs`). */
+  peerPollMs?: number;
+  /** How often `whenGone` reads a lease it waits on (default `renewMs` / 4, at least 50). */
+  gonePollMs?: number;
+  /** The timeout of one renewal (default the lesser of `renewMs` and 2,000). */
+  requestTimeoutMs?: number;
+  /** The number of nodes this replica serves, stored in the lease. */
+  nodeCount?: () => number;
+  /** A monotonic clock in ms (default `performance.now`). */
+  now?: () => number;
+}
+
+type Resolved = Required<ReplicaLeaseOptions>;
+
+function resolve(options: ReplicaLeaseOptions): Resolved {
+  const ttlMs = options.ttlMs ?? 10_000;
+  const renewMs = options.renewMs ?? 2_000;
+  const marginMs = options.marginMs ?? Math.round(ttlMs / 5);
+  const resolved: Resolved = {
+    bucket: LEASE_BUCKET,
+    replicas: 1,
+    peerPollMs: renewMs,
+    gonePollMs: Math.max(50, Math.round(renewMs / 4)),
+    requestTimeoutMs: Math.min(renewMs, 2_000),
+    nodeCount: () => 0,
+    now: () => performance.now(),
+    ...options,
+    ttlMs,
+    renewMs,
+    marginMs,
+  };
+  if (!(renewMs > 0 && renewMs < ttlMs - marginMs)) {
+    throw new MusterError(
+      'internal',
+      `lease renewal every ${renewMs} ms must be shorter than the TTL ${ttlMs} ms less the margin ${marginMs} ms`,
+    );
+  }
+  return resolved;
+}
+
+/** The epoch of a lease entry: the revision of the `create` that took it. */
+function epochOf(entry: KvEntry, value: Record<string, unknown>): number {
+  return typeof value.epoch === 'number' ? value.epoch : entry.revision;
+}
+
+function toPeer(entry: KvEntry | null | undefined): PeerLease | undefined {
+  const value = liveValue(entry);
+  if (!value || !entry) return undefined;
+  return {
+    id: entry.key,
+    epoch: epochOf(entry, value),
+    revision: entry.revision,
+    startedAt: String(value.started_at ?? ''),
+    renewedAt: String(value.renewed_at ?? ''),
+    nodeCount: typeof value.node_count === 'number' ? value.node_count : 0,
+    version: String(value.version ?? ''),
+  };
+}
+
+const leaseKey = (id: string, epoch: number): string => `${id}#${epoch}`;
+
+function conflictError(id: string, existing: PeerLease | undefined, ttlMs: number): MusterError {
+  const held = existing
+    ? ` (epoch ${existing.epoch}, started ${existing.startedAt}, renewed ${existing.renewedAt}, version ${existing.version})`
+    : '';
+  return new MusterError(
+    'internal',
+    `replica id ${id} already holds a live lease${held}: two processes with one replica id? ` +
+      `Give each replica its own --control-plane-id, or wait ${ttlMs} ms for a dead one's lease to age out`,
+  );
+}
+
+interface GoneWait {
+  waiters: number;
+  resolve: () => void;
+  done: Promise<void>;
+}
+
+export class ReplicaLease {
+  readonly replicaId: string;
+  private readonly guard: LeaseGuard;
+  private readonly handlers = new Set<(event: LeaseEvent) => void>();
+  private readonly startedAt = new Date().toISOString();
+  private epochValue: number | undefined;
+  private revision = 0;
+  private view = new Map<string, PeerLease>();
+  /** Peers' leases seen and not yet judged gone, by id#epoch. */
+  private known = new Map<string, PeerLease>();
+  /** Leases known gone for good, by id#epoch. */
+  private readonly gone = new Set<string>();
+  private readonly goneWaits = new Map<string, GoneWait>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private renewTimer: NodeJS.Timeout | undefined;
+  private fenceTimer: NodeJS.Timeout | undefined;
+  private judgeTimer: NodeJS.Timeout | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private renewing = false;
+  private renewAgain = false;
+  private polling = false;
+  private judging = false;
+  private conflicted = false;
+  private started = false;
+  private closed = false;
+  /** Ends every pending `whenGone` (false) when the lease closes. */
+  private readonly waitEnds = new Set<() => void>();
+  private statusIterator: AsyncIterable<Status> | undefined;
+
+  private constructor(
+    private readonly kv: KV,
+    private readonly o: Resolved,
+  ) {
+    this.replicaId = o.replicaId;
+    this.guard = new LeaseGuard({ ttlMs: o.ttlMs, marginMs: o.marginMs });
+  }
+
+  /** Opens the bucket and takes the lease; rejects when another process holds this id. */
+  static async acquire(options: ReplicaLeaseOptions): Promise<ReplicaLease> {
+    const o = resolve(options);
+    const kv = await openCasBucket(o.nc, { bucket: o.bucket, replicas: o.replicas, ttlMs: o.ttlMs });
+    const lease = new ReplicaLease(kv, o);
+    lease.acknowledged(await lease.take());
+    lease.start();
+    return lease;
+  }
+
+  /** The current epoch; undefined while the lease is lost and not yet taken again. */
+  get epoch(): number | undefined {
+    return this.epochValue;
+  }
+
+  get ttlMs(): number {
+    return this.o.ttlMs;
+  }
+
+  isFenced(): boolean {
+    return this.guard.isFenced();
+  }
+
+  /** May this replica declare nodes dead or requeue their jobs now? */
+  mayJudge(): boolean {
+    return this.guard.mayJudge(this.o.now());
+  }
+
+  /** Live leases as last read, this replica's own included. */
+  peers(): PeerLease[] {
+    const peers = [...this.view.values()].filter((p) => p.id !== this.replicaId);
+    if (this.epochValue !== undefined) {
+      peers.push({
+        id: this.replicaId,
+        epoch: this.epochValue,
+        revision: this.revision,
+        startedAt: this.startedAt,
+        renewedAt: this.view.get(this.replicaId)?.renewedAt ?? this.startedAt,
+        nodeCount: this.o.nodeCount(),
+        version: this.o.version,
+      });
+    }
+    return peers.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  subscribe(handler: (event: LeaseEvent) => void): () => void {
+    this.handlers.add(handler);
+    return () => this.handlers.delete(handler);
+  }
+
+  /** Is the lease of `id` at `epoch` still live? A lease once gone never comes back. */
+  async isLive(id: string, epoch: number): Promise<boolean> {
+    if (id === this.replicaId && epoch === this.epochValue) return true;
+    const key = leaseKey(id, epoch);
+    if (this.gone.has(key)) return false;
+    const peer = toPeer(await this.kv.get(id));
+    if (peer && peer.epoch === epoch) return true;
+    this.gone.add(key);
+    return false;
+  }
+
+  /**
+   * Resolves true once the lease of `id` at `epoch` is gone, false after `timeoutMs`. Waiters
+   * on one lease share one poll, so a takeover of 3,000 nodes reads each dead lease once a poll.
+   */
+  whenGone(id: string, epoch: number, timeoutMs: number): Promise<boolean> {
+    const key = leaseKey(id, epoch);
+    if (this.gone.has(key)) return Promise.resolve(true);
+    let wait = this.goneWaits.get(key);
+    if (!wait) {
+      let resolveDone: () => void = () => {};
+      const done = new Promise<void>((r) => (resolveDone = r));
+      wait = { waiters: 1, resolve: resolveDone, done };
+      this.goneWaits.set(key, wait);
+      void this.pollGone(id, epoch, wait);
+    } else {
+      wait.waiters += 1;
+    }
+    const current = wait;
+    return new Promise<boolean>((resolveWait) => {
+      const timer = this.after(timeoutMs, () => finish(false));
+      const end = (): void => finish(false);
+      const finish = (result: boolean): void => {
+        if (!this.waitEnds.delete(end)) return;
+        this.cancel(timer);
+        current.waiters -= 1;
+        resolveWait(result);
+      };
+      this.waitEnds.add(end);
+      void current.done.then(() => finish(true));
+    });
+  }
+
+  /** Stops renewing; with `release` (the default) gives the lease up so that peers take over at once. */
+  async close(options: { release?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const timer of [...this.timers]) this.cancel(timer);
+    const iterator = this.statusIterator as { stop?: () => void } | undefined;
+    iterator?.stop?.();
+    for (const end of [...this.waitEnds]) end();
+    if ((options.release ?? true) && this.epochValue !== undefined) {
+      await this.kv.delete(this.replicaId, { previousSeq: this.revision }).catch(() => {});
+    }
+    this.handlers.clear();
+  }
+
+  private emit(event: LeaseEvent): void {
+    for (const handler of this.handlers) {
+      try {
+        handler(event);
+      } catch {
+        // A failing listener must not stop the renewals.
+      }
+    }
+  }
+
+  private value(epoch: number | undefined): string {
+    const value: LeaseValue = {
+      replica_id: this.replicaId,
+      started_at: this.startedAt,
+      renewed_at: new Date().toISOString(),
+      node_count: this.o.nodeCount(),
+      version: this.o.version,
+    };
+    if (epoch !== undefined) value.epoch = epoch;
+    return JSON.stringify(value);
+  }
+
+  /** `create`: the first lease, or a new one after a loss. Returns when the create was sent. */
+  private async take(): Promise<number> {
+    const sentAt = this.o.now();
+    try {
+      const revision = await this.kv.create(this.replicaId, this.value(undefined));
+      this.epochValue = revision;
+      this.revision = revision;
+      return sentAt;
+    } catch (err) {
+      if (!isWrongRevision(err)) throw err;
+      const existing = toPeer(await this.kv.get(this.replicaId));
+      throw conflictError(this.replicaId, existing, this.o.ttlMs);
+    }
+  }
+
+  private start(): void {
+    this.started = true;
+    this.scheduleRenew(this.o.renewMs);
+    this.schedulePoll(0);
+    this.updateJudging();
+    void this.followStatus();
+  }
+
+  private async followStatus(): Promise<void> {
+    const iterator = this.o.nc.status();
+    this.statusIterator = iterator;
+    try {
+      for await (const status of iterator) {
+        if (this.closed) return;
+        if (status.type === 'disconnect') {
+          this.guard.disconnected();
+          this.updateJudging();
+        } else if (status.type === 'reconnect') {
+          this.guard.reconnected(this.o.now());
+          this.updateJudging();
+          this.scheduleRenew(0);
+          this.schedulePoll(0);
+        }
+      }
+    } catch (err) {
+      this.emit({ kind: 'error', error: err });
+    }
+  }
+
+  private scheduleRenew(delayMs: number): void {
+    if (this.closed) return;
+    if (this.renewing) {
+      this.renewAgain = delayMs === 0 || this.renewAgain;
+      return;
+    }
+    this.cancel(this.renewTimer);
+    this.renewTimer = this.after(delayMs, () => void this.renewTick());
+  }
+
+  private async renewTick(): Promise<void> {
+    this.renewing = true;
+    const startedAt = this.o.now();
+    try {
+      if (this.epochValue === undefined) await this.retake();
+      else await this.renew(this.epochValue);
+    } catch (err) {
+      this.emit({ kind: 'error', error: err });
+    } finally {
+      this.renewing = false;
+    }
+    const again = this.renewAgain;
+    this.renewAgain = false;
+    this.scheduleRenew(again ? 0 : Math.max(0, this.o.renewMs - (this.o.now() - startedAt)));
+  }
+
+  private async renew(epoch: number): Promise<void> {
+    const sentAt = this.o.now();
+    let revision: number;
+    try {
+      revision = await this.kv.update(this.replicaId, this.value(epoch), this.revision, this.o.requestTimeoutMs);
+    } catch (err) {
+      if (this.closed) return;
+      // A timeout or a lost connection: the fence deadline decides. A wrong revision: see why.
+      if (!isWrongRevision(err)) throw err;
+      await this.checkOwnLease(epoch);
+      return;
+    }
+    if (this.closed || this.epochValue !== epoch) return;
+    this.revision = revision;
+    this.acknowledged(sentAt);
+    this.emit({ kind: 'renewed', revision });
+  }
+
+  /** A renewal lost its compare-and-set: either an earlier, timed-out one landed, or the lease is gone. */
+  private async checkOwnLease(epoch: number): Promise<void> {
+    const entry = await this.kv.get(this.replicaId);
+    const peer = toPeer(entry);
+    if (peer && peer.epoch === epoch) {
+      this.revision = peer.revision; // the next renewal moves the deadline
+      return;
+    }
+    this.loseLease(epoch);
+  }
+
+  private loseLease(epoch: number): void {
+    const wasFenced = this.guard.isFenced();
+    this.epochValue = undefined;
+    this.gone.add(leaseKey(this.replicaId, epoch));
+    this.guard.lost(this.o.now());
+    this.cancel(this.fenceTimer);
+    if (!wasFenced) this.emit({ kind: 'fenced', reason: 'lease-lost' });
+    this.emit({ kind: 'lease-lost', epoch });
+    this.updateJudging();
+    this.scheduleRenew(0);
+  }
+
+  private async retake(): Promise<void> {
+    try {
+      const sentAt = await this.take();
+      this.conflicted = false;
+      this.emit({ kind: 'lease-taken', epoch: this.revision });
+      this.acknowledged(sentAt);
+    } catch (err) {
+      if (!(err instanceof MusterError)) throw err;
+      if (!this.conflicted) this.emit({ kind: 'conflict', error: err });
+      this.conflicted = true;
+    }
+  }
+
+  /** A lease write sent at `sentAt` was acknowledged: move the fence deadline. */
+  private acknowledged(sentAt: number): void {
+    const wasFenced = this.guard.isFenced();
+    this.guard.renewed(sentAt, this.o.now());
+    if (wasFenced && !this.guard.isFenced() && this.epochValue !== undefined && this.started) {
+      this.emit({ kind: 'unfenced', epoch: this.epochValue });
+    }
+    this.armFence();
+    this.updateJudging();
+  }
+
+  private armFence(): void {
+    this.cancel(this.fenceTimer);
+    if (this.guard.isFenced() || this.closed) return;
+    this.fenceTimer = this.after(Math.max(0, this.guard.fenceAt() - this.o.now()), () => {
+      if (this.guard.checkFence(this.o.now())) {
+        this.emit({ kind: 'fenced', reason: 'renewal-overdue' });
+        this.updateJudging();
+      } else {
+        this.armFence();
+      }
+    });
+  }
+
+  private updateJudging(): void {
+    const now = this.o.now();
+    const may = this.guard.mayJudge(now);
+    if (may !== this.judging) {
+      this.judging = may;
+      this.emit({ kind: 'judging', may });
+      if (may) this.schedulePoll(0); // judge the peers that went while this replica could not
+    }
+    this.cancel(this.judgeTimer);
+    const from = this.guard.judgeFrom();
+    if (!may && from !== undefined && from > now && !this.closed) {
+      this.judgeTimer = this.after(from - now, () => this.updateJudging());
+    }
+  }
+
+  private schedulePoll(delayMs: number): void {
+    if (this.closed) return;
+    this.cancel(this.pollTimer);
+    this.pollTimer = this.after(delayMs, () => void this.pollTick());
+  }
+
+  private async pollTick(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    try {
+      await this.pollPeers();
+    } catch (err) {
+      this.emit({ kind: 'error', error: err });
+    } finally {
+      this.polling = false;
+    }
+    this.schedulePoll(this.o.peerPollMs);
+  }
+
+  private async pollPeers(): Promise<void> {
+    const ids: string[] = [];
+    for await (const id of await this.kv.keys()) ids.push(id);
+    const entries = await Promise.all(ids.map((id) => this.kv.get(id)));
+    const view = new Map<string, PeerLease>();
+    for (const entry of entries) {
+      const peer = toPeer(entry);
+      if (peer) view.set(peer.id, peer);
+    }
+    if (this.closed) return;
+    this.view = view;
+    this.judgePeers(view);
+  }
+
+  /** Peers seen before and missing now are gone; judged only while `mayJudge()`. */
+  private judgePeers(view: Map<string, PeerLease>): void {
+    const current = new Map<string, PeerLease>();
+    for (const peer of view.values()) {
+      if (peer.id !== this.replicaId) current.set(leaseKey(peer.id, peer.epoch), peer);
+    }
+    if (!this.mayJudge()) {
+      for (const [key, peer] of current) this.known.set(key, peer);
+      return;
+    }
+    for (const [key, peer] of this.known) {
+      if (current.has(key)) continue;
+      this.gone.add(key);
+      this.emit({ kind: 'peer-gone', id: peer.id, epoch: peer.epoch });
+    }
+    this.known = current;
+  }
+
+  private async pollGone(id: string, epoch: number, wait: GoneWait): Promise<void> {
+    const key = leaseKey(id, epoch);
+    while (!this.closed && wait.waiters > 0) {
+      try {
+        if (!(await this.isLive(id, epoch))) {
+          wait.resolve();
+          break;
+        }
+      } catch {
+        // NATS unreachable: try again at the next poll.
+      }
+      await new Promise<void>((r) => this.after(this.o.gonePollMs, r));
+    }
+    this.goneWaits.delete(key);
+  }
+
+  private after(delayMs: number, fn: () => void): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      fn();
+    }, delayMs);
+    this.timers.add(timer);
+    return timer;
+  }
+
+  private cancel(timer: NodeJS.Timeout | undefined): void {
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.timers.delete(timer);
+  }
+}
