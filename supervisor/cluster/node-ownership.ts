@@ -51,6 +51,16 @@ export type OwnershipEvent =
   | { kind: 'lost'; node_id: string; token: number; reason: 'taken' | 'lease-lost'; by?: string }
   | { kind: 'error'; error: unknown };
 
+/** Counts of this replica's ownership operations on NATS, for metrics and tests. */
+export interface OwnershipStats {
+  /** Entry reads by claims. */
+  reads: number;
+  /** Compare-and-set writes that landed (claims and releases). */
+  writes: number;
+  /** Compare-and-set writes refused because another writer changed the entry first. */
+  conflicts: number;
+}
+
 export interface NodeOwnershipOptions {
   nc: NatsConnection;
   lease: OwnershipLease;
@@ -77,6 +87,7 @@ export class NodeOwnership {
   /** The latest watch entry of a node while a claim of it is in flight: a taker may beat our ack. */
   private readonly seenDuringClaim = new Map<string, KvWatchEntry>();
   private readonly handlers = new Set<(event: OwnershipEvent) => void>();
+  private readonly counts: OwnershipStats = { reads: 0, writes: 0, conflicts: 0 };
   private lastSeen = 0;
   private seqAtLastCheck = 0;
   private watch: QueuedIterator<KvWatchEntry> | undefined;
@@ -119,6 +130,10 @@ export class NodeOwnership {
     return this.owned.size;
   }
 
+  stats(): OwnershipStats {
+    return { ...this.counts };
+  }
+
   /** The stored owner of a node (a read), for the API. */
   async ownerOf(nodeId: string): Promise<(OwnerValue & { token: number }) | undefined> {
     const entry = await this.kv.get(nodeId);
@@ -158,9 +173,13 @@ export class NodeOwnership {
     if (this.owned.get(nodeId) === token) this.owned.delete(nodeId);
     try {
       await this.kv.delete(nodeId, { previousSeq: token });
+      this.counts.writes += 1;
       return true;
     } catch (err) {
-      if (isWrongRevision(err)) return false;
+      if (isWrongRevision(err)) {
+        this.counts.conflicts += 1;
+        return false;
+      }
       throw err;
     }
   }
@@ -212,6 +231,7 @@ export class NodeOwnership {
     for (;;) {
       const epoch = this.currentEpoch(nodeId);
       const entry = await this.kv.get(nodeId);
+      this.counts.reads += 1;
       const value = ownerValue(entry);
       if (entry && value && value.owner === self && value.epoch === epoch) {
         this.adopt(nodeId, entry.revision);
@@ -227,9 +247,11 @@ export class NodeOwnership {
       let token: number;
       try {
         token = entry ? await this.kv.update(nodeId, body, entry.revision) : await this.kv.create(nodeId, body);
+        this.counts.writes += 1;
       } catch (err) {
-        if (isWrongRevision(err)) continue; // another writer changed it first: decide again
-        throw err;
+        if (!isWrongRevision(err)) throw err;
+        this.counts.conflicts += 1;
+        continue; // another writer changed it first: decide again
       }
       this.adopt(nodeId, token);
       const from = previous ?? released;

@@ -284,6 +284,11 @@ describe('NodeOwnership', () => {
       const rejected = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
       expect(rejected.reason).toBeInstanceOf(MusterError);
     }
+    // The race was real: in some rounds both wrote, and the compare-and-set refused one.
+    const conflicts = a.ownership.stats().conflicts + c.ownership.stats().conflicts;
+    expect(a.ownership.stats().writes + c.ownership.stats().writes).toBe(50);
+    expect(conflicts).toBeGreaterThan(0);
+    console.log(`concurrent claims: 50 rounds, 50 winners, ${conflicts} refused compare-and-sets`);
   });
 
   it('at rest, 1,000 owned nodes cost nothing: N renewals are N lease writes and no ownership write', async () => {
@@ -327,6 +332,7 @@ describe('NodeOwnership', () => {
     const again = await Promise.all(Array.from({ length: 1_000 }, (_, i) => a.ownership.claim(`node-${i}`)));
     expect(again.every((c) => !c.written)).toBe(true);
     expect((await lastSeq(observer, b.owners)) - owners0).toBe(0);
+    expect(a.ownership.stats().writes).toBe(1_000);
     console.log(
       `at rest, ${N} renewals: 0 nodes → ${empty.leaseWrites} lease writes, ${empty.ownerWrites} owner writes, ` +
         `${empty.outMsgs} msgs out, ${empty.inMsgs} in; 1,000 nodes → ${full.leaseWrites} lease writes, ` +
