@@ -172,7 +172,7 @@ export class ReplicaLease {
   private fenceTimer: NodeJS.Timeout | undefined;
   private judgeTimer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
-  private renewing = false;
+  private renewing: Promise<void> | undefined;
   private renewAgain = false;
   private polling = false;
   private judging = false;
@@ -292,6 +292,7 @@ export class ReplicaLease {
     const iterator = this.statusIterator as { stop?: () => void } | undefined;
     iterator?.stop?.();
     for (const end of [...this.waitEnds]) end();
+    await this.renewing; // a renewal in flight would otherwise move the revision under the delete
     if ((options.release ?? true) && this.epochValue !== undefined) {
       await this.kv.delete(this.replicaId, { previousSeq: this.revision }).catch(() => {});
     }
@@ -375,16 +376,12 @@ export class ReplicaLease {
   }
 
   private async renewTick(): Promise<void> {
-    this.renewing = true;
     const startedAt = this.o.now();
-    try {
-      if (this.epochValue === undefined) await this.retake();
-      else await this.renew(this.epochValue);
-    } catch (err) {
+    this.renewing = (this.epochValue === undefined ? this.retake() : this.renew(this.epochValue)).catch((err: unknown) => {
       this.emit({ kind: 'error', error: err });
-    } finally {
-      this.renewing = false;
-    }
+    });
+    await this.renewing;
+    this.renewing = undefined;
     const again = this.renewAgain;
     this.renewAgain = false;
     this.scheduleRenew(again ? 0 : Math.max(0, this.o.renewMs - (this.o.now() - startedAt)));
@@ -402,8 +399,9 @@ export class ReplicaLease {
       await this.checkOwnLease(epoch);
       return;
     }
-    if (this.closed || this.epochValue !== epoch) return;
+    if (this.epochValue !== epoch) return;
     this.revision = revision;
+    if (this.closed) return;
     this.acknowledged(sentAt);
     this.emit({ kind: 'renewed', revision });
   }

@@ -172,6 +172,35 @@ describe('ReplicaLease', () => {
     expect(events).toEqual(['judging:false', 'fenced', 'lease-lost', 'lease-taken', 'unfenced', 'judging:true']);
   });
 
+  it('a peer that went while this replica was cut off is reported only once it may judge again', async () => {
+    const proxy = await TcpProxy.start(server.port);
+    closers.push(() => proxy.close());
+    const bucket = bucketName();
+    const a = await lease(await natsConnection(proxy.url), 'replica-a', bucket);
+    const b = await lease(await natsConnection(), 'replica-b', bucket);
+    const bEpoch = b.epoch ?? -1;
+    while (!a.peers().some((p) => p.id === 'replica-b')) await nextEvent(a, is('renewed'), 2_000);
+    const events: string[] = [];
+    a.subscribe((e) => {
+      if (e.kind === 'judging') events.push(`judging:${e.may}`);
+      else if (e.kind === 'peer-gone') events.push(`peer-gone:${e.id}`);
+      else if (e.kind === 'unfenced') events.push('unfenced');
+    });
+    proxy.cut();
+    await b.close({ release: false }); // B dies while A cannot see
+    // Watch B's lease go from a third replica, then let A back.
+    const witness = await lease(await natsConnection(), 'replica-w', bucket);
+    expect(await witness.whenGone('replica-b', bEpoch, TTL * 3)).toBe(true);
+    const unfenced = nextEvent(a, is('unfenced'), 5_000, 'unfenced');
+    proxy.heal();
+    await unfenced;
+    const unfencedAt = performance.now();
+    const gone = await nextEvent(a, is('peer-gone'), TTL * 3, 'peer-gone after judging');
+    expect(gone).toEqual({ kind: 'peer-gone', id: 'replica-b', epoch: bEpoch });
+    expect(performance.now() - unfencedAt).toBeGreaterThanOrEqual(TTL - 20);
+    expect(events.slice(events.indexOf('unfenced'))).toEqual(['unfenced', 'judging:true', 'peer-gone:replica-b']);
+  });
+
   it('reports a conflict when, after a loss, another process took the same id', async () => {
     const proxy = await TcpProxy.start(server.port);
     closers.push(() => proxy.close());
