@@ -1,11 +1,14 @@
 // A TCP proxy on loopback between a client and a server, so that a test can cut one client
 // off from NATS while others stay connected: `cut()` resets every connection and refuses new
-// ones until `heal()`.
+// ones until `heal()`; `freeze()` keeps the connections open but passes no byte (a hung
+// network path, seen by the client only through its own timeouts) until `thaw()`.
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
 export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   private isCut = false;
+  private frozen = false;
+  private readonly held: Array<() => void> = [];
 
   private constructor(
     private readonly server: Server,
@@ -40,9 +43,29 @@ export class TcpProxy {
     this.isCut = false;
   }
 
+  freeze(): void {
+    this.frozen = true;
+  }
+
+  /** Passes on what was held back while frozen, then everything as it comes. */
+  thaw(): void {
+    this.frozen = false;
+    for (const send of this.held.splice(0)) send();
+  }
+
   async close(): Promise<void> {
     this.cut();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private forward(from: Socket, to: Socket): void {
+    from.on('data', (chunk: Buffer) => {
+      const send = (): void => {
+        if (!to.destroyed) to.write(chunk);
+      };
+      if (this.frozen || this.held.length > 0) this.held.push(send);
+      else send();
+    });
   }
 
   private accept(client: Socket, port: number, host: string): void {
@@ -60,7 +83,7 @@ export class TcpProxy {
         upstream.destroy();
       });
     }
-    client.pipe(upstream);
-    upstream.pipe(client);
+    this.forward(client, upstream);
+    this.forward(upstream, client);
   }
 }
