@@ -154,7 +154,13 @@ export class NodeOwnership {
    */
   claim(nodeId: string): Promise<Claim> {
     const before = this.inflight.get(nodeId) ?? Promise.resolve(undefined);
-    const next = before.catch(() => undefined).then(() => this.claimNow(nodeId));
+    const next = before
+      .catch(() => undefined)
+      .then(() => this.claimNow(nodeId))
+      .catch((err: unknown) => {
+        if (err instanceof MusterError) throw err;
+        throw new MusterError('shutting_down', `replica ${this.o.lease.replicaId} cannot claim node ${nodeId} now (NATS)`, { cause: err });
+      });
     this.inflight.set(nodeId, next);
     const forget = (): void => {
       if (this.inflight.get(nodeId) !== next) return;
@@ -229,6 +235,9 @@ export class NodeOwnership {
     const deadline = Date.now() + this.claimTimeoutMs;
     let released: Claim['previous'];
     for (;;) {
+      if (Date.now() > deadline) {
+        throw new MusterError('shutting_down', `node ${nodeId}: no claim landed in ${this.claimTimeoutMs} ms (its entry kept changing)`);
+      }
       const epoch = this.currentEpoch(nodeId);
       const entry = await this.kv.get(nodeId);
       this.counts.reads += 1;

@@ -14,35 +14,13 @@
 //   higher epoch: everything owned under the old one is lost (node-ownership.ts listens).
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection, Status } from '@nats-io/nats-core';
-import type { KV, KvEntry } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
 import { MusterError } from '../../protocol/errors.js';
-import { isWrongRevision, liveValue, openCasBucket } from './kv-cas.js';
+import { isWrongRevision, openCasBucket } from './kv-cas.js';
 import { LeaseGuard } from './lease-guard.js';
+import { LeasePeers, toPeer, type LeaseValue, type PeerLease } from './lease-peers.js';
 
 export const LEASE_BUCKET = 'muster-leases';
-
-/** The stored value of a lease. */
-export interface LeaseValue {
-  replica_id: string;
-  /** Absent in the value written by `create` (its own revision is the epoch). */
-  epoch?: number;
-  started_at: string;
-  renewed_at: string;
-  node_count: number;
-  version: string;
-}
-
-/** A live lease, as the last poll read it. */
-export interface PeerLease {
-  id: string;
-  epoch: number;
-  /** The revision of its last renewal. */
-  revision: number;
-  startedAt: string;
-  renewedAt: string;
-  nodeCount: number;
-  version: string;
-}
 
 export type LeaseEvent =
   /** A renewal was acknowledged. */
@@ -116,27 +94,6 @@ function resolve(options: ReplicaLeaseOptions): Resolved {
   return resolved;
 }
 
-/** The epoch of a lease entry: the revision of the `create` that took it. */
-function epochOf(entry: KvEntry, value: Record<string, unknown>): number {
-  return typeof value.epoch === 'number' ? value.epoch : entry.revision;
-}
-
-function toPeer(entry: KvEntry | null | undefined): PeerLease | undefined {
-  const value = liveValue(entry);
-  if (!value || !entry) return undefined;
-  return {
-    id: entry.key,
-    epoch: epochOf(entry, value),
-    revision: entry.revision,
-    startedAt: String(value.started_at ?? ''),
-    renewedAt: String(value.renewed_at ?? ''),
-    nodeCount: typeof value.node_count === 'number' ? value.node_count : 0,
-    version: String(value.version ?? ''),
-  };
-}
-
-const leaseKey = (id: string, epoch: number): string => `${id}#${epoch}`;
-
 function conflictError(id: string, existing: PeerLease | undefined, ttlMs: number): MusterError {
   const held = existing
     ? ` (epoch ${existing.epoch}, started ${existing.startedAt}, renewed ${existing.renewedAt}, version ${existing.version})`
@@ -148,12 +105,6 @@ function conflictError(id: string, existing: PeerLease | undefined, ttlMs: numbe
   );
 }
 
-interface GoneWait {
-  waiters: number;
-  resolve: () => void;
-  done: Promise<void>;
-}
-
 export class ReplicaLease {
   readonly replicaId: string;
   private readonly guard: LeaseGuard;
@@ -161,26 +112,17 @@ export class ReplicaLease {
   private readonly startedAt = new Date().toISOString();
   private epochValue: number | undefined;
   private revision = 0;
-  private view = new Map<string, PeerLease>();
-  /** Peers' leases seen and not yet judged gone, by id#epoch. */
-  private known = new Map<string, PeerLease>();
-  /** Leases known gone for good, by id#epoch. */
-  private readonly gone = new Set<string>();
-  private readonly goneWaits = new Map<string, GoneWait>();
+  private readonly view: LeasePeers;
   private readonly timers = new Set<NodeJS.Timeout>();
   private renewTimer: NodeJS.Timeout | undefined;
   private fenceTimer: NodeJS.Timeout | undefined;
   private judgeTimer: NodeJS.Timeout | undefined;
-  private pollTimer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
   private renewAgain = false;
-  private polling = false;
   private judging = false;
   private conflicted = false;
   private started = false;
   private closed = false;
-  /** Ends every pending `whenGone` (false) when the lease closes. */
-  private readonly waitEnds = new Set<() => void>();
   private statusIterator: AsyncIterable<Status> | undefined;
 
   private constructor(
@@ -189,6 +131,15 @@ export class ReplicaLease {
   ) {
     this.replicaId = o.replicaId;
     this.guard = new LeaseGuard({ ttlMs: o.ttlMs, marginMs: o.marginMs });
+    this.view = new LeasePeers(kv, {
+      selfId: o.replicaId,
+      peerPollMs: o.peerPollMs,
+      gonePollMs: o.gonePollMs,
+      selfEpoch: () => this.epochValue,
+      mayJudge: () => this.mayJudge(),
+      onGone: (id, epoch) => this.emit({ kind: 'peer-gone', id, epoch }),
+      onError: (error) => this.emit({ kind: 'error', error }),
+    });
   }
 
   /** Opens the bucket and takes the lease; rejects when another process holds this id. */
@@ -221,14 +172,15 @@ export class ReplicaLease {
 
   /** Live leases as last read, this replica's own included. */
   peers(): PeerLease[] {
-    const peers = [...this.view.values()].filter((p) => p.id !== this.replicaId);
+    const view = this.view.current();
+    const peers = [...view.values()].filter((p) => p.id !== this.replicaId);
     if (this.epochValue !== undefined) {
       peers.push({
         id: this.replicaId,
         epoch: this.epochValue,
         revision: this.revision,
         startedAt: this.startedAt,
-        renewedAt: this.view.get(this.replicaId)?.renewedAt ?? this.startedAt,
+        renewedAt: view.get(this.replicaId)?.renewedAt ?? this.startedAt,
         nodeCount: this.o.nodeCount(),
         version: this.o.version,
       });
@@ -242,46 +194,13 @@ export class ReplicaLease {
   }
 
   /** Is the lease of `id` at `epoch` still live? A lease once gone never comes back. */
-  async isLive(id: string, epoch: number): Promise<boolean> {
-    if (id === this.replicaId && epoch === this.epochValue) return true;
-    const key = leaseKey(id, epoch);
-    if (this.gone.has(key)) return false;
-    const peer = toPeer(await this.kv.get(id));
-    if (peer && peer.epoch === epoch) return true;
-    this.gone.add(key);
-    return false;
+  isLive(id: string, epoch: number): Promise<boolean> {
+    return this.view.isLive(id, epoch);
   }
 
-  /**
-   * Resolves true once the lease of `id` at `epoch` is gone, false after `timeoutMs`. Waiters
-   * on one lease share one poll, so a takeover of 3,000 nodes reads each dead lease once a poll.
-   */
+  /** Resolves true once the lease of `id` at `epoch` is gone, false after `timeoutMs` (see LeasePeers). */
   whenGone(id: string, epoch: number, timeoutMs: number): Promise<boolean> {
-    const key = leaseKey(id, epoch);
-    if (this.gone.has(key)) return Promise.resolve(true);
-    let wait = this.goneWaits.get(key);
-    if (!wait) {
-      let resolveDone: () => void = () => {};
-      const done = new Promise<void>((r) => (resolveDone = r));
-      wait = { waiters: 1, resolve: resolveDone, done };
-      this.goneWaits.set(key, wait);
-      void this.pollGone(id, epoch, wait);
-    } else {
-      wait.waiters += 1;
-    }
-    const current = wait;
-    return new Promise<boolean>((resolveWait) => {
-      const timer = this.after(timeoutMs, () => finish(false));
-      const end = (): void => finish(false);
-      const finish = (result: boolean): void => {
-        if (!this.waitEnds.delete(end)) return;
-        this.cancel(timer);
-        current.waiters -= 1;
-        resolveWait(result);
-      };
-      this.waitEnds.add(end);
-      void current.done.then(() => finish(true));
-    });
+    return this.view.whenGone(id, epoch, timeoutMs);
   }
 
   /** Stops renewing; with `release` (the default) gives the lease up so that peers take over at once. */
@@ -291,7 +210,7 @@ export class ReplicaLease {
     for (const timer of [...this.timers]) this.cancel(timer);
     const iterator = this.statusIterator as { stop?: () => void } | undefined;
     iterator?.stop?.();
-    for (const end of [...this.waitEnds]) end();
+    this.view.close();
     await this.renewing; // a renewal in flight would otherwise move the revision under the delete
     if ((options.release ?? true) && this.epochValue !== undefined) {
       await this.kv.delete(this.replicaId, { previousSeq: this.revision }).catch(() => {});
@@ -339,7 +258,7 @@ export class ReplicaLease {
   private start(): void {
     this.started = true;
     this.scheduleRenew(this.o.renewMs);
-    this.schedulePoll(0);
+    this.view.pollSoon();
     this.updateJudging();
     void this.followStatus();
   }
@@ -357,7 +276,7 @@ export class ReplicaLease {
           this.guard.reconnected(this.o.now());
           this.updateJudging();
           this.scheduleRenew(0);
-          this.schedulePoll(0);
+          this.view.pollSoon();
         }
       }
     } catch (err) {
@@ -420,7 +339,7 @@ export class ReplicaLease {
   private loseLease(epoch: number): void {
     const wasFenced = this.guard.isFenced();
     this.epochValue = undefined;
-    this.gone.add(leaseKey(this.replicaId, epoch));
+    this.view.markGone(this.replicaId, epoch);
     this.guard.lost(this.o.now());
     this.cancel(this.fenceTimer);
     if (!wasFenced) this.emit({ kind: 'fenced', reason: 'lease-lost' });
@@ -472,80 +391,13 @@ export class ReplicaLease {
     if (may !== this.judging) {
       this.judging = may;
       this.emit({ kind: 'judging', may });
-      if (may) this.schedulePoll(0); // judge the peers that went while this replica could not
+      if (may) this.view.pollSoon(); // judge the peers that went while this replica could not
     }
     this.cancel(this.judgeTimer);
     const from = this.guard.judgeFrom();
     if (!may && from !== undefined && from > now && !this.closed) {
       this.judgeTimer = this.after(from - now, () => this.updateJudging());
     }
-  }
-
-  private schedulePoll(delayMs: number): void {
-    if (this.closed) return;
-    this.cancel(this.pollTimer);
-    this.pollTimer = this.after(delayMs, () => void this.pollTick());
-  }
-
-  private async pollTick(): Promise<void> {
-    if (this.polling) return;
-    this.polling = true;
-    try {
-      await this.pollPeers();
-    } catch (err) {
-      this.emit({ kind: 'error', error: err });
-    } finally {
-      this.polling = false;
-    }
-    this.schedulePoll(this.o.peerPollMs);
-  }
-
-  private async pollPeers(): Promise<void> {
-    const ids: string[] = [];
-    for await (const id of await this.kv.keys()) ids.push(id);
-    const entries = await Promise.all(ids.map((id) => this.kv.get(id)));
-    const view = new Map<string, PeerLease>();
-    for (const entry of entries) {
-      const peer = toPeer(entry);
-      if (peer) view.set(peer.id, peer);
-    }
-    if (this.closed) return;
-    this.view = view;
-    this.judgePeers(view);
-  }
-
-  /** Peers seen before and missing now are gone; judged only while `mayJudge()`. */
-  private judgePeers(view: Map<string, PeerLease>): void {
-    const current = new Map<string, PeerLease>();
-    for (const peer of view.values()) {
-      if (peer.id !== this.replicaId) current.set(leaseKey(peer.id, peer.epoch), peer);
-    }
-    if (!this.mayJudge()) {
-      for (const [key, peer] of current) this.known.set(key, peer);
-      return;
-    }
-    for (const [key, peer] of this.known) {
-      if (current.has(key)) continue;
-      this.gone.add(key);
-      this.emit({ kind: 'peer-gone', id: peer.id, epoch: peer.epoch });
-    }
-    this.known = current;
-  }
-
-  private async pollGone(id: string, epoch: number, wait: GoneWait): Promise<void> {
-    const key = leaseKey(id, epoch);
-    while (!this.closed && wait.waiters > 0) {
-      try {
-        if (!(await this.isLive(id, epoch))) {
-          wait.resolve();
-          break;
-        }
-      } catch {
-        // NATS unreachable: try again at the next poll.
-      }
-      await new Promise<void>((r) => this.after(this.o.gonePollMs, r));
-    }
-    this.goneWaits.delete(key);
   }
 
   private after(delayMs: number, fn: () => void): NodeJS.Timeout {

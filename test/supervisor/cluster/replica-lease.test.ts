@@ -137,6 +137,7 @@ describe('ReplicaLease', () => {
       if (e.kind !== 'renewed' && e.kind !== 'error') events.push(e.kind === 'judging' ? `judging:${e.may}` : e.kind);
     });
     if (!observer.mayJudge()) await nextEvent(observer, (e) => e.kind === 'judging' && e.may, TTL + 1_000, 'observer judging');
+    if (!a.mayJudge()) await nextEvent(a, (e) => e.kind === 'judging' && e.may, TTL + 1_000, 'A judging');
     while (!observer.peers().some((p) => p.id === 'replica-a')) await nextEvent(observer, is('renewed'), 2_000);
 
     await nextEvent(a, is('renewed'), 2_000);
