@@ -10,13 +10,13 @@
 // A node changes hands only when (a) its entry is free, (b) the owner named in it has lost the
 // lease of the epoch named in it (a lease once gone never comes back; replica-lease.ts), or
 // (c) the live owner released it on request (`requestRelease`, over the command channel).
-// A watch on the bucket (a hint, re-created after every reconnect from the last revision seen,
-// and checked against the stream's last sequence on a timer) tells this replica when a node it
-// thinks it owns was taken: `lost` → the plane closes that session with `session_replaced`.
-import type { NatsConnection, QueuedIterator } from '@nats-io/nats-core';
-import { KvWatchInclude, type KV, type KvEntry, type KvWatchEntry } from '@nats-io/kv';
+// A watch on the bucket (a hint: kv-watch-hint.ts) tells this replica when a node it thinks it
+// owns was taken: `lost` → the plane closes that session with `session_replaced`.
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { KV, KvEntry, KvWatchEntry } from '@nats-io/kv';
 import { MusterError } from '../../protocol/errors.js';
 import { isWrongRevision, liveValue, openCasBucket } from './kv-cas.js';
+import { KvWatchHint } from './kv-watch-hint.js';
 import type { ReplicaLease } from './replica-lease.js';
 
 export const OWNERS_BUCKET = 'muster-owners';
@@ -88,13 +88,8 @@ export class NodeOwnership {
   private readonly seenDuringClaim = new Map<string, KvWatchEntry>();
   private readonly handlers = new Set<(event: OwnershipEvent) => void>();
   private readonly counts: OwnershipStats = { reads: 0, writes: 0, conflicts: 0 };
-  private lastSeen = 0;
-  private seqAtLastCheck = 0;
-  private watch: QueuedIterator<KvWatchEntry> | undefined;
-  private watching: Promise<void> | undefined;
-  private reconcileTimer: NodeJS.Timeout | undefined;
+  private watch: KvWatchHint | undefined;
   private unsubscribeLease: (() => void) | undefined;
-  private statusIterator: AsyncIterable<unknown> | undefined;
   private closed = false;
   private readonly claimTimeoutMs: number;
   private readonly reconcileMs: number;
@@ -110,14 +105,16 @@ export class NodeOwnership {
   static async open(options: NodeOwnershipOptions): Promise<NodeOwnership> {
     const kv = await openCasBucket(options.nc, { bucket: options.bucket ?? OWNERS_BUCKET, replicas: options.replicas ?? 1, ttlMs: 0 });
     const ownership = new NodeOwnership(kv, options);
-    ownership.lastSeen = (await kv.status()).streamInfo.state.last_seq;
-    ownership.seqAtLastCheck = ownership.lastSeen;
-    await ownership.restartWatch();
+    ownership.watch = await KvWatchHint.start({
+      nc: options.nc,
+      kv,
+      checkMs: ownership.reconcileMs,
+      onEntry: (entry) => ownership.onWatchEntry(entry),
+      onError: (error) => ownership.emit({ kind: 'error', error }),
+    });
     ownership.unsubscribeLease = options.lease.subscribe((event) => {
       if (event.kind === 'lease-lost') ownership.loseAll();
     });
-    void ownership.followStatus();
-    ownership.scheduleReconcile();
     return ownership;
   }
 
@@ -204,11 +201,8 @@ export class NodeOwnership {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.reconcileTimer);
     this.unsubscribeLease?.();
-    (this.statusIterator as { stop?: () => void } | undefined)?.stop?.();
-    this.watch?.stop();
-    await this.watching?.catch(() => {});
+    await this.watch?.close();
     this.handlers.clear();
   }
 
@@ -310,7 +304,6 @@ export class NodeOwnership {
   }
 
   private onWatchEntry(entry: KvWatchEntry): void {
-    if (entry.revision > this.lastSeen) this.lastSeen = entry.revision;
     if (this.inflight.has(entry.key)) {
       const before = this.seenDuringClaim.get(entry.key);
       if (!before || before.revision < entry.revision) this.seenDuringClaim.set(entry.key, entry);
@@ -323,49 +316,5 @@ export class NodeOwnership {
     const owned = [...this.owned];
     this.owned.clear();
     for (const [nodeId, token] of owned) this.emit({ kind: 'lost', node_id: nodeId, token, reason: 'lease-lost' });
-  }
-
-  /** (Re-)creates the watch from the revision after the last one seen. */
-  private async restartWatch(): Promise<void> {
-    if (this.closed) return;
-    this.watch?.stop();
-    await this.watching?.catch(() => {});
-    const watch = await this.kv.watch({ include: KvWatchInclude.UpdatesOnly, resumeFromRevision: this.lastSeen + 1 });
-    this.watch = watch;
-    this.watching = (async () => {
-      for await (const entry of watch) this.onWatchEntry(entry);
-    })().catch((err: unknown) => this.emit({ kind: 'error', error: err }));
-  }
-
-  private async followStatus(): Promise<void> {
-    const iterator = this.o.nc.status();
-    this.statusIterator = iterator;
-    try {
-      for await (const status of iterator) {
-        if (this.closed) return;
-        if (status.type === 'reconnect') await this.restartWatch().catch((err: unknown) => this.emit({ kind: 'error', error: err }));
-      }
-    } catch (err) {
-      this.emit({ kind: 'error', error: err });
-    }
-  }
-
-  private scheduleReconcile(): void {
-    if (this.closed || this.reconcileMs <= 0) return;
-    this.reconcileTimer = setTimeout(() => {
-      this.reconcile()
-        .catch((err: unknown) => this.emit({ kind: 'error', error: err }))
-        .finally(() => this.scheduleReconcile());
-    }, this.reconcileMs);
-  }
-
-  /**
-   * One stream-info read: if the watch has not reached the stream's last sequence of the
-   * previous check, it is stuck (a hint lost), so it is re-created from the last revision seen.
-   */
-  private async reconcile(): Promise<void> {
-    const lastSeq = (await this.kv.status()).streamInfo.state.last_seq;
-    if (this.lastSeen < this.seqAtLastCheck) await this.restartWatch();
-    this.seqAtLastCheck = lastSeq;
   }
 }
