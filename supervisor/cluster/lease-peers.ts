@@ -71,6 +71,10 @@ export class LeasePeers {
   /** Leases known gone for good, by id#epoch. */
   private readonly gone = new Set<string>();
   private readonly goneWaits = new Map<string, GoneWait>();
+  /** Lease reads in flight, by id#epoch. */
+  private readonly reads = new Map<string, Promise<boolean>>();
+  /** Reads of single leases made by `isLive`, for tests and metrics. */
+  leaseReads = 0;
   /** Ends every pending `whenGone` (false) when the view closes. */
   private readonly waitEnds = new Set<() => void>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -100,15 +104,28 @@ export class LeasePeers {
     this.gone.add(leaseKey(id, epoch));
   }
 
-  /** Is the lease of `id` at `epoch` still live? One read of the server unless known gone. */
-  async isLive(id: string, epoch: number): Promise<boolean> {
-    if (id === this.o.selfId && epoch === this.o.selfEpoch()) return true;
+  /**
+   * Is the lease of `id` at `epoch` still live? One read of the server unless known gone;
+   * concurrent questions about one lease (a storm of claims of a dead replica's nodes) share it.
+   */
+  isLive(id: string, epoch: number): Promise<boolean> {
+    if (id === this.o.selfId && epoch === this.o.selfEpoch()) return Promise.resolve(true);
     const key = leaseKey(id, epoch);
-    if (this.gone.has(key)) return false;
-    const peer = toPeer(await this.kv.get(id));
-    if (peer && peer.epoch === epoch) return true;
-    this.gone.add(key);
-    return false;
+    if (this.gone.has(key)) return Promise.resolve(false);
+    let read = this.reads.get(key);
+    if (!read) {
+      this.leaseReads += 1;
+      read = this.kv.get(id).then((entry) => {
+        const peer = toPeer(entry);
+        if (peer && peer.epoch === epoch) return true;
+        this.gone.add(key);
+        return false;
+      });
+      const forget = (): void => void this.reads.delete(key);
+      read.then(forget, forget);
+      this.reads.set(key, read);
+    }
+    return read;
   }
 
   /**

@@ -237,7 +237,7 @@ export class NodeOwnership {
       this.counts.reads += 1;
       const value = ownerValue(entry);
       if (entry && value && value.owner === self && value.epoch === epoch) {
-        this.adopt(nodeId, entry.revision);
+        this.adopt(nodeId, entry.revision, epoch);
         return { token: entry.revision, written: false };
       }
       const previous = entry && value ? { owner: value.owner, epoch: value.epoch, token: entry.revision } : undefined;
@@ -256,7 +256,7 @@ export class NodeOwnership {
         this.counts.conflicts += 1;
         continue; // another writer changed it first: decide again
       }
-      this.adopt(nodeId, token);
+      this.adopt(nodeId, token, epoch);
       const from = previous ?? released;
       return from ? { token, written: true, previous: from } : { token, written: true };
     }
@@ -285,7 +285,11 @@ export class NodeOwnership {
   }
 
   /** Records a claimed node; if the watch already saw it taken past `token`, it is lost at once. */
-  private adopt(nodeId: string, token: number): void {
+  private adopt(nodeId: string, token: number, epoch: number): void {
+    // The lease was lost while the claim was in flight: the entry names a dead epoch.
+    if (this.o.lease.epoch !== epoch) {
+      throw new MusterError('shutting_down', `replica ${this.o.lease.replicaId} lost its lease while claiming node ${nodeId}`);
+    }
     this.owned.set(nodeId, token);
     const seen = this.seenDuringClaim.get(nodeId);
     if (seen && seen.revision > token && !this.isOurs(seen)) queueMicrotask(() => this.taken(nodeId, seen));

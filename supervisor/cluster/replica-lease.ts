@@ -193,6 +193,11 @@ export class ReplicaLease {
     return () => this.handlers.delete(handler);
   }
 
+  /** Reads of single peers' leases so far (claims and waits; polls not counted), for tests and metrics. */
+  get leaseReads(): number {
+    return this.view.leaseReads;
+  }
+
   /** Is the lease of `id` at `epoch` still live? A lease once gone never comes back. */
   isLive(id: string, epoch: number): Promise<boolean> {
     return this.view.isLive(id, epoch);

@@ -173,6 +173,26 @@ describe('NodeOwnership', () => {
     expect(replicas.requests).toEqual([]);
   });
 
+  it('a takeover storm: 500 nodes of a dead replica, its lease read a few times, not once per node', async () => {
+    const b = buckets();
+    const replicas = new Replicas();
+    replicas.answer = () => 'silent';
+    const a = await replica('replica-a', b, replicas);
+    const c = await replica('replica-c', b, replicas);
+    const nodes = Array.from({ length: 500 }, (_, i) => `node-${i}`);
+    await Promise.all(nodes.map((n) => a.ownership.claim(n)));
+    await a.ownership.close();
+    await a.lease.close({ release: false });
+    const leaseReads = c.lease.leaseReads;
+    const claims = await Promise.all(nodes.map((n) => c.ownership.claim(n)));
+    expect(claims.every((claim) => claim.written && claim.previous?.owner === 'replica-a')).toBe(true);
+    expect(c.ownership.ownedCount()).toBe(500);
+    expect(c.ownership.stats().writes).toBe(500);
+    const reads = c.lease.leaseReads - leaseReads;
+    expect(reads).toBeLessThan(60); // one shared read, then one per poll while waiting: not per node
+    console.log(`takeover storm: 500 nodes, ${reads} reads of the dead lease, ${c.ownership.stats().reads} entry reads, ${c.ownership.stats().writes} writes`);
+  });
+
   it('a live owner that refuses keeps the node; the claim fails with shutting_down', async () => {
     const b = buckets();
     const replicas = new Replicas();
