@@ -161,7 +161,12 @@ export class ReplicaLease {
     return this.o.ttlMs;
   }
 
+  /**
+   * Fenced: no dispatch, no write. Checks the deadline itself rather than trusting the fence
+   * timer, which a blocked event loop runs late: a caller that asks after a stall gets the truth.
+   */
   isFenced(): boolean {
+    if (!this.closed && this.guard.checkFence(this.o.now())) this.fenceOverdue();
     return this.guard.isFenced();
   }
 
@@ -381,13 +386,15 @@ export class ReplicaLease {
     this.cancel(this.fenceTimer);
     if (this.guard.isFenced() || this.closed) return;
     this.fenceTimer = this.after(Math.max(0, this.guard.fenceAt() - this.o.now()), () => {
-      if (this.guard.checkFence(this.o.now())) {
-        this.emit({ kind: 'fenced', reason: 'renewal-overdue' });
-        this.updateJudging();
-      } else {
-        this.armFence();
-      }
+      if (this.guard.checkFence(this.o.now())) this.fenceOverdue();
+      else if (!this.guard.isFenced()) this.armFence();
     });
+  }
+
+  private fenceOverdue(): void {
+    this.cancel(this.fenceTimer);
+    this.emit({ kind: 'fenced', reason: 'renewal-overdue' });
+    this.updateJudging();
   }
 
   private updateJudging(): void {

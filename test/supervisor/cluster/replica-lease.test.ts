@@ -197,6 +197,27 @@ describe('ReplicaLease', () => {
     expect((await unfenced).epoch).toBe(epoch);
   });
 
+  it('is fenced when asked after the event loop was blocked past the deadline, before its timer runs', async () => {
+    const bucket = bucketName();
+    const a = await lease(await natsConnection(), 'replica-a', bucket, { ttlMs: 600, renewMs: 100, marginMs: 200 });
+    const fenced: LeaseEvent[] = [];
+    a.subscribe((e) => {
+      if (e.kind === 'fenced') fenced.push(e);
+    });
+    await nextEvent(a, is('renewed'), 2_000);
+    const ackAt = performance.now();
+    expect(a.isFenced()).toBe(false);
+    // A stall (a long GC pause, a blocking call): no timer and no renewal ack can run.
+    while (performance.now() < ackAt + 600 - 200 + 20) {
+      // busy
+    }
+    expect(a.isFenced()).toBe(true);
+    expect(fenced).toEqual([{ kind: 'fenced', reason: 'renewal-overdue' }]);
+    expect(a.mayJudge()).toBe(false);
+    // Renewals resume after the stall: unfenced again (under a new epoch if the lease aged out meanwhile).
+    await nextEvent(a, is('unfenced'), 3_000, 'unfenced');
+  });
+
   it('a peer that went while this replica was cut off is reported only once it may judge again', async () => {
     const proxy = await TcpProxy.start(server.port);
     closers.push(() => proxy.close());
