@@ -187,6 +187,16 @@ export class NodeOwnership {
     }
   }
 
+  /**
+   * The owner's side of a release request, for the command channel: after the plane closed the
+   * node's session (`session_replaced`), give the entry up at `token` if it is still there.
+   * Always `released`: if the entry moved meanwhile, the claimer reads it again and decides anew.
+   */
+  async answerRelease(nodeId: string, token: number): Promise<ReleaseAnswer> {
+    await this.release(nodeId, token);
+    return 'released';
+  }
+
   /** Reads every owned entry and reports those taken: a full reconcile (one read per owned node). */
   async verify(): Promise<void> {
     for (const [nodeId, token] of [...this.owned]) {

@@ -61,7 +61,7 @@ class Replicas {
     const target = this.byId.get(owner);
     if (mode === 'silent' || !target) throw new Error(`no responders for muster.cmd.${owner}`);
     if (mode === 'refuse') return 'refused';
-    return (await target.release(nodeId, token)) ? 'released' : 'refused';
+    return target.answerRelease(nodeId, token);
   };
 }
 
