@@ -38,6 +38,13 @@ export async function openCasBucket(nc: NatsConnection, options: CasBucketOption
   return kv;
 }
 
+/** The characters a KV key may have (nats.js validates keys against this, dots as separators). */
+export const KV_KEY = /^[-/_=a-zA-Z0-9]+(\.[-/_=a-zA-Z0-9]+)*$/;
+
+export function isKvKey(key: string): boolean {
+  return KV_KEY.test(key);
+}
+
 /** True when a KV write failed because the key was not at the expected revision. */
 export function isWrongRevision(err: unknown): boolean {
   return (

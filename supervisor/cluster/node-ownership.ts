@@ -15,7 +15,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { KV, KvEntry, KvWatchEntry } from '@nats-io/kv';
 import { MusterError } from '../../protocol/errors.js';
-import { isWrongRevision, liveValue, openCasBucket } from './kv-cas.js';
+import { isKvKey, isWrongRevision, KV_KEY, liveValue, openCasBucket } from './kv-cas.js';
 import { KvWatchHint } from './kv-watch-hint.js';
 import type { ReplicaLease } from './replica-lease.js';
 
@@ -150,6 +150,9 @@ export class NodeOwnership {
    * Claims of one node on this replica run one after another.
    */
   claim(nodeId: string): Promise<Claim> {
+    if (!isKvKey(nodeId)) {
+      return Promise.reject(new MusterError('internal', `node id "${nodeId}" cannot be a key of ${OWNERS_BUCKET} (allowed: ${KV_KEY})`));
+    }
     const before = this.inflight.get(nodeId) ?? Promise.resolve(undefined);
     const next = before
       .catch(() => undefined)
@@ -192,7 +195,14 @@ export class NodeOwnership {
    * node's session (`session_replaced`), give the entry up at `token` if it is still there.
    * Always `released`: if the entry moved meanwhile, the claimer reads it again and decides anew.
    */
-  async answerRelease(nodeId: string, token: number): Promise<ReleaseAnswer> {
+  async answerRelease(nodeId: string, token = this.tokenOf(nodeId)): Promise<ReleaseAnswer> {
+    if (token === undefined) {
+      // Not in the cache (a request without a token for a node this replica does not know it
+      // holds): give it up only if the stored entry names this replica's current epoch.
+      const entry = await this.kv.get(nodeId);
+      if (!entry || !this.isOurs(entry)) return 'released';
+      token = entry.revision;
+    }
     await this.release(nodeId, token);
     return 'released';
   }

@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { NatsConnection, Status } from '@nats-io/nats-core';
 import type { KV } from '@nats-io/kv';
 import { MusterError } from '../../protocol/errors.js';
-import { isWrongRevision, openCasBucket } from './kv-cas.js';
+import { isKvKey, isWrongRevision, KV_KEY, openCasBucket } from './kv-cas.js';
 import { LeaseGuard } from './lease-guard.js';
 import { LeasePeers, toPeer, type LeaseValue, type PeerLease } from './lease-peers.js';
 
@@ -85,6 +85,9 @@ function resolve(options: ReplicaLeaseOptions): Resolved {
     renewMs,
     marginMs,
   };
+  if (!isKvKey(options.replicaId)) {
+    throw new MusterError('internal', `replica id "${options.replicaId}" cannot be a key of the lease bucket (allowed: ${KV_KEY})`);
+  }
   if (!(renewMs > 0 && renewMs < ttlMs - marginMs)) {
     throw new MusterError(
       'internal',

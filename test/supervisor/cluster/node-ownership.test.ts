@@ -206,6 +206,29 @@ describe('NodeOwnership', () => {
     expect(a.ownership.tokenOf('node-1')).toBe(first.token);
   });
 
+  it('refuses a node id that cannot be a KV key', async () => {
+    const a = await replica('replica-a', buckets(), new Replicas());
+    const err = await a.ownership.claim('node.*').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MusterError);
+    expect((err as Error).message).toMatch(/cannot be a key/);
+  });
+
+  it('answers a release request without a token from the stored entry', async () => {
+    const b = buckets();
+    const replicas = new Replicas();
+    const a = await replica('replica-a', b, replicas);
+    const first = await a.ownership.claim('node-1');
+    expect(await a.ownership.answerRelease('node-1')).toBe('released');
+    expect(a.ownership.tokenOf('node-1')).toBeUndefined();
+    expect(await a.ownership.ownerOf('node-1')).toBeUndefined();
+    // Someone else's node is left alone.
+    const c = await replica('replica-c', b, replicas);
+    const theirs = await c.ownership.claim('node-2');
+    expect(await a.ownership.answerRelease('node-2')).toBe('released');
+    expect(await c.ownership.ownerOf('node-2')).toMatchObject({ owner: 'replica-c', token: theirs.token });
+    expect(first.token).toBeLessThan(theirs.token);
+  });
+
   it('a fenced replica claims nothing', async () => {
     const b = buckets();
     const nc = await natsConnection();

@@ -73,6 +73,16 @@ describe('ReplicaLease', () => {
     expect(again.epoch).toBeGreaterThan(first);
   });
 
+  it('refuses a replica id that cannot be a KV key, and takes a hostname with dots', async () => {
+    const nc = await natsConnection();
+    const bucket = bucketName();
+    const err = await ReplicaLease.acquire({ nc, replicaId: 'my replica*', bucket, version: '0.1.0', ttlMs: TTL, renewMs: RENEW, marginMs: MARGIN }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MusterError);
+    expect((err as Error).message).toMatch(/replica id "my replica\*" cannot be a key/);
+    const dotted = await lease(nc, 'ci-1.example.com-x7k2', bucket);
+    expect(dotted.epoch).toBeGreaterThan(0);
+  });
+
   it('refuses a bucket whose TTL differs from this replica’s', async () => {
     const nc = await natsConnection();
     const bucket = bucketName();
