@@ -7,7 +7,9 @@ import { MusterError } from '../../protocol/errors.js';
 import { checkConnectionReplicas } from './server-version.js';
 
 export interface CasBucketOptions {
+  /** The bucket's name (its stream is `KV_<bucket>`). */
   bucket: string;
+  /** Copies; refused above 1 on servers before 2.9.21 (server-version.ts). */
   replicas: number;
   /** The bucket's `max_age` in ms (0: entries never age out). Must match an existing bucket's. */
   ttlMs: number;

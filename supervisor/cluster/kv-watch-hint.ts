@@ -9,9 +9,13 @@ import type { NatsConnection, QueuedIterator } from '@nats-io/nats-core';
 import { KvWatchInclude, type KV, type KvWatchEntry } from '@nats-io/kv';
 
 export interface KvWatchHintOptions {
+  /** The connection whose reconnects re-create the watch. */
   nc: NatsConnection;
+  /** The bucket watched. */
   kv: KV;
+  /** Every entry written after the start, in revision order, possibly more than once. */
   onEntry: (entry: KvWatchEntry) => void;
+  /** A failed (re-)creation or check; the next reconnect or check tries again. */
   onError: (err: unknown) => void;
   /** How often the watch is checked against the stream (0: never). */
   checkMs: number;

@@ -48,13 +48,19 @@ export function toPeer(entry: KvEntry | null | undefined): PeerLease | undefined
 const leaseKey = (id: string, epoch: number): string => `${id}#${epoch}`;
 
 export interface LeasePeersOptions {
+  /** This replica's id (its own lease is never reported gone here). */
   selfId: string;
+  /** How often all leases are read. */
   peerPollMs: number;
+  /** How often a lease that `whenGone` waits on is read. */
   gonePollMs: number;
   /** The replica's own epoch now (its own lease is live by definition). */
   selfEpoch: () => number | undefined;
+  /** May peers be reported gone now (lease-guard.ts)? */
   mayJudge: () => boolean;
+  /** A peer's lease seen before is gone. */
   onGone: (id: string, epoch: number) => void;
+  /** A poll failed; the next one tries again. */
   onError: (err: unknown) => void;
 }
 

@@ -62,9 +62,13 @@ export interface OwnershipStats {
 }
 
 export interface NodeOwnershipOptions {
+  /** The replica's NATS connection (the same one as its lease's). */
   nc: NatsConnection;
+  /** This replica's lease: its id, epoch, fencing and its view of peers' leases. */
   lease: OwnershipLease;
+  /** How a claim asks a live owner to let a node go (the command channel). */
   requestRelease: RequestRelease;
+  /** Default `muster-owners`. */
   bucket?: string;
   /** Copies of the bucket (1; more only on nats-server 2.9.21 or later). */
   replicas?: number;

@@ -43,14 +43,19 @@ export type LeaseEvent =
   | { kind: 'error'; error: unknown };
 
 export interface ReplicaLeaseOptions {
+  /** The replica's NATS connection (reconnecting; the lease follows its status). */
   nc: NatsConnection;
+  /** The lease's key: `controlPlaneId`, a valid KV key (a hostname with dots is one). */
   replicaId: string;
   /** Muster's version, stored in the lease. */
   version: string;
+  /** Default `muster-leases`. */
   bucket?: string;
   /** Copies of the bucket (1; more only on nats-server 2.9.21 or later). */
   replicas?: number;
+  /** The bucket's `max_age`: a lease not renewed for this long is gone (default 10,000). */
   ttlMs?: number;
+  /** How often the lease is renewed (default 2,000; below `ttlMs - marginMs`). */
   renewMs?: number;
   /** How long before the TTL the replica fences itself (default TTL / 5). */
   marginMs?: number;
