@@ -1,0 +1,70 @@
+// Small helpers shared by the lease and ownership buckets: opening a KV bucket whose
+// compare-and-set the cluster relies on, and telling a lost compare-and-set from other failures.
+import type { NatsConnection } from '@nats-io/nats-core';
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
+import { MusterError } from '../../protocol/errors.js';
+import { checkConnectionReplicas } from './server-version.js';
+
+export interface CasBucketOptions {
+  /** The bucket's name (its stream is `KV_<bucket>`). */
+  bucket: string;
+  /** Copies; refused above 1 on servers before 2.9.21 (server-version.ts). */
+  replicas: number;
+  /** The bucket's `max_age` in ms (0: entries never age out). Must match an existing bucket's. */
+  ttlMs: number;
+}
+
+/**
+ * Opens (creating when missing) a bucket with one value per key. Reads go to the stream leader
+ * (`allow_direct: false`): a direct get may be served by a lagging replica, and a read that
+ * misses a newer lease would make a live owner look gone.
+ */
+export async function openCasBucket(nc: NatsConnection, options: CasBucketOptions): Promise<KV> {
+  checkConnectionReplicas(nc, options.replicas, [options.bucket]);
+  const kv = await new Kvm(nc).create(options.bucket, {
+    history: 1,
+    replicas: options.replicas,
+    ttl: options.ttlMs,
+    allow_direct: false,
+  });
+  const status = await kv.status();
+  checkConnectionReplicas(nc, status.replicas, [options.bucket]);
+  if (status.ttl !== options.ttlMs) {
+    throw new MusterError(
+      'internal',
+      `KV bucket ${options.bucket} ages entries out after ${status.ttl} ms, this replica expects ` +
+        `${options.ttlMs} ms: every replica must use the same lease TTL (or remove the bucket)`,
+    );
+  }
+  return kv;
+}
+
+/** The characters a KV key may have (nats.js validates keys against this, dots as separators). */
+export const KV_KEY = /^[-/_=a-zA-Z0-9]+(\.[-/_=a-zA-Z0-9]+)*$/;
+
+export function isKvKey(key: string): boolean {
+  return KV_KEY.test(key);
+}
+
+/** True when a KV write failed because the key was not at the expected revision. */
+export function isWrongRevision(err: unknown): boolean {
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
+      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
+}
+
+/** The entry's JSON value when it is a live (PUT) entry that parses to an object, else undefined. */
+export function liveValue(entry: KvEntry | null | undefined): Record<string, unknown> | undefined {
+  if (!entry || entry.operation !== 'PUT') return undefined;
+  try {
+    const value: unknown = entry.json();
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,278 @@
+// Replica leases against real nats-server processes: epochs, refusal of a second process with
+// one id, peers aging out, self-fencing before the lease can age out, and no judging of peers
+// until a full TTL after the connection came back.
+import { performance } from 'node:perf_hooks';
+import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
+import { NatsServer } from '../../cluster/nats-server.js';
+import { MusterError } from '../../../protocol/errors.js';
+import { LEASE_BUCKET, ReplicaLease, type LeaseEvent, type ReplicaLeaseOptions } from '../../../supervisor/cluster/replica-lease.js';
+import { TcpProxy } from './tcp-proxy.js';
+import { nextEvent } from './await-event.js';
+
+const TTL = 1_500;
+const RENEW = 250;
+const MARGIN = 400;
+
+let server: NatsServer;
+const closers: Array<() => Promise<unknown>> = [];
+let bucketSeq = 0;
+
+beforeAll(async () => {
+  server = await NatsServer.start();
+});
+afterAll(async () => {
+  await server?.stop();
+});
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close().catch(() => {});
+});
+
+async function natsConnection(url = server.url): Promise<NatsConnection> {
+  const nc = await connect({ servers: url, reconnectTimeWait: 50, maxReconnectAttempts: -1, ignoreClusterUpdates: true });
+  closers.push(() => nc.close());
+  return nc;
+}
+
+async function lease(nc: NatsConnection, replicaId: string, bucket: string, extra: Partial<ReplicaLeaseOptions> = {}): Promise<ReplicaLease> {
+  const l = await ReplicaLease.acquire({ nc, replicaId, bucket, version: '0.1.0', ttlMs: TTL, renewMs: RENEW, marginMs: MARGIN, ...extra });
+  closers.push(() => l.close());
+  return l;
+}
+
+const bucketName = (): string => `${LEASE_BUCKET}-t${++bucketSeq}`;
+const is = <K extends LeaseEvent['kind']>(kind: K) => (e: LeaseEvent): e is Extract<LeaseEvent, { kind: K }> => e.kind === kind;
+
+describe('ReplicaLease', () => {
+  it('takes the lease with create: the epoch is its revision, stored with the replica facts', async () => {
+    const nc = await natsConnection();
+    const bucket = bucketName();
+    const a = await lease(nc, 'replica-a', bucket, { nodeCount: () => 7 });
+    const kv = await new Kvm(nc).open(bucket);
+    const entry = await kv.get('replica-a');
+    expect(entry?.revision).toBe(a.epoch);
+    const value = entry?.json<Record<string, unknown>>();
+    expect(value).toMatchObject({ replica_id: 'replica-a', node_count: 7, version: '0.1.0' });
+    expect(typeof value?.started_at).toBe('string');
+    const status = await kv.status();
+    expect(status.ttl).toBe(TTL);
+  });
+
+  it('refuses a second process with the same replica id while the first lease is live', async () => {
+    const nc = await natsConnection();
+    const bucket = bucketName();
+    const a = await lease(nc, 'replica-a', bucket);
+    const err = await ReplicaLease.acquire({ nc, replicaId: 'replica-a', bucket, version: '0.1.0', ttlMs: TTL, renewMs: RENEW, marginMs: MARGIN }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MusterError);
+    expect((err as Error).message).toMatch(/replica id replica-a already holds a live lease.*two processes with one replica id/);
+    // Once the first gives its lease up, the id can be taken again, with a higher epoch.
+    const first = a.epoch ?? 0;
+    await a.close();
+    const again = await lease(nc, 'replica-a', bucket);
+    expect(again.epoch).toBeGreaterThan(first);
+  });
+
+  it('refuses a replica id that cannot be a KV key, and takes a hostname with dots', async () => {
+    const nc = await natsConnection();
+    const bucket = bucketName();
+    const err = await ReplicaLease.acquire({ nc, replicaId: 'my replica*', bucket, version: '0.1.0', ttlMs: TTL, renewMs: RENEW, marginMs: MARGIN }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MusterError);
+    expect((err as Error).message).toMatch(/replica id "my replica\*" cannot be a key/);
+    const dotted = await lease(nc, 'ci-1.example.com-x7k2', bucket);
+    expect(dotted.epoch).toBeGreaterThan(0);
+  });
+
+  it('refuses a bucket whose TTL differs from this replica’s', async () => {
+    const nc = await natsConnection();
+    const bucket = bucketName();
+    await lease(nc, 'replica-a', bucket);
+    const err = await ReplicaLease.acquire({ nc, replicaId: 'replica-b', bucket, version: '0.1.0', ttlMs: 3_000, renewMs: RENEW }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MusterError);
+    expect((err as Error).message).toMatch(/same lease TTL/);
+  });
+
+  it('renews at the last revision, keeping its epoch; peers see each other', async () => {
+    const nc = await natsConnection();
+    const bucket = bucketName();
+    const a = await lease(nc, 'replica-a', bucket, { nodeCount: () => 3 });
+    const b = await lease(nc, 'replica-b', bucket, { nodeCount: () => 5 });
+    const epoch = a.epoch;
+    const first = await nextEvent(a, is('renewed'), 2_000, 'renewal');
+    const second = await nextEvent(a, is('renewed'), 2_000, 'renewal');
+    expect(second.revision).toBeGreaterThan(first.revision);
+    expect(a.epoch).toBe(epoch);
+    // The next poll of A lists both.
+    await nextEvent(a, is('renewed'), 2_000);
+    const deadline = performance.now() + 3_000;
+    while (a.peers().length < 2 && performance.now() < deadline) await nextEvent(a, is('renewed'), 2_000);
+    const peers = a.peers();
+    expect(peers.map((p) => [p.id, p.epoch, p.nodeCount])).toEqual([
+      ['replica-a', a.epoch, 3],
+      ['replica-b', b.epoch, 5],
+    ]);
+  });
+
+  it('reports a peer whose lease aged out (it stopped renewing) once, and only after its TTL', async () => {
+    const nc = await natsConnection();
+    const bucket = bucketName();
+    const a = await lease(nc, 'replica-a', bucket);
+    if (!a.mayJudge()) await nextEvent(a, (e) => e.kind === 'judging' && e.may, TTL + 1_000, 'judging');
+    const b = await lease(nc, 'replica-b', bucket);
+    const bEpoch = b.epoch ?? -1;
+    expect(await a.isLive('replica-b', bEpoch)).toBe(true);
+    // Wait until A has seen B in a poll, then B dies without giving its lease up.
+    while (!a.peers().some((p) => p.id === 'replica-b')) await nextEvent(a, is('renewed'), 2_000);
+    await nextEvent(b, is('renewed'), 2_000);
+    const stoppedAt = performance.now();
+    await b.close({ release: false });
+    const waited = a.whenGone('replica-b', bEpoch, TTL * 3);
+    const gone = await nextEvent(a, is('peer-gone'), TTL * 3, 'peer-gone');
+    const after = performance.now() - stoppedAt;
+    expect(gone).toEqual({ kind: 'peer-gone', id: 'replica-b', epoch: bEpoch });
+    expect(after).toBeGreaterThanOrEqual(TTL - RENEW - 50);
+    expect(await waited).toBe(true);
+    expect(await a.isLive('replica-b', bEpoch)).toBe(false);
+  });
+
+  it('a replica cut off from NATS fences itself before its lease ages out, then takes a new epoch and waits a full TTL to judge', async () => {
+    const proxy = await TcpProxy.start(server.port);
+    closers.push(() => proxy.close());
+    const bucket = bucketName();
+    const observer = await lease(await natsConnection(), 'replica-b', bucket);
+    const a = await lease(await natsConnection(proxy.url), 'replica-a', bucket);
+    const firstEpoch = a.epoch ?? -1;
+    const events: string[] = [];
+    a.subscribe((e) => {
+      if (e.kind !== 'renewed' && e.kind !== 'error') events.push(e.kind === 'judging' ? `judging:${e.may}` : e.kind);
+    });
+    if (!observer.mayJudge()) await nextEvent(observer, (e) => e.kind === 'judging' && e.may, TTL + 1_000, 'observer judging');
+    if (!a.mayJudge()) await nextEvent(a, (e) => e.kind === 'judging' && e.may, TTL + 1_000, 'A judging');
+    while (!observer.peers().some((p) => p.id === 'replica-a')) await nextEvent(observer, is('renewed'), 2_000);
+
+    await nextEvent(a, is('renewed'), 2_000);
+    const lastRenewalAck = performance.now();
+    events.length = 0;
+    proxy.cut();
+    const fenced = await nextEvent(a, is('fenced'), TTL * 2, 'fenced');
+    const fencedAt = performance.now();
+    expect(fenced.reason).toBe('renewal-overdue');
+    expect(a.isFenced()).toBe(true);
+    expect(a.mayJudge()).toBe(false);
+    // Fenced no later than TTL - margin after the last acknowledged renewal (plus timer slack).
+    expect(fencedAt - lastRenewalAck).toBeLessThanOrEqual(TTL - MARGIN + 300);
+
+    const gone = await nextEvent(observer, is('peer-gone'), TTL * 3, 'peer-gone of A');
+    const goneAt = performance.now();
+    expect(gone).toMatchObject({ id: 'replica-a', epoch: firstEpoch });
+    expect(fencedAt).toBeLessThan(goneAt);
+
+    // The three come in one turn: listen for all of them before healing.
+    const lost = nextEvent(a, is('lease-lost'), 5_000, 'lease-lost');
+    const taken = nextEvent(a, is('lease-taken'), 5_000, 'lease-taken');
+    const unfenced = nextEvent(a, is('unfenced'), 5_000, 'unfenced');
+    proxy.heal();
+    expect((await lost).epoch).toBe(firstEpoch);
+    expect((await taken).epoch).toBeGreaterThan(firstEpoch);
+    expect((await unfenced).epoch).toBe(a.epoch);
+    const unfencedAt = performance.now();
+    expect(a.mayJudge()).toBe(false);
+    await nextEvent(a, (e) => e.kind === 'judging' && e.may, TTL * 2, 'judging again');
+    expect(performance.now() - unfencedAt).toBeGreaterThanOrEqual(TTL - 20);
+    // Judging stopped at the disconnect, before the fence.
+    expect(events).toEqual(['judging:false', 'fenced', 'lease-lost', 'lease-taken', 'unfenced', 'judging:true']);
+  });
+
+  it('fences on time when the path to NATS hangs without a disconnect', async () => {
+    const proxy = await TcpProxy.start(server.port);
+    closers.push(() => proxy.close());
+    const bucket = bucketName();
+    // A longer TTL: the thaw below must come before the lease ages out (fenced at 2 s, gone at 3 s).
+    const ttl = 3_000;
+    const margin = 1_000;
+    const a = await lease(await natsConnection(proxy.url), 'replica-a', bucket, { ttlMs: ttl, marginMs: margin });
+    if (!a.mayJudge()) await nextEvent(a, (e) => e.kind === 'judging' && e.may, ttl + 1_000, 'judging');
+    await nextEvent(a, is('renewed'), 2_000);
+    const lastRenewalAck = performance.now();
+    const judging = nextEvent(a, (e) => e.kind === 'judging' && !e.may, ttl * 2, 'judging stops');
+    proxy.freeze();
+    await nextEvent(a, is('fenced'), ttl * 2, 'fenced');
+    expect(performance.now() - lastRenewalAck).toBeLessThanOrEqual(ttl - margin + 300);
+    await judging;
+    expect(a.mayJudge()).toBe(false);
+    // Thawed before the lease aged out: the same epoch renews again.
+    const epoch = a.epoch;
+    const unfenced = nextEvent(a, is('unfenced'), 5_000, 'unfenced');
+    proxy.thaw();
+    expect((await unfenced).epoch).toBe(epoch);
+  });
+
+  it('is fenced when asked after the event loop was blocked past the deadline, before its timer runs', async () => {
+    const bucket = bucketName();
+    const a = await lease(await natsConnection(), 'replica-a', bucket, { ttlMs: 600, renewMs: 100, marginMs: 200 });
+    const fenced: LeaseEvent[] = [];
+    a.subscribe((e) => {
+      if (e.kind === 'fenced') fenced.push(e);
+    });
+    await nextEvent(a, is('renewed'), 2_000);
+    const ackAt = performance.now();
+    expect(a.isFenced()).toBe(false);
+    // A stall (a long GC pause, a blocking call): no timer and no renewal ack can run.
+    while (performance.now() < ackAt + 600 - 200 + 20) {
+      // busy
+    }
+    expect(a.isFenced()).toBe(true);
+    expect(fenced).toEqual([{ kind: 'fenced', reason: 'renewal-overdue' }]);
+    expect(a.mayJudge()).toBe(false);
+    // Renewals resume after the stall: unfenced again (under a new epoch if the lease aged out meanwhile).
+    await nextEvent(a, is('unfenced'), 3_000, 'unfenced');
+  });
+
+  it('a peer that went while this replica was cut off is reported only once it may judge again', async () => {
+    const proxy = await TcpProxy.start(server.port);
+    closers.push(() => proxy.close());
+    const bucket = bucketName();
+    const a = await lease(await natsConnection(proxy.url), 'replica-a', bucket);
+    const b = await lease(await natsConnection(), 'replica-b', bucket);
+    const bEpoch = b.epoch ?? -1;
+    while (!a.peers().some((p) => p.id === 'replica-b')) await nextEvent(a, is('renewed'), 2_000);
+    const events: string[] = [];
+    a.subscribe((e) => {
+      if (e.kind === 'judging') events.push(`judging:${e.may}`);
+      else if (e.kind === 'peer-gone') events.push(`peer-gone:${e.id}`);
+      else if (e.kind === 'unfenced') events.push('unfenced');
+    });
+    proxy.cut();
+    await b.close({ release: false }); // B dies while A cannot see
+    // Watch B's lease go from a third replica, then let A back.
+    const witness = await lease(await natsConnection(), 'replica-w', bucket);
+    expect(await witness.whenGone('replica-b', bEpoch, TTL * 3)).toBe(true);
+    const unfenced = nextEvent(a, is('unfenced'), 5_000, 'unfenced');
+    proxy.heal();
+    await unfenced;
+    const unfencedAt = performance.now();
+    const gone = await nextEvent(a, is('peer-gone'), TTL * 3, 'peer-gone after judging');
+    expect(gone).toEqual({ kind: 'peer-gone', id: 'replica-b', epoch: bEpoch });
+    expect(performance.now() - unfencedAt).toBeGreaterThanOrEqual(TTL - 20);
+    expect(events.slice(events.indexOf('unfenced'))).toEqual(['unfenced', 'judging:true', 'peer-gone:replica-b']);
+  });
+
+  it('reports a conflict when, after a loss, another process took the same id', async () => {
+    const proxy = await TcpProxy.start(server.port);
+    closers.push(() => proxy.close());
+    const bucket = bucketName();
+    const a = await lease(await natsConnection(proxy.url), 'replica-a', bucket);
+    proxy.cut();
+    await nextEvent(a, is('fenced'), TTL * 2, 'fenced');
+    // Another process with the same id takes the lease once A's has aged out.
+    const direct = await natsConnection();
+    const observer = await lease(direct, 'replica-b', bucket);
+    expect(await observer.whenGone('replica-a', a.epoch ?? -1, TTL * 3)).toBe(true);
+    const twin = await ReplicaLease.acquire({ nc: direct, replicaId: 'replica-a', bucket, version: '0.1.0', ttlMs: TTL, renewMs: RENEW, marginMs: MARGIN });
+    closers.push(() => twin.close());
+    proxy.heal();
+    const conflict = await nextEvent(a, is('conflict'), 5_000, 'conflict');
+    expect(conflict.error.message).toMatch(/two processes with one replica id/);
+    expect(a.isFenced()).toBe(true);
+  });
+});
