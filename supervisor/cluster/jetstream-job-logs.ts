@@ -6,10 +6,12 @@
 // the append is a compare-and-set on that subject: a chunk is stored only right after its
 // predecessor. That keeps `duplicate` (seq at or below the last stored) and `gap` (beyond the next)
 // exact whatever the window, and across replicas appending for one job.
-import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { headers, nanos } from '@nats-io/nats-core';
 import type { LogStream } from '../../protocol/messages.js';
 import type { AppendLogOutcome, LogRecord } from '../store/job-store.js';
+import { isStreamNotFound, isWrongLast } from './jetstream-errors.js';
+import { readStream } from './stream-read.js';
 
 const SEQ_HEADER = 'Muster-Log-Seq';
 const MAX_RACES = 20;
@@ -53,7 +55,7 @@ export class JetStreamJobLogs {
     try {
       await this.jsm.streams.info(this.o.stream);
     } catch (err) {
-      if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
+      if (!isStreamNotFound(err)) throw err;
       await this.jsm.streams.add(config);
     }
   }
@@ -87,40 +89,18 @@ export class JetStreamJobLogs {
 
   /** Every chunk of `jobId` after `afterCursor`, in stream (arrival) order. */
   async read(jobId: string, afterCursor = 0): Promise<LogRecord[]> {
-    // An ephemeral pull consumer on the job's subjects (filter_subject: 2.9 has no
-    // filter_subjects); its info says how many chunks are there to fetch.
-    const info = await this.jsm.consumers.add(this.o.stream, {
-      filter_subject: `${this.o.subject}.${jobId}.>`,
-      ack_policy: AckPolicy.None,
-      inactive_threshold: nanos(60_000),
-      mem_storage: true,
-      ...(afterCursor > 0
-        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterCursor + 1 }
-        : { deliver_policy: DeliverPolicy.All }),
+    const prefix = `${this.o.subject}.${jobId}.`;
+    const messages = await readStream(this.js, this.jsm, this.o.stream, `${prefix}>`, afterCursor);
+    return messages.map((m) => {
+      const [attempt, stream] = m.subject.slice(prefix.length).split('.');
+      return {
+        attempt: Number(attempt),
+        stream: stream as LogStream,
+        seq: Number(m.headers?.get(SEQ_HEADER)),
+        data: decoder.decode(m.data),
+        cursor: m.seq,
+      };
     });
-    try {
-      const out: LogRecord[] = [];
-      if (info.num_pending === 0) return out;
-      const consumer = await this.js.consumers.get(this.o.stream, info.name);
-      while (out.length < info.num_pending) {
-        const batch = await consumer.fetch({ max_messages: info.num_pending - out.length, expires: 5_000 });
-        const before = out.length;
-        for await (const m of batch) {
-          const [attempt, stream] = m.subject.slice(this.o.subject.length + jobId.length + 2).split('.');
-          out.push({
-            attempt: Number(attempt),
-            stream: stream as LogStream,
-            seq: Number(m.headers?.get(SEQ_HEADER)),
-            data: decoder.decode(m.data),
-            cursor: m.seq,
-          });
-        }
-        if (out.length === before) break;
-      }
-      return out;
-    } finally {
-      await this.jsm.consumers.delete(this.o.stream, info.name).catch(() => undefined);
-    }
   }
 
   async #readTail(subject: string): Promise<Tail | undefined> {
@@ -137,11 +117,4 @@ export class JetStreamJobLogs {
     this.#tails.set(subject, tail);
     if (this.#tails.size > 10_000) this.#tails.delete(this.#tails.keys().next().value as string);
   }
-}
-
-export function isWrongLast(err: unknown): boolean {
-  return (
-    err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
 }

@@ -28,7 +28,7 @@
 // - Logs: jetstream-job-logs.ts (`Nats-Msg-Id` de-duplication and a compare-and-set per subject).
 // - Secrets: sealed with the SecretBox given (a key every replica shares), as the SQLite store does.
 import { randomUUID } from 'node:crypto';
-import { jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError, StorageType } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/nats-core';
@@ -51,7 +51,8 @@ import type { SecretBox } from '../store/secret-box.js';
 import { decodeDoc, docToRecord, encodeDoc, newDoc, type JobDoc } from './job-doc.js';
 import { JobIndex, matches } from './job-index.js';
 import { acceptMove, assignMove, cancelMove, finishMove, resultMove, retryMove, takeOver, withdrawMove } from './job-moves.js';
-import { JetStreamJobLogs, isWrongLast } from './jetstream-job-logs.js';
+import { isStreamNotFound, isWrongLast } from './jetstream-errors.js';
+import { JetStreamJobLogs } from './jetstream-job-logs.js';
 import type { KvWatchEntry } from '@nats-io/kv';
 
 export interface JetStreamJobStoreOptions {
@@ -472,7 +473,7 @@ async function ensureStream(
   try {
     await jsm.streams.info(config.name);
   } catch (err) {
-    if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
+    if (!isStreamNotFound(err)) throw err;
     await jsm.streams.add(config);
   }
 }
