@@ -292,10 +292,10 @@ export class JetStreamJobStore implements JobStore {
   }
 
   requeue(jobId: string, attempt: number, reason: string, owner: OwnerToken): Promise<JobRecord | undefined> {
-    return this.#transition(jobId, attempt, owner, (doc): Decision<JobDoc | undefined> => {
+    return this.#transition(jobId, attempt, owner, (doc): Decision<JobRecord | undefined> => {
       const write = doc === undefined ? undefined : withdrawMove(doc, attempt, reason, now());
-      return write === undefined ? { answer: undefined } : { write, answer: write };
-    }).then((doc) => (doc === undefined ? undefined : this.get(jobId)));
+      return write === undefined ? { answer: undefined } : { write, answer: recordOf(write) };
+    });
   }
 
   storeResult(jobId: string, attempt: number, result: JobOutcome, metrics: JobMetrics, owner: OwnerToken): Promise<StoreResultOutcome> {
@@ -322,18 +322,18 @@ export class JetStreamJobStore implements JobStore {
   }
 
   requestCancel(jobId: string, owner: OwnerToken): Promise<JobRecord | undefined> {
-    return this.#transition(jobId, undefined, owner, (doc): Decision<boolean> => {
-      if (doc === undefined) return { answer: false };
+    return this.#transition(jobId, undefined, owner, (doc): Decision<JobRecord | undefined> => {
+      if (doc === undefined) return { answer: undefined };
       const write = cancelMove(doc);
-      return write === undefined ? { answer: true } : { write, answer: true };
-    }).then((known) => (known ? this.get(jobId) : undefined));
+      return write === undefined ? { answer: recordOf(doc) } : { write, answer: recordOf(write) };
+    });
   }
 
   retry(jobId: string, attempt: number, owner: OwnerToken): Promise<JobRecord | undefined> {
-    return this.#transition(jobId, undefined, owner, (doc): Decision<boolean> => {
+    return this.#transition(jobId, undefined, owner, (doc): Decision<JobRecord | undefined> => {
       const write = doc === undefined ? undefined : retryMove(doc, attempt);
-      return write === undefined ? { answer: false } : { write, answer: true };
-    }).then((moved) => (moved ? this.get(jobId) : undefined));
+      return write === undefined ? { answer: undefined } : { write, answer: recordOf(write) };
+    });
   }
 
   appendLog(jobId: string, attempt: number, stream: LogStream, seq: number, data: string, owner: OwnerToken): Promise<AppendLogOutcome> {
@@ -374,7 +374,8 @@ export class JetStreamJobStore implements JobStore {
         const read = guess ?? (await this.#read(jobId));
         const fresh = guess === undefined;
         guess = undefined;
-        const doc = read?.doc;
+        // Every doc a move sees carries its seq, so its answer can be the record as written.
+        const doc = read === undefined ? undefined : { ...read.doc, seq: read.doc.seq ?? read.revision };
         const fence = doc === undefined || attempt === undefined ? 'pass' : fenceOf({ ...doc.record, owner: doc.owner }, attempt, owner);
         if (fence === 'refuse') {
           if (!fresh) continue;
@@ -389,7 +390,6 @@ export class JetStreamJobStore implements JobStore {
           if (!fresh) continue;
           return decision.answer;
         }
-        write = { ...write, seq: write.seq ?? read.revision };
         try {
           const revision = await this.#written(() => this.kv.update(jobId, encodeDoc(write), read.revision));
           this.#index.apply(jobId, write, revision);
@@ -446,7 +446,7 @@ export class JetStreamJobStore implements JobStore {
     if (this.#index.revision >= target) caughtUp();
     void (async () => {
       for await (const e of watcher) {
-        if (e.operation === 'PUT') this.#index.apply(e.key, decodeDoc(e.value), e.revision);
+        if (e.operation === 'PUT' && !this.#index.knows(e.key, e.revision)) this.#index.apply(e.key, decodeDoc(e.value), e.revision);
         if (e.revision >= target) caughtUp();
       }
     })().catch(() => undefined);
@@ -465,6 +465,9 @@ export class JetStreamJobStore implements JobStore {
     })().catch(() => undefined);
   }
 }
+
+/** The record of a doc a move saw or made (its seq is set: #transition sees to it). */
+const recordOf = (doc: JobDoc): JobRecord => docToRecord(doc, doc.seq ?? 0);
 
 async function ensureStream(
   jsm: JetStreamManager,

@@ -56,6 +56,11 @@ export class JobIndex {
     this.#entries.set(jobId, entry);
   }
 
+  /** Whether `revision` of `jobId` (or a newer one) is here already: a watch echo need not be decoded. */
+  knows(jobId: string, revision: number): boolean {
+    return (this.#entries.get(jobId)?.revision ?? 0) >= revision;
+  }
+
   /** The newest revision known for `jobId` and its doc if still in play (a write's first guess). */
   cached(jobId: string): { doc: JobDoc; revision: number } | undefined {
     const entry = this.#entries.get(jobId);
