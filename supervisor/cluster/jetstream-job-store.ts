@@ -29,7 +29,7 @@
 // - Secrets: sealed with the SecretBox given (a key every replica shares), as the SQLite store does.
 import { randomUUID } from 'node:crypto';
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/nats-core';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
@@ -53,6 +53,7 @@ import { JobIndex, matches } from './job-index.js';
 import { acceptMove, assignMove, cancelMove, finishMove, resultMove, retryMove, takeOver, withdrawMove } from './job-moves.js';
 import { isStreamNotFound, isWrongLast } from './jetstream-errors.js';
 import { JetStreamJobLogs } from './jetstream-job-logs.js';
+import { JobBatches, type BatchJob } from './job-batches.js';
 import type { KvWatchEntry } from '@nats-io/kv';
 
 export interface JetStreamJobStoreOptions {
@@ -73,7 +74,11 @@ export interface JetStreamJobStoreOptions {
   timeoutMs?: number;
   /** The log stream's `Nats-Msg-Id` window; default 2 minutes. */
   duplicateWindowMs?: number;
-  /** How old an unfinished batch must be before any store finishes it, and how often to look; default 10 s. */
+  /**
+   * How old an unfinished batch must be before any store finishes it, and how often to look;
+   * default 10 s. The same on every replica; 0 (tests) finishes or drops every unfinished batch
+   * at open and never looks again, as if no writer were running.
+   */
   batchRecoveryMs?: number;
 }
 
@@ -95,8 +100,6 @@ type Settings = Omit<Required<JetStreamJobStoreOptions>, 'nc' | 'box'>;
 const MAX_RACES = 50;
 
 const now = (): string => new Date().toISOString();
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /** A write's decision from the doc it read: what to write (if anything) and what to answer. */
 interface Decision<T> {
@@ -104,9 +107,6 @@ interface Decision<T> {
   answer: T;
 }
 
-interface Batch {
-  docs: Array<{ id: string; doc: JobDoc }>;
-}
 
 export class JetStreamJobStore implements JobStore {
   readonly #index = new JobIndex();
@@ -117,10 +117,10 @@ export class JetStreamJobStore implements JobStore {
 
   private constructor(
     private readonly nc: NatsConnection,
-    private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
     private readonly kv: KV,
     private readonly logsStream: JetStreamJobLogs,
+    private readonly batches: JobBatches,
     private readonly box: SecretBox,
     private readonly s: Settings,
   ) {}
@@ -139,12 +139,20 @@ export class JetStreamJobStore implements JobStore {
     });
     await logs.ensureStream();
     await ensureStream(jsm, { name: s.batchStream, subjects: [s.batchSubject], storage: StorageType.File, num_replicas: s.replicas });
-    const store = new JetStreamJobStore(options.nc, js, jsm, kv, logs, options.box, s);
+    const batches = new JobBatches(js, jsm, {
+      stream: s.batchStream,
+      subject: s.batchSubject,
+      recoveryMs: s.batchRecoveryMs,
+      maxPayload: options.nc.info?.max_payload ?? 1024 * 1024,
+    });
+    const store = new JetStreamJobStore(options.nc, jsm, kv, logs, batches, options.box, s);
     await store.#watch();
     store.#followReconnects();
-    await store.#recoverBatches(0);
-    store.#recoveryTimer = setInterval(() => void store.#recoverBatches(s.batchRecoveryMs).catch(() => undefined), s.batchRecoveryMs);
-    store.#recoveryTimer.unref();
+    await store.#recoverBatches();
+    if (s.batchRecoveryMs > 0) {
+      store.#recoveryTimer = setInterval(() => void store.#recoverBatches().catch(() => undefined), s.batchRecoveryMs);
+      store.#recoveryTimer.unref();
+    }
     return store;
   }
 
@@ -169,55 +177,39 @@ export class JetStreamJobStore implements JobStore {
     return this.#guard(async () => {
       if (jobs.length === 0) return [];
       const at = now();
-      const batch: Batch = {
-        docs: jobs.map((job) => {
-          const id = randomUUID();
-          return { id, doc: newDoc(id, job, at, this.box, NO_OWNER) };
-        }),
-      };
-      // The commit point: once this message is acknowledged, every job of the batch will be stored.
-      const ack = await this.#written(() =>
-        this.js.publish(this.s.batchSubject, encoder.encode(JSON.stringify(batch)), { msgID: randomUUID() }),
-      );
+      const batch = jobs.map((job): BatchJob => {
+        const id = randomUUID();
+        return { id, doc: newDoc(id, job, at, this.box, NO_OWNER) };
+      });
+      // The commit point (job-batches.ts): once it is acknowledged, every job of the batch will be stored.
+      const messages = await this.batches.commit(batch, (write) => this.#written(write));
       const revisions = await this.#materialise(batch);
-      await this.#written(() => this.jsm.streams.deleteMessage(this.s.batchStream, ack.seq, false));
-      return batch.docs.map(({ doc }, i) => docToRecord(doc, revisions[i]!));
+      await this.batches.discard(messages);
+      return batch.map(({ doc }, i) => docToRecord(doc, revisions[i]!));
     });
   }
 
   /** Creates the batch's jobs, in order (one connection: revisions follow), skipping any already there. */
-  async #materialise(batch: Batch): Promise<number[]> {
+  async #materialise(batch: readonly BatchJob[]): Promise<number[]> {
     return Promise.all(
-      batch.docs.map(async ({ id, doc }) => {
+      batch.map(async ({ id, doc }) => {
         try {
           const revision = await this.#written(() => this.kv.create(id, encodeDoc(doc)));
           this.#index.apply(id, doc, revision);
           return revision;
         } catch (err) {
-          if (!isWrongLast(toCause(err))) throw err;
+          if (!isWrongLast(err)) throw err;
           // Another store finished this batch first: the job is there, at its own revision.
-          const entry = await this.kv.get(id);
-          if (entry === null) throw err;
-          const stored = decodeDoc(entry.value);
-          this.#index.apply(id, stored, entry.revision);
-          return stored.seq ?? entry.revision;
+          const read = await this.#read(id);
+          if (read === undefined) throw err;
+          return read.doc.seq ?? read.revision;
         }
       }),
     );
   }
 
-  /** Finishes every batch message at least `minAgeMs` old: a store died between commit and delete. */
-  async #recoverBatches(minAgeMs: number): Promise<void> {
-    if (this.#closed) return;
-    const info = await this.jsm.streams.info(this.s.batchStream);
-    if (info.state.messages === 0) return;
-    for (let seq = info.state.first_seq; seq <= info.state.last_seq && !this.#closed; seq++) {
-      const msg = await this.jsm.streams.getMessage(this.s.batchStream, { seq }).catch(() => null);
-      if (msg === null) continue;
-      if (Date.now() - msg.time.getTime() < minAgeMs) break;
-      await this.#materialise(JSON.parse(decoder.decode(msg.data)) as Batch);
-      await this.jsm.streams.deleteMessage(this.s.batchStream, seq, false).catch(() => false);
-    }
+  async #recoverBatches(): Promise<void> {
+    if (!this.#closed) await this.batches.recover((batch) => this.#materialise(batch));
   }
 
   // ---- reads ----

@@ -1,6 +1,9 @@
 // The JetStream job store against the JobStore contract on a real nats-server, plus what only a
 // cluster store promises: two stores racing for one job, and a server killed and restarted.
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +14,9 @@ import { METRICS, OWNER, jobStoreContract, newJob, outcome } from '../store/job-
 
 let server: NatsServer;
 const connections: NatsConnection[] = [];
-const box = SecretBox.fromKey(randomBytes(32));
+const KEY = randomBytes(32);
+const box = SecretBox.fromKey(KEY);
+const SUBMITTER = fileURLToPath(new URL('./submit-batch-process.ts', import.meta.url));
 
 beforeAll(async () => {
   server = await NatsServer.start();
@@ -143,6 +148,91 @@ describe('JetStreamJobStore through a kill -9 of nats-server', () => {
         await store.close();
       } finally {
         await nc.close();
+        await restarted.stop();
+      }
+    } finally {
+      await own.stop();
+    }
+  }, 60_000);
+});
+
+describe('JetStreamJobStore submitMany through a replica killed in the middle', () => {
+  it('stores all of a committed batch: any store finishes what a dead one began', async () => {
+    const names = freshNames();
+    const nc = await connection();
+    // The bucket and streams exist before the submitter starts, so the watch below sees its commit.
+    await (await JetStreamJobStore.open({ nc, box, ...names, batchRecoveryMs: 3_600_000 })).close();
+    const size = 2_000;
+    // Seen as the stream stores it: the batch's parts, then its commit message.
+    const committed = new Promise<void>((resolve) => {
+      nc.subscribe(names.batchSubject!, {
+        callback: (_, msg) => {
+          if ((msg.json<{ commit?: unknown }>()).commit !== undefined) resolve();
+        },
+      });
+    });
+    await nc.flush();
+    const child = spawn(process.execPath, ['--import', 'tsx', SUBMITTER], {
+      env: { ...process.env, NATS_URL: server.url, STORE_NAMES: JSON.stringify(names), SECRET_KEY: KEY.toString('hex'), BATCH_SIZE: String(size) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    // The commit point passed (2,000 jobs need several messages): kill the replica before it is done.
+    await committed;
+    child.kill('SIGKILL');
+    await exited;
+    expect(output).not.toContain('submitted');
+    const jsm = await jetstreamManager(nc);
+    expect((await jsm.streams.info(names.batchStream!)).state.messages).toBeGreaterThan(1);
+    const before = await JetStreamJobStore.open({ nc, box, ...names, batchRecoveryMs: 3_600_000 });
+    const createdBefore = (await before.counts()).Queued;
+    await before.close();
+    expect(createdBefore).toBeLessThan(size);
+
+    // Another store, opened after the crash, finishes the batch.
+    const store = await JetStreamJobStore.open({ nc, box, ...names, batchRecoveryMs: 0 });
+    try {
+      const counts = await store.counts();
+      expect(counts.Queued).toBe(size);
+      expect((await jsm.streams.info(names.batchStream!)).state.messages).toBe(0);
+      const listed = await store.listJobs({}, size);
+      expect(listed).toHaveLength(size);
+      expect(new Set(listed.map((j) => j.job_id)).size).toBe(size);
+      expect(await store.secrets(listed[0]!.job_id)).toEqual({ S: 'y' });
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+});
+
+describe('JetStreamJobStore while nats-server is down', () => {
+  it('reports the failure until a write succeeds again, and follows the other replica after', async () => {
+    const own = await NatsServer.start();
+    const nc = await connect({ servers: own.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const other = await connect({ servers: own.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    try {
+      const names = freshNames();
+      const store = await JetStreamJobStore.open({ nc, box, ...names, timeoutMs: 500 });
+      const peer = await JetStreamJobStore.open({ nc: other, box, ...names, timeoutMs: 500 });
+      expect(store.failure()).toBeUndefined();
+      await own.kill9();
+      await expect(store.submit(newJob(), OWNER)).rejects.toThrow();
+      expect(store.failure()).toMatch(/NATS JetStream write failed/);
+      const reconnected = Promise.all([nextReconnect(nc), nextReconnect(other)]);
+      const restarted = await own.restart();
+      try {
+        await reconnected;
+        const { job_id } = await store.submit(newJob(), OWNER);
+        expect(store.failure()).toBeUndefined();
+        // The peer's watch was made again after its reconnect: it sees the new job.
+        await expect.poll(async () => (await peer.queued()).map((j) => j.job_id), { timeout: 10_000 }).toContain(job_id);
+        await store.close();
+        await peer.close();
+      } finally {
+        await nc.close();
+        await other.close();
         await restarted.stop();
       }
     } finally {
