@@ -31,7 +31,7 @@ import { randomUUID } from 'node:crypto';
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import type { NatsConnection, QueuedIterator } from '@nats-io/nats-core';
+import type { NatsConnection, QueuedIterator, Status } from '@nats-io/nats-core';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { JobMetrics, JobOutcome, LogStream, ResultStatus } from '../../protocol/messages.js';
 import type {
@@ -96,6 +96,10 @@ const DEFAULTS = {
 
 type Settings = Omit<Required<JetStreamJobStoreOptions>, 'nc' | 'box'>;
 
+/** How often the watch is checked for following the bucket, and retried when it could not be made. */
+const WATCH_CHECK_MS = 5_000;
+const RETRY_WATCH_MS = 1_000;
+
 /** How many lost compare-and-sets in a row a write tolerates before it gives up (a livelock guard). */
 const MAX_RACES = 50;
 
@@ -112,6 +116,12 @@ export class JetStreamJobStore implements JobStore {
   readonly #index = new JobIndex();
   #failure: string | undefined;
   #watcher: QueuedIterator<KvWatchEntry> | undefined;
+  /** The last revision the watch delivered: where it resumes. */
+  #watchRevision = 0;
+  /** `#watchRevision` at the last `#checkWatch`. */
+  #lastChecked = -1;
+  #rewatching = false;
+  #statuses: AsyncIterable<Status> | undefined;
   #closed = false;
   #recoveryTimer: NodeJS.Timeout | undefined;
 
@@ -149,10 +159,11 @@ export class JetStreamJobStore implements JobStore {
     await store.#watch();
     store.#followReconnects();
     await store.#recoverBatches();
-    if (s.batchRecoveryMs > 0) {
-      store.#recoveryTimer = setInterval(() => void store.#recoverBatches().catch(() => undefined), s.batchRecoveryMs);
-      store.#recoveryTimer.unref();
-    }
+    store.#recoveryTimer = setInterval(() => {
+      void store.#checkWatch().catch(() => undefined);
+      if (s.batchRecoveryMs > 0) void store.#recoverBatches().catch(() => undefined);
+    }, s.batchRecoveryMs > 0 ? Math.min(s.batchRecoveryMs, WATCH_CHECK_MS) : WATCH_CHECK_MS);
+    store.#recoveryTimer.unref();
     return store;
   }
 
@@ -342,6 +353,7 @@ export class JetStreamJobStore implements JobStore {
     this.#closed = true;
     clearInterval(this.#recoveryTimer);
     this.#watcher?.stop();
+    (this.#statuses as { stop?: () => void } | undefined)?.stop?.();
   }
 
   // ---- the write path ----
@@ -427,34 +439,73 @@ export class JetStreamJobStore implements JobStore {
 
   // ---- the index's feed ----
 
-  /** Watches the bucket from the index's last revision; resolves once it caught up with the bucket. */
+  /**
+   * Watches the bucket from the last revision the watch delivered (not the index's: that also
+   * rises with this store's own writes, and would skip another replica's write the watch missed);
+   * resolves once the watch caught up with the bucket as it was, or rejects after `timeoutMs`.
+   */
   async #watch(): Promise<void> {
     const target = (await this.jsm.streams.info(`KV_${this.s.bucket}`)).state.last_seq;
-    const from = this.#index.revision;
+    const from = this.#watchRevision;
     const watcher = await this.kv.watch(from > 0 ? { resumeFromRevision: from + 1 } : {});
+    this.#watcher?.stop();
     this.#watcher = watcher;
     let caughtUp!: () => void;
     const ready = new Promise<void>((resolve) => (caughtUp = resolve));
-    if (this.#index.revision >= target) caughtUp();
+    if (from >= target) caughtUp();
     void (async () => {
       for await (const e of watcher) {
+        if (e.revision > this.#watchRevision) this.#watchRevision = e.revision;
         if (e.operation === 'PUT' && !this.#index.knows(e.key, e.revision)) this.#index.apply(e.key, decodeDoc(e.value), e.revision);
         if (e.revision >= target) caughtUp();
       }
     })().catch(() => undefined);
-    await ready;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new MusterError('internal', `the watch of ${this.s.bucket} did not catch up in ${this.s.timeoutMs} ms`)), this.s.timeoutMs * 5);
+    });
+    try {
+      await Promise.race([ready, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
-  /** Watches are hints: after a reconnect the watch is made again from the last revision seen. */
+  /** Makes the watch again (it is a hint: after a reconnect, or when it stopped following), retrying until it holds. */
+  #rewatch(): void {
+    if (this.#closed || this.#rewatching) return;
+    this.#rewatching = true;
+    this.#watch().then(
+      () => {
+        this.#rewatching = false;
+      },
+      () => {
+        this.#rewatching = false;
+        if (!this.#closed) setTimeout(() => this.#rewatch(), RETRY_WATCH_MS).unref();
+      },
+    );
+  }
+
   #followReconnects(): void {
+    this.#statuses = this.nc.status();
     void (async () => {
-      for await (const status of this.nc.status()) {
+      for await (const status of this.#statuses!) {
         if (this.#closed) break;
-        if (status.type !== 'reconnect') continue;
-        this.#watcher?.stop();
-        await this.#watch().catch(() => undefined);
+        if (status.type === 'reconnect') this.#rewatch();
       }
     })().catch(() => undefined);
+  }
+
+  /**
+   * The reconcile on a timer: a watch that delivered nothing while the bucket moved on since the
+   * last check has stopped following (a consumer lost without a reconnect): make it again.
+   */
+  async #checkWatch(): Promise<void> {
+    if (this.#closed) return;
+    const last = (await this.jsm.streams.info(`KV_${this.s.bucket}`)).state.last_seq;
+    const stalled = last > this.#watchRevision && this.#watchRevision === this.#lastChecked;
+    this.#lastChecked = this.#watchRevision;
+    if (stalled) this.#rewatch();
   }
 }
 

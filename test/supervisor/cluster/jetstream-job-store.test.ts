@@ -75,7 +75,11 @@ describe('JetStreamJobStore across replicas', () => {
       let winsA = 0;
       for (let round = 0; round < 50; round++) {
         const { job_id } = await a.submit(newJob(), OWNER);
-        const [wonA, wonB] = await Promise.all([a.assign(job_id, 1, NODE_A, OWNER), b.assign(job_id, 1, NODE_B, OWNER + 1)]);
+        // Each side goes first in turn, so that neither wins only by starting first.
+        const assignA = (): Promise<boolean> => a.assign(job_id, 1, NODE_A, OWNER);
+        const assignB = (): Promise<boolean> => b.assign(job_id, 1, NODE_B, OWNER + 1);
+        const [wonA, wonB] =
+          round % 2 === 0 ? await Promise.all([assignA(), assignB()]) : (await Promise.all([assignB(), assignA()])).reverse();
         expect(wonA !== wonB, `round ${round}: ${wonA} ${wonB}`).toBe(true);
         const record = await b.get(job_id);
         expect(record).toMatchObject({ state: 'Assigned', node_id: wonA ? NODE_A : NODE_B });
@@ -105,6 +109,33 @@ describe('JetStreamJobStore across replicas', () => {
       await b.close();
     }
   });
+});
+
+describe('JetStreamJobStore watch', () => {
+  it('is made again when its consumer is lost without a reconnect, missing nothing', async () => {
+    const names = freshNames();
+    const nc = await connection();
+    const watching = await JetStreamJobStore.open({ nc, box, ...names });
+    const writer = await JetStreamJobStore.open({ nc: await connection(), box, ...names });
+    try {
+      const first = await writer.submit(newJob(), OWNER);
+      await expect.poll(async () => (await watching.queued()).length, { timeout: 5_000 }).toBe(1);
+      // Delete every consumer of the bucket's stream (the watches) on the server, under the client's feet.
+      const jsm = await jetstreamManager(nc);
+      for await (const consumer of jsm.consumers.list(`KV_${names.bucket}`)) {
+        await jsm.consumers.delete(`KV_${names.bucket}`, consumer.name);
+      }
+      const second = await writer.submit(newJob(), OWNER);
+      // This store also writes meanwhile: its own revision must not hide the writer's from the resumed watch.
+      const own = await watching.submit(newJob(), OWNER);
+      await expect
+        .poll(async () => (await watching.queued()).map((j) => j.job_id).sort(), { timeout: 20_000, interval: 200 })
+        .toEqual([first.job_id, second.job_id, own.job_id].sort());
+    } finally {
+      await watching.close();
+      await writer.close();
+    }
+  }, 30_000);
 });
 
 describe('JetStreamJobStore through a kill -9 of nats-server', () => {
