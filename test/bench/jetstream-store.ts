@@ -109,6 +109,7 @@ async function main(): Promise<void> {
     console.log(`  assign → markRunning → storeResult   ${fmt(jet.lifecycle)}  (per job)`);
     console.log(`  whole job (4 writes)                  ${fmt(jet.whole)}  (per job)`);
 
+    if (process.env.BENCH_SQLITE === '0') return;
     const sqlite = SqliteJobStore.open(':memory:');
     const lite = await storeRates(sqlite, undefined);
     await sqlite.close();

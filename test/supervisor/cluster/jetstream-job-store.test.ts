@@ -8,6 +8,7 @@ import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JetStreamJobStore, type JetStreamJobStoreOptions } from '../../../supervisor/cluster/jetstream-job-store.js';
+import { MusterError } from '../../../protocol/errors.js';
 import { SecretBox } from '../../../supervisor/store/secret-box.js';
 import { NatsServer } from '../../cluster/nats-server.js';
 import { METRICS, OWNER, jobStoreContract, newJob, outcome } from '../store/job-store-contract.js';
@@ -92,6 +93,38 @@ describe('JetStreamJobStore across replicas', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it("refuses the old owner's writes once another replica took the attempt over, though its index still shows the old token", async () => {
+    const names = freshNames();
+    const old = await JetStreamJobStore.open({ nc: await connection(), box, ...names });
+    const next = await JetStreamJobStore.open({ nc: await connection(), box, ...names });
+    try {
+      const { job_id } = await old.submit(newJob(), OWNER);
+      expect(await old.assign(job_id, 1, NODE_A, OWNER)).toBe(true);
+      expect(await old.markRunning(job_id, 1, OWNER)).toBe(true);
+      // The node moved to the other replica, whose claim has a higher token: it takes the attempt over.
+      expect(await next.appendLog(job_id, 1, 'stdout', 0, 'after takeover', OWNER + 4)).toEqual({ status: 'stored' });
+      for (const write of [
+        () => old.storeResult(job_id, 1, outcome('Failed'), METRICS, OWNER),
+        () => old.requeue(job_id, 1, 'node dead', OWNER),
+        () => old.finish(job_id, 1, 'TimedOut', 'stale', OWNER),
+        () => old.appendLog(job_id, 1, 'stdout', 1, 'stale', OWNER),
+      ]) {
+        await expect(write()).rejects.toBeInstanceOf(MusterError);
+      }
+      expect(await next.get(job_id)).toMatchObject({ state: 'Running', attempt: 1 });
+      // Both replicas' nodes report the result at once: it is stored once.
+      const answers = await Promise.all([
+        next.storeResult(job_id, 1, outcome(), METRICS, OWNER + 4),
+        old.storeResult(job_id, 1, outcome(), METRICS, OWNER + 4),
+      ]);
+      expect(answers.sort()).toEqual(['duplicate', 'stored']);
+      expect((await old.logs(job_id)).map((l) => l.data)).toEqual(['after takeover']);
+    } finally {
+      await old.close();
+      await next.close();
     }
   });
 
