@@ -6,25 +6,28 @@
 //   and writes with `update(key, value, revision)`, a compare-and-set on the entry's revision: of
 //   two writers racing for one job exactly one wins; the loser reads again and asks the machine
 //   again, so it gets the answer it would have had after the winner. A write resolves once
-//   JetStream acknowledged it (file storage: on disk on the replicas of the bucket).
+//   JetStream acknowledged it (file storage). nats-server 2.9 acknowledges once the write is in
+//   its files, and fsyncs them only every two minutes (2.9 has no `sync_interval: always`): an
+//   acknowledged write survives a kill -9 of nats-server, not a power loss of an R1 server.
 // - `seq`: the revision of the job's create, which rises across keys and replicas (the bucket's
 //   stream sequence); copied into the value by its first update (job-doc.ts).
 // - Fencing: owner-fence.ts, checked on the doc that the compare-and-set then writes over, so a
 //   refused writer changes nothing and a takeover is one more compare-and-set.
 // - Queries: `queued`, `active`, `counts` and `listJobs` are answered from an in-memory index
 //   (job-index.ts) fed by this store's acknowledged writes and by a KV watch of the bucket (every
-//   replica's writes), re-created after each reconnect from the last revision it saw. Chosen over
+//   replica's writes), re-created after each reconnect (and when a timer finds it stalled) from the
+//   last revision the watch delivered. Chosen over
 //   secondary keys because those would need a second compare-and-set per transition (no
 //   multi-key transaction in 2.9) and could disagree with the record after a crash between the
 //   two; the index only lags, and every write still checks the record itself. `listJobs` reads
 //   the page's records back (ended jobs are kept in the index as a summary only).
-// - `submitMany`, all or none: the whole batch is first published as one message to a stream
-//   (MUSTER_JOB_BATCHES): that acknowledgement is the commit point. Then each job is created in
-//   the bucket and the batch message is deleted. A replica that dies in between leaves the message:
-//   every store looks for batch messages older than `batchRecoveryMs` (at open and on a timer) and
-//   creates whatever of them is missing (a create of an existing key changes nothing), then deletes
-//   it. So once any job of a batch is stored, all will be; if the batch message was not acknowledged,
-//   none was created. Readers may see a batch's first jobs some milliseconds before its last.
+// - `submitMany`, all or none (job-batches.ts): the batch is first committed by one message on a
+//   stream (MUSTER_JOB_BATCHES; parts and then a commit when it exceeds max_payload), then each
+//   job is created in the bucket and the messages are deleted. A replica that dies in between
+//   leaves them: any store finishes a committed batch older than `batchRecoveryMs` (at open and on
+//   a timer; a create of an existing key changes nothing). So once any job of a batch is stored,
+//   all will be; without the commit's acknowledgement none was created. Readers may see a batch's
+//   first jobs some milliseconds before its last.
 // - Logs: jetstream-job-logs.ts (`Nats-Msg-Id` de-duplication and a compare-and-set per subject).
 // - Secrets: sealed with the SecretBox given (a key every replica shares), as the SQLite store does.
 import { randomUUID } from 'node:crypto';
