@@ -65,8 +65,8 @@ CREATE TABLE IF NOT EXISTS log_chunks (
 CREATE INDEX IF NOT EXISTS log_chunks_by_job ON log_chunks (job_id, cursor);
 `;
 
-// Version 3: the owner token (fencing token) of the last writer of each job. Jobs written
-// before it get 0, below any real token, so the first write with one takes them.
+// Version 3: the owner token (fencing token) of each job's current attempt (owner-fence.ts).
+// Jobs written before it get 0, below any real token, so the first write with one takes them.
 const OWNER_SQL = `ALTER TABLE jobs ADD COLUMN owner INTEGER NOT NULL DEFAULT 0;`;
 
 /** A migration step that SQL alone cannot do; `box` gives the store's secret key. */

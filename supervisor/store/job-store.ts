@@ -1,6 +1,6 @@
 // The JobStore seam: where jobs, their attempts, results and log chunks live.
-// The embedded plane uses SQLite (sqlite-job-store.ts); a NATS JetStream store comes later
-// behind the same interface and must pass the same contract tests (test/supervisor/store/job-store-contract.ts).
+// The embedded plane uses SQLite (sqlite-job-store.ts), a cluster NATS JetStream
+// (cluster/jetstream-job-store.ts): both pass one contract suite (test/supervisor/store/job-store-contract.ts).
 import type { JobLifecycleState } from '../../actors/job-machine.js';
 import type {
   ExecutionContext,
@@ -98,10 +98,14 @@ export type AppendLogOutcome =
 
 /**
  * The fencing token every job write carries: the embedded plane passes one constant
- * (`EMBEDDED_OWNER` in open-stores.ts), a cluster replica its lease revision. The store keeps
- * the highest token that wrote to each job and refuses (rejects with a MusterError, changing
- * nothing) a write with a lower one: a replica that lost its lease cannot overwrite the
- * replica that took the job over. A higher token is accepted and becomes the job's.
+ * (`EMBEDDED_OWNER` in open-stores.ts), a cluster replica the revision of the node's entry in
+ * `muster-owners` when it claimed the node. A job keeps the token of its current attempt
+ * (owner-fence.ts): `assign` sets it from its writer; a write for that attempt (`markRunning`,
+ * `requeue`, `storeResult`, `finish`, `appendLog`) with a lower token is refused (rejects with a
+ * MusterError, changing nothing), so a replica that lost the node cannot overwrite the one that
+ * took it over; a higher token is accepted and becomes the attempt's (a takeover). Writes that
+ * move no node's attempt (`submit`, `submitMany`, `requestCancel`, `retry`, `finish` of a queued
+ * job) are not fenced: any replica's API may make them.
  */
 export type OwnerToken = number;
 
@@ -117,7 +121,7 @@ export interface JobListFilter {
 
 /**
  * All methods are atomic. Transitions are compare-and-set on `attempt`, so a stale caller changes
- * nothing; every write carries an `OwnerToken`, so a stale writer changes nothing either.
+ * nothing; every write carries an `OwnerToken`, so a stale writer of an attempt changes nothing either.
  * A write's promise resolves once the write is durable.
  */
 export interface JobStore {

@@ -24,6 +24,12 @@ export class SecretBox {
     this.#key = key;
   }
 
+  /** A box on a key given whole (32 bytes): a cluster's replicas share one, so each opens what another sealed. */
+  static fromKey(key: Uint8Array): SecretBox {
+    if (key.length !== KEY_BYTES) throw new MusterError('internal', `a job secrets key must be ${KEY_BYTES} bytes`);
+    return new SecretBox(Buffer.from(key));
+  }
+
   /** The key of the store file at `dbPath` (created once, 0600, beside it); a throwaway one in memory. */
   static forStore(dbPath: string): SecretBox {
     if (dbPath === ':memory:' || dbPath === '') return new SecretBox(randomBytes(KEY_BYTES));

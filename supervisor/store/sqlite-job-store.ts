@@ -9,6 +9,7 @@ import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { JobMetrics, JobOutcome, LogStream, ResultStatus } from '../../protocol/messages.js';
 import type { Logger } from 'pino';
 import { GroupCommit } from './group-commit.js';
+import { NO_OWNER, fenceOf } from './owner-fence.js';
 import { SecretBox } from './secret-box.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 import {
@@ -102,7 +103,8 @@ function prepareStatements(db: Db) {
         reason = CASE WHEN @keep_reason = 1 THEN reason ELSE @reason END,
         node_id = CASE WHEN @state IN ('Queued', 'DeadLettered') THEN NULL ELSE node_id END,
         assigned_at = CASE WHEN @state = 'Queued' THEN NULL ELSE assigned_at END,
-        started_at = CASE WHEN @state = 'Queued' THEN NULL ELSE started_at END
+        started_at = CASE WHEN @state = 'Queued' THEN NULL ELSE started_at END,
+        owner = CASE WHEN @state = 'Queued' THEN ${NO_OWNER} ELSE owner END
       WHERE job_id = @job_id AND attempt = @attempt AND state = @from`),
     hasResult: db.prepare<[string, number], number>(`SELECT 1 FROM results WHERE job_id = ? AND attempt = ?`).pluck(),
     insertResult: db.prepare<[{ job_id: string; attempt: number; result: string; metrics: string; now: string }]>(`
@@ -197,10 +199,11 @@ export class SqliteJobStore implements JobStore {
     return this.#writes.syncs;
   }
 
-  submit(job: NewJob, owner: OwnerToken): Promise<JobRecord> {
+  // Not fenced: a queued job has no attempt on a node yet (the writer's token is not kept).
+  submit(job: NewJob, _owner: OwnerToken): Promise<JobRecord> {
     return this.#tx(() => {
       const jobId = randomUUID();
-      this.#sql.insertJob.run(toJobInsert(jobId, job, owner, now(), this.#box));
+      this.#sql.insertJob.run(toJobInsert(jobId, job, NO_OWNER, now(), this.#box));
       return this.#get(jobId) as JobRecord;
     });
   }
@@ -227,18 +230,21 @@ export class SqliteJobStore implements JobStore {
   }
 
   assign(jobId: string, attempt: number, nodeId: string, owner: OwnerToken): Promise<boolean> {
-    return this.#fenced(jobId, owner, (row) => {
+    // A new attempt takes its writer's token, whatever the last attempt's was: tokens of
+    // different nodes do not compare, and the compare-and-set on Queued-at-attempt lets one win.
+    return this.#unfenced(jobId, (row) => {
       const move = decide(row, attempt, { type: 'assign' });
       if (move === undefined) return false;
       const params = { job_id: jobId, attempt, from: move.from.state, state: move.next.state, node_id: nodeId, now: now() };
       if (this.#sql.assign.run(params).changes === 0) return false;
       this.#sql.insertAttempt.run(params);
+      this.#sql.setOwner.run(owner, jobId);
       return true;
     });
   }
 
   markRunning(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean> {
-    return this.#fenced(jobId, owner, (row) => {
+    return this.#fenced(jobId, attempt, owner, (row) => {
       const move = decide(row, attempt, { type: 'accept' });
       if (move === undefined) return false;
       const params = { job_id: jobId, attempt, from: move.from.state, state: move.next.state, now: now() };
@@ -249,7 +255,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   requeue(jobId: string, attempt: number, reason: string, owner: OwnerToken): Promise<JobRecord | undefined> {
-    return this.#fenced(jobId, owner, (row) => {
+    return this.#fenced(jobId, attempt, owner, (row) => {
       // Back to the queue as the next attempt, dead-lettered or cancelled: the machine says which.
       const move = decide(row, attempt, { type: 'withdraw' });
       if (move === undefined) return undefined;
@@ -267,7 +273,7 @@ export class SqliteJobStore implements JobStore {
     metrics: JobMetrics,
     owner: OwnerToken,
   ): Promise<StoreResultOutcome> {
-    return this.#fenced(jobId, owner, (row): StoreResultOutcome => {
+    return this.#fenced(jobId, attempt, owner, (row): StoreResultOutcome => {
       if (this.#sql.hasResult.get(jobId, attempt) !== undefined) return 'duplicate';
       const move = decide(row, attempt, { type: 'result', status: result.status });
       if (move === undefined) return 'stale';
@@ -288,7 +294,8 @@ export class SqliteJobStore implements JobStore {
     reason: string,
     owner: OwnerToken,
   ): Promise<boolean> {
-    return this.#fenced(jobId, owner, (row) => {
+    // Ending a queued job on its deadline moves no node's attempt: any writer may.
+    return this.#fenced(jobId, attempt, owner, (row) => {
       const move = decide(row, attempt, { type: 'finish', state });
       if (move === undefined) return false;
       const at = now();
@@ -298,8 +305,8 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
-  requestCancel(jobId: string, owner: OwnerToken): Promise<JobRecord | undefined> {
-    return this.#fenced(jobId, owner, (row) => {
+  requestCancel(jobId: string, _owner: OwnerToken): Promise<JobRecord | undefined> {
+    return this.#unfenced(jobId, (row) => {
       if (row === undefined) return undefined;
       // Queued: Cancelled at once. Assigned or Running: only marked; the plane sends CancelJob and
       // the node's result (or a requeue) ends the job. An ended job is left as it was.
@@ -320,7 +327,7 @@ export class SqliteJobStore implements JobStore {
     data: string,
     owner: OwnerToken,
   ): Promise<AppendLogOutcome> {
-    return this.#fenced(jobId, owner, (): AppendLogOutcome => {
+    return this.#fenced(jobId, attempt, owner, (): AppendLogOutcome => {
       if (this.#sql.hasLog.get(jobId, attempt, stream, seq) !== undefined) return { status: 'duplicate' };
       const max = this.#sql.maxLogSeq.get(jobId, attempt, stream) ?? null;
       const nextSeq = max === null ? 0 : max + 1;
@@ -368,20 +375,25 @@ export class SqliteJobStore implements JobStore {
   }
 
   /**
-   * A write to one job, fenced by its owner token: refused as a whole when the job was written
-   * with a higher token; a higher token than the job's becomes the job's. `fn` gets the job's
-   * row as read inside the write's transaction (undefined for an unknown job, which it answers
-   * as for any stale call), to ask the job machine from.
+   * A write for `attempt` of one job, fenced by its owner token when `attempt` is the job's
+   * current one on a node (`fenceOf`): refused as a whole with a lower token than the attempt's;
+   * a higher one becomes the attempt's (a takeover). `fn` gets the job's row as read inside the
+   * write's transaction (undefined for an unknown job, which it answers as for any stale call),
+   * to ask the job machine from.
    */
-  #fenced<T>(jobId: string, owner: OwnerToken, fn: (row: LifecycleRow | undefined) => T): Promise<T> {
+  #fenced<T>(jobId: string, attempt: number, owner: OwnerToken, fn: (row: LifecycleRow | undefined) => T): Promise<T> {
     return this.#tx(() => {
       const row = this.#sql.lifecycle.get(jobId);
-      if (row !== undefined && owner < row.owner) {
-        throw new MusterError('internal', `job ${jobId} is owned by a newer writer (owner token ${row.owner}, this write ${owner})`);
-      }
-      if (row !== undefined && owner > row.owner) this.#sql.setOwner.run(owner, jobId);
+      const fence = row === undefined ? 'pass' : fenceOf(row, attempt, owner);
+      if (fence === 'refuse') throw staleOwner(jobId, attempt, row?.owner, owner);
+      if (fence === 'take') this.#sql.setOwner.run(owner, jobId);
       return fn(row);
     });
+  }
+
+  /** A write that moves no node's attempt (cancel request, retry) or starts one (assign). */
+  #unfenced<T>(jobId: string, fn: (row: LifecycleRow | undefined) => T): Promise<T> {
+    return this.#tx(() => fn(this.#sql.lifecycle.get(jobId)));
   }
 
   // The group commit takes the write lock (BEGIN IMMEDIATE) before the first read, so a
@@ -400,12 +412,12 @@ export class SqliteJobStore implements JobStore {
     return this.#pipelineSql;
   }
 
-  submitMany(jobs: readonly NewJob[], owner: OwnerToken): Promise<JobRecord[]> {
+  submitMany(jobs: readonly NewJob[], _owner: OwnerToken): Promise<JobRecord[]> {
     return this.#tx(() => {
       const at = now();
       const ids = jobs.map((job) => {
         const jobId = randomUUID();
-        this.#sql.insertJob.run(toJobInsert(jobId, job, owner, at, this.#box));
+        this.#sql.insertJob.run(toJobInsert(jobId, job, NO_OWNER, at, this.#box));
         return jobId;
       });
       return ids.map((jobId) => this.#get(jobId) as JobRecord);
@@ -426,8 +438,8 @@ export class SqliteJobStore implements JobStore {
     );
   }
 
-  retry(jobId: string, attempt: number, owner: OwnerToken): Promise<JobRecord | undefined> {
-    return this.#fenced(jobId, owner, (row) => {
+  retry(jobId: string, attempt: number, _owner: OwnerToken): Promise<JobRecord | undefined> {
+    return this.#unfenced(jobId, (row) => {
       // The job machine decides whether this end may be retried, and what the job becomes.
       const move = decide(row, attempt, { type: 'retry' });
       if (move === undefined) return undefined;
@@ -462,9 +474,13 @@ function preparePipelineStatements(db: Db) {
       [{ job_id: string; attempt: number; from: JobState; state: JobState; next_attempt: number; cancel_requested: number; now: string }]
     >(`
       UPDATE jobs SET state = @state, attempt = @next_attempt, cancel_requested = @cancel_requested, reason = NULL,
-        node_id = NULL, assigned_at = NULL, started_at = NULL, updated_at = @now
+        node_id = NULL, assigned_at = NULL, started_at = NULL, owner = ${NO_OWNER}, updated_at = @now
       WHERE job_id = @job_id AND attempt = @attempt AND state = @from`),
   };
+}
+
+function staleOwner(jobId: string, attempt: number, held: OwnerToken | undefined, owner: OwnerToken): MusterError {
+  return new MusterError('internal', `job ${jobId} attempt ${attempt} is owned by a newer writer (owner token ${held}, this write ${owner})`);
 }
 
 /** "database or disk is full (SQLITE_FULL): /var/lib/muster/muster.db" */

@@ -379,29 +379,36 @@ export function jobStoreContract(name: string, open: () => Promise<JobStore> | J
     });
 
     describe('owner tokens (fencing)', () => {
-      /** Every job write, at the job's current attempt, written with `owner`. */
-      function writes(jobId: string, owner: number): Array<[string, () => Promise<unknown>]> {
+      /** Every write for the job's current attempt 1 that a node's owner makes, written with `owner`. */
+      function attemptWrites(jobId: string, owner: number): Array<[string, () => Promise<unknown>]> {
         return [
-          ['assign', () => store.assign(jobId, 1, NODE_B, owner)],
           ['markRunning', () => store.markRunning(jobId, 1, owner)],
           ['requeue', () => store.requeue(jobId, 1, 'stale writer', owner)],
           ['storeResult', () => store.storeResult(jobId, 1, outcome(), METRICS, owner)],
           ['finish', () => store.finish(jobId, 1, 'TimedOut', 'stale writer', owner)],
-          ['requestCancel', () => store.requestCancel(jobId, owner)],
           ['appendLog', () => store.appendLog(jobId, 1, 'stdout', 0, 'stale', owner)],
         ];
       }
 
-      it('refuses every job write with a lower owner token, changing nothing', async () => {
-        const jobId = await assigned({}, true);
-        const before = { job: await store.get(jobId), attempts: await store.attempts(jobId), logs: await store.logs(jobId) };
-        for (const [name, write] of writes(jobId, OWNER - 1)) {
-          await expect(write(), name).rejects.toBeInstanceOf(MusterError);
-        }
-        expect({ job: await store.get(jobId), attempts: await store.attempts(jobId), logs: await store.logs(jobId) }).toEqual(before);
+      const snapshot = async (jobId: string) => ({
+        job: await store.get(jobId),
+        attempts: await store.attempts(jobId),
+        logs: await store.logs(jobId),
       });
 
-      it('lets a higher owner token take a job over, and then refuses the one it replaced', async () => {
+      it.each([
+        ['Assigned', false],
+        ['Running', true],
+      ] as const)('refuses every write for the current attempt (%s) with a lower owner token, changing nothing', async (_, running) => {
+        const jobId = await assigned({}, running);
+        const before = await snapshot(jobId);
+        for (const [name, write] of attemptWrites(jobId, OWNER - 1)) {
+          await expect(write(), name).rejects.toBeInstanceOf(MusterError);
+        }
+        expect(await snapshot(jobId)).toEqual(before);
+      });
+
+      it('lets a higher owner token take an attempt over, and then refuses the one it replaced', async () => {
         const jobId = await assigned({}, true);
         expect(await store.appendLog(jobId, 1, 'stdout', 0, 'new owner', OWNER + 1)).toEqual({ status: 'stored' });
         await expect(store.storeResult(jobId, 1, outcome(), METRICS, OWNER)).rejects.toBeInstanceOf(MusterError);
@@ -417,10 +424,41 @@ export function jobStoreContract(name: string, open: () => Promise<JobStore> | J
         expect(await store.storeResult(other, 1, outcome(), METRICS, OWNER)).toBe('stored');
       });
 
-      it('submits a job with the owner token of its writer', async () => {
+      it("gives a new attempt its assigner's token, whatever the last attempt's was", async () => {
         const { job_id } = await store.submit(newJob(), OWNER + 2);
-        await expect(store.assign(job_id, 1, NODE_A, OWNER + 1)).rejects.toBeInstanceOf(MusterError);
-        expect(await store.assign(job_id, 1, NODE_A, OWNER + 2)).toBe(true);
+        // The submitter's token does not fence the first attempt: no node had the job.
+        expect(await store.assign(job_id, 1, NODE_A, OWNER + 1)).toBe(true);
+        await expect(store.markRunning(job_id, 1, OWNER)).rejects.toBeInstanceOf(MusterError);
+        expect(await store.markRunning(job_id, 1, OWNER + 1)).toBe(true);
+        expect(await store.requeue(job_id, 1, 'node moved', OWNER + 3)).toMatchObject({ state: 'Queued', attempt: 2 });
+        // Attempt 2 goes to a node of another owner, whose token is lower: it is the attempt's now.
+        expect(await store.assign(job_id, 2, NODE_B, OWNER)).toBe(true);
+        expect(await store.markRunning(job_id, 2, OWNER)).toBe(true);
+        await expect(store.storeResult(job_id, 2, outcome(), METRICS, OWNER - 1)).rejects.toBeInstanceOf(MusterError);
+        expect(await store.storeResult(job_id, 2, outcome(), METRICS, OWNER)).toBe('stored');
+      });
+
+      it('answers a write for another attempt by its compare-and-set, whatever its token', async () => {
+        const jobId = await assigned({}, true);
+        await store.requeue(jobId, 1, 'node dead', OWNER + 1);
+        expect(await store.assign(jobId, 2, NODE_B, OWNER + 1)).toBe(true);
+        // The first owner's late writes for attempt 1: stale, not refused, and nothing changes.
+        const before = await snapshot(jobId);
+        expect(await store.storeResult(jobId, 1, outcome(), METRICS, OWNER)).toBe('stale');
+        expect(await store.markRunning(jobId, 1, OWNER)).toBe(false);
+        expect(await store.requeue(jobId, 1, 'late', OWNER)).toBeUndefined();
+        expect(await store.finish(jobId, 1, 'TimedOut', 'late', OWNER)).toBe(false);
+        expect(await snapshot(jobId)).toEqual(before);
+      });
+
+      it('does not fence writes that move no attempt of a node', async () => {
+        const running = await assigned({}, true);
+        expect(await store.requestCancel(running, OWNER - 1)).toMatchObject({ state: 'Running', cancel_requested: true });
+        const queued = (await store.submit(newJob(), OWNER + 1)).job_id;
+        expect(await store.finish(queued, 1, 'TimedOut', 'deadline passed', OWNER - 1)).toBe(true);
+        expect(await store.retry(queued, 1, OWNER - 1)).toMatchObject({ state: 'Queued', attempt: 2 });
+        const [batched] = await store.submitMany([newJob()], OWNER + 4);
+        expect(await store.assign(batched!.job_id, 1, NODE_A, OWNER)).toBe(true);
       });
     });
 

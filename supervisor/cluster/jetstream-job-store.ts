@@ -1,0 +1,537 @@
+// The cluster's job store: jobs in a NATS JetStream KV bucket, log chunks in a stream, behind the
+// same JobStore seam and contract suite as SQLite (test/supervisor/store/job-store-contract.ts).
+//
+// - Records: one KV value per job (`muster-jobs`, key = job id; job-doc.ts) with its attempts and
+//   its results by attempt. Every transition reads the entry, asks the job machine (job-moves.ts)
+//   and writes with `update(key, value, revision)`, a compare-and-set on the entry's revision: of
+//   two writers racing for one job exactly one wins; the loser reads again and asks the machine
+//   again, so it gets the answer it would have had after the winner. A write resolves once
+//   JetStream acknowledged it (file storage). nats-server 2.9 acknowledges once the write is in
+//   its files, and fsyncs them only every two minutes (2.9 has no `sync_interval: always`): an
+//   acknowledged write survives a kill -9 of nats-server, not a power loss of an R1 server.
+// - `seq`: the revision of the job's create, which rises across keys and replicas (the bucket's
+//   stream sequence); copied into the value by its first update (job-doc.ts).
+// - Fencing: owner-fence.ts, checked on the doc that the compare-and-set then writes over, so a
+//   refused writer changes nothing and a takeover is one more compare-and-set.
+// - Queries: `queued`, `active`, `counts` and `listJobs` are answered from an in-memory index
+//   (job-index.ts) fed by this store's acknowledged writes and by a KV watch of the bucket (every
+//   replica's writes), re-created after each reconnect (and when a timer finds it stalled) from the
+//   last revision the watch delivered. Chosen over
+//   secondary keys because those would need a second compare-and-set per transition (no
+//   multi-key transaction in 2.9) and could disagree with the record after a crash between the
+//   two; the index only lags, and every write still checks the record itself. `listJobs` reads
+//   the page's records back (ended jobs are kept in the index as a summary only).
+// - `submitMany`, all or none (job-batches.ts): the batch is first committed by one message on a
+//   stream (MUSTER_JOB_BATCHES; parts and then a commit when it exceeds max_payload), then each
+//   job is created in the bucket and the messages are deleted. A replica that dies in between
+//   leaves them: any store finishes a committed batch older than `batchRecoveryMs` (at open and on
+//   a timer; a create of an existing key changes nothing). So once any job of a batch is stored,
+//   all will be; without the commit's acknowledgement none was created. Readers may see a batch's
+//   first jobs some milliseconds before its last.
+// - Logs: jetstream-job-logs.ts (`Nats-Msg-Id` de-duplication and a compare-and-set per subject).
+// - Secrets: sealed with the SecretBox given (a key every replica shares), as the SQLite store does.
+import { randomUUID } from 'node:crypto';
+import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection, QueuedIterator, Status } from '@nats-io/nats-core';
+import { MusterError, toMusterError } from '../../protocol/errors.js';
+import type { JobMetrics, JobOutcome, LogStream, ResultStatus } from '../../protocol/messages.js';
+import type {
+  AppendLogOutcome,
+  AttemptRecord,
+  JobListFilter,
+  JobRecord,
+  JobState,
+  JobStore,
+  LogRecord,
+  NewJob,
+  OwnerToken,
+  StoreResultOutcome,
+} from '../store/job-store.js';
+import { NO_OWNER, fenceOf } from '../store/owner-fence.js';
+import type { SecretBox } from '../store/secret-box.js';
+import { decodeDoc, docToRecord, encodeDoc, newDoc, type JobDoc } from './job-doc.js';
+import { JobIndex, matches } from './job-index.js';
+import { acceptMove, assignMove, cancelMove, finishMove, resultMove, retryMove, takeOver, withdrawMove } from './job-moves.js';
+import { isStreamNotFound, isWrongLast } from './jetstream-errors.js';
+import { JetStreamJobLogs } from './jetstream-job-logs.js';
+import { JobBatches, type BatchJob } from './job-batches.js';
+import type { KvWatchEntry } from '@nats-io/kv';
+
+export interface JetStreamJobStoreOptions {
+  nc: NatsConnection;
+  /** Seals `execution_context.secrets`; every replica must be given the same key. */
+  box: SecretBox;
+  /** KV bucket of job records; default `muster-jobs`. */
+  bucket?: string;
+  /** Stream and subject prefix of log chunks; default `MUSTER_LOGS`, `muster.logs`. */
+  logStream?: string;
+  logSubject?: string;
+  /** Stream and subject of `submitMany` batches; default `MUSTER_JOB_BATCHES`, `muster.jobs.batch`. */
+  batchStream?: string;
+  batchSubject?: string;
+  /** Replicas of the bucket and streams; default 1 (R3 needs nats-server 2.9.21 or later). */
+  replicas?: number;
+  /** JetStream request timeout; default 2000 ms. */
+  timeoutMs?: number;
+  /** The log stream's `Nats-Msg-Id` window; default 2 minutes. */
+  duplicateWindowMs?: number;
+  /**
+   * How old an unfinished batch must be before any store finishes it, and how often to look;
+   * default 10 s. The same on every replica; 0 (tests) finishes or drops every unfinished batch
+   * at open and never looks again, as if no writer were running.
+   */
+  batchRecoveryMs?: number;
+}
+
+const DEFAULTS = {
+  bucket: 'muster-jobs',
+  logStream: 'MUSTER_LOGS',
+  logSubject: 'muster.logs',
+  batchStream: 'MUSTER_JOB_BATCHES',
+  batchSubject: 'muster.jobs.batch',
+  replicas: 1,
+  timeoutMs: 2_000,
+  duplicateWindowMs: 120_000,
+  batchRecoveryMs: 10_000,
+};
+
+type Settings = Omit<Required<JetStreamJobStoreOptions>, 'nc' | 'box'>;
+
+/** How often the watch is checked for following the bucket, and retried when it could not be made. */
+const WATCH_CHECK_MS = 5_000;
+const RETRY_WATCH_MS = 1_000;
+
+/** How many lost compare-and-sets in a row a write tolerates before it gives up (a livelock guard). */
+const MAX_RACES = 50;
+
+const now = (): string => new Date().toISOString();
+
+/** A write's decision from the doc it read: what to write (if anything) and what to answer. */
+interface Decision<T> {
+  write?: JobDoc;
+  answer: T;
+}
+
+
+export class JetStreamJobStore implements JobStore {
+  readonly #index = new JobIndex();
+  #failure: string | undefined;
+  #watcher: QueuedIterator<KvWatchEntry> | undefined;
+  /** The last revision the watch delivered: where it resumes. */
+  #watchRevision = 0;
+  /** `#watchRevision` at the last `#checkWatch`. */
+  #lastChecked = -1;
+  #rewatching = false;
+  #statuses: AsyncIterable<Status> | undefined;
+  #closed = false;
+  #recoveryTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly jsm: JetStreamManager,
+    private readonly kv: KV,
+    private readonly logsStream: JetStreamJobLogs,
+    private readonly batches: JobBatches,
+    private readonly box: SecretBox,
+    private readonly s: Settings,
+  ) {}
+
+  /** Creates (or binds) the bucket and streams, loads the index, and resumes unfinished batches. */
+  static async open(options: JetStreamJobStoreOptions): Promise<JetStreamJobStore> {
+    const s: Settings = { ...DEFAULTS, ...dropUndefined(options) };
+    const js = jetstream(options.nc, { timeout: s.timeoutMs });
+    const jsm = await jetstreamManager(options.nc, { timeout: s.timeoutMs });
+    const kv = await new Kvm(js).create(s.bucket, { history: 1, replicas: s.replicas, storage: StorageType.File, timeout: s.timeoutMs });
+    const logs = new JetStreamJobLogs(js, jsm, {
+      stream: s.logStream,
+      subject: s.logSubject,
+      replicas: s.replicas,
+      duplicateWindowMs: s.duplicateWindowMs,
+    });
+    await logs.ensureStream();
+    await ensureStream(jsm, { name: s.batchStream, subjects: [s.batchSubject], storage: StorageType.File, num_replicas: s.replicas });
+    const batches = new JobBatches(js, jsm, {
+      stream: s.batchStream,
+      subject: s.batchSubject,
+      recoveryMs: s.batchRecoveryMs,
+      maxPayload: options.nc.info?.max_payload ?? 1024 * 1024,
+    });
+    const store = new JetStreamJobStore(options.nc, jsm, kv, logs, batches, options.box, s);
+    await store.#watch();
+    store.#followReconnects();
+    await store.#recoverBatches();
+    store.#recoveryTimer = setInterval(() => {
+      void store.#checkWatch().catch(() => undefined);
+      if (s.batchRecoveryMs > 0) void store.#recoverBatches().catch(() => undefined);
+    }, s.batchRecoveryMs > 0 ? Math.min(s.batchRecoveryMs, WATCH_CHECK_MS) : WATCH_CHECK_MS);
+    store.#recoveryTimer.unref();
+    return store;
+  }
+
+  failure(): string | undefined {
+    return this.#failure;
+  }
+
+  // ---- submit ----
+
+  // Not fenced: a queued job has no attempt on a node yet.
+  submit(job: NewJob, _owner: OwnerToken): Promise<JobRecord> {
+    return this.#guard(async () => {
+      const id = randomUUID();
+      const doc = newDoc(id, job, now(), this.box, NO_OWNER);
+      const revision = await this.#written(() => this.kv.create(id, encodeDoc(doc)));
+      this.#index.apply(id, doc, revision);
+      return docToRecord(doc, revision);
+    });
+  }
+
+  submitMany(jobs: readonly NewJob[], _owner: OwnerToken): Promise<JobRecord[]> {
+    return this.#guard(async () => {
+      if (jobs.length === 0) return [];
+      const at = now();
+      const batch = jobs.map((job): BatchJob => {
+        const id = randomUUID();
+        return { id, doc: newDoc(id, job, at, this.box, NO_OWNER) };
+      });
+      // The commit point (job-batches.ts): once it is acknowledged, every job of the batch will be stored.
+      const messages = await this.batches.commit(batch, (write) => this.#written(write));
+      const revisions = await this.#materialise(batch);
+      await this.batches.discard(messages);
+      return batch.map(({ doc }, i) => docToRecord(doc, revisions[i]!));
+    });
+  }
+
+  /** Creates the batch's jobs, in order (one connection: revisions follow), skipping any already there. */
+  async #materialise(batch: readonly BatchJob[]): Promise<number[]> {
+    return Promise.all(
+      batch.map(async ({ id, doc }) => {
+        try {
+          const revision = await this.#written(() => this.kv.create(id, encodeDoc(doc)));
+          this.#index.apply(id, doc, revision);
+          return revision;
+        } catch (err) {
+          if (!isWrongLast(err)) throw err;
+          // Another store finished this batch first: the job is there, at its own revision.
+          const read = await this.#read(id);
+          if (read === undefined) throw err;
+          return read.doc.seq ?? read.revision;
+        }
+      }),
+    );
+  }
+
+  async #recoverBatches(): Promise<void> {
+    if (!this.#closed) await this.batches.recover((batch) => this.#materialise(batch));
+  }
+
+  // ---- reads ----
+
+  get(jobId: string): Promise<JobRecord | undefined> {
+    return this.#guard(async () => {
+      const read = await this.#read(jobId);
+      return read === undefined ? undefined : docToRecord(read.doc, read.revision);
+    });
+  }
+
+  secrets(jobId: string): Promise<Record<string, string> | undefined> {
+    return this.#guard(async () => {
+      const read = await this.#read(jobId);
+      if (read === undefined) return undefined;
+      const sealed = read.doc.sealed_secrets;
+      return sealed === undefined ? {} : (JSON.parse(this.box.open(sealed, jobId)) as Record<string, string>);
+    });
+  }
+
+  queued(limit?: number): Promise<JobRecord[]> {
+    return this.#guard(() => Promise.resolve(this.#index.queued(limit)));
+  }
+
+  active(): Promise<JobRecord[]> {
+    return this.#guard(() => Promise.resolve(this.#index.active()));
+  }
+
+  counts(): Promise<Record<JobState, number>> {
+    return this.#guard(() => Promise.resolve(this.#index.counts()));
+  }
+
+  attempts(jobId: string): Promise<AttemptRecord[]> {
+    return this.#guard(async () => (await this.#read(jobId))?.doc.attempts ?? []);
+  }
+
+  listJobs(filter: JobListFilter, limit: number): Promise<JobRecord[]> {
+    return this.#guard(async () => {
+      const out: JobRecord[] = [];
+      const ids = this.#index.newestFirst(filter);
+      // Read in pages of `limit`; a record whose index entry was behind and no longer matches is left out.
+      while (out.length < limit) {
+        const page: string[] = [];
+        for (let next = ids.next(); !next.done && page.length < limit - out.length; next = ids.next()) page.push(next.value);
+        if (page.length === 0) break;
+        const records = await Promise.all(page.map((id) => this.get(id)));
+        for (const record of records) if (record !== undefined && matches(record, filter)) out.push(record);
+      }
+      return out;
+    });
+  }
+
+  logs(jobId: string, afterCursor?: number): Promise<LogRecord[]> {
+    return this.#guard(() => this.logsStream.read(jobId, afterCursor));
+  }
+
+  // ---- transitions ----
+
+  assign(jobId: string, attempt: number, nodeId: string, owner: OwnerToken): Promise<boolean> {
+    // Not fenced: a new attempt takes its writer's token (owner-fence.ts).
+    return this.#transition(jobId, undefined, owner, (doc) => {
+      const write = doc === undefined ? undefined : assignMove(doc, attempt, nodeId, owner, now());
+      return write === undefined ? { answer: false } : { write, answer: true };
+    });
+  }
+
+  markRunning(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean> {
+    return this.#transition(jobId, attempt, owner, (doc) => {
+      const write = doc === undefined ? undefined : acceptMove(doc, attempt, now());
+      return write === undefined ? { answer: false } : { write, answer: true };
+    });
+  }
+
+  requeue(jobId: string, attempt: number, reason: string, owner: OwnerToken): Promise<JobRecord | undefined> {
+    return this.#transition(jobId, attempt, owner, (doc): Decision<JobRecord | undefined> => {
+      const write = doc === undefined ? undefined : withdrawMove(doc, attempt, reason, now());
+      return write === undefined ? { answer: undefined } : { write, answer: recordOf(write) };
+    });
+  }
+
+  storeResult(jobId: string, attempt: number, result: JobOutcome, metrics: JobMetrics, owner: OwnerToken): Promise<StoreResultOutcome> {
+    return this.#transition(jobId, attempt, owner, (doc): Decision<StoreResultOutcome> => {
+      if (doc === undefined) return { answer: 'stale' };
+      if (doc.results[String(attempt)] !== undefined) return { answer: 'duplicate' };
+      const write = resultMove(doc, attempt, result, metrics, now());
+      return write === undefined ? { answer: 'stale' } : { write, answer: 'stored' };
+    });
+  }
+
+  finish(
+    jobId: string,
+    attempt: number,
+    state: Extract<ResultStatus, 'Cancelled' | 'TimedOut'>,
+    reason: string,
+    owner: OwnerToken,
+  ): Promise<boolean> {
+    // Ending a queued job on its deadline moves no node's attempt: fenceOf lets any writer.
+    return this.#transition(jobId, attempt, owner, (doc) => {
+      const write = doc === undefined ? undefined : finishMove(doc, attempt, state, reason, now());
+      return write === undefined ? { answer: false } : { write, answer: true };
+    });
+  }
+
+  requestCancel(jobId: string, owner: OwnerToken): Promise<JobRecord | undefined> {
+    return this.#transition(jobId, undefined, owner, (doc): Decision<JobRecord | undefined> => {
+      if (doc === undefined) return { answer: undefined };
+      const write = cancelMove(doc);
+      return write === undefined ? { answer: recordOf(doc) } : { write, answer: recordOf(write) };
+    });
+  }
+
+  retry(jobId: string, attempt: number, owner: OwnerToken): Promise<JobRecord | undefined> {
+    return this.#transition(jobId, undefined, owner, (doc): Decision<JobRecord | undefined> => {
+      const write = doc === undefined ? undefined : retryMove(doc, attempt);
+      return write === undefined ? { answer: undefined } : { write, answer: recordOf(write) };
+    });
+  }
+
+  appendLog(jobId: string, attempt: number, stream: LogStream, seq: number, data: string, owner: OwnerToken): Promise<AppendLogOutcome> {
+    return this.#guard(async () => {
+      // The fence first (a takeover is written before the chunk); the chunk then goes to the log
+      // stream. Not one atomic step: a chunk may land beside a takeover that raced it, never after
+      // a refusal this store saw.
+      await this.#transition(jobId, attempt, owner, () => ({ answer: undefined }), true);
+      return this.#written(() => this.logsStream.append(jobId, attempt, stream, seq, data));
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#recoveryTimer);
+    this.#watcher?.stop();
+    (this.#statuses as { stop?: () => void } | undefined)?.stop?.();
+  }
+
+  // ---- the write path ----
+
+  /**
+   * One job write as a compare-and-set: reads the job (the index's doc first, the entry when the
+   * guess is refused or unknown), fences it when `attempt` is given, asks `decide`, and writes its
+   * doc at the revision read. A lost compare-and-set reads again and decides again. A refusal or a
+   * no-change answer from the index's guess is checked again on a fresh read, so a lagging index
+   * never answers. `fenceOnly`: the write is only the fence's (appendLog).
+   */
+  #transition<T>(
+    jobId: string,
+    attempt: number | undefined,
+    owner: OwnerToken,
+    decide: (doc: JobDoc | undefined) => Decision<T>,
+    fenceOnly = false,
+  ): Promise<T> {
+    return this.#guard(async () => {
+      let guess = this.#index.cached(jobId);
+      for (let race = 0; race < MAX_RACES; race++) {
+        const read = guess ?? (await this.#read(jobId));
+        const fresh = guess === undefined;
+        guess = undefined;
+        // Every doc a move sees carries its seq, so its answer can be the record as written.
+        const doc = read === undefined ? undefined : { ...read.doc, seq: read.doc.seq ?? read.revision };
+        const fence = doc === undefined || attempt === undefined ? 'pass' : fenceOf({ ...doc.record, owner: doc.owner }, attempt, owner);
+        if (fence === 'refuse') {
+          if (!fresh) continue;
+          throw new MusterError('internal', `job ${jobId} attempt ${attempt} is owned by a newer writer (owner token ${doc!.owner}, this write ${owner})`);
+        }
+        const taken = fence === 'take' && doc !== undefined ? takeOver(doc, owner) : doc;
+        const decision = fenceOnly ? { answer: decide(taken).answer, write: fence === 'take' ? taken : undefined } : decide(taken);
+        let write = decision.write;
+        if (write !== undefined && fence === 'take') write = { ...write, owner };
+        if (write === undefined && fence === 'take') write = taken;
+        if (write === undefined || read === undefined) {
+          if (!fresh) continue;
+          return decision.answer;
+        }
+        try {
+          const revision = await this.#written(() => this.kv.update(jobId, encodeDoc(write), read.revision));
+          this.#index.apply(jobId, write, revision);
+          return decision.answer;
+        } catch (err) {
+          if (!isWrongLast(toCause(err))) throw err;
+          // Lost the race: the next round reads the entry the winner wrote.
+        }
+      }
+      throw new MusterError('internal', `job ${jobId}: ${MAX_RACES} compare-and-sets lost in a row`);
+    });
+  }
+
+  async #read(jobId: string): Promise<{ doc: JobDoc; revision: number } | undefined> {
+    const entry = await this.kv.get(jobId);
+    if (entry === null || entry.operation !== 'PUT') return undefined;
+    const doc = decodeDoc(entry.value);
+    this.#index.apply(jobId, doc, entry.revision);
+    return { doc, revision: entry.revision };
+  }
+
+  /** A write to JetStream: a failure other than a lost compare-and-set is the store's failure until one succeeds. */
+  async #written<T>(write: () => Promise<T>): Promise<T> {
+    try {
+      const out = await write();
+      this.#failure = undefined;
+      return out;
+    } catch (err) {
+      if (!isWrongLast(err)) this.#failure = `NATS JetStream write failed: ${(err as Error).message}`;
+      throw err;
+    }
+  }
+
+  // Every failure leaves as a rejected MusterError, never a synchronous throw across the async seam.
+  async #guard<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new MusterError('internal', 'the job store is closed');
+    try {
+      return await fn();
+    } catch (err) {
+      throw toMusterError(err);
+    }
+  }
+
+  // ---- the index's feed ----
+
+  /**
+   * Watches the bucket from the last revision the watch delivered (not the index's: that also
+   * rises with this store's own writes, and would skip another replica's write the watch missed);
+   * resolves once the watch caught up with the bucket as it was, or rejects after `timeoutMs`.
+   */
+  async #watch(): Promise<void> {
+    const target = (await this.jsm.streams.info(`KV_${this.s.bucket}`)).state.last_seq;
+    const from = this.#watchRevision;
+    const watcher = await this.kv.watch(from > 0 ? { resumeFromRevision: from + 1 } : {});
+    this.#watcher?.stop();
+    this.#watcher = watcher;
+    let caughtUp!: () => void;
+    const ready = new Promise<void>((resolve) => (caughtUp = resolve));
+    if (from >= target) caughtUp();
+    void (async () => {
+      for await (const e of watcher) {
+        if (e.revision > this.#watchRevision) this.#watchRevision = e.revision;
+        if (e.operation === 'PUT' && !this.#index.knows(e.key, e.revision)) this.#index.apply(e.key, decodeDoc(e.value), e.revision);
+        if (e.revision >= target) caughtUp();
+      }
+    })().catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new MusterError('internal', `the watch of ${this.s.bucket} did not catch up in ${this.s.timeoutMs} ms`)), this.s.timeoutMs * 5);
+    });
+    try {
+      await Promise.race([ready, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Makes the watch again (it is a hint: after a reconnect, or when it stopped following), retrying until it holds. */
+  #rewatch(): void {
+    if (this.#closed || this.#rewatching) return;
+    this.#rewatching = true;
+    this.#watch().then(
+      () => {
+        this.#rewatching = false;
+      },
+      () => {
+        this.#rewatching = false;
+        if (!this.#closed) setTimeout(() => this.#rewatch(), RETRY_WATCH_MS).unref();
+      },
+    );
+  }
+
+  #followReconnects(): void {
+    this.#statuses = this.nc.status();
+    void (async () => {
+      for await (const status of this.#statuses!) {
+        if (this.#closed) break;
+        if (status.type === 'reconnect') this.#rewatch();
+      }
+    })().catch(() => undefined);
+  }
+
+  /**
+   * The reconcile on a timer: a watch that delivered nothing while the bucket moved on since the
+   * last check has stopped following (a consumer lost without a reconnect): make it again.
+   */
+  async #checkWatch(): Promise<void> {
+    if (this.#closed) return;
+    const last = (await this.jsm.streams.info(`KV_${this.s.bucket}`)).state.last_seq;
+    const stalled = last > this.#watchRevision && this.#watchRevision === this.#lastChecked;
+    this.#lastChecked = this.#watchRevision;
+    if (stalled) this.#rewatch();
+  }
+}
+
+/** The record of a doc a move saw or made (its seq is set: #transition sees to it). */
+const recordOf = (doc: JobDoc): JobRecord => docToRecord(doc, doc.seq ?? 0);
+
+async function ensureStream(
+  jsm: JetStreamManager,
+  config: { name: string; subjects: string[]; storage: StorageType; num_replicas: number },
+): Promise<void> {
+  try {
+    await jsm.streams.info(config.name);
+  } catch (err) {
+    if (!isStreamNotFound(err)) throw err;
+    await jsm.streams.add(config);
+  }
+}
+
+/** The JetStream error under a MusterError (a write's error may come wrapped). */
+function toCause(err: unknown): unknown {
+  return err instanceof MusterError && err.cause !== undefined ? err.cause : err;
+}
+
+function dropUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

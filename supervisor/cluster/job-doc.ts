@@ -1,0 +1,74 @@
+// A job as the JetStream store keeps it: one KV value per job (key = job id) holding the record,
+// the owner token of its current attempt, its sealed secrets, every attempt and every stored
+// result by attempt. One value per job makes every transition one compare-and-set on the entry's
+// revision, and a result is stored once per (job_id, attempt) because it is a field of that value.
+import type { JobMetrics, JobOutcome } from '../../protocol/messages.js';
+import type { AttemptRecord, JobRecord, NewJob, OwnerToken } from '../store/job-store.js';
+import { SEALED_VALUE, type SecretBox } from '../store/secret-box.js';
+
+/** The record's fields without those the doc keeps elsewhere (`seq`) or derives (`result`, `metrics`). */
+export type StoredRecord = Omit<JobRecord, 'seq' | 'result' | 'metrics'>;
+
+export interface JobDoc {
+  record: StoredRecord;
+  /**
+   * Submission order: the revision of the entry's create. Absent in the created value itself
+   * (its revision is not known before it is written); the first update copies it in from the
+   * entry it read, so `seqOf` gives the same number before and after.
+   */
+  seq?: number;
+  /** The owner token of the current attempt (owner-fence.ts); NO_OWNER while queued. */
+  owner: OwnerToken;
+  /** `execution_context.secrets`, sealed with the cluster's SecretBox (job id as additional data). */
+  sealed_secrets?: string;
+  attempts: AttemptRecord[];
+  /** Stored results by attempt: each attempt's at most once. */
+  results: Record<string, { result: JobOutcome; metrics: JobMetrics }>;
+}
+
+export function newDoc(jobId: string, job: NewJob, at: string, box: SecretBox, owner: OwnerToken): JobDoc {
+  const names = Object.keys(job.execution_context.secrets);
+  const record: StoredRecord = {
+    ...job,
+    execution_context: { ...job.execution_context, secrets: Object.fromEntries(names.map((n) => [n, SEALED_VALUE])) },
+    job_id: jobId,
+    state: 'Queued',
+    attempt: 1,
+    cancel_requested: false,
+    created_at: at,
+  };
+  const doc: JobDoc = { record, owner, attempts: [], results: {} };
+  if (names.length > 0) doc.sealed_secrets = box.seal(JSON.stringify(job.execution_context.secrets), jobId);
+  return doc;
+}
+
+export function seqOf(doc: JobDoc, revision: number): number {
+  return doc.seq ?? revision;
+}
+
+/** The record of `doc`, read at `revision`, with the current attempt's result if stored. */
+export function docToRecord(doc: JobDoc, revision: number): JobRecord {
+  const record: JobRecord = { ...doc.record, seq: seqOf(doc, revision) };
+  const stored = doc.results[String(doc.record.attempt)];
+  if (stored !== undefined) {
+    record.result = stored.result;
+    record.metrics = stored.metrics;
+  }
+  return record;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export function encodeDoc(doc: JobDoc): Uint8Array {
+  return encoder.encode(JSON.stringify(doc));
+}
+
+export function decodeDoc(bytes: Uint8Array): JobDoc {
+  return JSON.parse(decoder.decode(bytes)) as JobDoc;
+}
+
+/** Optional fields are removed rather than set to undefined, so records compare and serialise cleanly. */
+export function unset<T extends object>(target: T, ...keys: Array<keyof T>): void {
+  for (const key of keys) delete target[key];
+}

@@ -1,0 +1,152 @@
+// The cluster's token store: minted tokens in KV bucket `muster-tokens` and revocations in
+// `muster-revocations`, both keyed by `jti`, behind the TokenStore seam and its contract suite.
+// Both writes are a KV `create`, so of two replicas recording (or revoking) one jti the first
+// wins and the second changes nothing. A revocation's `seq` is the revision of its create: the
+// bucket's stream sequence, which rises across replicas and is never handed out again (a pruned
+// revocation is purged; a later one gets a higher revision). So `revokedSince(seq)` reads the
+// revocations bucket's stream after `seq` and every replica learns every revocation in order.
+import { StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { toMusterError } from '../../protocol/errors.js';
+import type { Revocation, TokenInfo, TokenRecord, TokenStore } from '../store/token-store.js';
+import { isWrongLast } from './jetstream-errors.js';
+import { readStream } from './stream-read.js';
+
+export interface KvTokenStoreOptions {
+  nc: NatsConnection;
+  /** Default `muster-tokens`. */
+  tokensBucket?: string;
+  /** Default `muster-revocations`. */
+  revocationsBucket?: string;
+  /** Default 1. */
+  replicas?: number;
+  /** JetStream request timeout; default 2000 ms. */
+  timeoutMs?: number;
+}
+
+/** A revocation as stored: its `seq` is the entry's revision, not part of the value. */
+type StoredRevocation = Omit<Revocation, 'seq' | 'jti'>;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const json = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
+const parse = <T>(bytes: Uint8Array): T => JSON.parse(decoder.decode(bytes)) as T;
+const now = (): string => new Date().toISOString();
+
+export class KvTokenStore implements TokenStore {
+  private constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly tokens: KV,
+    private readonly revocations: KV,
+    private readonly names: { tokens: string; revocations: string },
+  ) {}
+
+  static async open(options: KvTokenStoreOptions): Promise<KvTokenStore> {
+    const timeout = options.timeoutMs ?? 2_000;
+    const js = jetstream(options.nc, { timeout });
+    const jsm = await jetstreamManager(options.nc, { timeout });
+    const kvm = new Kvm(js);
+    const limits = { history: 1, replicas: options.replicas ?? 1, storage: StorageType.File, timeout };
+    const names = { tokens: options.tokensBucket ?? 'muster-tokens', revocations: options.revocationsBucket ?? 'muster-revocations' };
+    const [tokens, revocations] = await Promise.all([kvm.create(names.tokens, limits), kvm.create(names.revocations, limits)]);
+    return new KvTokenStore(js, jsm, tokens, revocations, names);
+  }
+
+  recordToken(token: TokenInfo): Promise<void> {
+    return guard(async () => {
+      await createOnce(this.tokens, token.jti, json(token));
+    });
+  }
+
+  listTokens(): Promise<TokenRecord[]> {
+    return guard(async () => {
+      const [tokens, revoked] = await Promise.all([this.#entries<TokenInfo>(this.names.tokens), this.#entries<StoredRevocation>(this.names.revocations)]);
+      const byJti = new Map(revoked.map((r) => [r.key, r.value]));
+      tokens.sort((a, b) => (a.value.issued_at < b.value.issued_at ? -1 : a.value.issued_at > b.value.issued_at ? 1 : a.seq - b.seq));
+      return tokens.map(({ value }) => {
+        const record: TokenRecord = { ...value };
+        const revocation = byJti.get(value.jti);
+        if (revocation !== undefined) {
+          record.revoked_at = revocation.revoked_at;
+          record.revoke_reason = revocation.reason;
+        }
+        return record;
+      });
+    });
+  }
+
+  revokeToken(jti: string, reason: string): Promise<Revocation> {
+    return guard(async () => {
+      const token = await this.tokens.get(jti);
+      const stored: StoredRevocation = { reason, revoked_at: now() };
+      if (token !== null && token.operation === 'PUT') stored.expires_at = parse<TokenInfo>(token.value).expires_at;
+      const revision = await createOnce(this.revocations, jti, json(stored));
+      if (revision !== undefined) return { jti, ...stored, seq: revision };
+      // Revoked before (here or on another replica): that first revocation stands.
+      const first = await this.revocations.get(jti);
+      if (first === null || first.operation !== 'PUT') throw new Error(`the revocation of ${jti} vanished while it was read`);
+      return { jti, ...parse<StoredRevocation>(first.value), seq: first.revision };
+    });
+  }
+
+  isRevoked(jti: string): Promise<boolean> {
+    return guard(async () => (await this.revocations.get(jti))?.operation === 'PUT');
+  }
+
+  revokedSince(afterSeq: number): Promise<Revocation[]> {
+    return guard(async () =>
+      (await this.#entries<StoredRevocation>(this.names.revocations, afterSeq)).map(({ key, value, seq }) => ({ jti: key, ...value, seq })),
+    );
+  }
+
+  pruneTokens(before: string): Promise<number> {
+    return guard(async () => {
+      const [tokens, revoked] = await Promise.all([this.#entries<TokenInfo>(this.names.tokens), this.#entries<StoredRevocation>(this.names.revocations)]);
+      const expiredTokens = tokens.filter((t) => t.value.expires_at < before);
+      // Revocations of unrecorded tokens have no expiry and are kept.
+      const expiredRevocations = revoked.filter((r) => r.value.expires_at !== undefined && r.value.expires_at < before);
+      await Promise.all([
+        ...expiredTokens.map((t) => this.tokens.purge(t.key)),
+        ...expiredRevocations.map((r) => this.revocations.purge(r.key)),
+      ]);
+      return expiredTokens.length + expiredRevocations.length;
+    });
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** The live values of a bucket (purge markers left out), in revision order, after `afterSeq`. */
+  async #entries<T>(bucket: string, afterSeq = 0): Promise<Array<{ key: string; value: T; seq: number }>> {
+    const prefix = `$KV.${bucket}.`;
+    const messages = await readStream(this.js, this.jsm, `KV_${bucket}`, `${prefix}>`, afterSeq);
+    return messages.filter(isPut).map((m) => ({ key: m.subject.slice(prefix.length), value: parse<T>(m.data), seq: m.seq }));
+  }
+}
+
+function isPut(m: JsMsg): boolean {
+  const op = m.headers?.get('KV-Operation');
+  return op === undefined || op === '' || op === 'PUT';
+}
+
+/** Creates `key` unless it is there: its revision, or undefined when it already was. */
+async function createOnce(kv: KV, key: string, value: Uint8Array): Promise<number | undefined> {
+  try {
+    return await kv.create(key, value);
+  } catch (err) {
+    if (isWrongLast(err)) return undefined;
+    throw err;
+  }
+}
+
+async function guard<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw toMusterError(err);
+  }
+}

@@ -1,0 +1,65 @@
+// The KV token store against the TokenStore contract on a real nats-server, plus what only a
+// cluster store promises: a revocation written by one replica is handed out by another's.
+import { connect } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KvTokenStore, type KvTokenStoreOptions } from '../../../supervisor/cluster/kv-token-store.js';
+import { NatsServer } from '../../cluster/nats-server.js';
+import { tokenStoreContract } from '../store/token-store-contract.js';
+
+let server: NatsServer;
+const connections: NatsConnection[] = [];
+
+beforeAll(async () => {
+  server = await NatsServer.start();
+});
+afterAll(async () => {
+  await Promise.all(connections.map((nc) => nc.close()));
+  await server?.stop();
+});
+
+async function connection(): Promise<NatsConnection> {
+  const nc = await connect({ servers: server.url });
+  connections.push(nc);
+  return nc;
+}
+
+let opened = 0;
+/** Fresh buckets, so each test starts empty on the one server. */
+function freshNames(): Omit<KvTokenStoreOptions, 'nc'> {
+  const n = `${process.pid}-${++opened}`;
+  return { tokensBucket: `muster-tokens-${n}`, revocationsBucket: `muster-revocations-${n}` };
+}
+
+tokenStoreContract('KvTokenStore', async () => KvTokenStore.open({ nc: await connection(), ...freshNames() }));
+
+describe('KvTokenStore across replicas', () => {
+  const JTI = 'dddddddd-0000-4000-8000-000000000004';
+  const OTHER = 'eeeeeeee-0000-4000-8000-000000000005';
+
+  it("hands out a revocation written by one replica in the other's revokedSince, once", async () => {
+    const names = freshNames();
+    const a = await KvTokenStore.open({ nc: await connection(), ...names });
+    const b = await KvTokenStore.open({ nc: await connection(), ...names });
+    const seen = await b.revokedSince(0);
+    expect(seen).toEqual([]);
+    const revocation = await a.revokeToken(JTI, 'stolen');
+    expect(await b.revokedSince(0)).toEqual([revocation]);
+    expect(await b.isRevoked(JTI)).toBe(true);
+    // The second replica revoking again gets the first revocation, and no new seq.
+    expect(await b.revokeToken(JTI, 'again')).toEqual(revocation);
+    const later = await b.revokeToken(OTHER, 'lost');
+    expect(await a.revokedSince(revocation.seq)).toEqual([later]);
+  });
+
+  it('records a jti once when two replicas race to record it', async () => {
+    const names = freshNames();
+    const a = await KvTokenStore.open({ nc: await connection(), ...names });
+    const b = await KvTokenStore.open({ nc: await connection(), ...names });
+    const token = { jti: JTI, role: 'node' as const, issued_at: '2030-01-01T00:00:00.000Z', expires_at: '2030-01-01T01:00:00.000Z' };
+    await Promise.all([a.recordToken({ ...token, sub: 'a' }), b.recordToken({ ...token, sub: 'b' })]);
+    const listed = await a.listTokens();
+    expect(listed).toHaveLength(1);
+    expect(await b.listTokens()).toEqual(listed);
+  });
+});
