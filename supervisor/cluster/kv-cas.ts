@@ -1,7 +1,6 @@
 // Small helpers shared by the lease and ownership buckets: opening a KV bucket whose
-// compare-and-set the cluster relies on, and telling a lost compare-and-set from other failures.
+// compare-and-set the cluster relies on (a lost compare-and-set: jetstream-errors.ts).
 import type { NatsConnection } from '@nats-io/nats-core';
-import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import { MusterError } from '../../protocol/errors.js';
 import { checkConnectionReplicas } from './server-version.js';
@@ -47,14 +46,6 @@ export function isKvKey(key: string): boolean {
   return KV_KEY.test(key);
 }
 
-/** True when a KV write failed because the key was not at the expected revision. */
-export function isWrongRevision(err: unknown): boolean {
-  return (
-    err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
-}
 
 /** The entry's JSON value when it is a live (PUT) entry that parses to an object, else undefined. */
 export function liveValue(entry: KvEntry | null | undefined): Record<string, unknown> | undefined {

@@ -15,7 +15,8 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { KV, KvEntry, KvWatchEntry } from '@nats-io/kv';
 import { MusterError } from '../../protocol/errors.js';
-import { isKvKey, isWrongRevision, KV_KEY, liveValue, openCasBucket } from './kv-cas.js';
+import { isKvKey, KV_KEY, liveValue, openCasBucket } from './kv-cas.js';
+import { isWrongLast } from './jetstream-errors.js';
 import { KvWatchHint } from './kv-watch-hint.js';
 import type { ReplicaLease } from './replica-lease.js';
 
@@ -186,7 +187,7 @@ export class NodeOwnership {
       this.counts.writes += 1;
       return true;
     } catch (err) {
-      if (isWrongRevision(err)) {
+      if (isWrongLast(err)) {
         this.counts.conflicts += 1;
         return false;
       }
@@ -276,7 +277,7 @@ export class NodeOwnership {
         token = entry ? await this.kv.update(nodeId, body, entry.revision) : await this.kv.create(nodeId, body);
         this.counts.writes += 1;
       } catch (err) {
-        if (!isWrongRevision(err)) throw err;
+        if (!isWrongLast(err)) throw err;
         this.counts.conflicts += 1;
         continue; // another writer changed it first: decide again
       }

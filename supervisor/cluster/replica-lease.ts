@@ -16,7 +16,8 @@ import { performance } from 'node:perf_hooks';
 import type { NatsConnection, Status } from '@nats-io/nats-core';
 import type { KV } from '@nats-io/kv';
 import { MusterError } from '../../protocol/errors.js';
-import { isKvKey, isWrongRevision, KV_KEY, openCasBucket } from './kv-cas.js';
+import { isKvKey, KV_KEY, openCasBucket } from './kv-cas.js';
+import { isWrongLast } from './jetstream-errors.js';
 import { LeaseGuard } from './lease-guard.js';
 import { LeasePeers, toPeer, type LeaseValue, type PeerLease } from './lease-peers.js';
 
@@ -267,7 +268,7 @@ export class ReplicaLease {
       this.revision = revision;
       return sentAt;
     } catch (err) {
-      if (!isWrongRevision(err)) throw err;
+      if (!isWrongLast(err)) throw err;
       const existing = toPeer(await this.kv.get(this.replicaId));
       throw conflictError(this.replicaId, existing, this.o.ttlMs);
     }
@@ -332,7 +333,7 @@ export class ReplicaLease {
     } catch (err) {
       if (this.closed) return;
       // A timeout or a lost connection: the fence deadline decides. A wrong revision: see why.
-      if (!isWrongRevision(err)) throw err;
+      if (!isWrongLast(err)) throw err;
       await this.checkOwnLease(epoch);
       return;
     }
