@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { agentCommand } from './agent-command.js';
+import { clusterCommand } from './cluster-command.js';
 import { completionCommand } from './completion-command.js';
 import { drainCommand, undrainCommand } from './drain-command.js';
 import { jobCommand } from './job-command.js';
@@ -19,7 +20,7 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version')
     // Lets `job submit` pass the job's own options through untouched.
     .enablePositionalOptions();
-  for (const command of [serveCommand(), agentCommand(), tokenCommand(), jobCommand(), nodesCommand(), nodeCommand(), drainCommand(), undrainCommand(), completionCommand()]) {
+  for (const command of [serveCommand(), agentCommand(), tokenCommand(), jobCommand(), nodesCommand(), nodeCommand(), clusterCommand(), drainCommand(), undrainCommand(), completionCommand()]) {
     program.addCommand(command);
   }
   // addCommand does not pass settings down, so set the error format on every command.

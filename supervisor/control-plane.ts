@@ -149,7 +149,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const host = planeSessionHost({ controlPlaneId: id, logger: log, config, registrar, coordinator, bus, security, wakeScheduler, tap: messages });
   const intake = new NodeIntake(host, security.gate, (session) => followNode(session, scheduler, coordinator, breaker));
 
-  const api = new PlaneApiImpl({ config, logger: log, store, owner: EMBEDDED_OWNER, bus, coordinator, scheduler, registry, intake, breaker, wakeScheduler });
+  const api = new PlaneApiImpl({ config, logger: log, store, owner: EMBEDDED_OWNER, bus, coordinator, scheduler, registry, intake, breaker, wakeScheduler, controlPlaneId: id });
   const stopping = new PlaneShutdown({
     logger: log,
     shutdownGraceMs: config.shutdownGraceMs,

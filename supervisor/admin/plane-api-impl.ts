@@ -14,7 +14,7 @@ import type { NodeRegistry } from '../nodes/node-registry.js';
 import type { JobRecord, JobState, JobStore, LogRecord, NewJob, OwnerToken } from '../store/job-store.js';
 import type { PlaneApi } from './plane-api.js';
 import { renderMetrics } from './plane-metrics.js';
-import type { NodeDetail, NodeView, WaitingFor } from './wire-types.js';
+import type { ClusterView, NodeDetail, NodeView, WaitingFor } from './wire-types.js';
 
 export interface PlaneApiParts {
   config: Pick<Config, 'maxAttempts' | 'defaultJobTimeoutMs' | 'maxFrameBytes'>;
@@ -28,6 +28,8 @@ export interface PlaneApiParts {
   scheduler: Pick<Scheduler, 'enqueue' | 'waitingFor'>;
   registry: NodeRegistry;
   intake: NodeIntake;
+  /** This replica's id (`control_plane_id`). */
+  controlPlaneId: string;
   /** Which nodes are benched, and lifting a bench. */
   breaker: Pick<NodeBreaker, 'benched' | 'lift'>;
   /** Asks the scheduler for a pass: a job was queued. */
@@ -41,6 +43,8 @@ export class PlaneApiImpl implements PlaneApi {
   readonly listJobs: PlaneApi['listJobs'];
   readonly jobAttempts: PlaneApi['jobAttempts'];
   readonly retryJob: PlaneApi['retryJob'];
+
+  private readonly startedAt = new Date().toISOString();
 
   constructor(private readonly p: PlaneApiParts) {
     this.defaults = { maxAttempts: p.config.maxAttempts, jobTimeoutMs: p.config.defaultJobTimeoutMs, maxFrameBytes: p.config.maxFrameBytes };
@@ -109,6 +113,11 @@ export class PlaneApiImpl implements PlaneApi {
     if (session === undefined) return false;
     session.actor.send({ type: 'drain' });
     return true;
+  }
+
+  cluster(): ClusterView {
+    const self = { control_plane_id: this.p.controlPlaneId, nodes: this.p.registry.size, started_at: this.startedAt, last_renewal: null };
+    return { mode: 'embedded', replicas: [self], nats: null };
   }
 
   async stats(): Promise<Record<string, number>> {

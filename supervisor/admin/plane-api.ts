@@ -1,7 +1,7 @@
 // What the admin HTTP API (api-server.ts) needs from the running control plane.
 // Keeping it an interface lets the API be tested against a real plane and read without it.
 import type { AttemptRecord, JobListFilter, JobRecord, LogRecord, NewJob } from '../store/job-store.js';
-import type { NodeDetail, NodeView, WaitingFor } from './wire-types.js';
+import type { ClusterView, NodeDetail, NodeView, WaitingFor } from './wire-types.js';
 import type { SubmitDefaults } from './job-request.js';
 
 export interface PlaneApi {
@@ -34,6 +34,8 @@ export interface PlaneApi {
    */
   undrainNode(nodeId: string): 'requested' | 'not_connected' | 'not_draining' | 'not_supported';
   stats(): Promise<Record<string, number>>;
+  /** The replicas (one, for the embedded plane) and the NATS connection: `GET /v1/cluster`. */
+  cluster?(): ClusterView;
   /** Prometheus text exposition. */
   metrics(): Promise<string>;
   /** Ready to take nodes and jobs (listeners up, store open, not shutting down). */

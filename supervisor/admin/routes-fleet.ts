@@ -57,6 +57,11 @@ export function registerFleetRoutes(app: FastifyInstance, deps: AdminRouteDeps):
   );
 
   app.get('/v1/stats', { onRequest: requireRole(tokens, 'viewer') }, async () => api.stats());
+
+  app.get('/v1/cluster', { onRequest: requireRole(tokens, 'viewer') }, async () => {
+    if (api.cluster === undefined) throw notFound('this plane does not report its replicas');
+    return api.cluster();
+  });
 }
 
 export function registerProbeRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {

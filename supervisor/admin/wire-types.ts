@@ -37,6 +37,26 @@ export interface NodeView {
   benched_reason?: string;
 }
 
+/** One replica of `GET /v1/cluster`. */
+export interface ReplicaView {
+  control_plane_id: string;
+  /** Nodes this replica serves now. */
+  nodes: number;
+  /** RFC 3339: when the replica started. */
+  started_at: string;
+  /** RFC 3339: its last lease renewal; null for the embedded plane, which holds no lease. */
+  last_renewal: string | null;
+}
+
+/** `GET /v1/cluster`: the replicas and how they reach each other. */
+export interface ClusterView {
+  /** `embedded`: one plane, no NATS; `cluster`: replicas sharing a fleet over NATS. */
+  mode: 'embedded' | 'cluster';
+  replicas: ReplicaView[];
+  /** The NATS connection's state; null for the embedded plane. */
+  nats: { state: string; server?: string; reconnects: number } | null;
+}
+
 /** `GET /v1/nodes/{id}`: the list entry plus what the node registered with and its last state changes. */
 export type NodeDetail = NodeView & {
   capabilities?: Capabilities;

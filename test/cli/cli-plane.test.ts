@@ -280,3 +280,17 @@ describe('a plane restart under a waiting client and a follower', () => {
     gate.open();
   }, 90_000);
 });
+
+describe('muster cluster against a real plane', () => {
+  it('lists the embedded plane as its one replica, with no NATS', async () => {
+    const text = await muster(['cluster']);
+    expect(text.code).toBe(0);
+    const [header, row, mode] = text.stdout.trimEnd().split('\n');
+    expect(header).toMatch(/^REPLICA +NODES +STARTED +LAST RENEWAL$/);
+    expect(row?.split(/\s{2,}/)).toEqual([expect.any(String), expect.stringMatching(/^\d+$/), expect.stringMatching(/Z$/), '-']);
+    expect(mode).toBe('embedded: no NATS (embedded plane)');
+    const json = JSON.parse((await muster(['cluster', '--json'])).stdout) as { mode: string; replicas: unknown[]; nats: unknown };
+    expect(json).toMatchObject({ mode: 'embedded', nats: null });
+    expect(json.replicas).toHaveLength(1);
+  }, 60_000);
+});
