@@ -23,14 +23,23 @@ export function isRoleCheck(hook: unknown): boolean {
   return typeof hook === 'function' && roleHooks.has(hook);
 }
 
+export interface RoleOptions {
+  /**
+   * Also take the token from this cookie when there is no `Authorization` header: only for
+   * `GET /v1/events`, which a browser's EventSource opens without letting the page set headers.
+   */
+  cookie?: string;
+}
+
 /** An `onRequest` hook that lets a request through only with a valid token of `role` or above. */
-export function requireRole(tokens: TokenAuthority, role: ApiRole): (request: FastifyRequest) => Promise<void> {
+export function requireRole(tokens: TokenAuthority, role: ApiRole, options: RoleOptions = {}): (request: FastifyRequest) => Promise<void> {
   const hook = async (request: FastifyRequest): Promise<void> => {
     const header = request.headers.authorization;
     const match = header === undefined ? null : BEARER.exec(header);
-    if (match === null) throw new HttpError(401, 'unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
+    const token = match?.[1] ?? (header === undefined && options.cookie !== undefined ? cookieOf(request, options.cookie) : undefined);
+    if (token === undefined) throw new HttpError(401, 'unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
     // A MusterError (auth_failed, token_expired) maps to 401 in toHttpError.
-    const granted = await tokens.verifyApiToken(match[1] as string);
+    const granted = await tokens.verifyApiToken(token);
     // Kept before the role check too: a refusal is audited with the token's jti and role.
     grants.set(request, granted);
     if (RANK[granted.role] < RANK[role]) {
@@ -39,4 +48,18 @@ export function requireRole(tokens: TokenAuthority, role: ApiRole): (request: Fa
   };
   roleHooks.add(hook);
   return hook;
+}
+
+/** The value of cookie `name` of the request, if it has one. */
+function cookieOf(request: FastifyRequest, name: string): string | undefined {
+  const header = request.headers.cookie;
+  if (header === undefined) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      const value = part.slice(eq + 1).trim();
+      return value === '' ? undefined : value;
+    }
+  }
+  return undefined;
 }
