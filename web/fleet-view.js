@@ -10,13 +10,15 @@ const STATES = ['registering', 'ready', 'busy', 'draining', 'dead'];
 
 export class FleetView {
   constructor() {
-    /** @type {Map<string, {tr: HTMLTableRowElement, group: string}>} */
+    /** @type {Map<string, {tr: HTMLElement, group: string}>} */
     this.rows = new Map();
-    /** @type {Map<string, {section: HTMLElement, body: HTMLTableSectionElement, count: HTMLElement, size: number}>} */
+    /** @type {Map<string, {section: HTMLElement, body: HTMLElement, count: HTMLElement, size: number}>} */
     this.groups = new Map();
     this.groupBy = sessionStorage.getItem('muster.groupBy') ?? 'state';
     this.filter = sessionStorage.getItem('muster.filter') ?? '';
     this.countsEl = el('div', { class: 'counts', id: 'state-counts' });
+    /** @type {{total: HTMLElement, numbers: Record<string, HTMLElement>} | undefined} */
+    this.countEls = undefined;
     this.groupsEl = el('div', { class: 'groups', id: 'node-groups' });
     this.groupSelect = /** @type {HTMLSelectElement} */ (el('select', { id: 'group-by', 'aria-label': 'group by' }));
     this.filterInput = /** @type {HTMLInputElement} */ (
@@ -100,12 +102,9 @@ export class FleetView {
     let group = this.groups.get(key);
     if (group !== undefined) return group;
     const count = el('span', { class: 'group-count' });
-    const body = /** @type {HTMLTableSectionElement} */ (el('tbody'));
-    const head = el('tr', {}, ['name', 'node id', 'state', 'owner', 'transport', 'tags', 'jobs', 'heard'].map((h) => el('th', {}, [h])));
-    const section = el('section', { class: 'group', 'data-group': key }, [
-      el('h3', {}, [key === '' ? '(none)' : key, ' ', count]),
-      el('table', { class: 'nodes' }, [el('thead', {}, [head]), body]),
-    ]);
+    const body = el('div', { class: 'rows' });
+    const head = el('div', { class: 'row head' }, ['name', 'node id', 'state', 'owner', 'transport', 'tags', 'jobs', 'heard'].map((h) => el('span', {}, [h])));
+    const section = el('section', { class: 'group', 'data-group': key }, [el('h3', {}, [key === '' ? '(none)' : key, ' ', count]), el('div', { class: 'nodes', role: 'table' }, [head, body])]);
     group = { section, body, count, size: 0 };
     this.groups.set(key, group);
     // Groups in order of their key (states in their own order).
@@ -125,29 +124,28 @@ export class FleetView {
     group.section.hidden = group.size === 0;
   }
 
+  /** The counts per state: the buttons made once, their numbers set on each change. */
   drawCounts() {
     /** @type {Record<string, number>} */
     const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
     for (const node of fleet.nodes.values()) counts[node.state] = (counts[node.state] ?? 0) + 1;
-    this.countsEl.replaceChildren(
-      el('span', { class: 'count total' }, [`${fleet.nodes.size} nodes`]),
-      ...STATES.map((s) =>
-        el(
-          'button',
-          {
-            class: `count state-${s}`,
-            'data-state': s,
-            type: 'button',
-            title: `show only ${s} nodes`,
-            onclick: () => {
-              this.filterInput.value = this.filter === `state:${s}` ? '' : `state:${s}`;
-              this.filterInput.dispatchEvent(new Event('input'));
-            },
-          },
-          [`${s} `, el('b', { 'data-count': s }, [String(counts[s])])],
-        ),
-      ),
-    );
+    if (this.countEls === undefined) {
+      const total = el('span', { class: 'count total' });
+      /** @type {Record<string, HTMLElement>} */
+      const numbers = {};
+      const buttons = STATES.map((s) => {
+        numbers[s] = el('b', { 'data-count': s });
+        const toggle = () => {
+          this.filterInput.value = this.filter === `state:${s}` ? '' : `state:${s}`;
+          this.filterInput.dispatchEvent(new Event('input'));
+        };
+        return el('button', { class: `count state-${s}`, 'data-state': s, type: 'button', title: `show only ${s} nodes`, onclick: toggle }, [`${s} `, numbers[s]]);
+      });
+      this.countsEl.replaceChildren(total, ...buttons);
+      this.countEls = { total, numbers };
+    }
+    this.countEls.total.textContent = `${fleet.nodes.size} nodes`;
+    for (const s of STATES) this.countEls.numbers[s].textContent = String(counts[s]);
   }
 
   fillGroupChoices() {
@@ -195,19 +193,21 @@ function searchText(node) {
     .join(' ')}`.toLowerCase();
 }
 
-/** @param {FleetNode} node */
+/**
+ * One node's row: a grid of fixed columns whose off-screen rows the browser skips
+ * (`content-visibility`), so a change re-lays out one row, not a table of thousands.
+ * @param {FleetNode} node
+ */
 function rowOf(node) {
   const tags = Object.entries(node.tags).map(([k, v]) => el('span', { class: 'tag' }, [`${k}=${v}`]));
-  return /** @type {HTMLTableRowElement} */ (
-    el('tr', { 'data-node': node.node_id, 'data-state': node.state }, [
-      el('td', {}, [el('a', { href: link('node', node.node_id) }, [node.name ?? node.hostname])]),
-      el('td', { class: 'mono' }, [node.node_id]),
-      el('td', {}, [el('span', { class: `badge state-${node.state}` }, [node.state]), node.connected ? null : el('span', { class: 'muted' }, [' (disconnected)'])]),
-      el('td', {}, [node.owner]),
-      el('td', {}, [node.transport]),
-      el('td', {}, tags),
-      el('td', {}, [String(node.running_jobs.length)]),
-      el('td', { class: 'muted' }, [ago(node.last_heartbeat)]),
-    ])
-  );
+  return el('div', { class: 'row', role: 'row', 'data-node': node.node_id, 'data-state': node.state }, [
+    el('span', {}, [el('a', { href: link('node', node.node_id) }, [node.name ?? node.hostname])]),
+    el('span', { class: 'mono' }, [node.node_id]),
+    el('span', {}, [el('span', { class: `badge state-${node.state}` }, [node.state]), node.connected ? null : el('span', { class: 'muted' }, [' (disconnected)'])]),
+    el('span', {}, [node.owner]),
+    el('span', {}, [node.transport]),
+    el('span', {}, tags),
+    el('span', {}, [String(node.running_jobs.length)]),
+    el('span', { class: 'muted' }, [ago(node.last_heartbeat)]),
+  ]);
 }

@@ -15,12 +15,12 @@ const MARGIN = 24;
  * @typedef {{id: string, key: string, type: string, initial?: string, children: GraphNode[], edges: GraphEdge[]}} GraphNode
  * @typedef {{source: string, target: string, event: string, guard?: string, targetless?: true, reenter?: true}} GraphEdge
  * @typedef {{id: string, label: string, x: number, y: number, w: number, h: number, compound: boolean, final: boolean}} Box
- * @typedef {{path: string, label: string, title: string, lx: number, ly: number}} EdgeShape
+ * @typedef {{path: string, label: string, title: string, lx: number, ly: number, anchor: string}} EdgeShape
  */
 
 /**
  * @param {GraphNode} root
- * @returns {{width: number, height: number, boxes: Box[], edges: EdgeShape[], global: string[]}}
+ * @returns {{minX: number, width: number, height: number, boxes: Box[], edges: EdgeShape[], global: string[]}}
  */
 export function layoutMachine(root) {
   /** @type {Map<string, GraphNode>} */
@@ -57,8 +57,10 @@ export function layoutMachine(root) {
         continue;
       }
       const target = initialLeaf(e.target);
-      const key = `${e.source}>${target}`;
-      const entry = grouped.get(key) ?? { source: e.source, target, events: [], details: [] };
+      // From a compound state into one of its own: drawn from where it is entered.
+      const source = target.startsWith(`${e.source}.`) ? initialLeaf(e.source) : e.source;
+      const key = `${source}>${target}`;
+      const entry = grouped.get(key) ?? { source, target, events: [], details: [] };
       if (!entry.events.includes(e.event)) entry.events.push(e.event);
       entry.details.push(e.guard === undefined ? e.event : `${e.event} [${e.guard}]`);
       grouped.set(key, entry);
@@ -69,9 +71,14 @@ export function layoutMachine(root) {
   const rank = rankLeaves(leaves, edges, initialLeaf, initialLeaf(root.id));
   const boxes = placeBoxes(root, leaves, rank, parentOf);
   const boxOf = new Map(boxes.map((b) => [b.id, b]));
-  const width = Math.max(...boxes.map((b) => b.x + b.w)) + MARGIN * 3;
+  const right = Math.max(...boxes.map((b) => b.x + b.w));
+  const left = Math.min(...boxes.map((b) => b.x));
   const height = Math.max(...boxes.map((b) => b.y + b.h)) + MARGIN;
-  let side = 0;
+  // Long edges down go round the left, edges back up round the right, each a little further out.
+  let lefts = 0;
+  let rights = 0;
+  let minX = 0;
+  let maxX = right + MARGIN;
   const shapes = edges.map((e) => {
     const from = /** @type {Box} */ (boxOf.get(e.source));
     const to = /** @type {Box} */ (boxOf.get(e.target));
@@ -83,19 +90,28 @@ export function layoutMachine(root) {
       const y1 = from.y + from.h;
       const x2 = to.x + to.w / 2;
       const y2 = to.y;
-      return { path: `M${x1},${y1} L${x2},${y2}`, label, title, lx: (x1 + x2) / 2 + 4, ly: (y1 + y2) / 2 };
+      // Nearer the source than the middle: edges that meet at one target keep their labels apart.
+      return { path: `M${x1},${y1} L${x2},${y2}`, label, title, lx: x1 + (x2 - x1) * 0.35 + 4, ly: y1 + (y2 - y1) * 0.35 + 3, anchor: 'start' };
     }
-    // Round the right side, each such edge a little further out.
-    side += 1;
-    const out = 22 + side * 9;
-    const x1 = from.x + from.w;
+    const leftward = down > 0;
+    const n = leftward ? ++lefts : ++rights;
     const y1 = from.y + from.h / 2;
+    // Arrivals spread over the target's side, so that they do not meet in one point.
+    const y2 = to.y + to.h / 2 + (((n % 3) - 1) * to.h) / 4;
+    if (leftward) {
+      const x1 = from.x;
+      const x2 = to.x;
+      const cx = left - 18 - n * 12;
+      minX = Math.min(minX, cx - label.length * 5.6 - 8);
+      return { path: `M${x1},${y1} C${cx},${y1} ${cx},${y2} ${x2},${y2}`, label, title, lx: mid(x1, cx, x2) - 3, ly: (y1 + y2) / 2 + 3 + ((n - 1) % 2) * 12, anchor: 'end' };
+    }
+    const x1 = from.x + from.w;
     const x2 = to.x + to.w;
-    const y2 = to.y + to.h / 2;
-    const cx = Math.max(x1, x2) + out;
-    return { path: `M${x1},${y1} C${cx},${y1} ${cx},${y2} ${x2},${y2}`, label, title, lx: cx - 8, ly: (y1 + y2) / 2 };
+    const cx = right + 18 + n * 12;
+    maxX = Math.max(maxX, cx + label.length * 5.6 + 8);
+    return { path: `M${x1},${y1} C${cx},${y1} ${cx},${y2} ${x2},${y2}`, label, title, lx: mid(x1, cx, x2) + 3, ly: (y1 + y2) / 2 + 3 + ((n - 1) % 2) * 12, anchor: 'start' };
   });
-  return { width: width + side * 9, height, boxes, edges: shapes, global };
+  return { minX, width: maxX - minX, height, boxes, edges: shapes, global };
 }
 
 /**
@@ -184,6 +200,11 @@ function placeBoxes(root, leaves, rank, parentOf) {
   };
   visit(root);
   return [...compounds, ...boxes];
+}
+
+/** The x of a side curve (control points both at `cx`) half way: where its label goes. @param {number} x1 @param {number} cx @param {number} x2 */
+function mid(x1, cx, x2) {
+  return (x1 + x2) / 8 + (cx * 3) / 4;
 }
 
 /** @param {string} text @param {number} n */

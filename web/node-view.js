@@ -156,10 +156,10 @@ function drawMachine(graph, state) {
     ]),
   );
   const edges = layout.edges.map((e) =>
-    svg('g', { class: 'edge' }, [svg('title', {}, [e.title]), svg('path', { d: e.path, 'marker-end': 'url(#arrow)' }), svg('text', { x: e.lx, y: e.ly }, [e.label])]),
+    svg('g', { class: 'edge' }, [svg('title', {}, [e.title]), svg('path', { d: e.path, 'marker-end': 'url(#arrow)' }), svg('text', { x: e.lx, y: e.ly, 'text-anchor': e.anchor }, [e.label])]),
   );
   return el('figure', { class: 'machine' }, [
-    svg('svg', { id: 'machine', viewBox: `0 0 ${layout.width} ${layout.height}`, width: layout.width, height: layout.height, role: 'img', 'aria-label': `state machine, current state ${state}` }, [
+    svg('svg', { id: 'machine', viewBox: `${layout.minX} 0 ${layout.width} ${layout.height}`, width: layout.width, height: layout.height, role: 'img', 'aria-label': `state machine, current state ${state}` }, [
       svg('defs', {}, [marker]),
       ...boxes,
       ...edges,

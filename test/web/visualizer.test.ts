@@ -108,7 +108,7 @@ describe.skipIf(!haveChromium)('the visualizer in chromium', () => {
     node = await FakeNode.connect(plane.nodeUrls[0]!);
     await node.register({ token: await plane.tokens.mintRegistrationToken({ ttlSeconds: 600 }), tags: { pool: 'linux' } });
     const nodeId = node.nodeId!;
-    await page.waitForSelector(`tr[data-node="${nodeId}"][data-state="ready"]`, { timeout: SEEN_MS });
+    await page.waitForSelector(`[data-node="${nodeId}"][data-state="ready"]`, { timeout: SEEN_MS });
     expect(await page.textContent('[data-count="ready"]')).toBe('1');
     await page.screenshot({ path: path.join(ARTIFACTS, 'fleet.png') });
 
@@ -122,10 +122,10 @@ describe.skipIf(!haveChromium)('the visualizer in chromium', () => {
     const jobId = ((await submitted.json()) as { job_id: string }).job_id;
     await node.next('JobAssignment', (d) => d.job_id === jobId);
     node.send('JobAccepted', { job_id: jobId, attempt: 1 });
-    await page.waitForSelector(`tr[data-node="${nodeId}"][data-state="busy"]`, { timeout: SEEN_MS });
+    await page.waitForSelector(`[data-node="${nodeId}"][data-state="busy"]`, { timeout: SEEN_MS });
 
     // Its page: the machine with `busy` lit, the transition and the event behind it, the job.
-    await page.click(`tr[data-node="${nodeId}"] a`);
+    await page.click(`[data-node="${nodeId}"] a`);
     await page.waitForSelector('#machine g.state.current[data-state-id="node.online.busy"]', { timeout: SEEN_MS });
     await page.waitForSelector('#transitions tr[data-from="ready"][data-to="busy"]', { timeout: SEEN_MS });
     expect(await page.textContent('#transitions tr[data-from="ready"][data-to="busy"] td:last-child')).toBe('job.assigned');
@@ -191,7 +191,7 @@ describe.skipIf(!haveChromium)('the visualizer in chromium', () => {
     const nodeId = String(acks[which]!.data.node_id);
     const changed = performance.now();
     await sockets[which]!.write(heartbeatFrame(nodeId, CODEC_JSON, undefined, 'Busy'));
-    await page.waitForSelector(`tr[data-node="${nodeId}"][data-state="busy"]`, { timeout: SEEN_MS });
+    await page.waitForSelector(`[data-node="${nodeId}"][data-state="busy"]`, { timeout: SEEN_MS });
     figures.one_change_ms = Math.round(performance.now() - changed);
     expect(await page.textContent('[data-count="busy"]')).toBe('1');
 
