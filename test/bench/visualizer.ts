@@ -1,8 +1,8 @@
 // `npm run bench -- visualizer`: how soon the visualizer's fleet page (/ui in Debian's chromium,
 // driven by playwright-core) shows a node's change, with a large fleet on one plane (its own
 // process) and one node flapping every 100 ms beside it. Prints, over the samples, the time
-// from the heartbeat that changes a node to its row showing it, and the page's longest gap
-// between two animation frames (how smooth it stays).
+// from the heartbeat that changes a node to its row in the page's DOM (stamped in the page:
+// row-watch.ts), and the page's longest gap between two animation frames (how smooth it stays).
 //
 //   BENCH_VIS_NODES    registered nodes (default 10000)
 //   BENCH_VIS_SAMPLES  changes timed (default 20)
@@ -16,6 +16,7 @@ import { heartbeatFrame, mintApiToken, mintNodeToken, registerEnvelope } from '.
 import { FrameSocket, type Envelope } from './frame-socket.js';
 import { startPlane } from './processes.js';
 import { summarize } from './quantiles.js';
+import { rowShownAt, watchRows } from '../web/row-watch.js';
 
 const NODES = Number(process.env.BENCH_VIS_NODES ?? 10_000);
 const SAMPLES = Number(process.env.BENCH_VIS_SAMPLES ?? 20);
@@ -59,6 +60,7 @@ export async function runVisualizer(): Promise<void> {
     await page.waitForSelector(`[data-count="ready"]:text-is("${NODES}")`, { timeout: 120_000 });
     console.log(`page open with every node shown in ${Math.round(performance.now() - opened)} ms`);
 
+    await watchRows(page);
     // Frame gaps in the page from now on.
     await page.evaluate(`(() => { let last = performance.now(); window.__maxGap = 0;
       const tick = (t) => { window.__maxGap = Math.max(window.__maxGap, t - last); last = t; requestAnimationFrame(tick); };
@@ -73,10 +75,9 @@ export async function runVisualizer(): Promise<void> {
     try {
       for (let i = 0; i < SAMPLES; i++) {
         const which = 1 + Math.floor(((i + 0.5) * (NODES - 1)) / SAMPLES);
-        const t0 = performance.now();
+        const sent = Date.now();
         await sockets[which]!.write(heartbeatFrame(ids[which]!, CODEC_JSON, undefined, 'Busy'));
-        await page.waitForSelector(`[data-node="${ids[which]}"][data-state="busy"]`, { timeout: 30_000 });
-        latencies.push(performance.now() - t0);
+        latencies.push((await rowShownAt(page, ids[which]!, 'busy', 30_000)) - sent);
       }
     } finally {
       clearInterval(flapper);
