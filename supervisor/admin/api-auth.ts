@@ -10,12 +10,19 @@ const BEARER = /^Bearer[ \t]+([^\s]+)[ \t]*$/i;
 
 /** The token each request was let through with, for per-token rate limits and the audit log. */
 const grants = new WeakMap<FastifyRequest, VerifiedApiToken>();
+/** Requests that presented a token some other way than the header (the events cookie): a failure there is a guess too. */
+const presented = new WeakSet<FastifyRequest>();
 /** Every hook made by `requireRole`, so api-access.ts can refuse a `/v1` route registered without one. */
 const roleHooks = new WeakSet<object>();
 
 /** The verified token of `request` (its role may have been too low); undefined before or without a role check. */
 export function grantOf(request: FastifyRequest): VerifiedApiToken | undefined {
   return grants.get(request);
+}
+
+/** Whether `request` carried a token in a cookie that a role check read (api-access.ts counts its failures). */
+export function presentedToken(request: FastifyRequest): boolean {
+  return presented.has(request);
 }
 
 /** Whether `hook` is a role check made by `requireRole`. */
@@ -38,6 +45,7 @@ export function requireRole(tokens: TokenAuthority, role: ApiRole, options: Role
     const match = header === undefined ? null : BEARER.exec(header);
     const token = match?.[1] ?? (header === undefined && options.cookie !== undefined ? cookieOf(request, options.cookie) : undefined);
     if (token === undefined) throw new HttpError(401, 'unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
+    if (match === null) presented.add(request);
     // A MusterError (auth_failed, token_expired) maps to 401 in toHttpError.
     const granted = await tokens.verifyApiToken(token);
     // Kept before the role check too: a refusal is audited with the token's jti and role.

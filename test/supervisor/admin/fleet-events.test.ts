@@ -18,6 +18,7 @@ import type { BusEvent } from '../../../supervisor/bus/bus.js';
 import { LocalBus } from '../../../supervisor/bus/local-bus.js';
 import { TokenAuthority } from '../../../supervisor/tokens/tokens.js';
 import { FakePlaneApi } from './fake-plane-api.js';
+import { startSecurityPlane } from '../security-plane.js';
 
 const tokens = new TokenAuthority(randomBytes(32));
 const logger = createLogger({ level: 'silent' });
@@ -67,6 +68,8 @@ function nodeView(id: string, state: NodeState = 'ready'): NodeView {
 
 let plane: FleetPlane;
 let server: AdminApi;
+/** The server the current test started, closed after it. */
+let running: AdminApi | undefined;
 let feed: FleetEvents;
 let viewer: string;
 const open: Array<{ close(): void }> = [];
@@ -86,12 +89,14 @@ async function start(clientBufferBytes?: number): Promise<void> {
     logger,
     fleetEvents: { timers: false, ...(clientBufferBytes === undefined ? {} : { clientBufferBytes }) },
   });
+  running = server;
   feed = server.events!;
 }
 
 afterEach(async () => {
   for (const o of open.splice(0)) o.close();
-  await server.close();
+  await running?.close();
+  running = undefined;
 });
 
 
@@ -342,3 +347,20 @@ class RawReader {
     });
   }
 }
+
+describe('GET /v1/events on a real plane', () => {
+  it('counts a wrong token in the cookie as a failed authentication, as one in the header', async () => {
+    const p = await startSecurityPlane({ failedAuthPerMinute: 3 });
+    try {
+      const viewerToken = await p.apiToken('viewer');
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${p.plane.httpUrl}/v1/events`, { headers: { cookie: `muster_token=guess-${i}` } });
+        expect(res.status).toBe(401);
+      }
+      // The address is over its budget: refused whatever the token.
+      expect((await p.http('GET', '/v1/nodes', viewerToken)).status).toBe(429);
+    } finally {
+      await p.stop();
+    }
+  });
+});
