@@ -103,15 +103,38 @@ export function layoutMachine(root) {
       const x2 = to.x;
       const cx = left - 18 - n * 12;
       minX = Math.min(minX, cx - label.length * 5.6 - 8);
-      return { path: `M${x1},${y1} C${cx},${y1} ${cx},${y2} ${x2},${y2}`, label, title, lx: mid(x1, cx, x2) - 3, ly: (y1 + y2) / 2 + 3 + ((n - 1) % 2) * 12, anchor: 'end' };
+      return { path: `M${x1},${y1} C${cx},${y1} ${cx},${y2} ${x2},${y2}`, label, title, lx: mid(x1, cx, x2) - 3, ly: (y1 + y2) / 2 + 3, anchor: 'end' };
     }
     const x1 = from.x + from.w;
     const x2 = to.x + to.w;
     const cx = right + 18 + n * 12;
     maxX = Math.max(maxX, cx + label.length * 5.6 + 8);
-    return { path: `M${x1},${y1} C${cx},${y1} ${cx},${y2} ${x2},${y2}`, label, title, lx: mid(x1, cx, x2) + 3, ly: (y1 + y2) / 2 + 3 + ((n - 1) % 2) * 12, anchor: 'start' };
+    return { path: `M${x1},${y1} C${cx},${y1} ${cx},${y2} ${x2},${y2}`, label, title, lx: mid(x1, cx, x2) + 3, ly: (y1 + y2) / 2 + 3, anchor: 'start' };
   });
-  return { minX, width: maxX - minX, height, boxes, edges: shapes, global };
+  unclutter(shapes);
+  return { minX, width: maxX - minX, height: Math.max(height, ...shapes.map((e) => e.ly + MARGIN)), boxes, edges: shapes, global };
+}
+
+/**
+ * Moves each label down a line until it overlaps none placed before it (widths estimated
+ * from the length: the layout runs before anything is drawn).
+ * @param {EdgeShape[]} shapes
+ */
+function unclutter(shapes) {
+  /** @type {Array<{x1: number, x2: number, y1: number, y2: number}>} */
+  const placed = [];
+  for (const e of shapes) {
+    const width = e.label.length * 5.6;
+    const x1 = e.anchor === 'end' ? e.lx - width : e.lx;
+    const box = () => ({ x1, x2: x1 + width, y1: e.ly - 10, y2: e.ly + 2 });
+    for (let tries = 0; tries < 8 && placed.some((p) => overlaps(p, box())); tries++) e.ly += 12;
+    placed.push(box());
+  }
+}
+
+/** @param {{x1: number, x2: number, y1: number, y2: number}} a @param {{x1: number, x2: number, y1: number, y2: number}} b */
+function overlaps(a, b) {
+  return a.x1 < b.x2 && b.x1 < a.x2 && a.y1 < b.y2 && b.y1 < a.y2;
 }
 
 /**

@@ -3,7 +3,8 @@
 // the smoke test), against a real plane started in this process and nodes over real TCP.
 // One browser launch for the file. A viewer opens /ui and watches a node register (`ready`),
 // take a job (`busy`, the transition and its event listed) and give it back, follows the job's
-// log as it streams, is refused a drain, then drains it with an operator token. Then 2,000
+// log as it streams, is refused a drain, then drains it with an operator token, and sees a
+// job wait in the queue with its reason. Then 2,000
 // nodes register and the page still answers and shows a change; the time that takes is written
 // to test-artifacts/visualizer-latency.json with the screenshots (a figure, not an assertion:
 // this machine's load varies). VIS_NODES=10000 runs the large part with more nodes.
@@ -94,6 +95,17 @@ describe.skipIf(!haveChromium)('the visualizer in chromium', () => {
     fs.rmSync(profileDir, { recursive: true, force: true });
   }, 60_000);
 
+  /** Submits a job with the operator token; its id. */
+  async function submit(body: unknown): Promise<string> {
+    const res = await fetch(`${plane.httpUrl}/v1/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${operator}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(201);
+    return ((await res.json()) as { job_id: string }).job_id;
+  }
+
   it('starts Debian chromium and renders a page (smoke)', async () => {
     expect(String(await page.evaluate('navigator.userAgent'))).toMatch(/Chrome\/\d+/);
     await page.setContent('<p id="smoke">rendered</p>');
@@ -114,13 +126,7 @@ describe.skipIf(!haveChromium)('the visualizer in chromium', () => {
     await page.screenshot({ path: path.join(ARTIFACTS, 'fleet.png') });
 
     // A job that takes the node's one core: the node turns busy.
-    const submitted = await fetch(`${plane.httpUrl}/v1/jobs`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${operator}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ job: { command: ['make', 'test'] } }),
-    });
-    expect(submitted.status).toBe(201);
-    const jobId = ((await submitted.json()) as { job_id: string }).job_id;
+    const jobId = await submit({ job: { command: ['make', 'test'] } });
     await node.next('JobAssignment', (d) => d.job_id === jobId);
     node.send('JobAccepted', { job_id: jobId, attempt: 1 });
     await page.waitForSelector(`[data-node="${nodeId}"][data-state="busy"]`, { timeout: SEEN_MS });
@@ -163,6 +169,19 @@ describe.skipIf(!haveChromium)('the visualizer in chromium', () => {
     await page.waitForSelector('#transitions tr[data-from="ready"][data-to="draining"]', { timeout: SEEN_MS });
     expect(await page.textContent('#transitions tr[data-from="ready"][data-to="draining"] td:last-child')).toBe('drain');
     await page.screenshot({ path: path.join(ARTIFACTS, 'node-draining.png'), fullPage: true });
+
+    // The jobs view: a job no node takes (the only one drains) waits in the queue, and says why.
+    await page.click('a[data-nav="jobs"]');
+    await page.waitForSelector('#queue-counts td[data-priority="High"]:text-is("0")', { timeout: SEEN_MS });
+    const waiting = await submit({ job: { command: ['true'] }, priority: 'High' });
+    await page.waitForSelector('#queue-counts td[data-priority="High"]:text-is("1")', { timeout: SEEN_MS });
+    await page.waitForSelector(`#queued-jobs tr[data-job="${waiting}"]`, { timeout: SEEN_MS });
+    expect(await page.textContent(`#queued-jobs tr[data-job="${waiting}"] td:nth-child(3)`)).toMatch(/^(no_matching_node|matching_nodes_full)$/);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'jobs.png'), fullPage: true });
+    // Cancelled, it leaves the queue (and takes no node of the next test).
+    const cancelled = await fetch(`${plane.httpUrl}/v1/jobs/${waiting}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${operator}` } });
+    expect(cancelled.ok).toBe(true);
+    await page.waitForSelector('#queue-counts td[data-priority="High"]:text-is("0")', { timeout: SEEN_MS });
   }, 120_000);
 
   it(`still answers with ${MANY} nodes, and shows a change of one of them`, async () => {
