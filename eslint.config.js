@@ -13,4 +13,16 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
     },
   },
+  // The visualizer's page scripts (web/) run in the browser, as plain ES modules; these are the
+  // browser globals they use (listed, since \`globals\` is not a dependency of ours).
+  {
+    files: ['web/**/*.js'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ['window', 'document', 'location', 'history', 'sessionStorage', 'fetch', 'EventSource', 'Event', 'TextDecoderStream', 'AbortController', 'console'].map(
+          (name) => [name, 'readonly'],
+        ),
+      ),
+    },
+  },
 );

@@ -13,6 +13,7 @@ import { nodesCommand } from './nodes-command.js';
 import { serveCommand } from './serve-command.js';
 import { terminalText } from './terminal-text.js';
 import { tokenCommand } from './token-command.js';
+import { uiCommand } from './ui-command.js';
 
 export function buildProgram(): Command {
   const program = new Command('muster')
@@ -20,7 +21,7 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version')
     // Lets `job submit` pass the job's own options through untouched.
     .enablePositionalOptions();
-  for (const command of [serveCommand(), agentCommand(), tokenCommand(), jobCommand(), nodesCommand(), nodeCommand(), clusterCommand(), drainCommand(), undrainCommand(), completionCommand()]) {
+  for (const command of [serveCommand(), agentCommand(), tokenCommand(), jobCommand(), nodesCommand(), nodeCommand(), clusterCommand(), drainCommand(), undrainCommand(), uiCommand(), completionCommand()]) {
     program.addCommand(command);
   }
   // addCommand does not pass settings down, so set the error format on every command.

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AddressGuard, GuardContext, Refusal } from '../security/address-guard.js';
-import { grantOf, isRoleCheck } from './api-auth.js';
+import { grantOf, isRoleCheck, presentedToken } from './api-auth.js';
 import { HttpError, toHttpError } from './api-errors.js';
 import type { AuditSink } from '../security/audit-log.js';
 import type { CidrList } from '../security/cidr-list.js';
@@ -84,7 +84,7 @@ export function registerAdminAccess(app: FastifyInstance, access: AdminAccess): 
       const details: GuardContext = { ...context(request), code: answer.code, reason: answer.message };
       // Only a token that failed counts against the address: a request with none (a browser, a
       // scraper at the wrong path) guessed nothing, and must not get the probes refused.
-      const guessed = request.headers.authorization !== undefined;
+      const guessed = request.headers.authorization !== undefined || presentedToken(request);
       if (guessed && access.guard !== undefined) access.guard.authFailed(ip, details);
       else access.audit?.recordThrottled(`auth_failed|${ip}`, { event: 'auth_failed', address: ip, ...details });
       return;

@@ -14,6 +14,9 @@ import { registerFleetRoutes, registerProbeRoutes } from './routes-fleet.js';
 import { registerJobRoutes } from './routes-jobs.js';
 import { registerLogRoutes } from './routes-logs.js';
 import { registerTokenRoutes, type TokenTtl } from './routes-tokens.js';
+import { registerEventRoutes } from './routes-events.js';
+import { registerUiRoutes } from './routes-ui.js';
+import type { FleetEvents, FleetEventsOptions } from './fleet-events.js';
 import type { PlaneApi } from './plane-api.js';
 import type { AdminRouteDeps } from './route-deps.js';
 import type { TokenAdmin } from '../tokens/token-registry.js';
@@ -39,6 +42,8 @@ export interface AdminApiOptions {
   bodyLimitBytes?: number;
   /** Lifetimes of tokens minted over `/v1/tokens`; default config.ts's. */
   tokenTtl?: TokenTtl;
+  /** Settings of the live feed `GET /v1/events` (fleet-events.ts); default its own. */
+  fleetEvents?: Partial<FleetEventsOptions>;
 }
 
 export interface AdminApiTimeouts {
@@ -53,6 +58,8 @@ const MAX_PARAM_CHARS = 128;
 export interface AdminApi {
   /** `http://host:port` actually bound. */
   readonly url: string;
+  /** The live feed of `GET /v1/events`; undefined when the plane offers none. */
+  readonly events?: FleetEvents;
   /** Ends log follows, stops accepting requests and waits for those in flight. */
   close(): Promise<void>;
 }
@@ -101,12 +108,15 @@ export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi>
   registerFleetRoutes(app, deps);
   registerProbeRoutes(app, deps);
   if (options.tokenAdmin !== undefined) registerTokenRoutes(app, deps, options.tokenAdmin, options.tokenTtl);
+  const events = registerEventRoutes(app, deps, options.fleetEvents);
+  registerUiRoutes(app);
 
   await app.listen({ host: options.host, port: options.port });
   const { port } = app.server.address() as AddressInfo;
   const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`;
   logger.info({ url }, 'admin API listening');
-  return { url, close: () => app.close() };
+  const close = (): Promise<void> => app.close();
+  return events === undefined ? { url, close } : { url, events, close };
 }
 
 /**

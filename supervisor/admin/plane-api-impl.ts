@@ -4,17 +4,21 @@
 import type { NodeBreaker } from '../jobs/node-breaker.js';
 import type { Logger } from 'pino';
 import { offersUndrain, type NodeState } from '../../actors/node-machine.js';
-import type { Bus } from '../bus/bus.js';
+import type { Priority } from '../../protocol/messages.js';
+import type { Bus, BusEvent } from '../bus/bus.js';
 import type { Config } from '../config.js';
 import type { JobCoordinator } from '../jobs/job-coordinator.js';
 import { pipelineApi } from '../jobs/pipeline-api.js';
 import type { Scheduler } from '../jobs/scheduler.js';
 import type { NodeIntake } from '../nodes/node-intake.js';
-import type { NodeRegistry } from '../nodes/node-registry.js';
+import { viewOf, type NodeRegistry } from '../nodes/node-registry.js';
 import type { JobRecord, JobState, JobStore, LogRecord, NewJob, OwnerToken } from '../store/job-store.js';
 import type { PlaneApi } from './plane-api.js';
 import { renderMetrics } from './plane-metrics.js';
 import type { ClusterView, NodeDetail, NodeView, WaitingFor } from './wire-types.js';
+
+/** The queue counts of the live feed stop at this many per priority (a read of the store each). */
+const QUEUE_COUNT_LIMIT = 10_000;
 
 export interface PlaneApiParts {
   config: Pick<Config, 'maxAttempts' | 'defaultJobTimeoutMs' | 'maxFrameBytes'>;
@@ -148,6 +152,25 @@ export class PlaneApiImpl implements PlaneApi {
 
   storeFailure(): string | undefined {
     return this.p.store.failure();
+  }
+
+  // The live feed of `GET /v1/events` (fleet-events.ts): every bus event, one node's list view, the queue.
+  watchFleet(handler: (event: BusEvent) => void): () => void {
+    return this.p.bus.subscribe(handler);
+  }
+
+  nodeView(nodeId: string): NodeView | undefined {
+    const session = this.p.registry.get(nodeId);
+    if (session !== undefined) return viewOf(nodeId, session, this.p.registry.owner, this.p.coordinator.runningJobIds(nodeId));
+    return this.p.registry.view(nodeId, () => []);
+  }
+
+  async queueCounts(): Promise<Record<Priority, number>> {
+    const counts: Record<Priority, number> = { Critical: 0, High: 0, Normal: 0, Low: 0 };
+    for (const priority of Object.keys(counts) as Priority[]) {
+      counts[priority] = (await this.p.store.listJobs({ state: 'Queued', priority }, QUEUE_COUNT_LIMIT)).length;
+    }
+    return counts;
   }
 
   watchJob(jobId: string, wake: () => void): () => void {

@@ -3,8 +3,9 @@
 import type { AttemptRecord, JobListFilter, JobRecord, LogRecord, NewJob } from '../store/job-store.js';
 import type { ClusterView, NodeDetail, NodeView, WaitingFor } from './wire-types.js';
 import type { SubmitDefaults } from './job-request.js';
+import type { FleetSource } from './fleet-events.js';
 
-export interface PlaneApi {
+export interface PlaneApi extends Partial<FleetSource> {
   /** Stores the job as `Queued` and wakes the scheduler. */
   submitJob(job: NewJob): Promise<JobRecord>;
   getJob(jobId: string): Promise<JobRecord | undefined>;

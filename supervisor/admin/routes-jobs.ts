@@ -34,7 +34,15 @@ export function registerJobRoutes(app: FastifyInstance, deps: AdminRouteDeps): v
     // One more than asked: whether there is a next page, without a second query.
     const records = await api.listJobs(filter, limit + 1);
     const page = records.slice(0, limit);
-    const answer: JobListAnswer = { jobs: page.map(toJobAnswer) };
+    // Queued jobs say why they wait, as `GET /v1/jobs/{id}` does (the jobs view lists them).
+    const answer: JobListAnswer = {
+      jobs: page.map((record) => {
+        const job = toJobAnswer(record);
+        const waitingFor = api.waitingFor?.(record);
+        if (waitingFor !== undefined) job.waiting_for = waitingFor;
+        return job;
+      }),
+    };
     const last = page.at(-1);
     if (records.length > limit && last !== undefined) answer.next_cursor = cursorAfter(last.seq);
     return answer;

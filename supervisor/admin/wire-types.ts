@@ -61,7 +61,7 @@ export interface ClusterView {
 export type NodeDetail = NodeView & {
   capabilities?: Capabilities;
   /** Oldest first, RFC 3339 `at`; only while the node is connected. */
-  transitions?: Array<{ from: NodeState; to: NodeState; at: string }>;
+  transitions?: Array<{ from: NodeState; to: NodeState; at: string; event: string }>;
 };
 
 

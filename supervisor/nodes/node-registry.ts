@@ -10,7 +10,7 @@ export class NodeRegistry {
 
   /** `deadNodeRetentionMs`: how long a dead node stays listed; `now` for tests. */
   constructor(
-    private readonly owner: string,
+    readonly owner: string,
     private readonly deadNodeRetentionMs: number,
     private readonly now: () => number = Date.now,
   ) {}
@@ -68,7 +68,7 @@ export class NodeRegistry {
       const capabilities = session.actor.getSnapshot().context.registration?.capabilities;
       const view: NodeDetail = viewOf(nodeId, session, this.owner, runningJobs(nodeId));
       if (capabilities !== undefined) view.capabilities = capabilities;
-      view.transitions = session.transitions.map((t) => ({ from: t.from, to: t.to, at: new Date(t.at).toISOString() }));
+      view.transitions = session.transitions.map((t) => ({ from: t.from, to: t.to, at: new Date(t.at).toISOString(), event: t.event }));
       return view;
     }
     this.forgetDead();

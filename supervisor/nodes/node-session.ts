@@ -67,6 +67,8 @@ export interface StateTransition {
   from: NodeState;
   to: NodeState;
   at: number;
+  /** The type of the last event the actor was sent before it (a raised one is not: its cause is). */
+  event: string;
 }
 
 export class NodeSession {
@@ -78,6 +80,8 @@ export class NodeSession {
   private codec: Codec = CODEC_JSON;
   private registeredCodec = false;
   private lastState: NodeState = 'registering';
+  /** The type of the last event delivered to the actor (timers' included), for `transitions`. */
+  private lastEvent = 'start';
   /** The last state changes, oldest first, at most TRANSITIONS_KEPT. */
   readonly transitions: StateTransition[] = [];
   /** The `id` of the message the actor is handling right now: errors it raises answer it as `reply_to`. */
@@ -94,7 +98,15 @@ export class NodeSession {
     this.logger = host.logger.child({ conn_id: connection.id });
     this.rate = host.rates === undefined || NodeRateLimit.unlimited(host.rates) ? undefined : new NodeRateLimit(host.rates);
     const clock = host.clock ?? systemClock;
-    this.actor = createActor(nodeMachine, { clock, input: { ...host.timing, clock, holdings: host.holdings } });
+    // Every event the actor is sent (by the session, the API or its own timers) passes the
+    // inspector; raised ones (`capacity`) do not, so a transition is named after its cause.
+    this.actor = createActor(nodeMachine, {
+      clock,
+      input: { ...host.timing, clock, holdings: host.holdings },
+      inspect: (inspection) => {
+        if (inspection.type === '@xstate.event' && inspection.actorRef === this.actor) this.lastEvent = inspection.event.type;
+      },
+    });
     this.liveness = this.actor.getSnapshot().context.liveness;
     // One listener for every effect: a listener per type would cost each of a fleet's actors more.
     this.actor.on('*', (effect) => this.carryOut(effect));
@@ -273,7 +285,7 @@ export class NodeSession {
     const state = nodeStateOf(this.actor.getSnapshot());
     if (state === this.lastState) return;
     if (this.transitions.length === TRANSITIONS_KEPT) this.transitions.shift();
-    this.transitions.push({ from: this.lastState, to: state, at: Date.now() });
+    this.transitions.push({ from: this.lastState, to: state, at: Date.now(), event: this.lastEvent });
     this.lastState = state;
     this.host.stateChanged(this, state);
     if (state === 'dead') this.host.ended(this, this.actor.getSnapshot().output ?? { nodeId: this.nodeId, reason: 'failed' });

@@ -19,6 +19,7 @@ import { runDispatch } from './dispatch.js';
 import { runAbuse } from './abuse.js';
 import { runFleet } from './fleet.js';
 import { runTransports } from './transports.js';
+import { runVisualizer } from './visualizer.js';
 import { FrameSocket, type Envelope } from './frame-socket.js';
 import { startEchoServer, startPlane, type RunningPlane } from './processes.js';
 import { summarize, type Summary } from './quantiles.js';
@@ -35,7 +36,8 @@ async function main(): Promise<void> {
   if (which === 'dispatch') return runDispatch();
   if (which === 'abuse') return runAbuse();
   if (which === 'bus') return runBus();
-  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet, transports, dispatch, abuse, bus)`);
+  if (which === 'visualizer') return runVisualizer();
+  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet, transports, dispatch, abuse, bus, visualizer)`);
   console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}`);
   console.log(`heartbeats per run: ${HEARTBEATS}, round trips per run: ${ROUND_TRIPS}, runs: ${RUNS} (medians)\n`);
   const plane = await startPlane({ MUSTER_HEARTBEAT_INTERVAL_MS: '60000' });
