@@ -71,7 +71,7 @@ export class NodeSession {
   readonly actor: NodeActor;
   /** The actor's liveness record: every frame stamps it, with no transition. */
   private readonly liveness: Liveness;
-  readonly logger: Logger;
+  #logger: Logger | undefined;
   /** The codec of the node's `RegisterNode`; replies use it (PROTOCOL.md section 2). */
   private codec: Codec = CODEC_JSON;
   private registeredCodec = false;
@@ -89,7 +89,6 @@ export class NodeSession {
     readonly connection: Connection,
     private readonly host: SessionHost,
   ) {
-    this.logger = host.logger.child({ conn_id: connection.id });
     this.rate = host.rates === undefined || NodeRateLimit.unlimited(host.rates) ? undefined : new NodeRateLimit(host.rates);
     const clock = host.clock ?? systemClock;
     this.actor = createActor(nodeMachine, { clock, input: { ...host.timing, clock, holdings: host.holdings } });
@@ -101,6 +100,16 @@ export class NodeSession {
       error: (err) => this.failed(err),
       complete: () => undefined,
     });
+  }
+
+  /** The session's logger, with its `conn_id`: made on first use (a pino child costs each of a fleet's sessions, most never log). */
+  get logger(): Logger {
+    return (this.#logger ??= this.host.logger.child({ conn_id: this.connection.id }));
+  }
+
+  /** Whether lines at `level` are written at all: asked before a routine line, so that it makes no logger when not. */
+  logs(level: 'info' | 'debug'): boolean {
+    return this.host.logger.isLevelEnabled(level);
   }
 
   // ---- the actor's effects ----

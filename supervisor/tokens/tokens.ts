@@ -10,7 +10,7 @@ import type { JWTPayload } from 'jose';
 import { MusterError } from '../../protocol/errors.js';
 import type { TokenInfo } from '../store/token-store.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
-import { KeyRing, SIGNING_ALGORITHM, TOKEN_ALGORITHMS, type JwksResolver, type TokenAlgorithm } from './token-keys.js';
+import { KeyRing, TOKEN_ALGORITHMS, type JwksResolver, type TokenAlgorithm } from './token-keys.js';
 
 export type ApiRole = 'viewer' | 'operator' | 'admin';
 
