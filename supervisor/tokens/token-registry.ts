@@ -43,6 +43,8 @@ export class TokenRegistry {
   /** Minted tokens waiting to be recorded together (`recordSoon`), and the timer that writes them. */
   #unrecorded: TokenInfo[] = [];
   #recordTimer: NodeJS.Timeout | undefined;
+  /** Settles once every record handed to the store so far is written. */
+  #recorded: Promise<unknown> = Promise.resolve();
 
   private constructor(options: TokenRegistryOptions) {
     this.#store = options.store;
@@ -117,14 +119,16 @@ export class TokenRegistry {
     void this.#recordWaiting();
   }
 
-  /** Writes every waiting record, in one event-loop turn (so in one group commit). */
+  /** Writes every waiting record, in one event-loop turn (so in one group commit); settles once all handed out so far are written. */
   #recordWaiting(): Promise<unknown> {
     clearTimeout(this.#recordTimer);
     this.#recordTimer = undefined;
     const waiting = this.#unrecorded;
-    if (waiting.length === 0) return Promise.resolve();
-    this.#unrecorded = [];
-    return Promise.all(waiting.map((info) => this.record(info)));
+    if (waiting.length > 0) {
+      this.#unrecorded = [];
+      this.#recorded = Promise.all([this.#recorded, ...waiting.map((info) => this.record(info))]);
+    }
+    return this.#recorded;
   }
 
   async #readNew(): Promise<void> {
