@@ -17,7 +17,7 @@ export const feedCounters = { reports: 0 };
 export function followNode(
   session: NodeSession,
   scheduler: Scheduler,
-  holdings: Pick<JobCoordinator, 'jobsOf' | 'reservedOn'>,
+  holdings: Pick<JobCoordinator, 'heldBy' | 'reservedOn'>,
 ): () => void {
   let used: Resources | undefined;
   let running = -1;
@@ -36,7 +36,7 @@ export function followNode(
       state = now;
       return;
     }
-    const held = holdings.jobsOf(registration.nodeId).length;
+    const held = holdings.heldBy(registration.nodeId);
     const reserved = holdings.reservedOn(registration.nodeId);
     if (now === state && isClosed === closed && held === running && sameResources(reserved, used)) return;
     used = reserved;
