@@ -45,7 +45,7 @@ export interface Registration {
 
 export type NodeEndReason = 'expired' | 'deregistered' | 'replaced' | 'shutdown' | 'rejected' | 'disconnected' | 'failed';
 
-type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
+export type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
 
 /** What the machine asks of the world, as emitted events; the supervisor's NodeSession carries them out. */
 export type NodeEmitted =
@@ -361,6 +361,18 @@ export type NodeSnapshot = SnapshotFrom<typeof nodeMachine>;
  */
 export function skipsActor(snapshot: NodeSnapshot, message: EnvelopeOf<'Heartbeat'>): boolean {
   return isOnline(snapshot) && steadyHeartbeat(snapshot.context, message);
+}
+
+/**
+ * True when the machine would only hand this job message on (its online `job.message`
+ * handling for a message from this node: `handleJobMessage`, no state change, no timer): the
+ * session then hands it to the supervisor itself, without a snapshot. A job costs two such
+ * messages (JobAccepted, JobResult); the machine's transitions for them stay the definition.
+ */
+export function passesJobMessage(snapshot: NodeSnapshot, message: JobMessage): boolean {
+  if (!isOnline(snapshot)) return false;
+  const claimed = claimedNodeId({ type: 'job.message', message });
+  return claimed === undefined || claimed === snapshot.context.nodeId;
 }
 
 /** The protocol's node state (PROTOCOL.md section 7) from a snapshot; runs per frame, so no `matches()`. */

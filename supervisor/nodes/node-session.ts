@@ -10,7 +10,9 @@ import { systemClock, type Liveness, type NodeClock } from '../../actors/node-li
 import {
   nodeMachine,
   nodeStateOf,
+  passesJobMessage,
   skipsActor,
+  type JobMessage,
   type NodeEmitted,
   type NodeEvent,
   type NodeOutput,
@@ -236,8 +238,19 @@ export class NodeSession {
         this.rate?.chargeDecoding(done - reading, done);
       }
     }
-    // The machine's own decision that such a heartbeat needs no transition.
+    // The machine's own decisions that such a heartbeat needs no transition, and that such a
+    // job message is only handed on (as its `handleJobMessage` effect would be).
     if (message.type === 'Heartbeat' && skipsActor(this.actor.getSnapshot(), message)) return;
+    if (isJobMessage(message) && passesJobMessage(this.actor.getSnapshot(), message)) {
+      // As if delivered: an error raised meanwhile (an effect that fails) answers this message.
+      this.handling = message.id;
+      try {
+        this.carryOut({ type: 'handleJobMessage', message });
+      } finally {
+        this.handling = undefined;
+      }
+      return;
+    }
     this.deliver(message.id, eventOf(message));
   }
 
@@ -302,6 +315,10 @@ export class NodeSession {
     this.closeCode ??= err === undefined ? 'closed by the control plane' : err.code;
     await this.connection.close();
   }
+}
+
+function isJobMessage(message: NodeMessage): message is JobMessage {
+  return message.type === 'JobAccepted' || message.type === 'JobRejected' || message.type === 'LogChunk' || message.type === 'JobResult';
 }
 
 /** The actor event for a validated message. */
