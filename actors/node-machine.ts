@@ -12,8 +12,10 @@
 //
 // Built for fleets of thousands of nodes per plane:
 // - Ready or busy is re-decided only on the events that can change it (a job assigned or
-//   ended, a change of reported status, the connection closing), which raise `capacity`:
-//   no eventless transition is evaluated after every frame.
+//   ended, a change of reported status, the connection closing): no eventless transition is
+//   evaluated after every frame. A job assigned (in ready) or ended (in busy) is decided by
+//   that state's own guarded transition, the others raise `capacity`: a job is two events,
+//   and a raised one is a microstep more each.
 // - Liveness is the machine's own `Liveness` record; a frame only stamps it (`heard`), with
 //   no transition. A heartbeat that changes nothing else is a transition that does nothing
 //   (`steadyHeartbeat`), and the machine exports that decision (`skipsActor`) so that the
@@ -296,8 +298,10 @@ export const nodeMachine = setup({
           { guard: 'announce', actions: ['reconfigure', 'sendConfigure'] },
           { actions: 'reconfigure' },
         ],
-        'job.assigned': { actions: raise({ type: 'capacity' }) },
-        'job.ended': { actions: raise({ type: 'capacity' }) },
+        // Ready or busy is re-decided in those two states themselves (no raised `capacity`): an
+        // assignment can only take the room, an end can only give it back.
+        'job.assigned': {},
+        'job.ended': {},
         drain: { target: '.draining', actions: [assign({ undrainRequested: false }), 'sendDrain'] },
         Deregister: [
           { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
@@ -319,11 +323,11 @@ export const nodeMachine = setup({
       // and the node has spoken since, the state re-enters and the timer re-arms.
       states: {
         ready: {
-          on: { capacity: { guard: not('hasRoom'), target: 'busy' } },
+          on: { capacity: { guard: not('hasRoom'), target: 'busy' }, 'job.assigned': { guard: not('hasRoom'), target: 'busy' } },
           after: { livenessCheck: [{ guard: 'silent', target: '#node.dead', actions: 'expire' }, { target: 'ready', reenter: true }] },
         },
         busy: {
-          on: { capacity: { guard: 'hasRoom', target: 'ready' } },
+          on: { capacity: { guard: 'hasRoom', target: 'ready' }, 'job.ended': { guard: 'hasRoom', target: 'ready' } },
           after: { livenessCheck: [{ guard: 'silent', target: '#node.dead', actions: 'expire' }, { target: 'busy', reenter: true }] },
         },
         draining: {
