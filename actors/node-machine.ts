@@ -12,8 +12,10 @@
 //
 // Built for fleets of thousands of nodes per plane:
 // - Ready or busy is re-decided only on the events that can change it (a job assigned or
-//   ended, a change of reported status, the connection closing), which raise `capacity`:
-//   no eventless transition is evaluated after every frame.
+//   ended, a change of reported status, the connection closing): no eventless transition is
+//   evaluated after every frame. A job assigned (in ready) or ended (in busy) is decided by
+//   that state's own guarded transition, the others raise `capacity`: a job is two events,
+//   and a raised one is a microstep more each.
 // - Liveness is the machine's own `Liveness` record; a frame only stamps it (`heard`), with
 //   no transition. A heartbeat that changes nothing else is a transition that does nothing
 //   (`steadyHeartbeat`), and the machine exports that decision (`skipsActor`) so that the
@@ -47,7 +49,7 @@ export interface Registration {
 
 export type NodeEndReason = 'expired' | 'deregistered' | 'replaced' | 'shutdown' | 'rejected' | 'disconnected' | 'failed';
 
-type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
+export type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
 
 /** What the machine asks of the world, as emitted events; the supervisor's NodeSession carries them out. */
 export type NodeEmitted =
@@ -298,8 +300,10 @@ export const nodeMachine = setup({
           { guard: 'announce', actions: ['reconfigure', 'sendConfigure'] },
           { actions: 'reconfigure' },
         ],
-        'job.assigned': { actions: raise({ type: 'capacity' }) },
-        'job.ended': { actions: raise({ type: 'capacity' }) },
+        // Ready or busy is re-decided in those two states themselves (no raised `capacity`): an
+        // assignment can only take the room, an end can only give it back.
+        'job.assigned': {},
+        'job.ended': {},
         drain: { target: '.draining', actions: [assign({ undrainRequested: false }), 'sendDrain'] },
         Deregister: [
           { guard: 'foreignNodeId', actions: { type: 'replyError', params: () => ({ error: wrongNodeId() }) } },
@@ -321,11 +325,11 @@ export const nodeMachine = setup({
       // and the node has spoken since, the state re-enters and the timer re-arms.
       states: {
         ready: {
-          on: { capacity: { guard: not('hasRoom'), target: 'busy' } },
+          on: { capacity: { guard: not('hasRoom'), target: 'busy' }, 'job.assigned': { guard: not('hasRoom'), target: 'busy' } },
           after: { livenessCheck: [{ guard: 'silent', target: '#node.dead', actions: 'expire' }, { target: 'ready', reenter: true }] },
         },
         busy: {
-          on: { capacity: { guard: 'hasRoom', target: 'ready' } },
+          on: { capacity: { guard: 'hasRoom', target: 'ready' }, 'job.ended': { guard: 'hasRoom', target: 'ready' } },
           after: { livenessCheck: [{ guard: 'silent', target: '#node.dead', actions: 'expire' }, { target: 'busy', reenter: true }] },
         },
         draining: {
@@ -363,6 +367,18 @@ export type NodeSnapshot = SnapshotFrom<typeof nodeMachine>;
  */
 export function skipsActor(snapshot: NodeSnapshot, message: EnvelopeOf<'Heartbeat'>): boolean {
   return isOnline(snapshot) && steadyHeartbeat(snapshot.context, message);
+}
+
+/**
+ * True when the machine would only hand this job message on (its online `job.message`
+ * handling for a message from this node: `handleJobMessage`, no state change, no timer): the
+ * session then hands it to the supervisor itself, without a snapshot. A job costs two such
+ * messages (JobAccepted, JobResult); the machine's transitions for them stay the definition.
+ */
+export function passesJobMessage(snapshot: NodeSnapshot, message: JobMessage): boolean {
+  if (!isOnline(snapshot)) return false;
+  const claimed = claimedNodeId({ type: 'job.message', message });
+  return claimed === undefined || claimed === snapshot.context.nodeId;
 }
 
 /** The protocol's node state (PROTOCOL.md section 7) from a snapshot; runs per frame, so no `matches()`. */

@@ -83,7 +83,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const sessionTokens = new SessionTokens<NodeSession>({
     tokens,
     sessionTtlSeconds: config.sessionTtlSeconds,
-    record: (info) => tokenRegistry.record(info),
+    // One session token per registration: recorded in batches, nothing waits on them.
+    record: (info) => tokenRegistry.recordSoon(info),
     logger: log,
   });
   const revocation = new NodeRevocation(sessionTokens, (jti) => tokenRegistry.isRevoked(jti));

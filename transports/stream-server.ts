@@ -29,7 +29,7 @@ export interface StreamEndpoint {
 
 export function listenStream(endpoint: StreamEndpoint, options: ListenOptions): Promise<TransportServer> {
   const { server } = endpoint;
-  server.on(endpoint.connectionEvent ?? 'connection', (socket: Socket) => {
+  const accepted = new AcceptQueue((socket) => {
     const conn = new StreamConnection(socket, {
       maxFrameBytes: options.maxFrameBytes,
       maxSendBufferBytes: options.maxSendBufferBytes,
@@ -40,6 +40,7 @@ export function listenStream(endpoint: StreamEndpoint, options: ListenOptions): 
     });
     options.onConnection(conn);
   });
+  server.on(endpoint.connectionEvent ?? 'connection', (socket: Socket) => accepted.push(socket));
   return new Promise((resolve, reject) => {
     const onListenError = (err: Error): void =>
       reject(new Error(`cannot listen on ${describe(endpoint.bind)}: ${err.message}`, { cause: err }));
@@ -58,6 +59,64 @@ export function listenStream(endpoint: StreamEndpoint, options: ListenOptions): 
     }
   });
 }
+
+/** Accepted sockets handed to the owner per event-loop turn, at most. */
+export const HANDOVER_BATCH = 64;
+
+/**
+ * Between the kernel's accept queue and the owner. In a reconnect storm the kernel queue
+ * (the listen backlog, capped by net.core.somaxconn) overflows while the plane is busy
+ * setting up the sessions of the connections it already took, and a connection dropped
+ * there waits for the client's SYN retransmission (1 s, then 3, 7, 15 s...) or is lost.
+ * So accepting does no more than queue the socket here, and the owner gets the sockets
+ * HANDOVER_BATCH per turn, with libuv's accept loop (which takes every pending connection)
+ * running between the batches: the kernel queue stays short, and the wait is in our queue,
+ * where nothing is dropped. Nothing is read from a socket before its owner starts it.
+ */
+class AcceptQueue {
+  private readonly waiting: Socket[] = [];
+  private next = 0;
+  private scheduled = false;
+
+  constructor(private readonly handOver: (socket: Socket) => void) {}
+
+  push(socket: Socket): void {
+    // An error while it waits (a reset) must not be an unhandled 'error' event; it is left out then.
+    socket.on('error', ignore);
+    this.waiting.push(socket);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.drain);
+  }
+
+  private readonly drain = (): void => {
+    const end = Math.min(this.waiting.length, this.next + HANDOVER_BATCH);
+    for (; this.next < end; this.next++) {
+      const socket = this.waiting[this.next]!;
+      socket.off('error', ignore);
+      // Closed while waiting: the owner never saw it, and its close has been and gone.
+      if (socket.destroyed) continue;
+      try {
+        this.handOver(socket);
+      } catch (err) {
+        // The owner's bug, as if thrown from the 'connection' event; the sockets after it still go on.
+        socket.destroy();
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+    if (this.next < this.waiting.length) {
+      setImmediate(this.drain);
+      return;
+    }
+    this.waiting.length = 0;
+    this.next = 0;
+    this.scheduled = false;
+  };
+}
+
+function ignore(): void {}
 
 class StreamServer implements TransportServer {
   readonly url: string;

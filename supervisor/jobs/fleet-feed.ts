@@ -18,7 +18,7 @@ export const feedCounters = { reports: 0 };
 export function followNode(
   session: NodeSession,
   scheduler: Scheduler,
-  holdings: Pick<JobCoordinator, 'jobsOf' | 'reservedOn'>,
+  holdings: Pick<JobCoordinator, 'heldBy' | 'reservedOn'>,
   breaker?: Pick<NodeBreaker, 'benched' | 'follow' | 'forget'>,
 ): () => void {
   let used: Resources | undefined;
@@ -44,7 +44,7 @@ export function followNode(
     }
     // The breaker tells this report when the node is benched or returns.
     if (nodeId === undefined) breaker?.follow(registration.nodeId, report);
-    const held = holdings.jobsOf(registration.nodeId).length;
+    const held = holdings.heldBy(registration.nodeId);
     const reserved = holdings.reservedOn(registration.nodeId);
     const isBenched = breaker?.benched(registration.nodeId) !== undefined;
     if (now === state && isClosed === closed && held === running && isBenched === benched && sameResources(reserved, used)) return;

@@ -10,7 +10,7 @@ import type { NodeBreaker } from './node-breaker.js';
 import { OutputMasks } from './output-masks.js';
 import type { Logger } from 'pino';
 import { lifecycleOf, nextJobState, type JobEvent, type JobLifecycle } from '../../actors/job-machine.js';
-import { reservedFor, sumReserved, type JobHoldings, type JobSlot, type Resources } from '../../actors/node-capacity.js';
+import { NO_RESOURCES, reservedFor, type JobHoldings, type JobSlot, type Resources } from '../../actors/node-capacity.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
 import type { RetryOutcome } from '../admin/plane-api.js';
@@ -109,8 +109,22 @@ export class JobCoordinator implements JobHoldings {
     return [...(this.byNode.get(nodeId)?.values() ?? [])];
   }
 
+  /** Read by the node actor on every capacity decision and by the fleet feed on every report: no copies. */
   reservedOn(nodeId: string): Resources {
-    return sumReserved(this.jobsOf(nodeId).map((p) => p.slot.reserved));
+    const held = this.byNode.get(nodeId);
+    if (held === undefined) return { ...NO_RESOURCES };
+    const used = { ...NO_RESOURCES };
+    for (const p of held.values()) {
+      used.cpu_cores += p.slot.reserved.cpu_cores;
+      used.memory_mb += p.slot.reserved.memory_mb;
+      used.disk_gb += p.slot.reserved.disk_gb;
+    }
+    return used;
+  }
+
+  /** How many jobs are placed on a node now. */
+  heldBy(nodeId: string): number {
+    return this.byNode.get(nodeId)?.size ?? 0;
   }
 
   runningJobIds(nodeId: string): string[] {
@@ -122,7 +136,8 @@ export class JobCoordinator implements JobHoldings {
     const assigned = nextJobState(job, { type: 'assign' });
     if (assigned === undefined) return false;
     // The store keeps secret values sealed; opened only for this message, before anything changes.
-    const secrets = (await this.o.store.secrets(job.job_id)) ?? {};
+    // The record names every secret the job has (values `***`): most have none, and need no read.
+    const secrets = Object.keys(job.execution_context.secrets).length === 0 ? {} : ((await this.o.store.secrets(job.job_id)) ?? {});
     if (!(await this.o.store.assign(job.job_id, job.attempt, nodeId, this.o.owner))) return false;
     const placement = this.place(job, nodeId, assigned);
     placement.masks = OutputMasks.of(secrets);
@@ -138,7 +153,7 @@ export class JobCoordinator implements JobHoldings {
     session.send('JobAssignment', data);
     placement.acceptTimer = setTimeout(() => void this.acceptTimedOut(placement), this.o.acceptTimeoutMs);
     this.o.bus.publish({ kind: 'job', job_id: job.job_id, state: 'Assigned', attempt: job.attempt, node_id: nodeId });
-    session.logger.info({ job_id: job.job_id, attempt: job.attempt, node_id: nodeId }, 'job assigned');
+    if (session.logs('info')) session.logger.info({ job_id: job.job_id, attempt: job.attempt, node_id: nodeId }, 'job assigned');
     return true;
   }
 
@@ -340,12 +355,13 @@ export class JobCoordinator implements JobHoldings {
     const outcome = ends || standing.kind === 'stale' ? await this.o.store.storeResult(data.job_id, data.attempt, result, data.metrics, this.o.owner) : 'stale';
     // Acknowledged only now that the result is stored (or was already, or is stale).
     session.send('JobResultAck', { job_id: data.job_id, attempt: data.attempt }, replyTo);
-    const log = session.logger.child({ job_id: data.job_id, attempt: data.attempt });
+    // No child logger per result: the job's fields go on the line itself, and only when it is written.
+    const logs = session.logs('info');
     if (outcome !== 'stored') {
-      log.info({ outcome }, 'result acknowledged without change');
+      if (logs) session.logger.info({ job_id: data.job_id, attempt: data.attempt, outcome }, 'result acknowledged without change');
       return;
     }
-    log.info({ status: data.result.status, exit_code: data.result.exit_code }, 'job finished');
+    if (logs) session.logger.info({ job_id: data.job_id, attempt: data.attempt, status: data.result.status, exit_code: data.result.exit_code }, 'job finished');
     const placement = this.placements.get(data.job_id);
     if (placement !== undefined && placement.attempt === data.attempt) this.release(placement);
     if (standing.kind === 'current') {

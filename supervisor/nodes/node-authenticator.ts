@@ -22,6 +22,8 @@ export interface Authenticated {
   tokenIds: string[];
   /** The registration token the session descends from; carried into every session token. */
   registrationJti?: string;
+  /** The id of the token the node came with, as verified (for the audit line). */
+  presentedJti?: string;
 }
 
 export async function authenticateNode(
@@ -55,6 +57,7 @@ export async function authenticateNode(
     tokenIds,
   };
   if (registrationJti !== undefined) authenticated.registrationJti = registrationJti;
+  if (verified.jti !== undefined) authenticated.presentedJti = verified.jti;
   return authenticated;
 }
 

@@ -10,7 +10,9 @@ import { systemClock, type Liveness, type NodeClock } from '../../actors/node-li
 import {
   nodeMachine,
   nodeStateOf,
+  passesJobMessage,
   skipsActor,
+  type JobMessage,
   type NodeEmitted,
   type NodeEvent,
   type NodeOutput,
@@ -75,7 +77,7 @@ export class NodeSession {
   readonly actor: NodeActor;
   /** The actor's liveness record: every frame stamps it, with no transition. */
   private readonly liveness: Liveness;
-  readonly logger: Logger;
+  #logger: Logger | undefined;
   /** The codec of the node's `RegisterNode`; replies use it (PROTOCOL.md section 2). */
   private codec: Codec = CODEC_JSON;
   private registeredCodec = false;
@@ -95,7 +97,6 @@ export class NodeSession {
     readonly connection: Connection,
     private readonly host: SessionHost,
   ) {
-    this.logger = host.logger.child({ conn_id: connection.id });
     this.rate = host.rates === undefined || NodeRateLimit.unlimited(host.rates) ? undefined : new NodeRateLimit(host.rates);
     const clock = host.clock ?? systemClock;
     // Every event the actor is sent (by the session, the API or its own timers) passes the
@@ -115,6 +116,16 @@ export class NodeSession {
       error: (err) => this.failed(err),
       complete: () => undefined,
     });
+  }
+
+  /** The session's logger, with its `conn_id`: made on first use (a pino child costs each of a fleet's sessions, most never log). */
+  get logger(): Logger {
+    return (this.#logger ??= this.host.logger.child({ conn_id: this.connection.id }));
+  }
+
+  /** Whether lines at `level` are written at all: asked before a routine line, so that it makes no logger when not. */
+  logs(level: 'info' | 'debug'): boolean {
+    return this.host.logger.isLevelEnabled(level);
   }
 
   // ---- the actor's effects ----
@@ -241,8 +252,21 @@ export class NodeSession {
         this.rate?.chargeDecoding(done - reading, done);
       }
     }
-    // The machine's own decision that such a heartbeat needs no transition.
-    if (!(message.type === 'Heartbeat' && skipsActor(this.actor.getSnapshot(), message))) this.deliver(message.id, eventOf(message));
+    // The machine's own decisions that such a heartbeat needs no transition, and that such a
+    // job message is only handed on (as its `handleJobMessage` effect would be).
+    if (message.type === 'Heartbeat' && skipsActor(this.actor.getSnapshot(), message)) {
+      // Nothing for the actor.
+    } else if (isJobMessage(message) && passesJobMessage(this.actor.getSnapshot(), message)) {
+      // As if delivered: an error raised meanwhile (an effect that fails) answers this message.
+      this.handling = message.id;
+      try {
+        this.carryOut({ type: 'handleJobMessage', message });
+      } finally {
+        this.handling = undefined;
+      }
+    } else {
+      this.deliver(message.id, eventOf(message));
+    }
     this.host.observed?.(this, message);
   }
 
@@ -307,6 +331,10 @@ export class NodeSession {
     this.closeCode ??= err === undefined ? 'closed by the control plane' : err.code;
     await this.connection.close();
   }
+}
+
+function isJobMessage(message: NodeMessage): message is JobMessage {
+  return message.type === 'JobAccepted' || message.type === 'JobRejected' || message.type === 'LogChunk' || message.type === 'JobResult';
 }
 
 /** The actor event for a validated message. */

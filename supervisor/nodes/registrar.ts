@@ -55,7 +55,7 @@ export class Registrar {
       throw err;
     }
     // Over the per-address connection rate, only a resumed session is let in (connection probation).
-    const refusal = this.o.gate.authenticated(session.connection, result.registration.nodeId, token, result.registration.resumed);
+    const refusal = this.o.gate.authenticated(session.connection, result.registration.nodeId, result.presentedJti, result.registration.resumed);
     if (refusal !== undefined) throw refusal;
     this.pending.set(session, { ...result, replyTo: message.id, agreed });
     return { ...result.registration, protocolVersion: agreed.version };
@@ -80,10 +80,12 @@ export class Registrar {
       session: auth.session,
     });
     const kept = adoptJobs(this.o.coordinator, session, nodeId, auth);
-    session.logger.info(
-      { node_id: nodeId, hostname: registration.info.hostname, resumed: registration.resumed, kept_jobs: kept },
-      'node registered',
-    );
+    if (session.logs('info')) {
+      session.logger.info(
+        { node_id: nodeId, hostname: registration.info.hostname, resumed: registration.resumed, kept_jobs: kept },
+        'node registered',
+      );
+    }
     this.o.wakeScheduler();
   }
 
@@ -97,7 +99,7 @@ export class Registrar {
     if (!this.o.registry.unbind(nodeId, session)) return;
     this.o.registry.buryNode(view);
     this.o.heartbeats.fleetChanged();
-    session.logger.info({ node_id: nodeId, reason }, 'node gone');
+    if (session.logs('info')) session.logger.info({ node_id: nodeId, reason }, 'node gone');
     // Replaced or shut down: the node lives on elsewhere, or comes back to resume its jobs.
     if (reason === 'expired' || reason === 'deregistered' || reason === 'failed') this.o.coordinator.nodeGone(nodeId, `node ${reason}`);
     if (reason === 'deregistered') this.revokeSession(session, nodeId, sessionJtis);

@@ -115,10 +115,13 @@ export class AuditLog implements AuditSink {
   }
 
   record(event: AuditEvent): void {
+    const warn = WARN_EVENTS.has(event.event);
+    // Neither a file nor a log level that shows it (a registration storm is one line per node): nothing to build.
+    if (this.fd === undefined && !this.logger.isLevelEnabled(warn ? 'warn' : 'info')) return;
     const line = toLine(event, this.now());
     // pino adds its own `time`.
     const { time: _time, ...fields } = line;
-    if (WARN_EVENTS.has(event.event)) this.logger.warn(fields, `audit: ${event.event}`);
+    if (warn) this.logger.warn(fields, `audit: ${event.event}`);
     else this.logger.info(fields, `audit: ${event.event}`);
     this.append(`${JSON.stringify(line)}\n`);
   }

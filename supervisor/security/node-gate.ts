@@ -68,17 +68,18 @@ export class NodeGate {
   }
 
   /**
-   * A `RegisterNode` was accepted; `token` only for its `jti`. Returns the error to refuse it
-   * with after all: a connection over the connection rate is let in only to resume a session.
+   * A `RegisterNode` was accepted; `jti` is the verified id of the token it came with (read
+   * from the verification, not decoded again). Returns the error to refuse it with after all: a
+   * connection over the connection rate is let in only to resume a session.
    */
-  authenticated(conn: Connection, nodeId: string, token: string, resumed: boolean): MusterError | undefined {
+  authenticated(conn: Connection, nodeId: string, jti: string | undefined, resumed: boolean): MusterError | undefined {
     const refusal = this.endProbation(conn, resumed);
     if (refusal !== undefined) return refusal;
     this.options.audit.record({
       event: 'auth_succeeded',
       address: addressOf(conn),
       node_id: nodeId,
-      jti: claimedJti(token),
+      jti: jti !== undefined && JTI.test(jti) ? jti : undefined,
       correlation_id: conn.id,
       reason: resumed ? 'session resumed' : 'registered',
     });

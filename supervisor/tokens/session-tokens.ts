@@ -29,8 +29,8 @@ export interface SessionGrant {
 export interface SessionTokensOptions {
   tokens: TokenAuthority;
   sessionTtlSeconds: number;
-  /** Records each session token minted (for `muster token list`). */
-  record: (info: TokenInfo) => Promise<void>;
+  /** Records each session token minted (for `muster token list`); nothing waits for it. */
+  record: (info: TokenInfo) => unknown;
   logger: Logger;
 }
 

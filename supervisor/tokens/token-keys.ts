@@ -5,6 +5,7 @@
 import { createHash, createSecretKey, webcrypto, type KeyObject } from 'node:crypto';
 import { errors, type CryptoKey, type FlattenedJWSInput, type JWSHeaderParameters } from 'jose';
 import { MusterError } from '../../protocol/errors.js';
+import { Hs256Signer } from './hs256-signer.js';
 import { MIN_SECRET_BYTES } from './secret.js';
 
 /** The algorithms Muster knows; `none` and every other one are refused. */
@@ -73,11 +74,14 @@ export interface KeyRingOptions {
 export class KeyRing {
   /** The key new tokens are signed with. */
   readonly signing: HmacKey;
+  /** Signs with `signing`, synchronously. */
+  readonly signer: Hs256Signer;
   readonly #byKid = new Map<string, Promise<CryptoKey>>();
   readonly #jwks: JwksResolver | undefined;
 
   constructor(current: Uint8Array, options: KeyRingOptions = {}) {
     this.signing = hmacKey(current);
+    this.signer = new Hs256Signer(this.signing.key, this.signing.kid);
     for (const secret of options.previous ?? []) {
       const { kid, cryptoKey } = hmacKey(secret);
       if (!this.#byKid.has(kid)) this.#byKid.set(kid, cryptoKey);

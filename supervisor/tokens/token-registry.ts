@@ -8,6 +8,9 @@ import type { Revocation, TokenInfo, TokenRecord, TokenStore } from '../store/to
 import type { MintAnswer } from '../admin/wire-types.js';
 import type { MintRequest, TokenAuthority } from './tokens.js';
 
+/** How long a token minted in a storm waits to be recorded with the others (`recordSoon`). */
+export const RECORD_BATCH_MS = 50;
+
 export interface TokenRegistryOptions {
   store: TokenStore;
   logger: Logger;
@@ -37,6 +40,11 @@ export class TokenRegistry {
   /** `seq` of the newest revocation read from the store. */
   #cursor = 0;
   #syncing: Promise<void> | undefined;
+  /** Minted tokens waiting to be recorded together (`recordSoon`), and the timer that writes them. */
+  #unrecorded: TokenInfo[] = [];
+  #recordTimer: NodeJS.Timeout | undefined;
+  /** Settles once every record handed to the store so far is written. */
+  #recorded: Promise<unknown> = Promise.resolve();
 
   private constructor(options: TokenRegistryOptions) {
     this.#store = options.store;
@@ -69,7 +77,21 @@ export class TokenRegistry {
     }
   }
 
-  list(): Promise<TokenRecord[]> {
+  /**
+   * Records a minted token a moment later (RECORD_BATCH_MS), with every other one minted
+   * meanwhile: a registration storm mints a session token per node, and their records then
+   * share a few transactions instead of each being one. Nothing waits on a record (the token
+   * is valid without it); `list` and `close` write whatever is waiting first.
+   */
+  recordSoon(info: TokenInfo): void {
+    this.#unrecorded.push(info);
+    if (this.#recordTimer !== undefined) return;
+    this.#recordTimer = setTimeout(() => void this.#recordWaiting(), RECORD_BATCH_MS);
+    this.#recordTimer.unref();
+  }
+
+  async list(): Promise<TokenRecord[]> {
+    await this.#recordWaiting();
     return this.#store.listTokens();
   }
 
@@ -90,9 +112,23 @@ export class TokenRegistry {
     return this.#syncing;
   }
 
+  /** Stops the housekeeping; the records still waiting are handed to the store, which commits them as it closes. */
   close(): void {
     for (const timer of this.#timers) clearInterval(timer);
     this.#timers.length = 0;
+    void this.#recordWaiting();
+  }
+
+  /** Writes every waiting record, in one event-loop turn (so in one group commit); settles once all handed out so far are written. */
+  #recordWaiting(): Promise<unknown> {
+    clearTimeout(this.#recordTimer);
+    this.#recordTimer = undefined;
+    const waiting = this.#unrecorded;
+    if (waiting.length > 0) {
+      this.#unrecorded = [];
+      this.#recorded = Promise.all([this.#recorded, ...waiting.map((info) => this.record(info))]);
+    }
+    return this.#recorded;
   }
 
   async #readNew(): Promise<void> {

@@ -1,15 +1,16 @@
 // Mints and verifies the JWTs of PROTOCOL.md section 5: minted HS256 with the current shared
-// secret (its `kid` in the header); verified with the key the header names (token-keys.ts),
-// within an allow-list of algorithms, then checked against the revocation list.
+// secret (its `kid` in the header), signed as jose would sign them but without WebCrypto
+// (hs256-signer.ts); verified by jose with the key the header names (token-keys.ts), within an
+// allow-list of algorithms, then checked against the revocation list.
 // Every verification failure becomes a MusterError with the protocol's code; no message ever
 // carries the token text, so errors can be logged and sent to the peer as they are.
 import { randomUUID } from 'node:crypto';
-import { SignJWT, errors, jwtVerify } from 'jose';
+import { errors, jwtVerify } from 'jose';
 import type { JWTPayload } from 'jose';
 import { MusterError } from '../../protocol/errors.js';
 import type { TokenInfo } from '../store/token-store.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
-import { KeyRing, SIGNING_ALGORITHM, TOKEN_ALGORITHMS, type JwksResolver, type TokenAlgorithm } from './token-keys.js';
+import { KeyRing, TOKEN_ALGORITHMS, type JwksResolver, type TokenAlgorithm } from './token-keys.js';
 
 export type ApiRole = 'viewer' | 'operator' | 'admin';
 
@@ -148,7 +149,7 @@ export class TokenAuthority {
   ): Promise<{ token: string; expiresAt: Date; jti: string; info: TokenInfo }> {
     const claims: JWTPayload = { scope: SESSION_SCOPE };
     if (registrationJti !== undefined) claims[REGISTRATION_JTI_CLAIM] = registrationJti;
-    const signed = await this.#sign(claims, NODE_AUDIENCE, ttlSeconds, nodeId);
+    const signed = this.#sign(claims, NODE_AUDIENCE, ttlSeconds, nodeId);
     return { token: signed.token, expiresAt: signed.expiresAt, jti: signed.jti, info: infoOf(signed, 'session', nodeId) };
   }
 
@@ -162,12 +163,12 @@ export class TokenAuthority {
     if (o.role === 'node') {
       const claims: JWTPayload = { scope: REGISTER_SCOPE };
       if (o.nodeType !== undefined) claims.node_type = o.nodeType;
-      const signed = await this.#sign(claims, NODE_AUDIENCE, o.ttlSeconds, o.sub);
+      const signed = this.#sign(claims, NODE_AUDIENCE, o.ttlSeconds, o.sub);
       return { token: signed.token, info: infoOf(signed, 'node', o.sub, o.nodeType) };
     }
     if (!API_ROLES.includes(o.role)) throw new Error(`unknown API role ${String(o.role)}`);
     if (o.nodeType !== undefined) throw new Error('a node type only applies to node registration tokens');
-    const signed = await this.#sign({ role: o.role }, API_AUDIENCE, o.ttlSeconds, o.sub);
+    const signed = this.#sign({ role: o.role }, API_AUDIENCE, o.ttlSeconds, o.sub);
     return { token: signed.token, info: infoOf(signed, o.role, o.sub) };
   }
 
@@ -216,26 +217,15 @@ export class TokenAuthority {
     return { role: role as ApiRole, sub: optionalString(payload.sub, 'sub'), jti: optionalString(payload.jti, 'jti') };
   }
 
-  async #sign(
-    claims: JWTPayload,
-    audience: string,
-    ttlSeconds: number,
-    sub: string | undefined,
-  ): Promise<Signed> {
+  /** Signed now, synchronously (hs256-signer.ts): the claims in the order jose's `SignJWT` setters give them. */
+  #sign(claims: JWTPayload, audience: string, ttlSeconds: number, sub: string | undefined): Signed {
     if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) throw new Error('token ttl must be a positive number of seconds');
     const iat = Math.floor(this.#now().getTime() / 1000);
     const exp = iat + Math.ceil(ttlSeconds);
     const jti = randomUUID();
-    const jwt = new SignJWT(claims)
-      .setProtectedHeader({ alg: SIGNING_ALGORITHM, typ: 'JWT', kid: this.#keys.signing.kid })
-      .setIssuer(this.#issuer)
-      .setAudience(audience)
-      .setJti(jti)
-      .setIssuedAt(iat)
-      .setExpirationTime(exp);
-    if (sub !== undefined) jwt.setSubject(sub);
-    const signed = await jwt.sign(await this.#keys.signing.cryptoKey);
-    return { token: signed, jti, issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000) };
+    const payload: JWTPayload = { ...claims, iss: this.#issuer, aud: audience, jti, iat, exp };
+    if (sub !== undefined) payload.sub = sub;
+    return { token: this.#keys.signer.sign(payload), jti, issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000) };
   }
 
   /** Refuses the token when any of its ids (its own `jti`, the registration it descends from) is revoked. */

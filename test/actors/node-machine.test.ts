@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { createActor, SimulatedClock } from 'xstate';
 import { NO_RESOURCES, sumReserved, type JobHoldings, type Resources } from '../../actors/node-capacity.js';
-import { nodeMachine, skipsActor, type Registration } from '../../actors/node-machine.js';
+import { nodeMachine, passesJobMessage, skipsActor, type JobMessage, type Registration } from '../../actors/node-machine.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
 
@@ -362,6 +362,35 @@ describe('node machine', () => {
     actor.send({ type: 'Heartbeat', message: heartbeat('Ready') });
     expect(actor.getSnapshot().value).toEqual(before.value);
     expect(actor.getSnapshot().context).toEqual(before.context);
+  });
+
+  it('decides which job messages it only hands on: from this node, online (busy or draining too), nothing else', async () => {
+    const result = (nodeId: string): JobMessage =>
+      ({ type: 'JobResult', data: { job_id: 'j', attempt: 1, node_id: nodeId, result: {}, metrics: {} } }) as unknown as JobMessage;
+    const accepted = { type: 'JobAccepted', data: { job_id: 'j', attempt: 1 } } as unknown as JobMessage;
+    const waiting = start();
+    expect(passesJobMessage(waiting.actor.getSnapshot(), accepted)).toBe(false);
+    const { actor, calls, holdings } = await registered();
+    const foreign = result('11111111-1111-4111-8111-111111111111');
+    for (const status of ['ready', 'busy', 'draining'] as const) {
+      if (status === 'busy') {
+        holdings.jobs.set('j', { cpu_cores: 2, memory_mb: 0, disk_gb: 0 });
+        actor.send({ type: 'job.assigned', jobId: 'j' });
+      }
+      if (status === 'draining') actor.send({ type: 'drain' });
+      const before = actor.getSnapshot();
+      expect(before.value).toEqual({ online: status });
+      expect(passesJobMessage(before, accepted)).toBe(true);
+      expect(passesJobMessage(before, result(NODE_ID))).toBe(true);
+      expect(passesJobMessage(before, foreign)).toBe(false);
+      // Delivered anyway, the machine only hands them on: the same state and context.
+      const handed = calls.jobMessages;
+      actor.send({ type: 'job.message', message: accepted });
+      actor.send({ type: 'job.message', message: result(NODE_ID) });
+      expect(calls.jobMessages).toBe(handed + 2);
+      expect(actor.getSnapshot().value).toEqual(before.value);
+      expect(actor.getSnapshot().context).toEqual(before.context);
+    }
   });
 
   it('ends the node, answered internal and closed, when one of its effects fails', async () => {

@@ -30,7 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { mintApiToken } from './bench-node.js';
 import type { DispatchCommand, DispatchReport, DispatchWorkerConfig, JobStamp } from './dispatch-worker.js';
 import { CpuWindow, cpuSeconds, machineCpuSeconds } from './proc-stats.js';
-import { startPlane, stop, withFdLimit, type RunningPlane } from './processes.js';
+import { planeNodeArgs, startPlane, stop, withFdLimit, type RunningPlane } from './processes.js';
 import { stackShare } from './profile-share.js';
 import { summarize, type Summary } from './quantiles.js';
 
@@ -230,6 +230,8 @@ async function backlog(
   // What a core to itself would allow, from the plane's own CPU time (user + system) per job.
   const perJobUs = (cpu.cpuSeconds * 1e6) / jobs;
   console.log(`  plane CPU per job ${perJobUs.toFixed(0)} µs: at most ${Math.round(1e6 / perJobUs)} jobs/s on one whole core`);
+  // For a profile of the plane taken from outside (perf with -k CLOCK_MONOTONIC, BENCH_PLANE_NODE_ARGS=--perf-basic-prof).
+  if (planeNodeArgs().length > 0) console.log(`  window (CLOCK_MONOTONIC µs) --from-us ${fromUs} --to-us ${toUs}`);
   return result;
 }
 

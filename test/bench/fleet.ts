@@ -124,6 +124,7 @@ async function measure(fleet: Fleet): Promise<void> {
   for (const w of fleet.workers) w.tell({ type: 'start' });
   const ramps = await Promise.all(fleet.workers.map((w) => w.next('registered')));
   const rampMs = performance.now() - rampStarted;
+  const rampToUs = monotonicUs();
   const ramp = rampCpu.percent();
   const registered = sum(ramps.map((r) => r.registered));
   printRamp(ramps, rampMs, ramp.percent, statusKiB(plane.pid, 'VmRSS'));
@@ -165,18 +166,23 @@ async function measure(fleet: Fleet): Promise<void> {
     statsAfter,
     reports,
   });
-  if (RESUME) await resumeStorm(fleet.workers, plane);
-  if (planeNodeArgs().includes('--cpu-prof')) {
-    console.log(`  hold window for profile-summary.ts: --from-us ${holdFromUs} --to-us ${holdToUs} (ramp started at ${rampFromUs})`);
+  const resume = RESUME ? await resumeStorm(fleet.workers, plane) : undefined;
+  // For profiles of the plane (--cpu-prof, or perf with -k CLOCK_MONOTONIC): its phases on the same clock.
+  if (planeNodeArgs().length > 0) {
+    console.log('  windows (CLOCK_MONOTONIC µs), e.g. for profile-summary.ts:');
+    console.log(`    ramp   --from-us ${rampFromUs} --to-us ${rampToUs}`);
+    console.log(`    hold   --from-us ${holdFromUs} --to-us ${holdToUs}`);
+    if (resume !== undefined) console.log(`    resume --from-us ${resume.fromUs} --to-us ${resume.toUs}`);
   }
   await heapSnapshotIfAsked(plane);
 }
 
-/** Every connection drops, every node resumes at once: how long until all are back. */
-async function resumeStorm(workers: Worker[], plane: RunningPlane): Promise<void> {
+/** Every connection drops, every node resumes at once: how long until all are back (and its window, in profile µs). */
+async function resumeStorm(workers: Worker[], plane: RunningPlane): Promise<{ fromUs: number; toUs: number }> {
   const cpu = new CpuWindow(plane.pid);
   cpu.start();
   const started = performance.now();
+  const fromUs = monotonicUs();
   const reports: ResumeReport[] = await Promise.all(
     workers.map((w) => {
       const report = w.next('resumed');
@@ -185,6 +191,7 @@ async function resumeStorm(workers: Worker[], plane: RunningPlane): Promise<void
     }),
   );
   const ms = performance.now() - started;
+  const toUs = monotonicUs();
   const resumed = sum(reports.map((r) => r.resumed));
   console.log(
     `\nresume storm: every connection dropped, then ${resumed} nodes resumed at once with their session tokens in ${(ms / 1000).toFixed(1)} s ` +
@@ -194,6 +201,7 @@ async function resumeStorm(workers: Worker[], plane: RunningPlane): Promise<void
   console.log(`  ${perNodeCpu(cpu.percent().cpuSeconds, resumed, 'resume')}`);
   const firstError = reports.find((r) => r.firstError !== undefined)?.firstError;
   if (firstError !== undefined) console.log(`  first failure: ${firstError}`);
+  return { fromUs, toUs };
 }
 
 /** The plane's own CPU time (user + system) per node, and what one whole core would do at that cost. */

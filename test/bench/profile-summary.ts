@@ -2,7 +2,8 @@
 //
 //   node --import tsx test/bench/profile-summary.ts FILE.cpuprofile [--from-us A --to-us B]
 //     self time by function and by source file (or package), optionally only the samples
-//     between two CLOCK_MONOTONIC µs stamps (the fleet bench prints its hold window so)
+//     between two CLOCK_MONOTONIC µs stamps (the fleet bench prints its windows so);
+//     with --inclusive also the time of each function with its callees
 //   node --import tsx test/bench/profile-summary.ts FILE.heapsnapshot [--per N]
 //     live objects by constructor (count and self size), divided by N (e.g. the node count)
 import { readFileSync } from 'node:fs';
@@ -17,7 +18,7 @@ interface CallFrame {
 }
 
 interface CpuProfile {
-  nodes: { id: number; callFrame: CallFrame }[];
+  nodes: { id: number; callFrame: CallFrame; children?: number[] }[];
   samples: number[];
   timeDeltas: number[];
   startTime: number;
@@ -35,6 +36,14 @@ function summarizeCpu(path: string, fromUs: number, toUs: number): void {
   const frames = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
   const byFunction = new Map<string, number>();
   const byFile = new Map<string, number>();
+  // Inclusive: a sample counts once for every distinct function on its stack.
+  const inclusive = new Map<string, number>();
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const nameOf = (frame: CallFrame): string => {
+    const file = fileOf(frame.url) || frame.functionName;
+    return `${frame.functionName || '(anonymous)'}  ${file}${frame.url ? `:${frame.lineNumber + 1}` : ''}`;
+  };
   let t = profile.startTime;
   let total = 0;
   profile.samples.forEach((id, i) => {
@@ -43,8 +52,13 @@ function summarizeCpu(path: string, fromUs: number, toUs: number): void {
     if (t < fromUs || t > toUs) return;
     const frame = frames.get(id)!;
     const file = fileOf(frame.url) || frame.functionName;
-    const name = `${frame.functionName || '(anonymous)'}  ${file}${frame.url ? `:${frame.lineNumber + 1}` : ''}`;
+    const name = nameOf(frame);
     byFunction.set(name, (byFunction.get(name) ?? 0) + delta);
+    if (frame.functionName !== '(idle)') {
+      const seen = new Set<string>();
+      for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) seen.add(nameOf(frames.get(at)!));
+      for (const n of seen) inclusive.set(n, (inclusive.get(n) ?? 0) + delta);
+    }
     byFile.set(file, (byFile.get(file) ?? 0) + delta);
     total += delta;
   });
@@ -52,6 +66,7 @@ function summarizeCpu(path: string, fromUs: number, toUs: number): void {
   console.log(`${path}: ${(total / 1e6).toFixed(1)} s of samples, ${(busy / 1e6).toFixed(1)} s not idle (percentages are of the non-idle time)\n`);
   printTop('self time by source file or package', byFile, busy, 25);
   printTop('self time by function', byFunction, busy, 40);
+  if (process.argv.includes('--inclusive')) printTop('inclusive time by function (self and callees)', inclusive, busy, 80);
 }
 
 /** A path under the checkout, `pkg:name` inside node_modules, or a `node:` built-in. */
@@ -107,7 +122,7 @@ function option(name: string, fallback: number): number {
 
 const file = process.argv[2];
 if (file === undefined) {
-  console.error('usage: profile-summary.ts FILE.cpuprofile [--from-us A --to-us B] | FILE.heapsnapshot [--per N]');
+  console.error('usage: profile-summary.ts FILE.cpuprofile [--from-us A --to-us B] [--inclusive] | FILE.heapsnapshot [--per N]');
   process.exit(2);
 } else if (file.endsWith('.heapsnapshot')) {
   summarizeHeap(file, option('--per', 1));
