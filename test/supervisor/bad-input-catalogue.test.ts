@@ -104,8 +104,10 @@ afterEach(() => {
 
 afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
-  // Every code of the protocol's table has a row (shutting_down: the last test).
-  expect([...covered].sort()).toEqual(Object.keys(ERROR_CODES).sort());
+  // Every code of the protocol's table has a row (shutting_down: the last test), but for those
+  // of a wire feature this plane does not turn on yet: no node can provoke them.
+  const notYet = new Set<string>(['artifact_rejected']);
+  expect([...covered].sort()).toEqual(Object.keys(ERROR_CODES).filter((code) => !notYet.has(code)).sort());
 });
 
 describe('a plain plane with a key set (HS256 secret, Ed25519 and P-256 keys)', () => {
@@ -180,6 +182,11 @@ describe('a plain plane with a key set (HS256 secret, Ed25519 and P-256 keys)', 
       return { link: c, replyTo: 'hb-1' };
     } },
     { code: 'register_timeout', fatal: true, what: 'silence after connecting', provoke: async () => ({ link: await fresh() }) },
+    { code: 'unsupported_version', fatal: true, what: 'a RegisterNode offering only protocol version 3', provoke: async () => {
+      const c = await fresh();
+      c.send(registerNodeMessage({ token: await p.registrationToken(), protocolVersions: [3], id: 'reg-v3' }));
+      return { link: c, replyTo: 'reg-v3', field: 'data.protocol_versions' };
+    } },
     { code: 'unknown_type', fatal: false, what: 'a type this version does not know', provoke: async () => {
       const c = await registered();
       c.send({ type: 'Telemetry', id: 't-1', data: {} });
