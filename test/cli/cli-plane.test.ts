@@ -199,7 +199,7 @@ describe('muster nodes and undrain against a real plane', () => {
     const agent = await harness.startAgent(plane, { tags: { pool } });
     const table = await muster(['nodes']);
     const row = table.stdout.split('\n').find((l) => l.startsWith(agent.nodeId));
-    expect(row?.split(/\s{2,}/).slice(3, 8)).toEqual(['ready', '0', `pool=${pool}`, 'tcp', '1']);
+    expect(row?.split(/\s{2,}/).slice(3, 8)).toEqual(['ready', '0', `pool=${pool}`, 'tcp', '2']);
     expect((await muster(['drain', agent.nodeId])).code).toBe(0);
     // The agent reports Draining too: the node stays draining until it is undrained.
     await agent.proc.waitForLog((l) => l.msg === 'control plane asked to drain; taking no new jobs', WAIT_MS, 'drain seen');
@@ -212,7 +212,7 @@ describe('muster nodes and undrain against a real plane', () => {
     // The node's own entry: what it registered with, and how it got where it is.
     const detail = await plane.api.request<NodeDetail>('GET', `/v1/nodes/${agent.nodeId}`);
     expect(detail.status).toBe(200);
-    expect(detail.body).toMatchObject({ node_id: agent.nodeId, transport: 'tcp', protocol_version: 1, tags: { pool } });
+    expect(detail.body).toMatchObject({ node_id: agent.nodeId, transport: 'tcp', protocol_version: 2, tags: { pool } });
     expect(detail.body.capabilities?.runner_types.length).toBeGreaterThan(0);
     const path = (detail.body.transitions ?? []).map((t) => `${t.from}>${t.to}`).join(' ');
     expect(path).toMatch(/^registering>ready .*ready>draining draining>ready/);
