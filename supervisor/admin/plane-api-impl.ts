@@ -1,7 +1,9 @@
 // The running control plane as the admin HTTP API sees it (plane-api.ts `PlaneApi`): jobs
 // through the store and the job coordinator, nodes through the registry (their state is
-// their actors'), and the plane's counters for `/v1/stats` and `/metrics`.
+// their actors'), and the plane's metrics (observability/plane-metrics.ts) for `/v1/stats` and
+// `/metrics`, whose gauges it points at the registry, the scheduler's queue and the store.
 import type { Logger } from 'pino';
+import type { PlaneMetrics } from '../../observability/plane-metrics.js';
 import { offersUndrain, type NodeState } from '../../actors/node-machine.js';
 import type { Bus } from '../bus/bus.js';
 import type { Config } from '../config.js';
@@ -10,9 +12,8 @@ import { pipelineApi } from '../jobs/pipeline-api.js';
 import type { Scheduler } from '../jobs/scheduler.js';
 import type { NodeIntake } from '../nodes/node-intake.js';
 import type { NodeRegistry } from '../nodes/node-registry.js';
-import type { JobRecord, JobState, JobStore, LogRecord, NewJob, OwnerToken } from '../store/job-store.js';
+import type { JobRecord, JobStore, LogRecord, NewJob, OwnerToken } from '../store/job-store.js';
 import type { PlaneApi } from './plane-api.js';
-import { renderMetrics } from './plane-metrics.js';
 import type { NodeDetail, NodeView, WaitingFor } from './wire-types.js';
 
 export interface PlaneApiParts {
@@ -24,9 +25,10 @@ export interface PlaneApiParts {
   bus: Bus;
   coordinator: JobCoordinator;
   /** Told of each submitted job at once (no store read), and asked why a queued job waits. */
-  scheduler: Pick<Scheduler, 'enqueue' | 'waitingFor'>;
+  scheduler: Pick<Scheduler, 'enqueue' | 'waitingFor' | 'queueDepth'>;
   registry: NodeRegistry;
   intake: NodeIntake;
+  metrics: PlaneMetrics;
   /** Asks the scheduler for a pass: a job was queued. */
   wakeScheduler(): void;
 }
@@ -46,6 +48,12 @@ export class PlaneApiImpl implements PlaneApi {
     this.listJobs = pipelines.listJobs;
     this.jobAttempts = pipelines.jobAttempts;
     this.retryJob = pipelines.retryJob;
+    p.metrics.readFrom({
+      connections: () => p.intake.connectionsByTransport(),
+      nodes: () => Object.entries(nodeCounts(p.registry)),
+      queueDepth: () => p.scheduler.queueDepth(),
+      jobs: async () => Object.entries(await p.store.counts()),
+    });
   }
 
   async submitJob(job: NewJob): Promise<JobRecord> {
@@ -98,25 +106,20 @@ export class PlaneApiImpl implements PlaneApi {
   }
 
   async stats(): Promise<Record<string, number>> {
-    const { counters } = this.p.intake;
+    const { wire } = this.p.metrics;
     return {
       active_connections: this.p.intake.connections,
-      total_messages_sent: counters.messagesSent,
-      total_messages_received: counters.messagesReceived,
+      total_messages_sent: wire.messagesSent,
+      total_messages_received: wire.framesIn,
       nodes: this.p.registry.size,
+      ...prefixed('nodes_', nodeCounts(this.p.registry)),
+      ...prefixed('queued_', Object.fromEntries([...this.p.scheduler.queueDepth()].map(([p, n]) => [p.toLowerCase(), n]))),
       ...prefixed('jobs_', await this.p.store.counts()),
     };
   }
 
-  async metrics(): Promise<string> {
-    const { counters } = this.p.intake;
-    return renderMetrics({
-      connections: this.p.intake.connections,
-      messagesReceived: counters.messagesReceived,
-      messagesSent: counters.messagesSent,
-      nodes: nodeCounts(this.p.registry),
-      jobs: await this.p.store.counts(),
-    });
+  metrics(): Promise<string> {
+    return this.p.metrics.render();
   }
 
   isReady(): boolean {
@@ -140,6 +143,6 @@ function nodeCounts(registry: NodeRegistry): Record<NodeState, number> {
   return counts;
 }
 
-function prefixed(prefix: string, counts: Record<JobState, number>): Record<string, number> {
+function prefixed(prefix: string, counts: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(counts).map(([k, v]) => [`${prefix}${k}`, v]));
 }

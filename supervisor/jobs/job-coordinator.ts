@@ -9,6 +9,7 @@
 import type { Logger } from 'pino';
 import { lifecycleOf, nextJobState, type JobEvent, type JobLifecycle } from '../../actors/job-machine.js';
 import { reservedFor, sumReserved, type JobHoldings, type JobSlot, type Resources } from '../../actors/node-capacity.js';
+import type { PlaneMetrics } from '../../observability/plane-metrics.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
 import type { RetryOutcome } from '../admin/plane-api.js';
@@ -62,6 +63,8 @@ export interface CoordinatorOptions {
   wakeScheduler(): void;
   /** Where job messages for attempts the sender never held are recorded; undefined: not audited. */
   audit?: AuditSink;
+  /** Counts dispatch latency and stored results. */
+  metrics?: Pick<PlaneMetrics, 'dispatched' | 'jobResult'>;
 }
 
 type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
@@ -128,6 +131,7 @@ export class JobCoordinator implements JobHoldings {
     };
     if (job.deadline !== undefined) data.deadline = job.deadline;
     session.send('JobAssignment', data);
+    if (job.attempt === 1) this.o.metrics?.dispatched(Date.now() - Date.parse(job.created_at));
     placement.acceptTimer = setTimeout(() => void this.acceptTimedOut(placement), this.o.acceptTimeoutMs);
     this.o.bus.publish({ kind: 'job', job_id: job.job_id, state: 'Assigned', attempt: job.attempt, node_id: nodeId });
     session.logger.info({ job_id: job.job_id, attempt: job.attempt, node_id: nodeId }, 'job assigned');
@@ -329,6 +333,7 @@ export class JobCoordinator implements JobHoldings {
       return;
     }
     log.info({ status: data.result.status, exit_code: data.result.exit_code }, 'job finished');
+    this.o.metrics?.jobResult(data.result.status, data.metrics.duration_ms);
     const placement = this.placements.get(data.job_id);
     if (placement !== undefined && placement.attempt === data.attempt) this.release(placement);
     if (standing.kind === 'current') {

@@ -22,6 +22,7 @@ import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf, NodeMessage, PlaneMessageType, MessageData } from '../../protocol/messages.js';
 import { readNodeMessage, SCAN_MIN_BYTES } from '../../protocol/message-reader.js';
 import type { Connection } from '../../transports/transport.js';
+import type { WireMeter } from '../../observability/plane-metrics.js';
 import { NodeRateLimit, type NodeRates } from '../security/node-rate-limit.js';
 
 /** What a session needs from the control plane. */
@@ -42,8 +43,8 @@ export interface SessionHost {
   stateChanged(session: NodeSession, state: NodeState): void;
   /** The actor ended; `output` says why (its jobs are the job coordinator's to requeue or keep). */
   ended(session: NodeSession, output: NodeOutput): void;
-  /** Counters for stats. */
-  readonly counters: { messagesReceived: number; messagesSent: number };
+  /** Counts every frame and message in and out (`/metrics`, `/v1/stats`). */
+  readonly meter: WireMeter;
   /** Each connection's message and byte rates (node-rate-limit.ts); undefined: no limits. */
   readonly rates?: NodeRates;
   /**
@@ -185,18 +186,21 @@ export class NodeSession {
     if (this.connection.isClosed) return;
     const envelope: { type: T; data: MessageData<T>; reply_to?: string } = { type, data };
     if (replyTo !== undefined) envelope.reply_to = replyTo;
-    this.connection.send(this.codec, encodeBody(this.codec, envelope));
-    this.host.counters.messagesSent++;
+    const body = encodeBody(this.codec, envelope);
+    this.connection.send(this.codec, body);
+    this.host.meter.messageOut(type, body.length + 1);
   }
 
   /** Sends `Error`; `replyTo` defaults to the id of the message being handled, if any. */
   sendError(err: MusterError, replyTo = this.handling): void {
     if (!err.fatal || err.code === 'internal') this.logger.warn({ code: err.code, field: err.field }, err.message);
+    if (!this.connection.isClosed) this.host.meter.protocolError(err.code);
     this.send('Error', err.toData(), err.replyTo ?? replyTo);
   }
 
   private onFrame(codecByte: number, body: Uint8Array): void {
-    this.host.counters.messagesReceived++;
+    this.host.meter.frameIn(body.length + 1);
+    const previous = this.liveness.lastHeard;
     this.liveness.heard();
     if (this.rate !== undefined && !this.rate.admit(body.length)) {
       this.overRate(this.rate);
@@ -205,6 +209,7 @@ export class NodeSession {
       return;
     }
     if ((codecByte & ENCRYPTED_BIT) !== 0) {
+      this.host.meter.messageIn('invalid');
       this.actor.send({ type: 'frame.error', error: new MusterError('unsupported_codec', 'encryption is not enabled on this listener') });
       return;
     }
@@ -218,6 +223,7 @@ export class NodeSession {
     try {
       message = readNodeMessage(codec, body);
     } catch (err) {
+      this.host.meter.messageIn('invalid');
       const error = toMusterError(err);
       this.deliver(error.replyTo, { type: 'frame.error', error });
       return;
@@ -227,13 +233,18 @@ export class NodeSession {
         this.rate?.chargeDecoding(done - reading, done);
       }
     }
-    // The machine's own decision that such a heartbeat needs no transition.
-    if (message.type === 'Heartbeat' && skipsActor(this.actor.getSnapshot(), message)) return;
+    this.host.meter.messageIn(message.type);
+    if (message.type === 'Heartbeat') {
+      this.host.meter.heartbeat(this.liveness.lastHeard - previous - this.liveness.intervalMs);
+      // The machine's own decision that such a heartbeat needs no transition.
+      if (skipsActor(this.actor.getSnapshot(), message)) return;
+    }
     this.deliver(message.id, eventOf(message));
   }
 
   /** A frame over the node's rates was dropped: tell the node (at most once a second), or close it when it keeps on. */
   private overRate(rate: NodeRateLimit): void {
+    this.host.meter.rateLimited();
     const verdict = rate.overRate();
     if (verdict === 'drop' || this.connection.isClosed) return;
     const closing = this.host.rateLimited?.(this, verdict, rate.dropped);
