@@ -9,6 +9,7 @@ import { drainCommand, undrainCommand } from './drain-command.js';
 import { jobCommand } from './job-command.js';
 import { nodesCommand } from './nodes-command.js';
 import { serveCommand } from './serve-command.js';
+import { statsCommand } from './stats-command.js';
 import { terminalText } from './terminal-text.js';
 import { tokenCommand } from './token-command.js';
 
@@ -18,7 +19,7 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version')
     // Lets `job submit` pass the job's own options through untouched.
     .enablePositionalOptions();
-  for (const command of [serveCommand(), agentCommand(), tokenCommand(), jobCommand(), nodesCommand(), drainCommand(), undrainCommand(), completionCommand()]) {
+  for (const command of [serveCommand(), agentCommand(), tokenCommand(), jobCommand(), nodesCommand(), statsCommand(), drainCommand(), undrainCommand(), completionCommand()]) {
     program.addCommand(command);
   }
   // addCommand does not pass settings down, so set the error format on every command.

@@ -36,6 +36,8 @@ export class CountingHistogram {
   readonly help: string;
   readonly type = 'histogram';
   readonly aggregator = 'sum';
+  /** As prom-client's metrics have it: the label names (`le` aside). */
+  readonly labelNames: readonly string[];
   private readonly bounds: readonly number[];
   private readonly series = new Map<string, Series>();
   private readonly unlabelled: Series;
@@ -47,6 +49,7 @@ export class CountingHistogram {
     this.name = options.name;
     this.help = options.help;
     this.bounds = options.buckets;
+    this.labelNames = options.labelName === undefined ? [] : [options.labelName];
     this.unlabelled = new Series(this.bounds.length);
     // prom-client takes any object with its metrics' members (name, help, type, get, reset).
     registry.registerMetric(this as unknown as Metric);
