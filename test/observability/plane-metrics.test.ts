@@ -12,6 +12,7 @@ import { loadConfig } from '../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../supervisor/control-plane.js';
 import { TERMINAL_STATES, type JobState } from '../../supervisor/store/job-store.js';
 import { NodeClient, registerNodeMessage } from '../supervisor/node-client.js';
+import { startSecurityPlane } from '../supervisor/security-plane.js';
 import { parseExposition, type Exposition } from './prometheus-text.js';
 
 const POOL = { pool: 'metrics-agent' };
@@ -192,5 +193,31 @@ describe('GET /metrics', () => {
     expect(m.types.get('process_cpu_user_seconds_total')).toBe('counter');
     expect(m.types.get('muster_heartbeat_lag_seconds')).toBe('histogram');
     await again.close();
+  });
+});
+
+describe('GET /metrics, limits', () => {
+  it('counts connections refused over the per-address rate and API requests over the per-token rate', async () => {
+    const p = await startSecurityPlane({ connectionRate: 0.1, connectionBurst: 2, banAfterViolations: 0, connectionProbation: 0, apiRequestRate: 0.1, apiRequestBurst: 2 });
+    try {
+      for (let i = 0; i < 2; i++) await (await p.client()).register({ token: await p.registrationToken() });
+      const refused = await p.client();
+      expect((await refused.next('Error')).message.data.code).toBe('rate_limited');
+      const viewer = await p.apiToken('viewer');
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i++) statuses.push((await p.http('GET', '/v1/nodes', viewer)).status);
+      expect(statuses).toEqual([200, 200, 429]);
+      const m = parseExposition((await p.http('GET', '/metrics')).text);
+      expect(m.value('muster_rate_limited_total', { kind: 'node_connection' })).toBe(1);
+      expect(m.value('muster_rate_limited_total', { kind: 'api_token' })).toBe(1);
+      expect(m.sum('muster_rate_limited_total')).toBe(2);
+      // The refused connection is answered before any session: counted as an Error sent, not as a connection let in.
+      expect(m.value('muster_protocol_errors_total', { code: 'rate_limited' })).toBe(1);
+      expect(m.value('muster_messages_sent_total', { type: 'Error' })).toBe(1);
+      expect(m.value('muster_node_connections_opened_total', { transport: 'tcp' })).toBe(2);
+      expect(m.value('muster_node_registrations_total', { kind: 'new' })).toBe(2);
+    } finally {
+      await p.stop();
+    }
   });
 });
