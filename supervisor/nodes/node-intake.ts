@@ -84,7 +84,6 @@ export class NodeIntake {
     return [...this.sessions];
   }
 
-
   /** Answers `err` and closes, before any session (or frame read). */
   private refuse(conn: Connection, err: MusterError): void {
     conn.start({ frame: () => {}, error: () => {}, closed: () => {} });
