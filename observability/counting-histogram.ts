@@ -60,6 +60,11 @@ export class CountingHistogram {
     this.add(this.unlabelled, value);
   }
 
+  /** Observations so far (unlabelled histogram). */
+  get count(): number {
+    return this.unlabelled.count;
+  }
+
   /** One observation in the series of `label` (a histogram with `labelName`). */
   observeBy(label: string, value: number): void {
     let series = this.series.get(label);

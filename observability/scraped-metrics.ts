@@ -43,8 +43,16 @@ interface Described {
   help: string;
 }
 
-/** A counter with labels, read from `counts` at scrape (keys made by `labelKey` when there are several). */
-export function labelledCounter(registry: Registry, d: Described & { labelNames: readonly string[] }, counts: LabelledCount): void {
+/**
+ * A counter with labels, read at scrape from `counts` (keys made by `labelKey` when there are
+ * several), or from a function that returns them.
+ */
+export function labelledCounter(
+  registry: Registry,
+  d: Described & { labelNames: readonly string[] },
+  counts: LabelledCount | (() => Iterable<[string, number]>),
+): void {
+  const read = typeof counts === 'function' ? counts : () => counts.entries();
   new Counter({
     name: d.name,
     help: d.help,
@@ -52,7 +60,7 @@ export function labelledCounter(registry: Registry, d: Described & { labelNames:
     registers: [registry],
     collect() {
       this.reset();
-      for (const [key, n] of counts.entries()) this.inc(labelsOf(d.labelNames, key), n);
+      for (const [key, n] of read()) this.inc(labelsOf(d.labelNames, key), n);
     },
   });
 }

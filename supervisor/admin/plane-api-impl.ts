@@ -140,6 +140,7 @@ export class PlaneApiImpl implements PlaneApi {
 function nodeCounts(registry: NodeRegistry): Record<NodeState, number> {
   const counts: Record<NodeState, number> = { registering: 0, ready: 0, busy: 0, draining: 0, dead: 0 };
   for (const session of registry.sessionsList()) counts[session.state]++;
+  counts.dead += registry.deadCount;
   return counts;
 }
 

@@ -233,12 +233,13 @@ export class NodeSession {
         this.rate?.chargeDecoding(done - reading, done);
       }
     }
-    this.host.meter.messageIn(message.type);
     if (message.type === 'Heartbeat') {
       // Any frame keeps a node alive (PROTOCOL.md 4.2), so its lag runs from the previous frame.
       this.host.meter.heartbeat(this.liveness.lastHeard - previous - this.liveness.intervalMs);
       // The machine's own decision that such a heartbeat needs no transition.
       if (skipsActor(this.actor.getSnapshot(), message)) return;
+    } else {
+      this.host.meter.messageIn(message.type);
     }
     this.deliver(message.id, eventOf(message));
   }
