@@ -2,8 +2,9 @@
 // one process), served by `muster agent --metrics HOST:PORT` (metrics-server.ts). The agent
 // calls the small methods below where things happen; prom-client reads the numbers at scrape.
 // The README's metrics table lists every name defined here (a test checks it).
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { CountingHistogram } from './counting-histogram.js';
+import { registerProcessMetrics } from './process-metrics.js';
 import { LabelledCount, labelledCounter, labelledGauge, readCounter, readGauge } from './scraped-metrics.js';
 
 /** Where the agent's link to its control plane stands. */
@@ -36,7 +37,7 @@ export class AgentMetrics {
     );
     readCounter(r, { name: 'muster_agent_reconnects_total', help: 'Connections to a control plane opened after the first.' }, () => Math.max(0, this.connections - 1));
     readCounter(r, { name: 'muster_agent_log_sent_bytes_total', help: 'Bytes of job output sent to the control plane (LogChunk data, UTF-8).' }, () => this.logBytes);
-    if (options.processMetrics ?? true) collectDefaultMetrics({ register: r });
+    if (options.processMetrics ?? true) registerProcessMetrics(r);
   }
 
   /** Where the running-jobs gauge reads from (the agent's job manager). */

@@ -4,8 +4,9 @@
 // small methods below (one call at each place that counts); prom-client reads them, and the
 // gauges that need a look at the fleet or the queue, only when `/metrics` is scraped.
 // The README's metrics table lists every name defined here (a test checks it).
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { CountingHistogram } from './counting-histogram.js';
+import { registerProcessMetrics } from './process-metrics.js';
 import { labelKey, LabelledCount, labelledCounter, labelledGauge, readCounter, readGauge } from './scraped-metrics.js';
 
 /** What the plane's gauges read at scrape: counts by label value, from the indexes the plane keeps anyway. */
@@ -160,8 +161,8 @@ export class PlaneMetrics {
       { name: 'muster_job_duration_seconds', help: 'How long jobs ran, as their nodes measured it (the result\'s duration_ms), by status.', buckets: JOB_DURATION_BUCKETS, labelName: 'status' },
       r,
     );
-    // The process's CPU, memory, file descriptors, event-loop delay and GC, as every Node.js exporter has them.
-    if (options.processMetrics ?? true) collectDefaultMetrics({ register: r });
+    // The process's CPU, memory, file descriptors, heap and event-loop delay, as Node.js exporters name them.
+    if (options.processMetrics ?? true) registerProcessMetrics(r);
   }
 
   /** Where the gauges read from at scrape; the plane sets it once its parts exist. */
