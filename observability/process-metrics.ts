@@ -1,9 +1,9 @@
 // The process's own metrics (CPU, memory, file descriptors, heap, event-loop delay) under the
 // names prom-client's `collectDefaultMetrics` uses, so that the usual Node.js dashboards work,
 // but all read at scrape. Not `collectDefaultMetrics` itself: its garbage-collection histogram
-// runs a PerformanceObserver callback after every collection, and with it the plane's
-// MessagePack heartbeat throughput fell by a fifth to a third (`npm run bench`, three runs of
-// each, 2026-12-01), a cost paid per message for a figure read once a scrape.
+// runs a PerformanceObserver callback after every collection, a cost on the hot path (the
+// MessagePack decoder collects often) for a figure read once a scrape; with it, three of four
+// `npm run bench` runs showed a lower MessagePack heartbeat rate (README, Observability).
 import { readdirSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Registry } from 'prom-client';
