@@ -2,6 +2,7 @@
 // (AGENT_DEFAULTS): the modules that use one take its default from here.
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { AgentMetrics } from '../observability/agent-metrics.js';
 import type { CodecName } from '../protocol/codec.js';
 import type { ClientTlsOptions, Connection, DialOptions } from '../transports/transport.js';
 import type { BackoffOptions } from './backoff.js';
@@ -106,4 +107,6 @@ export interface AgentOptions {
   encryptionKey?: KeyObject;
   /** How to open connections; default: the transport registered for the URL's scheme. */
   dial?: Dialer;
+  /** Where the agent counts its jobs, connections and output (`--metrics`); default: not counted. */
+  metrics?: AgentMetrics;
 }

@@ -103,6 +103,7 @@ export class Agent {
       },
     });
     if (this.outbox.size > 0) this.logger.info({ results: this.outbox.size }, 'unacked results from an earlier run');
+    options.metrics?.readRunningJobs(() => this.jobs.activeJobs);
   }
 
   /** The node id from the last RegisterAck. */
@@ -197,6 +198,7 @@ export class Agent {
         },
       }, this.maxFrameBytes);
       this.link = link;
+      this.options.metrics?.connected();
       this.logger.info({ url, remote: conn.remoteAddress }, 'connected to control plane');
       link.start();
       if (!link.isClosed) this.register(link);
@@ -234,6 +236,7 @@ export class Agent {
     if (link !== this.link) return;
     this.link = undefined;
     this.registered = false;
+    this.options.metrics?.disconnected();
     clearTimeout(this.registerTimer);
     clearInterval(this.heartbeatTimer);
     clearInterval(this.resendTimer);
@@ -297,6 +300,7 @@ export class Agent {
   private onRegisterAck(link: PlaneLink, ack: MessageData<'RegisterAck'>): void {
     clearTimeout(this.registerTimer);
     this.registered = true;
+    this.options.metrics?.registered();
     this.node = ack.node_id;
     this.sessionToken = ack.session_token;
     this.useSession = true;
@@ -306,7 +310,10 @@ export class Agent {
     this.events.emit('registered', { node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id });
     this.startHeartbeat();
     // Logs first, then results: the plane has an attempt's output before its end.
-    for (const { chunk, traceparent } of this.logQueue.drain()) link.send('LogChunk', chunk, traceparent);
+    for (const { chunk, traceparent } of this.logQueue.drain()) {
+      link.send('LogChunk', chunk, traceparent);
+      this.countLog(chunk);
+    }
     for (const entry of this.outbox.pending()) this.sendResult(link, entry);
     this.startResending();
   }
@@ -323,6 +330,7 @@ export class Agent {
     }
     const reason = this.draining || this.stopped ? 'draining' : this.jobs.refusal(message.data);
     if (reason !== undefined) {
+      this.options.metrics?.jobRejected(reason);
       this.logger.info({ job_id, attempt, reason }, 'job rejected');
       link.send('JobRejected', { job_id, attempt, reason }, trace);
       return;
@@ -337,6 +345,7 @@ export class Agent {
   private onRefused(link: PlaneLink, jobId: string, attempt: number, reason: string): void {
     // Already running or done here (a repeat): what the agent has stands.
     if (this.jobs.isRunning(jobId, attempt) || this.outbox.has(jobId, attempt)) return;
+    this.options.metrics?.jobRejected(reason);
     this.logger.warn({ job_id: jobId, attempt, reason }, 'job rejected');
     link.send('JobRejected', { job_id: jobId, attempt, reason }, childTraceparent());
   }
@@ -348,7 +357,10 @@ export class Agent {
       return;
     }
     const trace = this.jobs.traceOf(data.job_id, data.attempt);
-    for (const chunk of chunks) link.send('LogChunk', chunk, childTraceparent(trace));
+    for (const chunk of chunks) {
+      link.send('LogChunk', chunk, childTraceparent(trace));
+      this.countLog(chunk);
+    }
   }
 
   private onError(link: PlaneLink, error: MessageData<'Error'>, replyTo: string | undefined): void {
@@ -449,13 +461,22 @@ export class Agent {
 
   private sendChunk(chunk: LogChunkData, traceparent: string): void {
     const link = this.liveLink();
-    if (link !== undefined) link.send('LogChunk', chunk, traceparent);
-    else this.logQueue.push({ chunk, traceparent });
+    if (link !== undefined) {
+      link.send('LogChunk', chunk, traceparent);
+      this.countLog(chunk);
+    } else {
+      this.logQueue.push({ chunk, traceparent });
+    }
+  }
+
+  private countLog(chunk: LogChunkData): void {
+    this.options.metrics?.logSent(Buffer.byteLength(chunk.data));
   }
 
   private onJobResult(entry: OutboxEntry): void {
     const { job_id, attempt, result } = entry.result;
     this.events.emit('jobFinished', { job_id, attempt, status: result.status, exit_code: result.exit_code });
+    this.options.metrics?.jobEnded(entry.result.result.status, entry.result.metrics.duration_ms);
     const link = this.liveLink();
     if (link !== undefined) this.sendResult(link, entry);
     // A freed slot changes the node's status.

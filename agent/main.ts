@@ -7,7 +7,9 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { CodecName } from '../protocol/codec.js';
+import { AgentMetrics } from '../observability/agent-metrics.js';
 import { createLogger } from '../observability/logger.js';
+import { startMetricsServer, type MetricsServer } from '../observability/metrics-server.js';
 import '../transports/builtin.js';
 import { startAgent, type Agent, type AgentOptions } from './agent.js';
 
@@ -18,6 +20,8 @@ export interface AgentCommandOptions {
   codec?: CodecName | undefined;
   tags?: Record<string, string> | undefined;
   logLevel?: string | undefined;
+  /** Where to serve the agent's Prometheus metrics (`GET /metrics`); default: not served. */
+  metrics?: { host: string; port: number };
   /** Default: a logger from observability/logger.ts at `logLevel`. */
   logger?: Logger;
   /** Default `process.exit`; injectable for tests. */
@@ -37,6 +41,14 @@ function agentLogger(level: string | undefined): Logger {
   return createLogger({ name: 'muster-agent', ...(level === undefined ? {} : { level }), ...destination });
 }
 
+async function serveMetrics(metrics: AgentMetrics, at: { host: string; port: number }): Promise<MetricsServer> {
+  try {
+    return await startMetricsServer(metrics.registry, at.host, at.port);
+  } catch (err) {
+    throw new Error(`cannot serve metrics at ${at.host}:${at.port}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 const SIGNAL_EXIT_CODES: Record<'SIGTERM' | 'SIGINT', number> = { SIGTERM: 143, SIGINT: 130 };
 
 /** Runs the agent until a signal ends it; resolves once it has drained (just before exit). */
@@ -45,6 +57,9 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<Agent>
   const exit = opts.exit ?? ((code: number) => process.exit(code));
   const workDir = resolve(opts.workDir);
   mkdirSync(workDir, { recursive: true });
+  // Bound before the agent starts: a taken port ends the command before it dials anyone.
+  const metrics = opts.metrics === undefined ? undefined : new AgentMetrics();
+  const server = metrics === undefined ? undefined : await serveMetrics(metrics, opts.metrics!);
   const agent = startAgent({
     urls: opts.urls,
     token: opts.token,
@@ -52,9 +67,10 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<Agent>
     codec: opts.codec ?? 'msgpack',
     tags: opts.tags ?? {},
     logger,
+    ...(metrics === undefined ? {} : { metrics }),
     ...opts.agent,
   });
-  logger.info({ urls: opts.urls, work_dir: workDir }, 'agent started');
+  logger.info({ urls: opts.urls, work_dir: workDir, metrics: server?.url }, 'agent started');
   void agent.failed.then((reason) => {
     process.stderr.write(`muster: ${reason}\n`);
     exit(1);
@@ -70,9 +86,10 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<Agent>
       }
       signalled = true;
       logger.info({ signal }, 'draining: finishing running jobs, taking no new ones (signal again to exit now)');
-      void agent.drain().then(() => {
+      void agent.drain().then(async () => {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
+        await server?.close();
         done(agent);
         exit(0);
       });

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { readJsonFile } from '../supervisor/json-file.js';
 import type { ClientTlsOptions } from '../transports/transport.js';
-import { collect, collectKeyValue } from './options.js';
+import { collect, collectKeyValue, parseHostPort } from './options.js';
 import { checkAgentToken } from './token-kind.js';
 
 /** The agent's settings, as flags and as the keys of its config file. */
@@ -23,6 +23,7 @@ interface AgentSettings {
   tlsKey?: string;
   tlsServername?: string;
   encryptKeyFile?: string;
+  metrics?: string;
 }
 
 interface AgentFlags extends AgentSettings {
@@ -47,6 +48,7 @@ const FILE_KEYS: Record<string, 'string' | 'strings' | 'map'> = {
   tlsKey: 'string',
   tlsServername: 'string',
   encryptKeyFile: 'string',
+  metrics: 'string',
 };
 
 export function agentCommand(): Command {
@@ -69,6 +71,7 @@ export function agentCommand(): Command {
     .option('--tls-key <file>', 'client key (PEM) for mutual TLS')
     .option('--tls-servername <name>', 'server name to verify when it differs from the URL host')
     .option('--encrypt-key-file <file>', "the plane's payload encryption key file (base64, 32 bytes): every frame is encrypted")
+    .addOption(new Option('--metrics <host:port>', "serve the agent's Prometheus metrics at http://HOST:PORT/metrics (default off)").env('MUSTER_AGENT_METRICS'))
     .action(async (flags: AgentFlags) => runAgent(withFile(flags)));
 }
 
@@ -149,6 +152,7 @@ async function runAgent(options: AgentSettings): Promise<void> {
     codec: options.codec,
     tags,
     logLevel: options.logLevel,
+    ...(options.metrics === undefined || options.metrics === '' ? {} : { metrics: parseHostPort(options.metrics) }),
     agent: { tls: clientTls(options), ...encryption },
   });
 }

@@ -11,6 +11,7 @@ import { jobCommand } from './job-command.js';
 import { nodeCommand } from './node-command.js';
 import { nodesCommand } from './nodes-command.js';
 import { serveCommand } from './serve-command.js';
+import { statsCommand } from './stats-command.js';
 import { terminalText } from './terminal-text.js';
 import { tokenCommand } from './token-command.js';
 import { uiCommand } from './ui-command.js';
@@ -21,7 +22,7 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version')
     // Lets `job submit` pass the job's own options through untouched.
     .enablePositionalOptions();
-  for (const command of [serveCommand(), agentCommand(), tokenCommand(), jobCommand(), nodesCommand(), nodeCommand(), clusterCommand(), drainCommand(), undrainCommand(), uiCommand(), completionCommand()]) {
+  for (const command of [serveCommand(), agentCommand(), tokenCommand(), jobCommand(), nodesCommand(), statsCommand(), nodeCommand(), clusterCommand(), drainCommand(), undrainCommand(), uiCommand(), completionCommand()]) {
     program.addCommand(command);
   }
   // addCommand does not pass settings down, so set the error format on every command.

@@ -8,6 +8,9 @@ import pinoPretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
 
+/** The levels `--log-level` and MUSTER_LOG_LEVEL take, most severe first. */
+export const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
 export interface LoggerOptions {
   /** pino level (`trace` … `fatal`, `silent`); default MUSTER_LOG_LEVEL, else `info`. */
   level?: string;
@@ -41,6 +44,8 @@ export const REDACT_PATHS: readonly string[] = [
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? nonEmpty(process.env.MUSTER_LOG_LEVEL) ?? 'info';
+  // pino's own message for an unknown level ("default level:x must be included in custom levels") names no setting.
+  if (!LOG_LEVELS.includes(level)) throw new Error(`unknown log level "${level}" (--log-level, MUSTER_LOG_LEVEL): one of ${LOG_LEVELS.join(', ')}`);
   const settings = {
     level,
     redact: { paths: [...REDACT_PATHS] },

@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { PlaneMetrics } from '../observability/plane-metrics.js';
 import type { TokenAuthority } from './tokens/tokens.js';
 import { startAdminApi } from './admin/api-server.js';
 import type { PlaneApi } from './admin/plane-api.js';
@@ -63,8 +64,10 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const id = config.controlPlaneId || `${hostname()}-${randomUUID().slice(0, 8)}`;
   const log = logger.child({ control_plane_id: id });
+  // Every part counts into the plane's own metrics registry (`/metrics`).
+  const metrics = new PlaneMetrics();
   // Allow-lists, bans, rate limits and the audit log; a bad CIDR setting fails here.
-  const security = createPlaneSecurity(config, log);
+  const security = createPlaneSecurity(config, log, metrics);
   const stores = openStores(config, log);
   const store = stores.jobs;
 
@@ -110,6 +113,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     wakeScheduler,
     audit: security.audit,
     breaker,
+    metrics,
   });
   // Told of each node by its session (jobs/fleet-feed.ts) and of each queued job by the bus.
   const scheduler = new Scheduler({
@@ -145,12 +149,13 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     heartbeats,
     revoke: (jti, reason) => tokenRegistry.revoke(jti, reason),
     wakeScheduler,
+    metrics,
   });
   const messages = new MessageTap(log);
-  const host = planeSessionHost({ controlPlaneId: id, logger: log, config, registrar, coordinator, bus, security, wakeScheduler, tap: messages });
+  const host = planeSessionHost({ controlPlaneId: id, logger: log, config, registrar, coordinator, bus, security, meter: metrics.wire, wakeScheduler, tap: messages });
   const intake = new NodeIntake(host, security.gate, (session) => followNode(session, scheduler, coordinator, breaker));
 
-  const api = new PlaneApiImpl({ config, logger: log, store, owner: EMBEDDED_OWNER, bus, coordinator, scheduler, registry, intake, breaker, wakeScheduler, controlPlaneId: id });
+  const api = new PlaneApiImpl({ config, logger: log, store, owner: EMBEDDED_OWNER, bus, coordinator, scheduler, registry, intake, breaker, metrics, wakeScheduler, controlPlaneId: id });
   const stopping = new PlaneShutdown({
     logger: log,
     shutdownGraceMs: config.shutdownGraceMs,

@@ -6,6 +6,7 @@
 // outcomes and refusals go to the audit log, throttled so that a flood is a few lines.
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { PlaneMetrics } from '../../observability/plane-metrics.js';
 import type { AddressGuard, GuardContext, Refusal } from '../security/address-guard.js';
 import { grantOf, isRoleCheck, presentedToken } from './api-auth.js';
 import { HttpError, toHttpError } from './api-errors.js';
@@ -22,6 +23,8 @@ export interface AdminAccess {
   /** Requests per token. */
   perToken?: KeyedRateLimit;
   audit?: AuditSink;
+  /** Counts refused authentications and requests over a limit. */
+  metrics?: Pick<PlaneMetrics, 'authFailed' | 'rateLimited'>;
 }
 
 /** Registers the hooks on `app`; call before any route is registered (the role check watches registrations). */
@@ -46,7 +49,10 @@ export function registerAdminAccess(app: FastifyInstance, access: AdminAccess): 
     }
     const admission = access.guard?.checkRequest(ip, context(request)) ?? 'ok';
     // Refused before the token is read, so even a valid admin token hears why and for how long.
-    if (admission !== 'ok') refuseAddress(reply, access.guard?.refusal(ip));
+    if (admission !== 'ok') {
+      access.metrics?.rateLimited('api_address');
+      refuseAddress(reply, access.guard?.refusal(ip));
+    }
   });
 
   // After every onRequest hook, the route's role check included: the token is known, the body not yet read.
@@ -56,6 +62,7 @@ export function registerAdminAccess(app: FastifyInstance, access: AdminAccess): 
     const ip = addressOf(request);
     const key = grant.jti ?? `sha256:${createHash('sha256').update(request.headers.authorization ?? '').digest('base64url')}`;
     if (access.perToken !== undefined && !access.perToken.take(key)) {
+      access.metrics?.rateLimited('api_token');
       access.audit?.recordThrottled(`rate_limited|${key}`, {
         event: 'rate_limited',
         address: ip,
@@ -81,6 +88,7 @@ export function registerAdminAccess(app: FastifyInstance, access: AdminAccess): 
     const answer = toHttpError(error);
     const ip = addressOf(request);
     if (answer.status === 401) {
+      access.metrics?.authFailed('api', answer.code);
       const details: GuardContext = { ...context(request), code: answer.code, reason: answer.message };
       // Only a token that failed counts against the address: a request with none (a browser, a
       // scraper at the wrong path) guessed nothing, and must not get the probes refused.

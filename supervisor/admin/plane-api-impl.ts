@@ -1,8 +1,10 @@
 // The running control plane as the admin HTTP API sees it (plane-api.ts `PlaneApi`): jobs
 // through the store and the job coordinator, nodes through the registry (their state is
-// their actors'), and the plane's counters for `/v1/stats` and `/metrics`.
+// their actors'), and the plane's metrics (observability/plane-metrics.ts) for `/v1/stats` and
+// `/metrics`, whose gauges it points at the registry, the scheduler's queue and the store.
 import type { NodeBreaker } from '../jobs/node-breaker.js';
 import type { Logger } from 'pino';
+import type { PlaneMetrics } from '../../observability/plane-metrics.js';
 import { offersUndrain, type NodeState } from '../../actors/node-machine.js';
 import type { Priority } from '../../protocol/messages.js';
 import type { Bus, BusEvent } from '../bus/bus.js';
@@ -12,9 +14,8 @@ import { pipelineApi } from '../jobs/pipeline-api.js';
 import type { Scheduler } from '../jobs/scheduler.js';
 import type { NodeIntake } from '../nodes/node-intake.js';
 import { viewOf, type NodeRegistry } from '../nodes/node-registry.js';
-import type { JobRecord, JobState, JobStore, LogRecord, NewJob, OwnerToken } from '../store/job-store.js';
+import type { JobRecord, JobStore, LogRecord, NewJob, OwnerToken } from '../store/job-store.js';
 import type { PlaneApi } from './plane-api.js';
-import { renderMetrics } from './plane-metrics.js';
 import type { ClusterView, NodeDetail, NodeView, WaitingFor } from './wire-types.js';
 
 /** The queue counts of the live feed stop at this many per priority (a read of the store each). */
@@ -29,13 +30,14 @@ export interface PlaneApiParts {
   bus: Bus;
   coordinator: JobCoordinator;
   /** Told of each submitted job at once (no store read), and asked why a queued job waits. */
-  scheduler: Pick<Scheduler, 'enqueue' | 'waitingFor'>;
+  scheduler: Pick<Scheduler, 'enqueue' | 'waitingFor' | 'queueDepth'>;
   registry: NodeRegistry;
   intake: NodeIntake;
   /** This replica's id (`control_plane_id`). */
   controlPlaneId: string;
   /** Which nodes are benched, and lifting a bench. */
   breaker: Pick<NodeBreaker, 'benched' | 'lift'>;
+  metrics: PlaneMetrics;
   /** Asks the scheduler for a pass: a job was queued. */
   wakeScheduler(): void;
 }
@@ -57,6 +59,12 @@ export class PlaneApiImpl implements PlaneApi {
     this.listJobs = pipelines.listJobs;
     this.jobAttempts = pipelines.jobAttempts;
     this.retryJob = pipelines.retryJob;
+    p.metrics.readFrom({
+      connections: () => p.intake.connectionsByTransport(),
+      nodes: () => Object.entries(nodeCounts(p.registry)),
+      queueDepth: () => p.scheduler.queueDepth(),
+      jobs: async () => Object.entries(await p.store.counts()),
+    });
   }
 
   async submitJob(job: NewJob): Promise<JobRecord> {
@@ -125,25 +133,20 @@ export class PlaneApiImpl implements PlaneApi {
   }
 
   async stats(): Promise<Record<string, number>> {
-    const { counters } = this.p.intake;
+    const { wire } = this.p.metrics;
     return {
       active_connections: this.p.intake.connections,
-      total_messages_sent: counters.messagesSent,
-      total_messages_received: counters.messagesReceived,
+      total_messages_sent: wire.messagesSent,
+      total_messages_received: wire.framesIn,
       nodes: this.p.registry.size,
+      ...prefixed('nodes_', nodeCounts(this.p.registry)),
+      ...prefixed('queued_', Object.fromEntries([...this.p.scheduler.queueDepth()].map(([p, n]) => [p.toLowerCase(), n]))),
       ...prefixed('jobs_', await this.p.store.counts()),
     };
   }
 
-  async metrics(): Promise<string> {
-    const { counters } = this.p.intake;
-    return renderMetrics({
-      connections: this.p.intake.connections,
-      messagesReceived: counters.messagesReceived,
-      messagesSent: counters.messagesSent,
-      nodes: nodeCounts(this.p.registry),
-      jobs: await this.p.store.counts(),
-    });
+  metrics(): Promise<string> {
+    return this.p.metrics.render();
   }
 
   isReady(): boolean {
@@ -183,9 +186,10 @@ export class PlaneApiImpl implements PlaneApi {
 function nodeCounts(registry: NodeRegistry): Record<NodeState, number> {
   const counts: Record<NodeState, number> = { registering: 0, ready: 0, busy: 0, draining: 0, dead: 0 };
   for (const session of registry.sessionsList()) counts[session.state]++;
+  counts.dead += registry.deadCount;
   return counts;
 }
 
-function prefixed(prefix: string, counts: Record<JobState, number>): Record<string, number> {
+function prefixed(prefix: string, counts: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(counts).map(([k, v]) => [`${prefix}${k}`, v]));
 }

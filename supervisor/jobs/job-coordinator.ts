@@ -11,6 +11,7 @@ import { OutputMasks } from './output-masks.js';
 import type { Logger } from 'pino';
 import { lifecycleOf, nextJobState, type JobEvent, type JobLifecycle } from '../../actors/job-machine.js';
 import { NO_RESOURCES, reservedFor, type JobHoldings, type JobSlot, type Resources } from '../../actors/node-capacity.js';
+import type { PlaneMetrics } from '../../observability/plane-metrics.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
 import type { RetryOutcome } from '../admin/plane-api.js';
@@ -68,6 +69,8 @@ export interface CoordinatorOptions {
   audit?: AuditSink;
   /** Told of attempts that fail for a node's own reasons and of completed jobs; undefined: no breaker. */
   breaker?: Pick<NodeBreaker, 'failed' | 'succeeded'>;
+  /** Counts dispatch latency and stored results. */
+  metrics?: Pick<PlaneMetrics, 'dispatched' | 'jobResult'>;
 }
 
 type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
@@ -151,6 +154,7 @@ export class JobCoordinator implements JobHoldings {
     };
     if (job.deadline !== undefined) data.deadline = job.deadline;
     session.send('JobAssignment', data);
+    if (job.attempt === 1) this.o.metrics?.dispatched(Date.now() - Date.parse(job.created_at));
     placement.acceptTimer = setTimeout(() => void this.acceptTimedOut(placement), this.o.acceptTimeoutMs);
     this.o.bus.publish({ kind: 'job', job_id: job.job_id, state: 'Assigned', attempt: job.attempt, node_id: nodeId });
     if (session.logs('info')) session.logger.info({ job_id: job.job_id, attempt: job.attempt, node_id: nodeId }, 'job assigned');
@@ -362,6 +366,7 @@ export class JobCoordinator implements JobHoldings {
       return;
     }
     if (logs) session.logger.info({ job_id: data.job_id, attempt: data.attempt, status: data.result.status, exit_code: data.result.exit_code }, 'job finished');
+    this.o.metrics?.jobResult(data.result.status, data.metrics.duration_ms);
     const placement = this.placements.get(data.job_id);
     if (placement !== undefined && placement.attempt === data.attempt) this.release(placement);
     if (standing.kind === 'current') {

@@ -86,6 +86,14 @@ export class QueueIndex {
     return this.jobs.size + this.delayed.size;
   }
 
+  /** Queued jobs by priority, in buckets or held back (a scan: for a scrape, not per job). */
+  depthByPriority(): Map<Priority, number> {
+    const depth = new Map<Priority, number>([['Critical', 0], ['High', 0], ['Normal', 0], ['Low', 0]]);
+    for (const { record } of this.jobs.values()) depth.set(record.priority, (depth.get(record.priority) ?? 0) + 1);
+    for (const { record } of this.delayed.values()) depth.set(record.priority, (depth.get(record.priority) ?? 0) + 1);
+    return depth;
+  }
+
   /** Buckets with at least one job; empty ones are dropped. */
   nonEmpty(): IterableIterator<Bucket> {
     return this.buckets.values();

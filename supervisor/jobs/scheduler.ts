@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { reservedFor } from '../../actors/node-capacity.js';
 import type { WaitingFor } from '../admin/wire-types.js';
 import type { Bus, BusEvent } from '../bus/bus.js';
+import type { Priority } from '../../protocol/messages.js';
 import type { JobRecord, JobStore } from '../store/job-store.js';
 import { FleetIndex, type SchedulingPolicy } from './fleet-index.js';
 import type { NodeCapacity } from './job-matcher.js';
@@ -87,6 +88,11 @@ export class Scheduler {
 
   nodeGone(nodeId: string, owner: unknown): void {
     this.fleet.remove(nodeId, owner);
+  }
+
+  /** Queued jobs by priority (for `/metrics`). */
+  queueDepth(): Map<Priority, number> {
+    return this.queue.depthByPriority();
   }
 
   /** Why a queued job waits; undefined when it is not queued. */

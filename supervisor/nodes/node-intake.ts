@@ -6,6 +6,7 @@ import { CODEC_JSON, encodeBody } from '../../protocol/codec.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { Connection } from '../../transports/transport.js';
 import type { NodeGate } from '../security/node-gate.js';
+import { transportOf } from './node-listeners.js';
 import { NodeSession, type SessionHost } from './node-session.js';
 
 export class NodeIntake {
@@ -39,14 +40,19 @@ export class NodeIntake {
     };
   }
 
-  /** Messages in and out over every session so far. */
-  get counters(): SessionHost['counters'] {
-    return this.host.counters;
-  }
-
   /** Node connections open now. */
   get connections(): number {
     return this.connected.size;
+  }
+
+  /** Node connections open now, by transport (a scan: for a scrape, not per message). */
+  connectionsByTransport(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const session of this.connected) {
+      const transport = transportOf(session.connection);
+      counts.set(transport, (counts.get(transport) ?? 0) + 1);
+    }
+    return counts;
   }
 
   /** False once stopping: no connection is taken any more. */
@@ -56,14 +62,15 @@ export class NodeIntake {
 
   accept(conn: Connection): void {
     if (this.stopping) {
-      refuse(conn, new MusterError('shutting_down', 'the control plane is stopping'));
+      this.refuse(conn, new MusterError('shutting_down', 'the control plane is stopping'));
       return;
     }
     const refusal = this.gate.admit(conn);
     if (refusal !== undefined) {
-      refuse(conn, refusal);
+      this.refuse(conn, refusal);
       return;
     }
+    this.host.meter.connectionOpened(transportOf(conn));
     const session = new NodeSession(conn, this.host);
     this.closedHooks.set(session, this.observe(session));
     this.sessions.add(session);
@@ -76,10 +83,14 @@ export class NodeIntake {
     this.stopping = true;
     return [...this.sessions];
   }
-}
 
-function refuse(conn: Connection, err: MusterError): void {
-  conn.start({ frame: () => {}, error: () => {}, closed: () => {} });
-  conn.send(CODEC_JSON, encodeBody(CODEC_JSON, { type: 'Error', data: err.toData() }));
-  void conn.close();
+  /** Answers `err` and closes, before any session (or frame read). */
+  private refuse(conn: Connection, err: MusterError): void {
+    conn.start({ frame: () => {}, error: () => {}, closed: () => {} });
+    const body = encodeBody(CODEC_JSON, { type: 'Error', data: err.toData() });
+    conn.send(CODEC_JSON, body);
+    this.host.meter.messageOut('Error', body.length + 1);
+    this.host.meter.protocolError(err.code);
+    void conn.close();
+  }
 }

@@ -42,6 +42,12 @@ export class NodeRegistry {
     return this.sessions.size;
   }
 
+  /** Dead nodes still remembered (listed as `dead` until `deadNodeRetentionMs` has passed). */
+  get deadCount(): number {
+    this.forgetDead();
+    return this.dead.size;
+  }
+
   /**
    * Keeps a dead node's last view for a while. The map is in burial order (a node buried again
    * moves to the end), so the expired ones are at its front: the sweep stops at the first kept,

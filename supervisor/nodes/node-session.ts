@@ -24,6 +24,7 @@ import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf, NodeMessage, PlaneMessageType, MessageData } from '../../protocol/messages.js';
 import { readNodeMessage, SCAN_MIN_BYTES } from '../../protocol/message-reader.js';
 import type { Connection } from '../../transports/transport.js';
+import type { WireMeter } from '../../observability/plane-metrics.js';
 import { NodeRateLimit, type NodeRates } from '../security/node-rate-limit.js';
 
 /** What a session needs from the control plane. */
@@ -46,8 +47,8 @@ export interface SessionHost {
   ended(session: NodeSession, output: NodeOutput): void;
   /** Every validated message, once the actor has it (the library's `onMessage` shows those of registered nodes). */
   observed?(session: NodeSession, message: NodeMessage): void;
-  /** Counters for stats. */
-  readonly counters: { messagesReceived: number; messagesSent: number };
+  /** Counts every frame and message in and out (`/metrics`, `/v1/stats`). */
+  readonly meter: WireMeter;
   /** Each connection's message and byte rates (node-rate-limit.ts); undefined: no limits. */
   readonly rates?: NodeRates;
   /**
@@ -210,18 +211,21 @@ export class NodeSession {
     if (this.connection.isClosed) return;
     const envelope: { type: T; data: MessageData<T>; reply_to?: string } = { type, data };
     if (replyTo !== undefined) envelope.reply_to = replyTo;
-    this.connection.send(this.codec, encodeBody(this.codec, envelope));
-    this.host.counters.messagesSent++;
+    const body = encodeBody(this.codec, envelope);
+    this.connection.send(this.codec, body);
+    this.host.meter.messageOut(type, body.length + 1);
   }
 
   /** Sends `Error`; `replyTo` defaults to the id of the message being handled, if any. */
   sendError(err: MusterError, replyTo = this.handling): void {
     if (!err.fatal || err.code === 'internal') this.logger.warn({ code: err.code, field: err.field }, err.message);
+    if (!this.connection.isClosed) this.host.meter.protocolError(err.code);
     this.send('Error', err.toData(), err.replyTo ?? replyTo);
   }
 
   private onFrame(codecByte: number, body: Uint8Array): void {
-    this.host.counters.messagesReceived++;
+    this.host.meter.frameIn(body.length + 1);
+    const previous = this.liveness.lastHeard;
     this.liveness.heard();
     if (this.rate !== undefined && !this.rate.admit(body.length)) {
       this.overRate(this.rate);
@@ -230,6 +234,7 @@ export class NodeSession {
       return;
     }
     if ((codecByte & ENCRYPTED_BIT) !== 0) {
+      this.host.meter.messageIn('invalid');
       this.actor.send({ type: 'frame.error', error: new MusterError('unsupported_codec', 'encryption is not enabled on this listener') });
       return;
     }
@@ -243,6 +248,7 @@ export class NodeSession {
     try {
       message = readNodeMessage(codec, body);
     } catch (err) {
+      this.host.meter.messageIn('invalid');
       const error = toMusterError(err);
       this.deliver(error.replyTo, { type: 'frame.error', error });
       return;
@@ -251,6 +257,12 @@ export class NodeSession {
         const done = performance.now();
         this.rate?.chargeDecoding(done - reading, done);
       }
+    }
+    if (message.type === 'Heartbeat') {
+      // Any frame keeps a node alive (PROTOCOL.md 4.2), so its lag runs from the previous frame.
+      this.host.meter.heartbeat(this.liveness.lastHeard - previous - this.liveness.intervalMs);
+    } else {
+      this.host.meter.messageIn(message.type);
     }
     // The machine's own decisions that such a heartbeat needs no transition, and that such a
     // job message is only handed on (as its `handleJobMessage` effect would be).
@@ -272,6 +284,7 @@ export class NodeSession {
 
   /** A frame over the node's rates was dropped: tell the node (at most once a second), or close it when it keeps on. */
   private overRate(rate: NodeRateLimit): void {
+    this.host.meter.rateLimited();
     const verdict = rate.overRate();
     if (verdict === 'drop' || this.connection.isClosed) return;
     const closing = this.host.rateLimited?.(this, verdict, rate.dropped);

@@ -8,6 +8,7 @@ import type { Bus } from '../bus/bus.js';
 import type { Config } from '../config.js';
 import type { JobCoordinator } from '../jobs/job-coordinator.js';
 import type { PlaneSecurity } from '../security/plane-security.js';
+import type { WireMeter } from '../../observability/plane-metrics.js';
 import type { Registrar } from './registrar.js';
 import type { SessionHost } from './node-session.js';
 import type { MessageTap } from './message-tap.js';
@@ -20,6 +21,8 @@ export interface PlaneSessionHostOptions {
   coordinator: JobCoordinator;
   bus: Bus;
   security: PlaneSecurity;
+  /** Where every session counts its frames and messages. */
+  meter: WireMeter;
   /** Asks the scheduler for a pass: a node became ready. */
   wakeScheduler(): void;
   /** Embedders' handlers of node messages. */
@@ -30,7 +33,7 @@ export function planeSessionHost(o: PlaneSessionHostOptions): SessionHost {
   const { gate } = o.security;
   return {
     logger: o.logger,
-    counters: { messagesReceived: 0, messagesSent: 0 },
+    meter: o.meter,
     timing: {
       heartbeatIntervalMs: o.config.heartbeatIntervalMs,
       missedHeartbeats: o.config.missedHeartbeats,

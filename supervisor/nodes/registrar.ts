@@ -4,6 +4,7 @@
 // session token and its refresh, the jobs it keeps; and when its actor ends, its burial.
 // Both change the fleet's size, which the heartbeat governor hears of (and nothing else does).
 import type { NodeOutput, Registration } from '../../actors/node-machine.js';
+import type { PlaneMetrics } from '../../observability/plane-metrics.js';
 import type { EnvelopeOf } from '../../protocol/messages.js';
 import type { Config } from '../config.js';
 import type { JobCoordinator } from '../jobs/job-coordinator.js';
@@ -34,6 +35,8 @@ export interface RegistrarOptions {
   revoke(jti: string, reason: string): Promise<unknown>;
   /** Asks the scheduler for a pass: a node came with room. */
   wakeScheduler(): void;
+  /** Counts registrations, new and resumed. */
+  metrics?: Pick<PlaneMetrics, 'registered'>;
 }
 
 export class Registrar {
@@ -71,6 +74,7 @@ export class Registrar {
     this.o.registry.bind(nodeId, session)?.actor.send({ type: 'replaced' });
     this.o.heartbeats.fleetChanged();
     session.send('RegisterAck', this.ack(registration, auth), auth.replyTo);
+    this.o.metrics?.registered(registration.resumed);
     // The actor learns the interval its RegisterAck gave (it was created with the base one).
     this.o.heartbeats.tell(session, false);
     this.o.sessionTokens.track(session, {

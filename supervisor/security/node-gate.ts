@@ -17,6 +17,7 @@
 // (whoever can open it already has file-system access to the plane's data directory).
 import { decodeJwt } from 'jose';
 import { MusterError } from '../../protocol/errors.js';
+import type { PlaneMetrics } from '../../observability/plane-metrics.js';
 import type { Connection } from '../../transports/transport.js';
 import type { AddressGuard } from './address-guard.js';
 import type { AuditSink } from './audit-log.js';
@@ -27,6 +28,8 @@ export interface NodeGateOptions {
   allow: CidrList;
   guard: AddressGuard;
   audit: AuditSink;
+  /** Counts refused authentications and connections; undefined: not counted. */
+  metrics?: Pick<PlaneMetrics, 'authFailed' | 'rateLimited'>;
 }
 
 const JTI = /^[\w.:-]{1,128}$/;
@@ -49,9 +52,11 @@ export class NodeGate {
       if (!allow.allows(ip)) return this.deny(ip, conn, 'address not in nodeAllowCidrs');
       const admission = guard.admitConnection(ip, { correlation_id: conn.id });
       if (admission === 'banned') {
+        this.options.metrics?.rateLimited('node_banned');
         return new MusterError('rate_limited', `this address is banned for ${guard.bannedSeconds(ip)} s; retry later`);
       }
       if (admission === 'rate_limited') {
+        this.options.metrics?.rateLimited('node_connection');
         return new MusterError('rate_limited', 'too many connection attempts or failed registrations from this address; retry later');
       }
       if (admission === 'probation') this.probation.set(conn, ip);
@@ -92,6 +97,7 @@ export class NodeGate {
     const code = err instanceof MusterError ? err.code : 'internal';
     // Not an authentication failure: the plane's own fault must not count against the node's address.
     if (code === 'internal' || code === 'shutting_down') return;
+    this.options.metrics?.authFailed('node', code);
     const context = {
       correlation_id: conn.id,
       node_id: resumeNodeId,
@@ -143,6 +149,7 @@ export class NodeGate {
     this.probation.delete(conn);
     const admission = this.options.guard.probationEnded(ip, resumed, { correlation_id: conn.id });
     if (admission === 'ok') return undefined;
+    this.options.metrics?.rateLimited('node_connection');
     return new MusterError('rate_limited', 'too many connection attempts from this address: over the rate only resumed sessions are let in; retry later');
   }
 

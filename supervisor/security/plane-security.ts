@@ -3,6 +3,7 @@
 // API, the node listeners' gate, the admin API's access settings and the per-node rates.
 // Bad settings (a malformed CIDR) throw here, before anything listens.
 import type { Logger } from '../../observability/logger.js';
+import type { PlaneMetrics } from '../../observability/plane-metrics.js';
 import { AddressGuard } from './address-guard.js';
 import type { AdminAccess } from '../admin/api-access.js';
 import { AuditLog } from './audit-log.js';
@@ -25,7 +26,7 @@ export interface PlaneSecurity {
   close(): void;
 }
 
-export function createPlaneSecurity(config: Config, logger: Logger): PlaneSecurity {
+export function createPlaneSecurity(config: Config, logger: Logger, metrics?: Pick<PlaneMetrics, 'authFailed' | 'rateLimited'>): PlaneSecurity {
   const nodeAllow = CidrList.parse(config.nodeAllowCidrs, 'nodeAllowCidrs');
   const apiAllow = CidrList.parse(config.apiAllowCidrs, 'apiAllowCidrs');
   const audit = new AuditLog({ path: config.auditLog, logger, windowMs: config.violationWindowMs });
@@ -43,12 +44,12 @@ export function createPlaneSecurity(config: Config, logger: Logger): PlaneSecuri
     },
     audit,
   );
-  const adminAccess: AdminAccess = { allow: apiAllow, guard, audit };
+  const adminAccess: AdminAccess = { allow: apiAllow, guard, audit, ...(metrics === undefined ? {} : { metrics }) };
   if (config.apiRequestRate > 0) adminAccess.perToken = new KeyedRateLimit(config.apiRequestRate, config.apiRequestBurst);
   return {
     audit,
     guard,
-    gate: new NodeGate({ allow: nodeAllow, guard, audit }),
+    gate: new NodeGate({ allow: nodeAllow, guard, audit, ...(metrics === undefined ? {} : { metrics }) }),
     adminAccess,
     nodeRates: {
       messagesPerSecond: config.nodeMessageRate,

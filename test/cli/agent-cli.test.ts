@@ -99,6 +99,49 @@ describe('muster agent settings', () => {
   });
 });
 
+describe('muster agent --metrics', () => {
+  it('serves the agent\'s Prometheus metrics at the address given (port 0: the one it logs)', async () => {
+    const child = spawn(BIN, ['agent', '--log-level', 'info', '--metrics', '127.0.0.1:0', '--work-dir', join(dir, 'm')], {
+      cwd: dir,
+      env: cleanEnv({ MUSTER_AGENT_URL: plane.tcpUrl, MUSTER_AGENT_TOKEN: await plane.registrationToken() }),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    agent = child;
+    const lines: Record<string, unknown>[] = [];
+    const seen = (msg: string): Promise<Record<string, unknown>> =>
+      new Promise((resolve, reject) => {
+        const look = (): boolean => {
+          const line = lines.find((l) => l.msg === msg);
+          if (line !== undefined) resolve(line);
+          return line !== undefined;
+        };
+        if (look()) return;
+        child.stdout.on('data', look);
+        child.once('exit', (code) => reject(new Error(`muster agent exited ${String(code)} before logging "${msg}"`)));
+      });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString('utf8');
+      const complete = out.split('\n');
+      out = complete.pop()!;
+      for (const line of complete) if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, unknown>);
+    });
+    const started = await seen('agent started');
+    await seen('registered');
+    const url = started.metrics as string;
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const text = await (await fetch(`${url}/metrics`)).text();
+    expect(text).toContain('muster_agent_connection_state{state="registered"} 1');
+    expect(text).toContain('# TYPE process_cpu_user_seconds_total counter');
+  });
+
+  it('refuses an address that is not HOST:PORT', async () => {
+    const run = await muster(['agent', '--url', plane.tcpUrl, '--token', await plane.registrationToken(), '--metrics', '9464']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe('muster: expected HOST:PORT (e.g. 127.0.0.1:9464), got "9464"\n');
+  });
+});
+
 describe('tokens of the wrong kind', () => {
   it('the agent names an API token', async () => {
     const run = await muster(['agent', '--url', plane.tcpUrl, '--token', await plane.apiToken('admin')]);

@@ -294,3 +294,20 @@ describe('muster cluster against a real plane', () => {
     expect(json.replicas).toHaveLength(1);
   }, 60_000);
 });
+
+describe('muster stats against a real plane', () => {
+  it('prints the readiness and the counters, and both as JSON with --json', async () => {
+    const text = await muster(['stats']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^status: ready\n/);
+    expect(text.stdout).toMatch(/^active_connections +\d+$/m);
+    expect(text.stdout).toMatch(/^queued_normal +\d+$/m);
+    expect(text.stdout).toMatch(/^jobs_Completed +\d+$/m);
+    const json = await muster(['stats', '--json']);
+    expect(json.code).toBe(0);
+    const answer = JSON.parse(json.stdout) as { readyz: { status: string }; stats: Record<string, number> };
+    expect(answer.readyz).toEqual({ status: 'ready' });
+    expect(typeof answer.stats.total_messages_received).toBe('number');
+    expect(typeof answer.stats.nodes_ready).toBe('number');
+  });
+});

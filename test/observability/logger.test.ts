@@ -65,6 +65,12 @@ describe('createLogger', () => {
     expect(out.lines()[0]).toMatchObject({ conn_id: 'c-1', node_id: 'n-1', job_id: 'j-1', token: '[Redacted]', level: 40 });
   });
 
+  it('refuses an unknown level, naming the setting and the levels it takes', () => {
+    expect(() => createLogger({ level: 'loud' })).toThrow('unknown log level "loud" (--log-level, MUSTER_LOG_LEVEL): one of fatal, error, warn, info, debug, trace, silent');
+    process.env.MUSTER_LOG_LEVEL = 'verbose';
+    expect(() => createLogger()).toThrow('unknown log level "verbose"');
+  });
+
   it('defaults to info and honours MUSTER_LOG_LEVEL and the level option', () => {
     delete process.env.MUSTER_LOG_LEVEL;
     const plain = sink();
