@@ -150,7 +150,8 @@ export class FleetEvents {
 
   /** Sends what changed since the last flush, if anything did. */
   flush(): void {
-    if (this.#queueStale) void this.refreshQueue();
+    // The queue counts are read only for someone to tell.
+    if (this.#queueStale && this.#clients.size > 0) void this.refreshQueue();
     if (this.#dirtyNodes.size === 0 && this.#dirtyJobs.size === 0 && !this.#queueChanged) return;
     this.#seq++;
     if (this.#clients.size === 0) {

@@ -18,9 +18,6 @@ import type { JobRecord, JobStore, LogRecord, NewJob, OwnerToken } from '../stor
 import type { PlaneApi } from './plane-api.js';
 import type { ClusterView, NodeDetail, NodeView, WaitingFor } from './wire-types.js';
 
-/** The queue counts of the live feed stop at this many per priority (a read of the store each). */
-const QUEUE_COUNT_LIMIT = 10_000;
-
 export interface PlaneApiParts {
   config: Pick<Config, 'maxAttempts' | 'defaultJobTimeoutMs' | 'maxFrameBytes'>;
   logger: Logger;
@@ -168,11 +165,10 @@ export class PlaneApiImpl implements PlaneApi {
     return this.p.registry.view(nodeId, () => []);
   }
 
+  /** From the scheduler's queue index, which counts as it goes: no read of the store (a backlog of 20,000 jobs made that most of the plane's time). */
   async queueCounts(): Promise<Record<Priority, number>> {
     const counts: Record<Priority, number> = { Critical: 0, High: 0, Normal: 0, Low: 0 };
-    for (const priority of Object.keys(counts) as Priority[]) {
-      counts[priority] = (await this.p.store.listJobs({ state: 'Queued', priority }, QUEUE_COUNT_LIMIT)).length;
-    }
+    for (const [priority, n] of this.p.scheduler.queueDepth()) counts[priority] = n;
     return counts;
   }
 
