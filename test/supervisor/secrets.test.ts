@@ -51,6 +51,27 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Resolves when the plane's bus says the job reached a final state (or it already had); fails after 20 s. */
+async function ended(jobId: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error(`job ${jobId} did not end within 20 s`));
+    }, 20_000);
+    const done = (): void => {
+      clearTimeout(timer);
+      stop();
+      resolve();
+    };
+    const stop = plane.bus.subscribe((event) => {
+      if (event.kind === 'job' && event.job_id === jobId && TERMINAL_STATES.has(event.state)) done();
+    });
+    void plane.api.getJob(jobId).then((job) => {
+      if (job !== undefined && TERMINAL_STATES.has(job.state)) done();
+    });
+  });
+}
+
 describe('job secrets', () => {
   it('reach the job but show nowhere else', async () => {
     const operator = await plane.tokens.mintApiToken({ role: 'operator', ttlSeconds: 600 });
@@ -66,13 +87,8 @@ describe('job secrets', () => {
     expect(submitted.status).toBe(201);
     const { job_id: jobId } = (await submitted.json()) as { job_id: string };
 
-    let answer = '';
-    for (let i = 0; i < 200; i++) {
-      const res = await fetch(`${plane.httpUrl}/v1/jobs/${jobId}`, { headers });
-      answer = await res.text();
-      if (TERMINAL_STATES.has((JSON.parse(answer) as { state: never }).state)) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await ended(jobId);
+    const answer = await (await fetch(`${plane.httpUrl}/v1/jobs/${jobId}`, { headers })).text();
     const job = JSON.parse(answer) as { state: string; result: { stdout: string; stderr: string; exit_code: number } };
     // The job saw the real value (its own comparison passed) ...
     expect(job.state).toBe('Completed');
