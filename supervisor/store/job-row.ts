@@ -8,7 +8,7 @@ import { SEALED_VALUE, type SecretBox } from './secret-box.js';
 import { TOKEN_SCHEMA_SQL } from './token-row.js';
 
 /** Bumped (with a migration) whenever the tables change; kept in `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 // Version 1: jobs, attempts, results, log chunks.
 // `seq` is its own column (not the implicit rowid, which VACUUM may renumber) so FIFO order survives.
@@ -88,12 +88,20 @@ const sealSecrets: MigrationStep = (db, box) => {
   db.pragma('secure_delete = OFF');
 };
 
+// Version 5: `GET /v1/jobs` by state, node or priority, newest first, reads only the jobs it
+// answers with (the dead letter queue is `?state=DeadLettered` among millions of ended jobs).
+const LIST_INDEX_SQL = `
+CREATE INDEX IF NOT EXISTS jobs_list_by_state ON jobs (state, seq);
+CREATE INDEX IF NOT EXISTS jobs_list_by_node ON jobs (node_id, seq);
+CREATE INDEX IF NOT EXISTS jobs_list_by_priority ON jobs (priority, seq);
+`;
+
 /**
  * `MIGRATIONS[i]` takes a store from version `i` to `i + 1`; a new file runs them all. Each only
  * adds tables or columns (version 4 also seals the secrets already stored), so the data of the
  * versions before it stays as it was.
  */
-export const MIGRATIONS: ReadonlyArray<string | MigrationStep> = [SCHEMA_SQL, TOKEN_SCHEMA_SQL, OWNER_SQL, sealSecrets];
+export const MIGRATIONS: ReadonlyArray<string | MigrationStep> = [SCHEMA_SQL, TOKEN_SCHEMA_SQL, OWNER_SQL, sealSecrets, LIST_INDEX_SQL];
 
 /** The context as stored: secret names with SEALED_VALUE, and the values sealed apart (null when none). */
 export function sealContext(

@@ -425,17 +425,22 @@ export class SqliteJobStore implements JobStore {
   }
 
   listJobs(filter: JobListFilter, limit: number): Promise<JobRecord[]> {
-    return this.#run(() =>
-      this.#pipeline()
-        .list.all({
-          state: filter.state ?? null,
-          node_id: filter.node_id ?? null,
-          priority: filter.priority ?? null,
-          before: filter.before_seq ?? null,
-          limit,
-        })
-        .map(rowToRecord),
-    );
+    return this.#run(() => this.#listStatement(filter).all({ ...filter, limit }).map(rowToRecord));
+  }
+
+  /**
+   * One statement per set of filters given, each naming only its own columns, so that SQLite
+   * walks an index on (column, seq) backwards (`... = @x OR @x IS NULL` would make it scan).
+   */
+  #listSql = new Map<string, Database.Statement<[JobListFilter & { limit: number }], JobRow>>();
+  #listStatement(filter: JobListFilter): Database.Statement<[JobListFilter & { limit: number }], JobRow> {
+    const sql = listSql(filter);
+    let statement = this.#listSql.get(sql);
+    if (statement === undefined) {
+      statement = this.#db.prepare<[JobListFilter & { limit: number }], JobRow>(sql);
+      this.#listSql.set(sql, statement);
+    }
+    return statement;
   }
 
   retry(jobId: string, attempt: number, _owner: OwnerToken): Promise<JobRecord | undefined> {
@@ -458,17 +463,23 @@ export class SqliteJobStore implements JobStore {
   }
 }
 
+/**
+ * The query of `listJobs` for the filters given (named parameters from JobListFilter and
+ * `@limit`): newest first by `seq`, which only grows, so a page ends at a seq and the next one
+ * starts below it.
+ */
+export function listSql(filter: JobListFilter): string {
+  const terms: string[] = [];
+  if (filter.state !== undefined) terms.push('j.state = @state');
+  if (filter.node_id !== undefined) terms.push('j.node_id = @node_id');
+  if (filter.priority !== undefined) terms.push('j.priority = @priority');
+  if (filter.before_seq !== undefined) terms.push('j.seq < @before_seq');
+  const where = terms.length === 0 ? '' : ` WHERE ${terms.join(' AND ')}`;
+  return `${JOB_SELECT}${where} ORDER BY j.seq DESC LIMIT @limit`;
+}
+
 function preparePipelineStatements(db: Db) {
   return {
-    // Newest first by `seq`, which only grows: a page ends at a seq, the next one starts below it.
-    list: db.prepare<
-      [{ state: JobState | null; node_id: string | null; priority: string | null; before: number | null; limit: number }],
-      JobRow
-    >(`
-      ${JOB_SELECT}
-      WHERE (@state IS NULL OR j.state = @state) AND (@node_id IS NULL OR j.node_id = @node_id)
-        AND (@priority IS NULL OR j.priority = @priority) AND (@before IS NULL OR j.seq < @before)
-      ORDER BY j.seq DESC LIMIT @limit`),
     // A new attempt forgets the old one's node, times and reason; its result stays under its own attempt.
     retry: db.prepare<
       [{ job_id: string; attempt: number; from: JobState; state: JobState; next_attempt: number; cancel_requested: number; now: string }]

@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MusterError } from '../../../protocol/errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../../supervisor/store/job-row.js';
-import { SqliteJobStore } from '../../../supervisor/store/sqlite-job-store.js';
+import { SqliteJobStore, listSql } from '../../../supervisor/store/sqlite-job-store.js';
 import { SqliteTokenStore } from '../../../supervisor/store/sqlite-token-store.js';
 import { METRICS, OWNER, jobStoreContract, newJob, outcome } from './job-store-contract.js';
 
@@ -83,6 +83,26 @@ describe('SqliteJobStore on disk', () => {
     }
   });
 
+  it('lists jobs by state, node or priority through an index, newest first, reading no other job', async () => {
+    const file = tempFile();
+    await SqliteJobStore.open(file).close();
+    const db = new Database(file, { readonly: true });
+    try {
+      for (const [filter, index] of [
+        [{ state: 'DeadLettered' }, 'jobs_list_by_state'],
+        [{ state: 'DeadLettered', before_seq: 10 }, 'jobs_list_by_state'],
+        [{ node_id: NODE_A }, 'jobs_list_by_node'],
+        [{ priority: 'High' }, 'jobs_list_by_priority'],
+      ] as const) {
+        const plan = (db.prepare(`EXPLAIN QUERY PLAN ${listSql(filter)}`).all({ ...filter, limit: 10 }) as { detail: string }[]).map((r) => r.detail);
+        expect(plan.join(' | '), JSON.stringify(filter)).toContain(`USING INDEX ${index}`);
+        expect(plan.join(' | ')).not.toContain('USE TEMP B-TREE FOR ORDER BY');
+      }
+    } finally {
+      db.close();
+    }
+  });
+
   it('uses WAL and records its schema version', async () => {
     const file = tempFile();
     await SqliteJobStore.open(file).close();
@@ -90,7 +110,7 @@ describe('SqliteJobStore on disk', () => {
     try {
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
-      expect(SCHEMA_VERSION).toBe(4);
+      expect(SCHEMA_VERSION).toBe(5);
     } finally {
       db.close();
     }
