@@ -33,9 +33,14 @@ export type { AgentOptions, Dialer } from './agent-options.js';
 // the registration token they can never succeed, so the agent gives up (refusals.ts).
 const RESUME_REFUSALS: ReadonlySet<string> = new Set(['auth_failed', 'token_expired', 'token_revoked', 'forbidden']);
 
-/** The protocol versions the agent speaks (PROTOCOL.md section 3), and the wire features it offers: none is built yet. */
+/** The protocol versions the agent speaks (PROTOCOL.md section 3). */
 const AGENT_PROTOCOL_VERSIONS = [1, 2];
-const AGENT_WIRE_FEATURES: string[] = [];
+
+/** The wire features it offers over `url`: `deflate` on stream transports without payload encryption (PROTOCOL.md section 8). */
+function offeredFeatures(url: string, encrypted: boolean): string[] {
+  const scheme = new URL(url).protocol;
+  return !encrypted && (scheme === 'tcp:' || scheme === 'tls:' || scheme === 'unix:') ? ['deflate'] : [];
+}
 
 /** What the agent tells its embedder (the library's `agent.on`), by event name. */
 export interface AgentEvents {
@@ -201,11 +206,11 @@ export class Agent {
       this.options.metrics?.connected();
       this.logger.info({ url, remote: conn.remoteAddress }, 'connected to control plane');
       link.start();
-      if (!link.isClosed) this.register(link);
+      if (!link.isClosed) this.register(link, url);
     });
   }
 
-  private register(link: PlaneLink): void {
+  private register(link: PlaneLink, url: string): void {
     const facts = collectHostFacts({
       workDir: this.options.workDir,
       tags: this.options.tags ?? {},
@@ -220,7 +225,7 @@ export class Agent {
       ...facts,
       auth_token: resuming ? this.sessionToken! : this.options.token,
       protocol_versions: AGENT_PROTOCOL_VERSIONS,
-      wire_features: AGENT_WIRE_FEATURES,
+      wire_features: offeredFeatures(url, this.options.encryptionKey !== undefined),
     };
     if (resuming) {
       data.resume = { node_id: this.node!, running_jobs: this.jobs.runningJobIds(), unacked_results: this.outbox.unacked() };
@@ -305,6 +310,7 @@ export class Agent {
     this.sessionToken = ack.session_token;
     this.useSession = true;
     this.heartbeatIntervalMs = ack.heartbeat_interval_ms;
+    if (ack.wire_features?.includes('deflate') === true) link.compressFrom = ack.compress_min_bytes ?? 1024;
     this.backoff.reset();
     this.logger.info({ node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id, protocol_version: ack.protocol_version }, 'registered');
     this.events.emit('registered', { node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id });

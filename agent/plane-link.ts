@@ -5,7 +5,8 @@
 // attempt can be read the owner answers JobRejected; anything else is logged and ignored.
 // Only a broken framing layer (a frame past the dial limit, say) closes the connection.
 import type { Logger } from 'pino';
-import { codecByName, decodeBody, encodeBody, ENCRYPTED_BIT, type Codec, type CodecName } from '../protocol/codec.js';
+import { codecByName, decodeBody, DEFLATE_BIT, encodeBody, ENCRYPTED_BIT, type Codec, type CodecName } from '../protocol/codec.js';
+import { deflateBody, inflateBody } from '../transports/deflate-body.js';
 import { MusterError, type ErrorCode } from '../protocol/errors.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/frame-decoder.js';
 import type { MessageData, NodeMessageType, PlaneMessage } from '../protocol/messages.js';
@@ -80,9 +81,14 @@ export class PlaneLink {
     const id = `n-${nextMessageId}`;
     const envelope: Record<string, unknown> = { type, id, data };
     if (traceparent !== undefined) envelope.traceparent = traceparent;
-    this.conn.send(this.codec, encodeBody(this.codec, envelope));
+    const body = encodeBody(this.codec, envelope);
+    if (this.compressFrom !== undefined && body.length >= this.compressFrom) this.conn.send(this.codec | DEFLATE_BIT, deflateBody(body));
+    else this.conn.send(this.codec, body);
     return id;
   }
+
+  /** The session agreed to `deflate` (its RegisterAck said so): large bodies go out compressed, compressed ones are taken in. */
+  compressFrom: number | undefined;
 
   /** Flushes what is queued, then closes. */
   close(): Promise<void> {
@@ -94,6 +100,15 @@ export class PlaneLink {
       this.logger.error('control plane sends encrypted frames: it needs the agent started with its key (--encrypt-key-file); closing');
       void this.conn.close();
       return;
+    }
+    if ((codecByte & DEFLATE_BIT) !== 0 && this.compressFrom !== undefined) {
+      try {
+        body = inflateBody(body, 4 * this.maxFrameBytes);
+      } catch (err) {
+        this.logger.warn({ err }, 'ignoring a compressed frame from control plane that does not inflate within the read limit');
+        return;
+      }
+      codecByte &= ~DEFLATE_BIT;
     }
     let decoded: unknown;
     try {

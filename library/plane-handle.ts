@@ -13,7 +13,7 @@ import type { BusEvent } from '../supervisor/bus/bus.js';
 import { loadConfig, type Config } from '../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../supervisor/control-plane.js';
 import type { MessageHandler } from '../supervisor/nodes/message-tap.js';
-import { TERMINAL_STATES, type JobRecord, type JobState } from '../supervisor/store/job-store.js';
+import { TERMINAL_STATES, type JobRecord, type JobState, type LogRecord } from '../supervisor/store/job-store.js';
 import type { MintAnswer } from '../supervisor/admin/wire-types.js';
 import type { ApiRole } from '../supervisor/tokens/tokens.js';
 
@@ -118,6 +118,11 @@ export class MusterPlane {
 
   getJob(jobId: string): Promise<JobRecord | undefined> {
     return this.#plane.api.getJob(jobId);
+  }
+
+  /** The job's stored log chunks, every attempt, in order (empty for an unknown job). */
+  async jobLogs(jobId: string): Promise<LogRecord[]> {
+    return (await this.#plane.api.jobLogs(jobId)) ?? [];
   }
 
   /** Resolves with the job's record once it reached a final state. */

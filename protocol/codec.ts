@@ -6,6 +6,8 @@ import { MusterError } from './errors.js';
 export const CODEC_JSON = 0x01;
 export const CODEC_MSGPACK = 0x02;
 export const ENCRYPTED_BIT = 0x80;
+/** A raw-DEFLATE body (the `deflate` wire feature, section 8); only on a session that agreed to it. */
+export const DEFLATE_BIT = 0x40;
 
 export type Codec = typeof CODEC_JSON | typeof CODEC_MSGPACK;
 export type CodecName = 'json' | 'msgpack';

@@ -2,7 +2,7 @@
 // `length: u32 BE | codec: u8 | body`. Frames may arrive split or coalesced in any way.
 // An oversize length or an unknown codec is rejected as soon as its header bytes arrive,
 // before any of the body is buffered.
-import { isKnownCodecByte } from './codec.js';
+import { DEFLATE_BIT, isKnownCodecByte } from './codec.js';
 import { MusterError } from './errors.js';
 
 export const DEFAULT_MAX_FRAME_BYTES = 1_048_576;
@@ -82,7 +82,8 @@ export class FrameDecoder {
   }
 
   private checkCodec(byte: number): void {
-    if (!isKnownCodecByte(byte)) {
+    // The deflate bit is the session's to judge: it is allowed only once `deflate` was agreed.
+    if (!isKnownCodecByte(byte & ~DEFLATE_BIT)) {
       this.fail(new MusterError('unsupported_codec', `unknown codec byte 0x${byte.toString(16).padStart(2, '0')}`));
     }
   }

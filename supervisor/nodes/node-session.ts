@@ -3,6 +3,8 @@
 // (node-machine.ts `NodeEmitted`) are carried out here, by talking to the connection and
 // handing everything else to the session's host (the control plane). An effect that fails
 // is told to the actor (`effect.failed`), which decides what becomes of the node.
+import { DEFAULT_MAX_FRAME_BYTES } from '../../protocol/frame-decoder.js';
+import { deflateBody, inflateBody } from '../../transports/deflate-body.js';
 import { createActor, type Actor } from 'xstate';
 import type { Logger } from 'pino';
 import type { JobHoldings } from '../../actors/node-capacity.js';
@@ -19,7 +21,7 @@ import {
   type NodeState,
   type Registration,
 } from '../../actors/node-machine.js';
-import { CODEC_JSON, ENCRYPTED_BIT, encodeBody, type Codec } from '../../protocol/codec.js';
+import { type Codec, CODEC_JSON, DEFLATE_BIT, encodeBody, ENCRYPTED_BIT } from '../../protocol/codec.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf, NodeMessage, PlaneMessageType, MessageData } from '../../protocol/messages.js';
 import { readNodeMessage, SCAN_MIN_BYTES } from '../../protocol/message-reader.js';
@@ -47,6 +49,8 @@ export interface SessionHost {
   ended(session: NodeSession, output: NodeOutput): void;
   /** Every validated message, once the actor has it (the library's `onMessage` shows those of registered nodes). */
   observed?(session: NodeSession, message: NodeMessage): void;
+  /** `max_frame_bytes`: a compressed body may inflate to one byte less (default 1 MiB). */
+  readonly maxFrameBytes?: number;
   /** Counts every frame and message in and out (`/metrics`, `/v1/stats`). */
   readonly meter: WireMeter;
   /** Each connection's message and byte rates (node-rate-limit.ts); undefined: no limits. */
@@ -79,6 +83,8 @@ export class NodeSession {
   /** The actor's liveness record: every frame stamps it, with no transition. */
   private readonly liveness: Liveness;
   #logger: Logger | undefined;
+  /** Set once the session agreed to `deflate`: bodies from this size on go out compressed. */
+  #compressFrom: number | undefined;
   /** The codec of the node's `RegisterNode`; replies use it (PROTOCOL.md section 2). */
   private codec: Codec = CODEC_JSON;
   private registeredCodec = false;
@@ -213,9 +219,19 @@ export class NodeSession {
     if (this.connection.isClosed) return;
     const envelope: { type: T; data: MessageData<T>; reply_to?: string } = { type, data };
     if (replyTo !== undefined) envelope.reply_to = replyTo;
-    const body = encodeBody(this.codec, envelope);
-    this.connection.send(this.codec, body);
+    let body = encodeBody(this.codec, envelope);
+    let codecByte: number = this.codec;
+    if (this.#compressFrom !== undefined && body.length >= this.#compressFrom) {
+      body = deflateBody(body);
+      codecByte |= DEFLATE_BIT;
+    }
+    this.connection.send(codecByte, body);
     this.host.meter.messageOut(type, body.length + 1);
+  }
+
+  /** The session agreed to `deflate`: bodies of at least `minBytes` go out compressed, and compressed ones are taken in. */
+  compressFrom(minBytes: number): void {
+    this.#compressFrom = minBytes;
   }
 
   /** Sends `Error`; `replyTo` defaults to the id of the message being handled, if any. */
@@ -239,6 +255,12 @@ export class NodeSession {
       this.host.meter.messageIn('invalid');
       this.actor.send({ type: 'frame.error', error: new MusterError('unsupported_codec', 'encryption is not enabled on this listener') });
       return;
+    }
+    if ((codecByte & DEFLATE_BIT) !== 0) {
+      const inflated = this.inflated(body);
+      if (inflated === undefined) return;
+      body = inflated;
+      codecByte &= ~DEFLATE_BIT;
     }
     const codec = codecByte as Codec;
     if (!this.registeredCodec) this.codec = codec;
@@ -282,6 +304,30 @@ export class NodeSession {
       this.deliver(message.id, eventOf(message));
     }
     this.host.observed?.(this, message);
+  }
+
+  /**
+   * A compressed body inflated within the frame limit, or undefined after the fatal error that
+   * says why (`deflate` not agreed, past the limit, not DEFLATE). Inflating is reading: it is
+   * charged to the sender's reading-time budget like decoding.
+   */
+  private inflated(body: Uint8Array): Uint8Array | undefined {
+    if (this.#compressFrom === undefined) {
+      this.actor.send({ type: 'frame.error', error: new MusterError('unsupported_codec', 'a compressed frame on a session that did not agree to deflate') });
+      return undefined;
+    }
+    const started = this.rate === undefined ? 0 : performance.now();
+    try {
+      return inflateBody(body, (this.host.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES) - 1);
+    } catch (err) {
+      this.actor.send({ type: 'frame.error', error: toMusterError(err) });
+      return undefined;
+    } finally {
+      if (this.rate !== undefined) {
+        const done = performance.now();
+        this.rate.chargeDecoding(done - started, done);
+      }
+    }
   }
 
   /** A frame over the node's rates was dropped: tell the node (at most once a second), or close it when it keeps on. */

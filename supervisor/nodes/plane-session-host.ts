@@ -16,7 +16,7 @@ import type { MessageTap } from './message-tap.js';
 export interface PlaneSessionHostOptions {
   controlPlaneId: string;
   logger: Logger;
-  config: Pick<Config, 'heartbeatIntervalMs' | 'missedHeartbeats' | 'registerTimeoutMs'>;
+  config: Pick<Config, 'heartbeatIntervalMs' | 'missedHeartbeats' | 'registerTimeoutMs' | 'maxFrameBytes'>;
   registrar: Registrar;
   coordinator: JobCoordinator;
   bus: Bus;
@@ -40,6 +40,7 @@ export function planeSessionHost(o: PlaneSessionHostOptions): SessionHost {
       registerTimeoutMs: o.config.registerTimeoutMs,
     },
     holdings: o.coordinator,
+    maxFrameBytes: o.config.maxFrameBytes,
     rates: o.security.nodeRates,
     authenticate: (session, message) => o.registrar.authenticate(session, message),
     registered: (session, registration) => o.registrar.registered(session, registration),

@@ -3,16 +3,23 @@
 // fatal, naming the plane's. A version 1 session's RegisterAck carries none of the version 2
 // fields, so a version 1 node sees exactly what it saw before version 2 existed.
 // Wire features (section 8) are turned on only in a version 2 session, and only those the node
-// offered and the plane implements; none is implemented yet, so none is turned on, and a frame
-// or message that uses one is refused as PROTOCOL.md says (`unsupported_codec`, `unknown_type`).
+// offered and the plane can give on this connection: `deflate` on stream transports (TCP, TLS,
+// Unix) without payload encryption (compressing text that mixes secrets with output others
+// influence, then encrypting it, leaks through sizes); WebSocket and gRPC have their own
+// compression. A frame or message that uses a feature not turned on is refused as PROTOCOL.md
+// says (`unsupported_codec`, `unknown_type`).
 import { MusterError } from '../../protocol/errors.js';
 import type { MessageData, WireFeature } from '../../protocol/messages.js';
 
 /** The versions this plane speaks, lowest first. */
 export const PLANE_VERSIONS: readonly number[] = [1, 2];
 
-/** The wire features this plane can turn on. */
-export const PLANE_WIRE_FEATURES: ReadonlySet<WireFeature> = new Set<WireFeature>();
+/** The wire features the plane can turn on for a connection over `transport` (a URL scheme). */
+export function offerableFeatures(transport: string, encrypted: boolean): ReadonlySet<WireFeature> {
+  const features = new Set<WireFeature>();
+  if (!encrypted && (transport === 'tcp' || transport === 'tls' || transport === 'unix')) features.add('deflate');
+  return features;
+}
 
 /** What a RegisterAck tells of version 2 (section 8's defaults). */
 export const COMPRESS_MIN_BYTES = 1024;
@@ -25,7 +32,10 @@ export interface Negotiated {
 }
 
 /** The agreement for a `RegisterNode`; throws `unsupported_version` when there is none. */
-export function negotiate(data: Pick<MessageData<'RegisterNode'>, 'protocol_versions' | 'wire_features'>): Negotiated {
+export function negotiate(
+  data: Pick<MessageData<'RegisterNode'>, 'protocol_versions' | 'wire_features'>,
+  offerable: ReadonlySet<WireFeature> = new Set(),
+): Negotiated {
   const offered = data.protocol_versions ?? [1];
   const common = PLANE_VERSIONS.filter((v) => offered.includes(v));
   const version = common.at(-1);
@@ -37,7 +47,7 @@ export function negotiate(data: Pick<MessageData<'RegisterNode'>, 'protocol_vers
     );
   }
   if (version === 1) return { version: 1, wireFeatures: [] };
-  const wireFeatures = [...new Set(data.wire_features ?? [])].filter((f): f is WireFeature => PLANE_WIRE_FEATURES.has(f as WireFeature));
+  const wireFeatures = [...new Set(data.wire_features ?? [])].filter((f): f is WireFeature => offerable.has(f as WireFeature));
   return { version: 2, wireFeatures };
 }
 

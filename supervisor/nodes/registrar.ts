@@ -18,11 +18,12 @@ import type { NodeRegistry } from './node-registry.js';
 import { viewOf } from './node-registry.js';
 import type { NodeRevocation } from './node-revocation.js';
 import type { NodeSession } from './node-session.js';
-import { ackFields, negotiate, type Negotiated } from './protocol-versions.js';
+import { transportOf } from './node-listeners.js';
+import { COMPRESS_MIN_BYTES, ackFields, negotiate, offerableFeatures, type Negotiated } from './protocol-versions.js';
 
 export interface RegistrarOptions {
   controlPlaneId: string;
-  config: Pick<Config, 'sessionTtlSeconds'>;
+  config: Pick<Config, 'sessionTtlSeconds' | 'encryptKeyFile'>;
   tokens: TokenAuthority;
   gate: NodeGate;
   revocation: NodeRevocation;
@@ -49,7 +50,7 @@ export class Registrar {
   async authenticate(session: NodeSession, message: EnvelopeOf<'RegisterNode'>): Promise<Registration> {
     const { auth_token: token, resume } = message.data;
     // No version in common: nothing else about the node matters (and no token is spent).
-    const agreed = negotiate(message.data);
+    const agreed = negotiate(message.data, offerableFeatures(transportOf(session.connection), this.o.config.encryptKeyFile !== ''));
     let result: Authenticated;
     try {
       result = await authenticateNode(this.o.tokens, this.o.config.sessionTtlSeconds, message, session.connection.peerNames);
@@ -74,6 +75,8 @@ export class Registrar {
     this.o.registry.bind(nodeId, session)?.actor.send({ type: 'replaced' });
     this.o.heartbeats.fleetChanged();
     session.send('RegisterAck', this.ack(registration, auth), auth.replyTo);
+    // Features are used only from the RegisterAck on, which itself goes out as version 1 would send it.
+    if (auth.agreed.wireFeatures.includes('deflate')) session.compressFrom(COMPRESS_MIN_BYTES);
     this.o.metrics?.registered(registration.resumed);
     // The actor learns the interval its RegisterAck gave (it was created with the base one).
     this.o.heartbeats.tell(session, false);

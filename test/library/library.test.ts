@@ -64,6 +64,13 @@ describe('the library', () => {
     for (const stop of [stopA, stopR, stopT, stopF]) stop();
   });
 
+  it('carries a large output intact (the agent and the plane agree on deflate over TCP)', async () => {
+    const job = await plane.submitJob({ job: { command: ['sh', '-c', 'i=0; while [ $i -lt 2000 ]; do echo "line $i of a build log"; i=$((i+1)); done'] } });
+    expect((await plane.waitForJob(job.job_id)).state).toBe('Completed');
+    const logs = (await plane.jobLogs(job.job_id)).map((l) => l.data).join('');
+    expect(logs.split('\n').filter((l) => l !== '')).toEqual(Array.from({ length: 2000 }, (_, i) => `line ${i} of a build log`));
+  });
+
   it('refuses a submission as the API does, naming the field', async () => {
     await expect(plane.submitJob({ job: { command: [] } } as never)).rejects.toMatchObject({ code: 'invalid_message', field: 'job.command' });
   });

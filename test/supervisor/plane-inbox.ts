@@ -1,7 +1,8 @@
 // What a test's node client receives from the plane: every frame decoded and validated as a
 // plane message, kept in order until the test takes it with `next`. Shared by the raw TCP
 // client (node-client.ts) and the any-transport client (test/conformance/protocol-client.ts).
-import { CODEC_JSON, CODEC_MSGPACK, decodeBody, type CodecName } from '../../protocol/codec.js';
+import { inflateRawSync } from 'node:zlib';
+import { CODEC_JSON, CODEC_MSGPACK, DEFLATE_BIT, decodeBody, type CodecName } from '../../protocol/codec.js';
 import type { PlaneMessage, PlaneMessageType } from '../../protocol/messages.js';
 import { validatePlaneMessage } from '../../protocol/validator.js';
 
@@ -11,6 +12,8 @@ export interface Received<T extends PlaneMessageType = PlaneMessageType> {
   codecByte: number;
   /** The codec the plane answered in. */
   codec: CodecName;
+  /** The frame's size on the wire (codec byte and body, compressed or not). */
+  frameBytes: number;
   message: Extract<PlaneMessage, { type: T }>;
 }
 
@@ -89,13 +92,17 @@ export class PlaneInbox {
 }
 
 function decodeFrame(codecByte: number, body: Uint8Array): Received | Error {
-  if (codecByte !== CODEC_JSON && codecByte !== CODEC_MSGPACK) {
+  // A compressed body (the `deflate` wire feature) is read as the plane meant it; whether the
+  // session agreed to it is the test's to check (`codecByte`).
+  const codec = codecByte & ~DEFLATE_BIT;
+  if (codec !== CODEC_JSON && codec !== CODEC_MSGPACK) {
     return new Error(`the plane sent codec byte 0x${codecByte.toString(16)}`);
   }
   try {
+    const plain = (codecByte & DEFLATE_BIT) !== 0 ? inflateRawSync(body) : Uint8Array.from(body);
     // Copied: the body may be a view of a socket chunk.
-    const message = validatePlaneMessage(decodeBody(codecByte, Uint8Array.from(body)));
-    return { codecByte, codec: codecByte === CODEC_JSON ? 'json' : 'msgpack', message };
+    const message = validatePlaneMessage(decodeBody(codec, plain));
+    return { codecByte, codec: codec === CODEC_JSON ? 'json' : 'msgpack', frameBytes: body.length + 1, message };
   } catch (err) {
     return new Error('the plane sent a message that is not a valid plane message', { cause: err });
   }
