@@ -61,15 +61,18 @@ async function scrape(): Promise<Exposition> {
   return parseExposition(await res.text());
 }
 
-/** Waits (with a deadline) until a scrape satisfies `ok`; returns that scrape. */
-async function scrapeUntil(what: string, ok: (m: Exposition) => boolean, timeoutMs = 10_000): Promise<Exposition> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const m = await scrape();
-    if (ok(m)) return m;
-    if (Date.now() > deadline) throw new Error(`agent metrics: ${what} not seen within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/**
+ * The agent's next `event` (it counts in its metrics before it tells of the event), with a
+ * deadline; ask before causing it, so that it cannot come first.
+ */
+function nextAgentEvent(event: 'registered' | 'disconnected', timeoutMs = 20_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`agent: no ${event} within ${timeoutMs} ms`)), timeoutMs);
+    agent.events.once(event, () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 async function runJobs(bodies: object[]): Promise<JobState[]> {
@@ -101,7 +104,8 @@ async function runJobs(bodies: object[]): Promise<JobState[]> {
 
 describe('agent metrics', () => {
   it('count jobs by outcome, output bytes, the connection state and reconnects', async () => {
-    await scrapeUntil('registered', (m) => m.value('muster_agent_connection_state', { state: 'registered' }) === 1);
+    if (!agent.isRegistered) await nextAgentEvent('registered');
+    expect((await scrape()).value('muster_agent_connection_state', { state: 'registered' })).toBe(1);
     const states = await runJobs([
       { job: { command: ['sh', '-c', `printf '${OUTPUT.trimEnd()}\\n'`] } },
       { job: { command: ['true'] } },
@@ -121,10 +125,15 @@ describe('agent metrics', () => {
 
     // The plane goes away and comes back on the same address: one reconnect.
     const tcp = new URL(tcpUrl).host;
+    const gone = nextAgentEvent('disconnected');
     await plane.shutdown();
-    await scrapeUntil('disconnected', (x) => x.value('muster_agent_connection_state', { state: 'disconnected' }) === 1);
+    await gone;
+    expect((await scrape()).value('muster_agent_connection_state', { state: 'disconnected' })).toBe(1);
+    const registeredAgain = nextAgentEvent('registered');
     plane = await startPlane(tcp);
-    const back = await scrapeUntil('registered again', (x) => x.value('muster_agent_connection_state', { state: 'registered' }) === 1);
+    await registeredAgain;
+    const back = await scrape();
+    expect(back.value('muster_agent_connection_state', { state: 'registered' })).toBe(1);
     expect(back.value('muster_agent_reconnects_total')).toBeGreaterThanOrEqual(1);
     expect(back.value('muster_agent_jobs_total', { outcome: 'Completed' })).toBe(2);
   });
