@@ -5,6 +5,7 @@
 // until then they stay "known", to be judged at the first poll when it may.
 import type { KV, KvEntry } from '@nats-io/kv';
 import { liveValue } from './kv-cas.js';
+import { TimerSet } from './timer-set.js';
 
 /** The stored value of a lease. */
 export interface LeaseValue {
@@ -83,7 +84,7 @@ export class LeasePeers {
   leaseReads = 0;
   /** Ends every pending `whenGone` (false) when the view closes. */
   private readonly waitEnds = new Set<() => void>();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly timers = new TimerSet();
   private pollTimer: NodeJS.Timeout | undefined;
   private polling = false;
   private closed = false;
@@ -168,7 +169,7 @@ export class LeasePeers {
 
   close(): void {
     this.closed = true;
-    for (const timer of [...this.timers]) this.cancel(timer);
+    this.timers.clear();
     for (const end of [...this.waitEnds]) end();
   }
 
@@ -235,17 +236,10 @@ export class LeasePeers {
   }
 
   private after(delayMs: number, fn: () => void): NodeJS.Timeout {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      fn();
-    }, delayMs);
-    this.timers.add(timer);
-    return timer;
+    return this.timers.after(delayMs, fn);
   }
 
   private cancel(timer: NodeJS.Timeout | undefined): void {
-    if (timer === undefined) return;
-    clearTimeout(timer);
-    this.timers.delete(timer);
+    this.timers.cancel(timer);
   }
 }

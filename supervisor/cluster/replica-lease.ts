@@ -20,6 +20,7 @@ import { isKvKey, KV_KEY, openCasBucket } from './kv-cas.js';
 import { isWrongLast } from './jetstream-errors.js';
 import { LeaseGuard } from './lease-guard.js';
 import { LeasePeers, toPeer, type LeaseValue, type PeerLease } from './lease-peers.js';
+import { TimerSet } from './timer-set.js';
 
 export const LEASE_BUCKET = 'muster-leases';
 
@@ -122,7 +123,7 @@ export class ReplicaLease {
   private epochValue: number | undefined;
   private revision = 0;
   private readonly view: LeasePeers;
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly timers = new TimerSet();
   private renewTimer: NodeJS.Timeout | undefined;
   private fenceTimer: NodeJS.Timeout | undefined;
   private judgeTimer: NodeJS.Timeout | undefined;
@@ -226,7 +227,7 @@ export class ReplicaLease {
   async close(options: { release?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const timer of [...this.timers]) this.cancel(timer);
+    this.timers.clear();
     const iterator = this.statusIterator as { stop?: () => void } | undefined;
     iterator?.stop?.();
     this.view.close();
@@ -422,17 +423,10 @@ export class ReplicaLease {
   }
 
   private after(delayMs: number, fn: () => void): NodeJS.Timeout {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      fn();
-    }, delayMs);
-    this.timers.add(timer);
-    return timer;
+    return this.timers.after(delayMs, fn);
   }
 
   private cancel(timer: NodeJS.Timeout | undefined): void {
-    if (timer === undefined) return;
-    clearTimeout(timer);
-    this.timers.delete(timer);
+    this.timers.cancel(timer);
   }
 }
