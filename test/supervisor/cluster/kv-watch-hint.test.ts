@@ -2,34 +2,19 @@
 // (its consumer deleted on the server, or the connection cut) still arrive, because the watch is
 // re-created from the last revision seen, after a reconnect or when the stream-info check finds
 // it stuck.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
+import { type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm, type KvWatchEntry } from '@nats-io/kv';
-import { NatsServer } from '../../cluster/nats-server.js';
+import { natsFixture } from './nats-fixture.js';
 import { KvWatchHint } from '../../../supervisor/cluster/kv-watch-hint.js';
 import { TcpProxy } from './tcp-proxy.js';
 import { nextEvent } from './await-event.js';
 
-let server: NatsServer;
-const closers: Array<() => Promise<unknown>> = [];
+const nats = natsFixture();
+const closers = nats.closers;
+const natsConnection = (url?: string): Promise<NatsConnection> => nats.connection(url);
 let seq = 0;
-
-beforeAll(async () => {
-  server = await NatsServer.start();
-});
-afterAll(async () => {
-  await server?.stop();
-});
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close().catch(() => {});
-});
-
-async function natsConnection(url = server.url): Promise<NatsConnection> {
-  const nc = await connect({ servers: url, reconnectTimeWait: 50, maxReconnectAttempts: -1, ignoreClusterUpdates: true });
-  closers.push(() => nc.close());
-  return nc;
-}
 
 /** Entries as events, to await them. */
 class Entries {
@@ -81,7 +66,7 @@ describe('KvWatchHint', () => {
   });
 
   it('is re-created after a reconnect from the last revision seen', async () => {
-    const proxy = await TcpProxy.start(server.port);
+    const proxy = await TcpProxy.start(nats.server.port);
     closers.push(() => proxy.close());
     const { hint, entries, write } = await setUp(proxy.url, 0); // no timer: only the reconnect
     const first = nextEvent(entries, (e) => e.key === 'a', 3_000, 'entry a');

@@ -1,11 +1,11 @@
 // Node ownership entries against a real nats-server: claims by compare-and-set only when a node
 // changes hands, release on request, takeover after the owner's lease is gone, `lost` from the
 // watch (also across a reconnect), exactly one winner of concurrent claims, and no writes at rest.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
+import { type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { NatsServer } from '../../cluster/nats-server.js';
+import { natsFixture } from './nats-fixture.js';
 import { MusterError } from '../../../protocol/errors.js';
 import { ReplicaLease, type LeaseEvent, type ReplicaLeaseOptions } from '../../../supervisor/cluster/replica-lease.js';
 import {
@@ -22,25 +22,10 @@ const TTL = 1_500;
 const RENEW = 250;
 const MARGIN = 400;
 
-let server: NatsServer;
-const closers: Array<() => Promise<unknown>> = [];
+const nats = natsFixture();
+const closers = nats.closers;
+const natsConnection = (url?: string): Promise<NatsConnection> => nats.connection(url);
 let seq = 0;
-
-beforeAll(async () => {
-  server = await NatsServer.start();
-});
-afterAll(async () => {
-  await server?.stop();
-});
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close().catch(() => {});
-});
-
-async function natsConnection(url = server.url): Promise<NatsConnection> {
-  const nc = await connect({ servers: url, reconnectTimeWait: 50, maxReconnectAttempts: -1, ignoreClusterUpdates: true });
-  closers.push(() => nc.close());
-  return nc;
-}
 
 interface Buckets {
   leases: string;
@@ -255,7 +240,7 @@ describe('NodeOwnership', () => {
   });
 
   it('re-creates the watch after a reconnect and reports what changed while it was away', async () => {
-    const proxy = await TcpProxy.start(server.port);
+    const proxy = await TcpProxy.start(nats.server.port);
     closers.push(() => proxy.close());
     const b = buckets();
     const replicas = new Replicas();
@@ -278,7 +263,7 @@ describe('NodeOwnership', () => {
   });
 
   it('loses every node when its lease is lost, and claims them again under the new epoch', async () => {
-    const proxy = await TcpProxy.start(server.port);
+    const proxy = await TcpProxy.start(nats.server.port);
     closers.push(() => proxy.close());
     const b = buckets();
     const replicas = new Replicas();

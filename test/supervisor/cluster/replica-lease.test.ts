@@ -2,10 +2,10 @@
 // one id, peers aging out, self-fencing before the lease can age out, and no judging of peers
 // until a full TTL after the connection came back.
 import { performance } from 'node:perf_hooks';
-import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
+import { type NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
-import { NatsServer } from '../../cluster/nats-server.js';
+import { natsFixture } from './nats-fixture.js';
 import { MusterError } from '../../../protocol/errors.js';
 import { LEASE_BUCKET, ReplicaLease, type LeaseEvent, type ReplicaLeaseOptions } from '../../../supervisor/cluster/replica-lease.js';
 import { TcpProxy } from './tcp-proxy.js';
@@ -15,25 +15,10 @@ const TTL = 1_500;
 const RENEW = 250;
 const MARGIN = 400;
 
-let server: NatsServer;
-const closers: Array<() => Promise<unknown>> = [];
+const nats = natsFixture();
+const closers = nats.closers;
+const natsConnection = (url?: string): Promise<NatsConnection> => nats.connection(url);
 let bucketSeq = 0;
-
-beforeAll(async () => {
-  server = await NatsServer.start();
-});
-afterAll(async () => {
-  await server?.stop();
-});
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close().catch(() => {});
-});
-
-async function natsConnection(url = server.url): Promise<NatsConnection> {
-  const nc = await connect({ servers: url, reconnectTimeWait: 50, maxReconnectAttempts: -1, ignoreClusterUpdates: true });
-  closers.push(() => nc.close());
-  return nc;
-}
 
 async function lease(nc: NatsConnection, replicaId: string, bucket: string, extra: Partial<ReplicaLeaseOptions> = {}): Promise<ReplicaLease> {
   const l = await ReplicaLease.acquire({ nc, replicaId, bucket, version: '0.1.0', ttlMs: TTL, renewMs: RENEW, marginMs: MARGIN, ...extra });
@@ -136,7 +121,7 @@ describe('ReplicaLease', () => {
   });
 
   it('a replica cut off from NATS fences itself before its lease ages out, then takes a new epoch and waits a full TTL to judge', async () => {
-    const proxy = await TcpProxy.start(server.port);
+    const proxy = await TcpProxy.start(nats.server.port);
     closers.push(() => proxy.close());
     const bucket = bucketName();
     const observer = await lease(await natsConnection(), 'replica-b', bucket);
@@ -185,7 +170,7 @@ describe('ReplicaLease', () => {
   });
 
   it('fences on time when the path to NATS hangs without a disconnect', async () => {
-    const proxy = await TcpProxy.start(server.port);
+    const proxy = await TcpProxy.start(nats.server.port);
     closers.push(() => proxy.close());
     const bucket = bucketName();
     // A longer TTL: the thaw below must come before the lease ages out (fenced at 2 s, gone at 3 s).
@@ -229,7 +214,7 @@ describe('ReplicaLease', () => {
   });
 
   it('a peer that went while this replica was cut off is reported only once it may judge again', async () => {
-    const proxy = await TcpProxy.start(server.port);
+    const proxy = await TcpProxy.start(nats.server.port);
     closers.push(() => proxy.close());
     const bucket = bucketName();
     const a = await lease(await natsConnection(proxy.url), 'replica-a', bucket);
@@ -258,7 +243,7 @@ describe('ReplicaLease', () => {
   });
 
   it('reports a conflict when, after a loss, another process took the same id', async () => {
-    const proxy = await TcpProxy.start(server.port);
+    const proxy = await TcpProxy.start(nats.server.port);
     closers.push(() => proxy.close());
     const bucket = bucketName();
     const a = await lease(await natsConnection(proxy.url), 'replica-a', bucket);
