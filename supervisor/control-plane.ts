@@ -182,7 +182,16 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     controlPlaneId: id,
     ...(cluster === undefined ? {} : { peers: new ClusterPeers(cluster, own, log), notReady: () => replicaNotReady(cluster) }),
   });
-  const duties = cluster === undefined ? undefined : await startReplicaDuties({ cluster, registry, coordinator, store, own, logger: log });
+  const duties = cluster === undefined ? undefined : await startReplicaDuties({
+        cluster,
+        registry,
+        coordinator,
+        store,
+        own,
+        logger: log,
+        rebalanceIntervalMs: config.rebalanceIntervalMs,
+        shutdownGraceMs: config.shutdownGraceMs,
+      });
   const stopping = new PlaneShutdown({
     logger: log,
     shutdownGraceMs: config.shutdownGraceMs,

@@ -14,6 +14,7 @@ import { offersUndrain } from '../../actors/node-machine.js';
 import type { ClusterServices } from './cluster-services.js';
 import { NodeCommandServer, type NodeCommandHandler, type NodeCommandReply } from './node-commands.js';
 import type { OwnNodes } from './node-directory.js';
+import { Rebalancer } from './rebalancer.js';
 
 export interface ReplicaDutiesOptions {
   cluster: ClusterServices;
@@ -23,11 +24,15 @@ export interface ReplicaDutiesOptions {
   /** This replica's own nodes as the API shows them. */
   own: OwnNodes;
   logger: Logger;
+  /** How often the replica looks whether it holds more than its share of nodes (rebalancer.ts); 0: never. */
+  rebalanceIntervalMs: number;
+  /** Told to nodes it sheds. */
+  shutdownGraceMs: number;
 }
 
 export interface ReplicaDuties {
   /** Orphans adopted and nodes let go since start, for tests and metrics. */
-  stats(): { orphansAdopted: number; released: number };
+  stats(): { orphansAdopted: number; released: number; shed: number };
   close(): Promise<void>;
 }
 
@@ -136,10 +141,12 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
     }
   });
   if (cluster.lease.mayJudge()) sweep();
+  const rebalancer = new Rebalancer({ lease: cluster.lease, registry, coordinator, intervalMs: o.rebalanceIntervalMs, shutdownGraceMs: o.shutdownGraceMs, logger });
 
   return {
-    stats: () => ({ ...counts }),
+    stats: () => ({ ...counts, shed: rebalancer.shedTotal }),
     close: async () => {
+      rebalancer.stop();
       stopLease();
       stopOwnership();
       await server.close();

@@ -3,78 +3,34 @@
 // reaches it), any replica lists every node with its owner, a node that reaches B while A still
 // serves it is released by A (`session_replaced`) and resumed on B with its running job, and a
 // revocation on A disconnects a node on B. Nodes are raw protocol clients (test/supervisor/node-client.ts).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BusEvent } from '../../../supervisor/bus/bus.js';
 import { ConfigError, loadConfig } from '../../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../../supervisor/control-plane.js';
-import type { NewJob } from '../../../supervisor/store/job-store.js';
 import { NatsServer } from '../../cluster/nats-server.js';
 import { jobResultMessage, NodeClient } from '../node-client.js';
 import { nextEvent } from './await-event.js';
+import { HEARTBEAT_MS, laneJob, Replicas } from './replica-fixture.js';
 
-const SECRET = 'cluster-mode-test-secret-0123456789abcdef';
-const HEARTBEAT_MS = 500;
 let nats: NatsServer;
-const planes: ControlPlane[] = [];
-const dirs: string[] = [];
+const replicas = new Replicas(() => nats.url);
 const clients: NodeClient[] = [];
 let a: ControlPlane;
 let b: ControlPlane;
 
-async function replica(id: string): Promise<ControlPlane> {
-  const dataDir = mkdtempSync(join(tmpdir(), `muster-cluster-${id}-`));
-  dirs.push(dataDir);
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      dataDir,
-      tcp: '127.0.0.1:0',
-      ws: 'off',
-      grpc: 'off',
-      unix: 'off',
-      http: 'off',
-      nats: nats.url,
-      controlPlaneId: id,
-      jwtSecret: SECRET,
-      leaseTtlMs: 3_000,
-      leaseRenewMs: 500,
-      revocationPollMs: 100,
-      heartbeatIntervalMs: HEARTBEAT_MS,
-    },
-  });
-  const plane = await startControlPlane(config, pino({ level: 'silent' }));
-  planes.push(plane);
-  return plane;
-}
-
 beforeAll(async () => {
   nats = await NatsServer.start();
-  a = await replica('replica-a');
-  b = await replica('replica-b');
+  a = await replicas.start('replica-a');
+  b = await replicas.start('replica-b');
 });
 
 afterAll(async () => {
   for (const c of clients) c.destroy();
-  for (const p of planes) await p.shutdown();
+  await replicas.stopAll();
   await nats?.stop();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-/** A job only the nodes of `lane` take: each test's own nodes, whichever replica they are on. */
-function job(lane: string, command: string[]): NewJob {
-  return {
-    job: { name: 'x', image: '', command, environment: {}, timeout: { secs: 600, nanos: 0 }, resource_requirements: { cpu_cores: 1, memory_mb: 0, disk_gb: 0 } },
-    execution_context: { workspace_id: '', pipeline_id: '', build_number: 0, git_ref: '', variables: {}, secrets: {} },
-    priority: 'Normal',
-    selector: { tags: { lane } },
-    max_attempts: 3,
-  };
-}
 
 /** A node registered on `plane` with a registration token minted by `minter` (any replica: they share the secret). */
 async function nodeOn(plane: ControlPlane, lane: string, minter: ControlPlane = plane): Promise<NodeClient> {
@@ -89,8 +45,7 @@ const jobEvent = (jobId: string, state: string) => (e: BusEvent) => e.kind === '
 
 describe('cluster mode', () => {
   it('refuses to start without one token secret shared by every replica', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'muster-cluster-nosecret-'));
-    dirs.push(dataDir);
+    const dataDir = replicas.dataDir('nosecret');
     const config = loadConfig({ env: { MUSTER_NATS_URL: nats.url }, overrides: { dataDir, tcp: '127.0.0.1:0', ws: 'off', grpc: 'off', unix: 'off', http: 'off' } });
     const err = await startControlPlane(config, pino({ level: 'silent' })).then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
@@ -99,7 +54,7 @@ describe('cluster mode', () => {
 
   it('runs a job submitted to one replica on a node owned by the other, and each lists the node with its owner', async () => {
     const node = await nodeOn(b, 'cross', a);
-    const record = await a.api.submitJob(job('cross', ['true']));
+    const record = await a.api.submitJob(laneJob('cross', ['true']));
     const completed = nextEvent(a.bus, jobEvent(record.job_id, 'Completed'), 10_000, 'Completed on replica A');
     const { message } = await node.next('JobAssignment', 10_000);
     expect(message.data).toMatchObject({ job_id: record.job_id, attempt: 1 });
@@ -116,7 +71,7 @@ describe('cluster mode', () => {
 
   it('carries a cancel sent to one replica to the node on the other', async () => {
     const node = await nodeOn(b, 'cancel');
-    const { job_id: jobId } = await b.api.submitJob(job('cancel', ['sleep', '600']));
+    const { job_id: jobId } = await b.api.submitJob(laneJob('cancel', ['sleep', '600']));
     const { message } = await node.next('JobAssignment', 10_000);
     expect(message.data.job_id).toBe(jobId);
     const running = nextEvent(a.bus, jobEvent(jobId, 'Running'), 10_000, 'Running heard on A');
@@ -129,7 +84,7 @@ describe('cluster mode', () => {
 
   it('moves a node that reaches B while A serves it: A closes it with session_replaced, B resumes its running job', async () => {
     const first = await nodeOn(a, 'move');
-    const record = await a.api.submitJob(job('move', ['sleep', '600']));
+    const record = await a.api.submitJob(laneJob('move', ['sleep', '600']));
     const { message } = await first.next('JobAssignment', 10_000);
     expect(message.data.job_id).toBe(record.job_id);
     const running = nextEvent(b.bus, jobEvent(record.job_id, 'Running'), 10_000, 'Running heard on B');
