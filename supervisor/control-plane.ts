@@ -191,6 +191,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         logger: log,
         rebalanceIntervalMs: config.rebalanceIntervalMs,
         shutdownGraceMs: config.shutdownGraceMs,
+        reloadQueue: () => scheduler.load(),
       });
   const stopping = new PlaneShutdown({
     logger: log,

@@ -30,7 +30,7 @@ export class ClusterPeers {
         }),
       ),
     );
-    return [...this.own.list(), ...lists.flat()];
+    return onePerNode([...this.own.list(), ...lists.flat()]);
   }
 
   /** A node of any replica, from its owner. */
@@ -87,4 +87,21 @@ export class ClusterPeers {
       throw err instanceof MusterError ? err : new MusterError('internal', `replica ${owner} did not take the command`, { cause: err });
     }
   }
+}
+
+/**
+ * A node is never shown twice: a replica it left may still remember it dead (it went quiet there,
+ * then resumed elsewhere). Its live entry wins; of dead ones, the last heard.
+ */
+export function onePerNode(views: NodeView[]): NodeView[] {
+  const byId = new Map<string, NodeView>();
+  for (const view of views) {
+    const kept = byId.get(view.node_id);
+    if (kept === undefined || rank(view) > rank(kept)) byId.set(view.node_id, view);
+  }
+  return [...byId.values()];
+}
+
+function rank(view: NodeView): number {
+  return (view.state === 'dead' ? 0 : 1e15) + Date.parse(view.last_heartbeat);
 }

@@ -28,6 +28,11 @@ export interface ReplicaDutiesOptions {
   rebalanceIntervalMs: number;
   /** Told to nodes it sheds. */
   shutdownGraceMs: number;
+  /**
+   * Reads the cluster's queue again (the scheduler's `load`): after NATS was away, the events of
+   * jobs queued meanwhile were not heard, and a placement lost to the outage dropped its job.
+   */
+  reloadQueue(): Promise<void>;
 }
 
 export interface ReplicaDuties {
@@ -122,6 +127,7 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
         return;
       case 'unfenced':
         logger.info({ epoch: event.epoch }, 'replica lease renewed again: serving nodes');
+        reload();
         return;
       case 'peer-gone':
         logger.info({ replica: event.id, epoch: event.epoch }, 'a replica lease is gone: adopting the jobs of its nodes that went nowhere');
@@ -141,12 +147,19 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
     }
   });
   if (cluster.lease.mayJudge()) sweep();
+  const reload = (): void => {
+    o.reloadQueue().catch((err: unknown) => logger.warn({ err }, 'reading the queue again failed; tried again at the next reconnect'));
+  };
+  const stopStatus = cluster.connection.status.onChange((status, previous) => {
+    if (status.state === 'connected' && previous !== 'connected') reload();
+  });
   const rebalancer = new Rebalancer({ lease: cluster.lease, registry, coordinator, intervalMs: o.rebalanceIntervalMs, shutdownGraceMs: o.shutdownGraceMs, logger });
 
   return {
     stats: () => ({ ...counts, shed: rebalancer.shedTotal }),
     close: async () => {
       rebalancer.stop();
+      stopStatus();
       stopLease();
       stopOwnership();
       await server.close();

@@ -114,7 +114,8 @@ export class Registrar {
     if (nodeId === undefined) return;
     const view = viewOf(nodeId, session, this.o.controlPlaneId, []);
     if (!this.o.registry.unbind(nodeId, session)) return;
-    this.o.registry.buryNode(view);
+    // Replaced (on another replica of a cluster) or shut down (shed to another): it lives on, not dead.
+    if (reason !== 'replaced' && reason !== 'shutdown') this.o.registry.buryNode(view);
     this.o.heartbeats.fleetChanged();
     if (session.logs('info')) session.logger.info({ node_id: nodeId, reason }, 'node gone');
     // Replaced or shut down: the node lives on elsewhere, or comes back to resume its jobs.
