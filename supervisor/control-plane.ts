@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { PlaneMetrics } from '../observability/plane-metrics.js';
+import { ClusterMetrics, PlaneMetrics } from '../observability/plane-metrics.js';
 import type { TokenAuthority } from './tokens/tokens.js';
 import { startAdminApi } from './admin/api-server.js';
 import type { PlaneApi } from './admin/plane-api.js';
@@ -192,6 +192,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         rebalanceIntervalMs: config.rebalanceIntervalMs,
         shutdownGraceMs: config.shutdownGraceMs,
         reloadQueue: () => scheduler.load(),
+        metrics: new ClusterMetrics(metrics.registry),
       });
   const stopping = new PlaneShutdown({
     logger: log,

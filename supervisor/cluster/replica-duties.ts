@@ -5,6 +5,7 @@
 // that they go to a replica that can serve them), and takes over the jobs of nodes whose replica
 // died and that came back to none (orphans), once it may judge (lease-guard.ts).
 import type { Logger } from 'pino';
+import type { ClusterMetrics } from '../../observability/plane-metrics.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { JobCoordinator } from '../jobs/job-coordinator.js';
 import type { NodeRegistry } from '../nodes/node-registry.js';
@@ -33,6 +34,8 @@ export interface ReplicaDutiesOptions {
    * jobs queued meanwhile were not heard, and a placement lost to the outage dropped its job.
    */
   reloadQueue(): Promise<void>;
+  /** The replica's lease and NATS metrics (`/metrics`). */
+  metrics: ClusterMetrics;
 }
 
 export interface ReplicaDuties {
@@ -117,8 +120,13 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
       });
   };
 
+  o.metrics.leasesHeld = cluster.lease.epoch === undefined ? 0 : 1;
   const stopLease = cluster.lease.subscribe((event) => {
+    o.metrics.leasesHeld = cluster.lease.epoch === undefined || cluster.lease.isFenced() ? 0 : 1;
     switch (event.kind) {
+      case 'renewed':
+        o.metrics.leaseRenewed(event.tookMs);
+        return;
       case 'fenced':
         logger.warn({ reason: event.reason }, 'replica fenced: its lease may have aged out; closing its nodes so they go to a replica that can serve them');
         for (const session of [...registry.sessionsList()]) {
@@ -151,6 +159,7 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
     o.reloadQueue().catch((err: unknown) => logger.warn({ err }, 'reading the queue again failed; tried again at the next reconnect'));
   };
   const stopStatus = cluster.connection.status.onChange((status, previous) => {
+    o.metrics.natsReconnects = status.reconnects;
     if (status.state === 'connected' && previous !== 'connected') reload();
   });
   const rebalancer = new Rebalancer({ lease: cluster.lease, registry, coordinator, intervalMs: o.rebalanceIntervalMs, shutdownGraceMs: o.shutdownGraceMs, logger });
