@@ -8,9 +8,17 @@ import type { Codec } from './codec.js';
 import { batchBody, batchOverhead } from './batch.js';
 import { BATCH_MAX } from './messages.js';
 
+/**
+ * The size a Batch body is kept to (unless the frame limit is lower): that of one full log chunk
+ * (the agent's default 64 KiB). Neither side knows the other's `max_frame_bytes`; a peer that
+ * takes the other's largest routine message takes its batches too, and batching pays for small
+ * messages, not large ones.
+ */
+export const BATCH_TARGET_BYTES = 64 * 1024;
+
 export interface BatchCoalescerOptions {
   codec: Codec;
-  /** The largest body one frame may carry (`max_frame_bytes - 1`, before any compression). */
+  /** The largest body one frame may carry (`max_frame_bytes - 1`, before any compression); a Batch is kept to BATCH_TARGET_BYTES within it. */
   maxBodyBytes: number;
   /** Sends one frame's body; `types` are the messages it carries, in order. */
   write(body: Uint8Array, types: readonly string[]): void;
@@ -49,6 +57,7 @@ export class BatchCoalescer {
     const bodies = this.#bodies;
     const types = this.#types;
     if (bodies.length === 0) return;
+    const max = Math.min(this.o.maxBodyBytes, BATCH_TARGET_BYTES);
     this.#bodies = [];
     this.#types = [];
     let start = 0;
@@ -59,7 +68,7 @@ export class BatchCoalescer {
       // As many as fit; always at least one (one too large for a frame goes alone, as it would unbatched).
       while (end < bodies.length && end - start < BATCH_MAX) {
         const next = bytes + bodies[end]!.length;
-        if (end > start && next + batchOverhead(end - start + 1, id) > this.o.maxBodyBytes) break;
+        if (end > start && next + batchOverhead(end - start + 1, id) > max) break;
         bytes = next;
         end++;
       }

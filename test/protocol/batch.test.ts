@@ -5,7 +5,7 @@
 // BATCH_MAX and at the frame size, and keeps the order of sending.
 import { describe, expect, it } from 'vitest';
 import { batchBody, readBatch, readBatchedNodeMessage } from '../../protocol/batch.js';
-import { BatchCoalescer } from '../../protocol/batch-coalescer.js';
+import { BATCH_TARGET_BYTES, BatchCoalescer } from '../../protocol/batch-coalescer.js';
 import { CODEC_JSON, CODEC_MSGPACK, decodeBody, encodeBody, type Codec } from '../../protocol/codec.js';
 import { BATCH_MAX } from '../../protocol/messages.js';
 import { validateBatch } from '../../protocol/validator.js';
@@ -102,6 +102,14 @@ describe('BatchCoalescer', () => {
     const ids = small.frames.flatMap((f) => (f as { type: string; id: string; data: { messages?: Array<{ id: string }> } }).data.messages?.map((m) => m.id) ?? [(f as { id: string }).id]);
     expect(ids).toEqual(envelopes(20).map((e) => e.id));
     expect(small.frames.length).toBeGreaterThan(1);
+  });
+
+  it('keeps a Batch to BATCH_TARGET_BYTES under a larger frame limit: a large message goes alone', () => {
+    const { frames, add, turnEnds } = coalescer(1 << 20);
+    const big = (id: string) => ({ type: 'Telemetry', id, data: { text: 'x'.repeat(BATCH_TARGET_BYTES / 2) } });
+    add([big('a'), big('b'), big('c')]);
+    turnEnds();
+    expect(frames.map((f) => (f as { type: string }).type)).toEqual(['Telemetry', 'Telemetry', 'Telemetry']);
   });
 
   it('writes what it holds at once on flush (before a message that is not held), and schedules again after', () => {
