@@ -58,28 +58,48 @@ function checkLimits(codec: Codec, envelope: unknown): void {
   const replyTo = typeof envelope.id === 'string' && envelope.id.length <= 64 ? envelope.id : undefined;
   const limit = bodyLimitOf(type);
   const refuse = (message: string): MusterError => new MusterError('invalid_message', message, { field: 'data', replyTo });
-  const items = countItems(envelope, limit.items);
-  if (items === undefined) throw refuse(`the message nests deeper than ${MAX_DEPTH} levels`);
-  if (items > limit.items) throw refuse(`the message holds more than the ${limit.items} items (map entries, array elements) a ${type ?? 'message'} may have`);
-  // Only the small types have a size; encoding one again costs no more than its own frame's walk.
-  if (limit.bytes === undefined) return;
+  const shape = shapeOf(envelope, limit.items);
+  if (shape === undefined) throw refuse(`the message nests deeper than ${MAX_DEPTH} levels`);
+  if (shape.items > limit.items) throw refuse(`the message holds more than the ${limit.items} items (map entries, array elements) a ${type ?? 'message'} may have`);
+  // Only the small types have a size. Encoded, a value takes at most 6 bytes a character (a JSON
+  // escape), 24 a number or other scalar, 4 an item: within the limit so, it needs no encoding.
+  if (limit.bytes === undefined || 6 * shape.chars + 24 * shape.scalars + 4 * shape.items + 16 <= limit.bytes) return;
   const bytes = encodeBody(codec, envelope).length;
   if (bytes > limit.bytes) throw refuse(`a ${type} of ${bytes} bytes is over the ${limit.bytes} bytes a ${type} may have`);
 }
 
-/** Map entries and array elements at every depth, up to just past `max`; undefined past MAX_DEPTH. */
-function countItems(root: unknown, max: number): number | undefined {
-  let items = 0;
+interface Shape {
+  /** Map entries and array elements at every depth (counted up to just past the limit). */
+  items: number;
+  /** Characters of keys and strings. */
+  chars: number;
+  /** Numbers, booleans and nulls. */
+  scalars: number;
+}
+
+/** What an envelope holds, walked up to just past `maxItems`; undefined past MAX_DEPTH. */
+function shapeOf(root: unknown, maxItems: number): Shape | undefined {
+  const shape: Shape = { items: 0, chars: 0, scalars: 0 };
   const stack: Array<[unknown, number]> = [[root, 1]];
-  while (stack.length > 0 && items <= max) {
+  while (stack.length > 0 && shape.items <= maxItems) {
     const [value, depth] = stack.pop()!;
-    const children = Array.isArray(value) ? (value as unknown[]) : isPlainMap(value) ? Object.values(value) : undefined;
-    if (children === undefined || children.length === 0) continue;
+    if (typeof value === 'string') {
+      shape.chars += value.length;
+      continue;
+    }
+    const isArray = Array.isArray(value);
+    if (!isArray && !isPlainMap(value)) {
+      shape.scalars++;
+      continue;
+    }
+    const children: unknown[] = isArray ? (value as unknown[]) : Object.values(value);
+    if (children.length === 0) continue;
     if (depth > MAX_DEPTH) return undefined;
-    items += children.length;
-    for (const child of children) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+    shape.items += children.length;
+    if (!isArray) for (const key of Object.keys(value)) shape.chars += key.length;
+    for (const child of children) stack.push([child, depth + 1]);
   }
-  return items;
+  return shape;
 }
 
 const utf8 = new TextEncoder();

@@ -37,6 +37,19 @@ describe('readBatch', () => {
     expect(items.map((i) => ('error' in i ? i.error.replyTo : i.message.type))).toEqual(['JobAccepted', 'h', 'LogChunk']);
   });
 
+  it.each([
+    ['a short pad', 'x'.repeat(1000), undefined],
+    ['a pad past a Heartbeat’s 4 KiB', 'x'.repeat(5000), /over the 4096 bytes a Heartbeat may have/],
+    ['300 items', Array(300).fill(0), /more than the 256 items/],
+  ])('holds a Heartbeat with %s to a Heartbeat’s own limits', (_name, pad, refused) => {
+    const heartbeat = { ...sampleMessages().Heartbeat, id: 'h', pad };
+    for (const codec of [CODEC_JSON, CODEC_MSGPACK] as const) {
+      const read = (): unknown => readBatchedNodeMessage(codec, heartbeat);
+      if (refused === undefined) expect(read()).toEqual(heartbeat);
+      else expect(read).toThrow(refused);
+    }
+  });
+
   it('refuses the whole of a Batch that holds a Batch, before reading any', () => {
     let read = 0;
     const batch = validateBatch({ type: 'Batch', id: 'outer', data: { messages: [{ type: 'X', data: {} }, { type: 'Batch', data: { messages: [] } }] } });
