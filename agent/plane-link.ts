@@ -13,7 +13,7 @@ import { MusterError, type ErrorCode } from '../protocol/errors.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/frame-decoder.js';
 import { BATCH_MAX, type MessageData, type NodeMessageType, type PlaneMessage } from '../protocol/messages.js';
 import { validateBatch, validatePlaneMessage } from '../protocol/validator.js';
-import { isBatchEnvelope, readBatch } from '../protocol/batch.js';
+import { isBatchEnvelope, readBatch, type BatchItem } from '../protocol/batch.js';
 import { BatchCoalescer } from '../protocol/batch-coalescer.js';
 import type { Connection } from '../transports/transport.js';
 
@@ -171,7 +171,7 @@ export class PlaneLink {
 
   /** Each envelope of a Batch as if it had come in its own frame. */
   private takeBatch(decoded: unknown): void {
-    let items;
+    let items: Iterable<BatchItem<PlaneMessage>>;
     try {
       items = readBatch(validateBatch(decoded), validatePlaneMessage);
     } catch (err) {
