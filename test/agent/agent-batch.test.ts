@@ -2,7 +2,10 @@
 // plane in this process over real TCP, every frame counted where the agent's connection meets
 // the socket: the agent offers `batch`, a burst of log chunks goes out in Batch frames (and
 // arrives whole and in order, before the job's result), and the plane's assignments of one
-// pass come to it in one Batch, each taken as if it had come alone.
+// pass come to it in one Batch, each taken as if it had come alone. Against a scripted plane:
+// a bad assignment in the middle of a Batch is rejected on its own while those around it run,
+// and a Batch on a session that did not turn `batch` on (or one nested) is taken as nothing.
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,11 +13,14 @@ import { inflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../../agent/agent.js';
 import { createLogger } from '../../observability/logger.js';
-import { DEFLATE_BIT, decodeBody, type Codec } from '../../protocol/codec.js';
+import { CODEC_JSON, DEFLATE_BIT, decodeBody, encodeBody, type Codec } from '../../protocol/codec.js';
+import type { MessageData } from '../../protocol/messages.js';
 import { toNewJobs } from '../../supervisor/admin/job-request.js';
 import { TERMINAL_STATES } from '../../supervisor/store/job-store.js';
 import { transportFor, type Connection } from '../../transports/transport.js';
 import { startSecurityPlane, type SecurityPlane } from '../supervisor/security-plane.js';
+import { sampleMessages } from '../protocol/sample-messages.js';
+import { FakePlane, type PlaneConn } from './fake-plane.js';
 
 /** One frame as it crossed the socket: the types of the messages it carried (several for a Batch). */
 interface Frame {
@@ -148,5 +154,75 @@ describe('the agent and batch', () => {
     const assignments = received.slice(from).filter((f) => f.types.includes('JobAssignment'));
     expect(assignments).toEqual([{ batch: true, types: ['JobAssignment', 'JobAssignment', 'JobAssignment'] }]);
     for (const job of jobs) expect((await p.plane.api.getJob(job.job_id))?.state).toBe('Completed');
+  });
+});
+
+describe('the agent and a Batch from a scripted plane', () => {
+  let fake: FakePlane;
+  let scripted: Agent | undefined;
+  let workDir: string;
+  beforeAll(async () => {
+    fake = await FakePlane.start();
+    workDir = mkdtempSync(join(tmpdir(), 'muster-agent-batch-fake-'));
+  });
+  afterAll(async () => {
+    await scripted?.stop();
+    await fake?.close();
+    if (workDir !== undefined) rmSync(workDir, { recursive: true, force: true });
+  });
+
+  /** A JobAssignment the agent can run at once (`true`, a tenth of a core, no deadline). */
+  function assignment(jobId: string): Record<string, unknown> {
+    const { deadline: _deadline, ...data } = sampleMessages().JobAssignment.data;
+    const job = { ...data.job, command: ['true'], resource_requirements: { cpu_cores: 0.1, memory_mb: 0, disk_gb: 0 } };
+    return { type: 'JobAssignment', id: `a-${jobId.slice(0, 8)}`, data: { ...data, job_id: jobId, job, execution_context: { ...data.execution_context, secrets: {} } } };
+  }
+
+  async function connected(wireFeatures: MessageData<'RegisterAck'>['wire_features']): Promise<PlaneConn> {
+    await scripted?.stop();
+    scripted = startAgent({ urls: [fake.url], token: 'registration-token', workDir, logger: createLogger({ level: 'silent' }), codec: 'json' });
+    const conn = await fake.nextConnection();
+    const reg = await conn.next('RegisterNode');
+    expect(reg.data.wire_features).toContain('batch');
+    conn.send('RegisterAck', {
+      node_id: randomUUID(),
+      session_token: 'session-token',
+      session_expires_at: '2099-01-01T00:00:00Z',
+      heartbeat_interval_ms: 5_000,
+      protocol_version: 2,
+      control_plane_id: 'fake-plane',
+      resumed: false,
+      wire_features: wireFeatures,
+    }, CODEC_JSON);
+    return conn;
+  }
+
+  function sendBatch(conn: PlaneConn, messages: unknown[]): void {
+    conn.sendRaw(CODEC_JSON, encodeBody(CODEC_JSON, { type: 'Batch', data: { messages } }));
+  }
+
+  it('rejects a bad assignment in the middle of a Batch on its own, and takes those around it', async () => {
+    const conn = await connected(['batch']);
+    const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+    const bad = assignment(b);
+    (bad.data as { job: { command: string[] } }).job.command = [];
+    sendBatch(conn, [assignment(a), bad, assignment(c)]);
+    await conn.until('each assignment is answered', () => conn.all('JobAccepted').length + conn.all('JobRejected').length === 3);
+    expect(conn.all('JobAccepted').map((m) => m.data.job_id)).toEqual([a, c]);
+    expect(conn.all('JobRejected')).toMatchObject([{ data: { job_id: b, attempt: 1, reason: expect.stringContaining('data.job.command') } }]);
+  });
+
+  it.each([
+    ['on a session that did not turn batch on', [] as MessageData<'RegisterAck'>['wire_features'], (m: unknown) => [m]],
+    ['that holds a Batch', ['batch'] as MessageData<'RegisterAck'>['wire_features'], (m: unknown) => [m, { type: 'Batch', data: { messages: [m] } }]],
+  ])('takes nothing of a Batch %s', async (_name, features, messages) => {
+    const conn = await connected(features);
+    sendBatch(conn, messages(assignment(randomUUID())));
+    // Then one alone: answered, and the first answer the plane gets.
+    const alone = randomUUID();
+    conn.send('JobAssignment', assignment(alone).data as MessageData<'JobAssignment'>, CODEC_JSON);
+    expect((await conn.next('JobAccepted')).data.job_id).toBe(alone);
+    expect(conn.all('JobRejected')).toEqual([]);
+    expect(conn.all('JobAccepted')).toHaveLength(1);
   });
 });
