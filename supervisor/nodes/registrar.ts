@@ -87,6 +87,7 @@ export class Registrar {
     session.send('RegisterAck', this.ack(registration, auth), auth.replyTo);
     // Features are used only from the RegisterAck on, which itself goes out as version 1 would send it.
     if (auth.agreed.wireFeatures.includes('deflate')) session.compressFrom(COMPRESS_MIN_BYTES);
+    if (auth.agreed.wireFeatures.includes('batch')) session.useBatches();
     this.o.metrics?.registered(registration.resumed);
     // The actor learns the interval its RegisterAck gave (it was created with the base one).
     this.o.heartbeats.tell(session, false);
