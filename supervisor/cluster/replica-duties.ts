@@ -16,6 +16,7 @@ import type { ClusterServices } from './cluster-services.js';
 import { NodeCommandServer, type NodeCommandHandler, type NodeCommandReply } from './node-commands.js';
 import type { OwnNodes } from './node-directory.js';
 import { Rebalancer } from './rebalancer.js';
+import type { RemoteNodeViews } from './remote-node-views.js';
 
 export interface ReplicaDutiesOptions {
   cluster: ClusterServices;
@@ -36,6 +37,8 @@ export interface ReplicaDutiesOptions {
   reloadQueue(): Promise<void>;
   /** The replica's lease and NATS metrics (`/metrics`). */
   metrics: ClusterMetrics;
+  /** Read again once the replica knows its peers, and after NATS comes back. */
+  remoteViews: Pick<RemoteNodeViews, 'refresh'>;
 }
 
 export interface ReplicaDuties {
@@ -142,7 +145,9 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
         sweep();
         return;
       case 'judging':
-        if (event.may) sweep();
+        if (!event.may) return;
+        sweep();
+        void o.remoteViews.refresh();
         return;
       case 'conflict':
         logger.error({ err: event.error }, 'another process holds this replica id');
@@ -156,6 +161,7 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
   });
   if (cluster.lease.mayJudge()) sweep();
   const reload = (): void => {
+    void o.remoteViews.refresh();
     o.reloadQueue().catch((err: unknown) => logger.warn({ err }, 'reading the queue again failed; tried again at the next reconnect'));
   };
   const stopStatus = cluster.connection.status.onChange((status, previous) => {
