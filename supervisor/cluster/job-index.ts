@@ -27,6 +27,11 @@ export class JobIndex {
   readonly #entries = new Map<string, Entry>();
   /** Job ids by state (counts, queued, active). */
   readonly #byState = new Map<JobState, Set<string>>(ALL_STATES.map((s) => [s, new Set<string>()]));
+  /**
+   * The `Assigned` and `Running` jobs of each node: a replica that takes a node over asks for
+   * them on every claim, which must not scan every job ever stored.
+   */
+  readonly #activeByNode = new Map<string, Set<string>>();
   /** Job ids in `seq` order, for listJobs' newest-first paging. */
   readonly #bySeq: Array<{ seq: number; id: string }> = [];
   #revision = 0;
@@ -51,9 +56,25 @@ export class JobIndex {
       doc: TERMINAL_STATES.has(r.state) ? undefined : doc,
     };
     if (old === undefined) this.#insertSeq(entry.seq, jobId);
-    else this.#byState.get(old.state)?.delete(jobId);
+    else {
+      this.#byState.get(old.state)?.delete(jobId);
+      this.#placed(old, jobId, false);
+    }
     this.#byState.get(entry.state)?.add(jobId);
+    this.#placed(entry, jobId, true);
     this.#entries.set(jobId, entry);
+  }
+
+  #placed(entry: Entry, jobId: string, add: boolean): void {
+    if (entry.node_id === undefined || (entry.state !== 'Assigned' && entry.state !== 'Running')) return;
+    let ids = this.#activeByNode.get(entry.node_id);
+    if (add) {
+      if (ids === undefined) this.#activeByNode.set(entry.node_id, (ids = new Set()));
+      ids.add(jobId);
+    } else if (ids !== undefined) {
+      ids.delete(jobId);
+      if (ids.size === 0) this.#activeByNode.delete(entry.node_id);
+    }
   }
 
   /** Whether `revision` of `jobId` (or a newer one) is here already: a watch echo need not be decoded. */
@@ -88,6 +109,15 @@ export class JobIndex {
    * each in turn (the store reads the record and checks it again) until `limit` accepted.
    */
   *newestFirst(filter: JobListFilter): Generator<string> {
+    if (filter.node_id !== undefined && (filter.state === 'Assigned' || filter.state === 'Running')) {
+      // A node's jobs in play: from its own set, not a scan of history.
+      const ids = [...(this.#activeByNode.get(filter.node_id) ?? [])]
+        .map((id) => ({ id, entry: this.#entries.get(id) }))
+        .filter(({ entry }) => entry !== undefined && matches(entry, filter) && (filter.before_seq === undefined || entry.seq < filter.before_seq))
+        .sort((a, b) => b.entry!.seq - a.entry!.seq);
+      for (const { id } of ids) yield id;
+      return;
+    }
     let i = filter.before_seq === undefined ? this.#bySeq.length - 1 : this.#lowerBound(filter.before_seq) - 1;
     for (; i >= 0; i--) {
       const { id } = this.#bySeq[i]!;

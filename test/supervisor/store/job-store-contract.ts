@@ -659,6 +659,21 @@ export function jobStoreContract(name: string, open: () => Promise<JobStore> | J
         expect((await store.listJobs({ state: 'Assigned' }, 10))[0]).toEqual(await store.get(onA));
       });
 
+      it("lists a node's jobs in play by node and state (what a replica taking the node over reads), and forgets them as they end", async () => {
+        const first = await assigned({}, false);
+        const second = await assigned({}, true);
+        const ids = async (filter: Parameters<JobStore['listJobs']>[0]): Promise<string[]> => (await store.listJobs(filter, 10)).map((j) => j.job_id);
+        expect(await ids({ node_id: NODE_A, state: 'Assigned' })).toEqual([first]);
+        expect(await ids({ node_id: NODE_A, state: 'Running' })).toEqual([second]);
+        expect(await ids({ node_id: NODE_B, state: 'Running' })).toEqual([]);
+        await store.markRunning(first, 1, OWNER);
+        expect(await ids({ node_id: NODE_A, state: 'Running' })).toEqual([second, first]);
+        expect(await ids({ node_id: NODE_A, state: 'Assigned' })).toEqual([]);
+        expect(await store.storeResult(second, 1, outcome(), METRICS, OWNER)).toBe('stored');
+        await store.requeue(first, 1, 'node gone', OWNER);
+        expect(await ids({ node_id: NODE_A, state: 'Running' })).toEqual([]);
+      });
+
       it('pages through every job once while jobs are submitted between pages', async () => {
         const before = (await store.submitMany(Array.from({ length: 25 }, () => newJob()), OWNER)).map((j) => j.job_id);
         const seen: string[] = [];
