@@ -2,12 +2,13 @@
 // replica answers requests for its own nodes' views on `muster.nodes.<replica_id>`, a page at a
 // time (a page of views stays far below NATS's 1 MiB `max_payload`); a replica asked for the
 // fleet asks each live peer. Nothing is sent while nobody asks, so it costs nothing at rest.
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { MusterError } from '../../protocol/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import type { NodeDetail, NodeView } from '../admin/wire-types.js';
 import { serverHas } from './nats-waits.js';
 import { subjectToken } from './subjects.js';
+import { TRACEPARENT_HEADER, traceparentOrNew } from './traceparent.js';
 
 /** Views per page: about 500 bytes each, so a page is ~100 KiB. */
 export const NODES_PAGE = 200;
@@ -81,7 +82,10 @@ export class NodeDirectory {
   private async ask(replicaId: string, request: DirectoryRequest): Promise<DirectoryReply> {
     let msg: Msg;
     try {
-      msg = await this.nc.request(directorySubject(replicaId), encoder.encode(JSON.stringify(request)), { timeout: this.timeoutMs });
+      // Every cluster message carries a trace context, as the bus and the commands do.
+      const h = headers();
+      h.set(TRACEPARENT_HEADER, traceparentOrNew(undefined));
+      msg = await this.nc.request(directorySubject(replicaId), encoder.encode(JSON.stringify(request)), { timeout: this.timeoutMs, headers: h });
     } catch (err) {
       throw new MusterError('internal', `replica ${replicaId} did not list its nodes: ${(err as Error).message}`, { cause: err });
     }
