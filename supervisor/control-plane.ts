@@ -111,6 +111,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const coordinator = new JobCoordinator({
     store,
     owner: EMBEDDED_OWNER,
+    tokenOf: () => EMBEDDED_OWNER,
     bus,
     logger: log,
     acceptTimeoutMs: config.acceptTimeoutMs,

@@ -302,6 +302,17 @@ export class JetStreamJobStore implements JobStore {
     });
   }
 
+  takeOver(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean> {
+    // The fence's write alone (as appendLog's): written only when the token rises.
+    return this.#transition(
+      jobId,
+      attempt,
+      owner,
+      (doc) => ({ answer: doc !== undefined && doc.record.attempt === attempt && (doc.record.state === 'Assigned' || doc.record.state === 'Running') }),
+      true,
+    );
+  }
+
   markRunning(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean> {
     return this.#transition(jobId, attempt, owner, (doc) => {
       const write = doc === undefined ? undefined : acceptMove(doc, attempt, now());

@@ -52,8 +52,20 @@ type JobChange = Pick<JobRecord, 'job_id' | 'state' | 'attempt' | 'node_id'>;
 
 export interface CoordinatorOptions {
   store: JobStore;
-  /** The fencing token of every job write (see `OwnerToken`). */
+  /** The token of job writes that move no node's attempt (a cancel request, a retry: see `OwnerToken`). */
   owner: OwnerToken;
+  /**
+   * The fencing token of writes for a node's attempts: the token under which this plane owns the
+   * node (the embedded plane's is one constant), or undefined when it does not own it, and then
+   * it writes nothing for the node's attempts.
+   */
+  tokenOf(nodeId: string): OwnerToken | undefined;
+  /**
+   * Whether this plane may take a node's attempts back now (requeue them when the node is gone).
+   * A cluster replica that was cut off from NATS may not until it has been back for a full lease
+   * TTL: the nodes it lost meanwhile may run on elsewhere. Undefined: always.
+   */
+  mayWithdraw?(): boolean;
   bus: Bus;
   logger: Logger;
   acceptTimeoutMs: number;
@@ -72,6 +84,9 @@ export interface CoordinatorOptions {
   /** Counts dispatch latency and stored results. */
   metrics?: Pick<PlaneMetrics, 'dispatched' | 'jobResult'>;
 }
+
+/** More attempts than any node holds at once (its capacity bounds them). */
+const TAKEOVER_LIMIT = 10_000;
 
 type JobMessage = EnvelopeOf<'JobAccepted'> | EnvelopeOf<'JobRejected'> | EnvelopeOf<'LogChunk'> | EnvelopeOf<'JobResult'>;
 
@@ -99,12 +114,67 @@ export class JobCoordinator implements JobHoldings {
    */
   async recover(): Promise<void> {
     for (const job of await this.o.store.active()) {
-      if (job.node_id === undefined) continue;
-      const placement = this.place(job, job.node_id, lifecycleOf(job));
-      placement.masks = OutputMasks.of(await this.o.store.secrets(job.job_id));
-      placement.orphanTimer = setTimeout(() => void this.withdraw(placement, 'node did not resume after restart'), this.o.orphanGraceMs);
-      if (job.state === 'Running') this.armRunTimer(placement, startedAt(job));
+      if (job.node_id !== undefined) await this.placeAwaiting(job, job.node_id, 'node did not resume after restart');
     }
+  }
+
+  /**
+   * This plane became the owner of a node that another replica owned (the node registered or
+   * resumed here, or its replica died): the node's active attempts, read from the store, are
+   * fenced with `token` first (no write of the old owner lands after that) and then placed here,
+   * waiting for the node as after a restart. Returns how many it took.
+   */
+  async takeOver(nodeId: string, token: OwnerToken): Promise<number> {
+    let taken = 0;
+    for (const state of ['Assigned', 'Running'] as const) {
+      for (const job of await this.o.store.listJobs({ node_id: nodeId, state }, TAKEOVER_LIMIT)) {
+        if (this.current(job.job_id, job.attempt, nodeId) !== undefined) continue;
+        if (!(await this.o.store.takeOver(job.job_id, job.attempt, token))) continue;
+        // Read after the fence: a cancel requested before it is in this copy.
+        const fenced = await this.o.store.get(job.job_id);
+        if (fenced === undefined || fenced.attempt !== job.attempt || fenced.node_id !== nodeId) continue;
+        await this.placeAwaiting(fenced, nodeId, 'node did not resume after its replica changed');
+        taken += 1;
+      }
+    }
+    return taken;
+  }
+
+  /**
+   * The node is no longer this plane's (another replica took it, or this one lost its lease):
+   * its placements are dropped without a write. Its new owner takes its attempts over.
+   */
+  forgetNode(nodeId: string): void {
+    for (const placement of this.jobsOf(nodeId)) {
+      clearTimers(placement);
+      this.placements.delete(placement.jobId);
+      this.unindex(placement);
+    }
+  }
+
+  /**
+   * A cancel stored by another replica's API, for an attempt placed here: the node is told
+   * (now, or when it resumes). False when this plane does not hold that attempt.
+   */
+  cancelPlaced(jobId: string, attempt: number): boolean {
+    const placement = this.placements.get(jobId);
+    if (placement === undefined || placement.attempt !== attempt) return false;
+    placement.lifecycle = nextJobState(placement.lifecycle, { type: 'cancel' }) ?? placement.lifecycle;
+    this.sendCancel(placement, 'cancelled by operator');
+    return true;
+  }
+
+  /** Places an active job for a node that has no session here yet: withdrawn unless the node resumes it in time. */
+  private async placeAwaiting(job: JobRecord, nodeId: string, reason: string): Promise<void> {
+    const placement = this.place(job, nodeId, lifecycleOf(job));
+    placement.masks = OutputMasks.of(await this.o.store.secrets(job.job_id));
+    this.awaitNode(placement, reason);
+    if (job.state === 'Running') this.armRunTimer(placement, startedAt(job));
+  }
+
+  private awaitNode(placement: Placement, reason: string): void {
+    clearTimeout(placement.orphanTimer);
+    placement.orphanTimer = setTimeout(() => void this.withdraw(placement, reason), this.o.orphanGraceMs);
   }
 
   /** Jobs placed on a node now. */
@@ -141,7 +211,8 @@ export class JobCoordinator implements JobHoldings {
     // The store keeps secret values sealed; opened only for this message, before anything changes.
     // The record names every secret the job has (values `***`): most have none, and need no read.
     const secrets = Object.keys(job.execution_context.secrets).length === 0 ? {} : ((await this.o.store.secrets(job.job_id)) ?? {});
-    if (!(await this.o.store.assign(job.job_id, job.attempt, nodeId, this.o.owner))) return false;
+    const token = this.o.tokenOf(nodeId);
+    if (token === undefined || !(await this.o.store.assign(job.job_id, job.attempt, nodeId, token))) return false;
     const placement = this.place(job, nodeId, assigned);
     placement.masks = OutputMasks.of(secrets);
     session.actor.send({ type: 'job.assigned', jobId: job.job_id });
@@ -203,6 +274,13 @@ export class JobCoordinator implements JobHoldings {
     for (const placement of this.jobsOf(nodeId)) void this.withdraw(placement, reason);
   }
 
+  /** The fencing token of a write for a node's attempt; refuses when this plane does not own the node. */
+  private tokenFor(nodeId: string): OwnerToken {
+    const token = this.o.tokenOf(nodeId);
+    if (token === undefined) throw new MusterError('shutting_down', `this control plane no longer owns node ${nodeId}`);
+    return token;
+  }
+
   async handle(session: NodeSession, nodeId: string, message: JobMessage): Promise<void> {
     const standing = await this.standing(nodeId, message.data.job_id, message.data.attempt);
     if (standing.kind === 'foreign') return this.refuseForeign(session, nodeId, message);
@@ -212,9 +290,9 @@ export class JobCoordinator implements JobHoldings {
       case 'JobRejected':
         return this.rejected(standing, message.data);
       case 'LogChunk':
-        return this.logChunk(session, standing, message.data);
+        return this.logChunk(session, nodeId, standing, message.data);
       case 'JobResult':
-        return this.result(session, standing, message.data, message.id);
+        return this.result(session, nodeId, standing, message.data, message.id);
     }
   }
 
@@ -283,11 +361,15 @@ export class JobCoordinator implements JobHoldings {
       clearTimers(previous);
       this.unindex(previous);
     }
-    this.placements.set(job.job_id, placement);
-    let held = this.byNode.get(nodeId);
-    if (held === undefined) this.byNode.set(nodeId, (held = new Map()));
-    held.set(job.job_id, placement);
+    this.index(placement);
     return placement;
+  }
+
+  private index(placement: Placement): void {
+    this.placements.set(placement.jobId, placement);
+    let held = this.byNode.get(placement.nodeId);
+    if (held === undefined) this.byNode.set(placement.nodeId, (held = new Map()));
+    held.set(placement.jobId, placement);
   }
 
   private current(jobId: string, attempt: number, nodeId: string): Placement | undefined {
@@ -314,7 +396,7 @@ export class JobCoordinator implements JobHoldings {
   private async accepted(session: NodeSession, standing: Standing, data: { job_id: string; attempt: number }): Promise<void> {
     const placement = standing.kind === 'current' ? standing.placement : undefined;
     const running = placement === undefined ? undefined : this.allowed(placement, { type: 'accept' });
-    if (placement === undefined || running === undefined || !(await this.o.store.markRunning(data.job_id, data.attempt, this.o.owner))) {
+    if (placement === undefined || running === undefined || !(await this.o.store.markRunning(data.job_id, data.attempt, this.tokenFor(placement.nodeId)))) {
       // A late acceptance: the attempt is no longer this node's to run (PROTOCOL.md 4.5).
       session.send('CancelJob', { ...data, reason: 'attempt is no longer current' });
       return;
@@ -333,10 +415,10 @@ export class JobCoordinator implements JobHoldings {
     await this.withdraw(standing.placement, `rejected: ${data.reason}`);
   }
 
-  private async logChunk(session: NodeSession, standing: Standing, data: EnvelopeOf<'LogChunk'>['data']): Promise<void> {
+  private async logChunk(session: NodeSession, nodeId: string, standing: Standing, data: EnvelopeOf<'LogChunk'>['data']): Promise<void> {
     const masks = standing.kind === 'current' ? standing.placement.masks : undefined;
     const text = masks === undefined ? data.data : masks.chunk(data.stream, data.seq, data.data);
-    const outcome = await this.o.store.appendLog(data.job_id, data.attempt, data.stream, data.seq, text, this.o.owner);
+    const outcome = await this.o.store.appendLog(data.job_id, data.attempt, data.stream, data.seq, text, this.tokenFor(nodeId));
     masks?.settled(data.stream, data.seq, outcome.status === 'stored');
     if (outcome.status === 'gap') {
       session.send('LogResync', { job_id: data.job_id, attempt: data.attempt, stream: data.stream, next_seq: outcome.nextSeq });
@@ -347,6 +429,7 @@ export class JobCoordinator implements JobHoldings {
 
   private async result(
     session: NodeSession,
+    nodeId: string,
     standing: Standing,
     data: EnvelopeOf<'JobResult'>['data'],
     replyTo: string | undefined,
@@ -354,9 +437,10 @@ export class JobCoordinator implements JobHoldings {
     // A held attempt whose machine takes no result is stale; the store still tells a repeat (`duplicate`).
     const ends = standing.kind === 'current' && this.allowed(standing.placement, { type: 'result', status: data.result.status }) !== undefined;
     const masks = standing.kind === 'current' ? standing.placement.masks : undefined;
-    if (ends && masks !== undefined) await this.storeHeldOutput(data.job_id, data.attempt, masks);
+    const token = this.tokenFor(nodeId);
+    if (ends && masks !== undefined) await this.storeHeldOutput(data.job_id, data.attempt, masks, token);
     const result = masks === undefined ? data.result : { ...data.result, stdout: masks.text(data.result.stdout), stderr: masks.text(data.result.stderr) };
-    const outcome = ends || standing.kind === 'stale' ? await this.o.store.storeResult(data.job_id, data.attempt, result, data.metrics, this.o.owner) : 'stale';
+    const outcome = ends || standing.kind === 'stale' ? await this.o.store.storeResult(data.job_id, data.attempt, result, data.metrics, token) : 'stale';
     // Acknowledged only now that the result is stored (or was already, or is stale).
     session.send('JobResultAck', { job_id: data.job_id, attempt: data.attempt }, replyTo);
     // No child logger per result: the job's fields go on the line itself, and only when it is written.
@@ -380,9 +464,9 @@ export class JobCoordinator implements JobHoldings {
   }
 
   /** The output the masks held back, stored before the result that ends its attempt. */
-  private async storeHeldOutput(jobId: string, attempt: number, masks: OutputMasks): Promise<void> {
+  private async storeHeldOutput(jobId: string, attempt: number, masks: OutputMasks, token: OwnerToken): Promise<void> {
     for (const tail of masks.end()) {
-      const outcome = await this.o.store.appendLog(jobId, attempt, tail.stream, tail.seq, tail.data, this.o.owner);
+      const outcome = await this.o.store.appendLog(jobId, attempt, tail.stream, tail.seq, tail.data, token);
       if (outcome.status === 'stored') this.o.bus.publish({ kind: 'log', job_id: jobId, attempt });
     }
   }
@@ -417,22 +501,46 @@ export class JobCoordinator implements JobHoldings {
     }
     if (this.placements.get(placement.jobId) !== placement) return;
     if (this.allowed(placement, { type: 'finish', state: 'TimedOut' }) === undefined) return;
+    const token = this.o.tokenOf(placement.nodeId);
+    if (token === undefined) return; // no longer this plane's node: its new owner times it out
     this.o.sessionOf(placement.nodeId)?.send('CancelJob', { job_id: placement.jobId, attempt: placement.attempt, reason: 'timed out' });
-    if (await this.o.store.finish(placement.jobId, placement.attempt, 'TimedOut', 'timeout or deadline passed', this.o.owner)) {
+    if (await this.o.store.finish(placement.jobId, placement.attempt, 'TimedOut', 'timeout or deadline passed', token)) {
       this.release(placement);
       const job = await this.o.store.get(placement.jobId);
       if (job !== undefined) this.publish(job);
     }
   }
 
-  /** Takes an attempt back from its node: requeued, dead-lettered, or cancelled (store decides). */
+  /**
+   * Takes an attempt back from its node: requeued, dead-lettered, or cancelled (store decides).
+   * Never rejects: called from timers. When the store cannot take the write now (NATS away, or
+   * this plane may not withdraw yet), the placement waits and it is tried again.
+   */
   private async withdraw(placement: Placement, reason: string): Promise<void> {
-    if (this.placements.get(placement.jobId) !== placement) return;
+    if (this.placements.get(placement.jobId) !== placement || this.closed) return;
     const expected = this.allowed(placement, { type: 'withdraw' });
     if (expected === undefined) return;
+    const token = this.o.tokenOf(placement.nodeId);
+    if (token === undefined) {
+      this.forgetNode(placement.nodeId); // no longer this plane's node: its new owner decides
+      return;
+    }
+    if (this.o.mayWithdraw?.() === false) {
+      this.awaitNode(placement, reason);
+      return;
+    }
+    // Released first: from now on the attempt is not the node's (a late acceptance is cancelled).
     this.release(placement);
-    if (this.closed) return;
-    const job = await this.o.store.requeue(placement.jobId, placement.attempt, reason, this.o.owner);
+    let job: JobRecord | undefined;
+    try {
+      job = await this.o.store.requeue(placement.jobId, placement.attempt, reason, token);
+    } catch (err) {
+      if (this.closed || this.placements.has(placement.jobId)) return;
+      this.o.logger.warn({ err, job_id: placement.jobId, attempt: placement.attempt }, 'could not withdraw an attempt; trying again');
+      this.index(placement);
+      this.awaitNode(placement, reason);
+      return;
+    }
     if (job === undefined) return;
     if (job.state !== expected.state || job.attempt !== expected.attempt) {
       // Until every store decides through the machine too: a disagreement is a bug to see.

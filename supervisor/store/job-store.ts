@@ -139,6 +139,13 @@ export interface JobStore {
   active(): Promise<JobRecord[]>;
   /** `Queued` → `Assigned` to `nodeId`; false when the job is no longer queued at `attempt`. */
   assign(jobId: string, attempt: number, nodeId: string, owner: OwnerToken): Promise<boolean>;
+  /**
+   * A new owner of the node raises the fence of `attempt` to `owner` before it acts on the job
+   * (docs/cluster-correctness.md, point 3): true when the job is `Assigned` or `Running` at
+   * `attempt` and carries `owner` now; false when stale (nothing changes); rejects with a
+   * MusterError when the attempt already carries a higher token.
+   */
+  takeOver(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean>;
   /** `Assigned` → `Running` when the node accepted `attempt`; false when stale. */
   markRunning(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean>;
   /**

@@ -243,6 +243,11 @@ export class SqliteJobStore implements JobStore {
     });
   }
 
+  takeOver(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean> {
+    // The fence is the whole write: #fenced raises the token when it is higher.
+    return this.#fenced(jobId, attempt, owner, (row) => row !== undefined && row.attempt === attempt && isPlaced(row.state));
+  }
+
   markRunning(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean> {
     return this.#fenced(jobId, attempt, owner, (row) => {
       const move = decide(row, attempt, { type: 'accept' });
@@ -498,4 +503,9 @@ function staleOwner(jobId: string, attempt: number, held: OwnerToken | undefined
 function describeFailure(err: Error, path: string): string {
   const code = (err as { code?: unknown }).code;
   return `${err.message}${typeof code === 'string' ? ` (${code})` : ''}: ${path}`;
+}
+
+/** A node holds the job's current attempt. */
+function isPlaced(state: JobState): boolean {
+  return state === 'Assigned' || state === 'Running';
 }

@@ -417,6 +417,32 @@ export function jobStoreContract(name: string, open: () => Promise<JobStore> | J
         expect((await store.get(jobId))?.state).toBe('Completed');
       });
 
+      it('lets a new owner raise the fence first (takeOver), so the old owner writes nothing after it', async () => {
+        const jobId = await assigned({}, true);
+        expect(await store.takeOver(jobId, 1, OWNER + 1)).toBe(true);
+        const before = await snapshot(jobId);
+        for (const [name, write] of attemptWrites(jobId, OWNER)) {
+          await expect(write(), name).rejects.toBeInstanceOf(MusterError);
+        }
+        expect(await snapshot(jobId)).toEqual(before);
+        // Again with the same token: nothing to raise, still the holder's.
+        expect(await store.takeOver(jobId, 1, OWNER + 1)).toBe(true);
+        await expect(store.takeOver(jobId, 1, OWNER)).rejects.toBeInstanceOf(MusterError);
+        expect(await store.storeResult(jobId, 1, outcome(), METRICS, OWNER + 1)).toBe('stored');
+      });
+
+      it('takes over only an attempt a node holds: a queued, ended or other attempt is stale', async () => {
+        const queued = (await store.submit(newJob(), OWNER)).job_id;
+        expect(await store.takeOver(queued, 1, OWNER + 1)).toBe(false);
+        const running = await assigned({}, true);
+        expect(await store.takeOver(running, 2, OWNER + 1)).toBe(false);
+        expect(await store.storeResult(running, 1, outcome(), METRICS, OWNER)).toBe('stored');
+        expect(await store.takeOver(running, 1, OWNER + 1)).toBe(false);
+        expect(await store.takeOver('no-such-job', 1, OWNER + 1)).toBe(false);
+        // A stale take-over wrote nothing: the ended job keeps its owner's writes.
+        expect((await store.get(running))?.state).toBe('Completed');
+      });
+
       it('fences each job on its own: another job keeps its owner', async () => {
         const taken = await assigned({}, true);
         const other = await assigned({}, true);
