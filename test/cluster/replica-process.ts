@@ -1,0 +1,142 @@
+// Control-plane replicas of one cluster as real `muster serve` processes (through the e2e
+// harness, test/e2e/harness.ts: it starts them, reads their bound URLs from the ready line, and
+// stops everything it started), with what a failure test does to them: `kill -9`, SIGSTOP and
+// SIGCONT, a graceful stop, a restart on the same data dir, ports and id. Every replica has its
+// own data dir holding one shared signing secret, so a token minted on any of them (`muster token
+// create --data-dir`) is good on all; agents get every replica's URL, tried in turn.
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { nodeDeathsInLog, nodeRunsInLog, type NodeDeath, type NodeRun } from './invariant-checker.js';
+import type { AgentOptions, AgentProcess, Harness, PlaneProcess } from '../e2e/harness.js';
+
+/**
+ * Short cluster timers, so that a failover takes seconds: a lease ages out 3 s after its last
+ * renewal (renewed every second, a third of it), heartbeats every 500 ms (FAST_PLANE_ENV).
+ */
+export const FAST_CLUSTER_ENV: Readonly<Record<string, string>> = {
+  MUSTER_LEASE_TTL_MS: '3000',
+  MUSTER_LEASE_RENEW_MS: '1000',
+  MUSTER_NATS_REQUEST_TIMEOUT_MS: '1000',
+};
+
+export interface ReplicaOptions {
+  /** The NATS URL this replica dials (e.g. a TcpProxy's, to cut it off alone); default the cluster's. */
+  natsUrl?: string;
+  /** MUSTER_* settings over the cluster's. */
+  env?: Record<string, string>;
+}
+
+export class ReplicaCluster {
+  readonly replicas: Replica[] = [];
+  /** The signing secret every replica's data dir holds. */
+  private readonly secret = `${randomBytes(32).toString('base64url')}\n`;
+
+  constructor(
+    private readonly h: Harness,
+    private readonly options: { natsUrl: string; env?: Record<string, string> },
+  ) {}
+
+  /** Starts replica `id` (`--nats`, `--control-plane-id`, TCP and admin HTTP on port 0) and waits for its ready line. */
+  async start(id: string, options: ReplicaOptions = {}): Promise<Replica> {
+    const dataDir = this.h.tempDir(`muster-replica-${id}-`);
+    writeFileSync(join(dataDir, 'secret'), this.secret, { mode: 0o600 });
+    const natsUrl = options.natsUrl ?? this.options.natsUrl;
+    const plane = await this.h.startPlane({
+      dataDir,
+      name: `replica ${id}`,
+      args: ['--nats', natsUrl, '--control-plane-id', id],
+      env: { ...FAST_CLUSTER_ENV, ...this.options.env, ...options.env },
+    });
+    const replica = new Replica(id, natsUrl, plane);
+    this.replicas.push(replica);
+    return replica;
+  }
+
+  /** The node URLs of every replica started, in start order. */
+  get nodeUrls(): string[] {
+    return this.replicas.map((r) => r.tcpUrl);
+  }
+
+  /**
+   * Starts an agent that knows every replica, trying `first` first (so that a test decides where
+   * each agent starts), and waits for it to register.
+   */
+  startAgent(first: Replica, options: Omit<AgentOptions, 'url' | 'urls'> = {}): Promise<AgentProcess> {
+    const others = this.replicas.filter((r) => r !== first).map((r) => r.tcpUrl);
+    return this.h.startAgent(first.plane, { ...options, urls: [first.tcpUrl, ...others] });
+  }
+
+  /** Every replica's declarations of dead nodes, from their logs (killed ones up to their end). */
+  deaths(): NodeDeath[] {
+    return this.replicas.flatMap((r) => r.deaths());
+  }
+}
+
+export class Replica {
+  constructor(
+    readonly id: string,
+    readonly natsUrl: string,
+    /** The current process; a restart replaces it. */
+    public plane: PlaneProcess,
+  ) {}
+
+  get api(): PlaneProcess['api'] {
+    return this.plane.api;
+  }
+
+  get tcpUrl(): string {
+    return this.plane.tcpUrl;
+  }
+
+  get httpUrl(): string {
+    return this.plane.httpUrl;
+  }
+
+  get pid(): number {
+    return this.plane.proc.pid;
+  }
+
+  /** JSON log lines of every process this replica ran (kept across restarts). */
+  private readonly earlierLines: Array<Record<string, unknown>> = [];
+
+  logLines(): Array<Record<string, unknown>> {
+    return [...this.earlierLines, ...this.plane.proc.jsonLines()];
+  }
+
+  deaths(): NodeDeath[] {
+    return nodeDeathsInLog(this.id, this.logLines());
+  }
+
+  /** `kill -9`: no goodbye, no lease given up; resolves once the process is gone. */
+  async kill9(): Promise<void> {
+    this.plane.proc.kill9();
+    await this.plane.proc.exited;
+  }
+
+  /** SIGSTOP: the process keeps its sockets but answers nothing (a hung replica), until `resume`. */
+  pause(): void {
+    this.plane.proc.child.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.plane.proc.child.kill('SIGCONT');
+  }
+
+  /** A graceful stop (SIGTERM: it sends its nodes `Shutdown` and gives its lease up); the exit status. */
+  stop(): Promise<number | null> {
+    return this.plane.stop();
+  }
+
+  /** The same replica again (data dir, ports, id, NATS URL) after a stop or kill. */
+  async restart(): Promise<Replica> {
+    this.earlierLines.push(...this.plane.proc.jsonLines());
+    this.plane = await this.plane.restart();
+    return this;
+  }
+}
+
+/** The runs of jobs on each agent's node, from the agents' logs (for the checker's overlap check). */
+export function agentRuns(agents: readonly AgentProcess[]): NodeRun[] {
+  return agents.flatMap((a) => nodeRunsInLog(a.nodeId, a.proc.jsonLines()));
+}
