@@ -83,6 +83,7 @@ describe('invariant checker', () => {
     await b.store.requeue(moved, 1, 'rejected: busy', TOKEN_A);
     await b.store.assign(moved, 2, NODE_A, TOKEN_A);
     await b.store.markRunning(moved, 2, TOKEN_A);
+    expect(await b.store.takeOver(moved, 2, TOKEN_B)).toBe(true);
     await b.store.appendLog(moved, 2, 'stdout', 0, 'taken over\n', TOKEN_B);
     await expect(b.store.storeResult(moved, 2, outcome('Failed'), METRICS, TOKEN_A)).rejects.toThrow(/newer writer/);
     expect(await b.store.storeResult(moved, 2, outcome(), METRICS, TOKEN_B)).toBe('stored');

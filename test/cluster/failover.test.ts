@@ -1,0 +1,155 @@
+// The cluster's failure scenario (issue 10): three replicas as real `muster serve` processes on
+// one real nats-server, four real agents that know every replica, 200 trivial jobs in three
+// waves; during each wave one fault: a replica killed with `kill -9`, then the NATS server killed
+// and restarted on its store, then one replica cut off from NATS by a TCP proxy while its nodes
+// stay connected to it. After each wave the invariant checker reads the stored records: every job
+// final, one result per final attempt, no overlapping attempts (stored, and on the nodes by the
+// agents' logs), no write under a stale token, no healthy node declared dead.
+//
+// Lean on purpose (`npm test` stays under three minutes): leases of 3 s (FAST_CLUSTER_ENV),
+// heartbeats of 500 ms, jobs of 0.1 s taking one core each, so an agent runs two at a time.
+import { connect } from '@nats-io/transport-node';
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { JetStreamJobStore } from '../../supervisor/cluster/jetstream-job-store.js';
+import type { JobAnswer } from '../../supervisor/admin/wire-types.js';
+import { SecretBox } from '../../supervisor/store/secret-box.js';
+import { Harness, TERMINAL, waitFor, type AgentProcess } from '../e2e/harness.js';
+import { TcpProxy } from '../supervisor/cluster/tcp-proxy.js';
+import { checkCluster, type CheckReport } from './invariant-checker.js';
+import { NatsServer } from './nats-server.js';
+import { ReplicaCluster, agentRuns, type Replica } from './replica-process.js';
+
+const WAVES = [70, 70, 60];
+/** Results of a wave stored before its fault: jobs are then done, running and queued at once. */
+const DONE_BEFORE_FAULT = 15;
+/** Revisions of each job the bucket keeps: every write of a job that is moved a few times. */
+const JOB_HISTORY = 32;
+const WAVE_TIMEOUT_MS = 40_000;
+
+const h = new Harness();
+const servers: NatsServer[] = [];
+let proxy: TcpProxy | undefined;
+
+afterAll(async () => {
+  proxy?.heal();
+  await h.close();
+  await proxy?.close();
+  // Newest first: the first server owns the store directory the restarted one reused.
+  for (const server of servers.reverse()) await server.stop();
+}, 60_000);
+
+/**
+ * Creates the job bucket before any replica does, keeping each job's history (the replicas bind
+ * to it as it is): without it the checker cannot compare a write's token with the one before it.
+ */
+async function keepJobHistory(natsUrl: string): Promise<void> {
+  const nc = await connect({ servers: natsUrl });
+  try {
+    const store = await JetStreamJobStore.open({ nc, box: SecretBox.fromKey(randomBytes(32)), history: JOB_HISTORY });
+    await store.close();
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Submits `count` trivial jobs to `replica` in one batch (all stored or none). */
+async function submitWave(replica: Replica, count: number): Promise<string[]> {
+  const job = { command: ['sh', '-c', 'sleep 0.1; echo done'], resource_requirements: { cpu_cores: 1 } };
+  const answer = await replica.api.request<{ job_ids: string[] }>('POST', '/v1/jobs', { jobs: Array.from({ length: count }, () => ({ job })) });
+  if (answer.status !== 201) throw new Error(`batch submit answered ${answer.status}: ${JSON.stringify(answer.body)}`);
+  return answer.body.job_ids;
+}
+
+/** The jobs of `ids` as `replica` shows them (any replica shows every job of the cluster). */
+async function jobsOf(replica: Replica, ids: readonly string[]): Promise<JobAnswer[]> {
+  const wanted = new Set(ids);
+  const answer = await replica.api.request<{ jobs: JobAnswer[] }>('GET', '/v1/jobs?limit=1000');
+  if (answer.status !== 200) throw new Error(`GET /v1/jobs answered ${answer.status}`);
+  return answer.body.jobs.filter((j) => wanted.has(j.job_id));
+}
+
+function waitForEnded(replica: Replica, ids: readonly string[], atLeast: number): Promise<JobAnswer[]> {
+  return waitFor(
+    async () => {
+      const jobs = await jobsOf(replica, ids);
+      return jobs.filter((j) => TERMINAL.has(j.state)).length >= atLeast ? jobs : undefined;
+    },
+    WAVE_TIMEOUT_MS,
+    `${atLeast} of ${ids.length} jobs ended (seen by ${replica.id})`,
+  );
+}
+
+/** The checker over the whole bucket, on a connection of its own. */
+async function check(natsUrl: string, cluster: ReplicaCluster, agents: readonly AgentProcess[], submitted: readonly string[]): Promise<CheckReport> {
+  const nc = await connect({ servers: natsUrl });
+  try {
+    return await checkCluster(nc, {
+      expectedJobs: submitted,
+      // No agent is killed or stopped here: every node stays healthy throughout.
+      healthyNodes: new Set(agents.map((a) => a.nodeId)),
+      deaths: cluster.deaths(),
+      runs: agentRuns(agents),
+    });
+  } finally {
+    await nc.close();
+  }
+}
+
+function expectClean(report: CheckReport, submitted: readonly string[]): void {
+  expect(report.violations).toEqual([]);
+  expect(report.unchecked).toEqual([]);
+  expect(report.jobs).toBe(submitted.length);
+  expect(report.fencedWritesChecked).toBeGreaterThan(0);
+}
+
+describe('a cluster of three replicas', () => {
+  // Skipped until cluster mode is wired into `muster serve` (issue 10): until then
+  // startControlPlane refuses `--nats` with a ConfigError (test/supervisor/cluster/cluster-mode.test.ts),
+  // so no replica starts. Un-skipping is all this test needs once the wiring lands.
+  it.skip('loses no job and runs none twice through a replica killed, a NATS restart and a replica cut off from NATS', async () => {
+    let nats = await NatsServer.start();
+    servers.push(nats);
+    await keepJobHistory(nats.url);
+    proxy = await TcpProxy.start(nats.port);
+    const cluster = new ReplicaCluster(h, { natsUrl: nats.url });
+    // C reaches NATS only through the proxy, so that it alone can be cut off.
+    const [a, b, c] = await Promise.all([cluster.start('replica-a'), cluster.start('replica-b'), cluster.start('replica-c', { natsUrl: proxy.url })]);
+    // One node starts on A and one on B, two on C: C still has nodes when it is cut off.
+    const agents = await Promise.all([cluster.startAgent(a), cluster.startAgent(b), cluster.startAgent(c), cluster.startAgent(c)]);
+    const submitted: string[] = [];
+
+    // Wave 1: kill -9 of A, which took the wave's jobs and serves a node.
+    const wave1 = await submitWave(a, WAVES[0]!);
+    submitted.push(...wave1);
+    await waitForEnded(b, wave1, DONE_BEFORE_FAULT);
+    await a.kill9();
+    const ended1 = await waitForEnded(b, wave1, wave1.length);
+    expect(ended1.filter((j) => j.state !== 'Completed')).toEqual([]);
+    expectClean(await check(nats.url, cluster, agents, submitted), submitted);
+
+    // Wave 2: the NATS server killed and restarted on the same port and store (C's proxy dials it again).
+    const wave2 = await submitWave(b, WAVES[1]!);
+    submitted.push(...wave2);
+    await waitForEnded(b, wave2, DONE_BEFORE_FAULT);
+    await nats.kill9();
+    nats = await nats.restart();
+    servers.push(nats);
+    const ended2 = await waitForEnded(b, wave2, wave2.length);
+    expect(ended2.filter((j) => j.state !== 'Completed')).toEqual([]);
+    expectClean(await check(nats.url, cluster, agents, submitted), submitted);
+
+    // Wave 3: C cut off from NATS while its nodes stay connected to it: it fences itself and lets
+    // them go, and B takes them over once C's lease has aged out.
+    await waitFor(async () => (await b.api.nodes()).some((n) => n.owner === c.id && n.state !== 'dead'), 15_000, `a node served by ${c.id}`);
+    const wave3 = await submitWave(c, WAVES[2]!);
+    submitted.push(...wave3);
+    await waitForEnded(b, wave3, DONE_BEFORE_FAULT);
+    proxy.cut();
+    const ended3 = await waitForEnded(b, wave3, wave3.length);
+    expect(ended3.filter((j) => j.state !== 'Completed')).toEqual([]);
+    // Every node is served by B, the one replica left that reaches NATS.
+    await waitFor(async () => (await b.api.nodes()).filter((n) => n.owner === b.id && n.state !== 'dead').length === agents.length, 15_000, `every node served by ${b.id}`);
+    expectClean(await check(nats.url, cluster, agents, submitted), submitted);
+  }, 150_000);
+});
