@@ -6,8 +6,8 @@
 // final, one result per final attempt, no overlapping attempts (stored, and on the nodes by the
 // agents' logs), no write under a stale token, no healthy node declared dead.
 //
-// Lean on purpose (`npm test` stays under three minutes): leases of 3 s (FAST_CLUSTER_ENV),
-// heartbeats of 500 ms, jobs of 0.1 s taking one core each, so an agent runs two at a time.
+// Lean on purpose (`npm test` stays under three minutes): leases of 3 s (FAST_CLUSTER_ENV), jobs
+// of 0.1 s taking one core each (an agent runs as many at once as the machine has cores).
 import { connect } from '@nats-io/transport-node';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -18,7 +18,7 @@ import { Harness, TERMINAL, waitFor, type AgentProcess } from '../e2e/harness.js
 import { TcpProxy } from '../supervisor/cluster/tcp-proxy.js';
 import { checkCluster, type CheckReport } from './invariant-checker.js';
 import { NatsServer } from './nats-server.js';
-import { ReplicaCluster, agentRuns, type Replica } from './replica-process.js';
+import { ReplicaCluster, agentNodeIds, agentRuns, type Replica } from './replica-process.js';
 
 const WAVES = [70, 70, 60];
 /** Results of a wave stored before its fault: jobs are then done, running and queued at once. */
@@ -87,7 +87,7 @@ async function check(natsUrl: string, cluster: ReplicaCluster, agents: readonly 
     return await checkCluster(nc, {
       expectedJobs: submitted,
       // No agent is killed or stopped here: every node stays healthy throughout.
-      healthyNodes: new Set(agents.map((a) => a.nodeId)),
+      healthyNodes: agentNodeIds(agents),
       deaths: cluster.deaths(),
       runs: agentRuns(agents),
     });

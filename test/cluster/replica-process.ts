@@ -11,13 +11,18 @@ import { nodeDeathsInLog, nodeRunsInLog, type NodeDeath, type NodeRun } from './
 import type { AgentOptions, AgentProcess, Harness, PlaneProcess } from '../e2e/harness.js';
 
 /**
- * Short cluster timers, so that a failover takes seconds: a lease ages out 3 s after its last
- * renewal (renewed every second, a third of it), heartbeats every 500 ms (FAST_PLANE_ENV).
+ * Cluster timers over FAST_PLANE_ENV: short where a failover waits on them (a lease ages out 3 s
+ * after its last renewal, renewed every second, a third of it), longer than FAST_PLANE_ENV where
+ * only a false alarm could come of them: no node here stops answering, and on a loaded 2-core
+ * machine a 1.5 s heartbeat window or a 2 s accept timeout would declare a healthy node dead or
+ * start a second attempt of a job its node is slow to accept, which the checker reports.
  */
 export const FAST_CLUSTER_ENV: Readonly<Record<string, string>> = {
   MUSTER_LEASE_TTL_MS: '3000',
   MUSTER_LEASE_RENEW_MS: '1000',
   MUSTER_NATS_REQUEST_TIMEOUT_MS: '1000',
+  MUSTER_HEARTBEAT_INTERVAL_MS: '1000',
+  MUSTER_ACCEPT_TIMEOUT_MS: '10000',
 };
 
 export interface ReplicaOptions {
@@ -31,18 +36,33 @@ export class ReplicaCluster {
   readonly replicas: Replica[] = [];
   /** The signing secret every replica's data dir holds. */
   private readonly secret = `${randomBytes(32).toString('base64url')}\n`;
+  /** Minted once for all (each `muster token create` is a process start of about a second). */
+  private tokens: Promise<{ admin: string; node: string }> | undefined;
 
   constructor(
     private readonly h: Harness,
     private readonly options: { natsUrl: string; env?: Record<string, string> },
   ) {}
 
+  /** An admin API token and a node registration token, good on every replica. */
+  private mint(): Promise<{ admin: string; node: string }> {
+    this.tokens ??= (async () => {
+      const dir = this.h.tempDir('muster-cluster-secret-');
+      writeFileSync(join(dir, 'secret'), this.secret, { mode: 0o600 });
+      const [admin, node] = await Promise.all([this.h.mintToken(dir, 'admin'), this.h.mintToken(dir, 'node')]);
+      return { admin, node };
+    })();
+    return this.tokens;
+  }
+
   /** Starts replica `id` (`--nats`, `--control-plane-id`, TCP and admin HTTP on port 0) and waits for its ready line. */
   async start(id: string, options: ReplicaOptions = {}): Promise<Replica> {
     const dataDir = this.h.tempDir(`muster-replica-${id}-`);
     writeFileSync(join(dataDir, 'secret'), this.secret, { mode: 0o600 });
     const natsUrl = options.natsUrl ?? this.options.natsUrl;
+    const { admin } = await this.mint();
     const plane = await this.h.startPlane({
+      adminToken: admin,
       dataDir,
       name: `replica ${id}`,
       args: ['--nats', natsUrl, '--control-plane-id', id],
@@ -62,9 +82,10 @@ export class ReplicaCluster {
    * Starts an agent that knows every replica, trying `first` first (so that a test decides where
    * each agent starts), and waits for it to register.
    */
-  startAgent(first: Replica, options: Omit<AgentOptions, 'url' | 'urls'> = {}): Promise<AgentProcess> {
+  async startAgent(first: Replica, options: Omit<AgentOptions, 'url' | 'urls'> = {}): Promise<AgentProcess> {
     const others = this.replicas.filter((r) => r !== first).map((r) => r.tcpUrl);
-    return this.h.startAgent(first.plane, { ...options, urls: [first.tcpUrl, ...others] });
+    const token = options.token ?? (await this.mint()).node;
+    return this.h.startAgent(first.plane, { ...options, token, urls: [first.tcpUrl, ...others] });
   }
 
   /** Every replica's declarations of dead nodes, from their logs (killed ones up to their end). */
@@ -134,6 +155,16 @@ export class Replica {
     this.plane = await this.plane.restart();
     return this;
   }
+}
+
+/** Every node id the agents registered as (a node that had to register afresh has a second one). */
+export function agentNodeIds(agents: readonly AgentProcess[]): Set<string> {
+  const ids = new Set<string>();
+  for (const agent of agents) {
+    ids.add(agent.nodeId);
+    for (const line of agent.proc.jsonLines()) if (line.msg === 'registered' && typeof line.node_id === 'string') ids.add(line.node_id);
+  }
+  return ids;
 }
 
 /** The runs of jobs on each agent's node, from the agents' logs (for the checker's overlap check). */

@@ -220,6 +220,8 @@ export interface PlaneOptions {
   args?: string[];
   /** The process's name in failure messages; default `plane`. */
   name?: string;
+  /** An admin API token the plane accepts (e.g. one minted once for replicas sharing a secret); default: minted on its data dir. */
+  adminToken?: string;
 }
 
 export interface AgentOptions {
@@ -275,7 +277,7 @@ export class Harness {
     if (tcpUrl === undefined || unixUrl === undefined || typeof ready.http !== 'string') {
       throw new Error(`unexpected ready line: ${JSON.stringify(ready)}`);
     }
-    const adminToken = await this.mintToken(dataDir, 'admin');
+    const adminToken = options.adminToken ?? (await this.mintToken(dataDir, 'admin'));
     const kept = { dataDir, env: options.env ?? {}, args: options.args ?? [], name: options.name ?? 'plane' };
     return new PlaneProcess(this, proc, { ...kept, tcpUrl, unixUrl, httpUrl: ready.http, adminToken });
   }
@@ -376,8 +378,8 @@ export class PlaneProcess {
   /** Starts a new plane on the same data dir, TCP port and admin API port (the plane must be stopped). */
   restart(): Promise<PlaneProcess> {
     const http = new URL(this.httpUrl).host;
-    const { env, args, name } = this.info;
-    return this.harness.startPlane({ dataDir: this.dataDir, tcp: new URL(this.tcpUrl).host, http, env, args, name });
+    const { env, args, name, adminToken } = this.info;
+    return this.harness.startPlane({ dataDir: this.dataDir, tcp: new URL(this.tcpUrl).host, http, env, args, name, adminToken });
   }
 }
 
