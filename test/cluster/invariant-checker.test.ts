@@ -190,6 +190,13 @@ describe('invariant checker', () => {
     const { job_id } = await b.store.submit(newJob({ max_attempts: 1 }), TOKEN_A);
     await b.store.assign(job_id, 1, NODE_A, TOKEN_A);
     await b.store.requeue(job_id, 1, 'node expired', TOKEN_A);
+    // Requeued by a new owner as if the node had not come back, and, for a node that may go, as dead.
+    const { job_id: orphaned } = await b.store.submit(newJob({ max_attempts: 1 }), TOKEN_A);
+    await b.store.assign(orphaned, 1, NODE_A, TOKEN_B);
+    await b.store.requeue(orphaned, 1, 'node did not resume after its replica changed', TOKEN_B);
+    const { job_id: other } = await b.store.submit(newJob({ max_attempts: 1 }), TOKEN_A);
+    await b.store.assign(other, 1, NODE_B, TOKEN_A);
+    await b.store.requeue(other, 1, 'node expired', TOKEN_A);
     // The lines registrar.ts writes when a session ends (pino JSON).
     const log = [
       { level: 30, time: 1_700_000_000_000, msg: 'node gone', node_id: NODE_A, reason: 'expired' },
@@ -203,12 +210,14 @@ describe('invariant checker', () => {
     ]);
 
     const report = await b.check({ healthyNodes: new Set([NODE_A]), deaths });
-    expect(report.violations.map((v) => [v.invariant, v.node_id])).toEqual([
-      ['no-healthy-dead', NODE_A],
-      ['no-healthy-dead', NODE_A],
+    expect(report.violations.map((v) => [v.invariant, v.job_id, v.node_id])).toEqual([
+      ['no-healthy-dead', job_id, NODE_A],
+      ['no-healthy-dead', orphaned, NODE_A],
+      ['no-healthy-dead', undefined, NODE_A],
     ]);
     expect(report.violations[0]!.detail).toContain('withdrawn from healthy node');
-    expect(report.violations[1]!.detail).toContain('replica replica-a declared');
+    expect(report.violations[1]!.detail).toContain('did not resume');
+    expect(report.violations[2]!.detail).toContain('replica replica-a declared');
   });
 
   it('says the fencing could not be checked when the bucket keeps one revision per job', async () => {

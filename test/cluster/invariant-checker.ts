@@ -10,7 +10,8 @@
 // - fenced: no write landed under a stale token: a fenced write (job-doc.ts `written`) carries
 //   at least the token its attempt already had, and an attempt's token never falls;
 // - no-healthy-dead: no node the test kept alive was declared dead by a replica (its `node gone`
-//   log line with reason `expired` or `failed`), nor had a job withdrawn for that reason.
+//   log line with reason `expired` or `failed`), nor had a job withdrawn as if it were gone
+//   (dead, or not back after a change of owner: PROTOCOL.md section 4 rule 8).
 //
 // What it could not check is reported too (`unchecked`), so that a store that keeps no history
 // (history 1) cannot pass the fencing check by showing nothing.
@@ -87,6 +88,12 @@ export interface CheckReport {
 export const NODE_GONE_MSG = 'node gone';
 /** End reasons that declare a node dead and requeue its jobs (registrar.ts `ended`). */
 export const DEATH_REASONS: ReadonlySet<string> = new Set(['expired', 'failed']);
+/**
+ * Withdrawal reasons that treat the attempt's node as gone (job-coordinator.ts): declared dead
+ * (`node <death reason>`), or not back in time after a restart or a change of owner. A healthy
+ * node's attempt withdrawn for one of them is what PROTOCOL.md section 4 rule 8 forbids.
+ */
+export const GONE_NODE_WITHDRAWALS: readonly RegExp[] = [/^node (expired|failed)$/, /^node did not resume/];
 
 // ---------------------------------------------------------------- reading
 
@@ -326,10 +333,10 @@ function changedAttempt(prev: JobDoc, doc: JobDoc): boolean {
   );
 }
 
-/** A job withdrawn from a healthy node because the node was taken for dead (job-coordinator.ts nodeGone: `node <reason>`). */
+/** A job withdrawn from a healthy node because the node was taken for gone (GONE_NODE_WITHDRAWALS). */
 function withdrawnFromHealthy(jobId: string, doc: JobDoc, healthy: ReadonlySet<string>): Violation[] {
   return doc.attempts
-    .filter((a) => a.outcome === 'Withdrawn' && healthy.has(a.node_id) && [...DEATH_REASONS].some((r) => a.reason === `node ${r}`))
+    .filter((a) => a.outcome === 'Withdrawn' && healthy.has(a.node_id) && GONE_NODE_WITHDRAWALS.some((r) => r.test(a.reason ?? '')))
     .map((a) => ({
       invariant: 'no-healthy-dead' as const,
       job_id: jobId,
