@@ -2,8 +2,8 @@
 // harness, test/e2e/harness.ts: it starts them, reads their bound URLs from the ready line, and
 // stops everything it started), with what a failure test does to them: `kill -9`, SIGSTOP and
 // SIGCONT, a graceful stop, a restart on the same data dir, ports and id. Every replica has its
-// own data dir holding one shared signing secret, so a token minted on any of them (`muster token
-// create --data-dir`) is good on all; agents get every replica's URL, tried in turn.
+// own data dir holding one shared signing secret, so the admin and node tokens minted once from
+// it are good on all; agents get every replica's URL, tried in turn.
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -73,7 +73,7 @@ export class ReplicaCluster {
     return replica;
   }
 
-  /** The node URLs of every replica started, in start order. */
+  /** The node URLs of every replica started, in the order they became ready. */
   get nodeUrls(): string[] {
     return this.replicas.map((r) => r.tcpUrl);
   }
