@@ -1,7 +1,7 @@
 // The `muster` command: builds the commander program from one file per command group and runs
 // it. Every failure ends as one line on stderr (`muster: <message>`) and exit status 1, or the
 // error's own `exitStatus` (65: `muster serve` found its store damaged or read-only).
-import { readFileSync } from 'node:fs';
+import { packageVersion } from '../supervisor/package-version.js';
 import { Command } from 'commander';
 import { agentCommand } from './agent-command.js';
 import { clusterCommand } from './cluster-command.js';
@@ -54,7 +54,3 @@ function oneLine(err: unknown): string {
   return text.split('\n', 1)[0] ?? 'error';
 }
 
-function packageVersion(): string {
-  const text = readFileSync(new URL('../package.json', import.meta.url), 'utf8');
-  return (JSON.parse(text) as { version: string }).version;
-}

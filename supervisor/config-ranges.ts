@@ -72,6 +72,7 @@ export const CONFIG_RANGES = {
   // A lease shorter than a second would age out on a GC pause; longer than an hour leaves a dead replica's nodes unserved.
   leaseTtlMs: Ms(1_000, 3_600_000),
   leaseRenewMs: Ms(100, 1_200_000),
+  rebalanceIntervalMs: Ms(0),
   natsRequestTimeoutMs: Ms(10, 600_000),
   // A frame must hold a RegisterNode; the length field is 32 bits, and 256 MiB is far beyond any use.
   maxFrameBytes: Count(256, 256 * 1024 * 1024),

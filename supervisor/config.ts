@@ -115,6 +115,11 @@ export interface Config {
   leaseTtlMs: number;
   /** How often a replica renews its lease: well below `leaseTtlMs` (at most a third), so one lost renewal loses nothing. */
   leaseRenewMs: number;
+  /**
+   * How often a replica compares the nodes it serves with an even share of the cluster's and, when
+   * it holds more than 10% over, sheds a few idle ones (`Shutdown{reason: "rebalance"}`); 0: never.
+   */
+  rebalanceIntervalMs: number;
   /** How long a request over NATS (a command to the replica that owns a node) waits for its answer. */
   natsRequestTimeoutMs: number;
   maxFrameBytes: number;
@@ -248,7 +253,7 @@ export const DEFAULTS: Config = {
   jwtClockToleranceSeconds: 30,
   tokenCacheTtlMs: 60_000,
   tokenCacheEntries: 1_000,
-  revocationPollMs: 5_000,
+  revocationPollMs: 1_000,
   tokenKeepExpiredMs: 24 * 3_600_000,
   tokenPruneIntervalMs: 3_600_000,
   logKeepaliveMs: 15_000,
@@ -268,6 +273,7 @@ export const DEFAULTS: Config = {
   natsReplicas: 1,
   leaseTtlMs: 10_000,
   leaseRenewMs: 2_000,
+  rebalanceIntervalMs: 5_000,
   natsRequestTimeoutMs: 2_000,
   maxFrameBytes: 1_048_576,
   maxSendBufferBytes: 8 * 1024 * 1024,

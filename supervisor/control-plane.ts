@@ -13,8 +13,12 @@ import { startAdminApi } from './admin/api-server.js';
 import type { PlaneApi } from './admin/plane-api.js';
 import { PlaneApiImpl } from './admin/plane-api-impl.js';
 import type { Bus } from './bus/bus.js';
-import { LocalBus } from './bus/local-bus.js';
-import { ConfigError, LISTENER_OFF, sourceOf, type Config } from './config.js';
+import { ClusterPeers } from './cluster/cluster-peers.js';
+import type { ClusterServices } from './cluster/cluster-services.js';
+import type { OwnNodes } from './cluster/node-directory.js';
+import { startReplicaDuties } from './cluster/replica-duties.js';
+import { LISTENER_OFF, type Config } from './config.js';
+import { openBackbone } from './plane-backbone.js';
 import { checkConfig } from './config-ranges.js';
 import { JobCoordinator } from './jobs/job-coordinator.js';
 import { followNode } from './jobs/fleet-feed.js';
@@ -35,7 +39,7 @@ import { Relay } from './relay.js';
 import { schedulerSource } from './scheduler-source.js';
 import { createPlaneSecurity } from './security/plane-security.js';
 import { SessionTokens } from './tokens/session-tokens.js';
-import { EMBEDDED_OWNER, openStores } from './store/open-stores.js';
+import { EMBEDDED_OWNER } from './store/open-stores.js';
 import { tokenAdmin, TokenRegistry, type TokenAdmin } from './tokens/token-registry.js';
 import { tokenAuthorityFromConfig } from './tokens/token-setup.js';
 
@@ -61,13 +65,6 @@ export interface ControlPlane {
 export async function startControlPlane(config: Config, logger: Logger): Promise<ControlPlane> {
   // Every setting in its range, or nothing starts (the error names each bad setting's source).
   checkConfig(config);
-  // Cluster mode's parts (supervisor/cluster/) are built and tested, not yet wired here: a replica
-  // that ran as an embedded plane while told of NATS would split the fleet without a word.
-  if (config.nats !== '') {
-    throw new ConfigError('cluster mode (nats, MUSTER_NATS_URL, --nats) is not wired into muster serve yet; unset it to run the embedded plane', [
-      { setting: 'nats', source: sourceOf(config, 'nats'), problem: 'cluster mode is not available yet' },
-    ]);
-  }
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const id = config.controlPlaneId || `${hostname()}-${randomUUID().slice(0, 8)}`;
   const log = logger.child({ control_plane_id: id });
@@ -75,7 +72,9 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const metrics = new PlaneMetrics();
   // Allow-lists, bans, rate limits and the audit log; a bad CIDR setting fails here.
   const security = createPlaneSecurity(config, log, metrics);
-  const stores = openStores(config, log);
+  const registry = new NodeRegistry(id, config.deadNodeRetentionMs);
+  // SQLite and the in-process bus, or JetStream and NATS for a cluster replica (plane-backbone.ts).
+  const { stores, bus, claims, cluster } = await openBackbone(config, id, log, () => registry.size);
   const store = stores.jobs;
 
   // Tokens: revocations are held in memory and checked on every token; a revocation closes the
@@ -101,8 +100,6 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   revoked.connect((jti) => revocation.disconnect(jti));
 
   // Jobs: the coordinator wakes the scheduler when a node has room; the scheduler places through it.
-  const bus = new LocalBus((err) => log.error({ err }, 'bus subscriber failed'));
-  const registry = new NodeRegistry(id, config.deadNodeRetentionMs);
   const wake = new Relay();
   const wakeScheduler = (): void => wake.send();
   const breaker = new NodeBreaker(config, (nodeId, bench) =>
@@ -111,7 +108,9 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const coordinator = new JobCoordinator({
     store,
     owner: EMBEDDED_OWNER,
-    tokenOf: () => EMBEDDED_OWNER,
+    tokenOf: (nodeId) => claims.tokenOf(nodeId),
+    // A replica back on NATS after losing it judges no node until its lease has stood a full TTL.
+    ...(cluster === undefined ? {} : { mayWithdraw: () => cluster.lease.mayJudge() }),
     bus,
     logger: log,
     acceptTimeoutMs: config.acceptTimeoutMs,
@@ -134,7 +133,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     ...schedulerSource(registry, coordinator, store, bus, EMBEDDED_OWNER),
   });
   wake.connect(() => scheduler.wake());
-  await coordinator.recover();
+  // A replica's restart starts a new epoch: the jobs of its old one are orphans for any replica (replica-duties.ts).
+  if (cluster === undefined) await coordinator.recover();
   await scheduler.load();
 
   // Nodes: each connection through the intake to its session, registered by the registrar,
@@ -154,6 +154,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     registry,
     sessionTokens,
     coordinator,
+    claims,
     heartbeats,
     revoke: (jti, reason) => tokenRegistry.revoke(jti, reason),
     wakeScheduler,
@@ -163,7 +164,34 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   const host = planeSessionHost({ controlPlaneId: id, logger: log, config, registrar, coordinator, bus, security, meter: metrics.wire, wakeScheduler, tap: messages });
   const intake = new NodeIntake(host, security.gate, (session) => followNode(session, scheduler, coordinator, breaker));
 
-  const api = new PlaneApiImpl({ config, logger: log, store, owner: EMBEDDED_OWNER, bus, coordinator, scheduler, registry, intake, breaker, metrics, wakeScheduler, controlPlaneId: id });
+  // A replica shows its own nodes to its peers as its API shows them (with their benches).
+  const own: OwnNodes = { list: () => api.listNodes(), get: (nodeId) => api.getNode(nodeId) };
+  const api = new PlaneApiImpl({
+    config,
+    logger: log,
+    store,
+    owner: EMBEDDED_OWNER,
+    bus,
+    coordinator,
+    scheduler,
+    registry,
+    intake,
+    breaker,
+    metrics,
+    wakeScheduler,
+    controlPlaneId: id,
+    ...(cluster === undefined ? {} : { peers: new ClusterPeers(cluster, own, log), notReady: () => replicaNotReady(cluster) }),
+  });
+  const duties = cluster === undefined ? undefined : await startReplicaDuties({
+        cluster,
+        registry,
+        coordinator,
+        store,
+        own,
+        logger: log,
+        rebalanceIntervalMs: config.rebalanceIntervalMs,
+        shutdownGraceMs: config.shutdownGraceMs,
+      });
   const stopping = new PlaneShutdown({
     logger: log,
     shutdownGraceMs: config.shutdownGraceMs,
@@ -176,6 +204,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     stores,
     bus,
     security,
+    ...(cluster === undefined ? {} : { cluster: { close: async () => (await duties?.close(), await cluster.close()) } }),
   });
   const shutdown = (reason = 'control plane shutting down'): Promise<void> => stopping.run(reason);
 
@@ -214,4 +243,11 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     return found?.connected === true ? found : undefined;
   };
   return { id, api, nodeUrls, httpUrl, tokens, bus, messages, tokenAdmin: admin, session, shutdown };
+}
+
+/** A replica cut off from NATS, or fenced, takes no node and no job: `/readyz` says why. */
+function replicaNotReady(cluster: ClusterServices): string | undefined {
+  if (cluster.connection.status.state !== 'connected') return `NATS: ${cluster.connection.status.state}`;
+  if (cluster.lease.isFenced()) return 'lease: not renewed in time (fenced)';
+  return undefined;
 }

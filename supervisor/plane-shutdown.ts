@@ -31,6 +31,8 @@ export interface PlaneParts {
   stores: Stores;
   bus: Bus;
   security: PlaneSecurity;
+  /** A cluster replica's NATS parts, closed last: its lease is given up, so its nodes may be claimed at once. */
+  cluster?: { close(): Promise<void> };
 }
 
 export class PlaneShutdown {
@@ -65,6 +67,7 @@ export class PlaneShutdown {
     await this.admin?.close();
     await this.p.stores.close();
     await this.p.bus.close();
+    await this.p.cluster?.close();
     this.p.security.close();
     this.p.logger.info({ reason }, 'control plane stopped');
   }

@@ -15,7 +15,8 @@ import type { Scheduler } from '../jobs/scheduler.js';
 import type { NodeIntake } from '../nodes/node-intake.js';
 import { viewOf, type NodeRegistry } from '../nodes/node-registry.js';
 import type { JobRecord, JobStore, LogRecord, NewJob, OwnerToken } from '../store/job-store.js';
-import type { PlaneApi } from './plane-api.js';
+import type { ClusterPeers } from '../cluster/cluster-peers.js';
+import type { PlaneApi, UndrainOutcome } from './plane-api.js';
 import type { ClusterView, NodeDetail, NodeView, WaitingFor } from './wire-types.js';
 
 export interface PlaneApiParts {
@@ -37,6 +38,10 @@ export interface PlaneApiParts {
   metrics: PlaneMetrics;
   /** Asks the scheduler for a pass: a job was queued. */
   wakeScheduler(): void;
+  /** A cluster replica's view of the other replicas; undefined for the embedded plane. */
+  peers?: ClusterPeers;
+  /** Why the plane is not ready beside its store (a replica cut off from NATS); undefined when it is. */
+  notReady?(): string | undefined;
 }
 
 export class PlaneApiImpl implements PlaneApi {
@@ -85,8 +90,21 @@ export class PlaneApiImpl implements PlaneApi {
     return (await this.p.store.get(jobId)) === undefined ? undefined : this.p.store.logs(jobId, afterCursor);
   }
 
-  cancelJob(jobId: string): Promise<JobRecord | undefined> {
-    return this.p.coordinator.cancel(jobId);
+  async cancelJob(jobId: string): Promise<JobRecord | undefined> {
+    const record = await this.p.coordinator.cancel(jobId);
+    // Stored either way; a node of another replica hears it through that replica.
+    if (record !== undefined && this.p.peers !== undefined) await this.p.peers.cancelElsewhere(record).catch((err: unknown) => {
+      this.p.logger.warn({ err, job_id: jobId }, 'cancel stored, but the replica that holds the job did not take it now; the node is told when it resumes');
+    });
+    return record;
+  }
+
+  clusterNodes(): Promise<NodeView[]> {
+    return this.p.peers === undefined ? Promise.resolve(this.listNodes()) : this.p.peers.nodes();
+  }
+
+  findNode(nodeId: string): Promise<NodeDetail | undefined> {
+    return this.p.peers === undefined ? Promise.resolve(this.getNode(nodeId)) : this.p.peers.node(nodeId);
   }
 
   listNodes(): NodeView[] {
@@ -108,23 +126,35 @@ export class PlaneApiImpl implements PlaneApi {
     return bench === undefined ? view : { ...view, benched_until: new Date(bench.until).toISOString(), benched_reason: bench.reason };
   }
 
-  undrainNode(nodeId: string): 'requested' | 'not_connected' | 'not_draining' | 'not_supported' {
+  async undrainNode(nodeId: string): Promise<UndrainOutcome> {
     const session = this.p.registry.get(nodeId);
-    if (session === undefined) return 'not_connected';
+    if (session === undefined) return this.undrainElsewhere(nodeId);
     if (session.state !== 'draining') return 'not_draining';
     if (!offersUndrain(session.actor.getSnapshot().context)) return 'not_supported';
     session.actor.send({ type: 'undrain' });
     return 'requested';
   }
 
-  drainNode(nodeId: string): boolean {
+  async drainNode(nodeId: string): Promise<boolean> {
     const session = this.p.registry.get(nodeId);
-    if (session === undefined) return false;
-    session.actor.send({ type: 'drain' });
-    return true;
+    if (session !== undefined) {
+      session.actor.send({ type: 'drain' });
+      return true;
+    }
+    return this.p.peers !== undefined && (await this.p.peers.forNode({ kind: 'drain', node_id: nodeId })) === 'done';
+  }
+
+  /** A node of another replica: its owner checks and answers as this plane would. */
+  private async undrainElsewhere(nodeId: string): Promise<UndrainOutcome> {
+    if (this.p.peers === undefined) return 'not_connected';
+    const outcome = await this.p.peers.forNode({ kind: 'undrain', node_id: nodeId });
+    if (outcome === 'done') return 'requested';
+    if (outcome === 'no_owner') return 'not_connected';
+    return outcome.refused.includes('undrain feature') ? 'not_supported' : 'not_draining';
   }
 
   cluster(): ClusterView {
+    if (this.p.peers !== undefined) return this.p.peers.view();
     const self = { control_plane_id: this.p.controlPlaneId, nodes: this.p.registry.size, started_at: this.startedAt, last_renewal: null };
     return { mode: 'embedded', replicas: [self], nats: null };
   }
@@ -147,11 +177,11 @@ export class PlaneApiImpl implements PlaneApi {
   }
 
   isReady(): boolean {
-    return this.p.intake.accepting && this.p.store.failure() === undefined;
+    return this.p.intake.accepting && this.p.store.failure() === undefined && this.p.notReady?.() === undefined;
   }
 
   storeFailure(): string | undefined {
-    return this.p.store.failure();
+    return this.p.store.failure() ?? this.p.notReady?.();
   }
 
   // The live feed of `GET /v1/events` (fleet-events.ts): every bus event, one node's list view, the queue.

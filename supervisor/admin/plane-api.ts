@@ -21,11 +21,16 @@ export interface PlaneApi extends Partial<FleetSource> {
   watchJob(jobId: string, wake: () => void): () => void;
   /** Undefined when the job does not exist; otherwise the record after the request. */
   cancelJob(jobId: string): Promise<JobRecord | undefined>;
+  /** This plane's nodes (a cluster replica's own). */
   listNodes(): NodeView[];
+  /** Every node of the cluster, each replica's; undefined: the plane has no peers (listNodes is all). */
+  clusterNodes?(): Promise<NodeView[]>;
   /** A live node, or a dead one still remembered; undefined otherwise. */
   getNode(nodeId: string): NodeDetail | undefined;
-  /** False when no such node is connected. */
-  drainNode(nodeId: string): boolean;
+  /** A node of any replica of the cluster; undefined: the plane has no peers (getNode is all). */
+  findNode?(nodeId: string): Promise<NodeDetail | undefined>;
+  /** False when no such node is connected (to any replica). */
+  drainNode(nodeId: string): boolean | Promise<boolean>;
   /** Lifts a node's bench (the circuit breaker); false when it is not benched. */
   unbenchNode?(nodeId: string): boolean;
   /**
@@ -33,7 +38,7 @@ export interface PlaneApi extends Partial<FleetSource> {
    * `not_connected` when no such node is connected, `not_draining` when it is not draining,
    * `not_supported` when its agent does not offer the `undrain` feature (it would not understand `Undrain`).
    */
-  undrainNode(nodeId: string): 'requested' | 'not_connected' | 'not_draining' | 'not_supported';
+  undrainNode(nodeId: string): UndrainOutcome | Promise<UndrainOutcome>;
   stats(): Promise<Record<string, number>>;
   /** The replicas (one, for the embedded plane) and the NATS connection: `GET /v1/cluster`. */
   cluster?(): ClusterView;
@@ -54,6 +59,8 @@ export interface PlaneApi extends Partial<FleetSource> {
   /** Queues a job that ended (not Completed) again as its next attempt. */
   retryJob(jobId: string): Promise<RetryOutcome>;
 }
+
+export type UndrainOutcome = 'requested' | 'not_connected' | 'not_draining' | 'not_supported';
 
 /** What `retryJob` did: queued the job again, found no such job, or found it not retryable (its record as it is). */
 export type RetryOutcome =

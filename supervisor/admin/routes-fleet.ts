@@ -11,10 +11,10 @@ export function registerFleetRoutes(app: FastifyInstance, deps: AdminRouteDeps):
   const { api, tokens } = deps;
 
   // Dead nodes are listed too (`state: dead`) until `deadNodeRetentionMs` has passed: clients filter.
-  app.get('/v1/nodes', { onRequest: requireRole(tokens, 'viewer') }, async () => api.listNodes());
+  app.get('/v1/nodes', { onRequest: requireRole(tokens, 'viewer') }, async () => (api.clusterNodes === undefined ? api.listNodes() : api.clusterNodes()));
 
   app.get<{ Params: { id: string } }>('/v1/nodes/:id', { onRequest: requireRole(tokens, 'viewer') }, async (request) => {
-    const node = api.getNode(request.params.id);
+    const node = api.findNode === undefined ? api.getNode(request.params.id) : await api.findNode(request.params.id);
     if (node === undefined) throw notFound(`no node ${request.params.id}`);
     return node;
   });
@@ -23,7 +23,7 @@ export function registerFleetRoutes(app: FastifyInstance, deps: AdminRouteDeps):
     '/v1/nodes/:id/drain',
     { onRequest: requireRole(tokens, 'operator') },
     async (request, reply) => {
-      if (!api.drainNode(request.params.id)) throw notFound(`no connected node ${request.params.id}`);
+      if (!(await api.drainNode(request.params.id))) throw notFound(`no connected node ${request.params.id}`);
       deps.logger.info({ node_id: request.params.id }, 'node drain requested over the admin API');
       return reply.code(202).send({ node_id: request.params.id });
     },
@@ -34,7 +34,7 @@ export function registerFleetRoutes(app: FastifyInstance, deps: AdminRouteDeps):
     { onRequest: requireRole(tokens, 'operator') },
     async (request, reply) => {
       const nodeId = request.params.id;
-      const outcome = api.undrainNode(nodeId);
+      const outcome = await api.undrainNode(nodeId);
       if (outcome === 'not_connected') throw notFound(`no connected node ${nodeId}`);
       if (outcome === 'not_draining') throw new HttpError(409, 'conflict', `node ${nodeId} is not draining`);
       if (outcome === 'not_supported') {

@@ -177,6 +177,36 @@ export class NodeOwnership {
   }
 
   /**
+   * Takes a node whose owner is gone (its replica died and the node came back to none), for its
+   * jobs: only when the entry names no live lease, and never by asking anyone to release it.
+   * Undefined when the node is live elsewhere, already this replica's, being claimed here, or
+   * another replica took it first.
+   */
+  async claimOrphan(nodeId: string): Promise<Claim | undefined> {
+    if (!isKvKey(nodeId) || this.inflight.has(nodeId) || this.owned.has(nodeId)) return undefined;
+    const epoch = this.currentEpoch(nodeId);
+    const entry = await this.kv.get(nodeId);
+    this.counts.reads += 1;
+    const value = ownerValue(entry);
+    if (!entry || !value) return undefined; // free: nothing to take over
+    if (value.owner === this.o.lease.replicaId && value.epoch === epoch) return undefined;
+    if (await this.o.lease.isLive(value.owner, value.epoch)) return undefined;
+    if (this.inflight.has(nodeId) || this.owned.has(nodeId)) return undefined; // the node arrived meanwhile
+    const body = JSON.stringify({ owner: this.o.lease.replicaId, epoch, claimed_at: new Date().toISOString() } satisfies OwnerValue);
+    let token: number;
+    try {
+      token = await this.kv.update(nodeId, body, entry.revision);
+      this.counts.writes += 1;
+    } catch (err) {
+      if (!isWrongLast(err)) throw err;
+      this.counts.conflicts += 1;
+      return undefined;
+    }
+    this.adopt(nodeId, token, epoch);
+    return { token, written: true, previous: { owner: value.owner, epoch: value.epoch, token: entry.revision } };
+  }
+
+  /**
    * Gives a node up (its old owner, on request, after closing its session): a delete at the
    * token's revision. False when the entry is no longer at that revision (not ours to give).
    */

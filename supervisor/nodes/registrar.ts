@@ -16,6 +16,7 @@ import { adoptJobs } from './job-adoption.js';
 import { authenticateNode, type Authenticated } from './node-authenticator.js';
 import type { NodeRegistry } from './node-registry.js';
 import { viewOf } from './node-registry.js';
+import type { NodeClaims } from './node-claims.js';
 import type { NodeRevocation } from './node-revocation.js';
 import type { NodeSession } from './node-session.js';
 import { transportOf } from './node-listeners.js';
@@ -30,6 +31,8 @@ export interface RegistrarOptions {
   registry: NodeRegistry;
   sessionTokens: SessionTokens<NodeSession>;
   coordinator: JobCoordinator;
+  /** Makes this plane the owner of each node before its RegisterAck (a cluster replica may take it from another). */
+  claims: NodeClaims;
   /** Keeps the fleet's heartbeat rate in bounds; its interval is the one a RegisterAck gives. */
   heartbeats: HeartbeatGovernor;
   /** Revokes a token id for good (the revocation registry): a deregistered session's tokens. */
@@ -61,6 +64,13 @@ export class Registrar {
     // Over the per-address connection rate, only a resumed session is let in (connection probation).
     const refusal = this.o.gate.authenticated(session.connection, result.registration.nodeId, result.presentedJti, result.registration.resumed);
     if (refusal !== undefined) throw refusal;
+    // Owned here before it is acknowledged: from the claim on, no other replica writes for its jobs.
+    const nodeId = result.registration.nodeId;
+    const claim = await this.o.claims.claim(nodeId);
+    if (claim.takeover) {
+      const taken = await this.o.coordinator.takeOver(nodeId, claim.token);
+      if (taken > 0) session.logger.info({ node_id: nodeId, jobs: taken }, 'took the jobs of a node over from its previous replica');
+    }
     this.pending.set(session, { ...result, replyTo: message.id, agreed });
     return { ...result.registration, protocolVersion: agreed.version };
   }

@@ -228,3 +228,19 @@ export class NodeClient {
 }
 
 
+
+/** A valid `JobResult` envelope for `attempt` of `jobId` from `nodeId`. */
+export function jobResultMessage(nodeId: string, jobId: string, attempt: number, status: 'Completed' | 'Failed' = 'Completed', stdout = ''): Record<string, unknown> {
+  const now = new Date().toISOString();
+  return {
+    type: 'JobResult',
+    id: `r-${jobId}-${attempt}`,
+    data: {
+      job_id: jobId,
+      attempt,
+      node_id: nodeId,
+      result: { status, exit_code: status === 'Completed' ? 0 : 1, stdout, stderr: '', artifacts: [], started_at: now, completed_at: now },
+      metrics: { duration_ms: 1, cpu_time_ms: 1, memory_peak_mb: 1 },
+    },
+  };
+}

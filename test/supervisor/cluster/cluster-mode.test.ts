@@ -1,27 +1,122 @@
-// Until cluster mode is wired into the plane, a plane told of NATS refuses to start (naming the
-// setting) rather than run as an embedded plane beside replicas it does not know of.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// Cluster mode in `startControlPlane`: two replicas on one real nats-server share one fleet.
+// Jobs and commands cross replicas (a job submitted to A runs on a node of B, a cancel sent to A
+// reaches it), any replica lists every node with its owner, a node that reaches B while A still
+// serves it is released by A (`session_replaced`) and resumed on B with its running job, and a
+// revocation on A disconnects a node on B. Nodes are raw protocol clients (test/supervisor/node-client.ts).
+import { decodeJwt } from 'jose';
 import { pino } from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BusEvent } from '../../../supervisor/bus/bus.js';
 import { ConfigError, loadConfig } from '../../../supervisor/config.js';
-import { startControlPlane } from '../../../supervisor/control-plane.js';
+import { startControlPlane, type ControlPlane } from '../../../supervisor/control-plane.js';
+import { NatsServer } from '../../cluster/nats-server.js';
+import { jobResultMessage, NodeClient } from '../node-client.js';
+import { nextEvent } from './await-event.js';
+import { HEARTBEAT_MS, laneJob, Replicas } from './replica-fixture.js';
+
+let nats: NatsServer;
+const replicas = new Replicas(() => nats.url);
+const clients: NodeClient[] = [];
+let a: ControlPlane;
+let b: ControlPlane;
+
+beforeAll(async () => {
+  nats = await NatsServer.start();
+  a = await replicas.start('replica-a');
+  b = await replicas.start('replica-b');
+});
+
+afterAll(async () => {
+  for (const c of clients) c.destroy();
+  await replicas.stopAll();
+  await nats?.stop();
+});
+
+/** A node registered on `plane` with a registration token minted by `minter` (any replica: they share the secret). */
+async function nodeOn(plane: ControlPlane, lane: string, minter: ControlPlane = plane): Promise<NodeClient> {
+  const node = await NodeClient.connect(plane.nodeUrls[0]!);
+  clients.push(node);
+  await node.register({ token: await minter.tokens.mintRegistrationToken({ ttlSeconds: 600 }), tags: { lane } });
+  node.startHeartbeats(HEARTBEAT_MS / 2);
+  return node;
+}
+
+const jobEvent = (jobId: string, state: string) => (e: BusEvent) => e.kind === 'job' && e.job_id === jobId && e.state === state;
 
 describe('cluster mode', () => {
-  it('is refused, naming the setting and where it came from, while it is not wired', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'muster-cluster-mode-'));
-    try {
-      const config = loadConfig({
-        env: { MUSTER_NATS_URL: 'nats://127.0.0.1:4222' },
-        overrides: { dataDir, tcp: '127.0.0.1:0', ws: 'off', grpc: 'off', unix: 'off', http: 'off' },
-      });
-      const err = await startControlPlane(config, pino({ level: 'silent' })).then(() => undefined, (e: unknown) => e);
-      expect(err).toBeInstanceOf(ConfigError);
-      expect((err as ConfigError).message).toContain('not wired');
-      expect((err as ConfigError).problems).toEqual([{ setting: 'nats', source: 'MUSTER_NATS_URL', problem: 'cluster mode is not available yet' }]);
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true });
-    }
+  it('refuses to start without one token secret shared by every replica', async () => {
+    const dataDir = replicas.dataDir('nosecret');
+    const config = loadConfig({ env: { MUSTER_NATS_URL: nats.url }, overrides: { dataDir, tcp: '127.0.0.1:0', ws: 'off', grpc: 'off', unix: 'off', http: 'off' } });
+    const err = await startControlPlane(config, pino({ level: 'silent' })).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).problems[0]?.setting).toBe('jwtSecret');
+  });
+
+  it('runs a job submitted to one replica on a node owned by the other, and each lists the node with its owner', async () => {
+    const node = await nodeOn(b, 'cross', a);
+    const record = await a.api.submitJob(laneJob('cross', ['true']));
+    const completed = nextEvent(a.bus, jobEvent(record.job_id, 'Completed'), 10_000, 'Completed on replica A');
+    const { message } = await node.next('JobAssignment', 10_000);
+    expect(message.data).toMatchObject({ job_id: record.job_id, attempt: 1 });
+    node.send({ type: 'JobAccepted', data: { job_id: record.job_id, attempt: 1 } });
+    node.send(jobResultMessage(node.nodeId!, record.job_id, 1));
+    await node.next('JobResultAck');
+    await completed;
+    expect((await a.api.getJob(record.job_id))?.state).toBe('Completed');
+    // A learns of B from B's lease, read every renewal interval.
+    await expect.poll(async () => (await a.api.clusterNodes!()).find((n) => n.node_id === node.nodeId)?.owner, { timeout: 5_000 }).toBe('replica-b');
+    expect((await a.api.findNode!(node.nodeId!))?.owner).toBe('replica-b');
+    expect(a.api.cluster!().replicas.map((r) => r.control_plane_id)).toEqual(['replica-a', 'replica-b']);
+  });
+
+  it('carries a cancel sent to one replica to the node on the other', async () => {
+    const node = await nodeOn(b, 'cancel');
+    const { job_id: jobId } = await b.api.submitJob(laneJob('cancel', ['sleep', '600']));
+    const { message } = await node.next('JobAssignment', 10_000);
+    expect(message.data.job_id).toBe(jobId);
+    const running = nextEvent(a.bus, jobEvent(jobId, 'Running'), 10_000, 'Running heard on A');
+    node.send({ type: 'JobAccepted', data: { job_id: jobId, attempt: message.data.attempt } });
+    await running;
+    await a.api.cancelJob(jobId);
+    const cancel = await node.next('CancelJob', 10_000);
+    expect(cancel.message.data).toMatchObject({ job_id: jobId, attempt: message.data.attempt });
+  });
+
+  it('moves a node that reaches B while A serves it: A closes it with session_replaced, B resumes its running job', async () => {
+    const first = await nodeOn(a, 'move');
+    const record = await a.api.submitJob(laneJob('move', ['sleep', '600']));
+    const { message } = await first.next('JobAssignment', 10_000);
+    expect(message.data.job_id).toBe(record.job_id);
+    const running = nextEvent(b.bus, jobEvent(record.job_id, 'Running'), 10_000, 'Running heard on B');
+    first.send({ type: 'JobAccepted', data: { job_id: record.job_id, attempt: 1 } });
+    await running;
+
+    const moved = await NodeClient.connect(b.nodeUrls[0]!);
+    clients.push(moved);
+    const ack = await moved.register({ token: first.sessionToken!, resume: { node_id: first.nodeId!, running_jobs: [record.job_id], unacked_results: [] } });
+    expect(ack.data).toMatchObject({ node_id: first.nodeId, resumed: true, control_plane_id: 'replica-b' });
+    const replaced = await first.next('Error', 10_000);
+    expect(replaced.message.data.code).toBe('session_replaced');
+    moved.startHeartbeats(HEARTBEAT_MS / 2);
+
+    const completed = nextEvent(a.bus, jobEvent(record.job_id, 'Completed'), 10_000, 'Completed heard on A');
+    moved.send(jobResultMessage(first.nodeId!, record.job_id, 1, 'Completed', 'done'));
+    await moved.next('JobResultAck', 10_000);
+    await completed;
+    expect(await a.api.jobAttempts(record.job_id)).toHaveLength(1);
+    // Never shown twice: only B lists it.
+    expect(a.api.listNodes().some((n) => n.node_id === first.nodeId && n.state !== 'dead')).toBe(false);
+    expect(b.api.listNodes().filter((n) => n.node_id === first.nodeId)).toHaveLength(1);
+  });
+
+  it('disconnects a node on B when its token is revoked on A', async () => {
+    const registration = await a.tokenAdmin.mint({ role: 'node', ttlSeconds: 600 });
+    const node = await NodeClient.connect(b.nodeUrls[0]!);
+    clients.push(node);
+    await node.register({ token: registration.token });
+    node.startHeartbeats(HEARTBEAT_MS / 2);
+    expect(decodeJwt(registration.token).jti).toBe(registration.jti);
+    await a.tokenAdmin.revoke(registration.jti, 'compromised');
+    await node.closedWithin(5_000);
   });
 });

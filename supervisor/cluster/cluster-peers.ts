@@ -1,0 +1,90 @@
+// The cluster as one replica's API shows it: every node of every live replica (each peer asked
+// through the node directory), a node's owner found from `muster-owners`, and the operator's
+// commands for a node (drain, undrain) or a job's attempt (cancel) sent to the replica that owns
+// it (node-commands.ts). `GET /v1/cluster` lists the replicas from their leases.
+import type { Logger } from 'pino';
+import { MusterError } from '../../protocol/errors.js';
+import type { ClusterView, NodeDetail, NodeView } from '../admin/wire-types.js';
+import type { JobRecord } from '../store/job-store.js';
+import type { ClusterServices } from './cluster-services.js';
+import type { NodeCommand } from './node-commands.js';
+import type { OwnNodes } from './node-directory.js';
+
+/** What a command for a node sent to its owner came to. */
+export type Forwarded = 'done' | 'no_owner' | { refused: string };
+
+export class ClusterPeers {
+  constructor(
+    private readonly cluster: ClusterServices,
+    private readonly own: OwnNodes,
+    private readonly logger: Logger,
+  ) {}
+
+  /** This replica's nodes, then each live peer's; a peer that does not answer is left out (logged). */
+  async nodes(): Promise<NodeView[]> {
+    const lists = await Promise.all(
+      this.otherReplicas().map((id) =>
+        this.cluster.directory.nodesOf(id).catch((err: unknown) => {
+          this.logger.warn({ err, replica: id }, 'a replica did not list its nodes');
+          return [];
+        }),
+      ),
+    );
+    return [...this.own.list(), ...lists.flat()];
+  }
+
+  /** A node of any replica, from its owner. */
+  async node(nodeId: string): Promise<NodeDetail | undefined> {
+    const mine = this.own.get(nodeId);
+    if (mine !== undefined) return mine;
+    const owner = await this.ownerOf(nodeId);
+    return owner === undefined ? undefined : this.cluster.directory.nodeOf(owner, nodeId).catch(() => undefined);
+  }
+
+  /** Drain or undrain a node of another replica. */
+  async forNode(command: Extract<NodeCommand, { kind: 'drain' | 'undrain' }>): Promise<Forwarded> {
+    const owner = await this.ownerOf(command.node_id);
+    return owner === undefined ? 'no_owner' : this.send(owner, command);
+  }
+
+  /** A cancel stored for a job whose attempt a node of another replica holds: its owner tells the node. */
+  async cancelElsewhere(record: JobRecord): Promise<void> {
+    if ((record.state !== 'Assigned' && record.state !== 'Running') || record.node_id === undefined) return;
+    const owner = await this.ownerOf(record.node_id);
+    if (owner === undefined) return; // no live owner: the node is told when it resumes (the request is stored)
+    const outcome = await this.send(owner, { kind: 'cancel', job_id: record.job_id, attempt: record.attempt });
+    if (outcome !== 'done') this.logger.info({ job_id: record.job_id, owner, outcome }, 'cancel stored; the node is told when its owner has it');
+  }
+
+  view(): ClusterView {
+    const status = this.cluster.connection.status.status();
+    const replicas = this.cluster.lease.peers().map((p) => ({
+      control_plane_id: p.id,
+      nodes: p.id === this.cluster.replicaId ? this.own.list().length : p.nodeCount,
+      started_at: p.startedAt,
+      last_renewal: p.renewedAt,
+    }));
+    return { mode: 'cluster', replicas, nats: { state: status.state, server: status.server, reconnects: status.reconnects } };
+  }
+
+  private otherReplicas(): string[] {
+    return this.cluster.lease.peers().map((p) => p.id).filter((id) => id !== this.cluster.replicaId);
+  }
+
+  /** The live replica that owns a node other than this one, from its ownership entry. */
+  private async ownerOf(nodeId: string): Promise<string | undefined> {
+    const entry = await this.cluster.ownership.ownerOf(nodeId).catch(() => undefined);
+    if (entry === undefined || entry.owner === this.cluster.replicaId) return undefined;
+    return (await this.cluster.lease.isLive(entry.owner, entry.epoch)) ? entry.owner : undefined;
+  }
+
+  private async send(owner: string, command: NodeCommand): Promise<Forwarded> {
+    try {
+      const reply = await this.cluster.commands.send(owner, command);
+      if (reply.status === 'ok') return 'done';
+      return reply.status === 'not_owner' ? 'no_owner' : { refused: reply.reason };
+    } catch (err) {
+      throw err instanceof MusterError ? err : new MusterError('internal', `replica ${owner} did not take the command`, { cause: err });
+    }
+  }
+}

@@ -1,0 +1,132 @@
+// Every node of the cluster for any replica's API (`GET /v1/nodes`, `GET /v1/nodes/{id}`): each
+// replica answers requests for its own nodes' views on `muster.nodes.<replica_id>`, a page at a
+// time (a page of views stays far below NATS's 1 MiB `max_payload`); a replica asked for the
+// fleet asks each live peer. Nothing is sent while nobody asks, so it costs nothing at rest.
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { MusterError } from '../../protocol/errors.js';
+import type { Logger } from '../../observability/logger.js';
+import type { NodeDetail, NodeView } from '../admin/wire-types.js';
+import { serverHas } from './nats-waits.js';
+import { subjectToken } from './subjects.js';
+
+/** Views per page: about 500 bytes each, so a page is ~100 KiB. */
+export const NODES_PAGE = 200;
+/** A reply larger than this is refused before it is parsed. */
+const MAX_REPLY_BYTES = 1 << 20;
+const MAX_ID_CHARS = 128;
+
+type DirectoryRequest = { page: { after?: string } } | { node: string };
+type DirectoryReply = { nodes: NodeView[]; more: boolean } | { node: NodeDetail | null };
+
+/** What a replica shows of its own nodes. */
+export interface OwnNodes {
+  /** Its nodes' views, ordered by node id. */
+  list(): NodeView[];
+  get(nodeId: string): NodeDetail | undefined;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+export function directorySubject(replicaId: string): string {
+  return `muster.nodes.${subjectToken(replicaId)}`;
+}
+
+export class NodeDirectory {
+  private sub: Subscription | undefined;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly replicaId: string,
+    private readonly timeoutMs: number,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Answers peers' requests for this replica's nodes. */
+  async serve(own: OwnNodes): Promise<void> {
+    this.sub = this.nc.subscribe(directorySubject(this.replicaId), {
+      callback: (err, msg) => {
+        if (err !== null) this.logger.error({ err }, 'node directory subscription failed');
+        else this.answer(own, msg);
+      },
+    });
+    await serverHas(this.nc);
+  }
+
+  /** Every node of replica `replicaId`, page by page. */
+  async nodesOf(replicaId: string): Promise<NodeView[]> {
+    const out: NodeView[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const reply = await this.ask(replicaId, after === undefined ? { page: {} } : { page: { after } });
+      if (!('nodes' in reply)) throw new MusterError('internal', `replica ${replicaId} answered a page request with something else`);
+      out.push(...reply.nodes);
+      const last = reply.nodes[reply.nodes.length - 1];
+      if (!reply.more || last === undefined) return out;
+      after = last.node_id;
+    }
+  }
+
+  /** One node of replica `replicaId`, or undefined when it has no such node. */
+  async nodeOf(replicaId: string, nodeId: string): Promise<NodeDetail | undefined> {
+    const reply = await this.ask(replicaId, { node: nodeId });
+    return 'node' in reply && reply.node !== null ? reply.node : undefined;
+  }
+
+  async close(): Promise<void> {
+    this.sub?.unsubscribe();
+    await serverHas(this.nc);
+  }
+
+  private async ask(replicaId: string, request: DirectoryRequest): Promise<DirectoryReply> {
+    let msg: Msg;
+    try {
+      msg = await this.nc.request(directorySubject(replicaId), encoder.encode(JSON.stringify(request)), { timeout: this.timeoutMs });
+    } catch (err) {
+      throw new MusterError('internal', `replica ${replicaId} did not list its nodes: ${(err as Error).message}`, { cause: err });
+    }
+    const reply = parse(msg.data, MAX_REPLY_BYTES);
+    if (reply === undefined || !(Array.isArray(reply.nodes) || 'node' in reply)) {
+      throw new MusterError('internal', `replica ${replicaId} answered with something that is not a node list`);
+    }
+    return reply as DirectoryReply;
+  }
+
+  private answer(own: OwnNodes, msg: Msg): void {
+    const request = parse(msg.data, 4_096);
+    let reply: DirectoryReply;
+    if (request !== undefined && typeof request.node === 'string' && request.node.length <= MAX_ID_CHARS) {
+      reply = { node: own.get(request.node) ?? null };
+    } else if (request !== undefined && typeof request.page === 'object' && request.page !== null) {
+      const after = (request.page as { after?: unknown }).after;
+      reply = page(own.list(), typeof after === 'string' ? after : undefined);
+    } else {
+      this.logger.warn({ subject: msg.subject }, 'refused a node directory request that is not one');
+      return;
+    }
+    try {
+      msg.respond(encoder.encode(JSON.stringify(reply)));
+    } catch (err) {
+      this.logger.warn({ err }, 'could not answer a node directory request');
+    }
+  }
+}
+
+/** The page after node id `after` (views sorted by id, so pages neither skip nor repeat a node). */
+function page(views: NodeView[], after: string | undefined): { nodes: NodeView[]; more: boolean } {
+  const sorted = views.sort((a, b) => (a.node_id < b.node_id ? -1 : a.node_id > b.node_id ? 1 : 0));
+  const start = after === undefined ? 0 : sorted.findIndex((v) => v.node_id > after);
+  if (start < 0) return { nodes: [], more: false };
+  const nodes = sorted.slice(start, start + NODES_PAGE);
+  return { nodes, more: start + NODES_PAGE < sorted.length };
+}
+
+function parse(data: Uint8Array, maxBytes: number): Record<string, unknown> | undefined {
+  if (data.length > maxBytes) return undefined;
+  try {
+    const value: unknown = JSON.parse(decoder.decode(data));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
