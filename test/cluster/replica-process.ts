@@ -2,8 +2,9 @@
 // harness, test/e2e/harness.ts: it starts them, reads their bound URLs from the ready line, and
 // stops everything it started), with what a failure test does to them: `kill -9`, SIGSTOP and
 // SIGCONT, a graceful stop, a restart on the same data dir, ports and id. Every replica has its
-// own data dir holding one shared signing secret, so the admin and node tokens minted once from
-// it are good on all; agents get every replica's URL, tried in turn.
+// own data dir holding one shared signing secret (and is given it as MUSTER_JWT_SECRET, as cluster
+// mode asks), so the admin and node tokens minted once from it are good on all; agents get every
+// replica's URL, tried in turn.
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,7 +21,6 @@ import type { AgentOptions, AgentProcess, Harness, PlaneProcess } from '../e2e/h
 export const FAST_CLUSTER_ENV: Readonly<Record<string, string>> = {
   MUSTER_LEASE_TTL_MS: '3000',
   MUSTER_LEASE_RENEW_MS: '1000',
-  MUSTER_NATS_REQUEST_TIMEOUT_MS: '1000',
   MUSTER_HEARTBEAT_INTERVAL_MS: '1000',
   MUSTER_ACCEPT_TIMEOUT_MS: '10000',
 };
@@ -42,7 +42,10 @@ export class ReplicaCluster {
   constructor(
     private readonly h: Harness,
     private readonly options: { natsUrl: string; env?: Record<string, string> },
-  ) {}
+  ) {
+    // Minted while the test starts NATS; a failure surfaces where start() awaits it.
+    this.mint().catch(() => undefined);
+  }
 
   /** An admin API token and a node registration token, good on every replica. */
   private mint(): Promise<{ admin: string; node: string }> {
@@ -66,7 +69,8 @@ export class ReplicaCluster {
       dataDir,
       name: `replica ${id}`,
       args: ['--nats', natsUrl, '--control-plane-id', id],
-      env: { ...FAST_CLUSTER_ENV, ...this.options.env, ...options.env },
+      // Cluster mode takes the shared secret from MUSTER_JWT_SECRET; the file is for `muster token create --data-dir`.
+      env: { ...FAST_CLUSTER_ENV, MUSTER_JWT_SECRET: this.secret.trim(), ...this.options.env, ...options.env },
     });
     const replica = new Replica(id, natsUrl, plane);
     this.replicas.push(replica);
@@ -116,6 +120,11 @@ export class Replica {
 
   get pid(): number {
     return this.plane.proc.pid;
+  }
+
+  /** False once the process exited (killed or stopped), until a restart. */
+  get isRunning(): boolean {
+    return this.plane.proc.isRunning;
   }
 
   /** JSON log lines of every process this replica ran (kept across restarts). */

@@ -147,7 +147,7 @@ export class ManagedProcess {
       () => {
         const found = this.jsonLines().find(match);
         if (found !== undefined) return found;
-        if (!this.isRunning) throw new GiveUp(`${this.name} exited`);
+        if (!this.isRunning) throw new GiveUp(`${this.name} exited (code ${this.exitInfo?.code}, signal ${this.exitInfo?.signal})`);
         return undefined;
       },
       timeoutMs,
