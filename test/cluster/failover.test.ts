@@ -91,24 +91,6 @@ async function notCompleted(replica: Replica, ids: readonly string[]): Promise<J
   return jobs.filter((j) => j.state !== 'Completed');
 }
 
-/**
- * Waits until no running replica holds a session whose node is away (`connected: false`, not yet
- * `dead`): each session a fault dropped has resumed or been buried, so a replica that would
- * declare a healthy node dead has done so before the check, not after it.
- */
-function settled(cluster: ReplicaCluster): Promise<true> {
-  return waitFor(
-    async () => {
-      for (const replica of cluster.replicas.filter((r) => r.isRunning)) {
-        if ((await replica.api.nodes()).some((n) => !n.connected && n.state !== 'dead')) return false;
-      }
-      return true;
-    },
-    WAVE_TIMEOUT_MS,
-    'every session a fault dropped resumed or buried',
-  );
-}
-
 /** The checker over the whole bucket, on a connection of its own. */
 async function check(natsUrl: string, cluster: ReplicaCluster, agents: readonly AgentProcess[], submitted: readonly string[]): Promise<CheckReport> {
   const nc = await connect({ servers: natsUrl });
@@ -183,7 +165,7 @@ describe('a cluster of three replicas', () => {
     await a.kill9();
     await waitForEnded(b, submitted.length);
     expect(await notCompleted(b, wave1)).toEqual([]);
-    await settled(cluster);
+    await cluster.settled(WAVE_TIMEOUT_MS);
     expectClean(await check(nats.url, cluster, agents, submitted), submitted, cluster, agents);
 
     // Wave 2: the NATS server killed and restarted on the same port and store (C's proxy dials it again).
@@ -195,7 +177,7 @@ describe('a cluster of three replicas', () => {
     servers.push(nats);
     await waitForEnded(b, submitted.length);
     expect(await notCompleted(b, wave2)).toEqual([]);
-    await settled(cluster);
+    await cluster.settled(WAVE_TIMEOUT_MS);
     expectClean(await check(nats.url, cluster, agents, submitted), submitted, cluster, agents);
 
     // Wave 3: C cut off from NATS while its nodes stay connected to it: it fences itself and lets
@@ -209,7 +191,7 @@ describe('a cluster of three replicas', () => {
     expect(await notCompleted(b, wave3)).toEqual([]);
     // Every node is served by B, the one replica left that reaches NATS.
     await waitFor(async () => (await b.api.nodes()).filter((n) => n.owner === b.id && n.state !== 'dead').length === agents.length, 15_000, `every node served by ${b.id}`);
-    await settled(cluster);
+    await cluster.settled(WAVE_TIMEOUT_MS);
     expectClean(await check(nats.url, cluster, agents, submitted), submitted, cluster, agents);
   }, 150_000);
 });

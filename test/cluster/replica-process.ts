@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nodeDeathsInLog, nodeRunsInLog, type NodeDeath, type NodeRun } from './invariant-checker.js';
-import type { AgentOptions, AgentProcess, Harness, PlaneProcess } from '../e2e/harness.js';
+import { waitFor, type AgentOptions, type AgentProcess, type Harness, type PlaneProcess } from '../e2e/harness.js';
 
 /**
  * Cluster timers over FAST_PLANE_ENV: short where a failover waits on them (a lease ages out 3 s
@@ -90,6 +90,24 @@ export class ReplicaCluster {
     const others = this.replicas.filter((r) => r !== first).map((r) => r.tcpUrl);
     const token = options.token ?? (await this.mint()).node;
     return this.h.startAgent(first.plane, { ...options, token, urls: [first.tcpUrl, ...others] });
+  }
+
+  /**
+   * Waits until no running replica holds a session whose node is away (`connected: false`, not yet
+   * `dead`): each session a fault dropped has resumed or been buried, so a replica that would
+   * declare a healthy node dead has done so (a heartbeat window after the fault) before a check.
+   */
+  settled(timeoutMs: number): Promise<true> {
+    return waitFor(
+      async () => {
+        for (const replica of this.replicas.filter((r) => r.isRunning)) {
+          if ((await replica.api.nodes()).some((n) => !n.connected && n.state !== 'dead')) return false;
+        }
+        return true;
+      },
+      timeoutMs,
+      'every session a fault dropped resumed or buried',
+    );
   }
 
   /** Every replica's declarations of dead nodes, from their logs (killed ones up to their end). */
