@@ -36,10 +36,13 @@ const RESUME_REFUSALS: ReadonlySet<string> = new Set(['auth_failed', 'token_expi
 /** The protocol versions the agent speaks (PROTOCOL.md section 3). */
 const AGENT_PROTOCOL_VERSIONS = [1, 2];
 
-/** The wire features it offers over `url`: `deflate` on stream transports without payload encryption (PROTOCOL.md section 8). */
+/**
+ * The wire features it offers over `url` (PROTOCOL.md section 8): `deflate` on stream transports
+ * without payload encryption, `batch` on every one.
+ */
 function offeredFeatures(url: string, encrypted: boolean): string[] {
   const scheme = new URL(url).protocol;
-  return !encrypted && (scheme === 'tcp:' || scheme === 'tls:' || scheme === 'unix:') ? ['deflate'] : [];
+  return !encrypted && (scheme === 'tcp:' || scheme === 'tls:' || scheme === 'unix:') ? ['deflate', 'batch'] : ['batch'];
 }
 
 /** What the agent tells its embedder (the library's `agent.on`), by event name. */
@@ -311,6 +314,7 @@ export class Agent {
     this.useSession = true;
     this.heartbeatIntervalMs = ack.heartbeat_interval_ms;
     if (ack.wire_features?.includes('deflate') === true) link.compressFrom = ack.compress_min_bytes ?? 1024;
+    if (ack.wire_features?.includes('batch') === true) link.useBatches();
     this.backoff.reset();
     this.logger.info({ node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id, protocol_version: ack.protocol_version }, 'registered');
     this.events.emit('registered', { node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id });

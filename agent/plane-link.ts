@@ -4,13 +4,17 @@
 // or one that does not validate is refused, and when it is a JobAssignment whose job id and
 // attempt can be read the owner answers JobRejected; anything else is logged and ignored.
 // Only a broken framing layer (a frame past the dial limit, say) closes the connection.
+// With the `batch` wire feature, a Batch's envelopes are taken one by one as if each had come
+// alone, and bursts of log chunks go out as one Batch (protocol/batch-coalescer.ts).
 import type { Logger } from 'pino';
 import { codecByName, decodeBody, DEFLATE_BIT, encodeBody, ENCRYPTED_BIT, type Codec, type CodecName } from '../protocol/codec.js';
 import { deflateBody, inflateBody } from '../transports/deflate-body.js';
 import { MusterError, type ErrorCode } from '../protocol/errors.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/frame-decoder.js';
-import type { MessageData, NodeMessageType, PlaneMessage } from '../protocol/messages.js';
-import { validatePlaneMessage } from '../protocol/validator.js';
+import { BATCH_MAX, type MessageData, type NodeMessageType, type PlaneMessage } from '../protocol/messages.js';
+import { validateBatch, validatePlaneMessage } from '../protocol/validator.js';
+import { isBatchEnvelope, readBatch, type BatchItem } from '../protocol/batch.js';
+import { BatchCoalescer } from '../protocol/batch-coalescer.js';
 import type { Connection } from '../transports/transport.js';
 
 export interface PlaneLinkHandlers {
@@ -24,6 +28,15 @@ export interface PlaneLinkHandlers {
 
 let nextMessageId = 0;
 
+/** A fresh envelope `id` (PROTOCOL.md section 2): the plane's answers and errors carry it back. */
+function messageId(): string {
+  nextMessageId = (nextMessageId + 1) % Number.MAX_SAFE_INTEGER;
+  return `n-${nextMessageId}`;
+}
+
+/** What the agent sends several of at once: a job's output read in one go, the queue drained after a reconnect, a resync. */
+const BATCHED_TYPES: ReadonlySet<NodeMessageType> = new Set(['LogChunk']);
+
 // Enough of a refused assignment to answer it: the schema's own id and attempt shapes.
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 // A JobRejected reason quotes the validator's message, which is the plane's own text: bounded.
@@ -34,6 +47,8 @@ export class PlaneLink {
   private closedReported = false;
   /** The framing error that made this side close, reported with `closed`. */
   private broken: MusterError | undefined;
+  /** Set once the session agreed to `batch` (its RegisterAck said so). */
+  private batcher: BatchCoalescer | undefined;
 
   constructor(
     private readonly conn: Connection,
@@ -77,14 +92,36 @@ export class PlaneLink {
    */
   send<T extends NodeMessageType>(type: T, data: MessageData<T>, traceparent?: string): string | undefined {
     if (this.isClosed) return undefined;
-    nextMessageId = (nextMessageId + 1) % Number.MAX_SAFE_INTEGER;
-    const id = `n-${nextMessageId}`;
+    const id = messageId();
     const envelope: Record<string, unknown> = { type, id, data };
     if (traceparent !== undefined) envelope.traceparent = traceparent;
     const body = encodeBody(this.codec, envelope);
+    if (this.batcher !== undefined) {
+      if (BATCHED_TYPES.has(type)) {
+        this.batcher.add(type, body);
+        return id;
+      }
+      // What is held goes first: a job's output before its result.
+      this.batcher.flush();
+    }
+    this.write(body);
+    return id;
+  }
+
+  private write(body: Uint8Array): void {
+    if (this.isClosed) return;
     if (this.compressFrom !== undefined && body.length >= this.compressFrom) this.conn.send(this.codec | DEFLATE_BIT, deflateBody(body));
     else this.conn.send(this.codec, body);
-    return id;
+  }
+
+  /** The session agreed to `batch`: Batch frames are taken, and bursts of log chunks go out as one. */
+  useBatches(): void {
+    this.batcher ??= new BatchCoalescer({
+      codec: this.codec,
+      maxBodyBytes: this.maxFrameBytes - 1,
+      write: (body) => this.write(body),
+      batchId: messageId,
+    });
   }
 
   /** The session agreed to `deflate` (its RegisterAck said so): large bodies go out compressed, compressed ones are taken in. */
@@ -92,6 +129,7 @@ export class PlaneLink {
 
   /** Flushes what is queued, then closes. */
   close(): Promise<void> {
+    this.batcher?.flush();
     return this.conn.close();
   }
 
@@ -119,20 +157,48 @@ export class PlaneLink {
       return;
     }
     const frameBytes = body.length + 1;
+    const batch = this.batcher !== undefined && isBatchEnvelope(decoded);
     if (frameBytes > this.maxFrameBytes) {
-      this.refuse(decoded, 'frame_too_large', `frame of ${frameBytes} bytes exceeds max_frame_bytes ${this.maxFrameBytes}`);
+      const reason = `frame of ${frameBytes} bytes exceeds max_frame_bytes ${this.maxFrameBytes}`;
+      // Every assignment in a Batch too large to take is refused, as each would be alone.
+      const refused = batch ? batchedEnvelopes(decoded) : [decoded];
+      for (const envelope of refused) this.refuse(envelope, 'frame_too_large', reason);
       return;
     }
+    if (batch) this.takeBatch(decoded);
+    else this.take(decoded);
+  }
+
+  /** Each envelope of a Batch as if it had come in its own frame. */
+  private takeBatch(decoded: unknown): void {
+    let items: Iterable<BatchItem<PlaneMessage>>;
+    try {
+      items = readBatch(validateBatch(decoded), validatePlaneMessage);
+    } catch (err) {
+      this.logger.warn({ err }, 'ignoring an invalid Batch from control plane');
+      return;
+    }
+    for (const item of items) {
+      if ('error' in item) this.refuseInvalid(item.envelope, item.error);
+      else this.handlers.message(item.message);
+    }
+  }
+
+  private take(decoded: unknown): void {
     let message: PlaneMessage;
     try {
       message = validatePlaneMessage(decoded);
     } catch (err) {
-      const code = err instanceof MusterError ? err.code : 'internal';
-      const field = err instanceof MusterError && err.field !== undefined ? ` (${err.field})` : '';
-      this.refuse(decoded, code, `invalid ${typeOf(decoded) ?? 'message'}${field}: ${err instanceof Error ? err.message : String(err)}`, err);
+      this.refuseInvalid(decoded, err);
       return;
     }
     this.handlers.message(message);
+  }
+
+  private refuseInvalid(decoded: unknown, err: unknown): void {
+    const code = err instanceof MusterError ? err.code : 'internal';
+    const field = err instanceof MusterError && err.field !== undefined ? ` (${err.field})` : '';
+    this.refuse(decoded, code, `invalid ${typeOf(decoded) ?? 'message'}${field}: ${err instanceof Error ? err.message : String(err)}`, err);
   }
 
   private refuse(decoded: unknown, code: ErrorCode, reason: string, err?: unknown): void {
@@ -140,6 +206,12 @@ export class PlaneLink {
     this.logger.warn({ err, code, reason, type: typeOf(decoded), job_id: job?.jobId }, 'refusing a frame from control plane');
     if (job !== undefined) this.handlers.refused(job.jobId, job.attempt, reason.slice(0, MAX_REASON_CHARS));
   }
+}
+
+/** The envelopes of a decoded Batch as they are, for refusing them; none when it holds no list. */
+function batchedEnvelopes(decoded: unknown): unknown[] {
+  const messages = (decoded as { data?: { messages?: unknown } }).data?.messages;
+  return Array.isArray(messages) ? messages.slice(0, BATCH_MAX) : [];
 }
 
 /** The job id and attempt of a decoded JobAssignment that failed a check, when they can be read. */

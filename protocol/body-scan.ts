@@ -19,8 +19,8 @@ export interface BodyShape {
 }
 
 /** Throws a MusterError for a body that must not be decoded; otherwise says what it saw of the envelope. */
-export function scanBody(codec: Codec, body: Uint8Array): BodyShape {
-  const scan = new Budget(body.length);
+export function scanBody(codec: Codec, body: Uint8Array, batches = false): BodyShape {
+  const scan = new Budget(body.length, batches);
   if (codec === CODEC_JSON) scanJson(body, scan);
   else scanMsgpack(body, scan);
   scan.finish();
@@ -39,7 +39,11 @@ class Budget {
    */
   private oversize: string | undefined;
 
-  constructor(private readonly bytes: number) {}
+  constructor(
+    private readonly bytes: number,
+    /** Whether a Batch is read as one (its session turned `batch` on) or as any unknown type. */
+    private readonly batches: boolean,
+  ) {}
 
   get id(): string | undefined {
     return this.replyTo;
@@ -47,7 +51,7 @@ class Budget {
 
   foundType(type: string): void {
     this.type = type;
-    this.limit = bodyLimitOf(type);
+    this.limit = bodyLimitOf(type, this.batches);
     const max = this.limit.bytes;
     if (max !== undefined && this.bytes > max) this.oversize = `a ${type} body of ${this.bytes} bytes is over the ${max} bytes a ${type} may have`;
     this.add(0);

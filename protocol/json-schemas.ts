@@ -10,6 +10,8 @@ export const SCHEMA_DIALECT = 'http://json-schema.org/draft-07/schema#';
 export const SCHEMA_PROTOCOL_VERSION = 1;
 
 const nodeTypes: ReadonlySet<string> = new Set(NODE_MESSAGE_TYPES);
+/** Types either side sends: a `Batch` (v2) carries the other messages. */
+const eitherTypes: ReadonlySet<string> = new Set(['Batch']);
 
 /** The envelope fields other than `type` and `data` (section 2). */
 const ENVELOPE_FIELDS = {
@@ -27,7 +29,8 @@ export function messageJsonSchemas(): Map<string, Record<string, unknown>> {
   files.set('index.json', {
     protocol_version: SCHEMA_PROTOCOL_VERSION,
     node_to_plane: types.filter((t) => nodeTypes.has(t)).map((t) => `${t}.json`),
-    plane_to_node: types.filter((t) => !nodeTypes.has(t)).map((t) => `${t}.json`),
+    plane_to_node: types.filter((t) => !nodeTypes.has(t) && !eitherTypes.has(t)).map((t) => `${t}.json`),
+    either_direction: types.filter((t) => eitherTypes.has(t)).map((t) => `${t}.json`),
   });
   return files;
 }
@@ -38,7 +41,7 @@ export function schemaFileText(schema: Record<string, unknown>): string {
 }
 
 function messageSchema(type: MessageType, data: TSchema): Record<string, unknown> {
-  const direction = nodeTypes.has(type) ? 'node to control plane' : 'control plane to node';
+  const direction = eitherTypes.has(type) ? 'either direction' : nodeTypes.has(type) ? 'node to control plane' : 'control plane to node';
   return {
     $schema: SCHEMA_DIALECT,
     $id: schemaId(type),

@@ -4,7 +4,7 @@
 // hundred bytes, not the `max_frame_bytes` a log chunk or a job may need.
 // The limits sit far above what the schemas' bounds (messages.ts) let a valid message reach,
 // and far below `max_frame_bytes` where a type's content is small.
-import type { MessageType } from './messages.js';
+import { BATCH_MAX, type MessageType } from './messages.js';
 
 export interface BodyLimit {
   /** Bytes of the plaintext body; undefined: only `max_frame_bytes` applies. */
@@ -17,6 +17,8 @@ export interface BodyLimit {
 export const MAX_DEPTH = 16;
 
 const KiB = 1024;
+/** The most items any one type may hold (a JobAssignment's). */
+const LARGEST_ITEMS = 8192;
 /** Fixed fields only (ids, numbers, a status), plus the spare fields a newer peer may add. */
 const SMALL: BodyLimit = { bytes: 4 * KiB, items: 256 };
 /** One reason of at most REASON_MAX characters (3 bytes each in UTF-8 at worst), and fixed fields. */
@@ -37,7 +39,7 @@ export const BODY_LIMITS: Record<MessageType, BodyLimit> = {
 
   RegisterAck: WITH_TOKEN,
   // Up to 4,096 arguments and three maps of 1,024 entries.
-  JobAssignment: { bytes: undefined, items: 8192 },
+  JobAssignment: { bytes: undefined, items: LARGEST_ITEMS },
   JobResultAck: SMALL,
   CancelJob: WITH_REASON,
   Drain: SMALL,
@@ -47,14 +49,19 @@ export const BODY_LIMITS: Record<MessageType, BodyLimit> = {
   Configure: SMALL,
   LogResync: SMALL,
   Error: { bytes: 16 * KiB, items: 256 },
+  // What BATCH_MAX frames of the largest type could hold: each envelope is then held to its own
+  // type's limits after decoding (protocol/batch.ts), as its own frame would be by the walk.
+  Batch: { bytes: undefined, items: (BATCH_MAX + 1) * LARGEST_ITEMS },
 };
 
 /**
  * A body whose type is unknown, or not found before the items ran out: as many items as the
  * largest type may hold. A type this version does not know is then answered `unknown_type`.
  */
-export const ANY_TYPE_LIMIT: BodyLimit = { bytes: undefined, items: 8192 };
+export const ANY_TYPE_LIMIT: BodyLimit = { bytes: undefined, items: LARGEST_ITEMS };
 
-export function bodyLimitOf(type: string | undefined): BodyLimit {
+/** The limit of `type`'s body; a Batch's only where `batches` (the session turned `batch` on), else it is any unknown type's. */
+export function bodyLimitOf(type: string | undefined, batches = false): BodyLimit {
+  if (type === 'Batch' && !batches) return ANY_TYPE_LIMIT;
   return type !== undefined && Object.hasOwn(BODY_LIMITS, type) ? BODY_LIMITS[type as MessageType] : ANY_TYPE_LIMIT;
 }

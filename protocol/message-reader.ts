@@ -8,25 +8,36 @@
 import { decodeBody, type Codec } from './codec.js';
 import { MusterError } from './errors.js';
 import { BODY_LIMITS, bodyLimitOf } from './message-limits.js';
-import type { NodeMessage, PlaneMessage } from './messages.js';
+import type { BatchMessage, NodeMessage, PlaneMessage } from './messages.js';
 import { scanBody } from './body-scan.js';
-import { validateNodeMessage, validatePlaneMessage } from './validator.js';
+import { isBatchEnvelope } from './batch.js';
+import { validateBatch, validateNodeMessage, validatePlaneMessage } from './validator.js';
 
 /** The smallest size of any message type (message-limits.ts): a body this small is decoded without a walk. */
 export const SCAN_MIN_BYTES = Math.min(...Object.values(BODY_LIMITS).map((l) => l.bytes ?? Number.POSITIVE_INFINITY));
 
 /** A node's frame body, read by the control plane. */
 export function readNodeMessage(codec: Codec, body: Uint8Array): NodeMessage {
-  const sizeChecked = body.length > SCAN_MIN_BYTES ? scanBody(codec, body).type !== undefined : true;
-  const message = validateNodeMessage(decodeBody(codec, body));
-  if (!sizeChecked) checkSize(message.type, body.length, message.id);
-  return message;
+  return read(codec, body, validateNodeMessage);
+}
+
+/**
+ * A node's frame body on a session that turned `batch` on: a message, or a `Batch` whose
+ * envelopes are read one by one (protocol/batch.ts). Without `batch`, a Batch is `unknown_type`.
+ */
+export function readNodeFrame(codec: Codec, body: Uint8Array, batches: boolean): NodeMessage | BatchMessage {
+  if (!batches) return readNodeMessage(codec, body);
+  return read<NodeMessage | BatchMessage>(codec, body, (value) => (isBatchEnvelope(value) ? validateBatch(value) : validateNodeMessage(value)), true);
 }
 
 /** The control plane's frame body, read by a node. */
 export function readPlaneMessage(codec: Codec, body: Uint8Array): PlaneMessage {
-  const sizeChecked = body.length > SCAN_MIN_BYTES ? scanBody(codec, body).type !== undefined : true;
-  const message = validatePlaneMessage(decodeBody(codec, body));
+  return read(codec, body, validatePlaneMessage);
+}
+
+function read<M extends { type: string; id?: string }>(codec: Codec, body: Uint8Array, validate: (value: unknown) => M, batches = false): M {
+  const sizeChecked = body.length > SCAN_MIN_BYTES ? scanBody(codec, body, batches).type !== undefined : true;
+  const message = validate(decodeBody(codec, body));
   if (!sizeChecked) checkSize(message.type, body.length, message.id);
   return message;
 }

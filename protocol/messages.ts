@@ -150,6 +150,8 @@ export const ProtocolVersion = Type.Integer({ minimum: 1, maximum: 65_535 });
 /** The optional wire features of version 2 (PROTOCOL.md section 8). */
 export const WIRE_FEATURES = ['deflate', 'batch', 'artifacts'] as const;
 export type WireFeature = (typeof WIRE_FEATURES)[number];
+/** Envelopes one `Batch` carries at most (v2, the `batch` wire feature, PROTOCOL.md section 8). */
+export const BATCH_MAX = 256;
 /** Offered features: names the node knows, some perhaps newer than the plane's (ignored), so any short name. */
 const OfferedFeatures = List(Name(NAME_MAX), VERSIONS_MAX);
 
@@ -267,6 +269,12 @@ export const MESSAGE_SCHEMAS = {
     fatal: Type.Boolean(),
     field: Type.Optional(Type.String({ maxLength: 512 })),
   }),
+  /**
+   * v2, either direction, only on a session that turned `batch` on: 1 to BATCH_MAX whole
+   * envelopes, each read and validated as if it had come in its own frame (protocol/batch.ts),
+   * so the schema holds them as they come.
+   */
+  Batch: Obj({ messages: Type.Array(Type.Unknown(), { minItems: 1, maxItems: BATCH_MAX }) }),
 } satisfies Record<string, TSchema>;
 
 export type MessageType = keyof typeof MESSAGE_SCHEMAS;
@@ -282,7 +290,8 @@ export const NODE_MESSAGE_TYPES = [
   'Deregister',
 ] as const satisfies readonly MessageType[];
 export type NodeMessageType = (typeof NODE_MESSAGE_TYPES)[number];
-export type PlaneMessageType = Exclude<MessageType, NodeMessageType>;
+/** `Batch` is neither side's own: it carries the others' messages (protocol/batch.ts). */
+export type PlaneMessageType = Exclude<MessageType, NodeMessageType | 'Batch'>;
 
 /** The envelope of PROTOCOL.md section 2, for one message type. */
 export interface EnvelopeOf<T extends MessageType> {
@@ -297,6 +306,7 @@ export interface EnvelopeOf<T extends MessageType> {
 export type Message = { [T in MessageType]: EnvelopeOf<T> }[MessageType];
 export type NodeMessage = { [T in NodeMessageType]: EnvelopeOf<T> }[NodeMessageType];
 export type PlaneMessage = { [T in PlaneMessageType]: EnvelopeOf<T> }[PlaneMessageType];
+export type BatchMessage = EnvelopeOf<'Batch'>;
 
 export function isMessageType(value: unknown): value is MessageType {
   return typeof value === 'string' && Object.hasOwn(MESSAGE_SCHEMAS, value);

@@ -8,6 +8,7 @@ import { MusterError } from './errors.js';
 import {
   MESSAGE_SCHEMAS,
   NODE_MESSAGE_TYPES,
+  type BatchMessage,
   type MessageType,
   type NodeMessage,
   type PlaneMessage,
@@ -23,8 +24,9 @@ for (const [type, schema] of Object.entries(MESSAGE_SCHEMAS)) checks.set(type, T
 
 const nodeTypes: ReadonlySet<string> = new Set(NODE_MESSAGE_TYPES);
 const planeTypes: ReadonlySet<string> = new Set(
-  (Object.keys(MESSAGE_SCHEMAS) as MessageType[]).filter((t) => !nodeTypes.has(t)),
+  (Object.keys(MESSAGE_SCHEMAS) as MessageType[]).filter((t) => !nodeTypes.has(t) && t !== 'Batch'),
 );
+const batchType: ReadonlySet<string> = new Set(['Batch']);
 
 /** Validates a message sent by a node to the control plane. */
 export function validateNodeMessage(value: unknown): NodeMessage {
@@ -34,6 +36,11 @@ export function validateNodeMessage(value: unknown): NodeMessage {
 /** Validates a message sent by the control plane to a node. */
 export function validatePlaneMessage(value: unknown): PlaneMessage {
   return validateEnvelope(value, planeTypes) as PlaneMessage;
+}
+
+/** Validates a `Batch` envelope (its own fields; its messages are read one by one, protocol/batch.ts). */
+export function validateBatch(value: unknown): BatchMessage {
+  return validateEnvelope(value, batchType) as BatchMessage;
 }
 
 function validateEnvelope(value: unknown, accepted: ReadonlySet<string>): unknown {
@@ -91,7 +98,7 @@ function fieldOf(path: string): string {
 
 // Only plain objects are maps: MessagePack extensions can decode to a Date, Set, Error,
 // RegExp or typed array, none of which is an envelope or a `data` map.
-function isPlainMap(value: unknown): value is Record<string, unknown> {
+export function isPlainMap(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null) return false;
   const proto: unknown = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;

@@ -7,14 +7,13 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { PlaneMetrics } from '../observability/plane-metrics.js';
+import { ClusterMetrics, PlaneMetrics } from '../observability/plane-metrics.js';
 import type { TokenAuthority } from './tokens/tokens.js';
 import { startAdminApi } from './admin/api-server.js';
 import type { PlaneApi } from './admin/plane-api.js';
 import { PlaneApiImpl } from './admin/plane-api-impl.js';
 import type { Bus } from './bus/bus.js';
-import { ClusterPeers } from './cluster/cluster-peers.js';
-import type { ClusterServices } from './cluster/cluster-services.js';
+import { replicaApiParts } from './cluster/cluster-peers.js';
 import type { OwnNodes } from './cluster/node-directory.js';
 import { startReplicaDuties } from './cluster/replica-duties.js';
 import { LISTENER_OFF, type Config } from './config.js';
@@ -166,6 +165,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
 
   // A replica shows its own nodes to its peers as its API shows them (with their benches).
   const own: OwnNodes = { list: () => api.listNodes(), get: (nodeId) => api.getNode(nodeId) };
+  // A replica's API shows the whole cluster: its peers' nodes, its NATS state in /readyz.
+  const clusterView = cluster === undefined ? undefined : replicaApiParts(cluster, own, bus, log);
   const api = new PlaneApiImpl({
     config,
     logger: log,
@@ -180,18 +181,24 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     metrics,
     wakeScheduler,
     controlPlaneId: id,
-    ...(cluster === undefined ? {} : { peers: new ClusterPeers(cluster, own, log), notReady: () => replicaNotReady(cluster) }),
+    ...clusterView,
   });
-  const duties = cluster === undefined ? undefined : await startReplicaDuties({
-        cluster,
-        registry,
-        coordinator,
-        store,
-        own,
-        logger: log,
-        rebalanceIntervalMs: config.rebalanceIntervalMs,
-        shutdownGraceMs: config.shutdownGraceMs,
-      });
+  const duties =
+    cluster === undefined || clusterView === undefined
+      ? undefined
+      : await startReplicaDuties({
+          cluster,
+          registry,
+          coordinator,
+          store,
+          own,
+          logger: log,
+          rebalanceIntervalMs: config.rebalanceIntervalMs,
+          shutdownGraceMs: config.shutdownGraceMs,
+          reloadQueue: () => scheduler.load(),
+          metrics: new ClusterMetrics(metrics.registry),
+          remoteViews: clusterView.remoteViews,
+        });
   const stopping = new PlaneShutdown({
     logger: log,
     shutdownGraceMs: config.shutdownGraceMs,
@@ -204,7 +211,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     stores,
     bus,
     security,
-    ...(cluster === undefined ? {} : { cluster: { close: async () => (await duties?.close(), await cluster.close()) } }),
+    ...(cluster === undefined ? {} : { cluster: { close: async () => (clusterView?.remoteViews.close(), await duties?.close(), await cluster.close()) } }),
   });
   const shutdown = (reason = 'control plane shutting down'): Promise<void> => stopping.run(reason);
 
@@ -243,11 +250,4 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     return found?.connected === true ? found : undefined;
   };
   return { id, api, nodeUrls, httpUrl, tokens, bus, messages, tokenAdmin: admin, session, shutdown };
-}
-
-/** A replica cut off from NATS, or fenced, takes no node and no job: `/readyz` says why. */
-function replicaNotReady(cluster: ClusterServices): string | undefined {
-  if (cluster.connection.status.state !== 'connected') return `NATS: ${cluster.connection.status.state}`;
-  if (cluster.lease.isFenced()) return 'lease: not renewed in time (fenced)';
-  return undefined;
 }

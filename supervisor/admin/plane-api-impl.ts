@@ -15,7 +15,8 @@ import type { Scheduler } from '../jobs/scheduler.js';
 import type { NodeIntake } from '../nodes/node-intake.js';
 import { viewOf, type NodeRegistry } from '../nodes/node-registry.js';
 import type { JobRecord, JobStore, LogRecord, NewJob, OwnerToken } from '../store/job-store.js';
-import type { ClusterPeers } from '../cluster/cluster-peers.js';
+import { onePerNode, type ClusterPeers } from '../cluster/cluster-peers.js';
+import type { RemoteNodeViews } from '../cluster/remote-node-views.js';
 import type { PlaneApi, UndrainOutcome } from './plane-api.js';
 import type { ClusterView, NodeDetail, NodeView, WaitingFor } from './wire-types.js';
 
@@ -42,6 +43,8 @@ export interface PlaneApiParts {
   peers?: ClusterPeers;
   /** Why the plane is not ready beside its store (a replica cut off from NATS); undefined when it is. */
   notReady?(): string | undefined;
+  /** The other replicas' nodes for the live feed; undefined for the embedded plane. */
+  remoteViews?: Pick<RemoteNodeViews, 'list' | 'get'>;
 }
 
 export class PlaneApiImpl implements PlaneApi {
@@ -192,7 +195,12 @@ export class PlaneApiImpl implements PlaneApi {
   nodeView(nodeId: string): NodeView | undefined {
     const session = this.p.registry.get(nodeId);
     if (session !== undefined) return viewOf(nodeId, session, this.p.registry.owner, this.p.coordinator.runningJobIds(nodeId));
-    return this.p.registry.view(nodeId, () => []);
+    return this.p.remoteViews?.get(nodeId) ?? this.p.registry.view(nodeId, () => []);
+  }
+
+  /** The live feed's nodes: this replica's, and in a cluster the others' as last heard. */
+  fleetNodes(): NodeView[] {
+    return this.p.remoteViews === undefined ? this.listNodes() : onePerNode([...this.listNodes(), ...this.p.remoteViews.list()]);
   }
 
   /** From the scheduler's queue index, which counts as it goes: no read of the store (a backlog of 20,000 jobs made that most of the plane's time). */

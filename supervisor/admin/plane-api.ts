@@ -23,6 +23,8 @@ export interface PlaneApi extends Partial<FleetSource> {
   cancelJob(jobId: string): Promise<JobRecord | undefined>;
   /** This plane's nodes (a cluster replica's own). */
   listNodes(): NodeView[];
+  /** The live feed's nodes (the visualizer): in a cluster, every replica's as last heard; undefined: listNodes. */
+  fleetNodes?(): NodeView[];
   /** Every node of the cluster, each replica's; undefined: the plane has no peers (listNodes is all). */
   clusterNodes?(): Promise<NodeView[]>;
   /** A live node, or a dead one still remembered; undefined otherwise. */

@@ -51,7 +51,7 @@ function fleetSourceOf(api: AdminRouteDeps['api']): FleetSource | undefined {
   const { watchFleet, nodeView, queueCounts } = api;
   if (watchFleet === undefined || nodeView === undefined || queueCounts === undefined) return undefined;
   return {
-    listNodes: () => api.listNodes(),
+    listNodes: () => (api.fleetNodes === undefined ? api.listNodes() : api.fleetNodes()),
     nodeView: (nodeId) => nodeView.call(api, nodeId),
     queueCounts: () => queueCounts.call(api),
     watchFleet: (handler) => watchFleet.call(api, handler),

@@ -6,7 +6,9 @@ import type { Logger } from 'pino';
 import { MusterError } from '../../protocol/errors.js';
 import type { ClusterView, NodeDetail, NodeView } from '../admin/wire-types.js';
 import type { JobRecord } from '../store/job-store.js';
+import type { Bus } from '../bus/bus.js';
 import type { ClusterServices } from './cluster-services.js';
+import { RemoteNodeViews } from './remote-node-views.js';
 import type { NodeCommand } from './node-commands.js';
 import type { OwnNodes } from './node-directory.js';
 
@@ -30,7 +32,7 @@ export class ClusterPeers {
         }),
       ),
     );
-    return [...this.own.list(), ...lists.flat()];
+    return onePerNode([...this.own.list(), ...lists.flat()]);
   }
 
   /** A node of any replica, from its owner. */
@@ -87,4 +89,42 @@ export class ClusterPeers {
       throw err instanceof MusterError ? err : new MusterError('internal', `replica ${owner} did not take the command`, { cause: err });
     }
   }
+}
+
+/**
+ * A node is never shown twice: a replica it left may still remember it dead (it went quiet there,
+ * then resumed elsewhere). Its live entry wins; of dead ones, the last heard.
+ */
+export function onePerNode(views: NodeView[]): NodeView[] {
+  const byId = new Map<string, NodeView>();
+  for (const view of views) {
+    const kept = byId.get(view.node_id);
+    if (kept === undefined || rank(view) > rank(kept)) byId.set(view.node_id, view);
+  }
+  return [...byId.values()];
+}
+
+function rank(view: NodeView): number {
+  return (view.state === 'dead' ? 0 : 1e15) + Date.parse(view.last_heartbeat);
+}
+
+/** What a replica's API adds to the plane's (plane-api-impl.ts `PlaneApiParts`). */
+export interface ReplicaApiParts {
+  peers: ClusterPeers;
+  remoteViews: RemoteNodeViews;
+  notReady(): string | undefined;
+}
+
+export function replicaApiParts(cluster: ClusterServices, own: OwnNodes, bus: Bus, logger: Logger): ReplicaApiParts {
+  const peers = new ClusterPeers(cluster, own, logger);
+  return {
+    peers,
+    remoteViews: new RemoteNodeViews(bus, cluster.replicaId, () => peers.nodes(), logger),
+    // A replica cut off from NATS, or fenced, takes no node and no job: `/readyz` says why.
+    notReady: () => {
+      if (cluster.connection.status.state !== 'connected') return `NATS: ${cluster.connection.status.state}`;
+      if (cluster.lease.isFenced()) return 'lease: not renewed in time (fenced)';
+      return undefined;
+    },
+  };
 }

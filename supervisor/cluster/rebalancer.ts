@@ -1,7 +1,7 @@
 // Balance (issue 10 item 6): when a replica joins, nodes spread to it without a stampede. Every
 // `rebalanceIntervalMs` each replica compares the nodes it serves with an even share of the
-// cluster's (from the node counts in the live leases); holding more than 10% over it, it sheds a
-// few idle nodes, a quarter of its excess at most, with `Shutdown{reason: "rebalance"}`. They
+// cluster's (from the node counts in the live leases); holding more than 10% over it (or over it
+// while another replica is 10% under), it sheds a few idle nodes, a quarter of its excess at most, with `Shutdown{reason: "rebalance"}`. They
 // reconnect with `resume` to their next URL (or through the address in front of the replicas),
 // and the next round looks again. Nodes running jobs are never shed: no job is interrupted.
 import type { Logger } from 'pino';
@@ -14,11 +14,18 @@ const TOLERANCE = 0.1;
 /** The most nodes one round sheds. */
 const MAX_SHED_PER_ROUND = 50;
 
-/** How many nodes a replica holding `own` should shed now, the others holding `others`. */
+/**
+ * How many nodes a replica holding `own` should shed now, the others holding `others`: some when
+ * it is more than 10% over an even share, or over it while another is more than 10% under; none
+ * when no replica holds at least two fewer (a node moved would only make another replica the one
+ * over: with 1 node and 3 replicas, it would never settle).
+ */
 export function shedCount(own: number, others: readonly number[]): number {
   const replicas = others.length + 1;
   const share = (own + others.reduce((a, b) => a + b, 0)) / replicas;
-  if (replicas < 2 || own <= share * (1 + TOLERANCE)) return 0;
+  const fewest = Math.min(...others);
+  const over = own > share * (1 + TOLERANCE) || (fewest < share * (1 - TOLERANCE) && own > Math.ceil(share));
+  if (replicas < 2 || !over || own - fewest < 2) return 0;
   const excess = own - Math.ceil(share);
   return Math.min(MAX_SHED_PER_ROUND, Math.max(1, Math.ceil(excess / 4)));
 }

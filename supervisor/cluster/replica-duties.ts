@@ -5,6 +5,7 @@
 // that they go to a replica that can serve them), and takes over the jobs of nodes whose replica
 // died and that came back to none (orphans), once it may judge (lease-guard.ts).
 import type { Logger } from 'pino';
+import type { ClusterMetrics } from '../../observability/plane-metrics.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { JobCoordinator } from '../jobs/job-coordinator.js';
 import type { NodeRegistry } from '../nodes/node-registry.js';
@@ -15,6 +16,7 @@ import type { ClusterServices } from './cluster-services.js';
 import { NodeCommandServer, type NodeCommandHandler, type NodeCommandReply } from './node-commands.js';
 import type { OwnNodes } from './node-directory.js';
 import { Rebalancer } from './rebalancer.js';
+import type { RemoteNodeViews } from './remote-node-views.js';
 
 export interface ReplicaDutiesOptions {
   cluster: ClusterServices;
@@ -28,6 +30,15 @@ export interface ReplicaDutiesOptions {
   rebalanceIntervalMs: number;
   /** Told to nodes it sheds. */
   shutdownGraceMs: number;
+  /**
+   * Reads the cluster's queue again (the scheduler's `load`): after NATS was away, the events of
+   * jobs queued meanwhile were not heard, and a placement lost to the outage dropped its job.
+   */
+  reloadQueue(): Promise<void>;
+  /** The replica's lease and NATS metrics (`/metrics`). */
+  metrics: ClusterMetrics;
+  /** Read again once the replica knows its peers, and after NATS comes back. */
+  remoteViews: Pick<RemoteNodeViews, 'refresh'>;
 }
 
 export interface ReplicaDuties {
@@ -112,8 +123,13 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
       });
   };
 
+  o.metrics.leasesHeld = cluster.lease.epoch === undefined ? 0 : 1;
   const stopLease = cluster.lease.subscribe((event) => {
+    o.metrics.leasesHeld = cluster.lease.epoch === undefined || cluster.lease.isFenced() ? 0 : 1;
     switch (event.kind) {
+      case 'renewed':
+        o.metrics.leaseRenewed(event.tookMs);
+        return;
       case 'fenced':
         logger.warn({ reason: event.reason }, 'replica fenced: its lease may have aged out; closing its nodes so they go to a replica that can serve them');
         for (const session of [...registry.sessionsList()]) {
@@ -122,13 +138,16 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
         return;
       case 'unfenced':
         logger.info({ epoch: event.epoch }, 'replica lease renewed again: serving nodes');
+        reload();
         return;
       case 'peer-gone':
         logger.info({ replica: event.id, epoch: event.epoch }, 'a replica lease is gone: adopting the jobs of its nodes that went nowhere');
         sweep();
         return;
       case 'judging':
-        if (event.may) sweep();
+        if (!event.may) return;
+        sweep();
+        void o.remoteViews.refresh();
         return;
       case 'conflict':
         logger.error({ err: event.error }, 'another process holds this replica id');
@@ -141,12 +160,21 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
     }
   });
   if (cluster.lease.mayJudge()) sweep();
+  const reload = (): void => {
+    void o.remoteViews.refresh();
+    o.reloadQueue().catch((err: unknown) => logger.warn({ err }, 'reading the queue again failed; tried again at the next reconnect'));
+  };
+  const stopStatus = cluster.connection.status.onChange((status, previous) => {
+    o.metrics.natsReconnects = status.reconnects;
+    if (status.state === 'connected' && previous !== 'connected') reload();
+  });
   const rebalancer = new Rebalancer({ lease: cluster.lease, registry, coordinator, intervalMs: o.rebalanceIntervalMs, shutdownGraceMs: o.shutdownGraceMs, logger });
 
   return {
     stats: () => ({ ...counts, shed: rebalancer.shedTotal }),
     close: async () => {
       rebalancer.stop();
+      stopStatus();
       stopLease();
       stopOwnership();
       await server.close();

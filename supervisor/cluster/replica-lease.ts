@@ -26,7 +26,7 @@ export const LEASE_BUCKET = 'muster-leases';
 
 export type LeaseEvent =
   /** A renewal was acknowledged. */
-  | { kind: 'renewed'; revision: number }
+  | { kind: 'renewed'; revision: number; tookMs: number }
   /** Stop dispatching and writing; close the nodes with `shutting_down`. */
   | { kind: 'fenced'; reason: 'renewal-overdue' | 'lease-lost' }
   /** Renewals are acknowledged again under `epoch`. */
@@ -342,7 +342,7 @@ export class ReplicaLease {
     this.revision = revision;
     if (this.closed) return;
     this.acknowledged(sentAt);
-    this.emit({ kind: 'renewed', revision });
+    this.emit({ kind: 'renewed', revision, tookMs: this.o.now() - sentAt });
   }
 
   /** A renewal lost its compare-and-set: either an earlier, timed-out one landed, or the lease is gone. */

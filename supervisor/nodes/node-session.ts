@@ -24,7 +24,9 @@ import {
 import { type Codec, CODEC_JSON, DEFLATE_BIT, encodeBody, ENCRYPTED_BIT } from '../../protocol/codec.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { EnvelopeOf, NodeMessage, PlaneMessageType, MessageData } from '../../protocol/messages.js';
-import { readNodeMessage, SCAN_MIN_BYTES } from '../../protocol/message-reader.js';
+import { readNodeFrame, SCAN_MIN_BYTES } from '../../protocol/message-reader.js';
+import { BatchCoalescer } from '../../protocol/batch-coalescer.js';
+import { BATCHED_PLANE_TYPES, handleBatch } from './batch-session.js';
 import type { Connection } from '../../transports/transport.js';
 import type { WireMeter } from '../../observability/plane-metrics.js';
 import { NodeRateLimit, type NodeRates } from '../security/node-rate-limit.js';
@@ -85,6 +87,8 @@ export class NodeSession {
   #logger: Logger | undefined;
   /** Set once the session agreed to `deflate`: bodies from this size on go out compressed. */
   #compressFrom: number | undefined;
+  /** Set once the session agreed to `batch`: Batch frames are read, and bursts go out as one (batch-session.ts). */
+  #batcher: BatchCoalescer | undefined;
   /** The codec of the node's `RegisterNode`; replies use it (PROTOCOL.md section 2). */
   private codec: Codec = CODEC_JSON;
   private registeredCodec = false;
@@ -219,14 +223,35 @@ export class NodeSession {
     if (this.connection.isClosed) return;
     const envelope: { type: T; data: MessageData<T>; reply_to?: string } = { type, data };
     if (replyTo !== undefined) envelope.reply_to = replyTo;
-    let body = encodeBody(this.codec, envelope);
+    const body = encodeBody(this.codec, envelope);
+    if (this.#batcher !== undefined) {
+      if (BATCHED_PLANE_TYPES.has(type)) return this.#batcher.add(type, body);
+      // What is held goes first: the wire keeps the order of sending.
+      this.#batcher.flush();
+    }
+    this.write(body, [type]);
+  }
+
+  /** One frame's body (a message, or a Batch of `types`) to the connection, compressed when agreed. */
+  private write(body: Uint8Array, types: readonly string[]): void {
+    if (this.connection.isClosed) return;
     let codecByte: number = this.codec;
     if (this.#compressFrom !== undefined && body.length >= this.#compressFrom) {
       body = deflateBody(body);
       codecByte |= DEFLATE_BIT;
     }
     this.connection.send(codecByte, body);
-    this.host.meter.messageOut(type, body.length + 1);
+    // The frame's bytes once, each message it carries by its type.
+    types.forEach((type, i) => this.host.meter.messageOut(type, i === 0 ? body.length + 1 : 0));
+  }
+
+  /** The session agreed to `batch` (after its RegisterAck, in the codec that answered): Batch frames are taken, bursts sent as one. */
+  useBatches(): void {
+    this.#batcher ??= new BatchCoalescer({
+      codec: this.codec,
+      maxBodyBytes: (this.host.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES) - 1,
+      write: (body, types) => this.write(body, types),
+    });
   }
 
   /** The session agreed to `deflate`: bodies of at least `minBytes` go out compressed, and compressed ones are taken in. */
@@ -264,13 +289,13 @@ export class NodeSession {
     }
     const codec = codecByte as Codec;
     if (!this.registeredCodec) this.codec = codec;
-    let message: NodeMessage;
+    let message: NodeMessage | EnvelopeOf<'Batch'>;
     // A small body's reading time is bounded by its size (and charged by the byte rate); only
     // larger ones are timed against the sender's reading-time budget.
     const timed = this.rate !== undefined && body.length > SCAN_MIN_BYTES;
     const reading = timed ? performance.now() : 0;
     try {
-      message = readNodeMessage(codec, body);
+      message = readNodeFrame(codec, body, this.#batcher !== undefined);
     } catch (err) {
       this.host.meter.messageIn('invalid');
       const error = toMusterError(err);
@@ -282,6 +307,12 @@ export class NodeSession {
         this.rate?.chargeDecoding(done - reading, done);
       }
     }
+    if (message.type === 'Batch') this.onBatch(message, codec, previous);
+    else this.handle(message, previous);
+  }
+
+  /** A validated message, from its own frame or a Batch; `previous`: when the node's frame before this one came. */
+  private handle(message: NodeMessage, previous: number): void {
     if (message.type === 'Heartbeat') {
       // Any frame keeps a node alive (PROTOCOL.md 4.2), so its lag runs from the previous frame.
       this.host.meter.heartbeat(this.liveness.lastHeard - previous - this.liveness.intervalMs);
@@ -304,6 +335,29 @@ export class NodeSession {
       this.deliver(message.id, eventOf(message));
     }
     this.host.observed?.(this, message);
+  }
+
+  /** Each of a Batch's envelopes as if it had come alone (batch-session.ts); the reading pauses if any went over the rates. */
+  private onBatch(batch: EnvelopeOf<'Batch'>, codec: Codec, previous: number): void {
+    const rate = this.rate;
+    let over = false;
+    handleBatch(batch, {
+      codec,
+      admit: () => {
+        if (rate === undefined || rate.admit(0)) return true;
+        over = true;
+        this.overRate(rate);
+        return false;
+      },
+      handle: (message) => this.handle(message, previous),
+      refuse: (error) => {
+        this.host.meter.messageIn('invalid');
+        this.deliver(error.replyTo, { type: 'frame.error', error });
+      },
+      open: () => !this.connection.isClosed && this.actor.getSnapshot().status === 'active',
+      ...(rate === undefined ? {} : { chargeReading: (ms: number) => rate.chargeDecoding(ms) }),
+    });
+    if (over && rate !== undefined) this.connection.pauseReading?.(rate.pauseMs(0));
   }
 
   /**
@@ -391,6 +445,7 @@ export class NodeSession {
 
   async closeWith(err: MusterError | undefined): Promise<void> {
     if (this.connection.isClosed) return;
+    this.#batcher?.flush();
     if (err !== undefined) this.sendError(err);
     this.closeCode ??= err === undefined ? 'closed by the control plane' : err.code;
     await this.connection.close();

@@ -6,7 +6,7 @@
 // offered and the plane can give on this connection: `deflate` on stream transports (TCP, TLS,
 // Unix) without payload encryption (compressing text that mixes secrets with output others
 // influence, then encrypting it, leaks through sizes); WebSocket and gRPC have their own
-// compression. A frame or message that uses a feature not turned on is refused as PROTOCOL.md
+// compression; `batch` everywhere. A frame or message that uses a feature not turned on is refused as PROTOCOL.md
 // says (`unsupported_codec`, `unknown_type`).
 import { MusterError } from '../../protocol/errors.js';
 import type { MessageData, WireFeature } from '../../protocol/messages.js';
@@ -18,6 +18,8 @@ export const PLANE_VERSIONS: readonly number[] = [1, 2];
 export function offerableFeatures(transport: string, encrypted: boolean): ReadonlySet<WireFeature> {
   const features = new Set<WireFeature>();
   if (!encrypted && (transport === 'tcp' || transport === 'tls' || transport === 'unix')) features.add('deflate');
+  // Several messages in one frame: the same on every transport, encrypted or not.
+  features.add('batch');
   return features;
 }
 

@@ -87,6 +87,7 @@ export class Registrar {
     session.send('RegisterAck', this.ack(registration, auth), auth.replyTo);
     // Features are used only from the RegisterAck on, which itself goes out as version 1 would send it.
     if (auth.agreed.wireFeatures.includes('deflate')) session.compressFrom(COMPRESS_MIN_BYTES);
+    if (auth.agreed.wireFeatures.includes('batch')) session.useBatches();
     this.o.metrics?.registered(registration.resumed);
     // The actor learns the interval its RegisterAck gave (it was created with the base one).
     this.o.heartbeats.tell(session, false);
@@ -114,7 +115,8 @@ export class Registrar {
     if (nodeId === undefined) return;
     const view = viewOf(nodeId, session, this.o.controlPlaneId, []);
     if (!this.o.registry.unbind(nodeId, session)) return;
-    this.o.registry.buryNode(view);
+    // Replaced (on another replica of a cluster) or shut down (shed to another): it lives on, not dead.
+    if (reason !== 'replaced' && reason !== 'shutdown') this.o.registry.buryNode(view);
     this.o.heartbeats.fleetChanged();
     if (session.logs('info')) session.logger.info({ node_id: nodeId, reason }, 'node gone');
     // Replaced or shut down: the node lives on elsewhere, or comes back to resume its jobs.

@@ -27,6 +27,8 @@ export interface RegisterOptions {
   resume?: Resume;
   /** `protocol_versions` (v2); absent: a version 1 node, which sends none. */
   protocolVersions?: number[];
+  /** `wire_features` (v2), default none. */
+  wireFeatures?: string[];
   /** Envelope `id`, default `reg-1`. */
   id?: string;
 }
@@ -39,6 +41,7 @@ export function registerMessage(o: RegisterOptions): EnvelopeOf<'RegisterNode'> 
     id: o.id ?? 'reg-1',
     ...(o.resume === undefined ? {} : { resume: o.resume }),
     ...(o.protocolVersions === undefined ? {} : { protocolVersions: o.protocolVersions }),
+    ...(o.wireFeatures === undefined ? {} : { wireFeatures: o.wireFeatures }),
   });
   Object.assign(message.data.node_info.tags, o.tags ?? {});
   if (o.cpuCores !== undefined) message.data.capabilities.max_resources.cpu_cores = o.cpuCores;

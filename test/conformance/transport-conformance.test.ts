@@ -593,5 +593,45 @@ describe.each(TRANSPORTS.map((t) => [t.scheme, t] as const))('over %s', (_scheme
       await stillReady(second);
     });
   });
+
+  describe.runIf(version === 2)('9. batch (version 2)', () => {
+    it('turns batch on, and handles each envelope of a Batch as if alone: a bad one answered on its id, those around it taken', async () => {
+      const tag = `${transport.scheme}-${randomUUID()}`;
+      const c = await dialed();
+      const ack = await register(c, { tags: { conformance: tag }, wireFeatures: ['batch'] });
+      expect(ack.message.data.wire_features).toContain('batch');
+      const job = await plane.api.submitJob(newJob(tag));
+      leftJobs.push(job.job_id);
+      const { job_id, attempt } = (await c.next('JobAssignment')).message.data;
+      const result: EnvelopeOf<'JobResult'>['data']['result'] = {
+        status: 'Completed',
+        exit_code: 0,
+        stdout: '',
+        stderr: '',
+        artifacts: [],
+        started_at: new Date(Date.now() - 1000).toISOString(),
+        completed_at: new Date().toISOString(),
+      };
+      const metrics = { duration_ms: 1000, cpu_time_ms: 800, memory_peak_mb: 64 };
+      c.send({
+        type: 'Batch',
+        id: 'batch-1',
+        data: {
+          messages: [
+            { type: 'JobAccepted', id: 'acc-1', data: { job_id, attempt } },
+            { type: 'LogChunk', id: 'log-1', data: { job_id, attempt, stream: 'stdout', seq: 0, data: 'batched\n' } },
+            { type: 'Heartbeat', id: 'bad-1', data: {} },
+            { type: 'JobResult', id: 'res-1', data: { job_id, attempt, node_id: c.nodeId, result, metrics } },
+          ],
+        },
+      });
+      const error = await expectError(c, 'invalid_message', false);
+      expect(error.message.reply_to).toBe('bad-1');
+      expect((await c.next('JobResultAck')).message.reply_to).toBe('res-1');
+      expect(await plane.api.getJob(job_id)).toMatchObject({ state: 'Completed', result });
+      expect((await plane.api.jobLogs(job_id))?.map((l) => l.data)).toEqual(['batched\n']);
+      await stillReady(c);
+    });
+  });
 });
 });

@@ -9,7 +9,7 @@ import { CODEC_JSON, CODEC_MSGPACK, encodeBody, type Codec } from '../../protoco
 import { MusterError } from '../../protocol/errors.js';
 import { scanBody } from '../../protocol/body-scan.js';
 import { BODY_LIMITS, MAX_DEPTH } from '../../protocol/message-limits.js';
-import { readNodeMessage, readPlaneMessage } from '../../protocol/message-reader.js';
+import { readNodeFrame, readNodeMessage, readPlaneMessage } from '../../protocol/message-reader.js';
 import { isNodeMessageType, sampleMessages, SAMPLE_JOB_ID, SAMPLE_NODE_ID } from './sample-messages.js';
 
 const CODECS: [string, Codec][] = [
@@ -47,7 +47,7 @@ describe.each(CODECS)('scanBody (%s)', (_name, codec) => {
     for (const message of Object.values(sampleMessages())) {
       const shape = scanBody(codec, encodeBody(codec, message));
       expect(shape).toEqual({ type: message.type, id: message.id });
-      const read = isNodeMessageType(message.type) ? readNodeMessage : readPlaneMessage;
+      const read = message.type === 'Batch' ? (c: Codec, b: Uint8Array) => readNodeFrame(c, b, true) : isNodeMessageType(message.type) ? readNodeMessage : readPlaneMessage;
       expect(read(codec, encodeBody(codec, message))).toEqual(message);
     }
   });

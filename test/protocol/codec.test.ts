@@ -14,7 +14,7 @@ import {
 import { MusterError } from '../../protocol/errors.js';
 import { MESSAGE_SCHEMAS, type MessageType } from '../../protocol/messages.js';
 import { validateNodeMessage, validatePlaneMessage } from '../../protocol/validator.js';
-import { isNodeMessageType, sampleMessages } from './sample-messages.js';
+import { sampleMessages, validatorOf } from './sample-messages.js';
 
 const CODECS: [string, Codec][] = [
   ['json', CODEC_JSON],
@@ -48,7 +48,7 @@ describe('codecs', () => {
         it(`round-trips ${type} through encodeBody, decodeBody and validation`, () => {
           const original = sampleMessages()[type];
           const decoded = decodeBody(codec, encodeBody(codec, original));
-          const validated = isNodeMessageType(type) ? validateNodeMessage(decoded) : validatePlaneMessage(decoded);
+          const validated = validatorOf(type)(decoded);
           expect(validated).toStrictEqual(original);
         });
       }

@@ -3,6 +3,7 @@
 // return type makes the compiler insist on a sample for every type in MESSAGE_SCHEMAS.
 import type { EnvelopeOf, MessageType, NodeMessageType } from '../../protocol/messages.js';
 import { NODE_MESSAGE_TYPES } from '../../protocol/messages.js';
+import { validateBatch, validateNodeMessage, validatePlaneMessage } from '../../protocol/validator.js';
 
 export type SampleMessages = { [T in MessageType]: EnvelopeOf<T> };
 
@@ -153,6 +154,17 @@ export function sampleMessages(): SampleMessages {
         field: 'data.status',
       },
     },
+    // v2 (the `batch` wire feature): whole envelopes, each read as if it came alone.
+    Batch: {
+      type: 'Batch',
+      id: 'b-1',
+      data: {
+        messages: [
+          { type: 'JobAccepted', id: 'a-9', data: { job_id: SAMPLE_JOB_ID, attempt: 1 } },
+          { type: 'LogChunk', id: 'l-1', data: { job_id: SAMPLE_JOB_ID, attempt: 1, stream: 'stdout', seq: 0, data: 'building\n' } },
+        ],
+      },
+    },
   };
 }
 
@@ -161,4 +173,10 @@ const nodeTypes: ReadonlySet<string> = new Set(NODE_MESSAGE_TYPES);
 /** True for the types a node sends to the control plane (validated by validateNodeMessage). */
 export function isNodeMessageType(type: MessageType): type is NodeMessageType {
   return nodeTypes.has(type);
+}
+
+/** The validator of `type`'s receiver: the plane's for a node's type, a node's for the plane's, the Batch's own for a Batch. */
+export function validatorOf(type: MessageType): (value: unknown) => unknown {
+  if (type === 'Batch') return validateBatch;
+  return isNodeMessageType(type) ? validateNodeMessage : validatePlaneMessage;
 }

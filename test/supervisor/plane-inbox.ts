@@ -1,10 +1,11 @@
 // What a test's node client receives from the plane: every frame decoded and validated as a
-// plane message, kept in order until the test takes it with `next`. Shared by the raw TCP
+// plane message, kept in order until the test takes it with `next`; a Batch (the `batch` wire
+// feature) is taken apart into its messages, each marked with the Batch's size. Shared by the raw TCP
 // client (node-client.ts) and the any-transport client (test/conformance/protocol-client.ts).
 import { inflateRawSync } from 'node:zlib';
 import { CODEC_JSON, CODEC_MSGPACK, DEFLATE_BIT, decodeBody, type CodecName } from '../../protocol/codec.js';
 import type { PlaneMessage, PlaneMessageType } from '../../protocol/messages.js';
-import { validatePlaneMessage } from '../../protocol/validator.js';
+import { validateBatch, validatePlaneMessage } from '../../protocol/validator.js';
 
 /** One frame from the plane, decoded and validated. */
 export interface Received<T extends PlaneMessageType = PlaneMessageType> {
@@ -15,6 +16,8 @@ export interface Received<T extends PlaneMessageType = PlaneMessageType> {
   /** The frame's size on the wire (codec byte and body, compressed or not). */
   frameBytes: number;
   message: Extract<PlaneMessage, { type: T }>;
+  /** The number of messages in the Batch this one came in; undefined when it came alone. */
+  batchSize?: number;
 }
 
 export class PlaneInbox {
@@ -24,7 +27,9 @@ export class PlaneInbox {
 
   /** A frame as it came off the connection; anything that is not a valid plane message is kept as an Error. */
   frame(codecByte: number, body: Uint8Array): void {
-    this.push(decodeFrame(codecByte, body));
+    const items = decodeFrame(codecByte, body);
+    this.items.push(...items);
+    this.wake();
   }
 
   /** Something wrong with what the plane sent, to fail the next `next`. */
@@ -91,19 +96,23 @@ export class PlaneInbox {
   }
 }
 
-function decodeFrame(codecByte: number, body: Uint8Array): Received | Error {
+function decodeFrame(codecByte: number, body: Uint8Array): (Received | Error)[] {
   // A compressed body (the `deflate` wire feature) is read as the plane meant it; whether the
   // session agreed to it is the test's to check (`codecByte`).
   const codec = codecByte & ~DEFLATE_BIT;
   if (codec !== CODEC_JSON && codec !== CODEC_MSGPACK) {
-    return new Error(`the plane sent codec byte 0x${codecByte.toString(16)}`);
+    return [new Error(`the plane sent codec byte 0x${codecByte.toString(16)}`)];
   }
   try {
     const plain = (codecByte & DEFLATE_BIT) !== 0 ? inflateRawSync(body) : Uint8Array.from(body);
     // Copied: the body may be a view of a socket chunk.
-    const message = validatePlaneMessage(decodeBody(codec, plain));
-    return { codecByte, codec: codec === CODEC_JSON ? 'json' : 'msgpack', frameBytes: body.length + 1, message };
+    const decoded = decodeBody(codec, plain);
+    const frame = { codecByte, codec: codec === CODEC_JSON ? ('json' as const) : ('msgpack' as const), frameBytes: body.length + 1 };
+    if ((decoded as { type?: unknown }).type !== 'Batch') return [{ ...frame, message: validatePlaneMessage(decoded) }];
+    // Whether the session agreed to `batch` is the test's to check (`batchSize`).
+    const messages = validateBatch(decoded).data.messages;
+    return messages.map((inner) => ({ ...frame, message: validatePlaneMessage(inner), batchSize: messages.length }));
   } catch (err) {
-    return new Error('the plane sent a message that is not a valid plane message', { cause: err });
+    return [new Error('the plane sent a message that is not a valid plane message', { cause: err })];
   }
 }

@@ -67,6 +67,12 @@ describe('cluster mode', () => {
     await expect.poll(async () => (await a.api.clusterNodes!()).find((n) => n.node_id === node.nodeId)?.owner, { timeout: 5_000 }).toBe('replica-b');
     expect((await a.api.findNode!(node.nodeId!))?.owner).toBe('replica-b');
     expect(a.api.cluster!().replicas.map((r) => r.control_plane_id)).toEqual(['replica-a', 'replica-b']);
+    expect(a.api.isReady()).toBe(true);
+    // The live feed (visualizer) of A shows B's node as B's events tell it, not as gone.
+    expect(a.api.nodeView!(node.nodeId!)).toMatchObject({ owner: 'replica-b', state: 'ready' });
+    expect(a.api.fleetNodes!().filter((n) => n.node_id === node.nodeId)).toHaveLength(1);
+    expect(await a.api.metrics()).toMatch(/^muster_cluster_leases_held 1$/m);
+    expect(await a.api.metrics()).toMatch(/^muster_cluster_lease_renewal_seconds_count [1-9]/m);
   });
 
   it('carries a cancel sent to one replica to the node on the other', async () => {

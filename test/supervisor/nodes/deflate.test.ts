@@ -87,11 +87,12 @@ describe('deflate', () => {
   });
 
   it('is offered on TCP, TLS and Unix sockets without payload encryption only', () => {
-    expect([...offerableFeatures('tcp', false)]).toEqual(['deflate']);
-    expect([...offerableFeatures('tls', false)]).toEqual(['deflate']);
-    expect([...offerableFeatures('unix', false)]).toEqual(['deflate']);
-    for (const t of ['ws', 'wss', 'grpc', 'grpcs']) expect([...offerableFeatures(t, false)], t).toEqual([]);
-    expect([...offerableFeatures('tcp', true)]).toEqual([]);
+    const deflating = (t: string, encrypted: boolean): boolean => offerableFeatures(t, encrypted).has('deflate');
+    expect(deflating('tcp', false)).toBe(true);
+    expect(deflating('tls', false)).toBe(true);
+    expect(deflating('unix', false)).toBe(true);
+    for (const t of ['ws', 'wss', 'grpc', 'grpcs']) expect(deflating(t, false), t).toBe(false);
+    expect(deflating('tcp', true)).toBe(false);
     expect(() => inflateBody(deflateRawSync(Buffer.alloc(10)), 9)).toThrow(/inflates past 9 bytes/);
   });
 });
