@@ -73,6 +73,13 @@ export interface JetStreamJobStoreOptions {
   batchSubject?: string;
   /** Replicas of the bucket and streams; default 1 (R3 needs nats-server 2.9.21 or later). */
   replicas?: number;
+  /**
+   * Revisions of each job the bucket keeps when this store creates it (KV history, 1 to 64; an
+   * existing bucket keeps its own); default 1. Above 1, the fencing of every write can be
+   * audited from the bucket (each revision names the token it was written with, job-doc.ts), at
+   * the cost of that many times the bucket's size on disk.
+   */
+  history?: number;
   /** JetStream request timeout; default 2000 ms. */
   timeoutMs?: number;
   /** The log stream's `Nats-Msg-Id` window; default 2 minutes. */
@@ -92,6 +99,7 @@ const DEFAULTS = {
   batchStream: 'MUSTER_JOB_BATCHES',
   batchSubject: 'muster.jobs.batch',
   replicas: 1,
+  history: 1,
   timeoutMs: 2_000,
   duplicateWindowMs: 120_000,
   batchRecoveryMs: 10_000,
@@ -141,9 +149,13 @@ export class JetStreamJobStore implements JobStore {
   /** Creates (or binds) the bucket and streams, loads the index, and resumes unfinished batches. */
   static async open(options: JetStreamJobStoreOptions): Promise<JetStreamJobStore> {
     const s: Settings = { ...DEFAULTS, ...dropUndefined(options) };
+    // JetStream's own limit for a KV bucket's history.
+    if (!Number.isInteger(s.history) || s.history < 1 || s.history > 64) {
+      throw new MusterError('internal', `job bucket history must be an integer from 1 to 64, got ${s.history}`);
+    }
     const js = jetstream(options.nc, { timeout: s.timeoutMs });
     const jsm = await jetstreamManager(options.nc, { timeout: s.timeoutMs });
-    const kv = await new Kvm(js).create(s.bucket, { history: 1, replicas: s.replicas, storage: StorageType.File, timeout: s.timeoutMs });
+    const kv = await new Kvm(js).create(s.bucket, { history: s.history, replicas: s.replicas, storage: StorageType.File, timeout: s.timeoutMs });
     const logs = new JetStreamJobLogs(js, jsm, {
       stream: s.logStream,
       subject: s.logSubject,
@@ -408,6 +420,7 @@ export class JetStreamJobStore implements JobStore {
           if (!fresh) continue;
           return decision.answer;
         }
+        write = withWriter(write, attempt, owner);
         try {
           const revision = await this.#written(() => this.kv.update(jobId, encodeDoc(write), read.revision));
           this.#index.apply(jobId, write, revision);
@@ -521,6 +534,12 @@ export class JetStreamJobStore implements JobStore {
     this.#lastChecked = this.#watchRevision;
     if (stalled) this.#rewatch();
   }
+}
+
+/** The doc as written: naming the fenced write's attempt and token (job-doc.ts `written`), or nothing. */
+function withWriter(doc: JobDoc, attempt: number | undefined, owner: OwnerToken): JobDoc {
+  const { written: _, ...rest } = doc;
+  return attempt === undefined ? rest : { ...rest, written: { attempt, owner } };
 }
 
 /** The record of a doc a move saw or made (its seq is set: #transition sees to it). */

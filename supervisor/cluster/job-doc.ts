@@ -24,6 +24,15 @@ export interface JobDoc {
   attempts: AttemptRecord[];
   /** Stored results by attempt: each attempt's at most once. */
   results: Record<string, { result: JobOutcome; metrics: JobMetrics }>;
+  /**
+   * The attempt and token of the fenced write that made this value (a write for the current
+   * attempt: markRunning, requeue, storeResult, finish, a takeover); absent after any other
+   * write. With the bucket's history kept, an auditor can check from the stored revisions alone
+   * that no write landed under a token lower than the one its attempt already carried
+   * (test/cluster/invariant-checker.ts); the doc's `owner` cannot show that, as a fenced write
+   * that passes keeps it unchanged.
+   */
+  written?: { attempt: number; owner: OwnerToken };
 }
 
 export function newDoc(jobId: string, job: NewJob, at: string, box: SecretBox, owner: OwnerToken): JobDoc {

@@ -147,7 +147,7 @@ export class ManagedProcess {
       () => {
         const found = this.jsonLines().find(match);
         if (found !== undefined) return found;
-        if (!this.isRunning) throw new GiveUp(`${this.name} exited`);
+        if (!this.isRunning) throw new GiveUp(`${this.name} exited (code ${this.exitInfo?.code}, signal ${this.exitInfo?.signal})`);
         return undefined;
       },
       timeoutMs,
@@ -171,6 +171,8 @@ export class ManagedProcess {
   async stop(signal: NodeJS.Signals, graceMs = STOP_GRACE_MS, repeatMs?: number): Promise<void> {
     const until = Date.now() + graceMs;
     let sent = false;
+    // A stopped (SIGSTOP) process would not see the signal until it runs again.
+    if (this.isRunning) this.child.kill('SIGCONT');
     while (this.isRunning && Date.now() < until) {
       if (!sent || repeatMs !== undefined) this.child.kill(signal);
       sent = true;
@@ -214,11 +216,19 @@ export interface PlaneOptions {
   http?: string;
   /** Extra MUSTER_* settings over FAST_PLANE_ENV. */
   env?: Record<string, string>;
+  /** More `muster serve` arguments, e.g. `--nats URL --control-plane-id ID` (kept by `restart`). */
+  args?: string[];
+  /** The process's name in failure messages; default `plane`. */
+  name?: string;
+  /** An admin API token the plane accepts (e.g. one minted once for replicas sharing a secret); default: minted on its data dir. */
+  adminToken?: string;
 }
 
 export interface AgentOptions {
   /** Node URL to dial; default the plane's TCP URL. */
   url?: string;
+  /** Several node URLs, tried in turn (one `--url` each): a cluster's replicas. Overrides `url`. */
+  urls?: string[];
   tags?: Record<string, string>;
   /** Default: a fresh node registration token. */
   token?: string;
@@ -258,8 +268,8 @@ export class Harness {
     const dataDir = options.dataDir ?? this.tempDir('muster-plane-');
     const env = { ...FAST_PLANE_ENV, ...options.env };
     const args = ['serve', '--data-dir', dataDir, '--tcp', options.tcp ?? '127.0.0.1:0'];
-    args.push('--unix', join(dataDir, 'muster.sock'), '--http', options.http ?? '127.0.0.1:0');
-    const proc = this.spawn('plane', args, dataDir, env);
+    args.push('--unix', join(dataDir, 'muster.sock'), '--http', options.http ?? '127.0.0.1:0', ...(options.args ?? []));
+    const proc = this.spawn(options.name ?? 'plane', args, dataDir, env);
     const ready = await proc.waitForLog((l) => l.msg === 'control plane ready', 20_000, 'ready line');
     const listeners = ready.listeners as string[];
     const tcpUrl = listeners.find((u) => u.startsWith('tcp://'));
@@ -267,8 +277,9 @@ export class Harness {
     if (tcpUrl === undefined || unixUrl === undefined || typeof ready.http !== 'string') {
       throw new Error(`unexpected ready line: ${JSON.stringify(ready)}`);
     }
-    const adminToken = await this.mintToken(dataDir, 'admin');
-    return new PlaneProcess(this, proc, { dataDir, env: options.env ?? {}, tcpUrl, unixUrl, httpUrl: ready.http, adminToken });
+    const adminToken = options.adminToken ?? (await this.mintToken(dataDir, 'admin'));
+    const kept = { dataDir, env: options.env ?? {}, args: options.args ?? [], name: options.name ?? 'plane' };
+    return new PlaneProcess(this, proc, { ...kept, tcpUrl, unixUrl, httpUrl: ready.http, adminToken });
   }
 
   /** `muster token create --role ROLE` against the plane's secret. */
@@ -282,7 +293,8 @@ export class Harness {
   async startAgent(plane: PlaneProcess, options: AgentOptions = {}): Promise<AgentProcess> {
     const token = options.token ?? (await this.mintToken(plane.dataDir, 'node'));
     const workDir = this.tempDir('muster-agent-');
-    const args = ['agent', '--url', options.url ?? plane.tcpUrl, '--token', token, '--work-dir', workDir];
+    const urls = options.urls ?? [options.url ?? plane.tcpUrl];
+    const args = ['agent', ...urls.flatMap((url) => ['--url', url]), '--token', token, '--work-dir', workDir];
     for (const [k, v] of Object.entries(options.tags ?? {})) args.push('--tag', `${k}=${v}`);
     const proc = this.spawn('agent', args, workDir, {});
     const registered = await proc.waitForLog((l) => l.msg === 'registered', 20_000, 'registered line');
@@ -327,7 +339,16 @@ export class PlaneProcess {
   constructor(
     private readonly harness: Harness,
     readonly proc: ManagedProcess,
-    readonly info: { dataDir: string; env: Record<string, string>; tcpUrl: string; unixUrl: string; httpUrl: string; adminToken: string },
+    readonly info: {
+      dataDir: string;
+      env: Record<string, string>;
+      args: string[];
+      name: string;
+      tcpUrl: string;
+      unixUrl: string;
+      httpUrl: string;
+      adminToken: string;
+    },
   ) {
     this.api = new AdminClient(info.httpUrl, info.adminToken);
   }
@@ -357,7 +378,8 @@ export class PlaneProcess {
   /** Starts a new plane on the same data dir, TCP port and admin API port (the plane must be stopped). */
   restart(): Promise<PlaneProcess> {
     const http = new URL(this.httpUrl).host;
-    return this.harness.startPlane({ dataDir: this.dataDir, tcp: new URL(this.tcpUrl).host, http, env: this.info.env });
+    const { env, args, name, adminToken } = this.info;
+    return this.harness.startPlane({ dataDir: this.dataDir, tcp: new URL(this.tcpUrl).host, http, env, args, name, adminToken });
   }
 }
 

@@ -7,7 +7,9 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Kvm } from '@nats-io/kv';
 import { JetStreamJobStore, type JetStreamJobStoreOptions } from '../../../supervisor/cluster/jetstream-job-store.js';
+import { decodeDoc } from '../../../supervisor/cluster/job-doc.js';
 import { MusterError } from '../../../protocol/errors.js';
 import { SecretBox } from '../../../supervisor/store/secret-box.js';
 import { NatsServer } from '../../cluster/nats-server.js';
@@ -140,6 +142,34 @@ describe('JetStreamJobStore across replicas', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+});
+
+describe('JetStreamJobStore history', () => {
+  it('keeps the revisions asked for, each fenced one naming the attempt and token it was written with', async () => {
+    const names = freshNames();
+    const nc = await connection();
+    const store = await JetStreamJobStore.open({ nc, box, history: 8, ...names });
+    try {
+      const { job_id } = await store.submit(newJob(), OWNER);
+      await store.assign(job_id, 1, NODE_A, OWNER);
+      await store.markRunning(job_id, 1, OWNER + 1);
+      await store.requestCancel(job_id, OWNER);
+      const kv = await new Kvm(nc).open(names.bucket!);
+      const written = [];
+      for await (const e of await kv.history({ key: job_id })) written.push(decodeDoc(e.value).written);
+      // Submit, assign (they start no node's attempt) and the cancel mark are not fenced.
+      expect(written).toEqual([undefined, undefined, { attempt: 1, owner: OWNER + 1 }, undefined]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('refuses a history JetStream cannot keep', async () => {
+    const nc = await connection();
+    for (const history of [0, 65, 1.5]) {
+      await expect(JetStreamJobStore.open({ nc, box, history, ...freshNames() })).rejects.toThrow(/history must be an integer from 1 to 64/);
     }
   });
 });
