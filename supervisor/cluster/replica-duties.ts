@@ -58,7 +58,7 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
     const session = registry.get(nodeId);
     if (session === undefined) return;
     if (error.code === 'session_replaced') session.actor.send({ type: 'replaced' });
-    else void session.closeWith(error);
+    else stepAside(session, error.message);
   };
 
   const handler: NodeCommandHandler = {
@@ -132,9 +132,7 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
         return;
       case 'fenced':
         logger.warn({ reason: event.reason }, 'replica fenced: its lease may have aged out; closing its nodes so they go to a replica that can serve them');
-        for (const session of [...registry.sessionsList()]) {
-          void session.closeWith(new MusterError('shutting_down', `replica ${cluster.replicaId} cannot renew its lease`));
-        }
+        for (const session of [...registry.sessionsList()]) stepAside(session, `replica ${cluster.replicaId} cannot renew its lease`);
         return;
       case 'unfenced':
         logger.info({ epoch: event.epoch }, 'replica lease renewed again: serving nodes');
@@ -181,6 +179,17 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
       await sweeping;
     },
   };
+}
+
+/**
+ * Closes a node's session with `shutting_down` (PROTOCOL.md 4.12) and ends its actor as shut down:
+ * the node lives on with another replica, so this replica neither buries it nor takes its jobs
+ * back when its heartbeats stop arriving here (that would declare a healthy node dead).
+ */
+function stepAside(session: NodeSession, reason: string): void {
+  session.sendError(new MusterError('shutting_down', reason));
+  session.actor.send({ type: 'shutdown' });
+  void session.connection.close();
 }
 
 /** Why a node cannot be undrained, or undefined when it can. */

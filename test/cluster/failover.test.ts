@@ -137,15 +137,7 @@ function expectClean(report: CheckReport, submitted: readonly string[], cluster:
 }
 
 describe('a cluster of three replicas', () => {
-  // Skipped so that main stays green: with cluster mode wired (bc1f182) it runs (30 to 35 s on this
-  // 2-core machine under a load average of 10 to 15) and fails after the NATS restart or after the
-  // cut-off, on "no healthy node declared dead": a fenced replica closes its nodes with
-  // `shutting_down` (replica-duties.ts, 'fenced'), and a heartbeat window later each of those
-  // sessions ends `node gone` with reason `expired` (its registrar then calls nodeGone, which tries
-  // to requeue their jobs) though the nodes resumed on another replica, and while the replica has
-  // not been connected for a full TTL. The stored records stayed clean in every run (the fence
-  // refused those writes). Un-skip once that is fixed.
-  it.skip('loses no job and runs none twice through a replica killed, a NATS restart and a replica cut off from NATS', async () => {
+  it('loses no job and runs none twice through a replica killed, a NATS restart and a replica cut off from NATS', async () => {
     let nats = await NatsServer.start();
     servers.push(nats);
     // Mints the cluster's tokens meanwhile.

@@ -21,11 +21,7 @@ afterAll(async () => {
 }, 60_000);
 
 describe('a replica cut off from NATS', () => {
-  // Skipped so that main stays green: it fails today. The fenced replica closes the node with
-  // `shutting_down` (replica-duties.ts, 'fenced'); about a heartbeat window later that closed
-  // session ends `node gone` with reason `expired` on it, though the node resumed on the other
-  // replica. Un-skip with the fix (it takes about 15 s).
-  it.skip('lets its node go to the other replica and never declares it dead', async () => {
+  it('lets its node go to the other replica and never declares it dead', async () => {
     nats = await NatsServer.start();
     const cluster = new ReplicaCluster(h, { natsUrl: nats.url });
     proxy = await TcpProxy.start(nats.port);
