@@ -4,6 +4,7 @@
 // Spans are made by hand (spans.ts), so no module-patching loader is needed under tsx; fastify
 // is traced by @fastify/otel, which is a plain plugin (`fastifyPlugin`).
 import { readFileSync } from 'node:fs';
+import { context, propagation, trace } from '@opentelemetry/api';
 import type { FastifyPluginCallback } from 'fastify';
 import { markTracingOn } from './spans.js';
 
@@ -15,6 +16,8 @@ export interface Tracing {
   readonly endpoint: string;
   /** @fastify/otel's plugin, bound to this provider: register it before the routes. */
   fastifyPlugin(): FastifyPluginCallback;
+  /** Sends the spans ended so far, now. */
+  flush(): Promise<void>;
   /** Ends the exporter after sending what is buffered; a second call does nothing. */
   shutdown(): Promise<void>;
 }
@@ -61,9 +64,9 @@ export async function startTracing(serviceName: string, env: NodeJS.ProcessEnv =
     .defaultResource()
     .merge(resources.resourceFromAttributes({ [semconv.ATTR_SERVICE_NAME]: serviceName, [semconv.ATTR_SERVICE_VERSION]: packageVersion() }))
     .merge(resources.detectResources({ detectors: [resources.envDetector] }));
-  // The exporter reads the endpoint, headers, timeout and compression from the environment itself;
-  // the provider reads OTEL_TRACES_SAMPLER(_ARG), the batch processor OTEL_BSP_*.
-  const provider = new NodeTracerProvider({ resource, spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())] });
+  // The URL as resolved from `env`; the exporter reads headers, timeout and compression from the
+  // process's environment itself, the provider OTEL_TRACES_SAMPLER(_ARG), the batch processor OTEL_BSP_*.
+  const provider = new NodeTracerProvider({ resource, spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: endpoint }))] });
   // The global provider, the AsyncLocalStorage context manager and the W3C propagators.
   provider.register();
   const fastify = new FastifyOtelInstrumentation({
@@ -82,11 +85,16 @@ export async function startTracing(serviceName: string, env: NodeJS.ProcessEnv =
     serviceName: String(resource.attributes[semconv.ATTR_SERVICE_NAME] ?? serviceName),
     endpoint,
     fastifyPlugin: () => fastify.plugin(),
+    flush: () => provider.forceFlush(),
     shutdown: () =>
       (stopped ??= (async () => {
         markTracingOn(false);
         current = undefined;
         await provider.shutdown();
+        // The API's globals back to no-ops, so that a later start in this process (a test, an embedder) registers afresh.
+        trace.disable();
+        context.disable();
+        propagation.disable();
       })()),
   });
 }
