@@ -323,7 +323,7 @@ export class Agent {
     this.heartbeatIntervalMs = ack.heartbeat_interval_ms;
     if (ack.wire_features?.includes('deflate') === true) link.compressFrom = ack.compress_min_bytes ?? 1024;
     this.backoff.reset();
-    this.sessionSpan?.setAttributes({ [MUSTER.nodeId]: ack.node_id, [MUSTER.replica]: ack.control_plane_id, 'muster.node.resumed': ack.resumed });
+    this.sessionSpan?.setAttributes({ [MUSTER.nodeId]: ack.node_id, [MUSTER.replica]: ack.control_plane_id, [MUSTER.resumed]: ack.resumed });
     this.logger.info({ node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id, protocol_version: ack.protocol_version }, 'registered');
     this.events.emit('registered', { node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id });
     this.startHeartbeat();
@@ -513,7 +513,7 @@ export class Agent {
     const data = this.node === undefined ? entry.result : { ...entry.result, node_id: this.node };
     const { job_id, attempt } = entry.result;
     // Each send (a resend too) is a `send JobResult` under the job's `job run`; the plane's `process JobResult` hangs under it.
-    const options = messageSpanOptions('send', 'JobResult', { [MUSTER.jobId]: job_id, [MUSTER.attempt]: attempt, 'muster.job.status': entry.result.result.status });
+    const options = messageSpanOptions('send', 'JobResult', { [MUSTER.jobId]: job_id, [MUSTER.attempt]: attempt, [MUSTER.status]: entry.result.result.status });
     const messageId = inSpan('send JobResult', options, entry.traceparent, () => link.send('JobResult', data, messageTraceparent(entry.traceparent)));
     this.outbox.markSent(job_id, attempt, Date.now(), messageId);
   }

@@ -36,6 +36,11 @@ export const MUSTER = {
   nodeId: 'muster.node.id',
   replica: 'muster.control_plane.id',
   outcome: 'muster.outcome',
+  /** A result's status (`Completed`, `Failed`, ...). */
+  status: 'muster.job.status',
+  resumed: 'muster.node.resumed',
+  connectionId: 'muster.connection.id',
+  closeReason: 'muster.close_reason',
 } as const;
 
 let on = false;

@@ -20,7 +20,7 @@ import type { AuditSink } from '../security/audit-log.js';
 import { peerIp } from '../security/peer-address.js';
 import type { JobRecord, JobStore, OwnerToken } from '../store/job-store.js';
 import type { NodeSession } from '../nodes/node-session.js';
-import { inSpan, messageSpanOptions } from '../../observability/spans.js';
+import { inSpan, messageSpanOptions, tracingOn } from '../../observability/spans.js';
 import { assignmentSpan, jobMessageAttributes } from './job-trace.js';
 
 interface Placement {
@@ -212,6 +212,8 @@ export class JobCoordinator implements JobHoldings {
 
   /** A job message from a node, in a `process <type>` span under the context it carries. */
   handle(session: NodeSession, nodeId: string, message: JobMessage): Promise<void> {
+    // The hot path (every log chunk): with tracing off, not even the span's options are made.
+    if (!tracingOn()) return this.handleNow(session, nodeId, message);
     const parent = message.traceparent ?? this.placements.get(message.data.job_id)?.traceparent;
     const options = messageSpanOptions('process', message.type, jobMessageAttributes(message.data, nodeId, message.id));
     return inSpan(`process ${message.type}`, options, parent, () => this.handleNow(session, nodeId, message));

@@ -182,10 +182,10 @@ export class NodeSession {
 
   /** `process RegisterNode` spans the check and the answer (`RegisterAck` carries its context), under the node's context. */
   private authenticate(message: EnvelopeOf<'RegisterNode'>): void {
-    const span = startSpan('process RegisterNode', messageSpanOptions('process', 'RegisterNode', { 'muster.connection.id': this.connection.id }), message.traceparent);
+    const span = startSpan('process RegisterNode', messageSpanOptions('process', 'RegisterNode', { [MUSTER.connectionId]: this.connection.id }), message.traceparent);
     this.host.authenticate(this, message).then(
       (registration) => {
-        span.setAttributes({ [MUSTER.nodeId]: registration.nodeId, 'muster.node.resumed': registration.resumed });
+        span.setAttributes({ [MUSTER.nodeId]: registration.nodeId, [MUSTER.resumed]: registration.resumed });
         this.span?.setAttribute(MUSTER.nodeId, registration.nodeId);
         withSpan(span, () => this.tell({ type: 'auth.done', registration }));
         span.end();
@@ -208,7 +208,7 @@ export class NodeSession {
 
   /** Starts the actor and the flow of frames. */
   start(): void {
-    this.span = startSpan('node session', { kind: SpanKind.SERVER, attributes: { 'muster.connection.id': this.connection.id } });
+    this.span = startSpan('node session', { kind: SpanKind.SERVER, attributes: { [MUSTER.connectionId]: this.connection.id } });
     this.actor.start();
     this.connection.start({
       frame: (codecByte, body) => this.onFrame(codecByte, body),
@@ -218,7 +218,7 @@ export class NodeSession {
         const reason = this.closeCode ?? (err === undefined ? 'closed' : 'connection error');
         this.host.connectionClosed?.(this, reason);
         this.tell({ type: 'connection.closed' });
-        this.span?.setAttribute('muster.close_reason', reason);
+        this.span?.setAttribute(MUSTER.closeReason, reason);
         this.span?.end();
       },
     });
