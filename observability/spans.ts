@@ -127,6 +127,12 @@ export function inSpan<T>(name: string, options: SpanOptions, parent: string | C
   return result;
 }
 
+/** Runs `fn` outside any span: for work that serves many traces, woken from inside one of them. */
+export function outsideSpans<T>(fn: () => T): T {
+  if (!on) return fn();
+  return context.with(ROOT_CONTEXT, fn);
+}
+
 /** Runs `fn` with `span` active (for work that continues a span started elsewhere). */
 export function withSpan<T>(span: Span, fn: () => T): T {
   if (!on) return fn();

@@ -20,7 +20,7 @@ import type { AuditSink } from '../security/audit-log.js';
 import { peerIp } from '../security/peer-address.js';
 import type { JobRecord, JobStore, OwnerToken } from '../store/job-store.js';
 import type { NodeSession } from '../nodes/node-session.js';
-import { inSpan, messageSpanOptions, tracingOn } from '../../observability/spans.js';
+import { inSpan, messageSpanOptions, tracingOn, withSpan } from '../../observability/spans.js';
 import { assignmentSpan, jobMessageAttributes } from './job-trace.js';
 
 interface Placement {
@@ -159,12 +159,19 @@ export class JobCoordinator implements JobHoldings {
     if (job.deadline !== undefined) data.deadline = job.deadline;
     const trace = assignmentSpan(job, nodeId);
     placement.traceparent = trace?.traceparent;
-    session.send('JobAssignment', data, undefined, trace?.traceparent);
-    trace?.span.end();
-    if (job.attempt === 1) this.o.metrics?.dispatched(Date.now() - Date.parse(job.created_at));
-    placement.acceptTimer = setTimeout(() => void this.acceptTimedOut(placement), this.o.acceptTimeoutMs);
-    this.o.bus.publish({ kind: 'job', job_id: job.job_id, state: 'Assigned', attempt: job.attempt, node_id: nodeId });
-    if (session.logs('info')) session.logger.info({ job_id: job.job_id, attempt: job.attempt, node_id: nodeId }, 'job assigned');
+    // In the span of the send (when tracing): the bus event, the log line and the accept timeout belong to the job's trace.
+    const announce = (): void => {
+      session.send('JobAssignment', data, undefined, trace?.traceparent);
+      if (job.attempt === 1) this.o.metrics?.dispatched(Date.now() - Date.parse(job.created_at));
+      placement.acceptTimer = setTimeout(() => void this.acceptTimedOut(placement), this.o.acceptTimeoutMs);
+      this.o.bus.publish({ kind: 'job', job_id: job.job_id, state: 'Assigned', attempt: job.attempt, node_id: nodeId });
+      if (session.logs('info')) session.logger.info({ job_id: job.job_id, attempt: job.attempt, node_id: nodeId }, 'job assigned');
+    };
+    if (trace === undefined) announce();
+    else {
+      withSpan(trace.span, announce);
+      trace.span.end();
+    }
     return true;
   }
 

@@ -138,6 +138,8 @@ describe('a job traced across the plane and an agent', () => {
     expect(submitted?.span_id).toMatch(/^[0-9a-f]{16}$/);
     const started = agent.proc.jsonLines().find((l) => l.msg === 'job started' && l.job_id === jobId);
     expect(started).toMatchObject({ trace_id: traceId(), span_id: span('process JobAssignment', 'runner-7').spanId });
+    const assigned = plane.proc.jsonLines().find((l) => l.msg === 'job assigned' && l.job_id === jobId);
+    expect(assigned).toMatchObject({ trace_id: traceId(), span_id: span('send JobAssignment', 'muster').spanId });
     // Outside any span: no ids.
     expect(plane.proc.jsonLines().find((l) => l.msg === 'control plane ready')).not.toHaveProperty('trace_id');
   });
