@@ -22,7 +22,7 @@ import { refusalLine } from './refusals.js';
 import { ReconnectLoop } from './reconnect-loop.js';
 import { ResultOutbox, type OutboxEntry } from './result-outbox.js';
 import { inSpan, messageSpanOptions, MUSTER, SpanKind, startSpan, withSpan, type Span } from '../observability/spans.js';
-import { childTraceparent, continuing, messageTraceparent } from './trace-context.js';
+import { childTraceparent, messageTraceparent } from './trace-context.js';
 import {
   AGENT_DEFAULTS,
   type AgentOptions,
@@ -383,7 +383,7 @@ export class Agent {
     }
     const trace = this.jobs.traceOf(data.job_id, data.attempt);
     for (const chunk of chunks) {
-      link.send('LogChunk', chunk, trace === undefined ? childTraceparent() : continuing(trace));
+      link.send('LogChunk', chunk, trace ?? childTraceparent());
       this.countLog(chunk);
     }
   }

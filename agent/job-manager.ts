@@ -8,7 +8,7 @@ import { JobGuards } from './job-guard.js';
 import { JobRunner, type JobAssignment, type JobRunOutcome, type LogChunkData, type RunnerTuning } from './job-runner.js';
 import type { OutboxEntry, ResultOutbox } from './result-outbox.js';
 import { MUSTER, SpanKind, SpanStatusCode, startSpan, traceparentOf, type Span } from '../observability/spans.js';
-import { childTraceparent, continuing } from './trace-context.js';
+import { childTraceparent } from './trace-context.js';
 
 export interface JobEvents {
   chunk(chunk: LogChunkData, traceparent: string): void;
@@ -117,6 +117,7 @@ export class JobManager {
       kind: SpanKind.INTERNAL,
       attributes: { [MUSTER.jobId]: job.job_id, [MUSTER.attempt]: job.attempt, [MUSTER.nodeId]: this.options.nodeId(), 'process.executable.name': executableName(job.job.command) },
     });
+    // Its messages (log chunks, the result) carry it: the `job run` span's context, else the assignment's unchanged.
     const traceparent = traceparentOf(span) ?? message.traceparent ?? childTraceparent();
     const runner = new JobRunner({
       assignment: job,
@@ -126,7 +127,7 @@ export class JobManager {
       guard: this.guards.guard(job.job_id, job.attempt),
       ...(after === undefined ? {} : { after }),
       traceparent,
-      onChunk: (chunk) => this.options.events.chunk(chunk, continuing(traceparent)),
+      onChunk: (chunk) => this.options.events.chunk(chunk, traceparent),
     });
     const entry = { runner, traceparent, span };
     this.running.set(key(job.job_id, job.attempt), entry);

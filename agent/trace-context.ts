@@ -1,8 +1,9 @@
-// W3C trace context for the agent's messages: a message about a job continues the
-// trace of its JobAssignment (same trace id, a new span); anything else starts a trace.
-// While the agent traces (observability/tracing.ts), messages carry its real spans' contexts instead.
+// W3C trace context for the agent's messages: a message about a job carries the context of its
+// JobAssignment (unchanged while the agent records no span of its own); anything else starts a trace.
+// While the agent traces (observability/tracing.ts), messages carry its real spans' contexts
+// instead (messageTraceparent), and a job's messages its `job run` span's.
 import { randomBytes } from 'node:crypto';
-import { traceparentOf, tracingOn } from '../observability/spans.js';
+import { traceparentOf } from '../observability/spans.js';
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$/;
 
@@ -14,15 +15,11 @@ export function childTraceparent(parent?: string): string {
   return `00-${traceId}-${randomBytes(8).toString('hex')}-${flags}`;
 }
 
-/** For a message sent now: the active span's context when tracing, else a fresh span id in the trace of `parent`. */
-export function messageTraceparent(parent?: string): string {
-  return traceparentOf() ?? childTraceparent(parent);
-}
-
 /**
- * For messages about a job whose span has context `traceparent`: that context itself when it is
- * a recorded span's (the receiver's spans hang under it), else a fresh span id in its trace.
+ * For a message sent now: the active span's context while tracing; else `parent` unchanged (a
+ * process that records no span passes the context on as W3C allows, so the receiver's spans
+ * hang under the sender's last real one), or a fresh one when there is none.
  */
-export function continuing(traceparent: string): string {
-  return tracingOn() ? traceparent : childTraceparent(traceparent);
+export function messageTraceparent(parent?: string): string {
+  return traceparentOf() ?? parent ?? childTraceparent();
 }

@@ -13,6 +13,7 @@ const h = new Harness();
 let receiver: OtlpReceiver;
 let plane: PlaneProcess;
 let agent: AgentProcess;
+let untraced: AgentProcess;
 const SECRET = 'hunter2-do-not-trace';
 
 beforeAll(async () => {
@@ -20,7 +21,11 @@ beforeAll(async () => {
   // Spans leave only when the batch is flushed at shutdown: a minute's delay never comes first.
   const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '60000' };
   plane = await h.startPlane({ env: otel });
-  agent = await h.startAgent(plane, { env: { ...otel, OTEL_SERVICE_NAME: 'runner-7' } });
+  [agent, untraced] = await Promise.all([
+    h.startAgent(plane, { env: { ...otel, OTEL_SERVICE_NAME: 'runner-7' }, tags: { pool: 'traced' } }),
+    // No endpoint: it records nothing, and passes the plane's context on unchanged.
+    h.startAgent(plane, { tags: { pool: 'untraced' } }),
+  ]);
 }, 60_000);
 
 afterAll(async () => {
@@ -31,20 +36,29 @@ afterAll(async () => {
 describe('a job traced across the plane and an agent', () => {
   let jobId: string;
   let stdout: string;
+  let untracedJob: string;
+  let untracedStdout: string;
   let spans: ReceivedSpan[];
 
-  beforeAll(async () => {
+  /** Submits a job printing its TRACEPARENT to the agents of `pool`; its id and stdout once it ended `state`. */
+  async function run(pool: string, state: string): Promise<[string, string]> {
     const answer = await plane.api.request<{ job_id: string }>('POST', '/v1/jobs', {
       job: { name: 'traced', command: ['sh', '-c', 'echo "tp=$TRACEPARENT"; echo to-stderr >&2; exit 3'] },
       execution_context: { secrets: { DEPLOY_KEY: SECRET } },
+      selector: { tags: { pool } },
       max_attempts: 1,
     });
     expect(answer.status).toBe(201);
-    jobId = answer.body.job_id;
-    const job = await plane.api.waitForJob(jobId, 30_000);
-    expect(job.state).toBe('Failed');
-    stdout = await plane.api.stdout(jobId);
-    // One SIGTERM each: the agent drains and exits, then the plane; each flushes its spans.
+    const id = answer.body.job_id;
+    expect((await plane.api.waitForJob(id, 30_000)).state).toBe(state);
+    return [id, await plane.api.stdout(id)];
+  }
+
+  beforeAll(async () => {
+    [jobId, stdout] = await run('traced', 'Failed');
+    [untracedJob, untracedStdout] = await run('untraced', 'Failed');
+    // One SIGTERM each: the agents drain and exit, then the plane; each flushes its spans.
+    await untraced.proc.stop('SIGTERM', 15_000);
     await agent.proc.stop('SIGTERM', 15_000);
     expect(await plane.stop()).toBe(0);
     expect((await agent.proc.exited).code).toBe(0);
@@ -122,14 +136,15 @@ describe('a job traced across the plane and an agent', () => {
   });
 
   it('traces the node session and its registration across both processes', () => {
+    const ofNode = (s: ReceivedSpan): boolean => s.attributes['muster.node.id'] === agent.nodeId;
     const agentSession = spans.find((s) => s.service === 'runner-7' && s.name === 'node session');
-    const register = spans.find((s) => s.service === 'muster' && s.name === 'process RegisterNode');
-    const planeSession = spans.find((s) => s.service === 'muster' && s.name === 'node session');
+    const register = spans.find((s) => s.service === 'muster' && s.name === 'process RegisterNode' && ofNode(s));
     expect(agentSession?.attributes['muster.node.id']).toBe(agent.nodeId);
     expect(register?.parentSpanId).toBe(agentSession?.spanId);
     expect(register?.traceId).toBe(agentSession?.traceId);
-    expect(register?.attributes['muster.node.id']).toBe(agent.nodeId);
-    expect(planeSession?.attributes['muster.node.id']).toBe(agent.nodeId);
+    // The plane's own session span of each connection, named by its node once registered.
+    const planeSessions = spans.filter((s) => s.service === 'muster' && s.name === 'node session');
+    expect(planeSessions.map((s) => s.attributes['muster.node.id']).sort()).toEqual([agent.nodeId, untraced.nodeId].sort());
   });
 
   it('puts trace_id and span_id on the log lines written inside a span', () => {
@@ -151,6 +166,19 @@ describe('a job traced across the plane and an agent', () => {
     }
     // JWTs (the admin token, the node's registration and session tokens) all start so.
     expect(values.filter((v) => v.startsWith('eyJ'))).toEqual([]);
+  });
+
+  it('with an agent that does not trace: the plane\'s spans of the job hang under its own send, and the job sees that context', () => {
+    const ofJob = spans.filter((s) => s.attributes['muster.job.id'] === untracedJob);
+    const send = ofJob.find((s) => s.name === 'send JobAssignment');
+    expect(send?.service).toBe('muster');
+    expect(ofJob.filter((s) => s.service !== 'muster')).toEqual([]);
+    for (const name of ['process JobAccepted', 'process LogChunk', 'process JobResult']) {
+      const found = ofJob.filter((s) => s.name === name);
+      expect(found.length, name).toBeGreaterThanOrEqual(1);
+      for (const s of found) expect(s.parentSpanId, name).toBe(send?.spanId);
+    }
+    expect(untracedStdout).toBe(`tp=00-${send?.traceId}-${send?.spanId}-01\n`);
   });
 
   /** The span ids above `s`, nearest first. */
