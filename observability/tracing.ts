@@ -70,6 +70,10 @@ export async function startTracing(serviceName: string, env: NodeJS.ProcessEnv =
   // The global provider, the AsyncLocalStorage context manager and the W3C propagators.
   provider.register();
   const fastify = new FastifyOtelInstrumentation({
+    // One span per request: a span per hook (the role check, the rate limit) and one for the
+    // handler would only nest the work that matters (`job submit`) deeper.
+    instrumentHooks: false,
+    instrumentHandler: false,
     // Probes and scrapes every few seconds would bury the requests that matter.
     ignorePaths: ({ url }) => QUIET_PATHS.some((path) => url === path || url.startsWith(`${path}?`)),
     // "POST /v1/jobs", as HTTP's semantic conventions name a server span; the path without its query.
