@@ -122,15 +122,19 @@ async function serve(options: ServeOptions): Promise<void> {
     logger.info({ signal }, 'shutting down');
     plane
       .shutdown(signal)
-      // The spans of the shutdown too, then whatever the batch still holds.
-      .then(() => tracing?.shutdown())
       .then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+        () => 0,
+        (err: unknown) => {
+          logger.error({ err }, 'shutdown failed');
+          return 1;
+        },
+      )
+      // The shutdown's own spans too, then whatever the batch still holds; a collector that is
+      // down costs the exporter's timeout, not the exit.
+      .then(async (status) => {
+        await tracing?.shutdown().catch(() => undefined);
+        process.exit(status);
+      });
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
