@@ -44,12 +44,15 @@ export const MUSTER = {
 } as const;
 
 let on = false;
-const tracer = trace.getTracer('muster');
+// Taken when tracing starts: a tracer taken earlier would stay bound to the provider of an
+// earlier start in this process (the API's proxy is replaced when tracing is shut down).
+let tracer = trace.getTracer('muster');
 const NO_SPAN: Span = trace.wrapSpanContext({ traceId: '0'.repeat(32), spanId: '0'.repeat(16), traceFlags: 0 });
 
 /** Set by tracing.ts once a provider is registered (and cleared at its shutdown). */
 export function markTracingOn(value: boolean): void {
   on = value;
+  if (value) tracer = trace.getTracer('muster');
 }
 
 /** Whether spans are recorded at all in this process. */
