@@ -21,7 +21,8 @@ import { checkPlaneUrls } from './plane-urls.js';
 import { refusalLine } from './refusals.js';
 import { ReconnectLoop } from './reconnect-loop.js';
 import { ResultOutbox, type OutboxEntry } from './result-outbox.js';
-import { childTraceparent } from './trace-context.js';
+import { inSpan, messageSpanOptions, MUSTER, SpanKind, startSpan, withSpan, type Span } from '../observability/spans.js';
+import { childTraceparent, messageTraceparent } from './trace-context.js';
 import {
   AGENT_DEFAULTS,
   type AgentOptions,
@@ -78,6 +79,8 @@ export class Agent {
   private resendTimer: NodeJS.Timeout | undefined;
   private readonly loop: ReconnectLoop;
   private drained: Promise<void> | undefined;
+  /** The span of the current connection (`node session`). */
+  private sessionSpan: Span | undefined;
   private giveUpWith: ((reason: string) => void) | undefined;
   /** Resolves with one line when retrying cannot succeed (refused token, not a node listener); the agent has stopped. */
   readonly failed = new Promise<string>((resolve) => (this.giveUpWith = resolve));
@@ -192,6 +195,9 @@ export class Agent {
 
   /** Runs one connection until it closes. */
   private session(conn: Connection, url: string): Promise<void> {
+    // `node session`: one connection, from dial to close; its `RegisterNode` carries its context.
+    this.sessionSpan = startSpan('node session', { kind: SpanKind.CLIENT, attributes: { 'server.address': redactedUrl(url) } });
+    const span = this.sessionSpan;
     return new Promise((resolve) => {
       const link: PlaneLink = new PlaneLink(conn, this.codec, this.logger, {
         message: (message) => {
@@ -202,6 +208,8 @@ export class Agent {
         },
         closed: (err) => {
           this.onClosed(link, url, err);
+          if (err !== undefined) span.setAttribute('error.type', err.name);
+          span.end();
           resolve();
         },
       }, this.maxFrameBytes);
@@ -209,7 +217,7 @@ export class Agent {
       this.options.metrics?.connected();
       this.logger.info({ url, remote: conn.remoteAddress }, 'connected to control plane');
       link.start();
-      if (!link.isClosed) this.register(link, url);
+      if (!link.isClosed) withSpan(span, () => this.register(link, url));
     });
   }
 
@@ -233,7 +241,7 @@ export class Agent {
     if (resuming) {
       data.resume = { node_id: this.node!, running_jobs: this.jobs.runningJobIds(), unacked_results: this.outbox.unacked() };
     }
-    link.send('RegisterNode', data, childTraceparent());
+    link.send('RegisterNode', data, messageTraceparent());
     this.registerTimer = setTimeout(() => {
       this.logger.warn('no RegisterAck in time; reconnecting');
       void link.close();
@@ -266,9 +274,12 @@ export class Agent {
         return this.onRegisterAck(link, message.data);
       case 'JobAssignment':
         return this.onAssignment(link, message);
-      case 'JobResultAck':
-        this.jobs.ack(message.data.job_id, message.data.attempt);
+      case 'JobResultAck': {
+        const { job_id, attempt } = message.data;
+        const options = messageSpanOptions('process', 'JobResultAck', { [MUSTER.jobId]: job_id, [MUSTER.attempt]: attempt });
+        inSpan('process JobResultAck', options, message.traceparent ?? this.jobs.traceOf(job_id, attempt), () => this.jobs.ack(job_id, attempt));
         return;
+      }
       case 'CancelJob':
         if (!this.jobs.cancel(message.data)) this.logger.info({ job_id: message.data.job_id }, 'cancel for a job not running here');
         return;
@@ -316,6 +327,7 @@ export class Agent {
     if (ack.wire_features?.includes('deflate') === true) link.compressFrom = ack.compress_min_bytes ?? 1024;
     if (ack.wire_features?.includes('batch') === true) link.useBatches();
     this.backoff.reset();
+    this.sessionSpan?.setAttributes({ [MUSTER.nodeId]: ack.node_id, [MUSTER.replica]: ack.control_plane_id, [MUSTER.resumed]: ack.resumed });
     this.logger.info({ node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id, protocol_version: ack.protocol_version }, 'registered');
     this.events.emit('registered', { node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id });
     this.startHeartbeat();
@@ -328,9 +340,16 @@ export class Agent {
     this.startResending();
   }
 
+  /** In a `process JobAssignment` span under the plane's `send JobAssignment`: the answer, and the job's `job run`, are its children. */
   private onAssignment(link: PlaneLink, message: EnvelopeOf<'JobAssignment'>): void {
     const { job_id, attempt } = message.data;
-    const trace = childTraceparent(message.traceparent);
+    const options = messageSpanOptions('process', 'JobAssignment', { [MUSTER.jobId]: job_id, [MUSTER.attempt]: attempt });
+    inSpan('process JobAssignment', options, message.traceparent, () => this.takeAssignment(link, message));
+  }
+
+  private takeAssignment(link: PlaneLink, message: EnvelopeOf<'JobAssignment'>): void {
+    const { job_id, attempt } = message.data;
+    const trace = messageTraceparent(message.traceparent);
     if (this.jobs.isRunning(job_id, attempt) || this.outbox.has(job_id, attempt)) {
       // A repeat (e.g. after a resume): answer again, and resend the result if it is already there.
       link.send('JobAccepted', { job_id, attempt }, trace);
@@ -368,7 +387,7 @@ export class Agent {
     }
     const trace = this.jobs.traceOf(data.job_id, data.attempt);
     for (const chunk of chunks) {
-      link.send('LogChunk', chunk, childTraceparent(trace));
+      link.send('LogChunk', chunk, trace ?? childTraceparent());
       this.countLog(chunk);
     }
   }
@@ -496,8 +515,11 @@ export class Agent {
   private sendResult(link: PlaneLink, entry: OutboxEntry): void {
     // The node id is the current one: a refused resume may have given this agent a new one.
     const data = this.node === undefined ? entry.result : { ...entry.result, node_id: this.node };
-    const messageId = link.send('JobResult', data, childTraceparent(entry.traceparent));
-    this.outbox.markSent(entry.result.job_id, entry.result.attempt, Date.now(), messageId);
+    const { job_id, attempt } = entry.result;
+    // Each send (a resend too) is a `send JobResult` under the job's `job run`; the plane's `process JobResult` hangs under it.
+    const options = messageSpanOptions('send', 'JobResult', { [MUSTER.jobId]: job_id, [MUSTER.attempt]: attempt, [MUSTER.status]: entry.result.result.status });
+    const messageId = inSpan('send JobResult', options, entry.traceparent, () => link.send('JobResult', data, messageTraceparent(entry.traceparent)));
+    this.outbox.markSent(job_id, attempt, Date.now(), messageId);
   }
 
   /**
@@ -525,6 +547,12 @@ export class Agent {
 /** The plane's refusal of a job message for an attempt the sending node never held (PROTOCOL.md 4.5). */
 function isForeignAttempt(error: MessageData<'Error'>): boolean {
   return error.code === 'invalid_message' && error.field === 'data.job_id';
+}
+
+/** The plane's URL for a span: scheme, host and port only (a URL may carry credentials). */
+function redactedUrl(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.protocol}//${parsed.host}${parsed.protocol === 'unix:' ? parsed.pathname : ''}`;
 }
 
 /** Creates an agent and starts it connecting. */

@@ -7,6 +7,7 @@ import { cpuCount, diskGb, totalMemoryMb, type Reserved } from './host-facts.js'
 import { JobGuards } from './job-guard.js';
 import { JobRunner, type JobAssignment, type JobRunOutcome, type LogChunkData, type RunnerTuning } from './job-runner.js';
 import type { OutboxEntry, ResultOutbox } from './result-outbox.js';
+import { MUSTER, SpanKind, SpanStatusCode, startSpan, traceparentOf, type Span } from '../observability/spans.js';
 import { childTraceparent } from './trace-context.js';
 
 export interface JobEvents {
@@ -31,7 +32,10 @@ export interface JobManagerOptions {
 
 interface Running {
   runner: JobRunner;
+  /** The job's context on this agent: its `job run` span's while tracing, else the assignment's. */
   traceparent: string;
+  /** `job run`: the job's process, from its start to its exit code (no-op while tracing is off). */
+  span: Span;
 }
 
 export class JobManager {
@@ -108,7 +112,13 @@ export class JobManager {
     const earlier = [...this.running.values()].filter((r) => r.runner.jobId === job.job_id && r.runner.attempt !== job.attempt);
     for (const { runner } of earlier) runner.cancel(`superseded by attempt ${job.attempt}`);
     const after = earlier.length === 0 ? undefined : Promise.all(earlier.map((r) => r.runner.done));
-    const traceparent = message.traceparent ?? childTraceparent();
+    // Under the active `process JobAssignment` span (agent.ts), in the plane's trace of the job.
+    const span = startSpan('job run', {
+      kind: SpanKind.INTERNAL,
+      attributes: { [MUSTER.jobId]: job.job_id, [MUSTER.attempt]: job.attempt, [MUSTER.nodeId]: this.options.nodeId(), 'process.executable.name': executableName(job.job.command) },
+    });
+    // Its messages (log chunks, the result) carry it: the `job run` span's context, else the assignment's unchanged.
+    const traceparent = traceparentOf(span) ?? message.traceparent ?? childTraceparent();
     const runner = new JobRunner({
       assignment: job,
       workDir: this.options.workDir,
@@ -116,9 +126,10 @@ export class JobManager {
       ...this.options.runner,
       guard: this.guards.guard(job.job_id, job.attempt),
       ...(after === undefined ? {} : { after }),
-      onChunk: (chunk) => this.options.events.chunk(chunk, childTraceparent(traceparent)),
+      traceparent,
+      onChunk: (chunk) => this.options.events.chunk(chunk, traceparent),
     });
-    const entry = { runner, traceparent };
+    const entry = { runner, traceparent, span };
     this.running.set(key(job.job_id, job.attempt), entry);
     if (after === undefined) {
       this.options.logger.info(log, 'job started');
@@ -178,6 +189,11 @@ export class JobManager {
     const k = key(runner.jobId, runner.attempt);
     this.running.delete(k);
     this.ended.set(k, entry);
+    // Its exit code (null when it was killed by a signal or never started) and how the job ended.
+    if (outcome.result.exit_code !== null) entry.span.setAttribute('process.exit.code', outcome.result.exit_code);
+    entry.span.setAttribute(MUSTER.outcome, outcome.result.status);
+    if (outcome.result.status !== 'Completed') entry.span.setStatus({ code: SpanStatusCode.ERROR, message: `job ${outcome.result.status}` });
+    entry.span.end();
     if (outcome.result.status === 'Completed') this.completedCount += 1;
     else if (outcome.result.status !== 'Cancelled') this.failedCount += 1;
     this.options.logger.info(
@@ -197,6 +213,12 @@ export class JobManager {
     this.options.outbox.add(result);
     this.options.events.result(result);
   }
+}
+
+/** The program's file name only: its path and arguments may hold what a trace should not. */
+function executableName(command: readonly string[]): string {
+  const program = command[0] ?? '';
+  return program.slice(program.lastIndexOf('/') + 1).slice(0, 128);
 }
 
 function key(jobId: string, attempt: number): string {

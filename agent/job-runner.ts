@@ -54,6 +54,11 @@ export interface JobRunnerOptions {
    * must have exited first. Default: at once.
    */
   after?: Promise<unknown>;
+  /**
+   * The job's W3C trace context, set as `TRACEPARENT` in its environment so that a build tool
+   * can continue the trace (the OpenTelemetry convention for environment carriers). Default none.
+   */
+  traceparent?: string;
 }
 
 /** The runner's settings that the agent passes on from its own options (agent-options.ts). */
@@ -201,7 +206,9 @@ export class JobRunner {
     const env: NodeJS.ProcessEnv = {};
     if (base.PATH !== undefined) env.PATH = base.PATH;
     if (base.HOME !== undefined) env.HOME = base.HOME;
-    return { ...env, ...job.environment, ...ctx.variables, ...ctx.secrets };
+    // The agent's context wins over one the job names: it is the span the job's process runs in.
+    const trace = this.options.traceparent === undefined ? {} : { TRACEPARENT: this.options.traceparent };
+    return { ...env, ...job.environment, ...ctx.variables, ...ctx.secrets, ...trace };
   }
 
   private onOutput(stream: LogStream, bytes: Buffer): void {

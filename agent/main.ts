@@ -10,6 +10,7 @@ import type { CodecName } from '../protocol/codec.js';
 import { AgentMetrics } from '../observability/agent-metrics.js';
 import { createLogger } from '../observability/logger.js';
 import { startMetricsServer, type MetricsServer } from '../observability/metrics-server.js';
+import { startTracing } from '../observability/tracing.js';
 import '../transports/builtin.js';
 import { startAgent, type Agent, type AgentOptions } from './agent.js';
 
@@ -60,6 +61,9 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<Agent>
   // Bound before the agent starts: a taken port ends the command before it dials anyone.
   const metrics = opts.metrics === undefined ? undefined : new AgentMetrics();
   const server = metrics === undefined ? undefined : await serveMetrics(metrics, opts.metrics!);
+  // Only with an OTLP endpoint in the OTEL_* variables; its spans are flushed before the agent exits.
+  const tracing = await startTracing('muster-agent');
+  if (tracing !== undefined) logger.info({ endpoint: tracing.endpoint, service_name: tracing.serviceName }, 'exporting traces');
   const agent = startAgent({
     urls: opts.urls,
     token: opts.token,
@@ -71,8 +75,9 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<Agent>
     ...opts.agent,
   });
   logger.info({ urls: opts.urls, work_dir: workDir, metrics: server?.url }, 'agent started');
-  void agent.failed.then((reason) => {
+  void agent.failed.then(async (reason) => {
     process.stderr.write(`muster: ${reason}\n`);
+    await tracing?.shutdown();
     exit(1);
   });
   return new Promise((done) => {
@@ -90,6 +95,7 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<Agent>
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
         await server?.close();
+        await tracing?.shutdown();
         done(agent);
         exit(0);
       });

@@ -101,7 +101,12 @@ async function serve(options: ServeOptions): Promise<void> {
   const { startControlPlane } = await import('../supervisor/control-plane.js');
   const logger = createLogger({ level: config.logLevel, name: 'muster' });
   const { EXIT_STORE_UNUSABLE, isStoreUnusable } = await import('../supervisor/store/sqlite-database.js');
-  const plane = await startControlPlane(config, logger).catch((err: unknown) => {
+  // Before the plane, so that its admin API registers the fastify plugin; nothing without an OTLP endpoint.
+  const { startTracing } = await import('../observability/tracing.js');
+  const tracing = await startTracing('muster');
+  if (tracing !== undefined) logger.info({ endpoint: tracing.endpoint, service_name: tracing.serviceName }, 'exporting traces');
+  const plane = await startControlPlane(config, logger).catch(async (err: unknown) => {
+    await tracing?.shutdown();
     // A damaged or read-only store: its own exit status, so that a supervisor does not restart in a loop.
     if (isStoreUnusable(err)) throw Object.assign(new Error((err as Error).message), { exitStatus: EXIT_STORE_UNUSABLE });
     throw err;
@@ -115,13 +120,21 @@ async function serve(options: ServeOptions): Promise<void> {
     if (stopping) process.exit(1);
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    plane.shutdown(signal).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    plane
+      .shutdown(signal)
+      .then(
+        () => 0,
+        (err: unknown) => {
+          logger.error({ err }, 'shutdown failed');
+          return 1;
+        },
+      )
+      // The shutdown's own spans too, then whatever the batch still holds; a collector that is
+      // down costs the exporter's timeout, not the exit.
+      .then(async (status) => {
+        await tracing?.shutdown().catch(() => undefined);
+        process.exit(status);
+      });
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

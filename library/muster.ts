@@ -11,3 +11,5 @@ export type { SubmitJobRequest } from '../supervisor/admin/job-request.js';
 export type { JobRecord, JobState } from '../supervisor/store/job-store.js';
 export type { Config } from '../supervisor/config.js';
 export { MusterError } from '../protocol/errors.js';
+export { startTracing } from '../observability/tracing.js';
+export type { Tracing } from '../observability/tracing.js';

@@ -1,10 +1,13 @@
 // The one structured logger every part uses: JSON lines (pino), pretty on an interactive terminal.
 // Secrets and tokens are redacted here, once, so no call site has to remember to.
+// A line written while a span is active carries its `trace_id` and `span_id` (OpenTelemetry's
+// log correlation field names), so a backend can jump from a line to its trace.
 // Callers add context with child loggers: `logger.child({ conn_id })`, `.child({ node_id })`,
 // `.child({ job_id })`, so every line about a connection, node or job can be filtered by that field.
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import pinoPretty from 'pino-pretty';
+import { activeSpanIds } from './spans.js';
 
 export type { Logger } from 'pino';
 
@@ -49,6 +52,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const settings = {
     level,
     redact: { paths: [...REDACT_PATHS] },
+    mixin: activeSpanIds,
     ...(options.name === undefined ? {} : { name: options.name }),
   };
   if (options.destination !== undefined) return pino(settings, options.destination);

@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import type { Server } from 'node:http';
 import Fastify, { type FastifyHttpOptions, type FastifyInstance } from 'fastify';
 import type { Logger } from '../../observability/logger.js';
+import { activeTracing } from '../../observability/tracing.js';
 import { DEFAULTS } from '../config.js';
 import { registerAdminAccess, type AdminAccess } from './api-access.js';
 import { clientErrorAnswer, HttpError, notFound, rawAnswer, sendBare, toHttpError } from './api-errors.js';
@@ -95,6 +96,10 @@ export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi>
 
   // Before the routes: its role check watches every route registration.
   registerAdminAccess(app, options.access ?? {});
+  // Before the routes, so that it sees them all: a span per request (`POST /v1/jobs`). After the
+  // role check's watch, which must see each route's own hooks, not @fastify/otel's wrappers of them.
+  const tracing = activeTracing();
+  if (tracing !== undefined) await app.register(tracing.fastifyPlugin());
   const deps: AdminRouteDeps = {
     api: options.api,
     tokens: options.tokens,

@@ -2,6 +2,7 @@
 // through the store and the job coordinator, nodes through the registry (their state is
 // their actors'), and the plane's metrics (observability/plane-metrics.ts) for `/v1/stats` and
 // `/metrics`, whose gauges it points at the registry, the scheduler's queue and the store.
+import { submitSpans } from '../jobs/job-trace.js';
 import type { NodeBreaker } from '../jobs/node-breaker.js';
 import type { Logger } from 'pino';
 import type { PlaneMetrics } from '../../observability/plane-metrics.js';
@@ -73,7 +74,15 @@ export class PlaneApiImpl implements PlaneApi {
   }
 
   async submitJob(job: NewJob): Promise<JobRecord> {
-    const record = await this.p.store.submit(job, this.p.owner);
+    // The job's trace starts here (under the request's span): the store keeps its context.
+    const traced = submitSpans([job]);
+    const records: JobRecord[] = [];
+    try {
+      records.push(await this.p.store.submit(traced.jobs[0]!, this.p.owner));
+    } finally {
+      traced.done(records);
+    }
+    const record = records[0]!;
     this.p.logger.info({ job_id: record.job_id, priority: record.priority }, 'job submitted');
     this.p.scheduler.enqueue(record);
     this.p.bus.publish({ kind: 'job', job_id: record.job_id, state: record.state, attempt: record.attempt });

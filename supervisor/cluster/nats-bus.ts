@@ -12,7 +12,9 @@ import { decodeBusEvent, encodeBusEvent } from './bus-event-codec.js';
 import { boundedWait, serverHas } from './nats-waits.js';
 import { NatsStatusTracker } from './nats-status.js';
 import { EVENT_SUBJECTS, eventSubject } from './subjects.js';
-import { TRACEPARENT_HEADER, isTraceparent, traceparentOrNew } from './traceparent.js';
+import { traceparentOf } from '../../observability/spans.js';
+import { processing, sending } from './nats-trace.js';
+import { TRACEPARENT_HEADER, isTraceparent } from './traceparent.js';
 
 export interface NatsBusOptions {
   nc: NatsConnection;
@@ -80,9 +82,13 @@ export class NatsBus implements Bus {
       this.counts.dropped++;
       return;
     }
-    const item = { subject: eventSubject(event), data: encodeBusEvent(event), traceparent: traceparentOrNew(traceparent) };
-    if (this.status.state === 'connected' && this.pendingCount() === 0) this.send(item);
-    else this.queue(item);
+    const subject = eventSubject(event);
+    const data = encodeBusEvent(event);
+    sending(`muster.evt.${event.kind}`, subject, data.length, traceparent, (header) => {
+      const item = { subject, data, traceparent: header };
+      if (this.status.state === 'connected' && this.pendingCount() === 0) this.send(item);
+      else this.queue(item);
+    });
   }
 
   subscribe(handler: BusHandler): () => void {
@@ -173,9 +179,13 @@ export class NatsBus implements Bus {
     this.counts.heard++;
     const traceparent = msg.headers?.get(TRACEPARENT_HEADER);
     const trace = isTraceparent(traceparent) ? traceparent : undefined;
+    processing(`muster.evt.${decoded.event.kind}`, msg.subject, msg.data.length, trace, () => this.deliver(decoded.event, traceparentOf() ?? trace));
+  }
+
+  private deliver(event: BusEvent, trace: string | undefined): void {
     for (const handler of this.handlers) {
       try {
-        handler(decoded.event, trace);
+        handler(event, trace);
       } catch (err) {
         (this.o.onHandlerError ?? ((e: unknown) => this.o.logger.error({ err: e }, 'bus subscriber failed')))(err);
       }

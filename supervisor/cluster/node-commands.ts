@@ -11,6 +11,8 @@ import { serverHas } from './nats-waits.js';
 import { decodeReply, decodeRequest, encodeJson } from './node-command-codec.js';
 import type { NatsStatusTracker } from './nats-status.js';
 import { commandSubject } from './subjects.js';
+import { traceparentOf } from '../../observability/spans.js';
+import { processing, sending } from './nats-trace.js';
 import { childTraceparent, TRACEPARENT_HEADER, traceparentOrNew } from './traceparent.js';
 
 export type NodeCommand =
@@ -85,8 +87,13 @@ export class NodeCommandServer {
   }
 }
 
-async function answer(o: NodeCommandServerOptions, msg: Msg): Promise<void> {
-  const traceparent = traceparentOrNew(msg.headers?.get(TRACEPARENT_HEADER));
+/** In a `process muster.cmd` span under the request's context (when tracing): the handler's spans are its children. */
+function answer(o: NodeCommandServerOptions, msg: Msg): Promise<void> {
+  const header = msg.headers?.get(TRACEPARENT_HEADER);
+  return processing('muster.cmd', msg.subject, msg.data.length, header, () => answerNow(o, msg, traceparentOf() ?? traceparentOrNew(header)));
+}
+
+async function answerNow(o: NodeCommandServerOptions, msg: Msg, traceparent: string): Promise<void> {
   const decoded = decodeRequest(msg.data);
   let reply: NodeCommandReply;
   if ('problem' in decoded) {
@@ -96,7 +103,7 @@ async function answer(o: NodeCommandServerOptions, msg: Msg): Promise<void> {
     reply = await handle(o, decoded.request, traceparent);
   }
   const h = headers();
-  h.set(TRACEPARENT_HEADER, childTraceparent(traceparent));
+  h.set(TRACEPARENT_HEADER, traceparentOf() ?? childTraceparent(traceparent));
   try {
     msg.respond(encodeJson(reply), { headers: h });
   } catch (err) {
@@ -140,14 +147,17 @@ export class NodeCommandClient {
     if (this.o.status !== undefined && this.o.status.state !== 'connected') {
       throw new MusterError('internal', `cannot reach owner replica ${owner}: this replica is ${this.o.status.state === 'closed' ? 'closed' : 'not connected to NATS'}`);
     }
-    const h = headers();
-    h.set(TRACEPARENT_HEADER, traceparentOrNew(traceparent));
-    let msg: Msg;
-    try {
-      msg = await this.o.nc.request(subject, encodeJson({ from: this.o.replicaId, command }), { timeout: this.o.timeoutMs, headers: h });
-    } catch (err) {
-      throw this.failure(owner, subject, err);
-    }
+    const body = encodeJson({ from: this.o.replicaId, command });
+    // A `send muster.cmd` span when tracing and in a span: the owner's `process muster.cmd` is its child.
+    const msg = await sending('muster.cmd', subject, body.length, traceparent, async (header) => {
+      const h = headers();
+      h.set(TRACEPARENT_HEADER, header);
+      try {
+        return await this.o.nc.request(subject, body, { timeout: this.o.timeoutMs, headers: h });
+      } catch (err) {
+        throw this.failure(owner, subject, err);
+      }
+    });
     const reply = decodeReply(msg.data);
     if (reply === undefined) throw new MusterError('internal', `owner replica ${owner} gave an answer that is not a node command reply`);
     return reply;

@@ -1,6 +1,8 @@
 // W3C trace context (https://www.w3.org/TR/trace-context/) for messages that cross replicas over
 // NATS: every message carries a `traceparent` header, the caller's when it gives a valid one,
 // else a fresh one, so that a trace can follow a change from the replica that made it.
+// While the process traces (observability/tracing.ts), the header is injected from the active
+// span and extracted into the receiver's span (nats-trace.ts), with the messaging conventions.
 import { randomFillSync } from 'node:crypto';
 
 /** The NATS header that carries it, named as W3C and OpenTelemetry's propagators name it. */
@@ -22,9 +24,12 @@ export function isTraceparent(value: unknown): value is string {
   return traceId !== ZERO_TRACE && spanId !== ZERO_SPAN;
 }
 
-/** A new trace: random trace and span ids, sampled. */
-export function newTraceparent(): string {
-  return `00-${nonZeroHex(16)}-${nonZeroHex(8)}-01`;
+/**
+ * A new trace: random trace and span ids, sampled unless `sampled` is false (a process that
+ * traces marks the ids no span of its own recorded as not sampled, so a receiver records none).
+ */
+export function newTraceparent(sampled = true): string {
+  return `00-${nonZeroHex(16)}-${nonZeroHex(8)}-${sampled ? '01' : '00'}`;
 }
 
 /** A new span in the trace of `parent` (its trace id and flags), or a new trace when `parent` is not valid. */

@@ -20,6 +20,8 @@ import type { AuditSink } from '../security/audit-log.js';
 import { peerIp } from '../security/peer-address.js';
 import type { JobRecord, JobStore, OwnerToken } from '../store/job-store.js';
 import type { NodeSession } from '../nodes/node-session.js';
+import { inSpan, messageSpanOptions, tracingOn, withSpan } from '../../observability/spans.js';
+import { assignmentSpan, jobMessageAttributes } from './job-trace.js';
 
 interface Placement {
   jobId: string;
@@ -39,6 +41,8 @@ interface Placement {
   orphanTimer?: NodeJS.Timeout;
   /** The plane's masking of this attempt's output; none when the job has no secrets. */
   masks?: OutputMasks | undefined;
+  /** The context its `JobAssignment` carried: the parent of the node's answers that carry none. */
+  traceparent?: string | undefined;
 }
 
 interface RunLimits {
@@ -224,11 +228,21 @@ export class JobCoordinator implements JobHoldings {
       priority: job.priority,
     };
     if (job.deadline !== undefined) data.deadline = job.deadline;
-    session.send('JobAssignment', data);
-    if (job.attempt === 1) this.o.metrics?.dispatched(Date.now() - Date.parse(job.created_at));
-    placement.acceptTimer = setTimeout(() => void this.acceptTimedOut(placement), this.o.acceptTimeoutMs);
-    this.o.bus.publish({ kind: 'job', job_id: job.job_id, state: 'Assigned', attempt: job.attempt, node_id: nodeId });
-    if (session.logs('info')) session.logger.info({ job_id: job.job_id, attempt: job.attempt, node_id: nodeId }, 'job assigned');
+    const trace = assignmentSpan(job, nodeId);
+    placement.traceparent = trace?.traceparent;
+    // In the span of the send (when tracing): the bus event, the log line and the accept timeout belong to the job's trace.
+    const announce = (): void => {
+      session.send('JobAssignment', data, undefined, trace?.traceparent);
+      if (job.attempt === 1) this.o.metrics?.dispatched(Date.now() - Date.parse(job.created_at));
+      placement.acceptTimer = setTimeout(() => void this.acceptTimedOut(placement), this.o.acceptTimeoutMs);
+      this.o.bus.publish({ kind: 'job', job_id: job.job_id, state: 'Assigned', attempt: job.attempt, node_id: nodeId });
+      if (session.logs('info')) session.logger.info({ job_id: job.job_id, attempt: job.attempt, node_id: nodeId }, 'job assigned');
+    };
+    if (trace === undefined) announce();
+    else {
+      withSpan(trace.span, announce);
+      trace.span.end();
+    }
     return true;
   }
 
@@ -281,7 +295,16 @@ export class JobCoordinator implements JobHoldings {
     return token;
   }
 
-  async handle(session: NodeSession, nodeId: string, message: JobMessage): Promise<void> {
+  /** A job message from a node, in a `process <type>` span under the context it carries. */
+  handle(session: NodeSession, nodeId: string, message: JobMessage): Promise<void> {
+    // The hot path (every log chunk): with tracing off, not even the span's options are made.
+    if (!tracingOn()) return this.handleNow(session, nodeId, message);
+    const parent = message.traceparent ?? this.placements.get(message.data.job_id)?.traceparent;
+    const options = messageSpanOptions('process', message.type, jobMessageAttributes(message.data, nodeId, message.id));
+    return inSpan(`process ${message.type}`, options, parent, () => this.handleNow(session, nodeId, message));
+  }
+
+  private async handleNow(session: NodeSession, nodeId: string, message: JobMessage): Promise<void> {
     const standing = await this.standing(nodeId, message.data.job_id, message.data.attempt);
     if (standing.kind === 'foreign') return this.refuseForeign(session, nodeId, message);
     switch (message.type) {

@@ -3,7 +3,8 @@
 import type { Logger } from 'pino';
 import type { PlaneApi } from '../admin/plane-api.js';
 import type { Bus } from '../bus/bus.js';
-import type { JobStore, OwnerToken } from '../store/job-store.js';
+import type { JobRecord, JobStore, OwnerToken } from '../store/job-store.js';
+import { submitSpans } from './job-trace.js';
 import type { JobCoordinator } from './job-coordinator.js';
 import type { Scheduler } from './scheduler.js';
 
@@ -23,7 +24,14 @@ export type PipelineApi = Pick<PlaneApi, 'submitJobs' | 'listJobs' | 'jobAttempt
 export function pipelineApi(d: PipelineApiDeps): PipelineApi {
   return {
     submitJobs: async (jobs) => {
-      const records = await d.store.submitMany(jobs, d.owner);
+      // One trace per job, each under the request's span: the store keeps each job's context.
+      const traced = submitSpans(jobs);
+      let records: JobRecord[] = [];
+      try {
+        records = await d.store.submitMany(traced.jobs, d.owner);
+      } finally {
+        traced.done(records);
+      }
       d.logger.info({ jobs: records.length, first_job_id: records[0]?.job_id }, 'jobs submitted in a batch');
       for (const r of records) d.scheduler.enqueue(r);
       for (const r of records) d.bus.publish({ kind: 'job', job_id: r.job_id, state: r.state, attempt: r.attempt });

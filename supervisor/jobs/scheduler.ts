@@ -13,6 +13,7 @@
 // The store stays the truth: every job that becomes Queued is announced on the bus (submit,
 // requeue), and an assignment is the store's compare-and-set, so a stale index entry costs one
 // failed assignment and nothing else. One pass runs at a time; wakes during a pass coalesce.
+import { outsideSpans } from '../../observability/spans.js';
 import type { Logger } from 'pino';
 import { reservedFor } from '../../actors/node-capacity.js';
 import type { WaitingFor } from '../admin/wire-types.js';
@@ -118,7 +119,9 @@ export class Scheduler {
       return;
     }
     this.running = true;
-    setImmediate(() => void this.loop());
+    // A pass serves every queued job, whoever woke it: it runs in no request's trace (and its log
+    // lines carry no trace id); each assignment continues its own job's trace (job-trace.ts).
+    setImmediate(() => outsideSpans(() => void this.loop()));
   }
 
   /** Resolves once no pass runs or is asked for, and no announced job is still being read. */

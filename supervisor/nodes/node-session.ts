@@ -30,6 +30,7 @@ import { BATCHED_PLANE_TYPES, handleBatch } from './batch-session.js';
 import type { Connection } from '../../transports/transport.js';
 import type { WireMeter } from '../../observability/plane-metrics.js';
 import { NodeRateLimit, type NodeRates } from '../security/node-rate-limit.js';
+import { failSpan, messageSpanOptions, MUSTER, SpanKind, startSpan, traceparentOf, withSpan, type Span } from '../../observability/spans.js';
 
 /** What a session needs from the control plane. */
 export interface SessionHost {
@@ -103,6 +104,8 @@ export class NodeSession {
   private readonly rate: NodeRateLimit | undefined;
   /** The code of the error the plane closed the connection with, for the audit log. */
   private closeCode: string | undefined;
+  /** `node session`: from the connection's start to its close (a no-op span while tracing is off). */
+  private span: Span | undefined;
 
   constructor(
     readonly connection: Connection,
@@ -181,11 +184,22 @@ export class NodeSession {
     }
   }
 
+  /** `process RegisterNode` spans the check and the answer (`RegisterAck` carries its context), under the node's context. */
   private authenticate(message: EnvelopeOf<'RegisterNode'>): void {
+    const span = startSpan('process RegisterNode', messageSpanOptions('process', 'RegisterNode', { [MUSTER.connectionId]: this.connection.id }), message.traceparent);
     this.host.authenticate(this, message).then(
-      (registration) => this.tell({ type: 'auth.done', registration }),
+      (registration) => {
+        span.setAttributes({ [MUSTER.nodeId]: registration.nodeId, [MUSTER.resumed]: registration.resumed });
+        this.span?.setAttribute(MUSTER.nodeId, registration.nodeId);
+        withSpan(span, () => this.tell({ type: 'auth.done', registration }));
+        span.end();
+      },
       // A refusal answers the RegisterNode, which may carry an id (PROTOCOL.md section 2).
-      (err: unknown) => this.tell({ type: 'auth.failed', error: err instanceof MusterError ? answering(err, message.id) : err }),
+      (err: unknown) => {
+        failSpan(span, err);
+        withSpan(span, () => this.tell({ type: 'auth.failed', error: err instanceof MusterError ? answering(err, message.id) : err }));
+        span.end();
+      },
     );
   }
 
@@ -198,14 +212,18 @@ export class NodeSession {
 
   /** Starts the actor and the flow of frames. */
   start(): void {
+    this.span = startSpan('node session', { kind: SpanKind.SERVER, attributes: { [MUSTER.connectionId]: this.connection.id } });
     this.actor.start();
     this.connection.start({
       frame: (codecByte, body) => this.onFrame(codecByte, body),
       error: (err) => this.tell({ type: 'frame.error', error: err }),
       // After the actor has ended (it closed the connection itself), there is no one left to tell.
       closed: (err) => {
-        this.host.connectionClosed?.(this, this.closeCode ?? (err === undefined ? 'closed' : 'connection error'));
+        const reason = this.closeCode ?? (err === undefined ? 'closed' : 'connection error');
+        this.host.connectionClosed?.(this, reason);
         this.tell({ type: 'connection.closed' });
+        this.span?.setAttribute(MUSTER.closeReason, reason);
+        this.span?.end();
       },
     });
   }
@@ -218,11 +236,12 @@ export class NodeSession {
     return this.lastState;
   }
 
-  /** Sends one message in the node's codec. */
-  send<T extends PlaneMessageType>(type: T, data: MessageData<T>, replyTo?: string): void {
+  /** Sends one message in the node's codec; its `traceparent` is the one given, else the active span's (when tracing). */
+  send<T extends PlaneMessageType>(type: T, data: MessageData<T>, replyTo?: string, traceparent = traceparentOf()): void {
     if (this.connection.isClosed) return;
-    const envelope: { type: T; data: MessageData<T>; reply_to?: string } = { type, data };
+    const envelope: { type: T; data: MessageData<T>; reply_to?: string; traceparent?: string } = { type, data };
     if (replyTo !== undefined) envelope.reply_to = replyTo;
+    if (traceparent !== undefined) envelope.traceparent = traceparent;
     const body = encodeBody(this.codec, envelope);
     if (this.#batcher !== undefined) {
       if (BATCHED_PLANE_TYPES.has(type)) return this.#batcher.add(type, body);

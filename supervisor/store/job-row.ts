@@ -8,7 +8,7 @@ import { SEALED_VALUE, type SecretBox } from './secret-box.js';
 import { TOKEN_SCHEMA_SQL } from './token-row.js';
 
 /** Bumped (with a migration) whenever the tables change; kept in `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 // Version 1: jobs, attempts, results, log chunks.
 // `seq` is its own column (not the implicit rowid, which VACUUM may renumber) so FIFO order survives.
@@ -96,12 +96,16 @@ CREATE INDEX IF NOT EXISTS jobs_list_by_node ON jobs (node_id, seq);
 CREATE INDEX IF NOT EXISTS jobs_list_by_priority ON jobs (priority, seq);
 `;
 
+// Version 6: the trace context each job was submitted in (JobRecord.traceparent); null for jobs
+// submitted before it, or by a plane that does not trace.
+const TRACEPARENT_SQL = `ALTER TABLE jobs ADD COLUMN traceparent TEXT;`;
+
 /**
  * `MIGRATIONS[i]` takes a store from version `i` to `i + 1`; a new file runs them all. Each only
  * adds tables or columns (version 4 also seals the secrets already stored), so the data of the
  * versions before it stays as it was.
  */
-export const MIGRATIONS: ReadonlyArray<string | MigrationStep> = [SCHEMA_SQL, TOKEN_SCHEMA_SQL, OWNER_SQL, sealSecrets, LIST_INDEX_SQL];
+export const MIGRATIONS: ReadonlyArray<string | MigrationStep> = [SCHEMA_SQL, TOKEN_SCHEMA_SQL, OWNER_SQL, sealSecrets, LIST_INDEX_SQL, TRACEPARENT_SQL];
 
 /** The context as stored: secret names with SEALED_VALUE, and the values sealed apart (null when none). */
 export function sealContext(
@@ -136,6 +140,7 @@ export interface JobRow {
   selector: string;
   deadline: string | null;
   max_attempts: number;
+  traceparent: string | null;
   cancel_requested: number;
   owner: number;
   reason: string | null;
@@ -172,6 +177,7 @@ export interface JobInsert {
   selector: string;
   deadline: string | null;
   max_attempts: number;
+  traceparent: string | null;
   owner: number;
   sealed_secrets: string | null;
   now: string;
@@ -188,6 +194,7 @@ export function toJobInsert(jobId: string, job: NewJob, owner: number, now: stri
     selector: JSON.stringify(job.selector),
     deadline: job.deadline ?? null,
     max_attempts: job.max_attempts,
+    traceparent: job.traceparent ?? null,
     owner,
     sealed_secrets,
     now,
@@ -210,6 +217,7 @@ export function rowToRecord(row: JobRow): JobRecord {
   };
   // Optional fields are left out rather than set to undefined, so records compare and serialise cleanly.
   if (row.deadline !== null) record.deadline = row.deadline;
+  if (row.traceparent !== null) record.traceparent = row.traceparent;
   if (row.node_id !== null) record.node_id = row.node_id;
   if (row.reason !== null) record.reason = row.reason;
   if (row.assigned_at !== null) record.assigned_at = row.assigned_at;

@@ -38,7 +38,16 @@ export interface NewJob {
   /** RFC 3339; the job must be finished by then or it is `TimedOut`. */
   deadline?: string;
   max_attempts: number;
+  /**
+   * The W3C trace context the job was submitted in (observability/spans.ts): every later span
+   * of the job (queueing, each attempt's assignment, its result) continues it, on any replica.
+   * Absent when the plane does not trace. At most MAX_TRACEPARENT_CHARS.
+   */
+  traceparent?: string;
 }
+
+/** A version 00 `traceparent` is 55 characters; later versions may add some (as protocol/validator.ts allows). */
+export const MAX_TRACEPARENT_CHARS = 512;
 
 export interface JobRecord extends NewJob {
   job_id: string;

@@ -68,9 +68,9 @@ function prepareStatements(db: Db) {
   return {
     insertJob: db.prepare<[JobInsert]>(`
       INSERT INTO jobs (job_id, seq, state, attempt, priority, priority_rank, job, execution_context,
-                        selector, deadline, max_attempts, owner, sealed_secrets, created_at, updated_at)
+                        selector, deadline, max_attempts, traceparent, owner, sealed_secrets, created_at, updated_at)
       VALUES (@job_id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), 'Queued', 1, @priority, @priority_rank,
-              @job, @execution_context, @selector, @deadline, @max_attempts, @owner, @sealed_secrets, @now, @now)`),
+              @job, @execution_context, @selector, @deadline, @max_attempts, @traceparent, @owner, @sealed_secrets, @now, @now)`),
     sealedSecrets: db.prepare<[string], { sealed_secrets: string | null }>(`SELECT sealed_secrets FROM jobs WHERE job_id = ?`),
     lifecycle: db.prepare<[string], LifecycleRow>(LIFECYCLE_SELECT),
     setOwner: db.prepare<[number, string]>(`UPDATE jobs SET owner = ? WHERE job_id = ?`),

@@ -232,6 +232,8 @@ export interface AgentOptions {
   tags?: Record<string, string>;
   /** Default: a fresh node registration token. */
   token?: string;
+  /** Extra environment (OTEL_* settings, say). */
+  env?: Record<string, string>;
 }
 
 export interface Gate {
@@ -296,7 +298,7 @@ export class Harness {
     const urls = options.urls ?? [options.url ?? plane.tcpUrl];
     const args = ['agent', ...urls.flatMap((url) => ['--url', url]), '--token', token, '--work-dir', workDir];
     for (const [k, v] of Object.entries(options.tags ?? {})) args.push('--tag', `${k}=${v}`);
-    const proc = this.spawn('agent', args, workDir, {});
+    const proc = this.spawn('agent', args, workDir, options.env ?? {});
     const registered = await proc.waitForLog((l) => l.msg === 'registered', 20_000, 'registered line');
     return new AgentProcess(proc, String(registered.node_id), workDir);
   }

@@ -102,6 +102,20 @@ export function jobStoreContract(name: string, open: () => Promise<JobStore> | J
         expect(b.seq).toBeGreaterThan(a.seq);
       });
 
+      it('keeps the trace context a job was submitted in through its attempts, a retry and a batch', async () => {
+        const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+        const { job_id } = await store.submit(newJob({ traceparent, max_attempts: 1 }), OWNER);
+        expect(await store.assign(job_id, 1, NODE_A, OWNER)).toBe(true);
+        expect(await store.requeue(job_id, 1, 'node died', OWNER)).toMatchObject({ state: 'DeadLettered', traceparent });
+        expect(await store.retry(job_id, 1, OWNER)).toMatchObject({ state: 'Queued', attempt: 2, traceparent });
+        expect((await store.get(job_id))?.traceparent).toBe(traceparent);
+        const other = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+        const batch = await store.submitMany([newJob({ traceparent: other }), newJob()], OWNER);
+        expect((await store.get(batch[0]!.job_id))?.traceparent).toBe(other);
+        // A job submitted without one has none (not an empty or null field).
+        expect(await store.get(batch[1]!.job_id)).not.toHaveProperty('traceparent');
+      });
+
       it('answers undefined for an unknown job', async () => {
         expect(await store.get('00000000-0000-4000-8000-000000000000')).toBeUndefined();
       });

@@ -110,7 +110,7 @@ describe('SqliteJobStore on disk', () => {
     try {
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
-      expect(SCHEMA_VERSION).toBe(5);
+      expect(SCHEMA_VERSION).toBe(6);
     } finally {
       db.close();
     }
@@ -134,6 +134,8 @@ describe('SqliteJobStore on disk', () => {
     const tokens = SqliteTokenStore.open(file);
     try {
       expect(await store.get(job.job_id)).toMatchObject({ job_id: job.job_id, state: 'Queued' });
+      // Submitted before jobs kept their trace context: none, rather than a null field.
+      expect(await store.get(job.job_id)).not.toHaveProperty('traceparent');
       // Written before owner tokens existed: the first writer with one takes the job.
       expect(await store.assign(job.job_id, 1, NODE_A, OWNER)).toBe(true);
       await expect(store.markRunning(job.job_id, 1, OWNER - 1)).rejects.toBeInstanceOf(MusterError);
