@@ -21,6 +21,8 @@ import { checkPlaneUrls } from './plane-urls.js';
 import { refusalLine } from './refusals.js';
 import { ReconnectLoop } from './reconnect-loop.js';
 import { ResultOutbox, type OutboxEntry } from './result-outbox.js';
+import { findArtifactFiles } from './artifact-files.js';
+import { ArtifactUploads } from './artifact-upload.js';
 import { childTraceparent } from './trace-context.js';
 import {
   AGENT_DEFAULTS,
@@ -36,10 +38,10 @@ const RESUME_REFUSALS: ReadonlySet<string> = new Set(['auth_failed', 'token_expi
 /** The protocol versions the agent speaks (PROTOCOL.md section 3). */
 const AGENT_PROTOCOL_VERSIONS = [1, 2];
 
-/** The wire features it offers over `url`: `deflate` on stream transports without payload encryption (PROTOCOL.md section 8). */
+/** The wire features it offers over `url`: `deflate` on stream transports without payload encryption, `artifacts` everywhere (PROTOCOL.md section 8). */
 function offeredFeatures(url: string, encrypted: boolean): string[] {
   const scheme = new URL(url).protocol;
-  return !encrypted && (scheme === 'tcp:' || scheme === 'tls:' || scheme === 'unix:') ? ['deflate'] : [];
+  return !encrypted && (scheme === 'tcp:' || scheme === 'tls:' || scheme === 'unix:') ? ['deflate', 'artifacts'] : ['artifacts'];
 }
 
 /** What the agent tells its embedder (the library's `agent.on`), by event name. */
@@ -59,6 +61,7 @@ export class Agent {
   private readonly outbox: ResultOutbox;
   private readonly jobs: JobManager;
   private readonly logQueue: LogQueue;
+  private readonly uploads: ArtifactUploads;
   private readonly usage = new UsageSampler();
   private readonly codec: CodecName;
   private link: PlaneLink | undefined;
@@ -95,6 +98,7 @@ export class Agent {
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? AGENT_DEFAULTS.heartbeatIntervalMs;
     this.outbox = new ResultOutbox(options.workDir, this.logger);
     this.logQueue = new LogQueue(this.logger, options.maxQueuedLogBytes ?? AGENT_DEFAULTS.maxQueuedLogBytes);
+    this.uploads = new ArtifactUploads({ logger: this.logger, binary: this.codec === 'msgpack' });
     this.jobs = new JobManager({
       workDir: options.workDir,
       outbox: this.outbox,
@@ -102,6 +106,7 @@ export class Agent {
       runner: runnerTuning(options),
       ...(options.jobCgroups === undefined ? {} : { jobCgroups: options.jobCgroups }),
       nodeId: () => this.node ?? '',
+      artifacts: async (job, cwd) => this.uploads.uploadAll(job.job_id, job.attempt, cwd, await findArtifactFiles(cwd, job.job.artifacts ?? [])),
       events: {
         chunk: (chunk, traceparent) => this.sendChunk(chunk, traceparent),
         result: (entry) => this.onJobResult(entry),
@@ -140,6 +145,7 @@ export class Agent {
   async stop(): Promise<void> {
     // killAll signals every job before its first await, so a caller that exits right after calling stop() leaves no job behind.
     const killed = this.jobs.killAll();
+    this.uploads.stop('agent stopping');
     await this.close();
     await killed;
   }
@@ -245,6 +251,7 @@ export class Agent {
     clearTimeout(this.registerTimer);
     clearInterval(this.heartbeatTimer);
     clearInterval(this.resendTimer);
+    this.uploads.linkDown();
     if (err instanceof HttpPeerError) return this.giveUp(`${url}: ${err.message}`);
     // A message, not a stack: a dropped connection is expected, and its cause says enough.
     if (!this.stopped) this.logger.warn({ url, ...(err === undefined ? {} : { error: err.message }) }, 'disconnected from control plane');
@@ -286,6 +293,9 @@ export class Agent {
         return;
       case 'LogResync':
         return this.onLogResync(link, message.data);
+      case 'ArtifactAck':
+        this.uploads.onAck(message.data);
+        return;
       case 'Error':
         return this.onError(link, message.data, message.reply_to);
     }
@@ -311,6 +321,9 @@ export class Agent {
     this.useSession = true;
     this.heartbeatIntervalMs = ack.heartbeat_interval_ms;
     if (ack.wire_features?.includes('deflate') === true) link.compressFrom = ack.compress_min_bytes ?? 1024;
+    // Uploads under way go on from where the plane stands; a plane without `artifacts` takes none.
+    if (ack.wire_features?.includes('artifacts') === true) this.uploads.linkUp(link, ack.artifact_window_bytes ?? 4 * 1024 * 1024);
+    else this.uploads.stop('the control plane did not turn artifacts on');
     this.backoff.reset();
     this.logger.info({ node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id, protocol_version: ack.protocol_version }, 'registered');
     this.events.emit('registered', { node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id });
@@ -372,6 +385,8 @@ export class Agent {
   private onError(link: PlaneLink, error: MessageData<'Error'>, replyTo: string | undefined): void {
     const fields = { code: error.code, field: error.field, error_message: error.message };
     if (!error.fatal) {
+      // A refused artifact ends its upload; the job's result then leaves it out.
+      if (this.uploads.onError(error, replyTo)) return this.logger.warn(fields, 'control plane refused an artifact');
       const refused = replyTo === undefined ? undefined : this.outbox.sentAs(replyTo);
       if (refused !== undefined && isForeignAttempt(error)) return this.dropForeignResult(refused);
       // Anything else about a result (a store failure, say) leaves it for the resend timer.

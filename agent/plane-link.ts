@@ -82,7 +82,8 @@ export class PlaneLink {
     const envelope: Record<string, unknown> = { type, id, data };
     if (traceparent !== undefined) envelope.traceparent = traceparent;
     const body = encodeBody(this.codec, envelope);
-    if (this.compressFrom !== undefined && body.length >= this.compressFrom) this.conn.send(this.codec | DEFLATE_BIT, deflateBody(body));
+    // File bytes are most often compressed already (archives): deflating them costs CPU for nothing.
+    if (this.compressFrom !== undefined && body.length >= this.compressFrom && type !== 'ArtifactChunk') this.conn.send(this.codec | DEFLATE_BIT, deflateBody(body));
     else this.conn.send(this.codec, body);
     return id;
   }

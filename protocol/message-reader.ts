@@ -15,10 +15,10 @@ import { validateNodeMessage, validatePlaneMessage } from './validator.js';
 /** The smallest size of any message type (message-limits.ts): a body this small is decoded without a walk. */
 export const SCAN_MIN_BYTES = Math.min(...Object.values(BODY_LIMITS).map((l) => l.bytes ?? Number.POSITIVE_INFINITY));
 
-/** A node's frame body, read by the control plane. */
-export function readNodeMessage(codec: Codec, body: Uint8Array): NodeMessage {
+/** A node's frame body, read by the control plane; `turnedOff`: types this session does not take (validator.ts). */
+export function readNodeMessage(codec: Codec, body: Uint8Array, turnedOff?: (type: string) => boolean): NodeMessage {
   const sizeChecked = body.length > SCAN_MIN_BYTES ? scanBody(codec, body).type !== undefined : true;
-  const message = validateNodeMessage(decodeBody(codec, body));
+  const message = validateNodeMessage(decodeBody(codec, body), turnedOff);
   if (!sizeChecked) checkSize(message.type, body.length, message.id);
   return message;
 }

@@ -38,6 +38,8 @@ export interface RegistrarOptions {
   wakeScheduler(): void;
   /** Counts registrations, new and resumed. */
   metrics?: Pick<PlaneMetrics, 'registered'>;
+  /** The plane keeps artifacts (an artifact store is wired): the `artifacts` wire feature may be turned on. */
+  artifacts?: boolean;
 }
 
 export class Registrar {
@@ -50,7 +52,8 @@ export class Registrar {
   async authenticate(session: NodeSession, message: EnvelopeOf<'RegisterNode'>): Promise<Registration> {
     const { auth_token: token, resume } = message.data;
     // No version in common: nothing else about the node matters (and no token is spent).
-    const agreed = negotiate(message.data, offerableFeatures(transportOf(session.connection), this.o.config.encryptKeyFile !== ''));
+    const offerable = offerableFeatures(transportOf(session.connection), this.o.config.encryptKeyFile !== '', { artifacts: this.o.artifacts === true });
+    const agreed = negotiate(message.data, offerable);
     let result: Authenticated;
     try {
       result = await authenticateNode(this.o.tokens, this.o.config.sessionTtlSeconds, message, session.connection.peerNames);
@@ -62,7 +65,7 @@ export class Registrar {
     const refusal = this.o.gate.authenticated(session.connection, result.registration.nodeId, result.presentedJti, result.registration.resumed);
     if (refusal !== undefined) throw refusal;
     this.pending.set(session, { ...result, replyTo: message.id, agreed });
-    return { ...result.registration, protocolVersion: agreed.version };
+    return { ...result.registration, protocolVersion: agreed.version, wireFeatures: agreed.wireFeatures };
   }
 
   /** The node's actor is online: bind the node, send `RegisterAck`, keep its jobs. */
@@ -77,6 +80,7 @@ export class Registrar {
     session.send('RegisterAck', this.ack(registration, auth), auth.replyTo);
     // Features are used only from the RegisterAck on, which itself goes out as version 1 would send it.
     if (auth.agreed.wireFeatures.includes('deflate')) session.compressFrom(COMPRESS_MIN_BYTES);
+    session.turnOn(auth.agreed.wireFeatures);
     this.o.metrics?.registered(registration.resumed);
     // The actor learns the interval its RegisterAck gave (it was created with the base one).
     this.o.heartbeats.tell(session, false);

@@ -46,16 +46,26 @@ describe('protocol versions', () => {
     await c.closedWithin();
   });
 
-  it('turns on only the offered features it builds (deflate, on TCP), ignoring names it does not know', async () => {
+  it('turns on only the offered features it builds (deflate on TCP, artifacts), ignoring names it does not know', async () => {
     const c = await p.client();
     const ack = await c.register({ token: await p.registrationToken(), protocolVersions: [1, 2], wireFeatures: ['deflate', 'batch', 'artifacts', 'teleport'] });
-    expect(ack.data.wire_features).toEqual(['deflate']);
-    // A Batch (or an artifact message) on a session without the feature: unknown_type, not fatal.
+    expect(ack.data.wire_features).toEqual(['deflate', 'artifacts']);
+    // A Batch on a session without the feature: unknown_type, not fatal.
     c.send({ type: 'Batch', id: 'b-1', data: { messages: [] } });
     expect((await c.next('Error')).message.data).toMatchObject({ code: 'unknown_type', fatal: false });
-    c.send({ type: 'ArtifactStart', id: 'a-1', data: {} });
-    expect((await c.next('Error')).message.data).toMatchObject({ code: 'unknown_type', fatal: false });
     // A compressed frame on a session without deflate: deflate.test.ts.
+  });
+
+  it.each([
+    ['a version 1 session', {}],
+    ['a version 2 session that did not offer artifacts', { protocolVersions: [1, 2], wireFeatures: ['deflate'] }],
+  ])('answers artifact messages on %s with unknown_type, before looking at their fields', async (_name, o) => {
+    const c = await p.client();
+    await c.register({ token: await p.registrationToken(), ...o });
+    for (const [i, type] of ['ArtifactStart', 'ArtifactChunk', 'ArtifactEnd'].entries()) {
+      c.send({ type, id: `a-${i}`, data: {} });
+      expect((await c.next('Error')).message).toMatchObject({ reply_to: `a-${i}`, data: { code: 'unknown_type', fatal: false } });
+    }
   });
 });
 
