@@ -5,8 +5,8 @@
 //           (default 256) MiB over one TCP connection to `muster serve` in another process, in
 //           MessagePack chunks of 256 KiB under the 4 MiB window; the plane decodes, validates,
 //           hashes and writes each chunk, fsyncs the file and checks its sha256 before the last
-//           Ack. Timed from ArtifactStart to the `complete` Ack; the agent's hashing pass over
-//           the file before it starts is timed apart.
+//           Ack. Timed from ArtifactStart to the `complete` Ack; a hashing pass over the file
+//           (what the agent does before it starts) is timed apart.
 //   raw     the same file piped over a plain TCP socket to a sink process that writes it to a
 //           file and fsyncs it, then answers: the ceiling of a socket and a disk on this machine.
 import { spawn } from 'node:child_process';
@@ -83,9 +83,13 @@ async function upload(plane: Awaited<ReturnType<typeof startPlane>>, file: strin
     const attempt = Number(a.data.attempt);
     await node.socket.write(encodeFrame(codec, encodeBody(codec, { type: 'JobAccepted', data: { job_id: jobId, attempt } })));
     let n = 0;
+    // The upload proper: from its ArtifactStart to the `complete` Ack.
+    let startedAt = 0;
+    let completeAt = 0;
     const link: UploadLink = {
       isClosed: false,
       send: (type, data) => {
+        if (type === 'ArtifactStart') startedAt = performance.now();
         const id = `b-${n++}`;
         node.socket.socket.write(encodeFrame(codec, encodeBody(codec, { type, id, data })));
         return id;
@@ -93,6 +97,7 @@ async function upload(plane: Awaited<ReturnType<typeof startPlane>>, file: strin
     };
     const uploads = new ArtifactUploads({ logger: pino({ level: 'silent' }), binary: true });
     node.socket.onMessage = (e) => {
+      if (e.type === 'ArtifactAck' && e.data.complete === true) completeAt = performance.now();
       if (e.type === 'ArtifactAck') uploads.onAck(e.data as never);
       else if (e.type === 'Error') uploads.onError(e.data as never, e.reply_to);
     };
@@ -102,12 +107,9 @@ async function upload(plane: Awaited<ReturnType<typeof startPlane>>, file: strin
     for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
     hash.digest('hex');
     const hashMs = performance.now() - hashStarted;
-    const started = performance.now();
     const stored = await uploads.uploadAll(jobId, attempt, '/', [{ path: file.slice(1), name: `run-${run}.bin`, size: MIB * MiB }]);
-    const totalMs = performance.now() - started;
     if (stored.length !== 1) throw new Error('the plane did not store the artifact');
-    // uploadAll hashes the file first too: its own pass is taken out.
-    return { uploadMs: totalMs - hashMs, hashMs };
+    return { uploadMs: completeAt - startedAt, hashMs };
   } finally {
     node.socket.close();
   }
