@@ -22,6 +22,7 @@ import { CODEC_MSGPACK, encodeBody } from '../../protocol/codec.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import { mintApiToken, mintNodeToken, registerNode } from './bench-node.js';
 import { startPlane } from './processes.js';
+import { statusKiB } from './proc-stats.js';
 
 const MIB = Number(process.env.BENCH_ARTIFACT_MIB ?? 256);
 const RUNS = 3;
@@ -35,6 +36,7 @@ export async function runArtifacts(): Promise<void> {
   await writeRandom(file, MIB * MiB);
   const plane = await startPlane({ MUSTER_HEARTBEAT_INTERVAL_MS: '60000', MUSTER_MAX_ARTIFACT_BYTES: String(4 * MIB * MiB) }, { logLevel: 'warn' });
   const sink = await startSink(dir);
+  const rssBefore = statusKiB(plane.pid, 'VmRSS');
   try {
     const planeRuns: { uploadMs: number; hashMs: number }[] = [];
     const rawRuns: number[] = [];
@@ -50,6 +52,8 @@ export async function runArtifacts(): Promise<void> {
     console.log(`agent's sha256 pass before the upload                     ${rate(hash50)}   (${hash50.toFixed(0)} ms)`);
     console.log(`raw TCP copy to a file, fsynced                           ${rate(raw50)}   (${raw50.toFixed(0)} ms)`);
     console.log(`plane/raw ${(raw50 / upload50).toFixed(2)}`);
+    // Memory stays flat: the plane's peak resident size beside its size before the first upload.
+    console.log(`plane RSS before ${(rssBefore / 1024).toFixed(0)} MiB, peak ${(statusKiB(plane.pid, 'VmHWM') / 1024).toFixed(0)} MiB`);
   } finally {
     await sink.stop();
     await plane.stop();
