@@ -5,6 +5,7 @@
 // deflate.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeView } from '../../../supervisor/admin/wire-types.js';
+import { offerableFeatures } from '../../../supervisor/nodes/protocol-versions.js';
 import { registerNodeMessage } from '../node-client.js';
 import { startSecurityPlane, type SecurityPlane } from '../security-plane.js';
 
@@ -54,6 +55,13 @@ describe('protocol versions', () => {
     c.send({ type: 'Batch', id: 'b-1', data: { messages: [] } });
     expect((await c.next('Error')).message.data).toMatchObject({ code: 'unknown_type', fatal: false });
     // A compressed frame on a session without deflate: deflate.test.ts.
+  });
+
+  it('offers artifacts on every transport, encrypted or not, when the plane keeps them', () => {
+    for (const t of ['tcp', 'tls', 'unix', 'ws', 'wss', 'grpc', 'grpcs']) {
+      expect([...offerableFeatures(t, true, { artifacts: true })], t).toEqual(['artifacts']);
+      expect([...offerableFeatures(t, true)], t).toEqual([]);
+    }
   });
 
   it.each([
