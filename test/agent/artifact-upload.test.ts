@@ -142,4 +142,29 @@ describe('an artifact uploaded through a connection cut twice', () => {
     expect(notes.text).toBe('release notes\n');
     expect((await p.http('GET', `/v1/jobs/${jobId}/artifacts/NOTES?attempt=2`, viewer)).status).toBe(404);
   }, 120_000);
+
+  it('uploads as base64 from an agent that speaks JSON, and a job whose patterns match nothing ends with no artifacts', async () => {
+    const workDir = mkdtempSync(join(os.tmpdir(), 'muster-artifact-json-'));
+    const json = startAgent({ urls: [p.tcpUrl], token: await p.registrationToken(), workDir, logger: pino({ level: 'silent' }), codec: 'json', tags: { codec: 'json' } });
+    try {
+      await new Promise((resolve) => json.events.once('registered', resolve));
+      const operator = await p.apiToken('operator');
+      const viewer = await p.apiToken('viewer');
+      const submit = async (command: string, artifacts: { path: string }[]): Promise<string> => {
+        const answer = await p.http('POST', '/v1/jobs', operator, { job: { command: ['sh', '-c', command], artifacts }, selector: { tags: { codec: 'json' } } });
+        return (answer.json as { job_id: string }).job_id;
+      };
+      const withFile = await submit(`head -c 700000 ${join(source, 'big.bin')} > part.bin`, [{ path: 'part.bin' }]);
+      expect(await ended(withFile)).toBe('Completed');
+      const got = await fetch(`${p.plane.httpUrl}/v1/jobs/${withFile}/artifacts/part.bin`, { headers: { authorization: `Bearer ${viewer}` } });
+      expect(Buffer.from(await got.arrayBuffer()).equals(bytes.subarray(0, 700000))).toBe(true);
+      const none = await submit('true', [{ path: 'missing/*.bin' }]);
+      expect(await ended(none)).toBe('Completed');
+      expect((await p.http('GET', `/v1/jobs/${none}/artifacts`, viewer)).json).toEqual([]);
+      expect(((await p.http('GET', `/v1/jobs/${none}`, viewer)).json as JobAnswer).result?.artifacts).toEqual([]);
+    } finally {
+      await json.stop();
+      rmSync(workDir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
