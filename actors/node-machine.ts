@@ -45,6 +45,8 @@ export interface Registration {
   capabilities: Capabilities;
   /** The protocol version agreed for the session; 1 when not given. */
   protocolVersion?: number;
+  /** The wire features its RegisterAck turned on (PROTOCOL.md section 8); none when not given. */
+  wireFeatures?: readonly string[];
 }
 
 export type NodeEndReason = 'expired' | 'deregistered' | 'replaced' | 'shutdown' | 'rejected' | 'disconnected' | 'failed';

@@ -23,6 +23,8 @@ import { ReconnectLoop } from './reconnect-loop.js';
 import { ResultOutbox, type OutboxEntry } from './result-outbox.js';
 import { inSpan, messageSpanOptions, MUSTER, SpanKind, startSpan, withSpan, type Span } from '../observability/spans.js';
 import { childTraceparent, messageTraceparent } from './trace-context.js';
+import { findArtifactFiles } from './artifact-files.js';
+import { ArtifactUploads } from './artifact-upload.js';
 import {
   AGENT_DEFAULTS,
   type AgentOptions,
@@ -39,11 +41,11 @@ const AGENT_PROTOCOL_VERSIONS = [1, 2];
 
 /**
  * The wire features it offers over `url` (PROTOCOL.md section 8): `deflate` on stream transports
- * without payload encryption, `batch` on every one.
+ * without payload encryption, `batch` and `artifacts` on every one.
  */
 function offeredFeatures(url: string, encrypted: boolean): string[] {
   const scheme = new URL(url).protocol;
-  return !encrypted && (scheme === 'tcp:' || scheme === 'tls:' || scheme === 'unix:') ? ['deflate', 'batch'] : ['batch'];
+  return !encrypted && (scheme === 'tcp:' || scheme === 'tls:' || scheme === 'unix:') ? ['deflate', 'batch', 'artifacts'] : ['batch', 'artifacts'];
 }
 
 /** What the agent tells its embedder (the library's `agent.on`), by event name. */
@@ -63,6 +65,7 @@ export class Agent {
   private readonly outbox: ResultOutbox;
   private readonly jobs: JobManager;
   private readonly logQueue: LogQueue;
+  private readonly uploads: ArtifactUploads;
   private readonly usage = new UsageSampler();
   private readonly codec: CodecName;
   private link: PlaneLink | undefined;
@@ -101,6 +104,7 @@ export class Agent {
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? AGENT_DEFAULTS.heartbeatIntervalMs;
     this.outbox = new ResultOutbox(options.workDir, this.logger);
     this.logQueue = new LogQueue(this.logger, options.maxQueuedLogBytes ?? AGENT_DEFAULTS.maxQueuedLogBytes);
+    this.uploads = new ArtifactUploads({ logger: this.logger, binary: this.codec === 'msgpack' });
     this.jobs = new JobManager({
       workDir: options.workDir,
       outbox: this.outbox,
@@ -108,6 +112,7 @@ export class Agent {
       runner: runnerTuning(options),
       ...(options.jobCgroups === undefined ? {} : { jobCgroups: options.jobCgroups }),
       nodeId: () => this.node ?? '',
+      artifacts: async (job, cwd) => this.uploads.uploadAll(job.job_id, job.attempt, cwd, await findArtifactFiles(cwd, job.job.artifacts ?? [])),
       events: {
         chunk: (chunk, traceparent) => this.sendChunk(chunk, traceparent),
         result: (entry) => this.onJobResult(entry),
@@ -146,6 +151,7 @@ export class Agent {
   async stop(): Promise<void> {
     // killAll signals every job before its first await, so a caller that exits right after calling stop() leaves no job behind.
     const killed = this.jobs.killAll();
+    this.uploads.stop('agent stopping');
     await this.close();
     await killed;
   }
@@ -256,6 +262,7 @@ export class Agent {
     clearTimeout(this.registerTimer);
     clearInterval(this.heartbeatTimer);
     clearInterval(this.resendTimer);
+    this.uploads.linkDown();
     if (err instanceof HttpPeerError) return this.giveUp(`${url}: ${err.message}`);
     // A message, not a stack: a dropped connection is expected, and its cause says enough.
     if (!this.stopped) this.logger.warn({ url, ...(err === undefined ? {} : { error: err.message }) }, 'disconnected from control plane');
@@ -300,6 +307,9 @@ export class Agent {
         return;
       case 'LogResync':
         return this.onLogResync(link, message.data);
+      case 'ArtifactAck':
+        this.uploads.onAck(message.data);
+        return;
       case 'Error':
         return this.onError(link, message.data, message.reply_to);
     }
@@ -326,6 +336,9 @@ export class Agent {
     this.heartbeatIntervalMs = ack.heartbeat_interval_ms;
     if (ack.wire_features?.includes('deflate') === true) link.compressFrom = ack.compress_min_bytes ?? 1024;
     if (ack.wire_features?.includes('batch') === true) link.useBatches();
+    // Uploads under way go on from where the plane stands; a plane without `artifacts` takes none.
+    if (ack.wire_features?.includes('artifacts') === true) this.uploads.linkUp(link, ack.artifact_window_bytes ?? 4 * 1024 * 1024);
+    else this.uploads.stop('the control plane did not turn artifacts on');
     this.backoff.reset();
     this.sessionSpan?.setAttributes({ [MUSTER.nodeId]: ack.node_id, [MUSTER.replica]: ack.control_plane_id, [MUSTER.resumed]: ack.resumed });
     this.logger.info({ node_id: ack.node_id, resumed: ack.resumed, control_plane_id: ack.control_plane_id, protocol_version: ack.protocol_version }, 'registered');
@@ -395,6 +408,8 @@ export class Agent {
   private onError(link: PlaneLink, error: MessageData<'Error'>, replyTo: string | undefined): void {
     const fields = { code: error.code, field: error.field, error_message: error.message };
     if (!error.fatal) {
+      // A refused artifact ends its upload; the job's result then leaves it out.
+      if (this.uploads.onError(error, replyTo)) return this.logger.warn(fields, 'control plane refused an artifact');
       const refused = replyTo === undefined ? undefined : this.outbox.sentAs(replyTo);
       if (refused !== undefined && isForeignAttempt(error)) return this.dropForeignResult(refused);
       // Anything else about a result (a store failure, say) leaves it for the resend timer.

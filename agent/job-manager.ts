@@ -2,7 +2,7 @@
 // into a JobResult kept in the outbox, and answers CancelJob, LogResync and
 // JobResultAck. It knows nothing of connections: what it produces goes to `JobEvents`.
 import type { Logger } from 'pino';
-import type { EnvelopeOf, MessageData } from '../protocol/messages.js';
+import type { EnvelopeOf, MessageData, ResultArtifact } from '../protocol/messages.js';
 import { cpuCount, diskGb, totalMemoryMb, type Reserved } from './host-facts.js';
 import { JobGuards } from './job-guard.js';
 import { JobRunner, type JobAssignment, type JobRunOutcome, type LogChunkData, type RunnerTuning } from './job-runner.js';
@@ -28,6 +28,8 @@ export interface JobManagerOptions {
   runner?: RunnerTuning;
   /** Run each job in a cgroup of its own where the host allows it. Default true. */
   jobCgroups?: boolean;
+  /** Uploads a job's `job.artifacts` from its working directory once its command ended; those stored go in its result. */
+  artifacts?(job: JobAssignment, cwd: string): Promise<ResultArtifact[]>;
 }
 
 interface Running {
@@ -127,6 +129,9 @@ export class JobManager {
       guard: this.guards.guard(job.job_id, job.attempt),
       ...(after === undefined ? {} : { after }),
       traceparent,
+      ...(this.options.artifacts !== undefined && (job.job.artifacts?.length ?? 0) > 0
+        ? { artifacts: (cwd: string) => this.options.artifacts!(job, cwd) }
+        : {}),
       onChunk: (chunk) => this.options.events.chunk(chunk, traceparent),
     });
     const entry = { runner, traceparent, span };

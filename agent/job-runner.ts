@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Duration, JobMetrics, JobOutcome, LogStream, MessageData, ResultStatus } from '../protocol/messages.js';
+import type { Duration, JobMetrics, JobOutcome, LogStream, MessageData, ResultArtifact, ResultStatus } from '../protocol/messages.js';
 import type { Reserved } from './host-facts.js';
 import type { ProcessGuard } from './job-guard.js';
 import { AGENT_DEFAULTS } from './agent-options.js';
@@ -59,6 +59,12 @@ export interface JobRunnerOptions {
    * can continue the trace (the OpenTelemetry convention for environment carriers). Default none.
    */
   traceparent?: string;
+  /**
+   * Once the command has ended (Completed or Failed), before the working directory goes: uploads
+   * the job's artifacts from it (PROTOCOL.md section 8) and resolves with those stored, which the
+   * result lists. Default: none.
+   */
+  artifacts?: (cwd: string) => Promise<ResultArtifact[]>;
 }
 
 /** The runner's settings that the agent passes on from its own options (agent-options.ts). */
@@ -312,7 +318,6 @@ export class JobRunner {
     const completedAt = new Date();
     const exit = this.exit ?? { code: null, signal: null };
     const status: ResultStatus = this.endStatus ?? (exit.code === 0 ? 'Completed' : 'Failed');
-    if (this.options.keepWorkspace !== true) this.removeWorkspace();
     const outcome: JobRunOutcome = {
       result: {
         status,
@@ -329,9 +334,23 @@ export class JobRunner {
         memory_peak_mb: memoryPeakMb,
       },
     };
+    void this.settle(outcome);
+  }
+
+  /** Artifacts uploaded, the working directory removed, the job's processes gone: then it is done. */
+  private async settle(outcome: JobRunOutcome): Promise<void> {
+    const { status } = outcome.result;
+    if (this.options.artifacts !== undefined && (status === 'Completed' || status === 'Failed')) {
+      try {
+        outcome.result.artifacts = await this.options.artifacts(this.cwd);
+      } catch (err) {
+        this.options.logger?.warn({ err, job_id: this.jobId }, 'uploading artifacts failed');
+      }
+    }
+    if (this.options.keepWorkspace !== true) this.removeWorkspace();
     // Done once nothing of the job is left: a next attempt or a drain may rely on it.
-    const ended = this.options.guard?.ended() ?? Promise.resolve();
-    void ended.then(() => this.resolveDone(outcome));
+    await (this.options.guard?.ended() ?? Promise.resolve());
+    this.resolveDone(outcome);
   }
 }
 

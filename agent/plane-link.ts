@@ -104,13 +104,14 @@ export class PlaneLink {
       // What is held goes first: a job's output before its result.
       this.batcher.flush();
     }
-    this.write(body);
+    // File bytes are most often compressed already (archives): deflating them costs CPU for nothing.
+    this.write(body, type !== 'ArtifactChunk');
     return id;
   }
 
-  private write(body: Uint8Array): void {
+  private write(body: Uint8Array, compressible = true): void {
     if (this.isClosed) return;
-    if (this.compressFrom !== undefined && body.length >= this.compressFrom) this.conn.send(this.codec | DEFLATE_BIT, deflateBody(body));
+    if (compressible && this.compressFrom !== undefined && body.length >= this.compressFrom) this.conn.send(this.codec | DEFLATE_BIT, deflateBody(body));
     else this.conn.send(this.codec, body);
   }
 

@@ -79,6 +79,13 @@ export class ApiClient {
     return this.#json<T>('POST', path, body);
   }
 
+  /** A GET whose body the caller streams (an artifact's bytes); a refusal is thrown as for `get`. */
+  async stream(path: string): Promise<Response> {
+    const res = await this.#fetch('GET', path, {});
+    if (!res.ok) throw await answerError(res);
+    return res;
+  }
+
   /**
    * Runs `request` until it succeeds; a transient failure (the plane unreachable or
    * answering 5xx) is retried with backoff for up to the reconnect window, counted from

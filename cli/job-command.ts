@@ -14,16 +14,18 @@ import {
 } from './api-client.js';
 import { AttemptOutput } from './attempt-output.js';
 import { listCommand, retryCommand, submitFile } from './job-pipeline-commands.js';
+import { artifactsCommand } from './artifacts-command.js';
 import { jobSummary } from './job-summary.js';
 import { NodeNames } from './job-status.js';
 import { waitForJob } from './job-wait.js';
-import { collectKeyValue } from './options.js';
+import { collect, collectKeyValue } from './options.js';
 
 interface SubmitOptions extends ClientOptions {
   priority?: Priority;
   selector?: Record<string, string>;
   timeout?: string;
   env?: Record<string, string>;
+  artifact?: string[];
   name?: string;
   wait?: boolean;
   file?: string;
@@ -52,6 +54,7 @@ export function jobCommand(): Command {
   job.addCommand(submitCommand());
   job.addCommand(listCommand());
   job.addCommand(retryCommand());
+  job.addCommand(artifactsCommand());
   job.addCommand(
     withClientOptions(new Command('get'))
       .description('print a summary of a job: state, attempt, node, times, exit code, last lines of output')
@@ -94,6 +97,7 @@ function submitCommand(): Command {
     .option('--timeout <duration>', 'e.g. 90s, 10m, 2h (default: the plane\'s)')
     .option('--env <KEY=VALUE>', 'environment variable for the job (repeatable)', collectKeyValue)
     .option('--name <name>', 'job name (default: the command line)')
+    .option('--artifact <glob>', "a file or glob, relative to the job's directory, uploaded when it ends, e.g. 'dist/*.tar.gz' (repeatable)", collect)
     .option('--wait', "stream the job's output and exit with its exit code")
     .option('--status', 'with --wait: say on stderr what the job waits for (default: when stdout is a terminal)')
     .option('--no-status', 'with --wait: no status lines, only the job id')
@@ -118,6 +122,7 @@ async function submit(command: string[], options: SubmitOptions): Promise<void> 
       ...(options.name === undefined ? {} : { name: options.name }),
       ...(options.env === undefined ? {} : { environment: options.env }),
       ...(options.timeout === undefined ? {} : { timeout: { secs: parseTtl(options.timeout), nanos: 0 } }),
+      ...(options.artifact === undefined ? {} : { artifacts: options.artifact.map((path) => ({ path })) }),
     },
     ...(options.priority === undefined ? {} : { priority: options.priority }),
     selector: toSelector(options.selector ?? {}),

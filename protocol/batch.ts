@@ -47,9 +47,9 @@ export function* readBatch<M>(batch: BatchMessage, read: (envelope: unknown) => 
  * to its type's size and items (message-limits.ts), then validated. The walk of the whole body
  * bounded the Batch; this bounds each of its envelopes as the walk bounds one alone.
  */
-export function readBatchedNodeMessage(codec: Codec, envelope: unknown): NodeMessage {
+export function readBatchedNodeMessage(codec: Codec, envelope: unknown, turnedOff?: (type: string) => boolean): NodeMessage {
   checkLimits(codec, envelope);
-  return validateNodeMessage(envelope);
+  return validateNodeMessage(envelope, turnedOff);
 }
 
 function checkLimits(codec: Codec, envelope: unknown): void {

@@ -78,7 +78,15 @@ function schemaId(name: string): string {
   return `urn:muster:protocol:v${SCHEMA_PROTOCOL_VERSION}:${name}`;
 }
 
-/** The schema as plain JSON: TypeBox marks its schemas with symbol keys, which JSON drops. */
+/**
+ * The schema as plain JSON: TypeBox marks its schemas with symbol keys, which JSON drops. Its
+ * `Uint8Array` (an artifact chunk's bytes, MessagePack `bin`) has no JSON Schema form, and never
+ * occurs in JSON, where those bytes are base64 text: it becomes a branch no JSON value takes.
+ */
 function plain(schema: TSchema): unknown {
-  return JSON.parse(JSON.stringify(schema)) as unknown;
+  return JSON.parse(JSON.stringify(schema), (_key, value: unknown) => {
+    if (typeof value !== 'object' || value === null || (value as { type?: unknown }).type !== 'Uint8Array') return value;
+    const max = (value as { maxByteLength?: number }).maxByteLength;
+    return { description: `MessagePack bin${max === undefined ? '' : ` of at most ${max} bytes`}; in JSON the bytes are base64 text`, not: {} };
+  }) as unknown;
 }

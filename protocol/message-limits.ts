@@ -34,8 +34,14 @@ export const BODY_LIMITS: Record<MessageType, BodyLimit> = {
   JobRejected: WITH_REASON,
   // Log text and results are as large as a frame; their items are few (artifacts: at most 1,024).
   LogChunk: { bytes: undefined, items: 256 },
-  JobResult: { bytes: undefined, items: 2048 },
+  // Up to 1,024 artifacts of 5 items each.
+  JobResult: { bytes: undefined, items: 8192 },
   Deregister: WITH_REASON,
+  // A name of up to PATH_MAX characters (3 bytes each at worst), and fixed fields.
+  ArtifactStart: { bytes: 16 * KiB, items: 256 },
+  // 256 KiB of file bytes, base64 in JSON (a third more), and fixed fields.
+  ArtifactChunk: { bytes: 352 * KiB, items: 256 },
+  ArtifactEnd: SMALL,
 
   RegisterAck: WITH_TOKEN,
   // Up to 4,096 arguments and three maps of 1,024 entries.
@@ -48,6 +54,7 @@ export const BODY_LIMITS: Record<MessageType, BodyLimit> = {
   TokenRefresh: WITH_TOKEN,
   Configure: SMALL,
   LogResync: SMALL,
+  ArtifactAck: SMALL,
   Error: { bytes: 16 * KiB, items: 256 },
   // What BATCH_MAX frames of the largest type could hold: each envelope is then held to its own
   // type's limits after decoding (protocol/batch.ts), as its own frame would be by the walk.

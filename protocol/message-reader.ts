@@ -16,18 +16,18 @@ import { validateBatch, validateNodeMessage, validatePlaneMessage } from './vali
 /** The smallest size of any message type (message-limits.ts): a body this small is decoded without a walk. */
 export const SCAN_MIN_BYTES = Math.min(...Object.values(BODY_LIMITS).map((l) => l.bytes ?? Number.POSITIVE_INFINITY));
 
-/** A node's frame body, read by the control plane. */
-export function readNodeMessage(codec: Codec, body: Uint8Array): NodeMessage {
-  return read(codec, body, validateNodeMessage);
+/** A node's frame body, read by the control plane; `turnedOff`: types this session does not take (validator.ts). */
+export function readNodeMessage(codec: Codec, body: Uint8Array, turnedOff?: (type: string) => boolean): NodeMessage {
+  return read(codec, body, (value) => validateNodeMessage(value, turnedOff));
 }
 
 /**
  * A node's frame body on a session that turned `batch` on: a message, or a `Batch` whose
  * envelopes are read one by one (protocol/batch.ts). Without `batch`, a Batch is `unknown_type`.
  */
-export function readNodeFrame(codec: Codec, body: Uint8Array, batches: boolean): NodeMessage | BatchMessage {
-  if (!batches) return readNodeMessage(codec, body);
-  return read<NodeMessage | BatchMessage>(codec, body, (value) => (isBatchEnvelope(value) ? validateBatch(value) : validateNodeMessage(value)), true);
+export function readNodeFrame(codec: Codec, body: Uint8Array, batches: boolean, turnedOff?: (type: string) => boolean): NodeMessage | BatchMessage {
+  if (!batches) return readNodeMessage(codec, body, turnedOff);
+  return read<NodeMessage | BatchMessage>(codec, body, (value) => (isBatchEnvelope(value) ? validateBatch(value) : validateNodeMessage(value, turnedOff)), true);
 }
 
 /** The control plane's frame body, read by a node. */

@@ -37,8 +37,14 @@ export const ENV_KEY_MAX = 256;
 export const ARG_MAX_CHARS = 131_072;
 /** Ceiling of frame-bounded text (log data, stdout, stderr): 16 Mi characters. */
 export const TEXT_MAX = 16 * 1024 * 1024;
-/** Artifacts listed in one result. */
+/** Artifacts listed in one result, and uploaded for one attempt. */
 export const ARTIFACTS_MAX = 1024;
+/** Patterns (`job.artifacts`) one job may list. */
+export const ARTIFACT_PATTERNS_MAX = 64;
+/** File bytes in one `ArtifactChunk` (PROTOCOL.md section 8): 256 KiB. */
+export const ARTIFACT_CHUNK_MAX = 256 * 1024;
+/** The base64 text of ARTIFACT_CHUNK_MAX bytes, padded (JSON carries a chunk so). */
+export const ARTIFACT_CHUNK_BASE64_MAX = 4 * Math.ceil(ARTIFACT_CHUNK_MAX / 3);
 /** `setTimeout`'s largest delay: a longer interval would fire at once. */
 export const TIMER_MAX_MS = 2 ** 31 - 1;
 /**
@@ -165,6 +171,16 @@ export type Resume = Static<typeof Resume>;
 export const ResourceRequirements = Obj({ cpu_cores: Amount, memory_mb: Amount, disk_gb: Amount });
 export type ResourceRequirements = Static<typeof ResourceRequirements>;
 
+/**
+ * One entry of `job.artifacts` (v2, `artifacts` agreed): a path or glob relative to the job's
+ * work directory, never absolute and never through `..`; `name` renames a single match.
+ */
+export const ArtifactPattern = Obj({
+  path: Type.String({ minLength: 1, maxLength: PATH_MAX, pattern: `^(?!/)(?!(?:.*/)?\\.\\.(?:/|$))${PRINTABLE}+$` }),
+  name: Type.Optional(Name(PATH_MAX, 1)),
+});
+export type ArtifactPattern = Static<typeof ArtifactPattern>;
+
 export const JobSpec = Obj({
   name: Name(PATH_MAX),
   image: Name(PATH_MAX),
@@ -172,6 +188,8 @@ export const JobSpec = Obj({
   environment: EnvMap(),
   timeout: Duration,
   resource_requirements: ResourceRequirements,
+  /** v2: files the node uploads before its JobResult; only sent to a node whose session turned `artifacts` on. */
+  artifacts: Type.Optional(List(ArtifactPattern, ARTIFACT_PATTERNS_MAX)),
 });
 export type JobSpec = Static<typeof JobSpec>;
 
@@ -186,12 +204,19 @@ export const ExecutionContext = Obj({
 });
 export type ExecutionContext = Static<typeof ExecutionContext>;
 
+const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+const ArtifactSize = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+
+/** An uploaded artifact as `result.artifacts` lists it (v2); a version 1 node may list names only. */
+export const ResultArtifact = Obj({ artifact_id: Uuid, name: Name(PATH_MAX, 1), size: ArtifactSize, sha256: Sha256 });
+export type ResultArtifact = Static<typeof ResultArtifact>;
+
 export const JobOutcome = Obj({
   status: ResultStatus,
   exit_code: Type.Union([Type.Integer({ minimum: -(2 ** 31), maximum: 2 ** 32 }), Type.Null()]),
   stdout: Text,
   stderr: Text,
-  artifacts: List(Name(PATH_MAX), ARTIFACTS_MAX),
+  artifacts: List(Type.Union([Name(PATH_MAX), ResultArtifact]), ARTIFACTS_MAX),
   started_at: Timestamp,
   completed_at: Timestamp,
 });
@@ -230,6 +255,27 @@ export const MESSAGE_SCHEMAS = {
   LogChunk: Obj({ job_id: Uuid, attempt: Attempt, stream: LogStream, seq: Count, data: Text }),
   JobResult: Obj({ job_id: Uuid, attempt: Attempt, node_id: Uuid, result: JobOutcome, metrics: JobMetrics }),
   Deregister: Obj({ node_id: Uuid, reason: Reason }),
+  /** v2, `artifacts`: an upload begins, or resumes (the same `artifact_id`) after a reconnect. */
+  ArtifactStart: Obj({
+    job_id: Uuid,
+    attempt: Attempt,
+    artifact_id: Uuid,
+    name: Name(PATH_MAX, 1),
+    size: ArtifactSize,
+    sha256: Sha256,
+    content_type: Type.Optional(Name(NAME_MAX, 1)),
+  }),
+  /** v2, `artifacts`: file bytes from `offset`; binary in MessagePack, base64 text in JSON. */
+  ArtifactChunk: Obj({
+    artifact_id: Uuid,
+    offset: ArtifactSize,
+    data: Type.Union([
+      Type.Uint8Array({ maxByteLength: ARTIFACT_CHUNK_MAX }),
+      Type.String({ maxLength: ARTIFACT_CHUNK_BASE64_MAX, pattern: '^[A-Za-z0-9+/]*={0,2}$' }),
+    ]),
+  }),
+  /** v2, `artifacts`: every byte was sent. */
+  ArtifactEnd: Obj({ artifact_id: Uuid }),
 
   RegisterAck: Obj({
     node_id: Uuid,
@@ -263,6 +309,8 @@ export const MESSAGE_SCHEMAS = {
   TokenRefresh: Obj({ session_token: Type.String({ maxLength: TOKEN_MAX }), session_expires_at: Timestamp }),
   Configure: Obj({ heartbeat_interval_ms: Interval }),
   LogResync: Obj({ job_id: Uuid, attempt: Attempt, stream: LogStream, next_seq: Count }),
+  /** v2, `artifacts`: the plane has stored the first `received` bytes; `complete` once the digest matched. */
+  ArtifactAck: Obj({ artifact_id: Uuid, received: ArtifactSize, complete: Type.Boolean() }),
   Error: Obj({
     code: Name(64),
     message: Type.String({ maxLength: REASON_MAX * 4 }),
@@ -288,10 +336,24 @@ export const NODE_MESSAGE_TYPES = [
   'LogChunk',
   'JobResult',
   'Deregister',
+  'ArtifactStart',
+  'ArtifactChunk',
+  'ArtifactEnd',
 ] as const satisfies readonly MessageType[];
 export type NodeMessageType = (typeof NODE_MESSAGE_TYPES)[number];
 /** `Batch` is neither side's own: it carries the others' messages (protocol/batch.ts). */
 export type PlaneMessageType = Exclude<MessageType, NodeMessageType | 'Batch'>;
+
+/**
+ * Message types that belong to a wire feature (PROTOCOL.md section 8): on a session that did
+ * not turn that feature on they are `unknown_type`, as if this version did not know them.
+ */
+export const FEATURE_OF_TYPE: Partial<Record<MessageType, WireFeature>> = {
+  ArtifactStart: 'artifacts',
+  ArtifactChunk: 'artifacts',
+  ArtifactEnd: 'artifacts',
+  ArtifactAck: 'artifacts',
+};
 
 /** The envelope of PROTOCOL.md section 2, for one message type. */
 export interface EnvelopeOf<T extends MessageType> {

@@ -28,9 +28,13 @@ const planeTypes: ReadonlySet<string> = new Set(
 );
 const batchType: ReadonlySet<string> = new Set(['Batch']);
 
-/** Validates a message sent by a node to the control plane. */
-export function validateNodeMessage(value: unknown): NodeMessage {
-  return validateEnvelope(value, nodeTypes) as NodeMessage;
+/**
+ * Validates a message sent by a node to the control plane. `turnedOff` names types this session
+ * does not take (those of a wire feature it did not turn on): they are `unknown_type`, before
+ * their fields are looked at.
+ */
+export function validateNodeMessage(value: unknown, turnedOff?: (type: string) => boolean): NodeMessage {
+  return validateEnvelope(value, nodeTypes, turnedOff) as NodeMessage;
 }
 
 /** Validates a message sent by the control plane to a node. */
@@ -43,7 +47,7 @@ export function validateBatch(value: unknown): BatchMessage {
   return validateEnvelope(value, batchType) as BatchMessage;
 }
 
-function validateEnvelope(value: unknown, accepted: ReadonlySet<string>): unknown {
+function validateEnvelope(value: unknown, accepted: ReadonlySet<string>, turnedOff?: (type: string) => boolean): unknown {
   if (!isPlainMap(value)) throw new MusterError('malformed_frame', 'envelope is not a map');
   const { type, data, id, reply_to: replyTo, traceparent } = value;
   let replyId: string | undefined;
@@ -68,7 +72,7 @@ function validateEnvelope(value: unknown, accepted: ReadonlySet<string>): unknow
       replyTo: replyId,
     });
   }
-  const check = accepted.has(type) ? checks.get(type) : undefined;
+  const check = accepted.has(type) && turnedOff?.(type) !== true ? checks.get(type) : undefined;
   if (check === undefined) {
     throw new MusterError('unknown_type', `unknown message type ${JSON.stringify(type.slice(0, 64))}`, {
       replyTo: replyId,

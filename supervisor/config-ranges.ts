@@ -77,6 +77,8 @@ export const CONFIG_RANGES = {
   // A frame must hold a RegisterNode; the length field is 32 bits, and 256 MiB is far beyond any use.
   maxFrameBytes: Count(256, 256 * 1024 * 1024),
   maxSendBufferBytes: Count(1_024, 2 ** 32),
+  // Up to 1 TiB: the store streams to disk, so the limit is the disk's, not memory's.
+  maxArtifactBytes: Count(0, 2 ** 40),
   registerTimeoutMs: Ms(),
   heartbeatIntervalMs: Ms(),
   maxHeartbeatsPerSecond: Type.Number({ minimum: 0, maximum: 1e9 }),

@@ -124,6 +124,8 @@ export interface Config {
   natsRequestTimeoutMs: number;
   maxFrameBytes: number;
   maxSendBufferBytes: number;
+  /** `max_artifact_bytes`: the largest artifact a node may upload (PROTOCOL.md section 8); larger is `artifact_rejected`. */
+  maxArtifactBytes: number;
   /** Connections the kernel queues per node listener before the plane accepts them (capped by net.core.somaxconn). */
   listenBacklog: number;
   registerTimeoutMs: number;
@@ -277,6 +279,7 @@ export const DEFAULTS: Config = {
   natsRequestTimeoutMs: 2_000,
   maxFrameBytes: 1_048_576,
   maxSendBufferBytes: 8 * 1024 * 1024,
+  maxArtifactBytes: 2 * 1024 * 1024 * 1024,
   listenBacklog: 4096,
   registerTimeoutMs: 10_000,
   heartbeatIntervalMs: 5_000,

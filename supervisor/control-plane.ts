@@ -35,6 +35,9 @@ import { planeSessionHost } from './nodes/plane-session-host.js';
 import { Registrar } from './nodes/registrar.js';
 import { PlaneShutdown } from './plane-shutdown.js';
 import { Relay } from './relay.js';
+import { ArtifactIntake } from './artifacts/artifact-intake.js';
+import { FileArtifactStore } from './artifacts/file-artifact-store.js';
+import { ARTIFACT_WINDOW_BYTES } from './nodes/protocol-versions.js';
 import { schedulerSource } from './scheduler-source.js';
 import { createPlaneSecurity } from './security/plane-security.js';
 import { SessionTokens } from './tokens/session-tokens.js';
@@ -144,6 +147,15 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     sessions: () => registry.sessionsList(),
     logger: log,
   });
+  // Artifacts (the `artifacts` wire feature) in the data directory; a cluster's object store plugs in here.
+  const artifactStore = new FileArtifactStore({ dataDir: config.dataDir, maxArtifactBytes: config.maxArtifactBytes });
+  const artifactIntake = new ArtifactIntake({
+    store: artifactStore,
+    holds: (nodeId, jobId, attempt) => coordinator.holds(nodeId, jobId, attempt),
+    windowBytes: ARTIFACT_WINDOW_BYTES,
+    logger: log,
+    bus,
+  });
   const registrar = new Registrar({
     controlPlaneId: id,
     config,
@@ -158,9 +170,24 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     revoke: (jti, reason) => tokenRegistry.revoke(jti, reason),
     wakeScheduler,
     metrics,
+    // A replica's data directory is its own: until artifacts live in JetStream's object store
+    // (shared by every replica), a cluster offers none rather than keep files one replica serves.
+    artifacts: cluster === undefined,
   });
   const messages = new MessageTap(log);
-  const host = planeSessionHost({ controlPlaneId: id, logger: log, config, registrar, coordinator, bus, security, meter: metrics.wire, wakeScheduler, tap: messages });
+  const host = planeSessionHost({
+    controlPlaneId: id,
+    logger: log,
+    config,
+    registrar,
+    coordinator,
+    bus,
+    security,
+    meter: metrics.wire,
+    wakeScheduler,
+    tap: messages,
+    artifacts: artifactIntake,
+  });
   const intake = new NodeIntake(host, security.gate, (session) => followNode(session, scheduler, coordinator, breaker));
 
   // A replica shows its own nodes to its peers as its API shows them (with their benches).
@@ -211,6 +238,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     stores,
     bus,
     security,
+    artifacts: { intake: artifactIntake, store: artifactStore },
     ...(cluster === undefined ? {} : { cluster: { close: async () => (clusterView?.remoteViews.close(), await duties?.close(), await cluster.close()) } }),
   });
   const shutdown = (reason = 'control plane shutting down'): Promise<void> => stopping.run(reason);
@@ -233,6 +261,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         timeouts: { headersMs: config.apiHeadersTimeoutMs, requestMs: config.apiRequestTimeoutMs },
         bodyLimitBytes: config.apiBodyLimitBytes,
         tokenTtl: { defaultSeconds: config.tokenDefaultTtlSeconds, maxSeconds: config.tokenMaxTtlSeconds },
+        artifacts: artifactStore,
       });
       stopping.adminStarted(server);
       httpUrl = server.url;

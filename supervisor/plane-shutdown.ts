@@ -16,6 +16,8 @@ import type { PlaneSecurity } from './security/plane-security.js';
 import type { Stores } from './store/open-stores.js';
 import type { SessionTokens } from './tokens/session-tokens.js';
 import type { TokenRegistry } from './tokens/token-registry.js';
+import type { ArtifactIntake } from './artifacts/artifact-intake.js';
+import type { ArtifactStore } from './artifacts/artifact-store.js';
 
 export interface PlaneParts {
   logger: Logger;
@@ -31,6 +33,8 @@ export interface PlaneParts {
   stores: Stores;
   bus: Bus;
   security: PlaneSecurity;
+  /** Uploads under way finish their step, then the store closes its files. */
+  artifacts?: { intake: ArtifactIntake; store: ArtifactStore };
   /** A cluster replica's NATS parts, closed last: its lease is given up, so its nodes may be claimed at once. */
   cluster?: { close(): Promise<void> };
 }
@@ -65,6 +69,8 @@ export class PlaneShutdown {
     this.p.sessionTokens.close();
     this.p.tokenRegistry.close();
     await this.admin?.close();
+    await this.p.artifacts?.intake.close();
+    await this.p.artifacts?.store.close();
     await this.p.stores.close();
     await this.p.bus.close();
     await this.p.cluster?.close();

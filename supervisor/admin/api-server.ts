@@ -13,6 +13,8 @@ import { registerAdminAccess, type AdminAccess } from './api-access.js';
 import { clientErrorAnswer, HttpError, notFound, rawAnswer, sendBare, toHttpError } from './api-errors.js';
 import { registerFleetRoutes, registerProbeRoutes } from './routes-fleet.js';
 import { registerJobRoutes } from './routes-jobs.js';
+import { registerArtifactRoutes } from './routes-artifacts.js';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { registerLogRoutes } from './routes-logs.js';
 import { registerTokenRoutes, type TokenTtl } from './routes-tokens.js';
 import { registerEventRoutes } from './routes-events.js';
@@ -45,6 +47,8 @@ export interface AdminApiOptions {
   tokenTtl?: TokenTtl;
   /** Settings of the live feed `GET /v1/events` (fleet-events.ts); default its own. */
   fleetEvents?: Partial<FleetEventsOptions>;
+  /** Where the jobs' artifacts are (`/v1/jobs/{id}/artifacts`); without it those routes do not exist. */
+  artifacts?: ArtifactStore;
 }
 
 export interface AdminApiTimeouts {
@@ -53,7 +57,7 @@ export interface AdminApiTimeouts {
 }
 
 const DEFAULT_TIMEOUTS: AdminApiTimeouts = { headersMs: DEFAULTS.apiHeadersTimeoutMs, requestMs: DEFAULTS.apiRequestTimeoutMs };
-/** A job id is a UUID; nothing in a path parameter needs more (fastify's default is 100). */
+/** A job id is a UUID; nothing in a path parameter needs more (fastify's default is 100; an artifact's name is a wildcard, not bound by it). */
 const MAX_PARAM_CHARS = 128;
 
 export interface AdminApi {
@@ -110,6 +114,7 @@ export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi>
   if (options.access?.audit !== undefined) deps.audit = options.access.audit;
   registerJobRoutes(app, deps);
   registerLogRoutes(app, deps);
+  if (options.artifacts !== undefined) registerArtifactRoutes(app, deps, options.artifacts);
   registerFleetRoutes(app, deps);
   registerProbeRoutes(app, deps);
   if (options.tokenAdmin !== undefined) registerTokenRoutes(app, deps, options.tokenAdmin, options.tokenTtl);

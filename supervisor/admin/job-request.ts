@@ -45,6 +45,8 @@ export const SubmitJobRequest = Obj({
     resource_requirements: Type.Optional(
       Type.Partial(Obj({ cpu_cores: Amount(JOB_LIMITS.cpuCores), memory_mb: Amount(JOB_LIMITS.memoryMb), disk_gb: Amount(JOB_LIMITS.diskGb) })),
     ),
+    /** Files the node uploads when the command ends (PROTOCOL.md section 8); such a job runs only on a node with `artifacts`. */
+    artifacts: JobSpec.properties.artifacts,
   }),
   execution_context: Type.Optional(Type.Partial(ExecutionContext)),
   priority: Type.Optional(Priority),
@@ -104,6 +106,7 @@ export function toNewJob(body: unknown, defaults: SubmitDefaults): NewJob {
     selector: toSelector(body.selector),
     max_attempts: body.max_attempts ?? defaults.maxAttempts,
   };
+  if (job.artifacts !== undefined && job.artifacts.length > 0) newJob.job.artifacts = job.artifacts.map((a) => ({ ...a }));
   if (body.deadline !== undefined) newJob.deadline = normalizeDeadline(body.deadline);
   checkSendable(newJob, defaults.maxFrameBytes);
   return newJob;

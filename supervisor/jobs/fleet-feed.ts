@@ -61,6 +61,7 @@ export function followNode(
         runnerTypes: registration.capabilities.runner_types,
         supportedJobTypes: registration.capabilities.supported_job_types,
         tags: registration.info.tags,
+        ...(registration.wireFeatures === undefined ? {} : { wireFeatures: registration.wireFeatures }),
         maxResources: context.max,
         used: reserved,
         runningJobs: held,

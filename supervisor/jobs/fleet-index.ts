@@ -7,8 +7,7 @@
 //
 // `ops` counts node records read or written, the test hook for those cost claims.
 import { fits, hasRoom, sumReserved, type Resources } from '../../actors/node-capacity.js';
-import type { JobSelector } from '../store/job-store.js';
-import { selectorMatches, type NodeCapacity } from './job-matcher.js';
+import { selectorMatches, type NodeCapacity, type PlacementSelector } from './job-matcher.js';
 
 /** `spread`: the least loaded matching node first; `binpack`: the most loaded that still fits. */
 export type SchedulingPolicy = 'spread' | 'binpack';
@@ -35,6 +34,7 @@ export class FleetIndex {
   private readonly byRunnerType = new Map<string, Set<NodeEntry>>();
   private readonly byJobType = new Map<string, Set<NodeEntry>>();
   private readonly byTag = new Map<string, Set<NodeEntry>>();
+  private readonly byFeature = new Map<string, Set<NodeEntry>>();
   /** Nodes with room, by load: `freeByLoad[n]` holds those with n jobs. */
   private readonly freeByLoad: Set<NodeEntry>[] = [];
   private freeCount = 0;
@@ -114,13 +114,13 @@ export class FleetIndex {
   }
 
   /** True when the node may take a job of this shape now. */
-  canTake(entry: NodeEntry, selector: JobSelector, need: Resources): boolean {
+  canTake(entry: NodeEntry, selector: PlacementSelector, need: Resources): boolean {
     this.ops++;
     return entry.free && fits(need, entry.cap.maxResources, entry.used) && selectorMatches(selector, entry.cap);
   }
 
   /** The node to place a job needing this on, by the policy; undefined when none has room. */
-  find(selector: JobSelector, need: Resources): NodeEntry | undefined {
+  find(selector: PlacementSelector, need: Resources): NodeEntry | undefined {
     const terms = this.termSets(selector);
     if (terms === undefined) return undefined;
     const smallest = terms.reduce<Set<NodeEntry> | undefined>((a, b) => (a === undefined || b.size < a.size ? b : a), undefined);
@@ -136,7 +136,7 @@ export class FleetIndex {
   }
 
   /** True when some registered node matches the selector and could fit `need` when idle. */
-  anyMatches(selector: JobSelector, need: Resources): boolean {
+  anyMatches(selector: PlacementSelector, need: Resources): boolean {
     const terms = this.termSets(selector);
     if (terms === undefined) return false;
     const smallest = terms.reduce<Iterable<NodeEntry>>((a, b) => (b.size < sizeOf(a) ? b : a), this.entries.values());
@@ -153,7 +153,7 @@ export class FleetIndex {
   }
 
   /** The sets of nodes offering each term of the selector; undefined when a term has none. */
-  private termSets(selector: JobSelector): Set<NodeEntry>[] | undefined {
+  private termSets(selector: PlacementSelector): Set<NodeEntry>[] | undefined {
     const sets: Set<NodeEntry>[] = [];
     const add = (set: Set<NodeEntry> | undefined): boolean => {
       if (set === undefined || set.size === 0) return false;
@@ -165,6 +165,7 @@ export class FleetIndex {
     for (const [key, value] of Object.entries(selector.tags ?? {})) {
       if (!add(this.byTag.get(tagKey(key, value)))) return undefined;
     }
+    for (const feature of selector.wire_features ?? []) if (!add(this.byFeature.get(feature))) return undefined;
     return sets;
   }
 
@@ -212,12 +213,14 @@ export class FleetIndex {
     for (const t of entry.cap.runnerTypes) addTo(this.byRunnerType, t, entry);
     for (const t of entry.cap.supportedJobTypes) addTo(this.byJobType, t, entry);
     for (const [k, v] of Object.entries(entry.cap.tags)) addTo(this.byTag, tagKey(k, v), entry);
+    for (const f of entry.cap.wireFeatures ?? []) addTo(this.byFeature, f, entry);
   }
 
   private unindexOffer(entry: NodeEntry): void {
     for (const t of entry.cap.runnerTypes) removeFrom(this.byRunnerType, t, entry);
     for (const t of entry.cap.supportedJobTypes) removeFrom(this.byJobType, t, entry);
     for (const [k, v] of Object.entries(entry.cap.tags)) removeFrom(this.byTag, tagKey(k, v), entry);
+    for (const f of entry.cap.wireFeatures ?? []) removeFrom(this.byFeature, f, entry);
   }
 }
 
@@ -233,7 +236,9 @@ function sizeOf(nodes: Iterable<NodeEntry>): number {
 
 /** What the node offers is the same objects as before (a report from the same registration). */
 function sameOffer(a: NodeCapacity, b: NodeCapacity): boolean {
-  return a.runnerTypes === b.runnerTypes && a.supportedJobTypes === b.supportedJobTypes && a.tags === b.tags && a.maxResources === b.maxResources;
+  return (
+    a.runnerTypes === b.runnerTypes && a.supportedJobTypes === b.supportedJobTypes && a.tags === b.tags && a.maxResources === b.maxResources && a.wireFeatures === b.wireFeatures
+  );
 }
 
 /** Some resource is used less than before. */

@@ -331,6 +331,14 @@ export class JobCoordinator implements JobHoldings {
     return attempts.some((a) => a.attempt === attempt && a.node_id === nodeId) ? { kind: 'stale' } : { kind: 'foreign' };
   }
 
+  /**
+   * Whether `nodeId` holds that attempt of the job now: the standing check for messages that
+   * are not job messages but belong to an attempt (artifact uploads, PROTOCOL.md section 8).
+   */
+  holds(nodeId: string, jobId: string, attempt: number): boolean {
+    return this.current(jobId, attempt, nodeId) !== undefined;
+  }
+
   /** Cancels a job: at once when queued, else the node is told and its result ends the job. */
   async cancel(jobId: string): Promise<JobRecord | undefined> {
     const record = await this.o.store.requestCancel(jobId, this.o.owner);

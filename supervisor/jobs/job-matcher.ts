@@ -12,6 +12,8 @@ export interface NodeCapacity {
   supportedJobTypes: string[];
   /** `node_info.tags` from `RegisterNode`. */
   tags: Record<string, string>;
+  /** The wire features its session turned on (PROTOCOL.md section 8); absent: none. */
+  wireFeatures?: readonly string[];
   /** `capabilities.max_resources`: what the node offers in total. */
   maxResources: Resources;
   /** The sum of the resource requirements of the jobs the node holds now. */
@@ -31,11 +33,27 @@ export function freeResources(node: NodeCapacity): Resources {
   };
 }
 
-/** True when the node offers every term of the selector: its runner type, job type and each tag. */
-export function selectorMatches(selector: JobSelector, node: Pick<NodeCapacity, 'runnerTypes' | 'supportedJobTypes' | 'tags'>): boolean {
+/**
+ * What a job needs of a node: its selector, and the wire features its session must have turned
+ * on (a job that lists `job.artifacts` goes only to a node with `artifacts`, PROTOCOL.md section 8).
+ */
+export interface PlacementSelector extends JobSelector {
+  wire_features?: readonly string[];
+}
+
+const NEEDS_ARTIFACTS: readonly string[] = ['artifacts'];
+
+/** The job's selector plus the wire features it needs; the selector itself when it needs none. */
+export function placementSelector(job: Pick<JobRecord, 'selector' | 'job'>): PlacementSelector {
+  return (job.job.artifacts?.length ?? 0) > 0 ? { ...job.selector, wire_features: NEEDS_ARTIFACTS } : job.selector;
+}
+
+/** True when the node offers every term of the selector: its runner type, job type, each tag and each wire feature. */
+export function selectorMatches(selector: PlacementSelector, node: Pick<NodeCapacity, 'runnerTypes' | 'supportedJobTypes' | 'tags' | 'wireFeatures'>): boolean {
   const { runner_type, job_type, tags } = selector;
   if (runner_type !== undefined && !node.runnerTypes.includes(runner_type)) return false;
   if (job_type !== undefined && !node.supportedJobTypes.includes(job_type)) return false;
+  for (const feature of selector.wire_features ?? []) if (node.wireFeatures?.includes(feature) !== true) return false;
   for (const [key, value] of Object.entries(tags ?? {})) {
     if (!Object.hasOwn(node.tags, key) || node.tags[key] !== value) return false;
   }
@@ -46,7 +64,7 @@ export function selectorMatches(selector: JobSelector, node: Pick<NodeCapacity, 
 export function nodeMatches(job: JobRecord, node: NodeCapacity): boolean {
   return (
     node.accepting &&
-    selectorMatches(job.selector, node) &&
+    selectorMatches(placementSelector(job), node) &&
     fits(reservedFor(job.job.resource_requirements), node.maxResources, node.used)
   );
 }

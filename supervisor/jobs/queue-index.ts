@@ -9,7 +9,8 @@
 // without reading the queue.
 import { reservedFor, type Resources } from '../../actors/node-capacity.js';
 import type { Priority } from '../../protocol/messages.js';
-import type { JobRecord, JobSelector } from '../store/job-store.js';
+import type { JobRecord } from '../store/job-store.js';
+import { placementSelector, type PlacementSelector } from './job-matcher.js';
 import { MinHeap } from './min-heap.js';
 
 const RANK: Record<Priority, number> = { Critical: 0, High: 1, Normal: 2, Low: 3 };
@@ -41,9 +42,10 @@ export function ahead(a: JobRecord, b: JobRecord): boolean {
 }
 
 /** The canonical key of what a job needs: selector terms sorted, resources as reserved. */
-export function needKey(selector: JobSelector, need: Resources): string {
+export function needKey(selector: PlacementSelector, need: Resources): string {
   const tags = Object.entries(selector.tags ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return JSON.stringify([selector.runner_type ?? null, selector.job_type ?? null, tags, need.cpu_cores, need.memory_mb, need.disk_gb]);
+  const features = [...(selector.wire_features ?? [])].sort();
+  return JSON.stringify([selector.runner_type ?? null, selector.job_type ?? null, tags, need.cpu_cores, need.memory_mb, need.disk_gb, features]);
 }
 
 /** The queued jobs that need the same thing. */
@@ -54,7 +56,7 @@ export class Bucket {
 
   constructor(
     readonly key: string,
-    readonly selector: JobSelector,
+    readonly selector: PlacementSelector,
     readonly need: Resources,
   ) {}
 
@@ -188,10 +190,11 @@ export class QueueIndex {
 
   private enqueue(record: JobRecord): Bucket {
     const need = reservedFor(record.job.resource_requirements);
-    const key = needKey(record.selector, need);
+    const selector = placementSelector(record);
+    const key = needKey(selector, need);
     let bucket = this.buckets.get(key);
     if (bucket === undefined) {
-      bucket = new Bucket(key, record.selector, need);
+      bucket = new Bucket(key, selector, need);
       this.buckets.set(key, bucket);
     }
     const entry: QueuedJob = { record, bucket, live: true };

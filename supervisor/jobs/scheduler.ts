@@ -21,7 +21,7 @@ import type { Bus, BusEvent } from '../bus/bus.js';
 import type { Priority } from '../../protocol/messages.js';
 import type { JobRecord, JobStore } from '../store/job-store.js';
 import { FleetIndex, type SchedulingPolicy } from './fleet-index.js';
-import type { NodeCapacity } from './job-matcher.js';
+import { placementSelector, type NodeCapacity } from './job-matcher.js';
 import { MinHeap } from './min-heap.js';
 import { ahead, QueueIndex, type Bucket, type QueuedJob } from './queue-index.js';
 
@@ -102,10 +102,10 @@ export class Scheduler {
     const where = this.queue.whereIs(job.job_id);
     if (where !== undefined && 'until' in where) return 'retry_backoff';
     const need = reservedFor(job.job.resource_requirements);
-    if (where === undefined) return this.fleet.anyMatches(job.selector, need) ? 'matching_nodes_full' : 'no_matching_node';
+    if (where === undefined) return this.fleet.anyMatches(placementSelector(job), need) ? 'matching_nodes_full' : 'no_matching_node';
     let cached = this.matchCache.get(where.bucket);
     if (cached === undefined || cached.version !== this.fleet.version) {
-      cached = { version: this.fleet.version, any: this.fleet.anyMatches(job.selector, need) };
+      cached = { version: this.fleet.version, any: this.fleet.anyMatches(where.bucket.selector, need) };
       this.matchCache.set(where.bucket, cached);
     }
     return cached.any ? 'matching_nodes_full' : 'no_matching_node';

@@ -30,15 +30,17 @@ export interface BatchPort {
   open(): boolean;
   /** Charges the time reading one envelope took (ms) to the node's reading-time budget, as a frame's is; none: not timed. */
   chargeReading?(ms: number): void;
+  /** Types the session did not turn on (an artifact message without `artifacts`): `unknown_type`, as alone. */
+  turnedOff?(type: string): boolean;
 }
 
 export function handleBatch(batch: BatchMessage, port: BatchPort): void {
   const charge = port.chargeReading;
   const read = (envelope: unknown): NodeMessage => {
-    if (charge === undefined) return readBatchedNodeMessage(port.codec, envelope);
+    if (charge === undefined) return readBatchedNodeMessage(port.codec, envelope, port.turnedOff);
     const started = performance.now();
     try {
-      return readBatchedNodeMessage(port.codec, envelope);
+      return readBatchedNodeMessage(port.codec, envelope, port.turnedOff);
     } finally {
       charge(performance.now() - started);
     }

@@ -23,7 +23,7 @@ import {
 } from '../../actors/node-machine.js';
 import { type Codec, CODEC_JSON, DEFLATE_BIT, encodeBody, ENCRYPTED_BIT } from '../../protocol/codec.js';
 import { MusterError, toMusterError } from '../../protocol/errors.js';
-import type { EnvelopeOf, NodeMessage, PlaneMessageType, MessageData } from '../../protocol/messages.js';
+import { FEATURE_OF_TYPE, type EnvelopeOf, type NodeMessage, type PlaneMessageType, type MessageData, type WireFeature } from '../../protocol/messages.js';
 import { readNodeFrame, SCAN_MIN_BYTES } from '../../protocol/message-reader.js';
 import { BatchCoalescer } from '../../protocol/batch-coalescer.js';
 import { BATCHED_PLANE_TYPES, handleBatch } from './batch-session.js';
@@ -65,7 +65,16 @@ export interface SessionHost {
   rateLimited?(session: NodeSession, verdict: 'answer' | 'abuse', dropped: number): MusterError | undefined;
   /** The connection closed (`reason`: the code the plane closed it with, or who closed it); the node may live on to resume. */
   connectionClosed?(session: NodeSession, reason: string): void;
+  /**
+   * An `Artifact*` message on a session that turned `artifacts` on (PROTOCOL.md section 8).
+   * `refund` gives the frame's cost back to the node's rates: a stored chunk is paced by the
+   * artifact window, not by the byte rate (which would cut a large upload off).
+   */
+  artifactMessage?(session: NodeSession, message: ArtifactMessage, refund: () => void): void;
 }
+
+/** The node's messages of the `artifacts` wire feature. */
+export type ArtifactMessage = EnvelopeOf<'ArtifactStart'> | EnvelopeOf<'ArtifactChunk'> | EnvelopeOf<'ArtifactEnd'>;
 
 export type NodeActor = Actor<typeof nodeMachine>;
 
@@ -86,6 +95,13 @@ export class NodeSession {
   /** The actor's liveness record: every frame stamps it, with no transition. */
   private readonly liveness: Liveness;
   #logger: Logger | undefined;
+  /** The wire features turned on by the RegisterAck (PROTOCOL.md section 8). */
+  readonly #features = new Set<WireFeature>();
+  /** A type of a wire feature this session did not turn on: read as a type it does not know. */
+  readonly #turnedOff = (type: string): boolean => {
+    const feature = FEATURE_OF_TYPE[type as keyof typeof FEATURE_OF_TYPE];
+    return feature !== undefined && !this.#features.has(feature);
+  };
   /** Set once the session agreed to `deflate`: bodies from this size on go out compressed. */
   #compressFrom: number | undefined;
   /** Set once the session agreed to `batch`: Batch frames are read, and bursts go out as one (batch-session.ts). */
@@ -278,6 +294,16 @@ export class NodeSession {
     this.#compressFrom = minBytes;
   }
 
+  /** The RegisterAck turned these wire features on: their messages are taken from now on. */
+  turnOn(features: readonly WireFeature[]): void {
+    for (const feature of features) this.#features.add(feature);
+  }
+
+  /** Whether the session turned `feature` on. */
+  has(feature: WireFeature): boolean {
+    return this.#features.has(feature);
+  }
+
   /** Sends `Error`; `replyTo` defaults to the id of the message being handled, if any. */
   sendError(err: MusterError, replyTo = this.handling): void {
     if (!err.fatal || err.code === 'internal') this.logger.warn({ code: err.code, field: err.field }, err.message);
@@ -313,8 +339,9 @@ export class NodeSession {
     // larger ones are timed against the sender's reading-time budget.
     const timed = this.rate !== undefined && body.length > SCAN_MIN_BYTES;
     const reading = timed ? performance.now() : 0;
+    let readingMs = 0;
     try {
-      message = readNodeFrame(codec, body, this.#batcher !== undefined);
+      message = readNodeFrame(codec, body, this.#batcher !== undefined, this.#turnedOff);
     } catch (err) {
       this.host.meter.messageIn('invalid');
       const error = toMusterError(err);
@@ -323,15 +350,25 @@ export class NodeSession {
     } finally {
       if (timed) {
         const done = performance.now();
-        this.rate?.chargeDecoding(done - reading, done);
+        readingMs = done - reading;
+        this.rate?.chargeDecoding(readingMs, done);
       }
     }
     if (message.type === 'Batch') this.onBatch(message, codec, previous);
-    else this.handle(message, previous);
+    else this.handle(message, previous, body.length, readingMs);
   }
 
-  /** A validated message, from its own frame or a Batch; `previous`: when the node's frame before this one came. */
-  private handle(message: NodeMessage, previous: number): void {
+  /**
+   * A validated message, from its own frame or a Batch; `previous`: when the node's frame before
+   * this one came; `bytes` and `readingMs`: what its frame cost (0 for one inside a Batch).
+   */
+  private handle(message: NodeMessage, previous: number, bytes: number, readingMs: number): void {
+    if (isArtifactMessage(message)) {
+      this.host.meter.messageIn(message.type);
+      this.artifactMessage(message, bytes, readingMs);
+      this.host.observed?.(this, message);
+      return;
+    }
     if (message.type === 'Heartbeat') {
       // Any frame keeps a node alive (PROTOCOL.md 4.2), so its lag runs from the previous frame.
       this.host.meter.heartbeat(this.liveness.lastHeard - previous - this.liveness.intervalMs);
@@ -368,7 +405,8 @@ export class NodeSession {
         this.overRate(rate);
         return false;
       },
-      handle: (message) => this.handle(message, previous),
+      handle: (message) => this.handle(message, previous, 0, 0),
+      turnedOff: this.#turnedOff,
       refuse: (error) => {
         this.host.meter.messageIn('invalid');
         this.deliver(error.replyTo, { type: 'frame.error', error });
@@ -377,6 +415,21 @@ export class NodeSession {
       ...(rate === undefined ? {} : { chargeReading: (ms: number) => rate.chargeDecoding(ms) }),
     });
     if (over && rate !== undefined) this.connection.pauseReading?.(rate.pauseMs(0));
+  }
+
+  /** An artifact message goes to the host when the session turned `artifacts` on; else it is a type this session does not know. */
+  private artifactMessage(message: ArtifactMessage, bytes: number, readingMs: number): void {
+    // The reader refused it already when the session did not turn `artifacts` on.
+    if (this.host.artifactMessage === undefined) {
+      this.deliver(message.id, { type: 'frame.error', error: new MusterError('unknown_type', `${message.type} is not taken here`, { replyTo: message.id }) });
+      return;
+    }
+    this.handling = message.id;
+    try {
+      this.host.artifactMessage(this, message, () => this.rate?.refund(bytes, readingMs));
+    } finally {
+      this.handling = undefined;
+    }
   }
 
   /**
@@ -471,12 +524,16 @@ export class NodeSession {
   }
 }
 
+function isArtifactMessage(message: NodeMessage): message is ArtifactMessage {
+  return message.type === 'ArtifactStart' || message.type === 'ArtifactChunk' || message.type === 'ArtifactEnd';
+}
+
 function isJobMessage(message: NodeMessage): message is JobMessage {
   return message.type === 'JobAccepted' || message.type === 'JobRejected' || message.type === 'LogChunk' || message.type === 'JobResult';
 }
 
 /** The actor event for a validated message. */
-function eventOf(message: NodeMessage): NodeEvent {
+function eventOf(message: Exclude<NodeMessage, ArtifactMessage>): NodeEvent {
   switch (message.type) {
     case 'RegisterNode':
       return { type: 'RegisterNode', message };

@@ -12,6 +12,7 @@ import type { WireMeter } from '../../observability/plane-metrics.js';
 import type { Registrar } from './registrar.js';
 import type { SessionHost } from './node-session.js';
 import type { MessageTap } from './message-tap.js';
+import type { ArtifactIntake } from '../artifacts/artifact-intake.js';
 
 export interface PlaneSessionHostOptions {
   controlPlaneId: string;
@@ -27,6 +28,8 @@ export interface PlaneSessionHostOptions {
   wakeScheduler(): void;
   /** Embedders' handlers of node messages. */
   tap: MessageTap;
+  /** Takes artifact uploads; undefined: the plane keeps none (and never turns `artifacts` on). */
+  artifacts?: ArtifactIntake;
 }
 
 export function planeSessionHost(o: PlaneSessionHostOptions): SessionHost {
@@ -58,6 +61,14 @@ export function planeSessionHost(o: PlaneSessionHostOptions): SessionHost {
         session.sendError(toMusterError(err), message.id);
       });
     },
+    ...(o.artifacts === undefined
+      ? {}
+      : {
+          artifactMessage: (session, message, refund) => {
+            const nodeId = session.nodeId;
+            if (nodeId !== undefined) o.artifacts?.handle(session, nodeId, message, refund);
+          },
+        }),
     stateChanged: (session, state) => {
       const nodeId = session.nodeId;
       if (nodeId !== undefined) o.bus.publish({ kind: 'node', node_id: nodeId, state, owner: o.controlPlaneId });

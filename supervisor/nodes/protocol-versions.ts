@@ -14,12 +14,16 @@ import type { MessageData, WireFeature } from '../../protocol/messages.js';
 /** The versions this plane speaks, lowest first. */
 export const PLANE_VERSIONS: readonly number[] = [1, 2];
 
-/** The wire features the plane can turn on for a connection over `transport` (a URL scheme). */
-export function offerableFeatures(transport: string, encrypted: boolean): ReadonlySet<WireFeature> {
+/**
+ * The wire features the plane can turn on for a connection over `transport` (a URL scheme);
+ * `artifacts` on every transport when the plane has somewhere to keep them (`plane.artifacts`).
+ */
+export function offerableFeatures(transport: string, encrypted: boolean, plane: { artifacts?: boolean } = {}): ReadonlySet<WireFeature> {
   const features = new Set<WireFeature>();
   if (!encrypted && (transport === 'tcp' || transport === 'tls' || transport === 'unix')) features.add('deflate');
   // Several messages in one frame: the same on every transport, encrypted or not.
   features.add('batch');
+  if (plane.artifacts === true) features.add('artifacts');
   return features;
 }
 

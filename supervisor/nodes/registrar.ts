@@ -41,6 +41,8 @@ export interface RegistrarOptions {
   wakeScheduler(): void;
   /** Counts registrations, new and resumed. */
   metrics?: Pick<PlaneMetrics, 'registered'>;
+  /** The plane keeps artifacts (an artifact store is wired): the `artifacts` wire feature may be turned on. */
+  artifacts?: boolean;
 }
 
 export class Registrar {
@@ -53,7 +55,8 @@ export class Registrar {
   async authenticate(session: NodeSession, message: EnvelopeOf<'RegisterNode'>): Promise<Registration> {
     const { auth_token: token, resume } = message.data;
     // No version in common: nothing else about the node matters (and no token is spent).
-    const agreed = negotiate(message.data, offerableFeatures(transportOf(session.connection), this.o.config.encryptKeyFile !== ''));
+    const offerable = offerableFeatures(transportOf(session.connection), this.o.config.encryptKeyFile !== '', { artifacts: this.o.artifacts === true });
+    const agreed = negotiate(message.data, offerable);
     let result: Authenticated;
     try {
       result = await authenticateNode(this.o.tokens, this.o.config.sessionTtlSeconds, message, session.connection.peerNames);
@@ -72,7 +75,7 @@ export class Registrar {
       if (taken > 0) session.logger.info({ node_id: nodeId, jobs: taken }, 'took the jobs of a node over from its previous replica');
     }
     this.pending.set(session, { ...result, replyTo: message.id, agreed });
-    return { ...result.registration, protocolVersion: agreed.version };
+    return { ...result.registration, protocolVersion: agreed.version, wireFeatures: agreed.wireFeatures };
   }
 
   /** The node's actor is online: bind the node, send `RegisterAck`, keep its jobs. */
@@ -87,6 +90,7 @@ export class Registrar {
     session.send('RegisterAck', this.ack(registration, auth), auth.replyTo);
     // Features are used only from the RegisterAck on, which itself goes out as version 1 would send it.
     if (auth.agreed.wireFeatures.includes('deflate')) session.compressFrom(COMPRESS_MIN_BYTES);
+    session.turnOn(auth.agreed.wireFeatures);
     if (auth.agreed.wireFeatures.includes('batch')) session.useBatches();
     this.o.metrics?.registered(registration.resumed);
     // The actor learns the interval its RegisterAck gave (it was created with the base one).

@@ -97,6 +97,16 @@ export class NodeRateLimit {
     return Math.min(this.maxPauseMs, Math.ceil(Math.max(...waits)));
   }
 
+  /**
+   * Gives back what one admitted frame of `bytes` cost (its message, its bytes and `readingMs` of
+   * reading time): for frames paced by other means (artifact chunks, by their window).
+   */
+  refund(bytes: number, readingMs: number, now: number = performance.now()): void {
+    this.messages?.refund(1, now);
+    this.bytes?.refund(bytes, now);
+    this.decoding?.refund(readingMs, now);
+  }
+
   /** The time reading one admitted frame took, counted against the node (issue 8 item 8). */
   chargeDecoding(ms: number, now: number = performance.now()): void {
     this.decoding?.charge(ms, now);

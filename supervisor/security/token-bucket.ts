@@ -43,6 +43,12 @@ export class TokenBucket {
     this.tokens -= amount;
   }
 
+  /** Gives `amount` back (at most up to `burst`): a cost that turned out not to be one. */
+  refund(amount: number, now: number = performance.now()): void {
+    this.refill(now);
+    this.tokens = Math.min(this.burst, this.tokens + amount);
+  }
+
   /** Tokens available at `now` (fractional), without taking any. */
   available(now: number = performance.now()): number {
     this.refill(now);

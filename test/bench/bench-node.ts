@@ -25,6 +25,8 @@ export interface RegisterOptions {
   timeoutMs?: number;
   /** Resume this node's session (the token given is then its session token). */
   resumeNodeId?: string;
+  /** Wire features to offer (protocol version 2); default none, as a version 1 node. */
+  wireFeatures?: string[];
 }
 
 /** The token authority of the plane whose data directory is `dataDir` (it wrote its secret there). */
@@ -67,6 +69,7 @@ export function registerEnvelope(token: string, options: RegisterOptions = {}): 
       },
       auth_token: token,
       ...(options.resumeNodeId === undefined ? {} : { resume: { node_id: options.resumeNodeId, running_jobs: [], unacked_results: [] } }),
+      ...(options.wireFeatures === undefined ? {} : { protocol_versions: [1, 2], wire_features: options.wireFeatures }),
     },
   };
 }

@@ -3,7 +3,9 @@
 // waiting client and a follower, `job logs --follow` from the start, `job get`'s summary,
 // the node table, and undrain.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeDetail } from '../../supervisor/admin/wire-types.js';
 import { BIN, Harness, runMuster, uniqueTag, waitFor, type PlaneProcess } from '../e2e/harness.js';
@@ -190,6 +192,32 @@ describe('muster job get against a real plane', () => {
     expect(text).not.toMatch(/^ {2}15$/m);
     const json = await muster(['job', 'get', '--json', jobId]);
     expect(JSON.parse(json.stdout)).toMatchObject({ job_id: jobId, state: 'Failed', result: { exit_code: 2 } });
+  }, 60_000);
+});
+
+describe('muster job artifacts against a real plane', () => {
+  it('submit --artifact uploads the matching files; artifacts lists them and --download writes them, digest checked', async () => {
+    const pool = uniqueTag('artifacts');
+    await harness.startAgent(plane, { tags: { pool } });
+    const script = 'mkdir -p dist && printf one > dist/a.tar.gz && printf twotwo > dist/b.tar.gz && printf no > dist/c.txt';
+    const submitted = await muster(['job', 'submit', '--selector', `pool=${pool}`, '--artifact', 'dist/*.tar.gz', '--', 'sh', '-c', script]);
+    const jobId = submitted.stdout.trim();
+    expect((await plane.api.waitForJob(jobId, WAIT_MS)).state).toBe('Completed');
+    const listed = await muster(['job', 'artifacts', jobId]);
+    expect(listed.code).toBe(0);
+    const rows = listed.stdout.trim().split('\n');
+    expect(rows[0]).toMatch(/^NAME +SIZE +ATTEMPT +SHA256$/);
+    expect(rows.slice(1).map((r) => r.split(/ +/).slice(0, 3))).toEqual([
+      ['dist/a.tar.gz', '3', '1'],
+      ['dist/b.tar.gz', '6', '1'],
+    ]);
+    const dir = mkdtempSync(join(tmpdir(), 'muster-cli-artifacts-'));
+    const downloaded = await muster(['job', 'artifacts', jobId, '--download', dir]);
+    expect(downloaded.code).toBe(0);
+    expect(readFileSync(join(dir, 'dist', 'a.tar.gz'), 'utf8')).toBe('one');
+    expect(readFileSync(join(dir, 'dist', 'b.tar.gz'), 'utf8')).toBe('twotwo');
+    expect(readdirSync(join(dir, 'dist')).sort()).toEqual(['a.tar.gz', 'b.tar.gz']);
+    rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 });
 

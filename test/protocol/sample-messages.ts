@@ -9,6 +9,7 @@ export type SampleMessages = { [T in MessageType]: EnvelopeOf<T> };
 
 export const SAMPLE_NODE_ID = '3f2b8c1e-7d4a-4e59-9b1c-2a6f0d8e4c71';
 export const SAMPLE_JOB_ID = '9a0c6e42-1b7f-4d38-8e25-5f3a9c1d0b64';
+export const SAMPLE_ARTIFACT_ID = '5d6e7f80-91a2-4b3c-8d4e-5f6a7b8c9d0e';
 const OTHER_JOB_ID = 'c4e1f7a2-6b3d-4f09-a8e6-1d2b3c4d5e6f';
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 
@@ -89,6 +90,22 @@ export function sampleMessages(): SampleMessages {
       },
     },
     Deregister: { type: 'Deregister', data: { node_id: SAMPLE_NODE_ID, reason: 'host maintenance' } },
+    ArtifactStart: {
+      type: 'ArtifactStart',
+      id: 'u-1',
+      data: {
+        job_id: SAMPLE_JOB_ID,
+        attempt: 1,
+        artifact_id: SAMPLE_ARTIFACT_ID,
+        name: 'dist/app.tar.gz',
+        size: 11,
+        sha256: 'b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9',
+        content_type: 'application/gzip',
+      },
+    },
+    // Base64 text, as JSON carries it (MessagePack carries binary): the same sample serves both codecs.
+    ArtifactChunk: { type: 'ArtifactChunk', id: 'u-2', data: { artifact_id: SAMPLE_ARTIFACT_ID, offset: 0, data: 'aGVsbG8gd29ybGQ=' } },
+    ArtifactEnd: { type: 'ArtifactEnd', id: 'u-3', data: { artifact_id: SAMPLE_ARTIFACT_ID } },
 
     RegisterAck: {
       type: 'RegisterAck',
@@ -144,6 +161,7 @@ export function sampleMessages(): SampleMessages {
     },
     Configure: { type: 'Configure', data: { heartbeat_interval_ms: 15000 } },
     LogResync: { type: 'LogResync', data: { job_id: SAMPLE_JOB_ID, attempt: 1, stream: 'stdout', next_seq: 12 } },
+    ArtifactAck: { type: 'ArtifactAck', reply_to: 'u-1', data: { artifact_id: SAMPLE_ARTIFACT_ID, received: 0, complete: false } },
     Error: {
       type: 'Error',
       reply_to: 'm-9',

@@ -2,6 +2,8 @@
 // off from NATS while others stay connected: `cut()` resets every connection and refuses new
 // ones until `heal()`; `freeze()` keeps the connections open but passes no byte (a hung
 // network path, seen by the client only through its own timeouts) until `thaw()`.
+// `upstreamBytes` counts what clients sent through, and `afterUpstream(n)` resolves once that
+// many more have passed: a test cuts a transfer mid-way on an event, not after a guessed time.
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
 export class TcpProxy {
@@ -9,6 +11,9 @@ export class TcpProxy {
   private isCut = false;
   private frozen = false;
   private readonly held: Array<() => void> = [];
+  /** Bytes passed from clients to the target so far. */
+  upstreamBytes = 0;
+  private readonly byteWaiters: Array<{ at: number; resolve: () => void }> = [];
 
   private constructor(
     private readonly server: Server,
@@ -53,19 +58,36 @@ export class TcpProxy {
     for (const send of this.held.splice(0)) send();
   }
 
+  /** Resolves once `bytes` more have passed from clients to the target. */
+  afterUpstream(bytes: number): Promise<void> {
+    return new Promise((resolve) => this.byteWaiters.push({ at: this.upstreamBytes + bytes, resolve }));
+  }
+
   async close(): Promise<void> {
     this.cut();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private forward(from: Socket, to: Socket): void {
+  private forward(from: Socket, to: Socket, upstream: boolean): void {
     from.on('data', (chunk: Buffer) => {
       const send = (): void => {
-        if (!to.destroyed) to.write(chunk);
+        if (to.destroyed) return;
+        to.write(chunk);
+        if (upstream) this.passed(chunk.length);
       };
       if (this.frozen || this.held.length > 0) this.held.push(send);
       else send();
     });
+  }
+
+  private passed(bytes: number): void {
+    this.upstreamBytes += bytes;
+    for (let i = this.byteWaiters.length - 1; i >= 0; i--) {
+      const waiter = this.byteWaiters[i]!;
+      if (this.upstreamBytes < waiter.at) continue;
+      this.byteWaiters.splice(i, 1);
+      waiter.resolve();
+    }
   }
 
   private accept(client: Socket, port: number, host: string): void {
@@ -83,7 +105,7 @@ export class TcpProxy {
         upstream.destroy();
       });
     }
-    this.forward(client, upstream);
-    this.forward(upstream, client);
+    this.forward(client, upstream, true);
+    this.forward(upstream, client, false);
   }
 }

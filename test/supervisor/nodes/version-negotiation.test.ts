@@ -5,6 +5,7 @@
 // deflate.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeView } from '../../../supervisor/admin/wire-types.js';
+import { offerableFeatures } from '../../../supervisor/nodes/protocol-versions.js';
 import { registerNodeMessage } from '../node-client.js';
 import { startSecurityPlane, type SecurityPlane } from '../security-plane.js';
 
@@ -46,14 +47,30 @@ describe('protocol versions', () => {
     await c.closedWithin();
   });
 
-  it('turns on only the offered features it builds (deflate and batch, on TCP), ignoring names it does not know', async () => {
+  it('turns on only the offered features it builds (deflate, batch and artifacts on TCP), ignoring names it does not know', async () => {
     const c = await p.client();
     const ack = await c.register({ token: await p.registrationToken(), protocolVersions: [1, 2], wireFeatures: ['deflate', 'batch', 'artifacts', 'teleport'] });
-    expect(ack.data.wire_features).toEqual(['deflate', 'batch']);
-    // An artifact message on a session without the feature: unknown_type, not fatal.
-    c.send({ type: 'ArtifactStart', id: 'a-1', data: {} });
-    expect((await c.next('Error')).message.data).toMatchObject({ code: 'unknown_type', fatal: false });
-    // A Batch on a session without batch: batch.test.ts; a compressed frame without deflate: deflate.test.ts.
+    expect(ack.data.wire_features).toEqual(['deflate', 'batch', 'artifacts']);
+    // Artifact messages without the feature: below; a Batch without batch: batch.test.ts; a compressed frame without deflate: deflate.test.ts.
+  });
+
+  it('offers artifacts on every transport, encrypted or not, when the plane keeps them', () => {
+    for (const t of ['tcp', 'tls', 'unix', 'ws', 'wss', 'grpc', 'grpcs']) {
+      expect([...offerableFeatures(t, true, { artifacts: true })], t).toEqual(['batch', 'artifacts']);
+      expect([...offerableFeatures(t, true)], t).toEqual(['batch']);
+    }
+  });
+
+  it.each([
+    ['a version 1 session', {}],
+    ['a version 2 session that did not offer artifacts', { protocolVersions: [1, 2], wireFeatures: ['deflate'] }],
+  ])('answers artifact messages on %s with unknown_type, before looking at their fields', async (_name, o) => {
+    const c = await p.client();
+    await c.register({ token: await p.registrationToken(), ...o });
+    for (const [i, type] of ['ArtifactStart', 'ArtifactChunk', 'ArtifactEnd'].entries()) {
+      c.send({ type, id: `a-${i}`, data: {} });
+      expect((await c.next('Error')).message).toMatchObject({ reply_to: `a-${i}`, data: { code: 'unknown_type', fatal: false } });
+    }
   });
 });
 
