@@ -119,9 +119,9 @@ async function ended(jobIds: string[]): Promise<void> {
 }
 
 describe('the agent and batch', () => {
-  it('offers batch, and the plane turns it on', () => {
-    expect(sent[0]).toMatchObject({ types: ['RegisterNode'], data: { protocol_versions: [1, 2], wire_features: ['deflate', 'batch'] } });
-    expect(received.find((f) => f.types[0] === 'RegisterAck')?.data).toMatchObject({ protocol_version: 2, wire_features: ['deflate', 'batch'] });
+  it('offers batch (with every other feature), and the plane turns it on', () => {
+    expect(sent[0]).toMatchObject({ types: ['RegisterNode'], data: { protocol_versions: [1, 2], wire_features: ['deflate', 'batch', 'artifacts'] } });
+    expect(received.find((f) => f.types[0] === 'RegisterAck')?.data).toMatchObject({ protocol_version: 2, wire_features: ['deflate', 'batch', 'artifacts'] });
   });
 
   it('sends a burst of log chunks as Batch frames, whole and in order, before the result', async () => {
