@@ -15,6 +15,7 @@ import { CODEC_JSON, CODEC_MSGPACK, encodeBody, type Codec } from '../../protoco
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import { heartbeatFrame, mintApiToken, mintNodeToken, registerNode, type BenchNode } from './bench-node.js';
 import { runBus } from './bus.js';
+import { runCluster } from './cluster.js';
 import { runDispatch } from './dispatch.js';
 import { runAbuse } from './abuse.js';
 import { runFleet } from './fleet.js';
@@ -36,8 +37,9 @@ async function main(): Promise<void> {
   if (which === 'dispatch') return runDispatch();
   if (which === 'abuse') return runAbuse();
   if (which === 'bus') return runBus();
+  if (which === 'cluster') return runCluster();
   if (which === 'visualizer') return runVisualizer();
-  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet, transports, dispatch, abuse, bus, visualizer)`);
+  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet, transports, dispatch, abuse, bus, visualizer, cluster)`);
   console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}`);
   console.log(`heartbeats per run: ${HEARTBEATS}, round trips per run: ${ROUND_TRIPS}, runs: ${RUNS} (medians)\n`);
   const plane = await startPlane({ MUSTER_HEARTBEAT_INTERVAL_MS: '60000' });
