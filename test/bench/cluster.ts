@@ -300,7 +300,7 @@ async function atRest(secret: Secret, run: number): Promise<void> {
     console.log(`  expected at rest: lease renewals 3 replicas / 2 s = 1.5/s, revocation polls 3 × 1/s = 3/s, each a request and its reply`);
     const tapped = await tapWindow(cluster, REST_S * 1000);
     console.log(`  the same window again, with a tap on '>' (the tap's own deliveries are out msgs too): ${tapped.total} messages, by subject:`);
-    for (const [subject, count] of tapped.bySubject.slice(0, 12)) console.log(`    ${(count / tapped.seconds).toFixed(2).padStart(8)}/s  ${subject}`);
+    for (const [subject, count] of tapped.bySubject.slice(0, 16)) console.log(`    ${(count / tapped.seconds).toFixed(2).padStart(8)}/s  ${subject}`);
     console.log(
       `  ownership at rest: ${tapped.bySubject.filter(([s]) => s.includes('muster-owners')).reduce((n, [, c]) => n + c, 0)} messages on the owners bucket in the window\n`,
     );
@@ -376,14 +376,14 @@ async function tapWindow(cluster: Cluster, ms: number): Promise<{ total: number;
   return { total, seconds, bySubject: [...counts].sort((a, b) => b[1] - a[1]) };
 }
 
-/** `_INBOX.x.y` → `_INBOX.*`, `$KV.bucket.key` → `$KV.bucket.*`, `$JS.ACK.stream.…` → `$JS.ACK.stream.*`. */
+/** Reply inboxes, KV keys and ack subjects folded (`_INBOX.*`, `$KV.bucket.*`); API subjects keep their stream. */
 function foldSubject(subject: string): string {
   const parts = subject.split('.');
   if (parts[0] === '_INBOX') return '_INBOX.*';
   if (parts[0] === '$KV' && parts.length > 2) return `$KV.${parts[1]}.*`;
   if (parts[0] === '$JS' && parts[1] === 'ACK' && parts.length > 3) return `$JS.ACK.${parts[2]}.*`;
-  if (parts[0] === '$JS' && parts[1] === 'API' && parts.length > 4) return parts.slice(0, 4).join('.') + '.*';
-  return parts.length > 4 ? parts.slice(0, 4).join('.') + '.*' : subject;
+  const keep = parts[0] === '$JS' && parts[1] === 'EVENT' ? 6 : parts[0] === '$JS' && parts[1] === 'API' ? 5 : 4;
+  return parts.length > keep ? `${parts.slice(0, keep).join('.')}.*` : subject;
 }
 
 // ---- processes --------------------------------------------------------------------------------
