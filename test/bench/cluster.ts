@@ -132,6 +132,7 @@ async function jobsOn(secret: Secret, replicas: number, label: string): Promise<
   const cluster = replicas === 0 ? undefined : await startCluster(secret, replicas, JOB_PARTS_ENV);
   const planes = cluster?.replicas ?? [await startPlane({ ...JOB_PARTS_ENV, MUSTER_JWT_SECRET: secret.text }, planeOptions())];
   const workers: ChildProcess[] = [];
+  let watchdog: NodeJS.Timeout | undefined;
   try {
     const stamps = new Stamps();
     const tcpUrls = planes.map((p) => p.tcpUrl.href);
@@ -149,16 +150,30 @@ async function jobsOn(secret: Secret, replicas: number, label: string): Promise<
       for (const s of batch) submitted.push(s.jobId);
       return batch;
     };
-    const watchdog = setInterval(() => void reportStuck(planes, token, submitted, stamps), STUCK_AFTER_MS);
+    watchdog = setInterval(() => {
+      reportStuck(planes, token, submitted, stamps).catch((err: unknown) => console.log(`  (could not ask about stuck jobs: ${String(err)})`));
+    }, STUCK_AFTER_MS);
     const pids = planes.map((p) => p.pid);
+    const figures = { planeUsPerJob: 0, natsUsPerJob: 0 };
     await backlog(`${label}, warm-up`, WARM_UP_JOBS, BATCH, IN_FLIGHT, submitBatch, pids, workers, stamps);
     const nats0 = cluster === undefined ? 0 : cpuSeconds(cluster.nats.pid);
+    const varz0 = cluster === undefined ? undefined : await varz(cluster);
     const result = await backlog(label, JOBS, BATCH, IN_FLIGHT, submitBatch, pids, workers, stamps);
     clearInterval(watchdog);
-    const natsCpu = cluster === undefined ? 0 : cpuSeconds(cluster.nats.pid) - nats0;
-    console.log(`  nats-server CPU ${((100 * natsCpu) / result.seconds).toFixed(0)}% of a core, ${((natsCpu * 1e6) / JOBS).toFixed(0)} µs per job\n`);
-    return { label, result, planeUsPerJob: (result.planeCpuSeconds * 1e6) / JOBS, natsUsPerJob: (natsCpu * 1e6) / JOBS };
+    if (cluster !== undefined) {
+      const natsCpu = cpuSeconds(cluster.nats.pid) - nats0;
+      const varz1 = await varz(cluster);
+      console.log(
+        `  nats-server CPU ${((100 * natsCpu) / result.seconds).toFixed(0)}% of a core, ${((natsCpu * 1e6) / JOBS).toFixed(0)} µs per job; ` +
+          `NATS messages per job ${((varz1.in_msgs - varz0!.in_msgs) / JOBS).toFixed(1)} in, ${((varz1.out_msgs - varz0!.out_msgs) / JOBS).toFixed(1)} out`,
+      );
+      figures.natsUsPerJob = (natsCpu * 1e6) / JOBS;
+    }
+    console.log('');
+    figures.planeUsPerJob = (result.planeCpuSeconds * 1e6) / JOBS;
+    return { label, result, ...figures };
   } finally {
+    clearInterval(watchdog);
     await stopWorkers(workers);
     if (cluster === undefined) await planes[0]!.stop();
     else await stopCluster(cluster);
