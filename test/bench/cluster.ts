@@ -57,6 +57,8 @@ const WARM_UP_JOBS = 1_000;
 const FAILOVER_WAIT_MS = 120_000;
 /** A throughput measurement that takes longer than this says which jobs it still waits for. */
 const STUCK_AFTER_MS = 30_000;
+/** ...and fails when no job at all finished for this long. */
+const STALL_MS = 60_000;
 
 /** Nodes do not heartbeat in the job parts: every message is part of a job. */
 const JOB_PARTS_ENV = { MUSTER_HEARTBEAT_INTERVAL_MS: '600000', MUSTER_RETRY_BACKOFF_MS: '0' };
@@ -107,9 +109,18 @@ async function throughput(secret: Secret, run: number): Promise<void> {
       `(${IN_FLIGHT} in flight) after ${WARM_UP_JOBS} warm-up jobs`,
   );
   const figures: ThroughputFigures[] = [];
-  figures.push(await jobsOn(secret, 0, 'embedded plane (SQLite), baseline'));
-  figures.push(await jobsOn(secret, 1, '1 replica on NATS'));
-  figures.push(await jobsOn(secret, 3, '3 replicas on NATS'));
+  for (const [replicas, label] of [
+    [0, 'embedded plane (SQLite), baseline'],
+    [1, '1 replica on NATS'],
+    [3, '3 replicas on NATS'],
+  ] as const) {
+    try {
+      figures.push(await jobsOn(secret, replicas, label));
+    } catch (err) {
+      console.log(`  ${label}: FAILED, ${String(err)}\n`);
+    }
+  }
+  if (figures.length < 3) return;
   const [embedded, one, three] = figures as [ThroughputFigures, ThroughputFigures, ThroughputFigures];
   const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
   console.log(`summary, run ${run}:`);
@@ -136,7 +147,9 @@ async function jobsOn(secret: Secret, replicas: number, label: string): Promise<
   try {
     const stamps = new Stamps();
     const tcpUrls = planes.map((p) => p.tcpUrl.href);
-    const ready = await startWorkers({ tcpUrls, dataDir: secret.dir, nodes: NODES, workers: WORKERS }, workers, stamps);
+    const errors = new ErrorCounts();
+    const onReport = (r: DispatchReport): void => errors.add(r);
+    const ready = await startWorkers({ tcpUrls, dataDir: secret.dir, nodes: NODES, workers: WORKERS, onReport }, workers, stamps);
     const failed = ready.reduce((n, r) => n + r.failed, 0);
     if (failed > 0) console.log(`  ${failed} nodes failed to register: ${ready.find((r) => r.firstError)?.firstError}`);
     const token = await mintApiToken(secret.dir, 'operator');
@@ -155,11 +168,14 @@ async function jobsOn(secret: Secret, replicas: number, label: string): Promise<
     }, STUCK_AFTER_MS);
     const pids = planes.map((p) => p.pid);
     const figures = { planeUsPerJob: 0, natsUsPerJob: 0 };
-    await backlog(`${label}, warm-up`, WARM_UP_JOBS, BATCH, IN_FLIGHT, submitBatch, pids, workers, stamps);
+    const measure = (name: string, jobs: number): Promise<BacklogResult> =>
+      unlessStalled(backlog(name, jobs, BATCH, IN_FLIGHT, submitBatch, pids, workers, stamps), stamps, errors);
+    await measure(`${label}, warm-up`, WARM_UP_JOBS);
     const nats0 = cluster === undefined ? 0 : cpuSeconds(cluster.nats.pid);
     const varz0 = cluster === undefined ? undefined : await varz(cluster);
-    const result = await backlog(label, JOBS, BATCH, IN_FLIGHT, submitBatch, pids, workers, stamps);
+    const result = await measure(label, JOBS);
     clearInterval(watchdog);
+    errors.print();
     if (cluster !== undefined) {
       const natsCpu = cpuSeconds(cluster.nats.pid) - nats0;
       const varz1 = await varz(cluster);
@@ -177,6 +193,41 @@ async function jobsOn(secret: Secret, replicas: number, label: string): Promise<
     await stopWorkers(workers);
     if (cluster === undefined) await planes[0]!.stop();
     else await stopCluster(cluster);
+  }
+}
+
+/** `Error` messages the plane sent the nodes, by code and message. */
+class ErrorCounts {
+  readonly counts = new Map<string, number>();
+
+  add(report: DispatchReport): void {
+    if (report.type !== 'errors') return;
+    for (const [key, n] of Object.entries(report.errors)) this.counts.set(key, (this.counts.get(key) ?? 0) + n);
+  }
+
+  print(): void {
+    for (const [key, n] of this.counts) console.log(`  the plane sent the nodes ${n} × Error ${key}`);
+  }
+}
+
+/** A measurement whose jobs stop finishing for STALL_MS fails (with what the nodes were told) instead of hanging. */
+async function unlessStalled<T>(measuring: Promise<T>, stamps: Stamps, errors: ErrorCounts): Promise<T> {
+  let seen = -1;
+  let timer: NodeJS.Timeout | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setInterval(() => {
+      if (stamps.byJob.size !== seen) {
+        seen = stamps.byJob.size;
+        return;
+      }
+      errors.print();
+      reject(new Error(`no job finished for ${STALL_MS / 1000} s: stalled`));
+    }, STALL_MS);
+  });
+  try {
+    return await Promise.race([measuring, stalled]);
+  } finally {
+    clearInterval(timer);
   }
 }
 
@@ -211,7 +262,9 @@ async function failover(secret: Secret, run: number): Promise<void> {
   const resumeFailures: string[] = [];
   let allBack: () => void = () => {};
   const everyoneBack = new Promise<void>((resolve) => (allBack = resolve));
+  const errors = new ErrorCounts();
   const onReport = (report: DispatchReport): void => {
+    errors.add(report);
     if (report.type === 'resumed') {
       for (const stamp of report.resumed) backAt.set(stamp[0], stamp);
       if (backAt.size >= FAILOVER_NODES) allBack();
@@ -268,6 +321,7 @@ async function failover(secret: Secret, run: number): Promise<void> {
     console.log(`  connections tried per node: p50 ${tries.p50}, max ${tries.max}; resumptions given up: ${resumeFailures.length}`);
     if (resumeFailures.length > 0) console.log(`  first given up: ${resumeFailures[0]}`);
     if (outcome === 'timeout') console.log(`  (stopped waiting after ${FAILOVER_WAIT_MS / 1000} s)`);
+    errors.print();
     const total = Math.max(...registeredMs, ...assignedMs);
     const complete = back.length === hostnames.length && assignedMs.length === hostnames.length;
     console.log(

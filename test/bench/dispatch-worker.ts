@@ -39,6 +39,7 @@ export type DispatchReport =
   | { type: 'ready'; registered: number; failed: number; firstError?: string; /** Of the nodes registered. */ hostnames: string[] }
   | { type: 'stamps'; stamps: JobStamp[] }
   | { type: 'resumed'; resumed: ResumeStamp[] }
+  | { type: 'errors'; errors: Record<string, number> }
   | { type: 'resume-failed'; hostname: string; tries: number; error: string };
 
 const FLUSH_MS = 20;
@@ -64,6 +65,8 @@ const send = (report: DispatchReport): void => void process.send!(report);
 const assignedAt = new Map<string, number>();
 let pending: JobStamp[] = [];
 let resumed: ResumeStamp[] = [];
+/** `Error` messages from the plane since the last report, by code and message. */
+let planeErrors: Record<string, number> = {};
 let stopping = false;
 
 function epochMs(): number {
@@ -94,6 +97,10 @@ function serve(node: BenchNode, hostname: string, urlIndex: number, k: number): 
       const jobId = String(e.data.job_id);
       pending.push([jobId, assignedAt.get(jobId) ?? Number.NaN, epochMs()]);
       assignedAt.delete(jobId);
+    } else if (e.type === 'Error') {
+      // Counted, not answered: a job whose result was refused then never ends, which the parent sees.
+      const key = `${String(e.data.code)}: ${String(e.data.message).slice(0, 300)}`;
+      planeErrors[key] = (planeErrors[key] ?? 0) + 1;
     }
   };
 }
@@ -150,8 +157,10 @@ async function main(): Promise<void> {
   setInterval(() => {
     if (pending.length > 0) send({ type: 'stamps', stamps: pending });
     if (resumed.length > 0) send({ type: 'resumed', resumed });
+    if (Object.keys(planeErrors).length > 0) send({ type: 'errors', errors: planeErrors });
     pending = [];
     resumed = [];
+    planeErrors = {};
   }, FLUSH_MS);
   process.on('message', (command: DispatchCommand) => {
     if (command.type !== 'stop') return;
