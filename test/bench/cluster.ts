@@ -5,8 +5,8 @@
 //   throughput   trivial jobs end to end (nodes of dispatch-worker.ts accept and finish each at
 //                once; batches of BENCH_CLUSTER_BATCH over the admin API) with the embedded plane
 //                (the baseline, same run), with 1 replica, and with 3 (jobs submitted to the
-//                replicas' APIs in turn, the node workers spread over them): jobs/s, and CPU per
-//                job of the plane processes and of nats-server;
+//                replicas' APIs in turn, the node workers spread over them, rebalancing off):
+//                jobs/s, and CPU per job of the plane processes and of nats-server;
 //   failover     BENCH_CLUSTER_FAILOVER_NODES nodes on one of 3 replicas, each knowing all three
 //                listeners; `kill -9` of that replica; at once one job per node (meant for it
 //                alone, by tag) submitted to the other two. Per node: kill → RegisterAck of its
@@ -140,7 +140,8 @@ async function throughput(secret: Secret, run: number): Promise<void> {
 
 /** Jobs through the embedded plane (`replicas` 0) or through that many replicas on a new NATS server. */
 async function jobsOn(secret: Secret, replicas: number, label: string): Promise<ThroughputFigures> {
-  const cluster = replicas === 0 ? undefined : await startCluster(secret, replicas, JOB_PARTS_ENV);
+  // The workers spread the nodes evenly; rebalancing would shed some while the ramp is uneven.
+  const cluster = replicas === 0 ? undefined : await startCluster(secret, replicas, { ...JOB_PARTS_ENV, MUSTER_REBALANCE_INTERVAL_MS: '0' });
   const planes = cluster?.replicas ?? [await startPlane({ ...JOB_PARTS_ENV, MUSTER_JWT_SECRET: secret.text }, planeOptions())];
   const workers: ChildProcess[] = [];
   let watchdog: NodeJS.Timeout | undefined;
@@ -149,7 +150,8 @@ async function jobsOn(secret: Secret, replicas: number, label: string): Promise<
     const tcpUrls = planes.map((p) => p.tcpUrl.href);
     const errors = new ErrorCounts();
     const onReport = (r: DispatchReport): void => errors.add(r);
-    const ready = await startWorkers({ tcpUrls, dataDir: secret.dir, nodes: NODES, workers: WORKERS, onReport }, workers, stamps);
+    const failoverUrls = replicas > 1 ? tcpUrls : undefined;
+    const ready = await startWorkers({ tcpUrls, dataDir: secret.dir, nodes: NODES, workers: WORKERS, onReport, failoverUrls }, workers, stamps);
     const failed = ready.reduce((n, r) => n + r.failed, 0);
     if (failed > 0) console.log(`  ${failed} nodes failed to register: ${ready.find((r) => r.firstError)?.firstError}`);
     const token = await mintApiToken(secret.dir, 'operator');
@@ -196,7 +198,7 @@ async function jobsOn(secret: Secret, replicas: number, label: string): Promise<
   }
 }
 
-/** `Error` messages the plane sent the nodes, by code and message. */
+/** Messages other than a job's the plane sent the nodes (`Error` by code and message, `Shutdown` by reason). */
 class ErrorCounts {
   readonly counts = new Map<string, number>();
 
@@ -206,7 +208,7 @@ class ErrorCounts {
   }
 
   print(): void {
-    for (const [key, n] of this.counts) console.log(`  the plane sent the nodes ${n} × Error ${key}`);
+    for (const [key, n] of this.counts) console.log(`  the plane sent the nodes ${n} × ${key}`);
   }
 }
 

@@ -65,7 +65,7 @@ const send = (report: DispatchReport): void => void process.send!(report);
 const assignedAt = new Map<string, number>();
 let pending: JobStamp[] = [];
 let resumed: ResumeStamp[] = [];
-/** `Error` messages from the plane since the last report, by code and message. */
+/** Other messages from the plane since the last report: `Error` by code and message, `Shutdown` by reason, the rest by type. */
 let planeErrors: Record<string, number> = {};
 let stopping = false;
 
@@ -97,9 +97,12 @@ function serve(node: BenchNode, hostname: string, urlIndex: number, k: number): 
       const jobId = String(e.data.job_id);
       pending.push([jobId, assignedAt.get(jobId) ?? Number.NaN, epochMs()]);
       assignedAt.delete(jobId);
-    } else if (e.type === 'Error') {
+    } else {
       // Counted, not answered: a job whose result was refused then never ends, which the parent sees.
-      const key = `${String(e.data.code)}: ${String(e.data.message).slice(0, 300)}`;
+      const key =
+        e.type === 'Error'
+          ? `Error ${String(e.data.code)}: ${String(e.data.message).slice(0, 300)}`
+          : `${e.type}${e.type === 'Shutdown' ? ` ${String(e.data.reason)}` : ''}`;
       planeErrors[key] = (planeErrors[key] ?? 0) + 1;
     }
   };
