@@ -82,7 +82,7 @@ export async function runCluster(): Promise<void> {
   const secret = makeSecret();
   try {
     console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}; load average at start ${loadAverage()}`);
-    console.log(`planes' warnings and errors: ${LOG_DIR}/plane-<n>[-<replica id>].log`);
+    console.log(`planes' warnings and errors: ${planeLogDir()}/plane-<n>[-<replica id>].log`);
     console.log(`cluster: replicas are \`muster serve --nats\` processes on one nats-server (JetStream, R1) started here; ${RUNS} runs of each part\n`);
     for (let run = 1; run <= RUNS; run++) {
       if (PARTS.includes('throughput')) await throughput(secret, run);
@@ -469,11 +469,15 @@ function makeSecret(): Secret {
 }
 
 /** Where each plane's warnings go (BENCH_CLUSTER_LOG_DIR, default a temporary directory kept after the run). */
-const LOG_DIR = process.env.BENCH_CLUSTER_LOG_DIR ?? mkdtempSync(join(tmpdir(), 'muster-cluster-bench-logs-'));
+let logDir: string | undefined;
 let planesStarted = 0;
 
+function planeLogDir(): string {
+  return (logDir ??= process.env.BENCH_CLUSTER_LOG_DIR ?? mkdtempSync(join(tmpdir(), 'muster-cluster-bench-logs-')));
+}
+
 function planeOptions(args: string[] = []): Parameters<typeof startPlane>[1] {
-  const logFile = join(LOG_DIR, `plane-${++planesStarted}${args.length > 0 ? `-${args.at(-1)}` : ''}.log`);
+  const logFile = join(planeLogDir(), `plane-${++planesStarted}${args.length > 0 ? `-${args.at(-1)}` : ''}.log`);
   return { logLevel: 'warn', fdLimit: 65_536, stopTimeoutMs: 30_000, args, logFile };
 }
 
