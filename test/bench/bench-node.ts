@@ -27,7 +27,12 @@ export interface RegisterOptions {
   resumeNodeId?: string;
   /** Wire features to offer (protocol version 2); default none, as a version 1 node. */
   wireFeatures?: string[];
+  /** `node_info.tags`; default none. */
+  tags?: Record<string, string>;
 }
+
+/** A tag naming the node (its hostname), for a job meant for that node alone. */
+export const NODE_TAG = 'bench_node';
 
 /** The token authority of the plane whose data directory is `dataDir` (it wrote its secret there). */
 export function planeTokens(dataDir: string): TokenAuthority {
@@ -58,7 +63,7 @@ export function registerEnvelope(token: string, options: RegisterOptions = {}): 
         version: '0',
         platform: 'linux',
         architecture: 'x64',
-        tags: {},
+        tags: options.tags ?? {},
       },
       capabilities: {
         runner_types: ['shell'],

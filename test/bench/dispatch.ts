@@ -30,7 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { mintApiToken } from './bench-node.js';
 import type { DispatchCommand, DispatchReport, DispatchWorkerConfig, JobStamp } from './dispatch-worker.js';
 import { CpuWindow, cpuSeconds, machineCpuSeconds } from './proc-stats.js';
-import { planeNodeArgs, startPlane, stop, withFdLimit, type RunningPlane } from './processes.js';
+import { planeNodeArgs, startPlane, stop, withFdLimit } from './processes.js';
 import { stackShare } from './profile-share.js';
 import { summarize, type Summary } from './quantiles.js';
 
@@ -49,11 +49,11 @@ const workerPath = fileURLToPath(new URL('./dispatch-worker.ts', import.meta.url
 const storeDir = fileURLToPath(new URL('../../supervisor/store/', import.meta.url));
 const tokensDir = fileURLToPath(new URL('../../supervisor/tokens/', import.meta.url));
 
-const JOB = { job: { name: 'noop', command: ['true'] }, max_attempts: 1 };
+export const JOB = { job: { name: 'noop', command: ['true'] }, max_attempts: 1 };
 const JOB_BODY = JSON.stringify(JOB);
 
 /** What the workers reported of each job, and who waits for which job. */
-class Stamps {
+export class Stamps {
   readonly byJob = new Map<string, { assignedAt: number; ackedAt: number }>();
   private readonly waiting = new Map<string, () => void>();
 
@@ -72,14 +72,14 @@ class Stamps {
   }
 }
 
-interface Submitted {
+export interface Submitted {
   jobId: string;
   /** Epoch ms the request carrying it was sent. */
   at: number;
 }
 
 /** One backlog phase: how the jobs are sent, and what it measured. */
-interface BacklogResult {
+export interface BacklogResult {
   label: string;
   jobs: number;
   jobsPerSecond: number;
@@ -88,6 +88,8 @@ interface BacklogResult {
   assign: Summary;
   roundTrip: Summary;
   planeCpuPercent: number;
+  /** The plane's user + system CPU time over the phase. */
+  planeCpuSeconds: number;
   workersCpuPercent: number;
   othersCpuPercent: number;
   fromUs: number;
@@ -109,28 +111,11 @@ export async function runDispatch(): Promise<void> {
         `${PROFILE ? ', plane under --cpu-prof' : ''}\n`,
     );
     const stamps = new Stamps();
-    const reports = await startWorkers(plane, workers, stamps);
+    const reports = await startWorkers({ tcpUrls: [plane.tcpUrl.href], dataDir: plane.dataDir, nodes: NODES, workers: WORKERS }, workers, stamps);
     const registered = reports.reduce((n, r) => n + r.registered, 0);
     console.log(`nodes registered: ${registered} (${reports.reduce((n, r) => n + r.failed, 0)} failed${reports.find((r) => r.firstError)?.firstError ?? ''})`);
     const token = await mintApiToken(plane.dataDir, 'operator');
-    const post = async (body: string): Promise<unknown> => {
-      const response = await fetch(`${plane.httpUrl}/v1/jobs`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body,
-      });
-      if (response.status !== 201) throw new Error(`POST /v1/jobs: ${response.status} ${await response.text()}`);
-      return response.json();
-    };
-    const submitOne = async (): Promise<Submitted[]> => {
-      const at = epochMs();
-      return [{ jobId: ((await post(JOB_BODY)) as { job_id: string }).job_id, at }];
-    };
-    const submitBatch = async (count: number): Promise<Submitted[]> => {
-      const at = epochMs();
-      const answer = (await post(JSON.stringify({ jobs: Array.from({ length: count }, () => JOB) }))) as { job_ids: string[] };
-      return answer.job_ids.map((jobId) => ({ jobId, at }));
-    };
+    const { submitOne, submitBatch } = jobSubmitters([plane.httpUrl], token);
 
     // Light load: one job in the system at a time.
     const light: number[] = [];
@@ -143,10 +128,10 @@ export async function runDispatch(): Promise<void> {
 
     const results: BacklogResult[] = [];
     if (JOBS > 0) {
-      results.push(await backlog(`batches of ${BATCH}, ${BATCHES_IN_FLIGHT} in flight`, JOBS, BATCH, BATCHES_IN_FLIGHT, submitBatch, plane, workers, stamps));
+      results.push(await backlog(`batches of ${BATCH}, ${BATCHES_IN_FLIGHT} in flight`, JOBS, BATCH, BATCHES_IN_FLIGHT, submitBatch, [plane.pid], workers, stamps));
     }
     if (SINGLE_JOBS > 0) {
-      results.push(await backlog(`single POSTs, ${CONCURRENCY} in flight (baseline)`, SINGLE_JOBS, 1, CONCURRENCY, submitOne, plane, workers, stamps));
+      results.push(await backlog(`single POSTs, ${CONCURRENCY} in flight (baseline)`, SINGLE_JOBS, 1, CONCURRENCY, submitOne, [plane.pid], workers, stamps));
     }
     for (const w of workers) tell(w, { type: 'stop' });
     await Promise.all(workers.map((w) => stop(w, 5_000)));
@@ -167,19 +152,54 @@ export async function runDispatch(): Promise<void> {
   }
 }
 
-/** `jobs` submitted `perRequest` at a time with `inFlight` requests at once, then every result awaited. */
-async function backlog(
+/**
+ * Submitting over the admin API of one plane, or of each replica in turn (round robin, a request
+ * at a time): a single POST, or a batch of `count` jobs (`jobOf(i)`: the batch's i-th, default JOB).
+ */
+export function jobSubmitters(
+  httpUrls: string[],
+  token: string,
+): { submitOne(): Promise<Submitted[]>; submitBatch(count: number, jobOf?: (i: number) => unknown): Promise<Submitted[]> } {
+  let next = 0;
+  const post = async (body: string): Promise<unknown> => {
+    const url = httpUrls[next++ % httpUrls.length]!;
+    const response = await fetch(`${url}/v1/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body,
+    });
+    if (response.status !== 201) throw new Error(`POST ${url}/v1/jobs: ${response.status} ${await response.text()}`);
+    return response.json();
+  };
+  return {
+    async submitOne() {
+      const at = epochMs();
+      return [{ jobId: ((await post(JOB_BODY)) as { job_id: string }).job_id, at }];
+    },
+    async submitBatch(count, jobOf = () => JOB) {
+      const at = epochMs();
+      const answer = (await post(JSON.stringify({ jobs: Array.from({ length: count }, (_, i) => jobOf(i)) }))) as { job_ids: string[] };
+      return answer.job_ids.map((jobId) => ({ jobId, at }));
+    },
+  };
+}
+
+/**
+ * `jobs` submitted `perRequest` at a time with `inFlight` requests at once, then every result
+ * awaited; "plane" CPU is that of every process in `planePids` together (the replicas of a cluster).
+ */
+export async function backlog(
   label: string,
   jobs: number,
   perRequest: number,
   inFlight: number,
   submit: (count: number) => Promise<Submitted[]>,
-  plane: RunningPlane,
+  planePids: number[],
   workers: ChildProcess[],
   stamps: Stamps,
 ): Promise<BacklogResult> {
   const fromUs = monotonicUs();
-  const planeCpu = new CpuWindow(plane.pid);
+  const planeCpu = new CpuWindow(planePids);
   planeCpu.start();
   const workersCpu0 = workers.reduce((n, w) => n + cpuSeconds(w.pid!), 0);
   const machine0 = machineCpuSeconds();
@@ -212,6 +232,7 @@ async function backlog(
     assign: summarize(submitted.map((s) => stamps.byJob.get(s.jobId)!.assignedAt - s.at)),
     roundTrip: summarize(submitted.map((s) => stamps.byJob.get(s.jobId)!.ackedAt - s.at)),
     planeCpuPercent: cpu.percent,
+    planeCpuSeconds: cpu.cpuSeconds,
     workersCpuPercent: (100 * workersCpu) / cpu.seconds,
     othersCpuPercent: Math.max(0, (100 * (machineBusy - workersCpu - cpu.cpuSeconds)) / cpu.seconds),
     fromUs,
@@ -235,15 +256,31 @@ async function backlog(
   return result;
 }
 
-function startWorkers(plane: RunningPlane, workers: ChildProcess[], stamps: Stamps): Promise<Extract<DispatchReport, { type: 'ready' }>[]> {
+/** Where the node workers connect, and how many nodes they hold. */
+export interface NodeWorkersOptions {
+  /** Node listeners; worker i registers its nodes on the (i mod length)-th. */
+  tcpUrls: string[];
+  /** Where the workers read the token secret (`<dataDir>/secret`). */
+  dataDir: string;
+  nodes: number;
+  workers: number;
+  /** Every replica's node listener: a node whose connection drops resumes on another (see dispatch-worker.ts). */
+  failoverUrls?: string[];
+  /** Called with each worker's reports other than `ready` and `stamps`. */
+  onReport?: (report: DispatchReport) => void;
+}
+
+/** Starts the node workers (into `workers`), and resolves with their `ready` reports. */
+export function startWorkers(o: NodeWorkersOptions, workers: ChildProcess[], stamps: Stamps): Promise<Extract<DispatchReport, { type: 'ready' }>[]> {
   const ready: Promise<Extract<DispatchReport, { type: 'ready' }>>[] = [];
-  for (let index = 0; index < WORKERS; index++) {
+  for (let index = 0; index < o.workers; index++) {
     const config: DispatchWorkerConfig = {
       index,
-      nodes: Math.floor(NODES / WORKERS) + (index < NODES % WORKERS ? 1 : 0),
+      nodes: Math.floor(o.nodes / o.workers) + (index < o.nodes % o.workers ? 1 : 0),
       batch: 50,
-      tcpUrl: plane.tcpUrl.href,
-      dataDir: plane.dataDir,
+      tcpUrl: o.tcpUrls[index % o.tcpUrls.length]!,
+      dataDir: o.dataDir,
+      ...(o.failoverUrls === undefined ? {} : { failoverUrls: o.failoverUrls }),
     };
     const [command, args] = withFdLimit(65_536, process.execPath, ['--import', 'tsx', workerPath, JSON.stringify(config)]);
     const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -253,7 +290,8 @@ function startWorkers(plane: RunningPlane, workers: ChildProcess[], stamps: Stam
         child.once('exit', (code) => reject(new Error(`dispatch worker exited (${code}) before it was ready`)));
         child.on('message', (report: DispatchReport) => {
           if (report.type === 'ready') resolve(report);
-          else stamps.add(report.stamps);
+          else if (report.type === 'stamps') stamps.add(report.stamps);
+          else o.onReport?.(report);
         });
       }),
     );
@@ -285,7 +323,7 @@ function pct(share: { busyMs: number; insideMs: number }): string {
   return `${((100 * share.insideMs) / Math.max(1, share.busyMs)).toFixed(1)}%`;
 }
 
-function loadAverage(): string {
+export function loadAverage(): string {
   return loadavg().map((l) => l.toFixed(2)).join(' ');
 }
 
@@ -293,11 +331,11 @@ function tell(child: ChildProcess, command: DispatchCommand): void {
   if (child.connected) child.send(command);
 }
 
-function line(s: Summary): string {
+export function line(s: Summary): string {
   return `p50 ${s.p50.toFixed(2)} ms, p99 ${s.p99.toFixed(2)} ms, max ${s.max.toFixed(1)} ms (${s.count} jobs)`;
 }
 
-function epochMs(): number {
+export function epochMs(): number {
   return performance.timeOrigin + performance.now();
 }
 
@@ -306,7 +344,7 @@ function monotonicUs(): number {
   return Number(process.hrtime.bigint() / 1000n);
 }
 
-function intFromEnv(name: string, fallback: number): number {
+export function intFromEnv(name: string, fallback: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);

@@ -39,7 +39,7 @@ const RSS_SAMPLE_MS = 5_000;
 const workerPath = fileURLToPath(new URL('./fleet-worker.ts', import.meta.url));
 
 /** A worker process and its reports, in arrival order. */
-class Worker {
+export class Worker {
   private readonly waiting: { type: WorkerReport['type']; resolve: (r: WorkerReport) => void }[] = [];
 
   constructor(readonly child: ChildProcess) {
@@ -234,17 +234,35 @@ function printSetup(): void {
 }
 
 function startWorkers(plane: RunningPlane): Worker[] {
+  return startFleetWorkers({ tcpUrls: [plane.tcpUrl.href], dataDir: plane.dataDir, nodes: NODES, workers: WORKERS, batch: BATCH, probeEvery: PROBE_EVERY });
+}
+
+/** Where fleet workers connect, and how many heartbeating nodes they hold. */
+export interface FleetWorkersOptions {
+  /** Node listeners; worker i opens its connections to the (i mod length)-th. */
+  tcpUrls: string[];
+  /** Where the workers read the token secret (`<dataDir>/secret`). */
+  dataDir: string;
+  nodes: number;
+  workers: number;
+  /** Connections opened at once across the fleet. */
+  batch: number;
+  /** Every Nth heartbeat of a node is a lag probe. */
+  probeEvery: number;
+}
+
+export function startFleetWorkers(o: FleetWorkersOptions): Worker[] {
   const workers: Worker[] = [];
-  for (let index = 0; index < WORKERS; index++) {
+  for (let index = 0; index < o.workers; index++) {
     const config: WorkerConfig = {
       index,
-      workers: WORKERS,
-      nodes: Math.floor(NODES / WORKERS) + (index < NODES % WORKERS ? 1 : 0),
-      fleetNodes: NODES,
-      batch: Math.max(1, Math.round(BATCH / WORKERS)),
-      probeEvery: PROBE_EVERY,
-      tcpUrl: plane.tcpUrl.href,
-      dataDir: plane.dataDir,
+      workers: o.workers,
+      nodes: Math.floor(o.nodes / o.workers) + (index < o.nodes % o.workers ? 1 : 0),
+      fleetNodes: o.nodes,
+      batch: Math.max(1, Math.round(o.batch / o.workers)),
+      probeEvery: o.probeEvery,
+      tcpUrl: o.tcpUrls[index % o.tcpUrls.length]!,
+      dataDir: o.dataDir,
     };
     const [command, args] = withFdLimit(FD_LIMIT, process.execPath, ['--import', 'tsx', workerPath, JSON.stringify(config)]);
     const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });

@@ -41,23 +41,30 @@ export function machineCpuSeconds(): { busy: number; total: number } {
   return { busy: (total - idle) / CLOCK_TICKS, total: total / CLOCK_TICKS };
 }
 
-/** Samples CPU use of a process over a window: `start()` then `percent()` (of one core). */
+/** Samples CPU use of a process (or of several together) over a window: `start()` then `percent()` (of one core). */
 export class CpuWindow {
   private cpu0 = 0;
   private wall0 = 0;
+  private readonly pids: number[];
 
-  constructor(private readonly pid: number) {}
+  constructor(pid: number | number[]) {
+    this.pids = Array.isArray(pid) ? pid : [pid];
+  }
 
   start(): void {
-    this.cpu0 = cpuSeconds(this.pid);
+    this.cpu0 = this.used();
     this.wall0 = performance.now();
   }
 
   /** Percent of one core since `start()`, and the window's length in seconds. */
   percent(): { percent: number; seconds: number; cpuSeconds: number } {
     const seconds = (performance.now() - this.wall0) / 1000;
-    const used = cpuSeconds(this.pid) - this.cpu0;
+    const used = this.used() - this.cpu0;
     return { percent: (100 * used) / seconds, seconds, cpuSeconds: used };
+  }
+
+  private used(): number {
+    return this.pids.reduce((n, pid) => n + cpuSeconds(pid), 0);
   }
 }
 

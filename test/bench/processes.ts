@@ -1,7 +1,7 @@
 // Starts what the benchmarks measure as separate processes: a real control plane
 // (`muster serve`) and the raw echo baseline, and stops them.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -32,6 +32,8 @@ export interface PlaneOptions {
   args?: string[];
   /** Node flags for the plane besides BENCH_PLANE_NODE_ARGS, e.g. `--cpu-prof`. */
   nodeArgs?: string[];
+  /** Append the plane's log (its stdout after the listener lines) to this file; default: read and dropped. */
+  logFile?: string;
 }
 
 /**
@@ -83,7 +85,7 @@ export async function startPlane(env: Record<string, string> = {}, options: Plan
   const [command, commandArgs] = withFdLimit(options.fdLimit, process.execPath, args);
   const child = spawn(command, commandArgs, { env: { ...BENCH_LIMITS, ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   // `muster serve` prints its listeners as plain lines after startup, whatever the log level.
-  const lines = await linesUntil(child, (line) => line.startsWith(ADMIN_LINE));
+  const lines = await linesUntil(child, (line) => line.startsWith(ADMIN_LINE), options.logFile);
   const nodeUrls = lines.filter((l) => l.startsWith(NODES_LINE)).map((l) => new URL(l.slice(NODES_LINE.length)));
   const tcp = nodeUrls.find((u) => u.protocol === 'tcp:' || u.protocol === 'tls:');
   if (tcp === undefined) throw new Error(`the plane printed no TCP listener: ${lines.join(' | ')}`);
@@ -127,8 +129,8 @@ export async function startEchoServers(args: string[]): Promise<{ urls: URL[]; p
   return { urls: lines.slice(0, -1).map((l) => new URL(l)), pid: child.pid!, stop: () => stop(child) };
 }
 
-/** The child's stdout lines up to and including the first that matches; the rest is drained unread. */
-function linesUntil(child: ChildProcess, match: (line: string) => boolean): Promise<string[]> {
+/** The child's stdout lines up to and including the first that matches; the rest is drained unread, or into `restTo`. */
+function linesUntil(child: ChildProcess, match: (line: string) => boolean, restTo?: string): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const seen: string[] = [];
     const lines = createInterface({ input: child.stdout! });
@@ -136,7 +138,8 @@ function linesUntil(child: ChildProcess, match: (line: string) => boolean): Prom
       seen.push(line);
       if (match(line)) {
         lines.removeAllListeners('line');
-        child.stdout!.resume();
+        if (restTo === undefined) child.stdout!.resume();
+        else child.stdout!.pipe(createWriteStream(restTo, { flags: 'a' }));
         resolve(seen);
       }
     });
