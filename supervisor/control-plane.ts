@@ -239,7 +239,17 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     bus,
     security,
     artifacts: { intake: artifactIntake, store: artifactStore },
-    ...(cluster === undefined ? {} : { cluster: { close: async () => (clusterView?.remoteViews.close(), await duties?.close(), await cluster.close()) } }),
+    ...(cluster === undefined
+      ? {}
+      : {
+          cluster: {
+            stop: async () => {
+              clusterView?.remoteViews.close();
+              await duties?.close();
+            },
+            close: () => cluster.close(),
+          },
+        }),
   });
   const shutdown = (reason = 'control plane shutting down'): Promise<void> => stopping.run(reason);
 

@@ -35,8 +35,11 @@ export interface PlaneParts {
   security: PlaneSecurity;
   /** Uploads under way finish their step, then the store closes its files. */
   artifacts?: { intake: ArtifactIntake; store: ArtifactStore };
-  /** A cluster replica's NATS parts, closed last: its lease is given up, so its nodes may be claimed at once. */
-  cluster?: { close(): Promise<void> };
+  /**
+   * A cluster replica's NATS parts: its duties for peers stop with the coordinator (before the
+   * stores close), the rest closes last, its lease given up, so its nodes may be claimed at once.
+   */
+  cluster?: { stop(): Promise<void>; close(): Promise<void> };
 }
 
 export class PlaneShutdown {
@@ -66,6 +69,7 @@ export class PlaneShutdown {
     }
     await Promise.all(open.map((s) => s.connection.close()));
     this.p.coordinator.close();
+    await this.p.cluster?.stop();
     this.p.sessionTokens.close();
     this.p.tokenRegistry.close();
     await this.admin?.close();

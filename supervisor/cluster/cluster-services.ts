@@ -64,7 +64,11 @@ export async function openCluster(config: Config, replicaId: string, version: st
     const { nc, status } = connection;
     const replicas = config.natsReplicas;
     checkConnectionReplicas(nc, replicas, [LEASE_BUCKET, OWNERS_BUCKET, JOBS_BUCKET]);
-    const lease = await ReplicaLease.acquire({ nc, replicaId, version, replicas, ttlMs: config.leaseTtlMs, renewMs: config.leaseRenewMs, nodeCount });
+    // The lease renews on a connection of its own: a storm of claims and job writes queued on the
+    // main one must not hold a renewal back until the replica fences itself.
+    const leaseConnection = await openNatsConnection(natsSettingsOf(config, `${replicaId}-lease`));
+    opened.push(() => leaseConnection.close());
+    const lease = await ReplicaLease.acquire({ nc: leaseConnection.nc, replicaId, version, replicas, ttlMs: config.leaseTtlMs, renewMs: config.leaseRenewMs, nodeCount });
     opened.push(() => lease.close({ release: true }));
     const jobs = await JetStreamJobStore.open({ nc, box: SecretBox.fromKey(jobSecretsKey(config)), replicas, timeoutMs: config.natsRequestTimeoutMs });
     opened.push(() => jobs.close());
@@ -107,6 +111,7 @@ export async function openCluster(config: Config, replicaId: string, version: st
         await directory.close().catch(() => undefined);
         await ownership.close();
         await lease.close({ release: true });
+        await leaseConnection.close();
         await connection.close();
       },
     };

@@ -33,7 +33,7 @@ export function shedCount(own: number, others: readonly number[]): number {
 export interface RebalancerOptions {
   lease: Pick<ReplicaLease, 'peers' | 'replicaId' | 'isFenced'>;
   registry: NodeRegistry;
-  coordinator: Pick<JobCoordinator, 'heldBy'>;
+  coordinator: Pick<JobCoordinator, 'isOccupied'>;
   intervalMs: number;
   /** Told to shed nodes in `Shutdown`. */
   shutdownGraceMs: number;
@@ -65,7 +65,7 @@ export class Rebalancer {
     if (count === 0) return;
     for (const session of live) {
       if (count === 0) break;
-      if (session.state !== 'ready' || this.o.coordinator.heldBy(session.nodeId!) > 0) continue;
+      if (session.state !== 'ready' || this.o.coordinator.isOccupied(session.nodeId!)) continue;
       session.send('Shutdown', { reason: 'rebalance', grace_period_ms: this.o.shutdownGraceMs });
       session.actor.send({ type: 'shutdown' });
       void session.connection.close();

@@ -107,6 +107,8 @@ export class JobCoordinator implements JobHoldings {
   private readonly placements = new Map<string, Placement>();
   /** The same placements by node, so that a node's holdings cost no scan of every job. */
   private readonly byNode = new Map<string, Map<string, Placement>>();
+  /** Assignments being written, by node (a node being given a job is not idle: rebalancer.ts). */
+  private readonly assigning = new Map<string, number>();
   private closed = false;
 
   constructor(private readonly o: CoordinatorOptions) {}
@@ -204,12 +206,21 @@ export class JobCoordinator implements JobHoldings {
     return this.byNode.get(nodeId)?.size ?? 0;
   }
 
+  /** Whether a node holds a job or is being given one (its assignment is being written): not idle. */
+  isOccupied(nodeId: string): boolean {
+    return this.heldBy(nodeId) > 0 || this.assigning.has(nodeId);
+  }
+
   runningJobIds(nodeId: string): string[] {
     return this.jobsOf(nodeId).map((p) => p.jobId);
   }
 
   /** Places a queued job on a node's session and sends the `JobAssignment`. False when it lost a race. */
-  async assign(job: JobRecord, session: NodeSession, nodeId: string): Promise<boolean> {
+  assign(job: JobRecord, session: NodeSession, nodeId: string): Promise<boolean> {
+    return this.occupying(nodeId, () => this.assignNow(job, session, nodeId));
+  }
+
+  private async assignNow(job: JobRecord, session: NodeSession, nodeId: string): Promise<boolean> {
     const assigned = nextJobState(job, { type: 'assign' });
     if (assigned === undefined) return false;
     // The store keeps secret values sealed; opened only for this message, before anything changes.
@@ -280,6 +291,18 @@ export class JobCoordinator implements JobHoldings {
       if (last === undefined) continue;
       session.send('CancelJob', { job_id: jobId, attempt: last.attempt, reason: 'attempt is no longer current' });
       session.logger.info({ job_id: jobId, attempt: last.attempt, node_id: nodeId }, 'stale attempt cancelled on resume');
+    }
+  }
+
+  /** Counts an assignment under way on the node while `write` runs. */
+  private async occupying(nodeId: string, write: () => Promise<boolean>): Promise<boolean> {
+    this.assigning.set(nodeId, (this.assigning.get(nodeId) ?? 0) + 1);
+    try {
+      return await write();
+    } finally {
+      const left = (this.assigning.get(nodeId) ?? 1) - 1;
+      if (left === 0) this.assigning.delete(nodeId);
+      else this.assigning.set(nodeId, left);
     }
   }
 
@@ -533,7 +556,11 @@ export class JobCoordinator implements JobHoldings {
     if (this.placements.get(placement.jobId) !== placement) return;
     if (this.allowed(placement, { type: 'finish', state: 'TimedOut' }) === undefined) return;
     const token = this.o.tokenOf(placement.nodeId);
-    if (token === undefined) return; // no longer this plane's node: its new owner times it out
+    if (token === undefined) {
+      // Fenced for a while (or the node lost, and `forgetNode` ends this timer): look again later.
+      placement.runTimer = setTimeout(() => void this.timedOut(placement, until), this.o.orphanGraceMs);
+      return;
+    }
     this.o.sessionOf(placement.nodeId)?.send('CancelJob', { job_id: placement.jobId, attempt: placement.attempt, reason: 'timed out' });
     if (await this.o.store.finish(placement.jobId, placement.attempt, 'TimedOut', 'timeout or deadline passed', token)) {
       this.release(placement);
@@ -551,12 +578,10 @@ export class JobCoordinator implements JobHoldings {
     if (this.placements.get(placement.jobId) !== placement || this.closed) return;
     const expected = this.allowed(placement, { type: 'withdraw' });
     if (expected === undefined) return;
+    // Not this plane's to write now (fenced for a while, or the node lost: then `forgetNode`
+    // drops the placement, and this timer with it): asked again later.
     const token = this.o.tokenOf(placement.nodeId);
-    if (token === undefined) {
-      this.forgetNode(placement.nodeId); // no longer this plane's node: its new owner decides
-      return;
-    }
-    if (this.o.mayWithdraw?.() === false) {
+    if (token === undefined || this.o.mayWithdraw?.() === false) {
       this.awaitNode(placement, reason);
       return;
     }
