@@ -98,6 +98,12 @@ export interface ListenOptions {
   backlog?: number;
   /** The listener's waits; each undefined one is the transport's default (the control plane passes its settings). */
   timeouts?: ListenTimeouts;
+  /**
+   * Transports that compress at their own level (WebSocket `permessage-deflate`, RFC 7692) may
+   * agree to it with a client that offers it; never behind payload encryption (PROTOCOL.md 8).
+   * Default false.
+   */
+  compression?: boolean;
 }
 
 export interface ListenTimeouts {

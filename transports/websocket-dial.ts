@@ -7,14 +7,16 @@ import { tcpPeerAddress } from './tcp.js';
 import { clientTlsOptions } from './tls-options.js';
 import type { DialOptions } from './transport.js';
 import { WS_SUBPROTOCOL, WebSocketConnection } from './websocket-connection.js';
-import { PAYLOAD_LIMIT_FACTOR } from './websocket-server.js';
+import { COMPRESS_FROM_BYTES, PAYLOAD_LIMIT_FACTOR } from './websocket-server.js';
 
 /** Opens a WebSocket to `url` (its path already set); rejects with an Error on failure or timeout. */
 export function dialWebSocket(url: URL, options: DialOptions): Promise<WebSocketConnection> {
   const target = url.href;
   const ws = new WebSocket(url, WS_SUBPROTOCOL, {
     maxPayload: PAYLOAD_LIMIT_FACTOR * options.maxFrameBytes,
-    perMessageDeflate: false,
+    // Offered always: a plane behind payload encryption declines it (PROTOCOL.md 8), and the
+    // inflated size is held to `maxPayload` here as on the plane.
+    perMessageDeflate: { threshold: COMPRESS_FROM_BYTES },
     ...(url.protocol === 'wss:' ? clientTlsOptions(options.tls) : {}),
   });
   return new Promise((resolve, reject) => {

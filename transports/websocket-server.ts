@@ -15,6 +15,9 @@ import { WS_SUBPROTOCOL, WebSocketConnection } from './websocket-connection.js';
 /** PROTOCOL.md: WebSocket and gRPC limits are at least 4 × max_frame_bytes, so that an oversize frame reaches us. */
 export const PAYLOAD_LIMIT_FACTOR = 4;
 
+/** Messages smaller than this go out uncompressed (the plane's `compress_min_bytes`). */
+export const COMPRESS_FROM_BYTES = 1024;
+
 export interface WebSocketEndpoint {
   scheme: 'ws' | 'wss';
   host: string;
@@ -34,7 +37,10 @@ export function listenWebSocket(endpoint: WebSocketEndpoint, options: ListenOpti
   const wss = new WebSocketServer({
     noServer: true,
     clientTracking: false, // each connection's owner closes it
-    perMessageDeflate: false, // no compression: frames are small, and inflating is a memory risk
+    // RFC 7692 with a client that offers it (PROTOCOL.md 8: WebSocket's own compression). `ws`
+    // holds an inflating message to `maxPayload` as it inflates (close 1009 past it), so a bomb
+    // costs at most that; the connection then refuses a frame over `maxFrameBytes`.
+    perMessageDeflate: options.compression === true ? { threshold: COMPRESS_FROM_BYTES } : false,
     maxPayload: PAYLOAD_LIMIT_FACTOR * options.maxFrameBytes,
     // Selection only: `ws` calls this only when some subprotocol is offered, so the
     // refusal of a handshake without `muster.v1` happens in `onUpgrade` below.

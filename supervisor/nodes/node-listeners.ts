@@ -32,6 +32,8 @@ export async function listenForNodes(
       onConnection,
       keepaliveIntervalMs: config.wsPingIntervalMs,
       httpNotice: httpNotice(config),
+      // WebSocket's own compression, never behind payload encryption (PROTOCOL.md section 8).
+      compression: config.encryptKeyFile === '',
       // gRPC's server (grpc-js) sets its own backlog; the other listeners take this one.
       backlog: config.listenBacklog,
       timeouts: {

@@ -75,6 +75,8 @@ export interface HarnessOptions {
   /** A transport built with other settings, instead of the registry's. */
   transport?: Transport;
   keepaliveIntervalMs?: ListenOptions['keepaliveIntervalMs'];
+  /** The listener may agree to its transport's own compression (WebSocket permessage-deflate). */
+  compression?: boolean;
 }
 
 /** A listening server whose connections are collected (and started unless told otherwise). */
@@ -99,6 +101,7 @@ export class Harness {
       maxSendBufferBytes: this.sendLimit,
       tls: options.tls ?? this.fixture.serverTls,
       keepaliveIntervalMs: options.keepaliveIntervalMs,
+      compression: options.compression === true,
       onConnection: (conn) => {
         const sink = new RecordingSink();
         if (options.autoStart !== false) conn.start(sink);

@@ -1,8 +1,8 @@
 // The WebSocket transport over real sockets on port 0: `ws://` and `wss://` run the transport
 // contract (transport-contract.ts); then what only WebSocket does, with raw `ws` clients for what no
 // Muster peer would send: the message forms of the codecs, the subprotocol and path, ws's own
-// payload cap, the keepalive ping (under fake interval timers), and `wss://` with
-// certificates made at test time, with and without mutual TLS.
+// payload cap, permessage-deflate and its bound, the keepalive ping (under fake interval timers),
+// and `wss://` with certificates made at test time, with and without mutual TLS.
 import { describe, it, expect, afterEach, vi } from 'vitest';
 import http from 'node:http';
 import { once } from 'node:events';
@@ -242,5 +242,49 @@ describe('wss transport', () => {
     expect([...server.conn.peerNames].sort()).toEqual(['node-7.example', 'runner.example']);
     client.conn.send(CODEC_MSGPACK, sample(1).body);
     await server.sink.until(() => server.sink.frames.length === 1);
+  });
+});
+
+// PROTOCOL.md section 8: on WebSocket, compression is the protocol's own permessage-deflate
+// (RFC 7692), agreed in the handshake when the listener allows it (never behind payload
+// encryption), with the inflated size held to the same bound while inflating.
+describe('ws permessage-deflate', () => {
+  /** A raw client that offers permessage-deflate and compresses everything it sends. */
+  async function deflatingClient(h: Harness): Promise<WebSocket> {
+    const ws = new WebSocket(h.server.url, [WS_SUBPROTOCOL], { perMessageDeflate: { threshold: 0 }, maxPayload: 16 * MAX_FRAME });
+    ws.on('error', () => {});
+    h.onClose(() => ws.terminate());
+    await once(ws, 'open');
+    return ws;
+  }
+
+  it('is agreed with a client that offers it, and a compressed message arrives as its frame', async () => {
+    const h = await harness(LOCAL, { compression: true });
+    const ws = await deflatingClient(h);
+    expect(ws.extensions).toContain('permessage-deflate');
+    const server = await h.nth(0);
+    const text = JSON.stringify({ type: 'LogChunk', data: 'x'.repeat(30_000) });
+    ws.send(text);
+    await server.sink.until(() => server.sink.frames.length === 1);
+    expect(server.sink.frames[0]!.body.toString()).toBe(text);
+  });
+
+  it('is not agreed when the listener does not allow it (as behind payload encryption)', async () => {
+    const h = await harness(LOCAL);
+    const ws = await deflatingClient(h);
+    expect(ws.extensions).toBe('');
+  });
+
+  it('stops a compression bomb at the payload bound while inflating: the connection closes, nothing is delivered', async () => {
+    const h = await harness(LOCAL, { compression: true });
+    const ws = await deflatingClient(h);
+    expect(ws.extensions).toContain('permessage-deflate'); // the bomb goes compressed: a few KiB on the wire
+    const server = await h.nth(0);
+    // 8 MiB of zeros compress to about 8 KiB, and inflate far past 4 × the frame limit.
+    ws.send(Buffer.alloc(8 * 1024 * 1024), { binary: true });
+    const [code] = (await once(ws, 'close')) as [number];
+    expect(code).toBe(1009); // message too big: refused while inflating, at the bound
+    await server.sink.until(() => server.sink.closes.length === 1);
+    expect(server.sink.frames).toHaveLength(0);
   });
 });
