@@ -14,6 +14,7 @@ import { connectMethod, PROTO_PATH, type GrpcFrame } from '../../transports/grpc
 import { grpcMessageLimit } from '../../transports/grpc-options.js';
 import type { MusterError } from '../../protocol/errors.js';
 import { CODEC_JSON, CODEC_MSGPACK, encodeBody } from '../../protocol/codec.js';
+import { TcpProxy } from '../supervisor/cluster/tcp-proxy.js';
 import { makeTestPki } from './test-certificates.js';
 import { RecordingSink } from './recording-sink.js';
 import {
@@ -65,9 +66,8 @@ transportContract({
 /** The harness with raw grpc-js calls of its own. */
 class GrpcHarness extends Harness {
   /** A plain grpc-js call, to send Frames no Muster peer would. */
-  rawCall(): RawCall {
-    const url = new URL(this.server.url);
-    const client = new grpc.Client(url.host, grpc.credentials.createInsecure());
+  rawCall(options: grpc.ChannelOptions = {}, host = new URL(this.server.url).host): RawCall {
+    const client = new grpc.Client(host, grpc.credentials.createInsecure(), options);
     this.onClose(() => client.close());
     return new RawCall(client);
   }
@@ -238,6 +238,25 @@ describe('grpc transport', () => {
     expect(server.sink.closes[0]?.message).toMatch(/RESOURCE_EXHAUSTED/);
     expect(server.sink.errors).toEqual([]);
     expect(server.conn.isClosed).toBe(true);
+  });
+
+  it("holds a compressed message (gRPC's own compression) to the same limit while it inflates: a bomb is RESOURCE_EXHAUSTED", async () => {
+    const h = await harness();
+    // Through a proxy that counts the bytes: the bomb must really travel compressed.
+    const proxy = await TcpProxy.start(Number(new URL(h.server.url).port));
+    h.onClose(() => proxy.close());
+    // gzip (grpc-js's algorithm 2) for every message of this call: 8 MiB of zeros go as about 8 KiB.
+    const raw = h.rawCall({ 'grpc.default_compression_algorithm': 2 }, `127.0.0.1:${proxy.port}`);
+    raw.send({ codec: 1, body: Buffer.from('{"type":"x","padding":"' + 'y'.repeat(4096) + '"}'), encrypted: false });
+    const server = await h.nth(0);
+    await server.sink.until(() => server.sink.frames.length === 1);
+    expect(server.sink.frames[0]!.body.length).toBeGreaterThan(4096); // a compressed message within the limit arrives whole
+    raw.send({ codec: 2, body: Buffer.alloc(8 * 1024 * 1024), encrypted: false });
+    const status = await raw.status;
+    expect(status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(proxy.upstreamBytes).toBeLessThan(1024 * 1024);
+    await server.sink.until(() => server.sink.closes.length === 1);
+    expect(server.sink.frames).toHaveLength(1);
   });
 
   it('closes rather than send a frame over the gRPC limit, with the reason', async () => {
