@@ -32,6 +32,8 @@ import { cpus, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { connect } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
+import { OWNERS_BUCKET } from '../../supervisor/cluster/node-ownership.js';
 import { NatsServer } from '../cluster/nats-server.js';
 import { mintApiToken, NODE_TAG } from './bench-node.js';
 import { backlog, epochMs, intFromEnv, jobSubmitters, loadAverage, startWorkers, Stamps, type BacklogResult, type Submitted } from './dispatch.js';
@@ -361,7 +363,9 @@ async function atRest(secret: Secret, run: number): Promise<void> {
       `  ${registered} nodes registered in ${((performance.now() - started) / 1000).toFixed(1)} s` +
         `${ramps.some((r) => r.failed > 0) ? `, ${ramps.reduce((n, r) => n + r.failed, 0)} failed: ${ramps.find((r) => r.firstError)?.firstError}` : ''}`,
     );
-    await sleep(5_000); // the claims' last writes and the first rebalancing round settle
+    // The window opens once every node is claimed (its ownership entry written): from then on
+    // nothing changes hands, and the nodes are spread evenly, so no rebalancing round moves one.
+    await allClaimed(cluster, registered);
     const window = await varzWindow(cluster, REST_S * 1000);
     const pids = cluster.replicas.map((r) => r.pid);
     console.log(
@@ -532,6 +536,28 @@ function sec(ms: number): string {
   return `${(ms / 1000).toFixed(2)} s`;
 }
 
+/** Resolves once `count` nodes have an ownership entry, heard from a watch of the bucket; fails after 60 s. */
+async function allClaimed(cluster: Cluster, count: number): Promise<void> {
+  const nc = await connect({ servers: cluster.nats.url });
+  try {
+    const kv = await new Kvm(nc).open(OWNERS_BUCKET);
+    const watch = await kv.watch();
+    const claimed = new Set<string>();
+    const timer = setTimeout(() => watch.stop(), 60_000);
+    for await (const entry of watch) {
+      if (entry.operation === 'PUT') claimed.add(entry.key);
+      else claimed.delete(entry.key);
+      if (claimed.size >= count) break;
+    }
+    clearTimeout(timer);
+    watch.stop();
+    if (claimed.size < count) throw new Error(`only ${claimed.size} of ${count} nodes claimed within 60 s`);
+  } finally {
+    await nc.close();
+  }
+}
+
+/** A measurement window of `ms` of wall time (what the rates are divided by), not a wait for something. */
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
