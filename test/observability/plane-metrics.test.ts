@@ -14,6 +14,7 @@ import { TERMINAL_STATES, type JobState } from '../../supervisor/store/job-store
 import { NodeClient, registerNodeMessage } from '../supervisor/node-client.js';
 import { startSecurityPlane } from '../supervisor/security-plane.js';
 import { parseExposition, type Exposition } from './prometheus-text.js';
+import { TCP_ONLY } from '../supervisor/tcp-only.js';
 
 const POOL = { pool: 'metrics-agent' };
 /** The flooding client's message rate: frames past its burst are dropped. */
@@ -30,10 +31,7 @@ beforeAll(async () => {
     env: {},
     overrides: {
       dataDir: join(dir, 'plane'),
-      tcp: '127.0.0.1:0',
-      ws: 'off',
-      grpc: 'off',
-      unix: 'off',
+      ...TCP_ONLY,
       http: '127.0.0.1:0',
       nodeMessageRate: NODE_MESSAGE_RATE,
       nodeMessageBurst: NODE_MESSAGE_RATE,

@@ -9,6 +9,7 @@ import { loadConfig, type Config } from '../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../supervisor/control-plane.js';
 import type { ApiRole } from '../../supervisor/tokens/tokens.js';
 import { NodeClient, type Received } from './node-client.js';
+import { TCP_ONLY } from './tcp-only.js';
 
 export const SECRET = 'security-plane-test-secret-0123456789abcdef';
 
@@ -49,10 +50,7 @@ export async function startSecurityPlane(
     env: {},
     overrides: {
       dataDir,
-      tcp: '127.0.0.1:0',
-      ws: 'off',
-      grpc: 'off',
-      unix: 'off',
+      ...TCP_ONLY,
       http: '127.0.0.1:0',
       jwtSecret: SECRET,
       revocationPollMs: 0,

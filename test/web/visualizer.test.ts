@@ -22,6 +22,7 @@ import { heartbeatFrame, registerEnvelope } from '../bench/bench-node.js';
 import { FrameSocket, type Envelope } from '../bench/frame-socket.js';
 import { FakeNode } from '../e2e/harness.js';
 import { rowShownAt, watchRows } from './row-watch.js';
+import { TCP_ONLY } from '../supervisor/tcp-only.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = fs.existsSync(CHROMIUM);
@@ -54,10 +55,7 @@ describe.skipIf(!haveChromium)('the visualizer in chromium', () => {
       env: {},
       overrides: {
         dataDir,
-        tcp: '127.0.0.1:0',
-        ws: 'off',
-        grpc: 'off',
-        unix: 'off',
+        ...TCP_ONLY,
         http: '127.0.0.1:0',
         // The raw nodes send no heartbeats: none may expire while the test runs.
         heartbeatIntervalMs: 120_000,

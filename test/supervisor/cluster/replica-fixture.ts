@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { loadConfig, type Config } from '../../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../../supervisor/control-plane.js';
 import type { NewJob } from '../../../supervisor/store/job-store.js';
+import { TCP_ONLY } from '../tcp-only.js';
 
 export const CLUSTER_SECRET = 'cluster-test-secret-0123456789abcdef-0123';
 export const HEARTBEAT_MS = 500;
@@ -24,10 +25,7 @@ export class Replicas {
       env: {},
       overrides: {
         dataDir,
-        tcp: '127.0.0.1:0',
-        ws: 'off',
-        grpc: 'off',
-        unix: 'off',
+        ...TCP_ONLY,
         http: 'off',
         nats: this.natsUrl(),
         controlPlaneId: id,

@@ -8,6 +8,7 @@ import { createLogger } from '../../../observability/logger.js';
 import { loadConfig } from '../../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../../supervisor/control-plane.js';
 import { NodeClient } from '../node-client.js';
+import { TCP_ONLY } from '../tcp-only.js';
 
 const HEARTBEAT_MS = 200;
 let plane: ControlPlane;
@@ -20,10 +21,7 @@ beforeAll(async () => {
     env: {},
     overrides: {
       dataDir,
-      tcp: '127.0.0.1:0',
-      ws: 'off',
-      grpc: 'off',
-      unix: 'off',
+      ...TCP_ONLY,
       http: '127.0.0.1:0',
       heartbeatIntervalMs: HEARTBEAT_MS,
       missedHeartbeats: 1,

@@ -17,6 +17,7 @@ import { startControlPlane, type ControlPlane } from '../../../supervisor/contro
 import { feedCounters } from '../../../supervisor/jobs/fleet-feed.js';
 import { heartbeatFrame, registerEnvelope } from '../../bench/bench-node.js';
 import { FrameSocket, type Envelope } from '../../bench/frame-socket.js';
+import { TCP_ONLY } from '../tcp-only.js';
 
 const NODES = 2_000;
 const ADDRESSES = 20;
@@ -34,10 +35,7 @@ beforeAll(async () => {
     env: {},
     overrides: {
       dataDir,
-      tcp: '127.0.0.1:0',
-      ws: 'off',
-      grpc: 'off',
-      unix: 'off',
+      ...TCP_ONLY,
       http: 'off',
       // No heartbeats are sent: nodes must not expire while the test runs.
       heartbeatIntervalMs: 120_000,

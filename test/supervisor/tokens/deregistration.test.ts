@@ -12,6 +12,7 @@ import { DEFAULTS, loadConfig, type Config } from '../../../supervisor/config.js
 import { startControlPlane, type ControlPlane } from '../../../supervisor/control-plane.js';
 import type { TokenRecord } from '../../../supervisor/store/token-store.js';
 import { NodeClient, registerNodeMessage } from '../node-client.js';
+import { TCP_ONLY } from '../tcp-only.js';
 
 const SECRET = 'deregistration-test-secret-0123456789abcdef';
 const logger = createLogger({ level: 'silent' });
@@ -31,10 +32,7 @@ function planeConfig(dir: string): Config {
     env: {},
     overrides: {
       dataDir: dir,
-      tcp: '127.0.0.1:0',
-      ws: 'off',
-      grpc: 'off',
-      unix: 'off',
+      ...TCP_ONLY,
       http: '127.0.0.1:0',
       jwtSecret: SECRET,
       ...withoutAbuseLimits(),

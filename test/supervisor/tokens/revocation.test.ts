@@ -17,6 +17,7 @@ import type { TokenRecord } from '../../../supervisor/store/token-store.js';
 import { storePath } from '../../../supervisor/store/sqlite-database.js';
 import { SqliteTokenStore } from '../../../supervisor/store/sqlite-token-store.js';
 import { NodeClient, registerNodeMessage, type Received } from '../node-client.js';
+import { TCP_ONLY } from '../tcp-only.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/muster', import.meta.url));
 const SECRET = 'revocation-test-secret-0123456789abcdefghij';
@@ -50,10 +51,7 @@ function planeConfig(dir: string, overrides: Record<string, string | number> = {
     env: {},
     overrides: {
       dataDir: dir,
-      tcp: '127.0.0.1:0',
-      ws: 'off',
-      grpc: 'off',
-      unix: 'off',
+      ...TCP_ONLY,
       http: '127.0.0.1:0',
       jwtSecret: SECRET,
       heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
