@@ -229,12 +229,19 @@ export class NodeClient {
 
 
 
-/** A valid `JobResult` envelope for `attempt` of `jobId` from `nodeId`. */
-export function jobResultMessage(nodeId: string, jobId: string, attempt: number, status: 'Completed' | 'Failed' = 'Completed', stdout = ''): Record<string, unknown> {
+/** A valid `JobResult` envelope for `attempt` of `jobId` from `nodeId` (`id` default `r-<job>-<attempt>`). */
+export function jobResultMessage(
+  nodeId: string | undefined,
+  jobId: string,
+  attempt: number,
+  status: 'Completed' | 'Failed' = 'Completed',
+  stdout = '',
+  id = `r-${jobId}-${attempt}`,
+): Record<string, unknown> {
   const now = new Date().toISOString();
   return {
     type: 'JobResult',
-    id: `r-${jobId}-${attempt}`,
+    id,
     data: {
       job_id: jobId,
       attempt,

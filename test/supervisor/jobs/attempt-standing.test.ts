@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toNewJob } from '../../../supervisor/admin/job-request.js';
 import { startSecurityPlane, until, type SecurityPlane } from '../security-plane.js';
+import { jobResultMessage } from '../node-client.js';
 
 let p: SecurityPlane;
 
@@ -16,21 +17,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => p?.stop());
-
-function result(nodeId: string | undefined, jobId: string, attempt: number, stdout: string): Record<string, unknown> {
-  const now = new Date().toISOString();
-  return {
-    type: 'JobResult',
-    id: `r-${attempt}-${stdout}`,
-    data: {
-      job_id: jobId,
-      attempt,
-      node_id: nodeId,
-      result: { status: 'Completed', exit_code: 0, stdout, stderr: '', artifacts: [], started_at: now, completed_at: now },
-      metrics: { duration_ms: 1, cpu_time_ms: 1, memory_peak_mb: 1 },
-    },
-  };
-}
 
 describe('a node that sends messages for its own attempt after the plane took it back', () => {
   it('gets the answers of PROTOCOL.md 4 rule 5, never invalid_message, and the job is unchanged', async () => {
@@ -50,17 +36,17 @@ describe('a node that sends messages for its own attempt after the plane took it
     expect((await c.next('CancelJob')).message.data).toMatchObject({ job_id: jobId, attempt: 1, reason: 'attempt is no longer current' });
     c.send({ type: 'JobRejected', data: { job_id: jobId, attempt: 1, reason: 'late' } });
     c.send({ type: 'LogChunk', data: { job_id: jobId, attempt: 1, stream: 'stdout', seq: 0, data: 'from attempt 1' } });
-    c.send(result(c.nodeId, jobId, 1, 'stale'));
+    c.send(jobResultMessage(c.nodeId, jobId, 1, 'Completed', 'stale', 'r-1-stale'));
     expect((await c.next('JobResultAck')).message.data).toEqual({ job_id: jobId, attempt: 1 });
     expect(await p.plane.api.getJob(jobId)).toMatchObject({ state: 'Running', attempt: 2, node_id: c.nodeId });
     expect((await p.plane.api.getJob(jobId))?.result).toBeUndefined();
     expect((await p.plane.api.jobLogs(jobId))?.map((l) => [l.attempt, l.data])).toEqual([[1, 'from attempt 1']]);
 
-    c.send(result(c.nodeId, jobId, 2, 'fresh'));
+    c.send(jobResultMessage(c.nodeId, jobId, 2, 'Completed', 'fresh', 'r-2-fresh'));
     expect((await c.next('JobResultAck')).message.data).toEqual({ job_id: jobId, attempt: 2 });
     expect(await p.plane.api.getJob(jobId)).toMatchObject({ state: 'Completed', attempt: 2, result: { stdout: 'fresh' } });
     // A repeat of a stored result, after the job ended: acked again, nothing changes.
-    c.send(result(c.nodeId, jobId, 2, 'repeat'));
+    c.send(jobResultMessage(c.nodeId, jobId, 2, 'Completed', 'repeat', 'r-2-repeat'));
     expect((await c.next('JobResultAck')).message.data).toEqual({ job_id: jobId, attempt: 2 });
     expect((await p.plane.api.getJob(jobId))?.result?.stdout).toBe('fresh');
 

@@ -9,7 +9,7 @@ import { nodesTable } from '../../../cli/nodes-command.js';
 import { toNewJob } from '../../../supervisor/admin/job-request.js';
 import type { NodeView } from '../../../supervisor/admin/wire-types.js';
 import { NodeBreaker } from '../../../supervisor/jobs/node-breaker.js';
-import type { NodeClient } from '../node-client.js';
+import { jobResultMessage } from '../node-client.js';
 import { startSecurityPlane, until, type SecurityPlane } from '../security-plane.js';
 
 let p: SecurityPlane;
@@ -17,21 +17,6 @@ beforeAll(async () => {
   p = await startSecurityPlane({ breakerFailures: 2, breakerCooloffMs: 600_000, breakerMaxCooloffMs: 600_000, retryBackoffMs: 0 });
 });
 afterAll(async () => p?.stop());
-
-function completed(c: NodeClient, jobId: string, attempt: number): Record<string, unknown> {
-  const now = new Date().toISOString();
-  return {
-    type: 'JobResult',
-    id: `r-${jobId}-${attempt}`,
-    data: {
-      job_id: jobId,
-      attempt,
-      node_id: c.nodeId,
-      result: { status: 'Completed', exit_code: 0, stdout: '', stderr: '', artifacts: [], started_at: now, completed_at: now },
-      metrics: { duration_ms: 1, cpu_time_ms: 1, memory_peak_mb: 1 },
-    },
-  };
-}
 
 async function view(nodeId: string): Promise<NodeView> {
   const answer = await p.http('GET', '/v1/nodes', await p.apiToken('viewer'));
@@ -60,7 +45,7 @@ describe('a node whose attempts keep failing', () => {
     await b.register({ token, tags });
     expect((await b.next('JobAssignment')).message.data).toMatchObject({ job_id: first.job_id, attempt: 3 });
     b.send({ type: 'JobAccepted', data: { job_id: first.job_id, attempt: 3 } });
-    b.send(completed(b, first.job_id, 3));
+    b.send(jobResultMessage(b.nodeId, first.job_id, 3));
     await b.next('JobResultAck');
     const second = await p.plane.api.submitJob(toNewJob({ job: { command: ['true'] }, selector: { tags } }, p.plane.api.defaults));
     expect((await b.next('JobAssignment')).message.data).toMatchObject({ job_id: second.job_id, attempt: 1 });
