@@ -1,6 +1,7 @@
 // Node commands and their replies on the wire (JSON), checked field by field on the way in:
 // a replica acts on a command only when it is exactly one of the five kinds.
 import type { NodeCommand, NodeCommandReply, NodeCommandRequest } from './node-commands.js';
+import { parseJsonObject } from './json-object.js';
 
 /** Far above a real command (a few ids): a larger one is refused before it is parsed. */
 export const MAX_COMMAND_BYTES = 8_192;
@@ -8,7 +9,6 @@ const MAX_ID_CHARS = 128;
 const MAX_REASON_CHARS = 1_024;
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder('utf-8', { fatal: true });
 
 export function encodeJson(value: NodeCommandRequest | NodeCommandReply): Uint8Array {
   return encoder.encode(JSON.stringify(value));
@@ -16,7 +16,7 @@ export function encodeJson(value: NodeCommandRequest | NodeCommandReply): Uint8A
 
 /** The request in `data`, or why it is not one. */
 export function decodeRequest(data: Uint8Array): { request: NodeCommandRequest } | { problem: string } {
-  const value = parse(data);
+  const value = parseJsonObject(data, MAX_COMMAND_BYTES);
   if (value === undefined) return { problem: 'not UTF-8 JSON of at most 8 KiB' };
   const from = value.from;
   const command = nodeCommand(value.command);
@@ -27,7 +27,7 @@ export function decodeRequest(data: Uint8Array): { request: NodeCommandRequest }
 
 /** The reply in `data`, or undefined when it is not one. */
 export function decodeReply(data: Uint8Array): NodeCommandReply | undefined {
-  const v = parse(data);
+  const v = parseJsonObject(data, MAX_COMMAND_BYTES);
   if (v === undefined) return undefined;
   if (v.status === 'ok') return { status: 'ok' };
   if ((v.status === 'not_owner' || v.status === 'error') && isText(v.reason, MAX_REASON_CHARS)) return { status: v.status, reason: v.reason };
@@ -56,15 +56,6 @@ function nodeCommand(v: unknown): NodeCommand | undefined {
   }
 }
 
-function parse(data: Uint8Array): Record<string, unknown> | undefined {
-  if (data.length > MAX_COMMAND_BYTES) return undefined;
-  try {
-    const value: unknown = JSON.parse(decoder.decode(data));
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 function isId(v: unknown): v is string {
   return isText(v, MAX_ID_CHARS) && v.length > 0;

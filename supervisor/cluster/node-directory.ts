@@ -9,6 +9,7 @@ import type { NodeDetail, NodeView } from '../admin/wire-types.js';
 import { serverHas } from './nats-waits.js';
 import { subjectToken } from './subjects.js';
 import { TRACEPARENT_HEADER, traceparentOrNew } from './traceparent.js';
+import { parseJsonObject } from './json-object.js';
 
 /** Views per page: about 500 bytes each, so a page is ~100 KiB. */
 export const NODES_PAGE = 200;
@@ -27,7 +28,6 @@ export interface OwnNodes {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder('utf-8', { fatal: true });
 
 export function directorySubject(replicaId: string): string {
   return `muster.nodes.${subjectToken(replicaId)}`;
@@ -89,7 +89,7 @@ export class NodeDirectory {
     } catch (err) {
       throw new MusterError('internal', `replica ${replicaId} did not list its nodes: ${(err as Error).message}`, { cause: err });
     }
-    const reply = parse(msg.data, MAX_REPLY_BYTES);
+    const reply = parseJsonObject(msg.data, MAX_REPLY_BYTES);
     if (reply === undefined || !(Array.isArray(reply.nodes) || 'node' in reply)) {
       throw new MusterError('internal', `replica ${replicaId} answered with something that is not a node list`);
     }
@@ -97,7 +97,7 @@ export class NodeDirectory {
   }
 
   private answer(own: OwnNodes, msg: Msg): void {
-    const request = parse(msg.data, 4_096);
+    const request = parseJsonObject(msg.data, 4_096);
     let reply: DirectoryReply;
     if (request !== undefined && typeof request.node === 'string' && request.node.length <= MAX_ID_CHARS) {
       reply = { node: own.get(request.node) ?? null };
@@ -125,12 +125,3 @@ function page(views: NodeView[], after: string | undefined): { nodes: NodeView[]
   return { nodes, more: start + NODES_PAGE < sorted.length };
 }
 
-function parse(data: Uint8Array, maxBytes: number): Record<string, unknown> | undefined {
-  if (data.length > maxBytes) return undefined;
-  try {
-    const value: unknown = JSON.parse(decoder.decode(data));
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
