@@ -6,7 +6,7 @@ import { submitSpans } from '../jobs/job-trace.js';
 import type { NodeBreaker } from '../jobs/node-breaker.js';
 import type { Logger } from 'pino';
 import type { PlaneMetrics } from '../../observability/plane-metrics.js';
-import { offersUndrain, type NodeState } from '../../actors/node-machine.js';
+import type { NodeState } from '../../actors/node-machine.js';
 import type { Priority } from '../../protocol/messages.js';
 import type { Bus, BusEvent } from '../bus/bus.js';
 import type { Config } from '../config.js';
@@ -15,6 +15,7 @@ import { pipelineApi } from '../jobs/pipeline-api.js';
 import type { Scheduler } from '../jobs/scheduler.js';
 import type { NodeIntake } from '../nodes/node-intake.js';
 import { viewOf, type NodeRegistry } from '../nodes/node-registry.js';
+import { undrainSession } from '../nodes/node-undrain.js';
 import type { JobRecord, JobStore, LogRecord, NewJob, OwnerToken } from '../store/job-store.js';
 import { onePerNode, type ClusterPeers } from '../cluster/cluster-peers.js';
 import type { RemoteNodeViews } from '../cluster/remote-node-views.js';
@@ -140,11 +141,7 @@ export class PlaneApiImpl implements PlaneApi {
 
   async undrainNode(nodeId: string): Promise<UndrainOutcome> {
     const session = this.p.registry.get(nodeId);
-    if (session === undefined) return this.undrainElsewhere(nodeId);
-    if (session.state !== 'draining') return 'not_draining';
-    if (!offersUndrain(session.actor.getSnapshot().context)) return 'not_supported';
-    session.actor.send({ type: 'undrain' });
-    return 'requested';
+    return session === undefined ? this.undrainElsewhere(nodeId) : undrainSession(session);
   }
 
   async drainNode(nodeId: string): Promise<boolean> {
@@ -162,7 +159,8 @@ export class PlaneApiImpl implements PlaneApi {
     const outcome = await this.p.peers.forNode({ kind: 'undrain', node_id: nodeId });
     if (outcome === 'done') return 'requested';
     if (outcome === 'no_owner') return 'not_connected';
-    return outcome.refused.includes('undrain feature') ? 'not_supported' : 'not_draining';
+    // The owner refuses with undrainSession's outcome as the reason.
+    return outcome.refused === 'not_supported' ? 'not_supported' : 'not_draining';
   }
 
   cluster(): ClusterView {

@@ -11,7 +11,7 @@ import type { JobCoordinator } from '../jobs/job-coordinator.js';
 import type { NodeRegistry } from '../nodes/node-registry.js';
 import type { NodeSession } from '../nodes/node-session.js';
 import type { JobStore } from '../store/job-store.js';
-import { offersUndrain } from '../../actors/node-machine.js';
+import { undrainSession } from '../nodes/node-undrain.js';
 import type { ClusterServices } from './cluster-services.js';
 import { NodeCommandServer, type NodeCommandHandler, type NodeCommandReply } from './node-commands.js';
 import type { OwnNodes } from './node-directory.js';
@@ -73,10 +73,8 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
     undrain: (command) => {
       const session = registry.get(command.node_id);
       if (session === undefined) return notOwner(`node ${command.node_id}`);
-      const refusal = undrainRefusal(session);
-      if (refusal !== undefined) return { status: 'error', reason: refusal };
-      session.actor.send({ type: 'undrain' });
-      return { status: 'ok' };
+      const outcome = undrainSession(session);
+      return outcome === 'requested' ? { status: 'ok' } : { status: 'error', reason: outcome };
     },
     release: async (command) => {
       // The node reached another replica (PROTOCOL.md 4.7 across replicas): close it here first,
@@ -190,13 +188,6 @@ function stepAside(session: NodeSession, reason: string): void {
   session.sendError(new MusterError('shutting_down', reason));
   session.actor.send({ type: 'shutdown' });
   void session.connection.close();
-}
-
-/** Why a node cannot be undrained, or undefined when it can. */
-export function undrainRefusal(session: NodeSession): string | undefined {
-  if (session.state !== 'draining') return `node is not draining`;
-  if (!offersUndrain(session.actor.getSnapshot().context)) return 'node does not offer the undrain feature';
-  return undefined;
 }
 
 async function adoptOrphans(o: ReplicaDutiesOptions, counts: { orphansAdopted: number }): Promise<void> {
