@@ -56,23 +56,28 @@ export class Rebalancer {
     return this.shed;
   }
 
-  /** One round: sheds what `shedCount` says, idle nodes only. */
+  /**
+   * One round: sheds what `shedCount` says, idle nodes only. It counts as the lease does (the
+   * registry's size, which peers compare theirs with), and walks the sessions only to shed: a
+   * balanced round costs the same whatever the fleet.
+   */
   round(): void {
     if (this.o.lease.isFenced()) return;
     const others = this.o.lease.peers().filter((p) => p.id !== this.o.lease.replicaId).map((p) => p.nodeCount);
-    const live = [...this.o.registry.sessionsList()].filter((s) => s.connected && s.nodeId !== undefined);
-    let count = shedCount(live.length, others);
+    const serving = this.o.registry.size;
+    let count = shedCount(serving, others);
     if (count === 0) return;
-    for (const session of live) {
+    for (const session of this.o.registry.sessionsList()) {
       if (count === 0) break;
-      if (session.state !== 'ready' || this.o.coordinator.isOccupied(session.nodeId!)) continue;
+      const nodeId = session.nodeId;
+      if (!session.connected || nodeId === undefined || session.state !== 'ready' || this.o.coordinator.isOccupied(nodeId)) continue;
       session.send('Shutdown', { reason: 'rebalance', grace_period_ms: this.o.shutdownGraceMs });
       session.actor.send({ type: 'shutdown' });
       void session.connection.close();
       this.shed += 1;
       count -= 1;
     }
-    this.o.logger.info({ shed_total: this.shed, serving: live.length }, 'shed nodes to rebalance the cluster');
+    this.o.logger.info({ shed_total: this.shed, serving }, 'shed nodes to rebalance the cluster');
   }
 
   stop(): void {
