@@ -51,11 +51,6 @@ export class Rebalancer {
     }
   }
 
-  /** Nodes shed since start. */
-  get shedTotal(): number {
-    return this.shed;
-  }
-
   /**
    * One round: sheds what `shedCount` says, idle nodes only. It counts as the lease does (the
    * registry's size, which peers compare theirs with), and walks the sessions only to shed: a

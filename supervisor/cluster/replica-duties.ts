@@ -42,14 +42,11 @@ export interface ReplicaDutiesOptions {
 }
 
 export interface ReplicaDuties {
-  /** Orphans adopted and nodes let go since start, for tests and metrics. */
-  stats(): { orphansAdopted: number; released: number; shed: number };
   close(): Promise<void>;
 }
 
 export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<ReplicaDuties> {
   const { cluster, registry, coordinator, logger } = o;
-  const counts = { orphansAdopted: 0, released: 0 };
   const notOwner = (what: string): NodeCommandReply => ({ status: 'not_owner', reason: `${cluster.replicaId} does not hold ${what}` });
 
   /** Ends a node's session here: the node goes on with another replica. */
@@ -81,7 +78,6 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
       // then give the entry up, so that the two never serve it at once.
       letGo(command.node_id, new MusterError('session_replaced', `node ${command.node_id} registered on replica ${command.to_replica}`));
       await cluster.ownership.answerRelease(command.node_id);
-      counts.released += 1;
       logger.info({ node_id: command.node_id, to: command.to_replica }, 'node released to another replica');
       return { status: 'ok' };
     },
@@ -110,7 +106,7 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
       sweepAgain = true;
       return;
     }
-    sweeping = adoptOrphans(o, counts)
+    sweeping = adoptOrphans(o)
       .catch((err: unknown) => logger.warn({ err }, 'adopting orphaned jobs failed; tried again at the next change'))
       .finally(() => {
         sweeping = undefined;
@@ -167,7 +163,6 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
   const rebalancer = new Rebalancer({ lease: cluster.lease, registry, coordinator, intervalMs: o.rebalanceIntervalMs, shutdownGraceMs: o.shutdownGraceMs, logger });
 
   return {
-    stats: () => ({ ...counts, shed: rebalancer.shedTotal }),
     close: async () => {
       rebalancer.stop();
       stopStatus();
@@ -190,7 +185,7 @@ function stepAside(session: NodeSession, reason: string): void {
   void session.connection.close();
 }
 
-async function adoptOrphans(o: ReplicaDutiesOptions, counts: { orphansAdopted: number }): Promise<void> {
+async function adoptOrphans(o: ReplicaDutiesOptions): Promise<void> {
   const nodes = new Set<string>();
   for (const job of await o.store.active()) {
     if (job.node_id !== undefined && o.registry.get(job.node_id) === undefined && o.cluster.claims.tokenOf(job.node_id) === undefined) nodes.add(job.node_id);
@@ -198,7 +193,6 @@ async function adoptOrphans(o: ReplicaDutiesOptions, counts: { orphansAdopted: n
   for (const nodeId of nodes) {
     const taken = await o.cluster.claims.adoptOrphan(nodeId, (token) => o.coordinator.takeOver(nodeId, token));
     if (taken > 0) {
-      counts.orphansAdopted += 1;
       o.logger.info({ node_id: nodeId, jobs: taken }, "adopted an orphaned node's jobs: they are requeued unless it resumes in time");
     }
   }
