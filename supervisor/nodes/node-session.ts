@@ -5,7 +5,7 @@
 // is told to the actor (`effect.failed`), which decides what becomes of the node.
 import { DEFAULT_MAX_FRAME_BYTES } from '../../protocol/frame-decoder.js';
 import { deflateBody, inflateBody } from '../../transports/deflate-body.js';
-import { createActor, type Actor } from 'xstate';
+import { createActor, type Actor, type InspectionEvent, type Observer } from 'xstate';
 import type { Logger } from 'pino';
 import type { JobHoldings } from '../../actors/node-capacity.js';
 import { systemClock, type Liveness, type NodeClock } from '../../actors/node-liveness.js';
@@ -71,6 +71,8 @@ export interface SessionHost {
    * artifact window, not by the byte rate (which would cut a large upload off).
    */
   artifactMessage?(session: NodeSession, message: ArtifactMessage, refund: () => void): void;
+  /** xstate's `inspect` observer for every actor (`--inspect`, node-inspector.ts); undefined: the actors are not inspected, and pay nothing. */
+  readonly inspect?: Observer<InspectionEvent>;
 }
 
 /** The node's messages of the `artifacts` wire feature. */
@@ -129,12 +131,14 @@ export class NodeSession {
   ) {
     this.rate = host.rates === undefined || NodeRateLimit.unlimited(host.rates) ? undefined : new NodeRateLimit(host.rates);
     const clock = host.clock ?? systemClock;
-    this.actor = createActor(nodeMachine, { clock, input: { ...host.timing, clock, holdings: host.holdings } });
+    const input = { ...host.timing, clock, holdings: host.holdings };
+    this.actor = createActor(nodeMachine, host.inspect === undefined ? { clock, input } : { clock, input, inspect: host.inspect });
     // What caused each transition, for the node's history: every event sent to the actor from
     // outside (this session, the API, the coordinator, the registrar) passes this `send`; one of
     // the actor's own timers, which xstate delivers without it, shows as `timer` (noticeState).
     // An inspector would tell the same, but xstate calls it for every snapshot, action and
-    // microstep: 5-13 % of the plane's time in the Ready/Busy heartbeat benchmark.
+    // microstep: 5-13 % of the plane's time in the Ready/Busy heartbeat benchmark (so only a
+    // plane started with `--inspect` gives its actors one).
     const send = this.actor.send.bind(this.actor);
     this.actor.send = (event) => {
       this.lastEvent = event.type;
