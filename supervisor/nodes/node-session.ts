@@ -30,6 +30,7 @@ import { BATCHED_PLANE_TYPES, handleBatch } from './batch-session.js';
 import type { Connection } from '../../transports/transport.js';
 import type { WireMeter } from '../../observability/plane-metrics.js';
 import { NodeRateLimit, type NodeRates } from '../security/node-rate-limit.js';
+import { MessageRing } from './message-ring.js';
 import { failSpan, messageSpanOptions, MUSTER, SpanKind, startSpan, traceparentOf, withSpan, type Span } from '../../observability/spans.js';
 
 /** What a session needs from the control plane. */
@@ -116,6 +117,8 @@ export class NodeSession {
   private lastEvent = 'start';
   /** The last state changes, oldest first, at most TRANSITIONS_KEPT. */
   readonly transitions: StateTransition[] = [];
+  /** The last messages in and out, their types, ids, times and sizes (never their data), for `GET /v1/nodes/{id}`. */
+  readonly messages = new MessageRing();
   /** The `id` of the message the actor is handling right now: errors it raises answer it as `reply_to`. */
   private handling: string | undefined;
   /** Checked on every frame before it is decoded; undefined when the host sets no limits. */
@@ -263,6 +266,7 @@ export class NodeSession {
     if (replyTo !== undefined) envelope.reply_to = replyTo;
     if (traceparent !== undefined) envelope.traceparent = traceparent;
     const body = encodeBody(this.codec, envelope);
+    this.messages.out(type, replyTo, body.length, Date.now());
     if (this.#batcher !== undefined) {
       if (BATCHED_PLANE_TYPES.has(type)) return this.#batcher.add(type, body);
       // What is held goes first: the wire keeps the order of sending.
@@ -367,6 +371,8 @@ export class NodeSession {
    * this one came; `bytes` and `readingMs`: what its frame cost (0 for one inside a Batch).
    */
   private handle(message: NodeMessage, previous: number, bytes: number, readingMs: number): void {
+    // Its frame's arrival was stamped already: the time costs no clock read.
+    this.messages.in(message.type, message.id, bytes, this.liveness.lastHeard);
     if (isArtifactMessage(message)) {
       this.host.meter.messageIn(message.type);
       this.artifactMessage(message, bytes, readingMs);
