@@ -4,11 +4,15 @@
 // the events it was sent and its snapshots through ready, busy and back; nothing of the node's
 // token or the job's secret is in what it heard. A plane without the flag is fed to no one
 // (the rest of the suite: no actor there is given an `inspect` observer).
-import { WebSocketServer } from 'ws';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_CPUS, Harness, waitFor, type AgentProcess, type PlaneProcess } from '../../e2e/harness.js';
 import { safeContext, safeEvent } from '../../../supervisor/nodes/node-inspector.js';
+import { planeTokens } from '../../bench/bench-node.js';
 
 interface Heard {
   type: string;
@@ -38,8 +42,13 @@ beforeAll(async () => {
     }),
   );
   const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  plane = await h.startPlane({ args: ['--inspect', url] });
-  agent = await h.startAgent(plane);
+  // The plane's secret written first, so that its tokens are minted here (no `muster token create` processes).
+  const dataDir = h.tempDir('muster-inspect-');
+  writeFileSync(join(dataDir, 'secret'), `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600 });
+  const tokens = planeTokens(dataDir);
+  const adminToken = await tokens.mintApiToken({ role: 'admin', ttlSeconds: 600 });
+  plane = await h.startPlane({ dataDir, adminToken, args: ['--inspect', url] });
+  agent = await h.startAgent(plane, { token: await tokens.mintRegistrationToken({ ttlSeconds: 600 }) });
   // A job that takes every core the agent reports: its node turns busy.
   const answer = await plane.api.request<{ job_id: string }>('POST', '/v1/jobs', {
     job: { command: ['sh', '-c', 'echo built'], resource_requirements: { cpu_cores: AGENT_CPUS } },
