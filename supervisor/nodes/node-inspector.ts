@@ -1,5 +1,6 @@
-// `--inspect ws://...`: the node actors fed to Stately's WebSocket inspector
-// (`@statelyai/inspect`'s createWebSocketInspector), for those who watch them in Stately's tools.
+// `--inspect ws://...`: the node actors fed to a Stately WebSocket inspector (`@statelyai/inspect`'s
+// createInspector over inspector-socket.ts, which sends what its createWebSocketInspector would,
+// but stops for good), for those who watch them in Stately's tools.
 // Only a plane started with it pays: without it no actor is given an `inspect` observer, and
 // xstate then builds no inspection event at all (an observer on every actor cost the Ready/Busy
 // benchmark 13 %). With it, each session's actor passes its inspection events to `observe`,
@@ -9,10 +10,11 @@
 // What leaves is made safe here, field by field: the events and the context carry the node's
 // registration token, its messages and the coordinator's holdings of every node, so only named
 // fields are copied (message types and ids, job ids, error codes, the node's registration info).
-import { createWebSocketInspector } from '@statelyai/inspect';
+import { createInspector } from '@statelyai/inspect';
 import type { Logger } from 'pino';
 import type { AnyActorRef, InspectionEvent, Observer } from 'xstate';
 import type { NodeContext, Registration } from '../../actors/node-machine.js';
+import { InspectorSocket } from './inspector-socket.js';
 
 /** What a session gives its actor as xstate's `inspect` option, and how the plane stops it. */
 export interface NodeInspector {
@@ -22,16 +24,16 @@ export interface NodeInspector {
   stop(): void;
 }
 
-type Inspector = ReturnType<typeof createWebSocketInspector>;
+type Inspector = ReturnType<typeof createInspector<InspectorSocket>>;
 
 /** Connects to the inspector at `url` (it reconnects by itself); events wait in a bounded queue until it answers. */
 export function startNodeInspector(url: string, logger: Pick<Logger, 'info'>): NodeInspector {
-  const inspector = createWebSocketInspector({ url, autoStart: false });
+  const inspector = createInspector(new InspectorSocket(url));
   inspector.start();
   logger.info({ url }, 'feeding node actors to the inspector');
   return {
     observer: { next: (event) => observe(inspector, event) },
-    stop: () => stopInspector(inspector),
+    stop: () => inspector.stop(),
   };
 }
 
@@ -54,17 +56,6 @@ function observe(inspector: Inspector, event: InspectionEvent): void {
       // Microsteps, transitions and actions: not what the inspector draws a node by.
       return;
   }
-}
-
-/** The adapter retries a failed connection after 5 s: with its handlers detached, closing a socket still connecting schedules no retry. */
-function stopInspector(inspector: Inspector): void {
-  const ws = (inspector.adapter as unknown as { ws?: { onerror: unknown; onclose: unknown; onopen: unknown } }).ws;
-  if (ws !== undefined) {
-    ws.onerror = () => undefined;
-    ws.onclose = null;
-    ws.onopen = null;
-  }
-  inspector.stop();
 }
 
 /** An event's type and its harmless fields; a message by its type and id, an error by its code, never a payload or a token. */
