@@ -6,7 +6,7 @@
 import type { RecentMessage } from '../admin/wire-types.js';
 
 /** How many of a node's last messages are kept. */
-export const MESSAGES_KEPT = 32;
+export const MESSAGES_KEPT = 20;
 
 export class MessageRing {
   readonly #types: string[] = new Array<string>(MESSAGES_KEPT).fill('');
