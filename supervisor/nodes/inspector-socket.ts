@@ -4,13 +4,16 @@
 // failed connection on a 5 s timer its `stop()` cannot cancel: a plane stopped while the
 // inspector is unreachable would keep dialling it, and keep its process alive, for ever. This
 // one sends the same JSON messages, holds the last 200 while not connected (as that one does),
-// retries every 5 s on a timer that keeps no process alive, and stops for good on `stop()`.
+// retries every 5 s on a timer that keeps no process alive, drops events while an inspector
+// that reads too slowly has MAX_BUFFERED_BYTES unread, and stops for good on `stop()`.
 import { WebSocket } from 'ws';
 import type { StatelyInspectionEvent } from '@statelyai/inspect';
 
 /** As the package's adapter: how long after a failed or lost connection it dials again, and how many events it holds meanwhile. */
 export const RETRY_MS = 5_000;
 export const HELD_EVENTS = 200;
+/** Bytes sent but not yet taken by the inspector past which events are dropped: a slow inspector costs the plane no more memory. */
+export const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
 export class InspectorSocket {
   #ws: WebSocket | undefined;
@@ -28,11 +31,16 @@ export class InspectorSocket {
   send(event: StatelyInspectionEvent): void {
     const ws = this.#ws;
     if (ws?.readyState === WebSocket.OPEN) {
-      ws.send(JSON.stringify(event));
+      if (ws.bufferedAmount <= MAX_BUFFERED_BYTES) ws.send(JSON.stringify(event));
       return;
     }
     this.#held.push(event);
     if (this.#held.length > HELD_EVENTS) this.#held.shift();
+  }
+
+  /** Bytes sent and not yet written to the inspector's socket. */
+  get bufferedAmount(): number {
+    return this.#ws?.bufferedAmount ?? 0;
   }
 
   /** Closes the connection (what was sent is flushed first) and dials no more. */

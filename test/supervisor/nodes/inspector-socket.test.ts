@@ -1,11 +1,11 @@
 // The inspector's WebSocket: events sent before it is connected are held (at most HELD_EVENTS,
-// the oldest dropped) and delivered in order once it is; after `stop()` nothing more is sent
-// or dialled.
+// the oldest dropped) and delivered in order once it is; an inspector that stops reading costs
+// no more than MAX_BUFFERED_BYTES; after `stop()` nothing more is sent or dialled.
 import type { AddressInfo } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import type { StatelyInspectionEvent } from '@statelyai/inspect';
-import { HELD_EVENTS, InspectorSocket } from '../../../supervisor/nodes/inspector-socket.js';
+import { HELD_EVENTS, InspectorSocket, MAX_BUFFERED_BYTES } from '../../../supervisor/nodes/inspector-socket.js';
 
 const servers: WebSocketServer[] = [];
 afterEach(async () => {
@@ -58,4 +58,31 @@ it('sends nothing after stop', async () => {
   // The server's own close: once it has seen the client go, nothing more can come.
   await new Promise<void>((resolve) => [...servers[0]!.clients][0]?.once('close', () => resolve()) ?? resolve());
   expect(server.heard).toHaveLength(1);
+});
+
+it('drops events while an inspector that stopped reading has MAX_BUFFERED_BYTES unread', async () => {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  const connected = new Promise<void>((resolve) =>
+    server.on('connection', (_ws, req) => {
+      // It reads nothing from now on: the kernel's buffers fill, then the client's.
+      req.socket.pause();
+      resolve();
+    }),
+  );
+  const socket = new InspectorSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  socket.start();
+  await connected;
+  // Open once the handshake's answer is in; then far more than the kernel and the limit hold.
+  const big = { ...event(0), event: { type: 'x'.repeat(64 * 1024) } } as StatelyInspectionEvent;
+  while (socket.bufferedAmount === 0) {
+    socket.send(big);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  for (let n = 0; n < 2 * (MAX_BUFFERED_BYTES / (64 * 1024)) + 400; n++) socket.send(big);
+  expect(socket.bufferedAmount).toBeGreaterThan(MAX_BUFFERED_BYTES / 2);
+  expect(socket.bufferedAmount).toBeLessThanOrEqual(MAX_BUFFERED_BYTES + 70 * 1024);
+  socket.stop();
+  for (const client of server.clients) client.terminate();
 });
