@@ -5,16 +5,22 @@
 // published with `Nats-Expected-Last-Subject-Sequence` set to the subject's last chunk, so it is
 // a compare-and-set: a chunk is stored only right after its predecessor, whichever replica (or
 // retry) writes it, and `received` (the last chunk's offset plus its length) is exact in NATS,
-// not in one replica's memory. Reads go chunk by chunk (a direct get for the next one on the
-// subject), so a reader holds one chunk at a time whatever the artifact's size.
+// not in one replica's memory. Reads go through an ephemeral consumer on the subject, fetched a
+// few chunks at a time, so a reader holds a few chunks whatever the artifact's size; a Range
+// starts at its chunk, found by a binary search of single gets. Nothing here uses direct gets:
+// with replicas one may be answered by a follower that lags, which would end an artifact early
+// or miss an upload's last chunks; the stream's leader answers gets and serves consumers.
 import { createHash, type Hash } from 'node:crypto';
-import type { JetStreamClient, JetStreamManager, StoredMsg } from '@nats-io/jetstream';
-import { headers } from '@nats-io/nats-core';
+import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type MsgRequest, type StoredMsg } from '@nats-io/jetstream';
+import { headers, nanos, type MsgHdrs } from '@nats-io/nats-core';
 import type { ByteRange } from '../artifacts/artifact-store.js';
 import { isWrongLast } from './jetstream-errors.js';
 
 const OFFSET_HEADER = 'Muster-Artifact-Offset';
 const COUNT_HEADER = 'Muster-Artifact-Chunks';
+/** Chunks a read fetches at once: what it holds at most (256 KiB each), and round trips saved. */
+const FETCH_CHUNKS = 4;
+const FETCH_EXPIRES_MS = 5_000;
 
 /** Where an upload stands in NATS: bytes stored, chunks, and the stream sequence of its last chunk (0: none). */
 export interface ChunkTail {
@@ -36,7 +42,7 @@ export class ArtifactChunks {
   /** The upload's last chunk, read from the stream's leader (what a compare-and-set compares with). */
   async tail(subject: string): Promise<ChunkTail> {
     const last = await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject });
-    return last === null ? NO_CHUNKS : { received: offsetOf(last) + last.data.length, chunks: Number(last.header.get(COUNT_HEADER)), seq: last.seq };
+    return last === null ? NO_CHUNKS : { received: offsetOf(last.header) + last.data.length, chunks: Number(last.header.get(COUNT_HEADER)), seq: last.seq };
   }
 
   /**
@@ -64,7 +70,7 @@ export class ArtifactChunks {
     return hash;
   }
 
-  /** The bytes of `range`, a chunk at a time. */
+  /** The bytes of `range`, a chunk at a time; fails (rather than end short) when the chunks do. */
   async *read(subject: string, range: ByteRange): AsyncGenerator<Uint8Array> {
     if (range.end <= range.start) return;
     const first = await this.chunkAt(subject, range.start);
@@ -74,6 +80,7 @@ export class ArtifactChunks {
       if (to > from) yield chunk.data.subarray(from, to);
       if (chunk.offset + chunk.data.length >= range.end) return;
     }
+    throw new Error(`artifact chunks on ${subject} end before byte ${range.end}`);
   }
 
   /** Removes the upload's chunks. */
@@ -81,16 +88,32 @@ export class ArtifactChunks {
     await this.jsm.streams.purge(this.stream, { filter: subject });
   }
 
-  /** The subject's chunks in order from stream sequence `fromSeq`, up to `untilSeq` when given. */
-  private async *chunks(subject: string, fromSeq: number, untilSeq = Number.MAX_SAFE_INTEGER): AsyncGenerator<{ offset: number; data: Uint8Array; seq: number }> {
-    for (let seq = fromSeq; seq <= untilSeq; ) {
-      const m = await this.jsm.direct.getMessage(this.stream, { seq, next_by_subj: subject });
-      if (m === null || m.seq > untilSeq) {
-        if (untilSeq !== Number.MAX_SAFE_INTEGER) throw new Error(`artifact chunks on ${subject} end before sequence ${untilSeq}`);
-        return;
+  /** The subject's chunks in order from stream sequence `fromSeq`, up to `untilSeq` (which must be there) when given. */
+  private async *chunks(subject: string, fromSeq: number, untilSeq?: number): AsyncGenerator<{ offset: number; data: Uint8Array; seq: number }> {
+    const info = await this.jsm.consumers.add(this.stream, {
+      filter_subject: subject,
+      ack_policy: AckPolicy.None,
+      inactive_threshold: nanos(60_000),
+      mem_storage: true,
+      ...(fromSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq } : { deliver_policy: DeliverPolicy.All }),
+    });
+    try {
+      const consumer = await this.js.consumers.get(this.stream, info.name);
+      for (let left = info.num_pending; left > 0; ) {
+        let got = 0;
+        for await (const m of await consumer.fetch({ max_messages: Math.min(FETCH_CHUNKS, left), expires: FETCH_EXPIRES_MS })) {
+          got++;
+          if (untilSeq !== undefined && m.seq > untilSeq) throw new Error(`artifact chunks on ${subject} have no sequence ${untilSeq}`);
+          yield { offset: offsetOf(m.headers), data: m.data, seq: m.seq };
+          if (m.seq === untilSeq) return;
+        }
+        // Nothing in a whole fetch: what the info counted was removed meanwhile (a drop).
+        if (got === 0) break;
+        left -= got;
       }
-      yield { offset: offsetOf(m), data: m.data, seq: m.seq };
-      seq = m.seq + 1;
+      if (untilSeq !== undefined) throw new Error(`artifact chunks on ${subject} end before sequence ${untilSeq}`);
+    } finally {
+      await this.jsm.consumers.delete(this.stream, info.name).catch(() => undefined);
     }
   }
 
@@ -103,22 +126,29 @@ export class ArtifactChunks {
     let hi = (await this.tail(subject)).seq;
     let found = 0;
     while (lo <= hi) {
-      const m = await this.jsm.direct.getMessage(this.stream, { seq: Math.floor((lo + hi) / 2), next_by_subj: subject });
-      if (m === null || m.seq > hi) {
-        hi = Math.floor((lo + hi) / 2) - 1;
-        continue;
-      }
-      if (offsetOf(m) <= offset) {
+      const mid = Math.floor((lo + hi) / 2);
+      // The first chunk at or after `mid`: at or before `offset`, the answer is there or later; else before `mid`.
+      const m = await this.next(subject, mid);
+      if (m !== null && m.seq <= hi && offsetOf(m.header) <= offset) {
         found = m.seq;
         lo = m.seq + 1;
       } else {
-        hi = Math.floor((lo + hi) / 2) - 1;
+        hi = mid - 1;
       }
     }
     return found;
   }
+
+  /**
+   * The subject's first message at or after stream sequence `seq`, from the leader. nats-server
+   * takes `next_by_subj` in a stream's MSG.GET since 2.9 (as in a direct get); nats.js 3.3.1
+   * types it for direct gets only.
+   */
+  private next(subject: string, seq: number): Promise<StoredMsg | null> {
+    return this.jsm.streams.getMessage(this.stream, { seq, next_by_subj: subject } as MsgRequest);
+  }
 }
 
-function offsetOf(m: StoredMsg): number {
-  return Number(m.header.get(OFFSET_HEADER));
+function offsetOf(h: MsgHdrs | undefined): number {
+  return Number(h?.get(OFFSET_HEADER));
 }
