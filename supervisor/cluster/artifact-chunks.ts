@@ -5,7 +5,9 @@
 // published with `Nats-Expected-Last-Subject-Sequence` set to the subject's last chunk, so it is
 // a compare-and-set: a chunk is stored only right after its predecessor, whichever replica (or
 // retry) writes it, and `received` (the last chunk's offset plus its length) is exact in NATS,
-// not in one replica's memory. Reads go through an ephemeral consumer on the subject, fetched a
+// not in one replica's memory. No `Nats-Msg-Id` as the log chunks have: the compare-and-set
+// alone stores a chunk once (a retry of a stored one finds the subject moved on and reads the
+// tail), and each upload has a subject of its own. Reads go through an ephemeral consumer on the subject, fetched a
 // few chunks at a time, so a reader holds a few chunks whatever the artifact's size; a Range
 // starts at its chunk, found by a binary search of single gets. Nothing here uses direct gets:
 // with replicas one may be answered by a follower that lags, which would end an artifact early
