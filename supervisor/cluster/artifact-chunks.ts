@@ -1,17 +1,17 @@
 // The bytes of one artifact upload in the object store's stream: messages on the chunk subject
 // `$O.<bucket>.C.<nuid>` (ADR-20, the layout @nats-io/obj reads), one per ArtifactChunk, each with
-// headers `Muster-Artifact-Offset` (where its bytes start in the file) and `Muster-Artifact-
-// Chunks` (how many chunks the upload has with it). An append is published with `Nats-Expected-
-// Last-Subject-Sequence` set to the subject's last chunk, so it is a compare-and-set: a chunk is
-// stored only right after its predecessor, whichever replica (or retry) writes it, and `received`
-// (the last chunk's offset plus its length) is exact in NATS, not in one replica's memory. No
-// `Nats-Msg-Id` as the log chunks have: the compare-and-set alone stores a chunk once (a retry of
-// a stored one finds the subject moved on and reads the tail), and each upload has a subject of
-// its own. Reads go through an ephemeral consumer on the subject, fetched a few chunks at a time,
-// so a reader holds a few chunks whatever the artifact's size; a Range starts at its chunk, found
-// by a binary search of single gets. Nothing here uses direct gets: with replicas one may be
-// answered by a follower that lags, which would end an artifact early or miss an upload's last
-// chunks; the stream's leader answers gets and serves consumers.
+// headers `Muster-Artifact-Offset` (where its bytes start in the file) and
+// `Muster-Artifact-Chunks` (how many chunks the upload has with it). An append is published with
+// `Nats-Expected-Last-Subject-Sequence` set to the subject's last chunk, so it is a
+// compare-and-set: a chunk is stored only right after its predecessor, whichever replica (or
+// retry) writes it, and `received` (the last chunk's offset plus its length) is exact in NATS, not
+// in one replica's memory. No `Nats-Msg-Id` as the log chunks have: the compare-and-set alone
+// stores a chunk once (a retry of a stored one finds the subject moved on and reads the tail), and
+// each upload has a subject of its own. Reads go through an ephemeral consumer on the subject,
+// fetched a few chunks at a time, so a reader holds a few chunks whatever the artifact's size; a
+// Range starts at its chunk, found by a binary search of single gets. Nothing here uses direct
+// gets: with replicas one may be answered by a follower that lags, which would end an artifact
+// early or miss an upload's last chunks; the stream's leader answers gets and serves consumers.
 import { createHash, type Hash } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type MsgRequest, type StoredMsg } from '@nats-io/jetstream';
 import { headers, nanos, type MsgHdrs } from '@nats-io/nats-core';
