@@ -37,7 +37,6 @@ import { Registrar } from './nodes/registrar.js';
 import { PlaneShutdown } from './plane-shutdown.js';
 import { Relay } from './relay.js';
 import { ArtifactIntake } from './artifacts/artifact-intake.js';
-import { FileArtifactStore } from './artifacts/file-artifact-store.js';
 import { ARTIFACT_WINDOW_BYTES } from './nodes/protocol-versions.js';
 import { schedulerSource } from './scheduler-source.js';
 import { createPlaneSecurity } from './security/plane-security.js';
@@ -76,8 +75,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   // Allow-lists, bans, rate limits and the audit log; a bad CIDR setting fails here.
   const security = createPlaneSecurity(config, log, metrics);
   const registry = new NodeRegistry(id, config.deadNodeRetentionMs);
-  // SQLite and the in-process bus, or JetStream and NATS for a cluster replica (plane-backbone.ts).
-  const { stores, bus, claims, cluster } = await openBackbone(config, id, log, () => registry.size);
+  // SQLite, the data directory and the in-process bus, or JetStream, the object store and NATS for a cluster replica (plane-backbone.ts).
+  const { stores, bus, claims, cluster, artifacts: artifactStore } = await openBackbone(config, id, log, () => registry.size);
   const store = stores.jobs;
 
   // Tokens: revocations are held in memory and checked on every token; a revocation closes the
@@ -148,8 +147,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     sessions: () => registry.sessionsList(),
     logger: log,
   });
-  // Artifacts (the `artifacts` wire feature) in the data directory; a cluster's object store plugs in here.
-  const artifactStore = new FileArtifactStore({ dataDir: config.dataDir, maxArtifactBytes: config.maxArtifactBytes });
+  // Artifacts (the `artifacts` wire feature) into the backbone's store: any replica of a cluster takes up an upload or serves one.
   const artifactIntake = new ArtifactIntake({
     store: artifactStore,
     holds: (nodeId, jobId, attempt) => coordinator.holds(nodeId, jobId, attempt),
@@ -171,9 +169,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     revoke: (jti, reason) => tokenRegistry.revoke(jti, reason),
     wakeScheduler,
     metrics,
-    // A replica's data directory is its own: until artifacts live in JetStream's object store
-    // (shared by every replica), a cluster offers none rather than keep files one replica serves.
-    artifacts: cluster === undefined,
+    artifacts: true,
   });
   const messages = new MessageTap(log);
   // `--inspect`: the actors' inspection events go to a Stately inspector; without it, none are made.

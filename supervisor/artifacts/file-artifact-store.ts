@@ -12,11 +12,8 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileH
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import { MusterError } from '../../protocol/errors.js';
+import { checkStart, recordOf, reject, sameUpload, UUID } from './artifact-checks.js';
 import type { ArtifactRecord, ArtifactStart, ArtifactStore, ByteRange } from './artifact-store.js';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const SHA256 = /^[0-9a-f]{64}$/;
 
 export interface FileArtifactStoreOptions {
   /** The plane's data directory; artifacts live in its `artifacts/`. */
@@ -103,16 +100,7 @@ export class FileArtifactStore implements ArtifactStore {
     this.#live.delete(artifactId);
     const dir = this.#attemptDir(start.job_id, start.attempt);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const record: ArtifactRecord = {
-      artifact_id: artifactId,
-      job_id: start.job_id,
-      attempt: start.attempt,
-      name: start.name,
-      size: start.size,
-      sha256: start.sha256,
-      ...(start.content_type === undefined ? {} : { content_type: start.content_type }),
-      stored_at: new Date().toISOString(),
-    };
+    const record = recordOf(start, new Date());
     await rename(this.#partPath(artifactId), join(dir, artifactId));
     await writeFile(join(dir, `${artifactId}.json`), JSON.stringify(record), { mode: 0o600 });
     await rm(this.#metaPath(artifactId), { force: true });
@@ -217,20 +205,4 @@ export class FileArtifactStore implements ArtifactStore {
   #attemptDir(jobId: string, attempt: number): string {
     return join(this.#root, 'jobs', jobId, String(attempt));
   }
-}
-
-function checkStart(start: ArtifactStart, maxBytes: number): void {
-  if (!UUID.test(start.artifact_id)) throw reject('data.artifact_id', 'artifact_id must be a lowercase UUID');
-  if (!UUID.test(start.job_id)) throw reject('data.job_id', 'job_id must be a lowercase UUID');
-  if (!SHA256.test(start.sha256)) throw reject('data.sha256', 'sha256 must be 64 lowercase hex digits');
-  if (!Number.isSafeInteger(start.size) || start.size < 0) throw reject('data.size', 'size must be a whole number of bytes');
-  if (start.size > maxBytes) throw reject('data.size', `artifact of ${start.size} bytes is over max_artifact_bytes (${maxBytes})`);
-}
-
-function sameUpload(a: ArtifactStart, b: ArtifactStart): boolean {
-  return a.job_id === b.job_id && a.attempt === b.attempt && a.name === b.name && a.size === b.size && a.sha256 === b.sha256;
-}
-
-function reject(field: string, message: string): MusterError {
-  return new MusterError('artifact_rejected', message, { field });
 }

@@ -1,6 +1,6 @@
 // A replica's parts on NATS, opened in the order each needs: the connection, the server check for
 // replicated buckets (server-version.ts), the replica's lease, the job and token stores, the bus,
-// ownership of nodes, the command channel and the node directory. `muster serve --nats` builds the
+// ownership of nodes, the command channel, the node directory and the artifacts (object store). `muster serve --nats` builds the
 // plane on these instead of SQLite and the in-process bus (control-plane.ts); nothing here decides
 // what the plane does with them (replica-duties.ts does).
 import { createHmac } from 'node:crypto';
@@ -18,6 +18,7 @@ import { NodeDirectory } from './node-directory.js';
 import { NodeOwnership, OWNERS_BUCKET } from './node-ownership.js';
 import { LEASE_BUCKET, ReplicaLease } from './replica-lease.js';
 import { ReplicaClaims } from './replica-claims.js';
+import { ARTIFACTS_BUCKET, ObjectArtifactStore } from './object-artifact-store.js';
 import { checkConnectionReplicas } from './server-version.js';
 
 const JOBS_BUCKET = 'muster-jobs';
@@ -32,6 +33,8 @@ export interface ClusterServices {
   readonly bus: NatsBus;
   readonly commands: NodeCommandClient;
   readonly directory: NodeDirectory;
+  /** The fleet's artifacts, in JetStream's object store: any replica resumes an upload or serves an artifact. */
+  readonly artifacts: ObjectArtifactStore;
   /** Closes what `stores` and `bus` do not: ownership, directory, lease (given up), connection. */
   close(): Promise<void>;
 }
@@ -63,7 +66,7 @@ export async function openCluster(config: Config, replicaId: string, version: st
   try {
     const { nc, status } = connection;
     const replicas = config.natsReplicas;
-    checkConnectionReplicas(nc, replicas, [LEASE_BUCKET, OWNERS_BUCKET, JOBS_BUCKET]);
+    checkConnectionReplicas(nc, replicas, [LEASE_BUCKET, OWNERS_BUCKET, JOBS_BUCKET, ARTIFACTS_BUCKET]);
     // The lease renews on a connection of its own: a storm of claims and job writes queued on the
     // main one must not hold a renewal back until the replica fences itself.
     const leaseConnection = await openNatsConnection(natsSettingsOf(config, `${replicaId}-lease`));
@@ -89,6 +92,7 @@ export async function openCluster(config: Config, replicaId: string, version: st
     });
     opened.push(() => ownership.close());
     const directory = new NodeDirectory(nc, replicaId, config.natsRequestTimeoutMs, log);
+    const artifacts = await ObjectArtifactStore.open({ nc, replicas, maxArtifactBytes: config.maxArtifactBytes, timeoutMs: config.natsRequestTimeoutMs });
     const stores: Stores = {
       jobs,
       tokens,
@@ -107,6 +111,7 @@ export async function openCluster(config: Config, replicaId: string, version: st
       bus,
       commands,
       directory,
+      artifacts,
       close: async () => {
         await directory.close().catch(() => undefined);
         await ownership.close();

@@ -3,6 +3,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import { MusterError } from '../../protocol/errors.js';
+import { isWrongLast } from './jetstream-errors.js';
 import { checkConnectionReplicas } from './server-version.js';
 
 export interface CasBucketOptions {
@@ -57,5 +58,15 @@ export function liveValue(entry: KvEntry | null | undefined): Record<string, unk
       : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** Creates `key` unless it is there: its revision, or undefined when it already was. */
+export async function createOnce(kv: KV, key: string, value: Uint8Array | string): Promise<number | undefined> {
+  try {
+    return await kv.create(key, value);
+  } catch (err) {
+    if (isWrongLast(err)) return undefined;
+    throw err;
   }
 }

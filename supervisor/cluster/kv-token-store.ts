@@ -6,13 +6,13 @@
 // revocation is purged; a later one gets a higher revision). So `revokedSince(seq)` reads the
 // revocations bucket's stream after `seq` and every replica learns every revocation in order.
 import { StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
-import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { toMusterError } from '../../protocol/errors.js';
 import type { Revocation, TokenInfo, TokenRecord, TokenStore } from '../store/token-store.js';
-import { isWrongLast } from './jetstream-errors.js';
-import { readStream } from './stream-read.js';
+import { createOnce } from './kv-cas.js';
+import { readKvEntries } from './stream-read.js';
 
 export interface KvTokenStoreOptions {
   nc: NatsConnection;
@@ -121,25 +121,8 @@ export class KvTokenStore implements TokenStore {
   }
 
   /** The live values of a bucket (purge markers left out), in revision order, after `afterSeq`. */
-  async #entries<T>(bucket: string, afterSeq = 0): Promise<Array<{ key: string; value: T; seq: number }>> {
-    const prefix = `$KV.${bucket}.`;
-    const messages = await readStream(this.js, this.jsm, `KV_${bucket}`, `${prefix}>`, afterSeq);
-    return messages.filter(isPut).map((m) => ({ key: m.subject.slice(prefix.length), value: parse<T>(m.data), seq: m.seq }));
-  }
-}
-
-function isPut(m: JsMsg): boolean {
-  const op = m.headers?.get('KV-Operation');
-  return op === undefined || op === '' || op === 'PUT';
-}
-
-/** Creates `key` unless it is there: its revision, or undefined when it already was. */
-async function createOnce(kv: KV, key: string, value: Uint8Array): Promise<number | undefined> {
-  try {
-    return await kv.create(key, value);
-  } catch (err) {
-    if (isWrongLast(err)) return undefined;
-    throw err;
+  #entries<T>(bucket: string, afterSeq = 0): Promise<Array<{ key: string; value: T; seq: number }>> {
+    return readKvEntries<T>(this.js, this.jsm, bucket, '>', afterSeq);
   }
 }
 

@@ -38,3 +38,21 @@ export async function readStream(
     await jsm.consumers.delete(stream, info.name).catch(() => undefined);
   }
 }
+
+/** A KV bucket's live (PUT) entries whose keys match `keyFilter`, after a stream sequence, as JSON. */
+export async function readKvEntries<T>(
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  bucket: string,
+  keyFilter = '>',
+  afterSeq = 0,
+): Promise<Array<{ key: string; value: T; seq: number }>> {
+  const prefix = `$KV.${bucket}.`;
+  const messages = await readStream(js, jsm, `KV_${bucket}`, `${prefix}${keyFilter}`, afterSeq);
+  return messages.filter(isPut).map((m) => ({ key: m.subject.slice(prefix.length), value: m.json<T>(), seq: m.seq }));
+}
+
+function isPut(m: JsMsg): boolean {
+  const op = m.headers?.get('KV-Operation');
+  return op === undefined || op === '' || op === 'PUT';
+}

@@ -9,6 +9,10 @@
 //           (what the agent does before it starts) is timed apart.
 //   raw     the same file piped over a plain TCP socket to a sink process that writes it to a
 //           file and fsyncs it, then answers: the ceiling of a socket and a disk on this machine.
+//   download  the stored artifact read back whole through `GET /v1/jobs/{id}/artifacts/{name}`.
+// BENCH_ARTIFACT_CLUSTER=1 runs the plane as one cluster replica (`muster serve --nats`) on a
+// nats-server started here (JetStream on disk, R1): artifacts go to the object store instead of
+// the data directory, and nats-server's CPU is shown beside the plane's.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
@@ -22,41 +26,58 @@ import { CODEC_MSGPACK, encodeBody } from '../../protocol/codec.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import { mintApiToken, mintNodeToken, registerNode } from './bench-node.js';
 import { startPlane } from './processes.js';
-import { statusKiB } from './proc-stats.js';
+import { cpuSeconds, statusKiB } from './proc-stats.js';
+import { makeSecret } from './cluster.js';
+import { loadAverage } from './dispatch.js';
+import { NatsServer } from '../cluster/nats-server.js';
 
 const MIB = Number(process.env.BENCH_ARTIFACT_MIB ?? 256);
+const CLUSTER = process.env.BENCH_ARTIFACT_CLUSTER === '1';
 const RUNS = 3;
 const MiB = 1024 * 1024;
 
 export async function runArtifacts(): Promise<void> {
-  console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}`);
-  console.log(`artifact: ${MIB} MiB of random bytes, runs: ${RUNS} (medians)\n`);
+  console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}; load average at start ${loadAverage()}`);
+  console.log(`artifact: ${MIB} MiB of random bytes, runs: ${RUNS} (medians); plane: ${CLUSTER ? 'one cluster replica on a nats-server started here (object store, R1)' : 'embedded (data directory)'}\n`);
   const dir = mkdtempSync(join(tmpdir(), 'muster-bench-artifacts-'));
   const file = join(dir, 'artifact.bin');
   await writeRandom(file, MIB * MiB);
-  const plane = await startPlane({ MUSTER_HEARTBEAT_INTERVAL_MS: '60000', MUSTER_MAX_ARTIFACT_BYTES: String(4 * MIB * MiB) }, { logLevel: 'warn' });
+  const secret = CLUSTER ? makeSecret() : undefined;
+  const nats = CLUSTER ? await NatsServer.start() : undefined;
+  const env = { MUSTER_HEARTBEAT_INTERVAL_MS: '60000', MUSTER_MAX_ARTIFACT_BYTES: String(4 * MIB * MiB) };
+  const plane = await startPlane(secret === undefined || nats === undefined ? env : { ...env, MUSTER_JWT_SECRET: secret.text, MUSTER_NATS_URL: nats.url }, { logLevel: 'warn' });
+  const tokens = secret?.dir ?? plane.dataDir;
   const sink = await startSink(dir);
   const rssBefore = statusKiB(plane.pid, 'VmRSS');
   try {
-    const planeRuns: { uploadMs: number; hashMs: number }[] = [];
+    const planeRuns: { uploadMs: number; hashMs: number; downloadMs: number }[] = [];
     const rawRuns: number[] = [];
+    const cpu0 = { plane: cpuSeconds(plane.pid), nats: nats === undefined ? 0 : cpuSeconds(nats.pid) };
     for (let run = 0; run < RUNS; run++) {
-      planeRuns.push(await upload(plane, file, run));
+      planeRuns.push(await upload(plane, tokens, file, run));
       rawRuns.push(await rawCopy(sink.port, file));
     }
     const upload50 = median(planeRuns.map((r) => r.uploadMs));
     const hash50 = median(planeRuns.map((r) => r.hashMs));
+    const download50 = median(planeRuns.map((r) => r.downloadMs));
     const raw50 = median(rawRuns);
     const rate = (ms: number): string => `${((MIB * 1000) / ms).toFixed(0).padStart(5)} MiB/s`;
     console.log(`plane upload (MessagePack, 256 KiB chunks, 4 MiB window)  ${rate(upload50)}   (${upload50.toFixed(0)} ms)`);
     console.log(`agent's sha256 pass before the upload                     ${rate(hash50)}   (${hash50.toFixed(0)} ms)`);
     console.log(`raw TCP copy to a file, fsynced                           ${rate(raw50)}   (${raw50.toFixed(0)} ms)`);
+    console.log(`plane download (GET /v1/jobs/{id}/artifacts/{name})       ${rate(download50)}   (${download50.toFixed(0)} ms)`);
     console.log(`plane/raw ${(raw50 / upload50).toFixed(2)}`);
+    // CPU per MiB moved (each run uploads and downloads the artifact once): less skewed by load than the rates.
+    const perMiB = (seconds: number): string => `${((seconds * 1000) / (RUNS * MIB)).toFixed(2)} ms CPU per MiB up and down`;
+    console.log(`plane process ${perMiB(cpuSeconds(plane.pid) - cpu0.plane)}${nats === undefined ? '' : `, nats-server ${perMiB(cpuSeconds(nats.pid) - cpu0.nats)}`}`);
     // Memory stays flat: the plane's peak resident size beside its size before the first upload.
     console.log(`plane RSS before ${(rssBefore / 1024).toFixed(0)} MiB, peak ${(statusKiB(plane.pid, 'VmHWM') / 1024).toFixed(0)} MiB`);
+    console.log(`load average at the end ${loadAverage()}`);
   } finally {
     await sink.stop();
     await plane.stop();
+    await nats?.stop();
+    if (secret !== undefined) rmSync(secret.dir, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -70,12 +91,12 @@ async function writeRandom(path: string, bytes: number): Promise<void> {
 }
 
 /** One upload through the plane: a node with `artifacts`, a job placed on it, the file sent as that job's artifact. */
-async function upload(plane: Awaited<ReturnType<typeof startPlane>>, file: string, run: number): Promise<{ uploadMs: number; hashMs: number }> {
+async function upload(plane: Awaited<ReturnType<typeof startPlane>>, tokens: string, file: string, run: number): Promise<{ uploadMs: number; hashMs: number; downloadMs: number }> {
   const codec = CODEC_MSGPACK;
-  const node = await registerNode(plane.tcpUrl, codec, await mintNodeToken(plane.dataDir, 600), { wireFeatures: ['artifacts'], hostname: `bench-artifacts-${run}` });
+  const node = await registerNode(plane.tcpUrl, codec, await mintNodeToken(tokens, 600), { wireFeatures: ['artifacts'], hostname: `bench-artifacts-${run}` });
   try {
     const assignment = node.socket.next((e) => e.type === 'JobAssignment', 30_000);
-    const api = await mintApiToken(plane.dataDir, 'operator', 600);
+    const api = await mintApiToken(tokens, 'operator', 600);
     const res = await fetch(`${plane.httpUrl}/v1/jobs`, {
       method: 'POST',
       headers: { authorization: `Bearer ${api}`, 'content-type': 'application/json' },
@@ -113,10 +134,22 @@ async function upload(plane: Awaited<ReturnType<typeof startPlane>>, file: strin
     const hashMs = performance.now() - hashStarted;
     const stored = await uploads.uploadAll(jobId, attempt, '/', [{ path: file.slice(1), name: `run-${run}.bin`, size: MIB * MiB }]);
     if (stored.length !== 1) throw new Error('the plane did not store the artifact');
-    return { uploadMs: completeAt - startedAt, hashMs };
+    const downloadMs = await download(plane.httpUrl, api, jobId, `run-${run}.bin`);
+    return { uploadMs: completeAt - startedAt, hashMs, downloadMs };
   } finally {
     node.socket.close();
   }
+}
+
+/** Reads the artifact back whole through the API; its time. */
+async function download(httpUrl: string, token: string, jobId: string, name: string): Promise<number> {
+  const started = performance.now();
+  const res = await fetch(`${httpUrl}/v1/jobs/${jobId}/artifacts/${name}`, { headers: { authorization: `Bearer ${token}` } });
+  if (res.status !== 200 || res.body === null) throw new Error(`download refused: ${res.status}`);
+  let bytes = 0;
+  for await (const chunk of res.body) bytes += (chunk as Uint8Array).length;
+  if (bytes !== MIB * MiB) throw new Error(`downloaded ${bytes} bytes, not ${MIB * MiB}`);
+  return performance.now() - started;
 }
 
 /** A sink process: each connection's bytes to a file, fsynced, then `ok` back. */

@@ -66,7 +66,8 @@ const STALL_MS = 60_000;
 const JOB_PARTS_ENV = { MUSTER_HEARTBEAT_INTERVAL_MS: '600000', MUSTER_RETRY_BACKOFF_MS: '0' };
 
 /** One token secret for every plane of the run, also in `<dir>/secret` for the workers to mint from. */
-interface Secret {
+/** A token secret shared by replicas: its text (MUSTER_JWT_SECRET) and a directory holding it as `secret`, to mint tokens from. */
+export interface Secret {
   dir: string;
   text: string;
 }
@@ -464,7 +465,7 @@ function foldSubject(subject: string): string {
 
 // ---- processes --------------------------------------------------------------------------------
 
-function makeSecret(): Secret {
+export function makeSecret(): Secret {
   const dir = mkdtempSync(join(tmpdir(), 'muster-cluster-bench-'));
   const text = randomBytes(32).toString('base64url');
   // The same text as MUSTER_JWT_SECRET and as `<dir>/secret`: the same key (tokens/secret.ts).

@@ -2,7 +2,9 @@
 // Jobs and commands cross replicas (a job submitted to A runs on a node of B, a cancel sent to A
 // reaches it), any replica lists every node with its owner, a node that reaches B while A still
 // serves it is released by A (`session_replaced`) and resumed on B with its running job, and a
-// revocation on A disconnects a node on B. Nodes are raw protocol clients (test/supervisor/node-client.ts).
+// revocation on A disconnects a node on B, and an artifact upload begun on A and cut off is
+// resumed on B and downloaded through A. Nodes are raw protocol clients (test/supervisor/node-client.ts).
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,8 +24,8 @@ let b: ControlPlane;
 
 beforeAll(async () => {
   nats = await NatsServer.start();
-  a = await replicas.start('replica-a');
-  b = await replicas.start('replica-b');
+  a = await replicas.start('replica-a', { http: '127.0.0.1:0' });
+  b = await replicas.start('replica-b', { http: '127.0.0.1:0' });
 });
 
 afterAll(async () => {
@@ -124,5 +126,74 @@ describe('cluster mode', () => {
     expect(decodeJwt(registration.token).jti).toBe(registration.jti);
     await a.tokenAdmin.revoke(registration.jti, 'compromised');
     await node.closedWithin(5_000);
+  });
+
+  it('resumes on B an artifact upload cut off on A, serves it identical through A, and refuses a wrong digest', async () => {
+    const chunk = 256 * 1024;
+    const bytes = randomBytes(12 * chunk);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const v2 = { protocolVersions: [1, 2], wireFeatures: ['artifacts'] };
+    const first = await NodeClient.connect(a.nodeUrls[0]!);
+    clients.push(first);
+    const ack = await first.register({ token: await a.tokens.mintRegistrationToken({ ttlSeconds: 600 }), tags: { lane: 'artifacts' }, ...v2 });
+    expect(ack.data.wire_features).toContain('artifacts');
+    first.startHeartbeats(HEARTBEAT_MS / 2);
+    const job = laneJob('artifacts', ['make']);
+    const record = await a.api.submitJob({ ...job, job: { ...job.job, artifacts: [{ path: 'dist.bin' }] } });
+    const { message } = await first.next('JobAssignment', 10_000);
+    const jobId = message.data.job_id;
+    const running = nextEvent(b.bus, jobEvent(jobId, 'Running'), 10_000, 'Running heard on B');
+    first.send({ type: 'JobAccepted', data: { job_id: jobId, attempt: 1 } });
+    await running;
+
+    const start = { job_id: jobId, attempt: 1, artifact_id: randomUUID(), name: 'dist.bin', size: bytes.length, sha256 };
+    const send = (node: NodeClient, from: number, to: number): void => {
+      for (let offset = from; offset < to; offset += chunk) {
+        node.send({ type: 'ArtifactChunk', data: { artifact_id: start.artifact_id, offset, data: bytes.subarray(offset, offset + chunk).toString('base64') } });
+      }
+    };
+    first.send({ type: 'ArtifactStart', id: 's-1', data: start });
+    expect((await first.next('ArtifactAck')).message.data).toMatchObject({ received: 0, complete: false });
+    send(first, 0, 9 * chunk);
+    // Half a window (2 MiB) stored: an Ack; a Start again says exactly how much A stored.
+    expect((await first.next('ArtifactAck')).message.data.received).toBe(8 * chunk);
+    first.send({ type: 'ArtifactStart', id: 's-2', data: start });
+    expect((await first.next('ArtifactAck')).message.data.received).toBe(9 * chunk);
+    first.destroy();
+
+    // The node comes back through B, which never saw the upload: NATS says where it stands.
+    const moved = await NodeClient.connect(b.nodeUrls[0]!);
+    clients.push(moved);
+    await moved.register({ token: first.sessionToken!, resume: { node_id: first.nodeId!, running_jobs: [jobId], unacked_results: [] }, ...v2 });
+    moved.startHeartbeats(HEARTBEAT_MS / 2);
+    moved.send({ type: 'ArtifactStart', id: 's-3', data: start });
+    expect((await moved.next('ArtifactAck', 10_000)).message.data).toMatchObject({ received: 9 * chunk, complete: false });
+    send(moved, 9 * chunk, bytes.length);
+    moved.send({ type: 'ArtifactEnd', id: 'e-1', data: { artifact_id: start.artifact_id } });
+    expect((await moved.next('ArtifactAck', 10_000)).message.data).toMatchObject({ received: bytes.length, complete: true });
+
+    // Another artifact whose bytes are not its digest: refused, and not listed.
+    const bad = { ...start, artifact_id: randomUUID(), name: 'bad.bin', size: chunk, sha256: 'a'.repeat(64) };
+    moved.send({ type: 'ArtifactStart', id: 's-4', data: bad });
+    await moved.next('ArtifactAck');
+    moved.send({ type: 'ArtifactChunk', data: { artifact_id: bad.artifact_id, offset: 0, data: bytes.subarray(0, chunk).toString('base64') } });
+    moved.send({ type: 'ArtifactEnd', id: 'e-2', data: { artifact_id: bad.artifact_id } });
+    const refused = await moved.next('Error', 10_000);
+    expect(refused.message.data).toMatchObject({ code: 'artifact_rejected', field: 'data.sha256' });
+
+    // Listed and served through A, byte for byte, whole and by range.
+    const token = await a.tokens.mintApiToken({ role: 'viewer', ttlSeconds: 600 });
+    const get = (path: string, headers: Record<string, string> = {}): Promise<Response> =>
+      fetch(`${a.httpUrl}/v1/jobs/${jobId}/artifacts${path}`, { headers: { authorization: `Bearer ${token}`, ...headers } });
+    expect(await (await get('')).json()).toEqual([{ artifact_id: start.artifact_id, attempt: 1, name: 'dist.bin', size: bytes.length, sha256 }]);
+    const whole = await get('/dist.bin');
+    expect(whole.status).toBe(200);
+    expect(Buffer.compare(Buffer.from(await whole.arrayBuffer()), bytes)).toBe(0);
+    const part = await get('/dist.bin', { range: 'bytes=2000000-2999999' });
+    expect(part.status).toBe(206);
+    expect(Buffer.compare(Buffer.from(await part.arrayBuffer()), bytes.subarray(2_000_000, 3_000_000))).toBe(0);
+
+    moved.send(jobResultMessage(first.nodeId!, record.job_id, 1));
+    await moved.next('JobResultAck', 10_000);
   });
 });

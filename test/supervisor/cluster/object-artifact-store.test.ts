@@ -1,0 +1,116 @@
+// The cluster's artifact store against the ArtifactStore contract on a real nats-server, and what
+// only it promises: an upload begun through one replica's store is resumed and completed through
+// another's (its state is in NATS), a completed artifact is an object any object store client
+// reads, and memory stays flat while a large artifact streams in and out.
+import { createHash, randomBytes } from 'node:crypto';
+import { buffer } from 'node:stream/consumers';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { Objm } from '@nats-io/obj';
+import { describe, expect, it } from 'vitest';
+import { ARTIFACTS_BUCKET, ObjectArtifactStore } from '../../../supervisor/cluster/object-artifact-store.js';
+import { MAX_ARTIFACT_BYTES, artifactOf, artifactStoreContract, upload } from '../artifacts/artifact-store-contract.js';
+import { natsFixture } from './nats-fixture.js';
+
+const nats = natsFixture();
+
+// What is held, not garbage: collected on demand, after a few turns of the event loop (the NATS
+// client holds a large buffer for a moment while it takes a message in), the least of three.
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+async function held(): Promise<number> {
+  let least = Number.MAX_SAFE_INTEGER;
+  for (let i = 0; i < 3; i++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    const { heapUsed, arrayBuffers } = process.memoryUsage();
+    least = Math.min(least, heapUsed + arrayBuffers);
+  }
+  return least;
+}
+
+let opened = 0;
+const bucketOf = new WeakMap<ObjectArtifactStore, string>();
+async function openStore(bucket = `${ARTIFACTS_BUCKET}-${++opened}`, maxArtifactBytes = MAX_ARTIFACT_BYTES): Promise<ObjectArtifactStore> {
+  const store = await ObjectArtifactStore.open({ nc: await nats.connection(), maxArtifactBytes, bucket });
+  bucketOf.set(store, bucket);
+  return store;
+}
+
+artifactStoreContract(
+  'ObjectArtifactStore',
+  () => openStore(),
+  // A restart: a new store on a new connection, the same buckets.
+  async (old) => {
+    await old.close();
+    return openStore(bucketOf.get(old as ObjectArtifactStore));
+  },
+);
+
+describe('ObjectArtifactStore across replicas', () => {
+  it('resumes on another replica an upload begun on one, from what NATS holds, and completes it there', async () => {
+    const bucket = `${ARTIFACTS_BUCKET}-${++opened}`;
+    const [a, b] = [await openStore(bucket), await openStore(bucket)];
+    const bytes = randomBytes(300_000);
+    const start = artifactOf(bytes);
+    await a.start(start);
+    expect(await upload(a, start, bytes.subarray(0, 120_000))).toBe(120_000);
+    // B has never seen it: NATS says where it stands, and B rebuilds the digest so far.
+    expect(await b.start(start)).toEqual({ received: 120_000 });
+    expect(await upload(b, start, bytes, 120_000)).toBe(bytes.length);
+    // A still thinks it stands at 120 000: its chunk there is refused by NATS, and A learns where it is.
+    expect(await a.write(start.artifact_id, 120_000, bytes.subarray(120_000, 130_000))).toEqual({ received: bytes.length });
+    const record = await b.end(start.artifact_id);
+    expect(await a.list(start.job_id)).toEqual([record]);
+    expect(Buffer.compare(await buffer((await a.read(start.job_id, start.name))!.body), bytes)).toBe(0);
+    // An object of the object store, whole and with the digest @nats-io/obj checks on its own.
+    const objects = await new Objm(await nats.connection()).open(bucket);
+    const blob = await objects.getBlob(`${start.job_id}/1/${start.artifact_id}`);
+    expect(Buffer.compare(Buffer.from(blob!), bytes)).toBe(0);
+  });
+
+  it('drops an upload another replica began', async () => {
+    const bucket = `${ARTIFACTS_BUCKET}-${++opened}`;
+    const [a, b] = [await openStore(bucket), await openStore(bucket)];
+    const bytes = randomBytes(50_000);
+    const start = artifactOf(bytes);
+    await a.start(start);
+    await upload(a, start, bytes.subarray(0, 30_000));
+    await b.drop(start.artifact_id);
+    expect(await a.start(start)).toEqual({ received: 0 });
+  });
+
+  it('keeps memory flat while 32 MiB stream in and out in 256 KiB chunks, and serves a range near the end', async () => {
+    const store = await openStore(undefined, 1 << 30);
+    const chunk = randomBytes(256 * 1024);
+    const chunks = 128;
+    const hash = createHash('sha256');
+    for (let i = 0; i < chunks; i++) hash.update(chunk);
+    const start = artifactOf(new Uint8Array(0), { size: chunk.length * chunks, sha256: hash.digest('hex') });
+    await store.start(start);
+    // Measured from after the first 8 MiB: by then the NATS client's buffers have their working size.
+    let before = 0;
+    let most = 0;
+    for (let i = 0; i < chunks; i++) {
+      // A copy each time, as chunks come off the wire: a store that kept them would show.
+      await store.write(start.artifact_id, i * chunk.length, Buffer.from(chunk));
+      if (i === 31) before = await held();
+      if (i === chunks - 1) most = Math.max(most, await held());
+    }
+    expect((await store.end(start.artifact_id)).size).toBe(32 * 1024 * 1024);
+    let read = 0;
+    const digest = createHash('sha256');
+    for await (const part of (await store.read(start.job_id, start.name))!.body) {
+      digest.update(part as Buffer);
+      read += (part as Buffer).length;
+      if (read === start.size / 2) most = Math.max(most, await held());
+    }
+    expect(read).toBe(start.size);
+    expect(digest.digest('hex')).toBe(start.sha256);
+    // Not the 24 MiB more it would take to hold the artifact: a few chunks' worth at most.
+    expect(most - before).toBeLessThan(8 * 1024 * 1024);
+    const at = start.size - 300_000;
+    const tail = await buffer((await store.read(start.job_id, start.name, { range: { start: at, end: at + 1000 } }))!.body);
+    expect(Buffer.compare(tail, chunk.subarray(at % chunk.length, (at % chunk.length) + 1000))).toBe(0);
+  });
+});
