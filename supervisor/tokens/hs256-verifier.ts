@@ -41,8 +41,10 @@ export class Hs256Verifier {
     if (headerEnd <= 0 || payloadEnd < 0 || token.length - payloadEnd - 1 !== SIGNATURE_CHARS) return undefined;
     const key = this.#keys.get(token.slice(0, headerEnd));
     if (key === undefined) return undefined;
-    const expected = createHmac('sha256', key).update(token.slice(0, payloadEnd)).digest('base64url');
-    if (!timingSafeEqual(Buffer.from(expected, 'latin1'), Buffer.from(token.slice(payloadEnd + 1), 'latin1'))) return undefined;
+    // As UTF-8 bytes: a character outside ASCII must never pass for the one it truncates to.
+    const given = Buffer.from(token.slice(payloadEnd + 1), 'utf8');
+    const expected = createHmac('sha256', key).update(token.slice(0, payloadEnd)).digest();
+    if (given.length !== SIGNATURE_CHARS || !timingSafeEqual(Buffer.from(expected.toString('base64url'), 'ascii'), given)) return undefined;
     const claims = decodeClaims(token.slice(headerEnd + 1, payloadEnd));
     return claims !== undefined && claimsHold(claims, expect) ? claims : undefined;
   }

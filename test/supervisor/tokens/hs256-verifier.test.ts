@@ -23,7 +23,7 @@ interface Forged {
   header: string;
   claims: string | Buffer;
   key: Uint8Array;
-  tamper: 'none' | 'signature' | 'claims' | 'short';
+  tamper: 'none' | 'signature' | 'claims' | 'short' | 'alias';
 }
 
 function forge(f: Forged): string {
@@ -31,6 +31,8 @@ function forge(f: Forged): string {
   const signature = createHmac('sha256', f.key).update(input).digest('base64url');
   if (f.tamper === 'signature') return `${input}.${signature[0] === 'A' ? 'B' : 'A'}${signature.slice(1)}`;
   if (f.tamper === 'short') return `${input}.${signature.slice(0, -1)}`;
+  // A character whose low byte is the real one (latin1 would read them alike).
+  if (f.tamper === 'alias') return `${input}.${String.fromCharCode(0x100 + signature.charCodeAt(0))}${signature.slice(1)}`;
   if (f.tamper === 'claims') return `${f.header}.${b64(Buffer.concat([Buffer.from(f.claims), Buffer.from(' ')]))}.${signature}`;
   return `${input}.${signature}`;
 }
@@ -111,7 +113,7 @@ const forgedArb = fc.oneof(
     header: headerArb,
     claims: claimsTextArb,
     key: fc.constantFrom(SECRET, SECRET, SECRET, PREVIOUS, STRANGER),
-    tamper: fc.constantFrom<Forged['tamper']>('none', 'none', 'none', 'signature', 'claims', 'short'),
+    tamper: fc.constantFrom<Forged['tamper']>('none', 'none', 'none', 'signature', 'claims', 'short', 'alias'),
   }),
 );
 
