@@ -334,7 +334,10 @@ export class Agent {
     this.sessionToken = ack.session_token;
     this.useSession = true;
     this.heartbeatIntervalMs = ack.heartbeat_interval_ms;
-    if (ack.wire_features?.includes('deflate') === true) link.compressFrom = ack.compress_min_bytes ?? 1024;
+    // Compression: the protocol's `deflate` on stream transports, else the transport's own (gRPC).
+    const compressMin = ack.compress_min_bytes ?? 1024;
+    if (ack.wire_features?.includes('deflate') === true) link.compressFrom = compressMin;
+    else link.useTransportCompression(compressMin);
     if (ack.wire_features?.includes('batch') === true) link.useBatches();
     // Uploads under way go on from where the plane stands; a plane without `artifacts` takes none.
     if (ack.wire_features?.includes('artifacts') === true) this.uploads.linkUp(link, ack.artifact_window_bytes ?? 4 * 1024 * 1024);

@@ -112,7 +112,7 @@ export class PlaneLink {
   private write(body: Uint8Array, compressible = true): void {
     if (this.isClosed) return;
     if (compressible && this.compressFrom !== undefined && body.length >= this.compressFrom) this.conn.send(this.codec | DEFLATE_BIT, deflateBody(body));
-    else this.conn.send(this.codec, body);
+    else this.conn.send(this.codec, body, compressible);
   }
 
   /** The session agreed to `batch`: Batch frames are taken, and bursts of log chunks go out as one. */
@@ -127,6 +127,15 @@ export class PlaneLink {
 
   /** The session agreed to `deflate` (its RegisterAck said so): large bodies go out compressed, compressed ones are taken in. */
   compressFrom: number | undefined;
+
+  /**
+   * A session without `deflate`: where the transport compresses on its own (gRPC, which the
+   * plane's listener accepts unless it encrypts), bodies of at least `minBytes` go out
+   * compressed by it. Nothing on other transports, nor behind payload encryption.
+   */
+  useTransportCompression(minBytes: number): void {
+    this.conn.compressFrom?.(minBytes);
+  }
 
   /** Flushes what is queued, then closes. */
   close(): Promise<void> {

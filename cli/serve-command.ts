@@ -29,6 +29,7 @@ export interface ServeOptions {
   leaseTtlMs?: string;
   leaseRenewMs?: string;
   natsRequestTimeoutMs?: string;
+  inspect?: string;
 }
 
 export function serveCommand(): Command {
@@ -48,6 +49,7 @@ export function serveCommand(): Command {
     .option('--audit-log <file>', 'append the audit log (JSON lines: authentication, connections, tokens, bans) to this file')
     .option('--config <file>', 'JSON configuration file (also MUSTER_CONFIG)')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default info)')
+    .option('--inspect <url>', "feed every node actor to a Stately inspector's WebSocket (ws://host:port), @statelyai/inspect")
     .option('--control-plane-id <id>', "this replica's id in RegisterAck and on NATS (default <hostname>-<random>)")
     .option('--nats <urls>', 'NATS servers, comma-separated (nats://h1:4222,nats://h2:4222): run as one replica of a cluster')
     .option('--nats-creds <file>', 'NATS credentials file (.creds)')
@@ -91,6 +93,7 @@ export function serveOverrides(options: ServeOptions): ConfigSources['overrides'
     leaseTtlMs: options.leaseTtlMs,
     leaseRenewMs: options.leaseRenewMs,
     natsRequestTimeoutMs: options.natsRequestTimeoutMs,
+    inspect: options.inspect,
   };
 }
 

@@ -130,6 +130,7 @@ export const CONFIG_RANGES = {
   apiRequestBurst: Rate,
   auditLog: Text,
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
+  inspect: Type.String({ maxLength: 4096, pattern: '^(?:wss?://\\S+)?$' }),
 } satisfies Record<keyof Config, TSchema>;
 
 /** Rules between settings: each names the setting to blame and says what is wrong, or nothing. */

@@ -221,6 +221,8 @@ export interface Config {
   /** File the audit log's JSON lines are appended to; empty: audit events go to the log only. */
   auditLog: string;
   logLevel: string;
+  /** `ws://` or `wss://` URL of a Stately inspector (`@statelyai/inspect`): every node actor is fed to it; empty: none (and the actors pay nothing). */
+  inspect: string;
 }
 
 /** A listener setting with this value is not started. */
@@ -326,6 +328,7 @@ export const DEFAULTS: Config = {
   apiRequestBurst: 1000,
   auditLog: '',
   logLevel: 'info',
+  inspect: '',
 };
 
 type Key = keyof Config;

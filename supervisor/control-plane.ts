@@ -27,6 +27,7 @@ import { Scheduler } from './jobs/scheduler.js';
 import { HeartbeatGovernor } from './nodes/heartbeat-governor.js';
 import { MessageTap } from './nodes/message-tap.js';
 import { NodeIntake } from './nodes/node-intake.js';
+import { startNodeInspector } from './nodes/node-inspector.js';
 import { hostPort, listenForNodes } from './nodes/node-listeners.js';
 import { NodeRegistry } from './nodes/node-registry.js';
 import { NodeRevocation } from './nodes/node-revocation.js';
@@ -175,6 +176,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     artifacts: cluster === undefined,
   });
   const messages = new MessageTap(log);
+  // `--inspect`: the actors' inspection events go to a Stately inspector; without it, none are made.
+  const inspector = config.inspect === '' ? undefined : startNodeInspector(config.inspect, log);
   const host = planeSessionHost({
     controlPlaneId: id,
     logger: log,
@@ -187,6 +190,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     wakeScheduler,
     tap: messages,
     artifacts: artifactIntake,
+    ...(inspector === undefined ? {} : { inspector }),
   });
   const intake = new NodeIntake(host, security.gate, (session) => followNode(session, scheduler, coordinator, breaker));
 
@@ -251,7 +255,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
           },
         }),
   });
-  const shutdown = (reason = 'control plane shutting down'): Promise<void> => stopping.run(reason);
+  // The actors' last snapshots (ended) reach the inspector before it is closed.
+  const shutdown = (reason = 'control plane shutting down'): Promise<void> => stopping.run(reason).finally(() => inspector?.stop());
 
   const admin = tokenAdmin(tokens, tokenRegistry);
   let httpUrl = '';

@@ -79,6 +79,9 @@ class EncryptedConnection implements Connection {
     this.inner.pauseReading?.(ms);
   }
 
+  // No `compressFrom`: ciphertext does not compress, and a transport's own compression must
+  // never be switched on behind payload encryption (PROTOCOL.md section 8).
+
   close(): Promise<void> {
     return this.inner.close();
   }

@@ -3,6 +3,8 @@
 // `start`, so frames that arrive earlier wait in grpc-js: on the server in the call's buffer
 // (16 messages) and then in HTTP/2 flow control; on the client grpc-js 1.14 keeps reading
 // into a queue of its own, so an owner must start a dialed connection at once.
+// gRPC's own message compression (PROTOCOL.md section 8) is per message on the dialing side:
+// the channel offers gzip, and each write says whether its message may be compressed.
 import type { Readable, Writable } from 'node:stream';
 import { MusterError } from '../protocol/errors.js';
 import { CloseLatch } from './close-latch.js';
@@ -14,9 +16,19 @@ import { ReadPause } from './read-pause.js';
 /** What both sides' calls are: grpc-js's object-mode duplex streams of Frames. */
 export type GrpcCall = Pick<Readable, 'on' | 'destroyed' | 'pause' | 'resume'> &
   Pick<Writable, 'writableEnded' | 'writableFinished'> & {
-    write(frame: GrpcFrame, callback: () => void): boolean;
+    /** grpc-js reads a write's flags (grpc.WriteFlags) from the stream's `encoding` argument. */
+    write(frame: GrpcFrame, flags: BufferEncoding, callback: () => void): boolean;
     end(): void;
   };
+
+/**
+ * grpc-js's `WriteFlags.NoCompress` (a const enum there, so not importable): a message written
+ * with it goes uncompressed whatever the channel's compression. grpc-js takes a write's flags
+ * from the `encoding` argument of the object-mode stream (`Number(encoding)`).
+ */
+const NO_COMPRESS = '2' as BufferEncoding;
+/** No flags: the message is compressed when the channel compresses (and the peer accepts it). */
+const COMPRESSIBLE = '0' as BufferEncoding;
 
 /** The side-specific ways to end a call; the rest is the same on server and client. */
 export interface GrpcCallSide {
@@ -54,6 +66,8 @@ export class GrpcConnection implements Connection {
   // Client side: the server's status arrived, so the call is over whatever our side does.
   private statusReceived = false;
   private done = false;
+  // Bodies from this size on may be compressed (the dialing side, once told); none before.
+  private compressMin = Infinity;
   private readonly latch = new CloseLatch();
 
   private readonly readPause = new ReadPause(
@@ -90,7 +104,7 @@ export class GrpcConnection implements Connection {
     this.call.on('data', this.onFrame); // switches the call to flowing: buffered frames come first
   }
 
-  send(codecByte: number, body: Uint8Array): void {
+  send(codecByte: number, body: Uint8Array, compressible = true): void {
     if (this.isClosed) return;
     const limit = this.options.maxMessageBytes;
     if (body.length > limit) {
@@ -100,11 +114,21 @@ export class GrpcConnection implements Connection {
     // Object mode counts messages, not bytes: count the bytes handed over and not yet written.
     const size = body.length;
     this.queuedBytes += size;
-    this.call.write(frameOf(codecByte, body), () => (this.queuedBytes -= size));
+    const flags = compressible && size >= this.compressMin ? COMPRESSIBLE : NO_COMPRESS;
+    this.call.write(frameOf(codecByte, body), flags, () => (this.queuedBytes -= size));
     const max = this.options.maxSendBufferBytes;
     if (this.queuedBytes > max) {
       this.abort(new Error(`${this.label}: send buffer passed ${max} bytes; the peer is not reading`));
     }
+  }
+
+  /**
+   * Bodies of at least `minBytes` may go compressed from now on. Only a dialed channel
+   * compresses (grpc-js servers never compress what they send), and only once the server's
+   * `grpc-accept-encoding` named gzip: grpc-js then honours each write's flags.
+   */
+  compressFrom(minBytes: number): void {
+    this.compressMin = Math.max(0, minBytes);
   }
 
   pauseReading(ms: number): void {

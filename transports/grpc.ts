@@ -2,6 +2,10 @@
 // `NodeLink/Connect` call (PROTOCOL.md section 1, "gRPC"), one call per connection.
 // `grpc://host:port` is plaintext HTTP/2, `grpcs://host:port` TLS (mutual with
 // `requireClientCert`). Port 0 picks a free port, and the server's `url` then carries it.
+// Compression is gRPC's own (PROTOCOL.md section 8): a dialed channel offers gzip and compresses
+// the messages its connection is told to (`compressFrom`); a listener accepts it only when
+// allowed to (`compression`, never behind payload encryption) and otherwise answers
+// `grpc-accept-encoding: identity`, which stops a grpc-js client compressing at all.
 // Registers both schemes on import.
 import * as grpc from '@grpc/grpc-js';
 import { connectMethod, nodeLinkService } from './grpc-frame.js';
@@ -38,8 +42,10 @@ export const grpcTransport: Transport = {
     const timeouts = options.timeouts ?? {};
     const keepalive = { timeMs: timeouts.grpcKeepaliveTimeMs, timeoutMs: timeouts.grpcKeepaliveTimeoutMs };
     const server = new grpc.Server(grpcChannelOptions(options.maxFrameBytes, keepalive));
+    const compression = options.compression === true;
     server.addService(nodeLinkService, {
       Connect: (call: ServerCall) => {
+        if (!compression) call.sendMetadata(identityOnly());
         const conn = new GrpcConnection(call, serverCallSide(call), {
           maxFrameBytes: options.maxFrameBytes,
           maxSendBufferBytes: options.maxSendBufferBytes,
@@ -72,6 +78,9 @@ export const grpcTransport: Transport = {
       'grpc.use_local_subchannel_pool': 1,
       // A retried Connect would be a second session without the node knowing.
       'grpc.enable_retries': 0,
+      // Offered (the call's grpc-encoding) but used only for the writes the connection allows, and
+      // not at all once the server's grpc-accept-encoding leaves gzip out.
+      'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip,
     };
     if (secure && options.tls?.servername !== undefined) {
       channelOptions['grpc.ssl_target_name_override'] = options.tls.servername;
@@ -127,6 +136,18 @@ class GrpcServer implements TransportServer {
     }
     return Promise.resolve();
   }
+}
+
+/**
+ * The response headers of a listener that does not take compressed messages. grpc-js's server
+ * names `identity,deflate,gzip` unless told otherwise; a grpc-js client that reads `identity`
+ * sends every later message uncompressed. (A message compressed before these headers arrived is
+ * still inflated by grpc-js, to the same limit: grpc-js gives a handler no way to refuse it.)
+ */
+function identityOnly(): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  metadata.set('grpc-accept-encoding', 'identity');
+  return metadata;
 }
 
 function serverCredentials(url: URL, tls: ServerTlsOptions | undefined): grpc.ServerCredentials {

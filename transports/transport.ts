@@ -30,8 +30,10 @@ export interface Connection {
   /**
    * Queues one frame. Never blocks. When more than the send-buffer limit is queued
    * the connection is closed (a peer that does not read must not grow our memory).
+   * `compressible: false` asks a transport's own compression (`compressFrom`) to leave this
+   * body as it is: bytes that are most often compressed already (artifact files).
    */
-  send(codecByte: number, body: Uint8Array): void;
+  send(codecByte: number, body: Uint8Array, compressible?: boolean): void;
   /** Flushes what is queued (bounded by a timeout), then closes. */
   close(): Promise<void>;
   /**
@@ -46,6 +48,14 @@ export interface Connection {
    * WebSocket, where an encrypted frame is a binary message led by its codec byte.
    */
   useEncryptedFraming?(): void;
+  /**
+   * Transports whose own compression is switched on per message (gRPC's message compression,
+   * dialing side) send every body of at least `minBytes` compressed from now on, where the
+   * peer accepts it (its `grpc-accept-encoding`), and smaller ones as they are. The node calls
+   * it with `compress_min_bytes` once its RegisterAck came. The encryption layer does not
+   * pass it on: nothing is compressed on an encrypting connection (PROTOCOL.md section 8).
+   */
+  compressFrom?(minBytes: number): void;
 }
 
 /** A listening endpoint that hands out connections. */
@@ -99,9 +109,10 @@ export interface ListenOptions {
   /** The listener's waits; each undefined one is the transport's default (the control plane passes its settings). */
   timeouts?: ListenTimeouts;
   /**
-   * Transports that compress at their own level (WebSocket `permessage-deflate`, RFC 7692) may
-   * agree to it with a client that offers it; never behind payload encryption (PROTOCOL.md 8).
-   * Default false.
+   * Transports that compress at their own level may agree to it with a client that offers it
+   * (WebSocket `permessage-deflate`, RFC 7692; gRPC message compression, whose listener
+   * otherwise answers `grpc-accept-encoding: identity`); never behind payload encryption
+   * (PROTOCOL.md 8). Default false.
    */
   compression?: boolean;
 }

@@ -1,6 +1,7 @@
 // One node: what it is, its state machine drawn from the real definition (GET /v1/machines/node,
 // laid out by graph-layout.js) with its current state lit, its last transitions and the event
-// behind each, its running jobs, and drain / undrain (an operator token: a viewer's is refused,
+// behind each, its last messages in and out (type, id, size: never their data), its running
+// jobs, and drain / undrain (an operator token: a viewer's is refused,
 // and the page says so).
 import { api } from './api.js';
 import { ago, el, link, svg } from './dom.js';
@@ -110,6 +111,8 @@ export class NodeView {
               ),
             ),
           ]),
+      el('h3', {}, ['Recent messages']),
+      drawMessages(node.recent_messages ?? []),
       el('h3', {}, ['Running jobs']),
       node.running_jobs.length === 0
         ? el('p', { class: 'muted', id: 'running-jobs' }, ['none'])
@@ -132,6 +135,30 @@ export class NodeView {
     }
     this.errorEl.hidden = false;
   }
+}
+
+/**
+ * Newest first: the direction, the type, the id it carries (or answers) and its size.
+ * @param {any[]} messages
+ */
+function drawMessages(messages) {
+  if (messages.length === 0) return el('p', { class: 'muted', id: 'messages' }, ['none while connected']);
+  return el('table', { class: 'messages', id: 'messages' }, [
+    el('thead', {}, [el('tr', {}, ['when', '', 'type', 'id', 'bytes'].map((h) => el('th', {}, [h])))]),
+    el(
+      'tbody',
+      {},
+      [...messages].reverse().map((m) =>
+        el('tr', { 'data-direction': m.direction, 'data-type': m.type }, [
+          el('td', { class: 'muted', title: m.at }, [ago(m.at)]),
+          el('td', { title: m.direction === 'in' ? 'from the node' : 'to the node' }, [m.direction === 'in' ? '→ in' : '← out']),
+          el('td', { class: 'mono' }, [m.type]),
+          el('td', { class: 'mono muted' }, [m.id ?? (m.reply_to === undefined ? '' : `re ${m.reply_to}`)]),
+          el('td', { class: 'num' }, [m.bytes === 0 ? '' : String(m.bytes)]),
+        ]),
+      ),
+    ),
+  ]);
 }
 
 /** @param {string} name @param {string} value */

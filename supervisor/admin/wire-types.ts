@@ -57,11 +57,26 @@ export interface ClusterView {
   nats: { state: string; server?: string; reconnects: number } | null;
 }
 
+/** One entry of `GET /v1/nodes/{id}` `recent_messages`; `at` RFC 3339. */
+export interface RecentMessage {
+  direction: 'in' | 'out';
+  type: string;
+  at: string;
+  /** A message from the node: its `id`, when it has one. */
+  id?: string;
+  /** A message to the node: the id of the message it answers, when it answers one. */
+  reply_to?: string;
+  /** The frame's bytes; 0 for a message that came or went inside a `Batch` frame with others (the frame's size is the first one's). */
+  bytes: number;
+}
+
 /** `GET /v1/nodes/{id}`: the list entry plus what the node registered with and its last state changes. */
 export type NodeDetail = NodeView & {
   capabilities?: Capabilities;
   /** Oldest first, RFC 3339 `at`; only while the node is connected. */
   transitions?: Array<{ from: NodeState; to: NodeState; at: string; event: string }>;
+  /** Its last messages in and out (types, ids, times, sizes; never their data), oldest first; only while the node is connected. */
+  recent_messages?: RecentMessage[];
 };
 
 

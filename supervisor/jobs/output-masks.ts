@@ -48,8 +48,9 @@ export class OutputMasks {
   }
 
   /**
-   * The attempt ended: each stream's held tail (it was no secret after all), with the seq a
-   * next chunk of that stream would have had.
+   * The attempt ended: each stream's held tail (it did not become the longer secret it could
+   * have begun; a shorter one in it is masked), with the seq a next chunk of that stream would
+   * have had.
    */
   end(): Array<{ stream: LogStream; seq: number; data: string }> {
     const tails: Array<{ stream: LogStream; seq: number; data: string }> = [];

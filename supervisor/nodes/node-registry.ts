@@ -75,6 +75,7 @@ export class NodeRegistry {
       const view: NodeDetail = viewOf(nodeId, session, this.owner, runningJobs(nodeId));
       if (capabilities !== undefined) view.capabilities = capabilities;
       view.transitions = session.transitions.map((t) => ({ from: t.from, to: t.to, at: new Date(t.at).toISOString(), event: t.event }));
+      view.recent_messages = session.messages.list();
       return view;
     }
     this.forgetDead();

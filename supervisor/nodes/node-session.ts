@@ -5,7 +5,7 @@
 // is told to the actor (`effect.failed`), which decides what becomes of the node.
 import { DEFAULT_MAX_FRAME_BYTES } from '../../protocol/frame-decoder.js';
 import { deflateBody, inflateBody } from '../../transports/deflate-body.js';
-import { createActor, type Actor } from 'xstate';
+import { createActor, type Actor, type InspectionEvent, type Observer } from 'xstate';
 import type { Logger } from 'pino';
 import type { JobHoldings } from '../../actors/node-capacity.js';
 import { systemClock, type Liveness, type NodeClock } from '../../actors/node-liveness.js';
@@ -30,6 +30,7 @@ import { BATCHED_PLANE_TYPES, handleBatch } from './batch-session.js';
 import type { Connection } from '../../transports/transport.js';
 import type { WireMeter } from '../../observability/plane-metrics.js';
 import { NodeRateLimit, type NodeRates } from '../security/node-rate-limit.js';
+import { MessageRing } from './message-ring.js';
 import { failSpan, messageSpanOptions, MUSTER, SpanKind, startSpan, traceparentOf, withSpan, type Span } from '../../observability/spans.js';
 
 /** What a session needs from the control plane. */
@@ -71,6 +72,8 @@ export interface SessionHost {
    * artifact window, not by the byte rate (which would cut a large upload off).
    */
   artifactMessage?(session: NodeSession, message: ArtifactMessage, refund: () => void): void;
+  /** xstate's `inspect` observer for every actor (`--inspect`, node-inspector.ts); undefined: the actors are not inspected, and pay nothing. */
+  readonly inspect?: Observer<InspectionEvent>;
 }
 
 /** The node's messages of the `artifacts` wire feature. */
@@ -114,6 +117,8 @@ export class NodeSession {
   private lastEvent = 'start';
   /** The last state changes, oldest first, at most TRANSITIONS_KEPT. */
   readonly transitions: StateTransition[] = [];
+  /** The last messages in and out, their types, ids, times and sizes (never their data), for `GET /v1/nodes/{id}`. */
+  readonly messages = new MessageRing();
   /** The `id` of the message the actor is handling right now: errors it raises answer it as `reply_to`. */
   private handling: string | undefined;
   /** Checked on every frame before it is decoded; undefined when the host sets no limits. */
@@ -129,12 +134,14 @@ export class NodeSession {
   ) {
     this.rate = host.rates === undefined || NodeRateLimit.unlimited(host.rates) ? undefined : new NodeRateLimit(host.rates);
     const clock = host.clock ?? systemClock;
-    this.actor = createActor(nodeMachine, { clock, input: { ...host.timing, clock, holdings: host.holdings } });
+    const input = { ...host.timing, clock, holdings: host.holdings };
+    this.actor = createActor(nodeMachine, host.inspect === undefined ? { clock, input } : { clock, input, inspect: host.inspect });
     // What caused each transition, for the node's history: every event sent to the actor from
     // outside (this session, the API, the coordinator, the registrar) passes this `send`; one of
     // the actor's own timers, which xstate delivers without it, shows as `timer` (noticeState).
     // An inspector would tell the same, but xstate calls it for every snapshot, action and
-    // microstep: 5-13 % of the plane's time in the Ready/Busy heartbeat benchmark.
+    // microstep: 5-13 % of the plane's time in the Ready/Busy heartbeat benchmark (so only a
+    // plane started with `--inspect` gives its actors one).
     const send = this.actor.send.bind(this.actor);
     this.actor.send = (event) => {
       this.lastEvent = event.type;
@@ -259,6 +266,7 @@ export class NodeSession {
     if (replyTo !== undefined) envelope.reply_to = replyTo;
     if (traceparent !== undefined) envelope.traceparent = traceparent;
     const body = encodeBody(this.codec, envelope);
+    this.messages.out(type, replyTo, body.length, Date.now());
     if (this.#batcher !== undefined) {
       if (BATCHED_PLANE_TYPES.has(type)) return this.#batcher.add(type, body);
       // What is held goes first: the wire keeps the order of sending.
@@ -363,6 +371,8 @@ export class NodeSession {
    * this one came; `bytes` and `readingMs`: what its frame cost (0 for one inside a Batch).
    */
   private handle(message: NodeMessage, previous: number, bytes: number, readingMs: number): void {
+    // Its frame's arrival was stamped already: the time costs no clock read.
+    this.messages.in(message.type, message.id, bytes, this.liveness.lastHeard);
     if (isArtifactMessage(message)) {
       this.host.meter.messageIn(message.type);
       this.artifactMessage(message, bytes, readingMs);

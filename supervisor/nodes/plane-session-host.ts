@@ -13,6 +13,7 @@ import type { Registrar } from './registrar.js';
 import type { SessionHost } from './node-session.js';
 import type { MessageTap } from './message-tap.js';
 import type { ArtifactIntake } from '../artifacts/artifact-intake.js';
+import type { NodeInspector } from './node-inspector.js';
 
 export interface PlaneSessionHostOptions {
   controlPlaneId: string;
@@ -30,6 +31,8 @@ export interface PlaneSessionHostOptions {
   tap: MessageTap;
   /** Takes artifact uploads; undefined: the plane keeps none (and never turns `artifacts` on). */
   artifacts?: ArtifactIntake;
+  /** `--inspect`: every node actor is fed to the Stately inspector; undefined: none is inspected. */
+  inspector?: NodeInspector;
 }
 
 export function planeSessionHost(o: PlaneSessionHostOptions): SessionHost {
@@ -45,6 +48,7 @@ export function planeSessionHost(o: PlaneSessionHostOptions): SessionHost {
     holdings: o.coordinator,
     maxFrameBytes: o.config.maxFrameBytes,
     rates: o.security.nodeRates,
+    ...(o.inspector === undefined ? {} : { inspect: o.inspector.observer }),
     authenticate: (session, message) => o.registrar.authenticate(session, message),
     registered: (session, registration) => o.registrar.registered(session, registration),
     ended: (session, output) => o.registrar.ended(session, output),

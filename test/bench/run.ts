@@ -9,7 +9,7 @@
 //                    handles with a state change (ready ⇄ busy), the worst case
 //   round trip     JobAssignment received → JobAccepted + JobResult sent → JobResultAck
 //                  received, one job at a time (light load), results stored in SQLite
-//   masking        the plane's masking of a job's secrets per 4 KiB log chunk (masking.ts)
+//   masking        the plane's masking of a job's secrets per 4 KiB log chunk (masking.ts; alone: `npm run bench masking`)
 //
 // BENCH_ROUND_TRIP_TRACE=1 also traces the plane (plane-probe.ts) and prints where the round
 // trips' time went and what the slow ones have in common (round-trip-trace.ts).
@@ -51,7 +51,8 @@ async function main(): Promise<void> {
   if (which === 'cluster') return runCluster();
   if (which === 'visualizer') return runVisualizer();
   if (which === 'artifacts') return runArtifacts();
-  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet, transports, dispatch, abuse, bus, visualizer, artifacts, cluster)`);
+  if (which === 'masking') return printMasking();
+  if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet, transports, dispatch, abuse, bus, visualizer, artifacts, cluster, masking)`);
   console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}`);
   console.log(`heartbeats per run: ${HEARTBEATS}, round trips per run: ${ROUND_TRIPS}, runs: ${RUNS} (medians)\n`);
   const probeOut = join(tmpdir(), `muster-probe-${process.pid}.json`);
@@ -88,11 +89,8 @@ async function main(): Promise<void> {
       `\nround trip (MessagePack)  plane p50 ${us(rtt.plane.p50)} p99 ${us(rtt.plane.p99)}   ` +
         `raw net echo p50 ${us(rtt.raw.p50)} p99 ${us(rtt.raw.p99)}   p50 ratio ${(rtt.plane.p50 / rtt.raw.p50).toFixed(1)}`,
     );
-    const masking = measureMasking();
-    console.log(
-      `\nmasking 4 KiB log chunks, 5 secrets (in process)  ${masking.maskedUs.toFixed(1)} µs/chunk   ` +
-        `copy baseline ${masking.baselineUs.toFixed(2)} µs/chunk   extra ${(masking.maskedUs - masking.baselineUs).toFixed(1)} µs/chunk`,
-    );
+    console.log('');
+    printMasking();
   } finally {
     clientGc?.stop();
     await echo.stop();
@@ -102,6 +100,15 @@ async function main(): Promise<void> {
     const probe = JSON.parse(readFileSync(probeOut, 'utf8')) as ProbeFile;
     console.log(`\n${explainRoundTrips(stamps, probe, clientGc.events).join('\n')}`);
   }
+}
+
+/** The masking figure alone (`npm run bench masking`), also printed at the end of the tcp run. */
+function printMasking(): void {
+  const masking = measureMasking();
+  console.log(
+    `masking 4 KiB log chunks, 5 secrets (in process, CPU time)  ${masking.maskedUs.toFixed(1)} µs/chunk   ` +
+      `copy baseline ${masking.baselineUs.toFixed(2)} µs/chunk   extra ${(masking.maskedUs - masking.baselineUs).toFixed(1)} µs/chunk`,
+  );
 }
 
 async function registerOn(plane: RunningPlane, codec: Codec, cpuCores = 1): Promise<BenchNode> {

@@ -292,14 +292,15 @@ export class RawGrpcLink implements RawLinkBase {
     });
   }
 
-  static async connect(target: Target): Promise<RawGrpcLink> {
+  /** `headers` go with the call's own, e.g. `grpc-encoding: gzip` for compressed messages. */
+  static async connect(target: Target, headers: http2.OutgoingHttpHeaders = {}): Promise<RawGrpcLink> {
     const url = new URL(target.url);
     const secure = url.protocol === 'grpcs:';
     const session = http2.connect(`${secure ? 'https' : 'http'}://${url.host}`, secure ? tlsOptions(target.tls) : {});
     session.on('error', () => {});
     await withTimeout(`connect to ${target.url}`, once(session, 'connect'));
     const stream = session.request(
-      { ':method': 'POST', ':path': connectMethod.path, 'content-type': 'application/grpc', te: 'trailers' },
+      { ':method': 'POST', ':path': connectMethod.path, 'content-type': 'application/grpc', te: 'trailers', ...headers },
       { endStream: false },
     );
     return new RawGrpcLink(session, stream);
@@ -320,8 +321,17 @@ export class RawGrpcLink implements RawLinkBase {
   /** One `Frame` message with any field values (an unknown codec, an empty body). */
   sendGrpcFrame(frame: GrpcFrame): void {
     if (this.stream.destroyed || this.stream.writableEnded) return;
-    const message = connectMethod.requestSerialize(frame);
+    this.sendMessage(connectMethod.requestSerialize(frame), false);
+  }
+
+  /**
+   * One gRPC message of exactly these bytes (a serialized Frame, or anything), with the
+   * compressed flag as given: compressed, they are read in the call's `grpc-encoding`.
+   */
+  sendMessage(message: Uint8Array, compressed: boolean): void {
+    if (this.stream.destroyed || this.stream.writableEnded) return;
     const prefix = Buffer.alloc(GRPC_PREFIX_BYTES);
+    prefix.writeUInt8(compressed ? 1 : 0, 0);
     prefix.writeUInt32BE(message.length, 1);
     this.stream.write(Buffer.concat([prefix, message]));
   }

@@ -77,6 +77,13 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ env: {}, overrides: { heartbeatIntervalMs: 0 } })).toThrow(/--heartbeat-interval-ms: heartbeatIntervalMs/);
   });
 
+  it('takes a ws:// or wss:// inspector URL, or none', () => {
+    expect(loadConfig({ env: { MUSTER_INSPECT: 'ws://127.0.0.1:8080' } }).inspect).toBe('ws://127.0.0.1:8080');
+    expect(loadConfig({ env: {}, overrides: { inspect: 'wss://inspect.example:443/x' } }).inspect).toBe('wss://inspect.example:443/x');
+    expect(loadConfig({ env: {} }).inspect).toBe('');
+    expect(() => loadConfig({ env: { MUSTER_INSPECT: 'http://127.0.0.1:8080' } })).toThrow(/MUSTER_INSPECT: inspect must match/);
+  });
+
   it('checks ranges, not just types, and reports every bad setting at once', () => {
     const env = {
       MUSTER_MISSED_HEARTBEATS: '0',

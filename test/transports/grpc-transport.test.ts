@@ -241,7 +241,7 @@ describe('grpc transport', () => {
   });
 
   it("holds a compressed message (gRPC's own compression) to the same limit while it inflates: a bomb is RESOURCE_EXHAUSTED", async () => {
-    const h = await harness();
+    const h = await harness(undefined, { compression: true });
     // Through a proxy that counts the bytes: the bomb must really travel compressed.
     const proxy = await TcpProxy.start(Number(new URL(h.server.url).port));
     h.onClose(() => proxy.close());
@@ -257,6 +257,51 @@ describe('grpc transport', () => {
     expect(proxy.upstreamBytes).toBeLessThan(1024 * 1024);
     await server.sink.until(() => server.sink.closes.length === 1);
     expect(server.sink.frames).toHaveLength(1);
+  });
+
+  it('compresses a dialed connection\'s bodies from the size it is told on, where the listener accepts it', async () => {
+    const h = await harness(undefined, { compression: true });
+    const proxy = await TcpProxy.start(Number(new URL(h.server.url).port));
+    h.onClose(() => proxy.close());
+    const client = await h.dial({ url: `grpc://127.0.0.1:${proxy.port}` });
+    const server = await h.nth(0);
+    const big = Buffer.from('{"type":"LogChunk","data":"' + 'line of a build log\\n'.repeat(2_000) + '"}');
+    // Not told yet: the body goes as it is.
+    let before = proxy.upstreamBytes;
+    client.conn.send(CODEC_JSON, big);
+    await server.sink.until(() => server.sink.frames.length === 1);
+    expect(proxy.upstreamBytes - before).toBeGreaterThan(big.length);
+    client.conn.compressFrom!(1024);
+    before = proxy.upstreamBytes;
+    client.conn.send(CODEC_JSON, big);
+    await server.sink.until(() => server.sink.frames.length === 2);
+    expect(proxy.upstreamBytes - before).toBeLessThan(big.length / 20);
+    expect(Buffer.from(server.sink.frames[1]!.body).equals(big)).toBe(true);
+    // Under the size, and a body marked as not compressible (file bytes), go as they are.
+    const small = Buffer.alloc(1000, 0x61);
+    before = proxy.upstreamBytes;
+    client.conn.send(CODEC_MSGPACK, small);
+    client.conn.send(CODEC_MSGPACK, big, false);
+    await server.sink.until(() => server.sink.frames.length === 4);
+    expect(proxy.upstreamBytes - before).toBeGreaterThan(small.length + big.length);
+  });
+
+  it('answers grpc-accept-encoding: identity on a listener without compression, and a grpc-js client then compresses nothing', async () => {
+    const h = await harness();
+    const proxy = await TcpProxy.start(Number(new URL(h.server.url).port));
+    h.onClose(() => proxy.close());
+    const raw = h.rawCall({ 'grpc.default_compression_algorithm': 2 }, `127.0.0.1:${proxy.port}`);
+    raw.send({ codec: 1, body: Buffer.from('{}'), encrypted: false });
+    const server = await h.nth(0);
+    await server.sink.until(() => server.sink.frames.length === 1);
+    // Once a frame came back, the client has read the listener's headers whatever they say.
+    server.conn.send(CODEC_JSON, Buffer.from('{}'));
+    await raw.until(() => raw.received.length === 1);
+    const before = proxy.upstreamBytes;
+    const zeros = Buffer.alloc(MAX_FRAME / 2);
+    raw.send({ codec: 2, body: zeros, encrypted: false });
+    await server.sink.until(() => server.sink.frames.length === 2);
+    expect(proxy.upstreamBytes - before).toBeGreaterThan(zeros.length); // gzip would make it about 100 bytes
   });
 
   it('closes rather than send a frame over the gRPC limit, with the reason', async () => {

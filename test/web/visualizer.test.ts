@@ -2,7 +2,8 @@
 // (`/usr/bin/chromium`, installed by .ci/run; not the build Playwright was made against, hence
 // the smoke test), against a real plane started in this process and nodes over real TCP.
 // One browser launch for the file. A viewer opens /ui and watches a node register (`ready`),
-// take a job (`busy`, the transition and its event listed) and give it back, follows the job's
+// take a job (`busy`, the transition and its event listed) and give it back (its messages
+// in and out listed, without their data), follows the job's
 // log as it streams, is refused a drain, then drains it with an operator token, and sees a
 // job wait in the queue with its reason. Then 2,000
 // nodes register and the page still answers and shows a change; the time that takes is written
@@ -154,6 +155,12 @@ describe.skipIf(!haveChromium)('the visualizer in chromium', () => {
     await page.goto(`${plane.httpUrl}/ui/#/node/${encodeURIComponent(nodeId)}`);
     await page.waitForSelector('#transitions tr[data-from="busy"][data-to="ready"]', { timeout: SEEN_MS });
     await page.waitForSelector('#machine g.state.current[data-state-id="node.online.ready"]', { timeout: SEEN_MS });
+    // Its recent messages, both ways, by type and size: never their data (the log's text).
+    for (const [direction, type] of [['out', 'RegisterAck'], ['out', 'JobAssignment'], ['in', 'JobAccepted'], ['in', 'LogChunk'], ['in', 'JobResult']]) {
+      await page.waitForSelector(`#messages tr[data-direction="${direction}"][data-type="${type}"]`, { timeout: SEEN_MS });
+    }
+    expect(Number(await page.textContent('#messages tr[data-type="JobResult"] td:last-child'))).toBeGreaterThan(0);
+    expect(await page.textContent('#messages')).not.toContain('compiling');
 
     // A viewer may not drain: the page says why. With an operator token it drains.
     await page.click('#drain');

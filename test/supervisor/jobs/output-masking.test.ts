@@ -3,6 +3,7 @@
 // stream, in its result) has every exact value stored and served as `***`. A raw protocol
 // client over real TCP plays that node; the agent, which masks on its own, is not used.
 import { randomUUID } from 'node:crypto';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toNewJob } from '../../../supervisor/admin/job-request.js';
 import { startSecurityPlane, until, type SecurityPlane } from '../security-plane.js';
@@ -102,5 +103,31 @@ describe('OutputMasks', () => {
     masks.settled('stdout', 7, false);
     expect(masks.chunk('stdout', 9, 'cdef')).toBe('cdef');
     expect(OutputMasks.of({})).toBeUndefined();
+  });
+  it('stores no secret of a stream however it is cut into chunks, overlapping secrets and held tails included', () => {
+    const word = fc.string({ unit: fc.constantFrom('a', 'b', 'c', '-'), minLength: 1, maxLength: 6 });
+    const cases = fc.array(word, { minLength: 1, maxLength: 5 }).chain((values) =>
+      fc.tuple(
+        fc.constant(values),
+        fc.array(fc.oneof(fc.constantFrom(...values), word), { maxLength: 25 }).map((parts) => parts.join('')),
+        fc.array(fc.nat(), { maxLength: 8 }),
+      ),
+    );
+    fc.assert(
+      fc.property(cases, ([values, text, cuts]) => {
+        const masks = OutputMasks.of(Object.fromEntries(values.map((v, i) => [`S${i}`, v])))!;
+        const at = [0, ...cuts.map((c) => c % (text.length + 1)).sort((a, b) => a - b), text.length];
+        const stored = at.slice(1).map((end, seq) => {
+          const data = masks.chunk('stdout', seq, text.slice(at[seq], end));
+          masks.settled('stdout', seq, true);
+          return data;
+        });
+        stored.push(...masks.end().map((t) => t.data));
+        const all = stored.join('');
+        for (const v of values) expect(all.includes(v), `${v} in ${all}`).toBe(false);
+        expect(all).toBe(masks.text(text));
+      }),
+      { numRuns: 500 },
+    );
   });
 });

@@ -4,6 +4,8 @@
 // provoke with its fatal or non-fatal behaviour, split and oversize frames, a node that stops
 // reading, a node that drops its connection, and a session replaced by a newer connection. A
 // case that a transport's framing makes impossible is skipped for that transport, saying why.
+// Each version's cases are registered by a test file of its own (conformance-v1.test.ts and
+// conformance-v2.test.ts).
 import { randomUUID } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -42,17 +44,6 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const HEARTBEAT_EVERY_MS = TIMING.heartbeatIntervalMs / 3;
 /** The size of the environment of the jobs that a node that stops reading is sent. */
 const BIG_JOB_BYTES = 128 * 1024;
-
-let plain: PlaneFixture;
-let secure: PlaneFixture;
-
-beforeAll(async () => {
-  [plain, secure] = await Promise.all([startFixturePlane({ tls: false }), startFixturePlane({ tls: true })]);
-});
-
-afterAll(async () => {
-  await Promise.all([plain?.close(), secure?.close()]);
-});
 
 /** Length (and codec byte) of a stream frame header, without a body. */
 function header(length: number, codecByte?: number): Uint8Array {
@@ -111,10 +102,12 @@ interface RowContext {
 }
 
 /** The protocol versions the suite runs every case on, and what its nodes offer for each. */
-const VERSIONS: ReadonlyArray<readonly [number, Pick<RegisterOptions, 'protocolVersions'>]> = [
-  [1, {}],
-  [2, { protocolVersions: [1, 2] }],
-];
+const VERSIONS = {
+  1: {},
+  2: { protocolVersions: [1, 2] },
+} as const satisfies Record<number, Pick<RegisterOptions, 'protocolVersions'>>;
+
+export type ProtocolVersion = keyof typeof VERSIONS;
 
 function registrationToken(plane: ControlPlane, o: { sub?: string } = {}): Promise<string> {
   return plane.tokens.mintRegistrationToken({ ttlSeconds: 600, ...o });
@@ -253,7 +246,24 @@ const ERROR_ROWS: readonly ErrorRow[] = [
   },
 ];
 
-describe.each(VERSIONS)('protocol version %i', (version, versions) => {
+/**
+ * Registers every case for one protocol version, against two planes of its own (plain and TLS):
+ * each version is a test file of its own, so that vitest runs the two side by side.
+ */
+export function describeConformance(version: ProtocolVersion): void {
+const versions = VERSIONS[version];
+let plain: PlaneFixture;
+let secure: PlaneFixture;
+
+beforeAll(async () => {
+  [plain, secure] = await Promise.all([startFixturePlane({ tls: false }), startFixturePlane({ tls: true })]);
+});
+
+afterAll(async () => {
+  await Promise.all([plain?.close(), secure?.close()]);
+});
+
+describe(`protocol version ${version}`, () => {
 describe.each(TRANSPORTS.map((t) => [t.scheme, t] as const))('over %s', (_scheme, transport: TransportCase) => {
   let fixture: PlaneFixture;
   let plane: ControlPlane;
@@ -635,3 +645,4 @@ describe.each(TRANSPORTS.map((t) => [t.scheme, t] as const))('over %s', (_scheme
   });
 });
 });
+}
