@@ -13,7 +13,7 @@
 //
 // BENCH_ROUND_TRIP_TRACE=1 also traces the plane (plane-probe.ts) and prints where the round
 // trips' time went and what the slow ones have in common (round-trip-trace.ts).
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { cpus, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,6 +98,7 @@ async function main(): Promise<void> {
   }
   if (clientGc !== undefined) {
     const probe = JSON.parse(readFileSync(probeOut, 'utf8')) as ProbeFile;
+    rmSync(probeOut, { force: true });
     console.log(`\n${explainRoundTrips(stamps, probe, clientGc.events).join('\n')}`);
   }
 }
