@@ -3,8 +3,8 @@
 // round trip through libuv's thread pool: about 40 µs of CPU alone and far more under a
 // registration storm (thread wake-ups, promises), where `createHmac` takes about 5 µs. The
 // output is byte for byte what jose's `SignJWT` gives for the same header and claims (the
-// tests compare them), and every token is still verified by jose (tokens.ts): only the
-// producing side, of tokens whose every claim the plane chose itself, is done here.
+// tests compare them); hs256-verifier.ts checks them the same way, and leaves every other
+// token (and every one that fails) to jose.
 // The header is the same for every token of one key, so it is encoded once.
 import { createHmac, type KeyObject } from 'node:crypto';
 import type { JWTPayload } from 'jose';
@@ -16,8 +16,7 @@ export class Hs256Signer {
 
   constructor(key: KeyObject, kid: string) {
     this.#key = key;
-    // The key order of jose's `setProtectedHeader({ alg, typ, kid })`.
-    this.#prefix = `${base64url(JSON.stringify({ alg: 'HS256', typ: 'JWT', kid }))}.`;
+    this.#prefix = `${hs256HeaderSegment(kid)}.`;
   }
 
   /**
@@ -29,6 +28,11 @@ export class Hs256Signer {
     const input = this.#prefix + base64url(JSON.stringify(claims));
     return `${input}.${createHmac('sha256', this.#key).update(input).digest('base64url')}`;
   }
+}
+
+/** The encoded header of every token signed under `kid`: the key order of jose's `setProtectedHeader({ alg, typ, kid })`. */
+export function hs256HeaderSegment(kid: string): string {
+  return base64url(JSON.stringify({ alg: 'HS256', typ: 'JWT', kid }));
 }
 
 function base64url(text: string): string {

@@ -6,6 +6,7 @@ import { createHash, createSecretKey, webcrypto, type KeyObject } from 'node:cry
 import { errors, type CryptoKey, type FlattenedJWSInput, type JWSHeaderParameters } from 'jose';
 import { MusterError } from '../../protocol/errors.js';
 import { Hs256Signer } from './hs256-signer.js';
+import { Hs256Verifier } from './hs256-verifier.js';
 import { MIN_SECRET_BYTES } from './secret.js';
 
 /** The algorithms Muster knows; `none` and every other one are refused. */
@@ -76,6 +77,8 @@ export class KeyRing {
   readonly signing: HmacKey;
   /** Signs with `signing`, synchronously. */
   readonly signer: Hs256Signer;
+  /** Checks tokens signed with any of our secrets, synchronously (the rest go to jose). */
+  readonly verifier = new Hs256Verifier();
   readonly #byKid = new Map<string, Promise<CryptoKey>>();
   readonly #jwks: JwksResolver | undefined;
 
@@ -83,10 +86,13 @@ export class KeyRing {
     this.signing = hmacKey(current);
     this.signer = new Hs256Signer(this.signing.key, this.signing.kid);
     for (const secret of options.previous ?? []) {
-      const { kid, cryptoKey } = hmacKey(secret);
-      if (!this.#byKid.has(kid)) this.#byKid.set(kid, cryptoKey);
+      const { kid, cryptoKey, key } = hmacKey(secret);
+      if (this.#byKid.has(kid)) continue;
+      this.#byKid.set(kid, cryptoKey);
+      this.verifier.add(key, kid);
     }
     this.#byKid.set(this.signing.kid, this.signing.cryptoKey);
+    this.verifier.add(this.signing.key, this.signing.kid);
     this.#jwks = options.jwks;
   }
 

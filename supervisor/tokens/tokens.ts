@@ -1,7 +1,8 @@
 // Mints and verifies the JWTs of PROTOCOL.md section 5: minted HS256 with the current shared
 // secret (its `kid` in the header), signed as jose would sign them but without WebCrypto
-// (hs256-signer.ts); verified by jose with the key the header names (token-keys.ts), within an
-// allow-list of algorithms, then checked against the revocation list.
+// (hs256-signer.ts); verified, when the plane signed them, the same way with node:crypto
+// (hs256-verifier.ts), else by jose with the key the header names (token-keys.ts), within an
+// allow-list of algorithms; then checked against the revocation list.
 // Every verification failure becomes a MusterError with the protocol's code; no message ever
 // carries the token text, so errors can be logged and sent to the peer as they are.
 import { randomUUID } from 'node:crypto';
@@ -74,6 +75,11 @@ export interface TokenAuthorityOptions {
   verifiedCacheTtlMs?: number;
   /** Most tokens so trusted at once; default 1,000. */
   verifiedCacheEntries?: number;
+  /**
+   * Verify the plane's own HS256 tokens with node:crypto (hs256-verifier.ts), leaving the rest to
+   * jose; default true. False: jose verifies every token (the tests compare the two).
+   */
+  nativeHs256?: boolean;
 }
 
 /** What `mint` answers: the token, and what may be recorded of it (never the token itself). */
@@ -107,7 +113,9 @@ export class TokenAuthority {
   readonly #now: () => Date;
   readonly #isRevoked: (jti: string) => boolean;
   readonly #verified: VerifiedTokenCache;
+  readonly #native: boolean;
   #signatureChecks = 0;
+  #nativeChecks = 0;
 
   constructor(secret: Uint8Array, options: TokenAuthorityOptions = {}) {
     this.#keys = new KeyRing(secret, { previous: options.previousSecrets, jwks: options.jwks });
@@ -116,6 +124,7 @@ export class TokenAuthority {
     this.#tolerance = options.clockToleranceSeconds ?? 30;
     this.#now = options.now ?? (() => new Date());
     this.#isRevoked = options.isRevoked ?? (() => false);
+    this.#native = options.nativeHs256 !== false && this.#algorithms.includes('HS256');
     this.#verified = new VerifiedTokenCache({
       ttlMs: options.verifiedCacheTtlMs ?? 0,
       maxEntries: options.verifiedCacheEntries ?? 1_000,
@@ -126,6 +135,11 @@ export class TokenAuthority {
   /** Signatures checked so far (a token trusted from the cache needs none): for tests. */
   get signatureChecks(): number {
     return this.#signatureChecks;
+  }
+
+  /** Of those, the ones node:crypto settled (hs256-verifier.ts) without jose: for tests. */
+  get nativeSignatureChecks(): number {
+    return this.#nativeChecks;
   }
 
   /** The `kid` put on every token minted now. */
@@ -241,6 +255,12 @@ export class TokenAuthority {
     const known = this.#verified.get(audience, token, nowMs);
     if (known !== undefined) return known;
     this.#signatureChecks++;
+    const ours = this.#native ? this.#keys.verifier.verify(token, { issuer: this.#issuer, audience, toleranceSeconds: this.#tolerance, nowMs }) : undefined;
+    if (ours !== undefined) {
+      this.#nativeChecks++;
+      if (keep(ours)) this.#verified.set(audience, token, ours, nowMs);
+      return ours;
+    }
     try {
       const { payload, protectedHeader } = await jwtVerify(token, (header, input) => this.#keys.resolve(header, input), {
         algorithms: this.#algorithms,

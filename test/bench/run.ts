@@ -10,8 +10,13 @@
 //   round trip     JobAssignment received → JobAccepted + JobResult sent → JobResultAck
 //                  received, one job at a time (light load), results stored in SQLite
 //   masking        the plane's masking of a job's secrets per 4 KiB log chunk (masking.ts; alone: `npm run bench masking`)
-import { hostname } from 'node:os';
-import { cpus } from 'node:os';
+//
+// BENCH_ROUND_TRIP_TRACE=1 also traces the plane (plane-probe.ts) and prints where the round
+// trips' time went and what the slow ones have in common (round-trip-trace.ts).
+import { readFileSync, rmSync } from 'node:fs';
+import { cpus, hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { CODEC_JSON, CODEC_MSGPACK, encodeBody, type Codec } from '../../protocol/codec.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import { heartbeatFrame, mintApiToken, mintNodeToken, registerNode, type BenchNode } from './bench-node.js';
@@ -26,12 +31,15 @@ import { runTransports } from './transports.js';
 import { runVisualizer } from './visualizer.js';
 import { FrameSocket, type Envelope } from './frame-socket.js';
 import { startEchoServer, startPlane, type RunningPlane } from './processes.js';
+import type { ProbeFile } from './plane-probe.js';
 import { summarize, type Summary } from './quantiles.js';
+import { explainRoundTrips, watchClientGc, type Stamped } from './round-trip-trace.js';
 
 const HEARTBEATS = Number(process.env.BENCH_HEARTBEATS ?? 200_000);
 const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 300);
 const RUNS = 3;
 const BATCH = 256;
+const TRACE = process.env.BENCH_ROUND_TRIP_TRACE === '1';
 
 async function main(): Promise<void> {
   const which = process.argv[2] ?? 'tcp';
@@ -47,8 +55,14 @@ async function main(): Promise<void> {
   if (which !== 'tcp') throw new Error(`unknown benchmark ${which} (known: tcp, fleet, transports, dispatch, abuse, bus, visualizer, artifacts, cluster, masking)`);
   console.log(`machine: ${hostname()}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}`);
   console.log(`heartbeats per run: ${HEARTBEATS}, round trips per run: ${ROUND_TRIPS}, runs: ${RUNS} (medians)\n`);
-  const plane = await startPlane({ MUSTER_HEARTBEAT_INTERVAL_MS: '60000' });
+  const probeOut = join(tmpdir(), `muster-probe-${process.pid}.json`);
+  const plane = await startPlane(
+    { MUSTER_HEARTBEAT_INTERVAL_MS: '60000', ...(TRACE ? { MUSTER_PROBE_OUT: probeOut } : {}) },
+    TRACE ? { nodeArgs: ['--import', 'tsx', '--import', fileURLToPath(new URL('./plane-probe.ts', import.meta.url))] } : {},
+  );
   const echo = await startEchoServer();
+  const clientGc = TRACE ? watchClientGc() : undefined;
+  const stamps: Stamped[] = [];
   try {
     for (const alternating of [false, true]) {
       for (const codec of [CODEC_MSGPACK, CODEC_JSON] as Codec[]) {
@@ -70,7 +84,7 @@ async function main(): Promise<void> {
         );
       }
     }
-    const rtt = await roundTrips(plane, echo.port);
+    const rtt = await roundTrips(plane, echo.port, stamps);
     console.log(
       `\nround trip (MessagePack)  plane p50 ${us(rtt.plane.p50)} p99 ${us(rtt.plane.p99)}   ` +
         `raw net echo p50 ${us(rtt.raw.p50)} p99 ${us(rtt.raw.p99)}   p50 ratio ${(rtt.plane.p50 / rtt.raw.p50).toFixed(1)}`,
@@ -78,8 +92,14 @@ async function main(): Promise<void> {
     console.log('');
     printMasking();
   } finally {
+    clientGc?.stop();
     await echo.stop();
     await plane.stop();
+  }
+  if (clientGc !== undefined) {
+    const probe = JSON.parse(readFileSync(probeOut, 'utf8')) as ProbeFile;
+    rmSync(probeOut, { force: true });
+    console.log(`\n${explainRoundTrips(stamps, probe, clientGc.events).join('\n')}`);
   }
 }
 
@@ -139,7 +159,8 @@ async function echoRate(port: number, frame: Uint8Array): Promise<number> {
 
 type Percentiles = Pick<Summary, 'p50' | 'p99'>;
 
-async function roundTrips(plane: RunningPlane, echoPort: number): Promise<{ plane: Percentiles; raw: Percentiles }> {
+/** One job at a time; each round trip's wall-clock span goes into `stamps` (for the trace). */
+async function roundTrips(plane: RunningPlane, echoPort: number, stamps: Stamped[]): Promise<{ plane: Percentiles; raw: Percentiles }> {
   const codec = CODEC_MSGPACK;
   const node = await registerOn(plane, codec, 1);
   const apiToken = await mintApiToken(plane.dataDir, 'operator', 600);
@@ -159,7 +180,9 @@ async function roundTrips(plane: RunningPlane, echoPort: number): Promise<{ plan
     ]);
     await node.socket.write(lastBytes);
     await acked;
-    samples.push(performance.now() - started);
+    const ended = performance.now();
+    samples.push(ended - started);
+    stamps.push({ startMs: performance.timeOrigin + started, endMs: performance.timeOrigin + ended });
   }
   node.socket.close();
 
