@@ -17,6 +17,8 @@
 //
 //   BENCH_CLUSTER_PARTS           which parts, comma-separated (default throughput,failover,rest)
 //   BENCH_CLUSTER_RUNS            runs of each part (default 2)
+//   BENCH_CLUSTER_PLANES          which throughput set-ups, by replica count, 0 the embedded plane
+//                                 (default 0,1,3; the summary needs all three)
 //   BENCH_CLUSTER_NODES           nodes in the throughput part (default 1000)
 //   BENCH_CLUSTER_WORKERS         node worker processes (default 3)
 //   BENCH_CLUSTER_JOBS            jobs per throughput measurement (default 10000)
@@ -45,6 +47,7 @@ import { summarize, type Summary } from './quantiles.js';
 
 const PARTS = (process.env.BENCH_CLUSTER_PARTS ?? 'throughput,failover,rest').split(',').map((p) => p.trim());
 const RUNS = Math.max(1, intFromEnv('BENCH_CLUSTER_RUNS', 2));
+const PLANES = (process.env.BENCH_CLUSTER_PLANES ?? '0,1,3').split(',').map((p) => Number(p.trim()));
 const NODES = intFromEnv('BENCH_CLUSTER_NODES', 1_000);
 const WORKERS = Math.max(1, intFromEnv('BENCH_CLUSTER_WORKERS', 3));
 const JOBS = intFromEnv('BENCH_CLUSTER_JOBS', 10_000);
@@ -117,6 +120,7 @@ async function throughput(secret: Secret, run: number): Promise<void> {
     [1, '1 replica on NATS'],
     [3, '3 replicas on NATS'],
   ] as const) {
+    if (!PLANES.includes(replicas)) continue;
     try {
       figures.push(await jobsOn(secret, replicas, label));
     } catch (err) {
