@@ -1,5 +1,6 @@
 // A replica's parts on NATS, opened in the order each needs: the connection, the server check for
-// replicated buckets (server-version.ts), the replica's lease, the job and token stores, the bus,
+// replicated buckets (server-version.ts), the replica's lease, the job and token stores, the bus
+// (replica-bus.ts: job events from the job store's watch, node and log events over NATS),
 // ownership of nodes, the command channel and the node directory. `muster serve --nats` builds the
 // plane on these instead of SQLite and the in-process bus (control-plane.ts); nothing here decides
 // what the plane does with them (replica-duties.ts does).
@@ -12,6 +13,7 @@ import { loadSecret } from '../tokens/secret.js';
 import { JetStreamJobStore } from './jetstream-job-store.js';
 import { KvTokenStore } from './kv-token-store.js';
 import { NatsBus } from './nats-bus.js';
+import { ReplicaBus } from './replica-bus.js';
 import { natsSettingsOf, openNatsConnection, type OpenNatsConnection } from './nats-connection.js';
 import { NodeCommandClient } from './node-commands.js';
 import { NodeDirectory } from './node-directory.js';
@@ -29,7 +31,7 @@ export interface ClusterServices {
   readonly ownership: NodeOwnership;
   readonly claims: ReplicaClaims;
   readonly stores: Stores;
-  readonly bus: NatsBus;
+  readonly bus: ReplicaBus;
   readonly commands: NodeCommandClient;
   readonly directory: NodeDirectory;
   /** Closes what `stores` and `bus` do not: ownership, directory, lease (given up), connection. */
@@ -74,7 +76,9 @@ export async function openCluster(config: Config, replicaId: string, version: st
     opened.push(() => jobs.close());
     const tokens = await KvTokenStore.open({ nc, replicas, timeoutMs: config.natsRequestTimeoutMs });
     opened.push(() => tokens.close());
-    const bus = await NatsBus.start({ nc, logger: log, status, onHandlerError: (err) => log.error({ err }, 'bus subscriber failed') });
+    const onHandlerError = (err: unknown): void => log.error({ err }, 'bus subscriber failed');
+    // Job events come from the job store's watch, the rest over NATS (replica-bus.ts).
+    const bus = new ReplicaBus(await NatsBus.start({ nc, logger: log, status, onHandlerError }), jobs, onHandlerError);
     opened.push(() => bus.close());
     const commands = new NodeCommandClient({ nc, replicaId, timeoutMs: config.natsRequestTimeoutMs, status });
     const ownership = await NodeOwnership.open({

@@ -1,8 +1,8 @@
 // What a job costs the replicas that do not run it, counted (not timed): replica A runs jobs on
 // its own node while replica B, with no node, only follows. nats-server's /connz counts every
 // message it sends each replica's connection (named after the replica); per job B must receive
-// no more than the few messages that keep its view of the cluster (its index and its bus), and
-// the replica that runs the job must not pay for the follower either.
+// only its watch's entries, one per write of the job (they keep its index and, through
+// replica-bus.ts, its bus), and the replica that runs the job sends only its writes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ControlPlane } from '../../../supervisor/control-plane.js';
 import { NatsServer } from '../../cluster/nats-server.js';
@@ -81,6 +81,13 @@ describe('what a job costs the replicas', () => {
     const per = (name: string, k: keyof ConnCounts): number => (after.get(name)![k] - before.get(name)![k]) / JOBS;
     const figures = { aIn: per('fan-a', 'in'), aOut: per('fan-a', 'out'), bIn: per('fan-b', 'in'), bOut: per('fan-b', 'out') };
     console.log(`messages per job: runner A ${figures.aIn.toFixed(1)} in / ${figures.aOut.toFixed(1)} out, follower B ${figures.bIn.toFixed(1)} in / ${figures.bOut.toFixed(1)} out`);
-    expect(figures.bOut).toBeLessThanOrEqual(99);
+    // The follower is sent one watch entry per write of the job (create, assign, accept, result)
+    // and asks for nothing (no read of a job it heard of); no bus event is sent for a job change.
+    expect(figures.bOut).toBeLessThanOrEqual(4.5);
+    expect(figures.bIn).toBeLessThanOrEqual(0.5);
+    // The runner sends its writes (a batch of one: commit, create, discard; assign, accept, result)
+    // and no bus event nor read, and is sent their acknowledgements and its watch's four entries.
+    expect(figures.aIn).toBeLessThanOrEqual(7);
+    expect(figures.aOut).toBeLessThanOrEqual(11);
   });
 });
