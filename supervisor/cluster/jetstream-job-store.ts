@@ -124,6 +124,14 @@ interface Decision<T> {
 }
 
 
+/** A key with writes of this store in flight (#ownWrite): the watch entries held back, and when they are done. */
+interface WriteSlot {
+  count: number;
+  held: KvWatchEntry[];
+  settled: Promise<void>;
+  settle: () => void;
+}
+
 /** A job's change as the bus tells it. */
 export type JobChange = Extract<BusEvent, { kind: 'job' }>;
 
@@ -131,7 +139,7 @@ export class JetStreamJobStore implements JobStore {
   readonly #index = new JobIndex();
   readonly #changeHandlers = new Set<(change: JobChange) => void>();
   /** Keys with a write of this store in flight, and the watch entries held back meanwhile (#ownWrite). */
-  readonly #writing = new Map<string, { count: number; held: KvWatchEntry[] }>();
+  readonly #writing = new Map<string, WriteSlot>();
   #failure: string | undefined;
   #watcher: QueuedIterator<KvWatchEntry> | undefined;
   /** The last revision the watch delivered: where it resumes. */
@@ -419,6 +427,10 @@ export class JetStreamJobStore implements JobStore {
     fenceOnly = false,
   ): Promise<T> {
     return this.#guard(async () => {
+      // One write of a key at a time from this store: a second (a node's JobResult right behind
+      // its JobAccepted) would guess the revision the first is replacing, lose its
+      // compare-and-set to it and read again; after it, it guesses the revision it wrote.
+      for (let slot = this.#writing.get(jobId); slot !== undefined; slot = this.#writing.get(jobId)) await slot.settled;
       let guess = this.#index.cached(jobId);
       for (let race = 0; race < MAX_RACES; race++) {
         const read = guess ?? (await this.#read(jobId));
@@ -469,7 +481,11 @@ export class JetStreamJobStore implements JobStore {
    */
   async #ownWrite(jobId: string, doc: JobDoc, write: () => Promise<number>): Promise<number> {
     let slot = this.#writing.get(jobId);
-    if (slot === undefined) this.#writing.set(jobId, (slot = { count: 0, held: [] }));
+    if (slot === undefined) {
+      let settle!: () => void;
+      const settled = new Promise<void>((resolve) => (settle = resolve));
+      this.#writing.set(jobId, (slot = { count: 0, held: [], settled, settle }));
+    }
     slot.count++;
     try {
       const revision = await this.#written(write);
@@ -479,6 +495,7 @@ export class JetStreamJobStore implements JobStore {
       if (--slot.count === 0) {
         this.#writing.delete(jobId);
         for (const e of slot.held) this.#watched(e);
+        slot.settle();
       }
     }
   }
