@@ -78,7 +78,7 @@ export async function openCluster(config: Config, replicaId: string, version: st
     opened.push(() => tokens.close());
     const onHandlerError = (err: unknown): void => log.error({ err }, 'bus subscriber failed');
     // Job events come from the job store's watch, the rest over NATS (replica-bus.ts).
-    const bus = new ReplicaBus(await NatsBus.start({ nc, logger: log, status, onHandlerError }), jobs, onHandlerError);
+    const bus = new ReplicaBus(await NatsBus.start({ nc, logger: log, status, onHandlerError, hearOwn: false }), jobs, onHandlerError);
     opened.push(() => bus.close());
     const commands = new NodeCommandClient({ nc, replicaId, timeoutMs: config.natsRequestTimeoutMs, status });
     const ownership = await NodeOwnership.open({

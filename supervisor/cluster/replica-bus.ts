@@ -4,8 +4,11 @@
 // it (JetStreamJobStore.onForeignChange), and this replica's own go to its subscribers at once, in
 // process, as on the embedded plane's bus. So a replica hears of each job change once (the watch
 // entry it receives anyway) instead of twice (that entry and a bus event), and publishing one
-// costs no message. Job events heard on NATS (from a replica of an older version) are dropped:
-// the watch brings the same changes.
+// costs no message. Its own node and log events are delivered in process too, at once, so that
+// its subscribers hear everything it publishes in the order it was published (the NATS bus then
+// drops their return: `hearOwn: false`). Job events heard on NATS (from a replica of an older
+// version) are dropped: the watch brings the same changes; such a replica, which places queued
+// jobs on hearing their bus events, hears none from this one (do not mix the two).
 //
 // What changes for a subscriber: another replica's job events arrive as the watch delivers them
 // (after the write, as before), without the publisher's traceparent, and two changes of one job
@@ -20,6 +23,7 @@ export interface JobChangeSource {
   onForeignChange(handler: (change: JobChange) => void): () => void;
 }
 
+/** A ReplicaBus needs its NATS bus started with `hearOwn: false` (its own events it delivers itself). */
 export class ReplicaBus implements Bus {
   readonly #local: LocalBus;
   readonly #stops: Array<() => void>;
@@ -39,8 +43,8 @@ export class ReplicaBus implements Bus {
   }
 
   publish(event: BusEvent, traceparent?: string): void {
-    if (event.kind === 'job') this.#local.publish(event, traceparent);
-    else this.nats.publish(event, traceparent);
+    this.#local.publish(event, traceparent);
+    if (event.kind !== 'job') this.nats.publish(event, traceparent);
   }
 
   subscribe(handler: BusHandler): () => void {
