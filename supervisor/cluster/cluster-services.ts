@@ -1,8 +1,9 @@
 // A replica's parts on NATS, opened in the order each needs: the connection, the server check for
-// replicated buckets (server-version.ts), the replica's lease, the job and token stores, the bus,
-// ownership of nodes, the command channel, the node directory and the artifacts (object store). `muster serve --nats` builds the
-// plane on these instead of SQLite and the in-process bus (control-plane.ts); nothing here decides
-// what the plane does with them (replica-duties.ts does).
+// replicated buckets (server-version.ts), the replica's lease, the job and token stores, the bus
+// (replica-bus.ts: job events from the job store's watch, node and log events over NATS),
+// ownership of nodes, the command channel, the node directory and the artifacts (object store).
+// `muster serve --nats` builds the plane on these instead of SQLite and the in-process bus
+// (control-plane.ts); nothing here decides what the plane does with them (replica-duties.ts does).
 import { createHmac } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ConfigError, sourceOf, type Config } from '../config.js';
@@ -12,6 +13,7 @@ import { loadSecret } from '../tokens/secret.js';
 import { JetStreamJobStore } from './jetstream-job-store.js';
 import { KvTokenStore } from './kv-token-store.js';
 import { NatsBus } from './nats-bus.js';
+import { ReplicaBus } from './replica-bus.js';
 import { natsSettingsOf, openNatsConnection, type OpenNatsConnection } from './nats-connection.js';
 import { NodeCommandClient } from './node-commands.js';
 import { NodeDirectory } from './node-directory.js';
@@ -30,7 +32,7 @@ export interface ClusterServices {
   readonly ownership: NodeOwnership;
   readonly claims: ReplicaClaims;
   readonly stores: Stores;
-  readonly bus: NatsBus;
+  readonly bus: ReplicaBus;
   readonly commands: NodeCommandClient;
   readonly directory: NodeDirectory;
   /** The fleet's artifacts, in JetStream's object store: any replica resumes an upload or serves an artifact. */
@@ -77,7 +79,9 @@ export async function openCluster(config: Config, replicaId: string, version: st
     opened.push(() => jobs.close());
     const tokens = await KvTokenStore.open({ nc, replicas, timeoutMs: config.natsRequestTimeoutMs });
     opened.push(() => tokens.close());
-    const bus = await NatsBus.start({ nc, logger: log, status, onHandlerError: (err) => log.error({ err }, 'bus subscriber failed') });
+    const onHandlerError = (err: unknown): void => log.error({ err }, 'bus subscriber failed');
+    // Job events come from the job store's watch, the rest over NATS (replica-bus.ts).
+    const bus = new ReplicaBus(await NatsBus.start({ nc, logger: log, status, onHandlerError, hearOwn: false }), jobs, onHandlerError);
     opened.push(() => bus.close());
     const commands = new NodeCommandClient({ nc, replicaId, timeoutMs: config.natsRequestTimeoutMs, status });
     const ownership = await NodeOwnership.open({

@@ -51,6 +51,7 @@ import type {
 } from '../store/job-store.js';
 import { NO_OWNER, fenceOf } from '../store/owner-fence.js';
 import type { SecretBox } from '../store/secret-box.js';
+import type { BusEvent } from '../bus/bus.js';
 import { decodeDoc, docToRecord, encodeDoc, newDoc, type JobDoc } from './job-doc.js';
 import { JobIndex, matches } from './job-index.js';
 import { acceptMove, assignMove, cancelMove, finishMove, resultMove, retryMove, takeOver, withdrawMove } from './job-moves.js';
@@ -123,8 +124,22 @@ interface Decision<T> {
 }
 
 
+/** A key with writes of this store in flight (#ownWrite): the watch entries held back, and when they are done. */
+interface WriteSlot {
+  count: number;
+  held: KvWatchEntry[];
+  settled: Promise<void>;
+  settle: () => void;
+}
+
+/** A job's change as the bus tells it. */
+export type JobChange = Extract<BusEvent, { kind: 'job' }>;
+
 export class JetStreamJobStore implements JobStore {
   readonly #index = new JobIndex();
+  readonly #changeHandlers = new Set<(change: JobChange) => void>();
+  /** Keys with a write of this store in flight, and the watch entries held back meanwhile (#ownWrite). */
+  readonly #writing = new Map<string, WriteSlot>();
   #failure: string | undefined;
   #watcher: QueuedIterator<KvWatchEntry> | undefined;
   /** The last revision the watch delivered: where it resumes. */
@@ -186,6 +201,22 @@ export class JetStreamJobStore implements JobStore {
     return this.#failure;
   }
 
+  /**
+   * Calls `handler` for each change of a job's state or attempt that another writer made, as this
+   * store learns of it (its watch, or a read): the bus event that writer's plane announced to its
+   * own subscribers, so that the cluster's bus need not carry job events (replica-bus.ts). Not
+   * called for this store's own writes, nor for revisions that changed neither.
+   */
+  onForeignChange(handler: (change: JobChange) => void): () => void {
+    this.#changeHandlers.add(handler);
+    return () => this.#changeHandlers.delete(handler);
+  }
+
+  peek(jobId: string): JobRecord | undefined {
+    const cached = this.#index.cached(jobId);
+    return cached === undefined ? undefined : docToRecord(cached.doc, cached.revision);
+  }
+
   // ---- submit ----
 
   // Not fenced: a queued job has no attempt on a node yet.
@@ -193,8 +224,7 @@ export class JetStreamJobStore implements JobStore {
     return this.#guard(async () => {
       const id = randomUUID();
       const doc = newDoc(id, job, now(), this.box, NO_OWNER);
-      const revision = await this.#written(() => this.kv.create(id, encodeDoc(doc)));
-      this.#index.apply(id, doc, revision);
+      const revision = await this.#ownWrite(id, doc, () => this.kv.create(id, encodeDoc(doc)));
       return docToRecord(doc, revision);
     });
   }
@@ -220,9 +250,7 @@ export class JetStreamJobStore implements JobStore {
     return Promise.all(
       batch.map(async ({ id, doc }) => {
         try {
-          const revision = await this.#written(() => this.kv.create(id, encodeDoc(doc)));
-          this.#index.apply(id, doc, revision);
-          return revision;
+          return await this.#ownWrite(id, doc, () => this.kv.create(id, encodeDoc(doc)));
         } catch (err) {
           if (!isWrongLast(err)) throw err;
           // Another store finished this batch first: the job is there, at its own revision.
@@ -399,6 +427,10 @@ export class JetStreamJobStore implements JobStore {
     fenceOnly = false,
   ): Promise<T> {
     return this.#guard(async () => {
+      // One write of a key at a time from this store: a second (a node's JobResult right behind
+      // its JobAccepted) would guess the revision the first is replacing, lose its
+      // compare-and-set to it and read again; after it, it guesses the revision it wrote.
+      for (let slot = this.#writing.get(jobId); slot !== undefined; slot = this.#writing.get(jobId)) await slot.settled;
       let guess = this.#index.cached(jobId);
       for (let race = 0; race < MAX_RACES; race++) {
         const read = guess ?? (await this.#read(jobId));
@@ -422,8 +454,7 @@ export class JetStreamJobStore implements JobStore {
         }
         write = withWriter(write, attempt, owner);
         try {
-          const revision = await this.#written(() => this.kv.update(jobId, encodeDoc(write), read.revision));
-          this.#index.apply(jobId, write, revision);
+          await this.#ownWrite(jobId, write, () => this.kv.update(jobId, encodeDoc(write), read.revision));
           return decision.answer;
         } catch (err) {
           if (!isWrongLast(toCause(err))) throw err;
@@ -438,8 +469,49 @@ export class JetStreamJobStore implements JobStore {
     const entry = await this.kv.get(jobId);
     if (entry === null || entry.operation !== 'PUT') return undefined;
     const doc = decodeDoc(entry.value);
-    this.#index.apply(jobId, doc, entry.revision);
+    this.#learned(jobId, doc, entry.revision);
     return { doc, revision: entry.revision };
+  }
+
+  /**
+   * One of this store's writes of `jobId`, into the index once acknowledged. The watch may deliver
+   * the new revision before the acknowledgement arrives: while a write of the key is in flight,
+   * its watch entries wait, so that this store's own revision is never taken for another
+   * writer's (and announced as such); entries of other writers wait with them and follow.
+   */
+  async #ownWrite(jobId: string, doc: JobDoc, write: () => Promise<number>): Promise<number> {
+    let slot = this.#writing.get(jobId);
+    if (slot === undefined) {
+      let settle!: () => void;
+      const settled = new Promise<void>((resolve) => (settle = resolve));
+      this.#writing.set(jobId, (slot = { count: 0, held: [], settled, settle }));
+    }
+    slot.count++;
+    try {
+      const revision = await this.#written(write);
+      this.#index.apply(jobId, doc, revision);
+      return revision;
+    } finally {
+      if (--slot.count === 0) {
+        this.#writing.delete(jobId);
+        for (const e of slot.held) this.#watched(e);
+        slot.settle();
+      }
+    }
+  }
+
+  /** A watch entry: another writer's revision unless the index has it already (this store's, or read). */
+  #watched(e: KvWatchEntry): void {
+    if (e.operation === 'PUT' && !this.#index.knows(e.key, e.revision)) this.#learned(e.key, decodeDoc(e.value), e.revision);
+  }
+
+  /** Another writer's revision, read or watched: into the index, and announced when it moved the job. */
+  #learned(jobId: string, doc: JobDoc, revision: number): void {
+    if (!this.#index.apply(jobId, doc, revision) || this.#changeHandlers.size === 0) return;
+    const r = doc.record;
+    const change: JobChange = { kind: 'job', job_id: jobId, state: r.state, attempt: r.attempt };
+    if (r.node_id !== undefined) change.node_id = r.node_id;
+    for (const handler of this.#changeHandlers) handler(change);
   }
 
   /** A write to JetStream: a failure other than a lost compare-and-set is the store's failure until one succeeds. */
@@ -483,7 +555,9 @@ export class JetStreamJobStore implements JobStore {
     void (async () => {
       for await (const e of watcher) {
         if (e.revision > this.#watchRevision) this.#watchRevision = e.revision;
-        if (e.operation === 'PUT' && !this.#index.knows(e.key, e.revision)) this.#index.apply(e.key, decodeDoc(e.value), e.revision);
+        const writing = this.#writing.get(e.key);
+        if (writing !== undefined) writing.held.push(e);
+        else this.#watched(e);
         if (e.revision >= target) caughtUp();
       }
     })().catch(() => undefined);

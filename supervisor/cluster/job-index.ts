@@ -15,6 +15,7 @@ export const ALL_STATES: readonly JobState[] = ['Queued', 'Assigned', 'Running',
 
 interface Entry {
   state: JobState;
+  attempt: number;
   priority: Priority;
   node_id: string | undefined;
   seq: number;
@@ -41,14 +42,18 @@ export class JobIndex {
     return this.#revision;
   }
 
-  /** Takes `doc` at `revision` for `jobId` unless a newer revision is already here. */
-  apply(jobId: string, doc: JobDoc, revision: number): void {
+  /**
+   * Takes `doc` at `revision` for `jobId` unless a newer revision is already here. True when it
+   * was taken and moved the job (a new job, or another state or attempt): a change to announce.
+   */
+  apply(jobId: string, doc: JobDoc, revision: number): boolean {
     if (revision > this.#revision) this.#revision = revision;
     const old = this.#entries.get(jobId);
-    if (old !== undefined && old.revision >= revision) return;
+    if (old !== undefined && old.revision >= revision) return false;
     const r = doc.record;
     const entry: Entry = {
       state: r.state,
+      attempt: r.attempt,
       priority: r.priority,
       node_id: r.node_id,
       seq: seqOf(doc, revision),
@@ -63,6 +68,7 @@ export class JobIndex {
     this.#byState.get(entry.state)?.add(jobId);
     this.#placed(entry, jobId, true);
     this.#entries.set(jobId, entry);
+    return old === undefined || old.state !== entry.state || old.attempt !== entry.attempt;
   }
 
   #placed(entry: Entry, jobId: string, add: boolean): void {

@@ -5,6 +5,7 @@
 // bounded queue (oldest dropped first, counted) and go out in order once it is back. Events that
 // other replicas publish while this one is away, or before the server has its subscription
 // again, are not heard: a replica reconciles from the stores after a reconnect.
+import { randomUUID } from 'node:crypto';
 import { headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../../observability/logger.js';
 import type { Bus, BusEvent, BusHandler } from '../bus/bus.js';
@@ -27,7 +28,16 @@ export interface NatsBusOptions {
   status?: NatsStatusTracker;
   /** How long `close` waits for what was published to reach the server. Default 2,000 ms. */
   closeFlushMs?: number;
+  /**
+   * False: this bus's subscribers do not hear its own events back from the server (each is
+   * marked with the bus's id in a header and dropped on its return), for an owner that delivers
+   * them itself, in order with events that never cross NATS (replica-bus.ts). Default true.
+   */
+  hearOwn?: boolean;
 }
+
+/** The header naming the bus that published an event, when it does not want it back. */
+const ORIGIN_HEADER = 'Muster-Bus';
 
 /** Counts since the bus started, for metrics and tests. */
 export interface NatsBusStats {
@@ -58,8 +68,11 @@ export class NatsBus implements Bus {
   private sub: Subscription | undefined;
   private closed = false;
   private lastUndecodableLog = -Infinity;
+  /** Set when `hearOwn` is false: marks this bus's events so that it drops them on their return. */
+  private readonly origin: string | undefined;
 
   private constructor(private readonly o: NatsBusOptions) {
+    this.origin = o.hearOwn === false ? randomUUID() : undefined;
     this.ownsStatus = o.status === undefined;
     this.status = o.status ?? new NatsStatusTracker(o.nc);
     this.stopWatching = this.status.onChange((s) => {
@@ -120,6 +133,7 @@ export class NatsBus implements Bus {
   private send(item: Pending): void {
     const h = headers();
     h.set(TRACEPARENT_HEADER, item.traceparent);
+    if (this.origin !== undefined) h.set(ORIGIN_HEADER, this.origin);
     try {
       this.o.nc.publish(item.subject, item.data, { headers: h });
       this.counts.published++;
@@ -165,6 +179,7 @@ export class NatsBus implements Bus {
       return;
     }
     if (this.closed) return;
+    if (this.origin !== undefined && msg.headers?.get(ORIGIN_HEADER) === this.origin) return;
     const decoded = decodeBusEvent(msg.subject, msg.data);
     if ('problem' in decoded) {
       this.counts.undecodable++;

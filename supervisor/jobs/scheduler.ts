@@ -146,6 +146,12 @@ export class Scheduler {
       return;
     }
     if (this.queue.has(event.job_id, event.attempt)) return;
+    // Another replica's job, as this store already holds it (its watch brought the event): no read.
+    const held = this.o.store.peek?.(event.job_id);
+    if (held !== undefined && held.state === 'Queued' && held.attempt === event.attempt) {
+      this.admit(held, this.now() + this.backoff(held.attempt));
+      return;
+    }
     this.lookups++;
     this.o.store
       .get(event.job_id)

@@ -140,6 +140,12 @@ export interface JobStore {
    * the values are kept encrypted and read only here, to send a `JobAssignment`.
    */
   get(jobId: string): Promise<JobRecord | undefined>;
+  /**
+   * The record as this store last saw it, without a read, when it holds one in memory (the
+   * JetStream store's index of jobs in play); absent or undefined: ask `get`. A hint, possibly
+   * behind: only for what a compare-and-set checks again (the scheduler's queue).
+   */
+  peek?(jobId: string): JobRecord | undefined;
   /** The job's secret values, opened; undefined for an unknown job. Only for a `JobAssignment`, and for the plane's masking of that job's output. */
   secrets(jobId: string): Promise<Record<string, string> | undefined>;
   /** Queued jobs, Critical first, then High, Normal, Low; FIFO (`seq`) within a priority. */

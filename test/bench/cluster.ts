@@ -17,6 +17,10 @@
 //
 //   BENCH_CLUSTER_PARTS           which parts, comma-separated (default throughput,failover,rest)
 //   BENCH_CLUSTER_RUNS            runs of each part (default 2)
+//   BENCH_CLUSTER_PLANES          which throughput set-ups, by replica count, 0 the embedded plane
+//                                 (default 0,1,3; the summary needs all three)
+//   BENCH_CLUSTER_TAP             1: also count what is published per job, by subject, with a tap
+//                                 on `>` (which costs the server a delivery per message)
 //   BENCH_CLUSTER_NODES           nodes in the throughput part (default 1000)
 //   BENCH_CLUSTER_WORKERS         node worker processes (default 3)
 //   BENCH_CLUSTER_JOBS            jobs per throughput measurement (default 10000)
@@ -45,6 +49,8 @@ import { summarize, type Summary } from './quantiles.js';
 
 const PARTS = (process.env.BENCH_CLUSTER_PARTS ?? 'throughput,failover,rest').split(',').map((p) => p.trim());
 const RUNS = Math.max(1, intFromEnv('BENCH_CLUSTER_RUNS', 2));
+const PLANES = (process.env.BENCH_CLUSTER_PLANES ?? '0,1,3').split(',').map((p) => Number(p.trim()));
+const TAP = process.env.BENCH_CLUSTER_TAP === '1';
 const NODES = intFromEnv('BENCH_CLUSTER_NODES', 1_000);
 const WORKERS = Math.max(1, intFromEnv('BENCH_CLUSTER_WORKERS', 3));
 const JOBS = intFromEnv('BENCH_CLUSTER_JOBS', 10_000);
@@ -118,6 +124,7 @@ async function throughput(secret: Secret, run: number): Promise<void> {
     [1, '1 replica on NATS'],
     [3, '3 replicas on NATS'],
   ] as const) {
+    if (!PLANES.includes(replicas)) continue;
     try {
       figures.push(await jobsOn(secret, replicas, label));
     } catch (err) {
@@ -179,8 +186,14 @@ async function jobsOn(secret: Secret, replicas: number, label: string): Promise<
     await measure(`${label}, warm-up`, WARM_UP_JOBS);
     const nats0 = cluster === undefined ? 0 : cpuSeconds(cluster.nats.pid);
     const varz0 = cluster === undefined ? undefined : await varz(cluster);
+    const tap = cluster !== undefined && TAP ? await startTap(cluster) : undefined;
     const result = await measure(label, JOBS);
     clearInterval(watchdog);
+    if (tap !== undefined) {
+      const tapped = await tap.stop();
+      console.log(`  messages published per job, by subject (BENCH_CLUSTER_TAP; the tap's own deliveries are not in /varz's figures below):`);
+      for (const [subject, count] of tapped.bySubject.slice(0, 12)) console.log(`    ${(count / JOBS).toFixed(2).padStart(6)}  ${subject}`);
+    }
     errors.print();
     if (cluster !== undefined) {
       const natsCpu = cpuSeconds(cluster.nats.pid) - nats0;
@@ -432,12 +445,24 @@ async function varzWindow(cluster: Cluster, ms: number): Promise<VarzWindow> {
 }
 
 /** Every message on the server for `ms`, counted by subject (reply inboxes and per-key subjects folded). */
-async function tapWindow(cluster: Cluster, ms: number): Promise<{ total: number; seconds: number; bySubject: [string, number][] }> {
+async function tapWindow(cluster: Cluster, ms: number): Promise<TapCounts> {
+  const tap = await startTap(cluster);
+  await sleep(ms);
+  return tap.stop();
+}
+
+interface TapCounts {
+  total: number;
+  seconds: number;
+  bySubject: [string, number][];
+}
+
+/** A subscription to `>` counting by subject until stopped. */
+async function startTap(cluster: Cluster): Promise<{ stop(): Promise<TapCounts> }> {
   const nc = await connect({ servers: cluster.nats.url });
   const counts = new Map<string, number>();
   let total = 0;
   const sub = nc.subscribe('>');
-  const t0 = performance.now();
   const done = (async () => {
     for await (const m of sub) {
       total++;
@@ -445,12 +470,18 @@ async function tapWindow(cluster: Cluster, ms: number): Promise<{ total: number;
       counts.set(key, (counts.get(key) ?? 0) + 1);
     }
   })();
-  await sleep(ms);
-  sub.unsubscribe();
-  await done;
-  const seconds = (performance.now() - t0) / 1000;
-  await nc.close();
-  return { total, seconds, bySubject: [...counts].sort((a, b) => b[1] - a[1]) };
+  await nc.flush();
+  const t0 = performance.now();
+  return {
+    async stop(): Promise<TapCounts> {
+      await nc.flush();
+      sub.unsubscribe();
+      await done;
+      const seconds = (performance.now() - t0) / 1000;
+      await nc.close();
+      return { total, seconds, bySubject: [...counts].sort((a, b) => b[1] - a[1]) };
+    },
+  };
 }
 
 /** Reply inboxes, KV keys and ack subjects folded (`_INBOX.*`, `$KV.bucket.*`); API subjects keep their stream. */

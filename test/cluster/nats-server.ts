@@ -17,6 +17,8 @@ export interface NatsServerOptions {
   storeDir?: string;
   /** Extra command-line arguments, e.g. `--user`, `--pass`. */
   args?: string[];
+  /** Serve the monitoring endpoints (`/varz`, `/connz`) on a free port of loopback: `monitorUrl`. */
+  monitor?: boolean;
 }
 
 export class NatsServer {
@@ -28,6 +30,8 @@ export class NatsServer {
     readonly storeDir: string,
     private readonly ownsStore: boolean,
     private readonly args: string[],
+    /** `http://127.0.0.1:<port>` of `/varz` and `/connz` when started with `monitor`. */
+    readonly monitorUrl: string | undefined,
   ) {
     this.exitedWith = new Promise((resolve) => child.once('exit', () => resolve()));
   }
@@ -36,14 +40,15 @@ export class NatsServer {
   static async start(options: NatsServerOptions = {}): Promise<NatsServer> {
     const ownsStore = options.storeDir === undefined;
     const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), 'muster-nats-'));
-    const args = options.args ?? [];
+    const args = [...(options.args ?? []), ...(options.monitor === true ? ['-m', '-1'] : [])];
     const child = spawn(
       NATS_SERVER_BIN,
       ['-a', '127.0.0.1', '-p', String(options.port ?? -1), '-js', '-sd', storeDir, ...args],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
-    const port = await readyPort(child);
-    return new NatsServer(child, port, storeDir, ownsStore, args);
+    const { port, monitorPort } = await readyPorts(child);
+    const monitorUrl = monitorPort === undefined ? undefined : `http://127.0.0.1:${monitorPort}`;
+    return new NatsServer(child, port, storeDir, ownsStore, args, monitorUrl);
   }
 
   get url(): string {
@@ -71,6 +76,7 @@ export class NatsServer {
 
   /** A new server on the same port and store (after `kill9` or `stop`). */
   restart(): Promise<NatsServer> {
+    // `args` already holds the monitoring flag, if any (on a new free port).
     return NatsServer.start({ port: this.port, storeDir: this.storeDir, args: this.args });
   }
 
@@ -87,11 +93,12 @@ export class NatsServer {
   }
 }
 
-/** Reads the server's log until it says it listens for clients and is ready. */
-function readyPort(child: ChildProcess): Promise<number> {
+/** Reads the server's log until it says it listens for clients (and monitors, if asked) and is ready. */
+function readyPorts(child: ChildProcess): Promise<{ port: number; monitorPort: number | undefined }> {
   return new Promise((resolve, reject) => {
     let log = '';
     let port: number | undefined;
+    let monitorPort: number | undefined;
     const timer = setTimeout(() => fail(new Error(`nats-server not ready in ${READY_TIMEOUT_MS} ms:\n${log}`)), READY_TIMEOUT_MS);
     const fail = (err: Error): void => {
       clearTimeout(timer);
@@ -105,12 +112,14 @@ function readyPort(child: ChildProcess): Promise<number> {
       if (log.length < 64 * 1024) log += text;
       const listening = /Listening for client connections on [^\s]+:(\d+)/.exec(log);
       if (listening) port = Number(listening[1]);
+      const monitoring = /Starting http monitor on [^\s]+:(\d+)/.exec(log);
+      if (monitoring) monitorPort = Number(monitoring[1]);
       if (port !== undefined && log.includes('Server is ready')) {
         clearTimeout(timer);
         child.removeAllListeners('exit');
         child.stderr?.removeAllListeners('data');
         child.stderr?.resume();
-        resolve(port);
+        resolve({ port, monitorPort });
       }
     });
   });

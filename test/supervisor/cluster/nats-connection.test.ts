@@ -39,7 +39,7 @@ describe('options', () => {
   it('reads a comma-separated list, reconnects forever with jitter, and requires TLS for tls:// or a TLS file', () => {
     expect(natsServerList(' nats://a:4222, ,tls://b:4222 ')).toEqual(['nats://a:4222', 'tls://b:4222']);
     const plain = natsConnectionOptions({ servers: 'nats://a:4222', name: 'replica-a' });
-    expect(plain).toMatchObject({ name: 'replica-a', maxReconnectAttempts: -1, reconnectJitter: 1_000, noEcho: false });
+    expect(plain).toMatchObject({ name: 'replica-a', maxReconnectAttempts: -1, reconnectJitter: 1_000, noEcho: false, noAsyncTraces: true });
     expect(plain.tls).toBeUndefined();
     expect(natsConnectionOptions({ servers: ['tls://a:4222'], name: 'r' }).tls).toEqual({});
     expect(natsConnectionOptions({ servers: 'a:4222', name: 'r', tlsCaFile: '/ca.pem' }).tls).toEqual({ caFile: '/ca.pem' });
