@@ -57,6 +57,7 @@ import { JobIndex, matches } from './job-index.js';
 import { acceptMove, assignMove, cancelMove, finishMove, resultMove, retryMove, takeOver, withdrawMove } from './job-moves.js';
 import { isStreamNotFound, isWrongLast } from './jetstream-errors.js';
 import { JetStreamJobLogs } from './jetstream-job-logs.js';
+import { processing } from './nats-trace.js';
 import { JobBatches, type BatchJob } from './job-batches.js';
 import type { KvWatchEntry } from '@nats-io/kv';
 
@@ -502,7 +503,12 @@ export class JetStreamJobStore implements JobStore {
 
   /** A watch entry: another writer's revision unless the index has it already (this store's, or read). */
   #watched(e: KvWatchEntry): void {
-    if (e.operation === 'PUT' && !this.#index.knows(e.key, e.revision)) this.#learned(e.key, decodeDoc(e.value), e.revision);
+    if (e.operation !== 'PUT' || this.#index.knows(e.key, e.revision)) return;
+    // The hop of a job between replicas is this watch: its consumer span hangs under the
+    // context the job carries (its submission's), so a trace crosses NATS here.
+    const doc = decodeDoc(e.value);
+    const subject = `$KV.${this.s.bucket}.${e.key}`;
+    processing(`$KV.${this.s.bucket}`, subject, e.length, doc.record.traceparent, () => this.#learned(e.key, doc, e.revision));
   }
 
   /** Another writer's revision, read or watched: into the index, and announced when it moved the job. */

@@ -11,7 +11,8 @@
 // jobs on hearing their bus events, hears none from this one (do not mix the two).
 //
 // What changes for a subscriber: another replica's job events arrive as the watch delivers them
-// (after the write, as before), without the publisher's traceparent, and two changes of one job
+// (after the write, as before), handled under the job's own trace context (the store's watch
+// makes the consumer span) rather than the publisher's, and two changes of one job
 // that the watch delivers as one revision are one event; the events were hints before too.
 import type { Bus, BusEvent, BusHandler } from '../bus/bus.js';
 import { LocalBus } from '../bus/local-bus.js';
