@@ -9,9 +9,9 @@ import { StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { toMusterError } from '../../protocol/errors.js';
 import type { Revocation, TokenInfo, TokenRecord, TokenStore } from '../store/token-store.js';
 import { isWrongLast } from './jetstream-errors.js';
+import { toClusterError } from './nats-unavailable.js';
 import { readStream } from './stream-read.js';
 
 export interface KvTokenStoreOptions {
@@ -147,6 +147,6 @@ async function guard<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    throw toMusterError(err);
+    throw toClusterError(err, 'use the token store');
   }
 }
