@@ -74,6 +74,8 @@ export interface Config {
   tokenCacheEntries: number;
   /** How often the plane reads revocations written by other processes (the CLI offline); 0: never. */
   revocationPollMs: number;
+  /** A cluster replica hears of revocations by a KV watch, and its polls read only after it heard one; it reads anyway this often, as the watch is a hint. */
+  revocationReconcileMs: number;
   /** Recorded tokens (and their revocations) expired longer ago than this are forgotten; an expired token is refused anyway. */
   tokenKeepExpiredMs: number;
   /** How often the plane forgets such tokens. */
@@ -256,6 +258,7 @@ export const DEFAULTS: Config = {
   tokenCacheTtlMs: 60_000,
   tokenCacheEntries: 1_000,
   revocationPollMs: 1_000,
+  revocationReconcileMs: 60_000,
   tokenKeepExpiredMs: 24 * 3_600_000,
   tokenPruneIntervalMs: 3_600_000,
   logKeepaliveMs: 15_000,
