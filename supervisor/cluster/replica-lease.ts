@@ -145,6 +145,7 @@ export class ReplicaLease {
       selfId: o.replicaId,
       peerPollMs: o.peerPollMs,
       gonePollMs: o.gonePollMs,
+      ttlMs: o.ttlMs,
       selfEpoch: () => this.epochValue,
       mayJudge: () => this.mayJudge(),
       onGone: (id, epoch) => this.emit({ kind: 'peer-gone', id, epoch }),
