@@ -225,7 +225,9 @@ export class LeasePeers {
   private judge(view: Map<string, PeerLease>): void {
     const current = new Map<string, PeerLease>();
     for (const peer of view.values()) {
-      if (peer.id !== this.o.selfId) current.set(leaseKey(peer.id, peer.epoch), peer);
+      const key = leaseKey(peer.id, peer.epoch);
+      // Known gone (a wait read it after this poll's read): never reported twice.
+      if (peer.id !== this.o.selfId && !this.gone.has(key)) current.set(key, peer);
     }
     if (!this.o.mayJudge()) {
       for (const [key, peer] of current) this.known.set(key, peer);
@@ -244,6 +246,7 @@ export class LeasePeers {
       try {
         if (!(await this.isLive(id, epoch))) {
           wait.resolve();
+          this.reportGone(leaseKey(id, epoch));
           break;
         }
       } catch {
@@ -252,6 +255,17 @@ export class LeasePeers {
       await new Promise<void>((r) => this.after(this.nextGoneRead(leaseKey(id, epoch)), r));
     }
     this.goneWaits.delete(leaseKey(id, epoch));
+  }
+
+  /**
+   * A wait saw a lease go that a poll saw live: reported now (not at the next poll, up to
+   * `peerPollMs` later), if the replica may judge; else the poll reports it when it may.
+   */
+  private reportGone(key: string): void {
+    const peer = this.known.get(key);
+    if (peer === undefined || this.closed || !this.o.mayJudge()) return;
+    this.known.delete(key);
+    this.o.onGone(peer.id, peer.epoch);
   }
 
   /** How long a wait sleeps before it reads the lease again: until just after its age-out when that comes first. */

@@ -283,18 +283,13 @@ export class NodeOwnership {
     const self = this.o.lease.replicaId;
     const deadline = Date.now() + this.claimTimeoutMs;
     let released: Claim['previous'];
-    // The entry read before a wait for its owner's lease to age out: once it has, the claim writes
-    // over it at once (a compare-and-set: if it moved meanwhile, the write fails and the entry is
-    // read again). A takeover storm then costs one write per node after the age-out, not a read and a write.
-    let waitedOn: KvEntry | undefined;
     for (;;) {
       if (Date.now() > deadline) {
         throw new MusterError('shutting_down', `node ${nodeId}: no claim landed in ${this.claimTimeoutMs} ms (its entry kept changing)`);
       }
       const epoch = this.currentEpoch(nodeId);
-      const entry = waitedOn ?? (await this.kv.get(nodeId));
-      if (waitedOn === undefined) this.counts.reads += 1;
-      waitedOn = undefined;
+      const entry = await this.kv.get(nodeId);
+      this.counts.reads += 1;
       const value = ownerValue(entry);
       if (entry && value && value.owner === self && value.epoch === epoch) {
         this.adopt(nodeId, entry.revision, epoch);
@@ -303,8 +298,7 @@ export class NodeOwnership {
       const previous = entry && value ? { owner: value.owner, epoch: value.epoch, token: entry.revision } : undefined;
       // Our own entry from an older epoch: that lease is gone, as is any other of a lost epoch.
       if (previous && previous.owner !== self && (await this.o.lease.isLive(previous.owner, previous.epoch))) {
-        if (await this.awaitRelease(nodeId, previous, deadline)) released = previous; // it deleted the entry: read again
-        else if (entry) waitedOn = entry;
+        if (await this.awaitRelease(nodeId, previous, deadline)) released = previous;
         continue;
       }
       const body = JSON.stringify({ owner: self, epoch, claimed_at: new Date().toISOString() } satisfies OwnerValue);
