@@ -39,6 +39,12 @@ export interface MusterErrorOptions {
    * `fatal` tells the peer what the sender does (PROTOCOL.md section 3, `Error`).
    */
   fatal?: boolean;
+  /**
+   * The failure is passing (a backing service did not answer, or is away): the same request may
+   * succeed after about this long. Never on the wire; the admin API answers such an error 503
+   * with `Retry-After` (admin/api-errors.ts).
+   */
+  retryAfterMs?: number;
   cause?: unknown;
 }
 
@@ -48,6 +54,7 @@ export class MusterError extends Error {
   readonly fatal: boolean;
   readonly field: string | undefined;
   readonly replyTo: string | undefined;
+  readonly retryAfterMs: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: MusterErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -55,6 +62,7 @@ export class MusterError extends Error {
     this.fatal = options.fatal ?? ERROR_CODES[code];
     this.field = options.field;
     this.replyTo = options.replyTo;
+    this.retryAfterMs = options.retryAfterMs;
   }
 
   /** The `data` of the `Error` message that reports this error to a peer. */

@@ -56,6 +56,7 @@ export const CONFIG_RANGES = {
   tokenCacheTtlMs: Ms(0, 3_600_000),
   tokenCacheEntries: Count(0, 1_000_000),
   revocationPollMs: Ms(0),
+  revocationReconcileMs: Ms(1_000),
   tokenKeepExpiredMs: Ms(0),
   tokenPruneIntervalMs: Ms(1_000),
   controlPlaneId: Type.String({ maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f-\\u009f]*$' }),

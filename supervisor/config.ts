@@ -74,6 +74,8 @@ export interface Config {
   tokenCacheEntries: number;
   /** How often the plane reads revocations written by other processes (the CLI offline); 0: never. */
   revocationPollMs: number;
+  /** A cluster replica hears of revocations by a KV watch, and its polls read only after it heard one; it reads anyway this often, as the watch is a hint. */
+  revocationReconcileMs: number;
   /** Recorded tokens (and their revocations) expired longer ago than this are forgotten; an expired token is refused anyway. */
   tokenKeepExpiredMs: number;
   /** How often the plane forgets such tokens. */
@@ -258,6 +260,7 @@ export const DEFAULTS: Config = {
   tokenCacheTtlMs: 60_000,
   tokenCacheEntries: 1_000,
   revocationPollMs: 1_000,
+  revocationReconcileMs: 60_000,
   tokenKeepExpiredMs: 24 * 3_600_000,
   tokenPruneIntervalMs: 3_600_000,
   logKeepaliveMs: 15_000,
@@ -275,8 +278,8 @@ export const DEFAULTS: Config = {
   natsTlsCertFile: '',
   natsTlsKeyFile: '',
   natsReplicas: 1,
-  leaseTtlMs: 10_000,
-  leaseRenewMs: 2_000,
+  leaseTtlMs: 8_000,
+  leaseRenewMs: 1_000,
   rebalanceIntervalMs: 5_000,
   natsRequestTimeoutMs: 2_000,
   maxFrameBytes: 1_048_576,

@@ -86,6 +86,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     store: stores.tokens,
     logger: log,
     pollMs: config.revocationPollMs,
+    reconcileMs: config.revocationReconcileMs,
     keepExpiredMs: config.tokenKeepExpiredMs,
     pruneIntervalMs: config.tokenPruneIntervalMs,
     onRevoked: (revocation) => revoked.send(revocation.jti),

@@ -22,12 +22,15 @@ export class HttpError extends Error {
   readonly status: number;
   readonly code: ApiErrorCode;
   readonly field: string | undefined;
+  /** Seconds for `Retry-After` (a passing failure); undefined: no such header. */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(status: number, code: ApiErrorCode, message: string, field?: string) {
+  constructor(status: number, code: ApiErrorCode, message: string, field?: string, retryAfterSeconds?: number) {
     super(message);
     this.status = status;
     this.code = code;
     this.field = field;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 
   toBody(): ApiErrorBody {
@@ -60,6 +63,11 @@ export function toHttpError(err: unknown): HttpError {
 }
 
 function fromMusterError(err: MusterError): HttpError {
+  // A passing failure of what the plane stands on (a NATS timeout, NATS away, no responders):
+  // the request may succeed shortly, here or on another replica. The message is the plane's own.
+  if (err.retryAfterMs !== undefined) {
+    return new HttpError(503, 'internal', err.message, undefined, Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
+  }
   switch (err.code) {
     case 'auth_failed':
     case 'token_expired':

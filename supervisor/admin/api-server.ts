@@ -90,8 +90,11 @@ export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi>
   });
   app.setErrorHandler(async (err, request, reply) => {
     const answer = toHttpError(err);
-    if (answer.status >= 500) logger.error({ err, method: request.method, path: pathOf(request.url) }, 'admin API error');
+    // A passing failure (503 with Retry-After) is a warning: a NATS outage must not flood the error log.
+    if (answer.retryAfterSeconds !== undefined) logger.warn({ err, method: request.method, path: pathOf(request.url) }, 'admin API request failed for now');
+    else if (answer.status >= 500) logger.error({ err, method: request.method, path: pathOf(request.url) }, 'admin API error');
     if (answer.status === 401) void reply.header('www-authenticate', 'Bearer');
+    if (answer.retryAfterSeconds !== undefined) void reply.header('retry-after', String(answer.retryAfterSeconds));
     return reply.code(answer.status).send(answer.toBody());
   });
   app.setNotFoundHandler(async (request, reply) =>

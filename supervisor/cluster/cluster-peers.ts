@@ -11,6 +11,7 @@ import type { ClusterServices } from './cluster-services.js';
 import { RemoteNodeViews } from './remote-node-views.js';
 import type { NodeCommand } from './node-commands.js';
 import type { OwnNodes } from './node-directory.js';
+import { toClusterError } from './nats-unavailable.js';
 
 /** What a command for a node sent to its owner came to. */
 export type Forwarded = 'done' | 'no_owner' | { refused: string };
@@ -22,25 +23,32 @@ export class ClusterPeers {
     private readonly logger: Logger,
   ) {}
 
-  /** This replica's nodes, then each live peer's; a peer that does not answer is left out (logged). */
+  /**
+   * This replica's nodes, then each live peer's; a peer that does not answer is left out (logged).
+   * Rejects (unavailable) when this replica's own NATS does not answer: then it knows no peer's.
+   */
   async nodes(): Promise<NodeView[]> {
-    const lists = await Promise.all(
-      this.otherReplicas().map((id) =>
-        this.cluster.directory.nodesOf(id).catch((err: unknown) => {
-          this.logger.warn({ err, replica: id }, 'a replica did not list its nodes');
-          return [];
-        }),
+    const { directory, connection } = this.cluster;
+    const [lists] = await Promise.all([
+      Promise.all(
+        this.otherReplicas().map((id) =>
+          directory.nodesOf(id).catch((err: unknown) => {
+            this.logger.warn({ err, replica: id }, 'a replica did not list its nodes');
+            return [];
+          }),
+        ),
       ),
-    );
+      directory.reachable(connection.status.state),
+    ]);
     return onePerNode([...this.own.list(), ...lists.flat()]);
   }
 
-  /** A node of any replica, from its owner. */
+  /** A node of any replica, from its owner; rejects (unavailable) when NATS or the owner does not answer. */
   async node(nodeId: string): Promise<NodeDetail | undefined> {
     const mine = this.own.get(nodeId);
     if (mine !== undefined) return mine;
     const owner = await this.ownerOf(nodeId);
-    return owner === undefined ? undefined : this.cluster.directory.nodeOf(owner, nodeId).catch(() => undefined);
+    return owner === undefined ? undefined : this.cluster.directory.nodeOf(owner, nodeId).catch(passingOr(undefined));
   }
 
   /** Drain or undrain a node of another replica. */
@@ -75,9 +83,13 @@ export class ClusterPeers {
 
   /** The live replica that owns a node other than this one, from its ownership entry. */
   private async ownerOf(nodeId: string): Promise<string | undefined> {
-    const entry = await this.cluster.ownership.ownerOf(nodeId).catch(() => undefined);
+    // A node id that cannot be a key has no entry; NATS not answering is no answer at all.
+    const entry = await this.cluster.ownership.ownerOf(nodeId).catch(passingOr(undefined));
     if (entry === undefined || entry.owner === this.cluster.replicaId) return undefined;
-    return (await this.cluster.lease.isLive(entry.owner, entry.epoch)) ? entry.owner : undefined;
+    const live = await this.cluster.lease.isLive(entry.owner, entry.epoch).catch((err: unknown) => {
+      throw toClusterError(err, `read the lease of replica ${entry.owner}`);
+    });
+    return live ? entry.owner : undefined;
   }
 
   private async send(owner: string, command: NodeCommand): Promise<Forwarded> {
@@ -102,6 +114,15 @@ export function onePerNode(views: NodeView[]): NodeView[] {
     if (kept === undefined || rank(view) > rank(kept)) byId.set(view.node_id, view);
   }
   return [...byId.values()];
+}
+
+/** A catch that rethrows a passing NATS failure (as unavailable) and answers `fallback` for any other. */
+function passingOr<T>(fallback: T): (err: unknown) => T {
+  return (err) => {
+    const error = toClusterError(err, 'read the cluster');
+    if (error.retryAfterMs !== undefined) throw error;
+    return fallback;
+  };
 }
 
 function rank(view: NodeView): number {

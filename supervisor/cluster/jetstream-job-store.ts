@@ -35,7 +35,7 @@ import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator, Status } from '@nats-io/nats-core';
-import { MusterError, toMusterError } from '../../protocol/errors.js';
+import { MusterError } from '../../protocol/errors.js';
 import type { JobMetrics, JobOutcome, LogStream, ResultStatus } from '../../protocol/messages.js';
 import type {
   AppendLogOutcome,
@@ -59,6 +59,7 @@ import { isStreamNotFound, isWrongLast } from './jetstream-errors.js';
 import { JetStreamJobLogs } from './jetstream-job-logs.js';
 import { processing } from './nats-trace.js';
 import { JobBatches, type BatchJob } from './job-batches.js';
+import { toClusterError } from './nats-unavailable.js';
 import type { KvWatchEntry } from '@nats-io/kv';
 
 export interface JetStreamJobStoreOptions {
@@ -538,7 +539,8 @@ export class JetStreamJobStore implements JobStore {
     try {
       return await fn();
     } catch (err) {
-      throw toMusterError(err);
+      // NATS away or slow is a passing failure (503 with Retry-After on the API): nats-unavailable.ts.
+      throw toClusterError(err, 'use the job store');
     }
   }
 

@@ -5,13 +5,18 @@
 // bucket's stream sequence, which rises across replicas and is never handed out again (a pruned
 // revocation is purged; a later one gets a higher revision). So `revokedSince(seq)` reads the
 // revocations bucket's stream after `seq` and every replica learns every revocation in order.
+// That read costs an ephemeral consumer; so that following revocations costs nothing while none
+// is written, one long-lived KV watch of the revocations bucket (kv-watch-hint.ts: re-made after
+// every reconnect, checked by a stream-info read now and then) says how far the bucket has moved
+// (`revocationsHeard`), and the token registry reads only after it moved (token-registry.ts).
 import { StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { toMusterError } from '../../protocol/errors.js';
 import type { Revocation, TokenInfo, TokenRecord, TokenStore } from '../store/token-store.js';
 import { createOnce } from './kv-cas.js';
+import { KvWatchHint } from './kv-watch-hint.js';
+import { toClusterError } from './nats-unavailable.js';
 import { readKvEntries } from './stream-read.js';
 
 export interface KvTokenStoreOptions {
@@ -24,7 +29,11 @@ export interface KvTokenStoreOptions {
   replicas?: number;
   /** JetStream request timeout; default 2000 ms. */
   timeoutMs?: number;
+  /** How often the revocations watch is checked against its stream (one stream-info read); default 10,000 ms, 0: never. */
+  watchCheckMs?: number;
 }
+
+const WATCH_CHECK_MS = 10_000;
 
 /** A revocation as stored: its `seq` is the entry's revision, not part of the value. */
 type StoredRevocation = Omit<Revocation, 'seq' | 'jti'>;
@@ -42,6 +51,7 @@ export class KvTokenStore implements TokenStore {
     private readonly tokens: KV,
     private readonly revocations: KV,
     private readonly names: { tokens: string; revocations: string },
+    private readonly heard: KvWatchHint,
   ) {}
 
   static async open(options: KvTokenStoreOptions): Promise<KvTokenStore> {
@@ -52,7 +62,20 @@ export class KvTokenStore implements TokenStore {
     const limits = { history: 1, replicas: options.replicas ?? 1, storage: StorageType.File, timeout };
     const names = { tokens: options.tokensBucket ?? 'muster-tokens', revocations: options.revocationsBucket ?? 'muster-revocations' };
     const [tokens, revocations] = await Promise.all([kvm.create(names.tokens, limits), kvm.create(names.revocations, limits)]);
-    return new KvTokenStore(js, jsm, tokens, revocations, names);
+    // Its entries matter only as a position: a read after it moved returns them.
+    const heard = await KvWatchHint.start({
+      nc: options.nc,
+      kv: revocations,
+      checkMs: options.watchCheckMs ?? WATCH_CHECK_MS,
+      onEntry: () => {},
+      onError: () => {}, // the next reconnect or check makes it again; the registry's reconcile reads anyway
+    });
+    return new KvTokenStore(js, jsm, tokens, revocations, names, heard);
+  }
+
+  /** The revision of the revocations bucket the watch has reached (from memory: no NATS request). */
+  revocationsHeard(): number {
+    return this.heard.revision;
   }
 
   recordToken(token: TokenInfo): Promise<void> {
@@ -117,7 +140,7 @@ export class KvTokenStore implements TokenStore {
   }
 
   close(): Promise<void> {
-    return Promise.resolve();
+    return this.heard.close();
   }
 
   /** The live values of a bucket (purge markers left out), in revision order, after `afterSeq`. */
@@ -130,6 +153,6 @@ async function guard<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    throw toMusterError(err);
+    throw toClusterError(err, 'use the token store');
   }
 }

@@ -48,13 +48,25 @@ export function toPeer(entry: KvEntry | null | undefined): PeerLease | undefined
 
 const leaseKey = (id: string, epoch: number): string => `${id}#${epoch}`;
 
+/**
+ * nats-server removes an aged-out entry within a few ms of `stored + max_age` (measured on 2.9.10:
+ * 3 to 14 ms late), so a wait reads a lease again just after the moment it should go, rather
+ * than up to `gonePollMs` later; then quickly for a while, in case this clock and the server's
+ * differ, and at `gonePollMs` after that.
+ */
+const AGE_OUT_SLACK_MS = 15;
+const AFTER_AGE_OUT_POLL_MS = 50;
+const AFTER_AGE_OUT_WINDOW_MS = 2_000;
+
 export interface LeasePeersOptions {
   /** This replica's id (its own lease is never reported gone here). */
   selfId: string;
   /** How often all leases are read. */
   peerPollMs: number;
-  /** How often a lease that `whenGone` waits on is read. */
+  /** How often a lease that `whenGone` waits on is read, at most (see `agesOutAt`). */
   gonePollMs: number;
+  /** The bucket's `max_age`: a lease ages out this long after the server stored its last renewal. */
+  ttlMs: number;
   /** The replica's own epoch now (its own lease is live by definition). */
   selfEpoch: () => number | undefined;
   /** May peers be reported gone now (lease-guard.ts)? */
@@ -80,6 +92,8 @@ export class LeasePeers {
   private readonly goneWaits = new Map<string, GoneWait>();
   /** Lease reads in flight, by id#epoch. */
   private readonly reads = new Map<string, Promise<boolean>>();
+  /** When (this clock, ms since the epoch) each live lease read should age out, by id#epoch. */
+  private readonly agesOutAt = new Map<string, number>();
   /** Reads of single leases made by `isLive`, for tests and metrics. */
   leaseReads = 0;
   /** Ends every pending `whenGone` (false) when the view closes. */
@@ -124,8 +138,13 @@ export class LeasePeers {
       this.leaseReads += 1;
       read = this.kv.get(id).then((entry) => {
         const peer = toPeer(entry);
-        if (peer && peer.epoch === epoch) return true;
+        if (peer && entry && peer.epoch === epoch) {
+          // The entry's time is the server's, when it stored the renewal: the age-out counts from it.
+          this.agesOutAt.set(key, entry.created.getTime() + this.o.ttlMs);
+          return true;
+        }
         this.gone.add(key);
+        this.agesOutAt.delete(key);
         return false;
       });
       const forget = (): void => void this.reads.delete(key);
@@ -206,7 +225,9 @@ export class LeasePeers {
   private judge(view: Map<string, PeerLease>): void {
     const current = new Map<string, PeerLease>();
     for (const peer of view.values()) {
-      if (peer.id !== this.o.selfId) current.set(leaseKey(peer.id, peer.epoch), peer);
+      const key = leaseKey(peer.id, peer.epoch);
+      // Known gone (a wait read it after this poll's read): never reported twice.
+      if (peer.id !== this.o.selfId && !this.gone.has(key)) current.set(key, peer);
     }
     if (!this.o.mayJudge()) {
       for (const [key, peer] of current) this.known.set(key, peer);
@@ -225,14 +246,35 @@ export class LeasePeers {
       try {
         if (!(await this.isLive(id, epoch))) {
           wait.resolve();
+          this.reportGone(leaseKey(id, epoch));
           break;
         }
       } catch {
         // NATS unreachable: try again at the next poll.
       }
-      await new Promise<void>((r) => this.after(this.o.gonePollMs, r));
+      await new Promise<void>((r) => this.after(this.nextGoneRead(leaseKey(id, epoch)), r));
     }
     this.goneWaits.delete(leaseKey(id, epoch));
+  }
+
+  /**
+   * A wait saw a lease go that a poll saw live: reported now (not at the next poll, up to
+   * `peerPollMs` later), if the replica may judge; else the poll reports it when it may.
+   */
+  private reportGone(key: string): void {
+    const peer = this.known.get(key);
+    if (peer === undefined || this.closed || !this.o.mayJudge()) return;
+    this.known.delete(key);
+    this.o.onGone(peer.id, peer.epoch);
+  }
+
+  /** How long a wait sleeps before it reads the lease again: until just after its age-out when that comes first. */
+  private nextGoneRead(key: string): number {
+    const at = this.agesOutAt.get(key);
+    if (at === undefined) return this.o.gonePollMs;
+    const late = Date.now() - at;
+    if (late < 0) return Math.min(this.o.gonePollMs, -late + AGE_OUT_SLACK_MS);
+    return late < AFTER_AGE_OUT_WINDOW_MS ? Math.min(this.o.gonePollMs, AFTER_AGE_OUT_POLL_MS) : this.o.gonePollMs;
   }
 
   private after(delayMs: number, fn: () => void): NodeJS.Timeout {

@@ -8,6 +8,7 @@ import { errors, headers, type Msg, type NatsConnection, type Subscription } fro
 import { MusterError } from '../../protocol/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import { serverHas } from './nats-waits.js';
+import { NATS_RETRY_AFTER_MS, natsTrouble, unavailable } from './nats-unavailable.js';
 import { decodeReply, decodeRequest, encodeJson } from './node-command-codec.js';
 import type { NatsStatusTracker } from './nats-status.js';
 import { commandSubject } from './subjects.js';
@@ -145,7 +146,9 @@ export class NodeCommandClient {
   async send(owner: string, command: NodeCommand, traceparent?: string): Promise<NodeCommandReply> {
     const subject = commandSubject(owner);
     if (this.o.status !== undefined && this.o.status.state !== 'connected') {
-      throw new MusterError('internal', `cannot reach owner replica ${owner}: this replica is ${this.o.status.state === 'closed' ? 'closed' : 'not connected to NATS'}`);
+      throw new MusterError('internal', `cannot reach owner replica ${owner}: this replica is ${this.o.status.state === 'closed' ? 'closed' : 'not connected to NATS'}`, {
+        retryAfterMs: NATS_RETRY_AFTER_MS,
+      });
     }
     const body = encodeJson({ from: this.o.replicaId, command });
     // A `send muster.cmd` span when tracing and in a span: the owner's `process muster.cmd` is its child.
@@ -165,11 +168,13 @@ export class NodeCommandClient {
 
   private failure(owner: string, subject: string, err: unknown): MusterError {
     if (err instanceof errors.RequestError && err.isNoResponders()) {
-      return new MusterError('internal', `owner replica ${owner} is not listening for commands (no responders on ${subject}): it is down or cut off from NATS`, { cause: err });
+      return new MusterError('internal', `owner replica ${owner} is not listening for commands (no responders on ${subject}): it is down or cut off from NATS`, { cause: err, retryAfterMs: NATS_RETRY_AFTER_MS });
     }
     if (err instanceof errors.TimeoutError) {
-      return new MusterError('internal', `owner replica ${owner} did not answer within ${this.o.timeoutMs} ms`, { cause: err });
+      return new MusterError('internal', `owner replica ${owner} did not answer within ${this.o.timeoutMs} ms`, { cause: err, retryAfterMs: NATS_RETRY_AFTER_MS });
     }
+    const trouble = natsTrouble(err);
+    if (trouble !== undefined) return unavailable(trouble, `send a command to owner replica ${owner}`, err);
     const reason = err instanceof Error ? err.message : String(err);
     return new MusterError('internal', `command to owner replica ${owner} failed: ${reason}`, { cause: err });
   }

@@ -7,6 +7,8 @@ import { MusterError } from '../../protocol/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import type { NodeDetail, NodeView } from '../admin/wire-types.js';
 import { serverHas } from './nats-waits.js';
+import type { NatsState } from './nats-status.js';
+import { natsTrouble, unavailable } from './nats-unavailable.js';
 import { subjectToken } from './subjects.js';
 import { TRACEPARENT_HEADER, traceparentOrNew } from './traceparent.js';
 import { parseJsonObject } from './json-object.js';
@@ -39,7 +41,8 @@ export class NodeDirectory {
   constructor(
     private readonly nc: NatsConnection,
     private readonly replicaId: string,
-    private readonly timeoutMs: number,
+    /** How long a peer has to answer, and the connection check (`reachable`) to pass. */
+    readonly timeoutMs: number,
     private readonly logger: Logger,
   ) {}
 
@@ -74,6 +77,20 @@ export class NodeDirectory {
     return 'node' in reply && reply.node !== null ? reply.node : undefined;
   }
 
+  /**
+   * Rejects (unavailable, nats-unavailable.ts) unless this replica's connection answers a ping
+   * within `timeoutMs`: a list of the cluster's nodes made while it is cut off would be this
+   * replica's alone, and a hung server looks connected until its pings are missed.
+   */
+  async reachable(state: NatsState): Promise<void> {
+    if (state !== 'connected') throw unavailable('disconnected', "list the cluster's nodes");
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), this.timeoutMs)));
+    const answer = await Promise.race([this.nc.flush().then(() => 'ok' as const, () => 'late' as const), late]);
+    clearTimeout(timer);
+    if (answer === 'late') throw unavailable('timeout', "list the cluster's nodes");
+  }
+
   async close(): Promise<void> {
     this.sub?.unsubscribe();
     await serverHas(this.nc);
@@ -87,6 +104,8 @@ export class NodeDirectory {
       h.set(TRACEPARENT_HEADER, traceparentOrNew(undefined));
       msg = await this.nc.request(directorySubject(replicaId), encoder.encode(JSON.stringify(request)), { timeout: this.timeoutMs, headers: h });
     } catch (err) {
+      const trouble = natsTrouble(err);
+      if (trouble !== undefined) throw unavailable(trouble, `list the nodes of replica ${replicaId}`, err);
       throw new MusterError('internal', `replica ${replicaId} did not list its nodes: ${(err as Error).message}`, { cause: err });
     }
     const reply = parseJsonObject(msg.data, MAX_REPLY_BYTES);

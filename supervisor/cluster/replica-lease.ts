@@ -16,6 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { NatsConnection, Status } from '@nats-io/nats-core';
 import type { KV } from '@nats-io/kv';
 import { MusterError } from '../../protocol/errors.js';
+import { DEFAULTS } from '../config.js';
 import { isKvKey, KV_KEY, openCasBucket } from './kv-cas.js';
 import { isWrongLast } from './jetstream-errors.js';
 import { LeaseGuard } from './lease-guard.js';
@@ -55,9 +56,9 @@ export interface ReplicaLeaseOptions {
   bucket?: string;
   /** Copies of the bucket (1; more only on nats-server 2.9.21 or later). */
   replicas?: number;
-  /** The bucket's `max_age`: a lease not renewed for this long is gone (default 10,000). */
+  /** The bucket's `max_age`: a lease not renewed for this long is gone (default config.ts's `leaseTtlMs`). */
   ttlMs?: number;
-  /** How often the lease is renewed (default 2,000; below `ttlMs - marginMs`). */
+  /** How often the lease is renewed (default config.ts's `leaseRenewMs`; below `ttlMs - marginMs`). */
   renewMs?: number;
   /** How long before the TTL the replica fences itself (default TTL / 5). */
   marginMs?: number;
@@ -76,8 +77,8 @@ export interface ReplicaLeaseOptions {
 type Resolved = Required<ReplicaLeaseOptions>;
 
 function resolve(options: ReplicaLeaseOptions): Resolved {
-  const ttlMs = options.ttlMs ?? 10_000;
-  const renewMs = options.renewMs ?? 2_000;
+  const ttlMs = options.ttlMs ?? DEFAULTS.leaseTtlMs;
+  const renewMs = options.renewMs ?? DEFAULTS.leaseRenewMs;
   const marginMs = options.marginMs ?? Math.round(ttlMs / 5);
   const resolved: Resolved = {
     bucket: LEASE_BUCKET,
@@ -145,6 +146,7 @@ export class ReplicaLease {
       selfId: o.replicaId,
       peerPollMs: o.peerPollMs,
       gonePollMs: o.gonePollMs,
+      ttlMs: o.ttlMs,
       selfEpoch: () => this.epochValue,
       mayJudge: () => this.mayJudge(),
       onGone: (id, epoch) => this.emit({ kind: 'peer-gone', id, epoch }),

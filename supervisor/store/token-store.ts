@@ -56,5 +56,13 @@ export interface TokenStore {
    * an expired token is refused anyway. Revocations of unrecorded tokens are kept. Returns how many rows went.
    */
   pruneTokens(before: string): Promise<number>;
+  /**
+   * Optional, for stores that hear of changes (a cluster's KV watch): the highest position in
+   * the store's revocations that it has heard of, from memory. A poller reads `revokedSince`
+   * only when this moved past what it had heard before its last read, so following costs nothing
+   * while nothing changes. A hint: it may lag, never run ahead of what a read returns. Absent:
+   * the poller reads every time.
+   */
+  revocationsHeard?(): number;
   close(): Promise<void>;
 }

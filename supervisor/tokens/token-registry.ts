@@ -16,8 +16,10 @@ export interface TokenRegistryOptions {
   logger: Logger;
   /** Called once for each revocation learned after start, from this process or from the store. */
   onRevoked: (revocation: Revocation) => void;
-  /** How often to read revocations written by others; 0: never. */
+  /** How often to read revocations written by others; 0: never. With a store that hears changes (`revocationsHeard`), a poll reads only when it heard one. */
   pollMs: number;
+  /** With such a store, how often a poll reads anyway (its hint may have missed something); default config.ts's `revocationReconcileMs`. */
+  reconcileMs?: number;
   /** Recorded tokens expired longer ago than this are forgotten (an expired token is refused anyway); default config.ts's. */
   keepExpiredMs?: number;
   /** How often they are forgotten; default config.ts's. */
@@ -39,6 +41,11 @@ export class TokenRegistry {
   readonly #timers: NodeJS.Timeout[] = [];
   /** `seq` of the newest revocation read from the store. */
   #cursor = 0;
+  /** The store's `revocationsHeard()` before the last read that succeeded; undefined: the store has no such hint. */
+  #heardRead: number | undefined;
+  readonly #reconcileMs: number;
+  /** When (Date.now) the last read that succeeded started. */
+  #readAt = 0;
   #syncing: Promise<void> | undefined;
   /** Minted tokens waiting to be recorded together (`recordSoon`), and the timer that writes them. */
   #unrecorded: TokenInfo[] = [];
@@ -51,14 +58,18 @@ export class TokenRegistry {
     this.#logger = options.logger;
     this.#onRevoked = options.onRevoked;
     this.#keepExpiredMs = options.keepExpiredMs ?? DEFAULTS.tokenKeepExpiredMs;
+    this.#reconcileMs = options.reconcileMs ?? DEFAULTS.revocationReconcileMs;
   }
 
   /** Loads every revocation, forgets long-expired tokens, and starts following the store. */
   static async open(options: TokenRegistryOptions): Promise<TokenRegistry> {
     const registry = new TokenRegistry(options);
+    const heard = options.store.revocationsHeard?.();
+    registry.#readAt = Date.now();
     for (const revocation of await options.store.revokedSince(0)) registry.#learn(revocation, false);
+    registry.#heardRead = heard;
     await registry.#prune();
-    if (options.pollMs > 0) registry.#every(options.pollMs, () => registry.sync());
+    if (options.pollMs > 0) registry.#every(options.pollMs, () => registry.#poll());
     registry.#every(options.pruneIntervalMs ?? DEFAULTS.tokenPruneIntervalMs, () => registry.#prune());
     return registry;
   }
@@ -131,9 +142,22 @@ export class TokenRegistry {
     return this.#recorded;
   }
 
+  /** The timer's read: skipped while the store heard nothing new since the last read, unless a reconcile is due. */
+  #poll(): Promise<void> {
+    const heard = this.#store.revocationsHeard?.();
+    const quiet = heard !== undefined && this.#heardRead !== undefined && heard <= this.#heardRead;
+    if (quiet && Date.now() - this.#readAt < this.#reconcileMs) return Promise.resolve();
+    return this.sync();
+  }
+
   async #readNew(): Promise<void> {
+    // What the store heard before the read is in the read: a revocation heard later is read next time.
+    const heard = this.#store.revocationsHeard?.();
+    const startedAt = Date.now();
     try {
       for (const revocation of await this.#store.revokedSince(this.#cursor)) this.#learn(revocation, true);
+      this.#heardRead = heard;
+      this.#readAt = startedAt;
     } catch (err) {
       this.#logger.warn({ err }, 'could not read revocations');
     }

@@ -38,6 +38,7 @@ import type { ChildProcess } from 'node:child_process';
 import { connect } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { OWNERS_BUCKET } from '../../supervisor/cluster/node-ownership.js';
+import { DEFAULTS } from '../../supervisor/config.js';
 import { NatsServer } from '../cluster/nats-server.js';
 import { mintApiToken, NODE_TAG } from './bench-node.js';
 import { backlog, epochMs, intFromEnv, jobSubmitters, loadAverage, startWorkers, Stamps, type BacklogResult, type Submitted } from './dispatch.js';
@@ -271,7 +272,7 @@ async function reportStuck(planes: RunningPlane[], token: string, submitted: str
 
 async function failover(secret: Secret, run: number): Promise<void> {
   console.log(
-    `== failover, run ${run}: ${FAILOVER_NODES} nodes on replica r0 of 3 (default lease: leaseTtlMs 10000, leaseRenewMs 2000; ` +
+    `== failover, run ${run}: ${FAILOVER_NODES} nodes on replica r0 of 3 (default lease: leaseTtlMs ${DEFAULTS.leaseTtlMs}, leaseRenewMs ${DEFAULTS.leaseRenewMs}; ` +
       `rebalancing off, so that they stay there), then kill -9 of r0`,
   );
   // Rebalancing would move the nodes off r0 (it holds all of them) before the kill.
@@ -341,6 +342,7 @@ async function failover(secret: Secret, run: number): Promise<void> {
     if (resumeFailures.length > 0) console.log(`  first given up: ${resumeFailures[0]}`);
     if (outcome === 'timeout') console.log(`  (stopped waiting after ${FAILOVER_WAIT_MS / 1000} s)`);
     errors.print();
+    for (const [i, r] of survivors.entries()) console.log(`  r${i + 1}: ${await leaseHealth(r)}`);
     const total = Math.max(...registeredMs, ...assignedMs);
     const complete = back.length === hostnames.length && assignedMs.length === hostnames.length;
     console.log(
@@ -557,6 +559,24 @@ function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * What a survivor's lease went through during the takeover, from its `/metrics`: the longest
+ * event-loop stall since start (a renewal timer fires no earlier than the loop lets it) and the
+ * slowest renewal round trip (histogram bucket), the margins a shorter lease TTL would eat into.
+ */
+async function leaseHealth(replica: RunningPlane): Promise<string> {
+  const text = await (await fetch(`${replica.httpUrl}/metrics`)).text();
+  const value = (name: string): number | undefined => {
+    const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : undefined;
+  };
+  const buckets = [...text.matchAll(/^muster_cluster_lease_renewal_seconds_bucket\{le="([^"]+)"\} (\d+)$/gm)].map((m) => ({ le: m[1]!, n: Number(m[2]) }));
+  const count = value('muster_cluster_lease_renewal_seconds_count') ?? 0;
+  const slowest = buckets.find((b) => b.n >= count)?.le ?? '?';
+  const lag = value('nodejs_eventloop_lag_max_seconds');
+  return `event loop stalled at most ${lag === undefined ? '?' : `${lag.toFixed(2)} s`}; ${count} lease renewals, the slowest within ${slowest} s`;
 }
 
 function spread(s: Summary, of: number): string {

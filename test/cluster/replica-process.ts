@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { planeTokens } from '../bench/bench-node.js';
 import { nodeDeathsInLog, nodeRunsInLog, type NodeDeath, type NodeRun } from './invariant-checker.js';
 import { waitFor, type AgentOptions, type AgentProcess, type Harness, type PlaneProcess } from '../e2e/harness.js';
+import type { NodeView } from '../../supervisor/admin/wire-types.js';
 
 /**
  * Cluster timers over FAST_PLANE_ENV: short where a failover waits on them (a lease ages out 3 s
@@ -99,12 +100,16 @@ export class ReplicaCluster {
    * Waits until no running replica holds a session whose node is away (`connected: false`, not yet
    * `dead`): each session a fault dropped has resumed or been buried, so a replica that would
    * declare a healthy node dead has done so (a heartbeat window after the fault) before a check.
+   * A replica cut off from NATS answers `GET /v1/nodes` 503 (it cannot list the cluster) and is
+   * passed over: it judges no node while cut off (lease-guard.ts), and the check reads its log.
    */
   settled(timeoutMs: number): Promise<true> {
     return waitFor(
       async () => {
         for (const replica of this.replicas.filter((r) => r.isRunning)) {
-          if ((await replica.api.nodes()).some((n) => !n.connected && n.state !== 'dead')) return false;
+          const listed = await replica.api.request<NodeView[]>('GET', '/v1/nodes');
+          if (listed.status === 503) continue;
+          if (listed.body.some((n) => !n.connected && n.state !== 'dead')) return false;
         }
         return true;
       },

@@ -1,8 +1,12 @@
 // The KV token store against the TokenStore contract on a real nats-server, plus what only a
-// cluster store promises: a revocation written by one replica is handed out by another's.
+// cluster store promises: a revocation written by one replica is handed out by another's, and
+// following revocations (the token registry's poll) costs no NATS request while none is written.
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/nats-core';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Revocation, TokenStore } from '../../../supervisor/store/token-store.js';
+import { TokenRegistry } from '../../../supervisor/tokens/token-registry.js';
 import { KvTokenStore, type KvTokenStoreOptions } from '../../../supervisor/cluster/kv-token-store.js';
 import { NatsServer } from '../../cluster/nats-server.js';
 import { tokenStoreContract } from '../store/token-store-contract.js';
@@ -61,5 +65,63 @@ describe('KvTokenStore across replicas', () => {
     const listed = await a.listTokens();
     expect(listed).toHaveLength(1);
     expect(await b.listTokens()).toEqual(listed);
+  });
+});
+
+describe('following revocations', () => {
+  const JTI = 'ffffffff-0000-4000-8000-000000000006';
+  const POLL_MS = 50;
+
+  /** Every JetStream API request on the server (a plain subscriber sees them), by subject. */
+  async function jsApiRequests(): Promise<string[]> {
+    const seen: string[] = [];
+    const nc = await connection();
+    nc.subscribe('$JS.API.>', { callback: (_err, msg) => void seen.push(msg.subject) });
+    await nc.flush();
+    return seen;
+  }
+
+  /** The store, with its hint's reads counted: one per poll of the registry (and one per read). */
+  function counted(store: KvTokenStore): { store: TokenStore; looks: () => number } {
+    let looks = 0;
+    const spy: TokenStore = {
+      recordToken: (token) => store.recordToken(token),
+      listTokens: () => store.listTokens(),
+      revokeToken: (jti, reason) => store.revokeToken(jti, reason),
+      isRevoked: (jti) => store.isRevoked(jti),
+      revokedSince: (after) => store.revokedSince(after),
+      pruneTokens: (before) => store.pruneTokens(before),
+      revocationsHeard: () => {
+        looks += 1;
+        return store.revocationsHeard();
+      },
+      close: () => store.close(),
+    };
+    return { store: spy, looks: () => looks };
+  }
+
+  it('polls without a NATS request (no consumer) while nothing is revoked, and reads once another replica revokes', async () => {
+    const names = freshNames();
+    const here = await KvTokenStore.open({ nc: await connection(), ...names });
+    const other = await KvTokenStore.open({ nc: await connection(), ...names });
+    const { store, looks } = counted(here);
+    const learned: Revocation[] = [];
+    const registry = await TokenRegistry.open({ store, logger: pino({ level: 'silent' }), pollMs: POLL_MS, onRevoked: (r) => learned.push(r) });
+    try {
+      const requests = await jsApiRequests();
+      const from = looks();
+      await expect.poll(() => looks() - from, { timeout: 10_000, interval: POLL_MS }).toBeGreaterThanOrEqual(10);
+      expect(requests).toEqual([]);
+
+      const revocation = await other.revokeToken(JTI, 'stolen');
+      await expect.poll(() => learned, { timeout: 5_000, interval: 10 }).toEqual([revocation]);
+      // The read that learned it (an ephemeral consumer of the revocations stream): what the quiet polls saved.
+      expect(requests.filter((s) => s.startsWith('$JS.API.CONSUMER.CREATE.')).length).toBeGreaterThanOrEqual(1);
+      expect(registry.isRevoked(JTI)).toBe(true);
+    } finally {
+      registry.close();
+      await here.close();
+      await other.close();
+    }
   });
 });

@@ -56,3 +56,30 @@ describe('TokenRegistry.recordSoon', () => {
     await again.close();
   });
 });
+
+describe('TokenRegistry polling a store that hears revocations', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('reads only after the hint moved, or once a reconcile is due', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] });
+    const store = SqliteTokenStore.open(':memory:');
+    let heard = 7;
+    const hinted = Object.assign(store, { revocationsHeard: () => heard });
+    const revokedSince = vi.spyOn(store, 'revokedSince');
+    const registry = await TokenRegistry.open({ store: hinted, logger, onRevoked: () => {}, pollMs: 100, reconcileMs: 10_000 });
+    expect(revokedSince).toHaveBeenCalledTimes(1); // the load at open
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(revokedSince).toHaveBeenCalledTimes(1);
+    heard = 8;
+    await vi.advanceTimersByTimeAsync(100);
+    expect(revokedSince).toHaveBeenCalledTimes(2);
+    await vi.advanceTimersByTimeAsync(9_800);
+    expect(revokedSince).toHaveBeenCalledTimes(2);
+    await vi.advanceTimersByTimeAsync(200); // 10 s since the last read: the reconcile
+    expect(revokedSince).toHaveBeenCalledTimes(3);
+    registry.close();
+    await store.close();
+  });
+});
