@@ -6,7 +6,7 @@
 // over NATS (a consumer span under A's submission), B's assignment, the agent's run, B's storing of the result
 // and the agent's handling of its ack, each span under the one that caused it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Harness, type AgentProcess } from '../e2e/harness.js';
+import { Harness, waitFor, type AgentProcess } from '../e2e/harness.js';
 import { OtlpReceiver, type ReceivedSpan } from '../observability/otlp-receiver.js';
 import { NatsServer } from './nats-server.js';
 import { ReplicaCluster, type Replica } from './replica-process.js';
@@ -30,7 +30,8 @@ beforeAll(async () => {
   b = await cluster.start('replica-b', { env: { OTEL_SERVICE_NAME: 'replica-b' } });
   // The agent tries B first: B owns it, and only B places jobs on it.
   agent = await cluster.startAgent(b, { env: { ...otel, OTEL_SERVICE_NAME: 'runner' } });
-  expect((await a.api.node(agent.nodeId))?.owner).toBe('replica-b');
+  // A lists B's nodes once it has heard B's lease (its peer poll), not necessarily at once.
+  await waitFor(async () => (await a.api.node(agent.nodeId))?.owner === 'replica-b', 10_000, 'A to list the agent as owned by replica-b');
   jobId = await a.api.submit({ job: { name: 'across', command: ['sh', '-c', 'echo across'] }, max_attempts: 1 });
   expect((await a.api.waitForJob(jobId, 20_000)).state).toBe('Completed');
   // The last spans of the job: the result stored on B, its ack handled on the agent.
