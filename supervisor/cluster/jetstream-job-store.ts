@@ -137,6 +137,9 @@ interface WriteSlot {
 /** A job's change as the bus tells it. */
 export type JobChange = Extract<BusEvent, { kind: 'job' }>;
 
+/** Creates of one batch in flight at once (#materialise). */
+const MATERIALISE_WINDOW = 128;
+
 export class JetStreamJobStore implements JobStore {
   readonly #index = new JobIndex();
   readonly #changeHandlers = new Set<(change: JobChange) => void>();
@@ -247,21 +250,35 @@ export class JetStreamJobStore implements JobStore {
     });
   }
 
-  /** Creates the batch's jobs, in order (one connection: revisions follow), skipping any already there. */
+  /**
+   * Creates the batch's jobs, in order (one connection: revisions follow), skipping any already
+   * there, at most MATERIALISE_WINDOW at a time: each create's timeout runs from its send, so with
+   * all of a 2,000-job batch in flight at once the last ones waited behind every other and timed
+   * out on a loaded server.
+   */
   async #materialise(batch: readonly BatchJob[]): Promise<number[]> {
-    return Promise.all(
-      batch.map(async ({ id, doc }) => {
-        try {
-          return await this.#ownWrite(id, doc, () => this.kv.create(id, encodeDoc(doc)));
-        } catch (err) {
-          if (!isWrongLast(err)) throw err;
-          // Another store finished this batch first: the job is there, at its own revision.
-          const read = await this.#read(id);
-          if (read === undefined) throw err;
-          return read.doc.seq ?? read.revision;
-        }
-      }),
-    );
+    const revisions = new Array<number>(batch.length);
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < batch.length) {
+        const i = next++;
+        revisions[i] = await this.#materialiseOne(batch[i]!);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(MATERIALISE_WINDOW, batch.length) }, lane));
+    return revisions;
+  }
+
+  async #materialiseOne({ id, doc }: BatchJob): Promise<number> {
+    try {
+      return await this.#ownWrite(id, doc, () => this.kv.create(id, encodeDoc(doc)));
+    } catch (err) {
+      if (!isWrongLast(err)) throw err;
+      // Another store finished this batch first: the job is there, at its own revision.
+      const read = await this.#read(id);
+      if (read === undefined) throw err;
+      return read.doc.seq ?? read.revision;
+    }
   }
 
   async #recoverBatches(): Promise<void> {
