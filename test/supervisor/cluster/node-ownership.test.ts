@@ -162,8 +162,11 @@ describe('NodeOwnership', () => {
     const b = buckets();
     const replicas = new Replicas();
     replicas.answer = () => 'silent';
-    const a = await replica('replica-a', b, replicas);
-    const c = await replica('replica-c', b, replicas);
+    // A longer lease than the file's 1.5 s: c's renewals share one connection with its 500 claims,
+    // and on a loaded machine a renewal held up past 1.1 s fenced c in the middle of the storm.
+    const lease = { ttlMs: 4_000, renewMs: 500, marginMs: 1_000 };
+    const a = await replica('replica-a', b, replicas, { lease });
+    const c = await replica('replica-c', b, replicas, { lease });
     const nodes = Array.from({ length: 500 }, (_, i) => `node-${i}`);
     await Promise.all(nodes.map((n) => a.ownership.claim(n)));
     await a.ownership.close();

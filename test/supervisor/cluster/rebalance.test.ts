@@ -114,7 +114,9 @@ describe('a replica that joins', () => {
     const c = await replicas.start('balance-c', fast);
     await expect
       .poll(() => [a, b, c].map(serving).every((n) => n >= 90 && n <= 110) && [a, b, c].map(serving).reduce((x, y) => x + y, 0) === NODES, {
-        timeout: 60_000,
+        // A deadline, not the claim: alone the share is even within about 5 s; beside the rest of
+        // the suite on 2 cores this process gets a fraction of a core.
+        timeout: 120_000,
         interval: 200,
       })
       .toBe(true);
@@ -129,5 +131,5 @@ describe('a replica that joins', () => {
     // the counts lag the moves, a few more), but far from every node moving again and again.
     expect(moved).toBeGreaterThanOrEqual(90);
     expect(moved, `${moved} moves`).toBeLessThan(2 * NODES);
-  }, 90_000);
+  }, 180_000);
 });
