@@ -5,7 +5,11 @@
 // the event loop never waits for the disk; one fsync covers every commit made before it.
 // A read on the same connection may see a commit before its fsync ends; no caller is answered,
 // so nothing is acknowledged, before it.
-// Each write runs in its own savepoint: one that throws is rolled back alone and fails alone.
+// A write that throws is rolled back alone and fails alone: the batch is first run without
+// savepoints (a savepoint pair costs about as much as a small write), and only when one of its
+// writes throws is the transaction rolled back and the batch run again, each write in its own
+// savepoint. So a write's function may run twice (the first run undone): it must do nothing
+// but statements on this connection, and return what they tell.
 // When another process holds the write lock, the batch is retried on a timer rather than waiting
 // inside SQLite's busy handler, which would block the event loop.
 import { open, type FileHandle } from 'node:fs/promises';
@@ -34,9 +38,20 @@ interface Write {
 
 type Outcome = { ok: true; value: unknown } | { ok: false; err: unknown };
 
+/** The statements that frame a batch, prepared once: `exec` would parse them on every write. */
+interface Framing {
+  begin: Database.Statement;
+  commit: Database.Statement;
+  rollback: Database.Statement;
+  savepoint: Database.Statement;
+  release: Database.Statement;
+  rollbackTo: Database.Statement;
+}
+
 export class GroupCommit {
   readonly #db: Database.Database;
   readonly #options: GroupCommitOptions;
+  readonly #sql: Framing;
   #pending: Write[] = [];
   #scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
   #commits = 0;
@@ -51,6 +66,14 @@ export class GroupCommit {
   constructor(db: Database.Database, options: GroupCommitOptions) {
     this.#db = db;
     this.#options = options;
+    this.#sql = {
+      begin: db.prepare('BEGIN IMMEDIATE'),
+      commit: db.prepare('COMMIT'),
+      rollback: db.prepare('ROLLBACK'),
+      savepoint: db.prepare('SAVEPOINT w'),
+      release: db.prepare('RELEASE w'),
+      rollbackTo: db.prepare('ROLLBACK TO w'),
+    };
   }
 
   /** Transactions committed so far: for tests that count how writes were grouped. */
@@ -99,22 +122,34 @@ export class GroupCommit {
     this.#pending = [];
     if (batch.length === 0) return;
     try {
-      this.#db.exec('BEGIN IMMEDIATE');
+      this.#sql.begin.run();
     } catch (err) {
       this.#beginFailed(batch, err, final);
       return;
     }
-    const outcomes: Outcome[] = [];
-    for (const write of batch) {
-      const outcome = this.#inSavepoint(write);
-      // SQLite rolls the whole transaction back by itself on some errors (disk full, I/O):
-      // the writes before this one are gone too, so each is tried again in its own transaction.
-      if (!this.#db.inTransaction) return this.#oneByOne(batch);
-      if (!outcome.ok && isStorageFailure(outcome.err)) this.#failed(outcome.err);
-      outcomes.push(outcome);
+    let outcomes = this.#runPlain(batch);
+    if (outcomes === undefined) {
+      // A write threw: its statements before the throw are undone with everything else, and
+      // the batch runs again with a savepoint per write.
+      this.#rollback();
+      try {
+        this.#sql.begin.run();
+      } catch (err) {
+        this.#beginFailed(batch, err, final);
+        return;
+      }
+      outcomes = [];
+      for (const write of batch) {
+        const outcome = this.#inSavepoint(write);
+        // SQLite rolls the whole transaction back by itself on some errors (disk full, I/O):
+        // the writes before this one are gone too, so each is tried again in its own transaction.
+        if (!this.#db.inTransaction) return this.#oneByOne(batch);
+        if (!outcome.ok && isStorageFailure(outcome.err)) this.#failed(outcome.err);
+        outcomes.push(outcome);
+      }
     }
     try {
-      this.#db.exec('COMMIT');
+      this.#sql.commit.run();
     } catch (err) {
       this.#rollback();
       this.#failed(err);
@@ -168,16 +203,29 @@ export class GroupCommit {
     for (const write of batch) write.reject(error);
   }
 
+  /** Every write of the batch in the open transaction, without savepoints; undefined as soon as one throws. */
+  #runPlain(batch: Write[]): Outcome[] | undefined {
+    const outcomes: Outcome[] = new Array<Outcome>(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      try {
+        outcomes[i] = { ok: true, value: (batch[i] as Write).fn() };
+      } catch {
+        return undefined;
+      }
+    }
+    return outcomes;
+  }
+
   #inSavepoint(write: Write): Outcome {
-    this.#db.exec('SAVEPOINT w');
+    this.#sql.savepoint.run();
     try {
       const value = write.fn();
-      this.#db.exec('RELEASE w');
+      this.#sql.release.run();
       return { ok: true, value };
     } catch (err) {
       if (this.#db.inTransaction) {
-        this.#db.exec('ROLLBACK TO w');
-        this.#db.exec('RELEASE w');
+        this.#sql.rollbackTo.run();
+        this.#sql.release.run();
       }
       return { ok: false, err };
     }
@@ -217,7 +265,7 @@ export class GroupCommit {
   }
 
   #rollback(): void {
-    if (this.#db.inTransaction) this.#db.exec('ROLLBACK');
+    if (this.#db.inTransaction) this.#sql.rollback.run();
   }
 
   #committed(): void {

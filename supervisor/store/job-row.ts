@@ -112,11 +112,11 @@ export function sealContext(
   jobId: string,
   context: NewJob['execution_context'],
   box: SecretBox,
-): { execution_context: string; sealed_secrets: string | null } {
+): { execution_context: string; sealed_secrets: string | null; shown: NewJob['execution_context'] } {
   const names = Object.keys(context.secrets);
-  const shown = { ...context, secrets: Object.fromEntries(names.map((name) => [name, SEALED_VALUE])) };
+  const shown = { ...context, secrets: names.length === 0 ? {} : Object.fromEntries(names.map((name) => [name, SEALED_VALUE])) };
   const sealed = names.length === 0 ? null : box.seal(JSON.stringify(context.secrets), jobId);
-  return { execution_context: JSON.stringify(shown), sealed_secrets: sealed };
+  return { execution_context: JSON.stringify(shown), sealed_secrets: sealed, shown };
 }
 
 /** Higher runs first: `queued()` sorts on this descending. */
@@ -170,6 +170,7 @@ export function rowToLifecycle(row: LifecycleRow): JobLifecycle {
 /** Named parameters of the insert in `submit`. */
 export interface JobInsert {
   job_id: string;
+  seq: number;
   priority: Priority;
   priority_rank: number;
   job: string;
@@ -183,10 +184,23 @@ export interface JobInsert {
   now: string;
 }
 
-export function toJobInsert(jobId: string, job: NewJob, owner: number, now: string, box: SecretBox): JobInsert {
-  const { execution_context, sealed_secrets } = sealContext(jobId, job.execution_context, box);
-  return {
+/**
+ * The insert of a new job at `seq`, and the record it stores: made from the job given (its
+ * context as stored, secret values `***`), so that a submit need not read its rows back. The
+ * record shares `job` and `selector` with `job`, which the caller hands over.
+ */
+export function toJobInsert(
+  jobId: string,
+  job: NewJob,
+  owner: number,
+  now: string,
+  seq: number,
+  box: SecretBox,
+): { insert: JobInsert; record: JobRecord } {
+  const { execution_context, sealed_secrets, shown } = sealContext(jobId, job.execution_context, box);
+  const insert: JobInsert = {
     job_id: jobId,
+    seq,
     priority: job.priority,
     priority_rank: PRIORITY_RANK[job.priority],
     job: JSON.stringify(job.job),
@@ -199,6 +213,23 @@ export function toJobInsert(jobId: string, job: NewJob, owner: number, now: stri
     sealed_secrets,
     now,
   };
+  const record: JobRecord = {
+    job_id: jobId,
+    state: 'Queued',
+    attempt: 1,
+    job: job.job,
+    execution_context: shown,
+    priority: job.priority,
+    selector: job.selector,
+    max_attempts: job.max_attempts,
+    cancel_requested: false,
+    created_at: now,
+    seq,
+  };
+  // As rowToRecord leaves them: absent, not undefined.
+  if (job.deadline !== undefined) record.deadline = job.deadline;
+  if (job.traceparent !== undefined) record.traceparent = job.traceparent;
+  return { insert, record };
 }
 
 export function rowToRecord(row: JobRow): JobRecord {

@@ -69,8 +69,10 @@ function prepareStatements(db: Db) {
     insertJob: db.prepare<[JobInsert]>(`
       INSERT INTO jobs (job_id, seq, state, attempt, priority, priority_rank, job, execution_context,
                         selector, deadline, max_attempts, traceparent, owner, sealed_secrets, created_at, updated_at)
-      VALUES (@job_id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), 'Queued', 1, @priority, @priority_rank,
+      VALUES (@job_id, @seq, 'Queued', 1, @priority, @priority_rank,
               @job, @execution_context, @selector, @deadline, @max_attempts, @traceparent, @owner, @sealed_secrets, @now, @now)`),
+    // Read inside the write's transaction, under the write lock: no other writer takes the next seq.
+    lastSeq: db.prepare<[], number>(`SELECT COALESCE(MAX(seq), 0) FROM jobs`).pluck(),
     sealedSecrets: db.prepare<[string], { sealed_secrets: string | null }>(`SELECT sealed_secrets FROM jobs WHERE job_id = ?`),
     lifecycle: db.prepare<[string], LifecycleRow>(LIFECYCLE_SELECT),
     setOwner: db.prepare<[number, string]>(`UPDATE jobs SET owner = ? WHERE job_id = ?`),
@@ -82,8 +84,9 @@ function prepareStatements(db: Db) {
       `${JOB_SELECT} WHERE j.state IN ('Assigned', 'Running') ORDER BY j.priority_rank DESC, j.seq`,
     ),
     // Each UPDATE below writes the machine's answer, and only over the row it was asked about.
-    assign: db.prepare<[{ job_id: string; attempt: number; from: JobState; state: JobState; node_id: string; now: string }]>(`
-      UPDATE jobs SET state = @state, node_id = @node_id, assigned_at = @now, started_at = NULL, updated_at = @now
+    // The new attempt takes its writer's owner token in the same row write.
+    assign: db.prepare<[{ job_id: string; attempt: number; from: JobState; state: JobState; node_id: string; owner: number; now: string }]>(`
+      UPDATE jobs SET state = @state, node_id = @node_id, owner = @owner, assigned_at = @now, started_at = NULL, updated_at = @now
       WHERE job_id = @job_id AND attempt = @attempt AND state = @from`),
     insertAttempt: db.prepare<[{ job_id: string; attempt: number; node_id: string; now: string }]>(`
       INSERT INTO attempts (job_id, attempt, node_id, assigned_at) VALUES (@job_id, @attempt, @node_id, @now)`),
@@ -202,9 +205,9 @@ export class SqliteJobStore implements JobStore {
   // Not fenced: a queued job has no attempt on a node yet (the writer's token is not kept).
   submit(job: NewJob, _owner: OwnerToken): Promise<JobRecord> {
     return this.#tx(() => {
-      const jobId = randomUUID();
-      this.#sql.insertJob.run(toJobInsert(jobId, job, NO_OWNER, now(), this.#box));
-      return this.#get(jobId) as JobRecord;
+      const { insert, record } = toJobInsert(randomUUID(), job, NO_OWNER, now(), this.#sql.lastSeq.get()! + 1, this.#box);
+      this.#sql.insertJob.run(insert);
+      return record;
     });
   }
 
@@ -235,10 +238,9 @@ export class SqliteJobStore implements JobStore {
     return this.#unfenced(jobId, (row) => {
       const move = decide(row, attempt, { type: 'assign' });
       if (move === undefined) return false;
-      const params = { job_id: jobId, attempt, from: move.from.state, state: move.next.state, node_id: nodeId, now: now() };
+      const params = { job_id: jobId, attempt, from: move.from.state, state: move.next.state, node_id: nodeId, owner, now: now() };
       if (this.#sql.assign.run(params).changes === 0) return false;
       this.#sql.insertAttempt.run(params);
-      this.#sql.setOwner.run(owner, jobId);
       return true;
     });
   }
@@ -279,9 +281,10 @@ export class SqliteJobStore implements JobStore {
     owner: OwnerToken,
   ): Promise<StoreResultOutcome> {
     return this.#fenced(jobId, attempt, owner, (row): StoreResultOutcome => {
-      if (this.#sql.hasResult.get(jobId, attempt) !== undefined) return 'duplicate';
       const move = decide(row, attempt, { type: 'result', status: result.status });
-      if (move === undefined) return 'stale';
+      // A stored result ended its attempt, so a move the machine allows has none yet: only a
+      // refused one asks whether it is a repeat.
+      if (move === undefined) return this.#sql.hasResult.get(jobId, attempt) !== undefined ? 'duplicate' : 'stale';
       const at = now();
       // A result explains the end by itself: drop the reason an earlier requeue left.
       if (this.#sql.transition.run(transitionOf(jobId, move, null, at)).changes === 0) return 'stale';
@@ -420,12 +423,12 @@ export class SqliteJobStore implements JobStore {
   submitMany(jobs: readonly NewJob[], _owner: OwnerToken): Promise<JobRecord[]> {
     return this.#tx(() => {
       const at = now();
-      const ids = jobs.map((job) => {
-        const jobId = randomUUID();
-        this.#sql.insertJob.run(toJobInsert(jobId, job, NO_OWNER, at, this.#box));
-        return jobId;
+      let seq = this.#sql.lastSeq.get()!;
+      return jobs.map((job) => {
+        const { insert, record } = toJobInsert(randomUUID(), job, NO_OWNER, at, ++seq, this.#box);
+        this.#sql.insertJob.run(insert);
+        return record;
       });
-      return ids.map((jobId) => this.#get(jobId) as JobRecord);
     });
   }
 

@@ -155,6 +155,28 @@ describe('SqliteJobStore group commit', () => {
     }
   });
 
+  it('undoes all of a write that fails half-way, and keeps the others of its turn in one commit', async () => {
+    const store = SqliteJobStore.open(tempFile());
+    try {
+      const before = store.commits;
+      const poisoned = newJob({ job: { ...newJob().job, environment: { BAD: 1n as unknown as string } } });
+      // The batch's first job is inserted before its second throws: none of it may stay.
+      const [a, batch, c] = await Promise.allSettled([
+        store.submit(newJob(), OWNER),
+        store.submitMany([newJob(), poisoned], OWNER),
+        store.submit(newJob(), OWNER),
+      ]);
+      expect(batch.status).toBe('rejected');
+      expect(store.commits - before).toBe(1);
+      const ids = [a, c].map((r) => (r as PromiseFulfilledResult<{ job_id: string; seq: number }>).value);
+      expect((await store.queued()).map((j) => j.job_id)).toEqual(ids.map((r) => r.job_id));
+      // The records answered are the rows stored.
+      for (const r of ids) expect(await store.get(r.job_id)).toEqual(r);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('answers a write only once another connection can read it', async () => {
     const file = tempFile();
     const store = SqliteJobStore.open(file);
