@@ -12,9 +12,33 @@ const ANY_JOB_ID = '00000000-0000-4000-8000-000000000000';
 
 export type AssignedJob = Omit<MessageData<'JobAssignment'>, 'job_id' | 'attempt'>;
 
+/**
+ * MessagePack never takes more than this many times the bytes of the JSON of one value (from
+ * JSON: its largest ratio is a float, at least 3 characters in JSON such as `0.5` and 9 bytes
+ * in MessagePack; every other value takes no more bytes than its JSON, but for a few header
+ * bytes of a string or container past 64 KiB, which its quotes or brackets and commas cover).
+ */
+const MSGPACK_PER_JSON_BYTE = 3;
+
 /** Frame length (codec byte and body, as `max_frame_bytes` counts it) of the largest JobAssignment `job` can be sent in. */
 export function assignmentFrameBytes(job: AssignedJob): number {
-  const envelope = { type: 'JobAssignment', data: { job_id: ANY_JOB_ID, attempt: Number.MAX_SAFE_INTEGER, ...job } };
+  const envelope = assignmentOf(job);
   const body = Math.max(encodeBody(CODEC_JSON, envelope).length, encodeBody(CODEC_MSGPACK, envelope).length);
   return 1 + body + ENCRYPTION_OVERHEAD_BYTES;
+}
+
+/**
+ * `assignmentFrameBytes(job)` when it may pass `maxFrameBytes`, else undefined: a job far below
+ * the limit (every job a batch of noops carries) is told from the length of its JSON alone,
+ * without encoding it in MessagePack too.
+ */
+export function assignmentOverLimit(job: AssignedJob, maxFrameBytes: number): number | undefined {
+  const jsonBytes = Buffer.byteLength(JSON.stringify(assignmentOf(job)));
+  if (1 + MSGPACK_PER_JSON_BYTE * jsonBytes + ENCRYPTION_OVERHEAD_BYTES <= maxFrameBytes) return undefined;
+  const bytes = assignmentFrameBytes(job);
+  return bytes > maxFrameBytes ? bytes : undefined;
+}
+
+function assignmentOf(job: AssignedJob): { type: 'JobAssignment'; data: MessageData<'JobAssignment'> } {
+  return { type: 'JobAssignment', data: { job_id: ANY_JOB_ID, attempt: Number.MAX_SAFE_INTEGER, ...job } };
 }

@@ -7,7 +7,7 @@ import { MusterError } from '../../protocol/errors.js';
 import { Duration, ExecutionContext, JobSpec, Name, NAME_MAX, PATH_MAX, Priority, TagMap } from '../../protocol/messages.js';
 import { parseDateTime } from '../../protocol/timestamp.js';
 import type { JobSelector, NewJob } from '../store/job-store.js';
-import { assignmentFrameBytes, type AssignedJob } from './assignment-size.js';
+import { assignmentOverLimit, type AssignedJob } from './assignment-size.js';
 
 /**
  * Ceilings on what a job may ask for (issue 8 item 10): above them a number is a mistake or an
@@ -117,8 +117,8 @@ function checkSendable(job: NewJob, maxFrameBytes: number): void {
   const { job: spec, execution_context, priority, deadline } = job;
   const assigned: AssignedJob = { job: spec, execution_context, priority };
   if (deadline !== undefined) assigned.deadline = deadline;
-  const bytes = assignmentFrameBytes(assigned);
-  if (bytes > maxFrameBytes) {
+  const bytes = assignmentOverLimit(assigned, maxFrameBytes);
+  if (bytes !== undefined) {
     throw new MusterError(
       'invalid_message',
       `job: its JobAssignment would take up to ${bytes} bytes, over max_frame_bytes (${maxFrameBytes}); ` +
