@@ -92,7 +92,7 @@ export class StreamConnection implements Connection {
 
   send(codecByte: number, body: Uint8Array): void {
     if (this.isClosed) return;
-    this.socket.write(encodeFrame(codecByte, body));
+    this.socket.write(pooledFrame(codecByte, body));
     if (this.socket.writableLength > this.maxSendBufferBytes) {
       this.abort(new Error(`${this.label}: send buffer passed ${this.maxSendBufferBytes} bytes; the peer is not reading`));
     }
@@ -227,4 +227,17 @@ export function connectStream(socket: Socket, options: DialStreamOptions): Promi
     socket.once(readyEvent, onReady);
     socket.once('error', onError);
   });
+}
+
+/**
+ * `encodeFrame`, in a slice of Node's shared buffer pool: a frame of a few hundred bytes (every
+ * JobAssignment and ack) then costs no allocation of its own, as a `new Uint8Array` would.
+ */
+function pooledFrame(codecByte: number, body: Uint8Array): Uint8Array {
+  if (body.length >= 4096) return encodeFrame(codecByte, body);
+  const frame = Buffer.allocUnsafe(5 + body.length);
+  frame.writeUInt32BE(body.length + 1, 0);
+  frame[4] = codecByte;
+  frame.set(body, 5);
+  return frame;
 }
