@@ -8,6 +8,7 @@ import type { NodeState } from '../../actors/node-machine.js';
 import { nodeStateOf } from '../../actors/node-machine.js';
 import type { NodeSession } from '../nodes/node-session.js';
 import type { JobCoordinator } from './job-coordinator.js';
+import type { NodeCapacity } from './job-matcher.js';
 import type { NodeBreaker } from './node-breaker.js';
 import type { Scheduler } from './scheduler.js';
 
@@ -55,21 +56,20 @@ export function followNode(
     benched = isBenched;
     nodeId = registration.nodeId;
     feedCounters.reports++;
-    scheduler.nodeReported(
-      {
-        nodeId,
-        runnerTypes: registration.capabilities.runner_types,
-        supportedJobTypes: registration.capabilities.supported_job_types,
-        tags: registration.info.tags,
-        ...(registration.wireFeatures === undefined ? {} : { wireFeatures: registration.wireFeatures }),
-        maxResources: context.max,
-        used: reserved,
-        runningJobs: held,
-        // A node whose connection closed may still resume; until then it takes nothing. Nor does a benched one.
-        accepting: now === 'ready' && !isClosed && !isBenched,
-      },
-      session,
-    );
+    // Built field by field (no spread): a node reports on every job assigned and ended.
+    const cap: NodeCapacity = {
+      nodeId,
+      runnerTypes: registration.capabilities.runner_types,
+      supportedJobTypes: registration.capabilities.supported_job_types,
+      tags: registration.info.tags,
+      maxResources: context.max,
+      used: reserved,
+      runningJobs: held,
+      // A node whose connection closed may still resume; until then it takes nothing. Nor does a benched one.
+      accepting: now === 'ready' && !isClosed && !isBenched,
+    };
+    if (registration.wireFeatures !== undefined) cap.wireFeatures = registration.wireFeatures;
+    scheduler.nodeReported(cap, session);
   };
   // The done snapshot comes through `next`; `error` must be there, or xstate rethrows the actor's error.
   session.actor.subscribe({ next: report, error: report });

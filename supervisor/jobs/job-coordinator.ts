@@ -328,7 +328,10 @@ export class JobCoordinator implements JobHoldings {
   }
 
   private async handleNow(session: NodeSession, nodeId: string, message: JobMessage): Promise<void> {
-    const standing = await this.standing(nodeId, message.data.job_id, message.data.attempt);
+    // The common case, the node's current attempt, is known without waiting on a promise.
+    const placement = this.current(message.data.job_id, message.data.attempt, nodeId);
+    const standing: Standing =
+      placement !== undefined ? { kind: 'current', placement } : await this.standing(nodeId, message.data.job_id, message.data.attempt);
     if (standing.kind === 'foreign') return this.refuseForeign(session, nodeId, message);
     switch (message.type) {
       case 'JobAccepted':
