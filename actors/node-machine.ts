@@ -141,6 +141,9 @@ function steadyHeartbeat(context: NodeContext, message: EnvelopeOf<'Heartbeat'>)
   return message.data.node_id === context.nodeId && message.data.status === context.reportedStatus;
 }
 
+/** What a replaced session's connection is closed with (PROTOCOL.md 4.7); read-only, so one serves all. */
+const SESSION_REPLACED = new MusterError('session_replaced', 'a newer connection registered this node');
+
 export const nodeMachine = setup({
   types: {
     context: {} as NodeContext,
@@ -162,6 +165,11 @@ export const nodeMachine = setup({
     },
     sendConfigure: emit(({ context }) => ({ type: 'sendConfigure' as const, heartbeatIntervalMs: context.liveness.intervalMs })),
     expire: assign({ endReason: 'expired' }),
+    takeRegistration: assign(({ event }) => {
+      const { registration } = event as Extract<NodeEvent, { type: 'auth.done' }>;
+      return { nodeId: registration.nodeId, registration, max: registration.capabilities.max_resources };
+    }),
+    disconnect: assign({ connected: false }),
     recordStatus: assign({
       reportedStatus: ({ context, event }) => (event.type === 'Heartbeat' ? event.message.data.status : context.reportedStatus),
     }),
@@ -169,6 +177,11 @@ export const nodeMachine = setup({
   guards: {
     hasRoom: ({ context }) =>
       context.connected && context.reportedStatus !== 'Busy' && hasRoom(context.max, context.holdings.reservedOn(context.nodeId!)),
+    /** The room an authenticated node has as it comes online: a resumed one may hold jobs already. */
+    roomOnArrival: ({ context, event }) =>
+      event.type === 'auth.done' &&
+      context.reportedStatus !== 'Busy' &&
+      hasRoom(event.registration.capabilities.max_resources, context.holdings.reservedOn(event.registration.nodeId)),
     steadyHeartbeat: ({ context, event }) => event.type === 'Heartbeat' && steadyHeartbeat(context, event.message),
     /** A reported status that turns ready into busy or back. */
     changesRoom: ({ context, event }) =>
@@ -255,14 +268,12 @@ export const nodeMachine = setup({
         },
         authenticating: {
           on: {
-            'auth.done': {
-              target: '#node.online',
-              actions: assign(({ event }) => ({
-                nodeId: event.registration.nodeId,
-                registration: event.registration,
-                max: event.registration.capabilities.max_resources,
-              })),
-            },
+            // Straight into ready or busy (a resumed node may hold jobs already): one microstep,
+            // where entering `online` and raising `capacity` there took two for every registration.
+            'auth.done': [
+              { guard: 'roomOnArrival', target: '#node.online.ready', actions: 'takeRegistration' },
+              { target: '#node.online.busy', actions: 'takeRegistration' },
+            ],
             'auth.failed': {
               target: '#node.dead',
               actions: assign({ endReason: 'rejected', error: ({ event }) => toFatal(event.error) }),
@@ -276,8 +287,9 @@ export const nodeMachine = setup({
       },
     },
     online: {
-      // A resumed node may already hold jobs: decide ready or busy once they are adopted.
-      entry: ['acknowledgeRegistration', raise({ type: 'capacity' })],
+      // `auth.done` chose ready or busy already; the effect runs after the transition, when the
+      // registrar adopts the node's jobs (an end among them re-decides, as `job.ended` does).
+      entry: 'acknowledgeRegistration',
       initial: 'ready',
       on: {
         RegisterNode: {
@@ -317,17 +329,22 @@ export const nodeMachine = setup({
           { actions: { type: 'replyError', params: ({ event }) => ({ error: event.error }) } },
         ],
         // Shown at once, and no room for a job; the node lives on until it resumes or expires.
-        'connection.closed': { actions: [assign({ connected: false }), raise({ type: 'capacity' })] },
-        replaced: {
-          target: '#node.dead',
-          actions: assign({ endReason: 'replaced', error: () => new MusterError('session_replaced', 'a newer connection registered this node') }),
-        },
+        // Busy or draining it stays so (ready turns busy in its own transition, below).
+        'connection.closed': { actions: 'disconnect' },
+        // One error value for every replaced session: in a reconnect storm each of thousands of
+        // old sessions would capture a stack for an error its closed connection never sends.
+        replaced: { target: '#node.dead', actions: assign({ endReason: 'replaced', error: SESSION_REPLACED }) },
       },
       // Each state arms one liveness timer for when the node would expire; when it fires
       // and the node has spoken since, the state re-enters and the timer re-arms.
       states: {
         ready: {
-          on: { capacity: { guard: not('hasRoom'), target: 'busy' }, 'job.assigned': { guard: not('hasRoom'), target: 'busy' } },
+          on: {
+            capacity: { guard: not('hasRoom'), target: 'busy' },
+            'job.assigned': { guard: not('hasRoom'), target: 'busy' },
+            // No room without a connection: busy at once (one microstep, not a raised `capacity`).
+            'connection.closed': { target: 'busy', actions: 'disconnect' },
+          },
           after: { livenessCheck: [{ guard: 'silent', target: '#node.dead', actions: 'expire' }, { target: 'ready', reenter: true }] },
         },
         busy: {

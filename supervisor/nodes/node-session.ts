@@ -31,7 +31,7 @@ import type { Connection } from '../../transports/transport.js';
 import type { WireMeter } from '../../observability/plane-metrics.js';
 import { NodeRateLimit, type NodeRates } from '../security/node-rate-limit.js';
 import { MessageRing } from './message-ring.js';
-import { failSpan, messageSpanOptions, MUSTER, SpanKind, startSpan, traceparentOf, withSpan, type Span } from '../../observability/spans.js';
+import { failSpan, messageSpanOptions, MUSTER, SpanKind, startSpan, traceparentOf, tracingOn, withSpan, type Span } from '../../observability/spans.js';
 
 /** What a session needs from the control plane. */
 export interface SessionHost {
@@ -153,7 +153,6 @@ export class NodeSession {
     this.actor.subscribe({
       next: () => this.noticeState(),
       error: (err) => this.failed(err),
-      complete: () => undefined,
     });
   }
 
@@ -209,6 +208,14 @@ export class NodeSession {
 
   /** `process RegisterNode` spans the check and the answer (`RegisterAck` carries its context), under the node's context. */
   private authenticate(message: EnvelopeOf<'RegisterNode'>): void {
+    // Without tracing, no span, attributes or closures for each of a storm's registrations.
+    if (!tracingOn()) {
+      this.host.authenticate(this, message).then(
+        (registration) => this.tell({ type: 'auth.done', registration }),
+        (err: unknown) => this.tell({ type: 'auth.failed', error: err instanceof MusterError ? answering(err, message.id) : err }),
+      );
+      return;
+    }
     const span = startSpan('process RegisterNode', messageSpanOptions('process', 'RegisterNode', { [MUSTER.connectionId]: this.connection.id }), message.traceparent);
     this.host.authenticate(this, message).then(
       (registration) => {
@@ -235,7 +242,7 @@ export class NodeSession {
 
   /** Starts the actor and the flow of frames. */
   start(): void {
-    this.span = startSpan('node session', { kind: SpanKind.SERVER, attributes: { [MUSTER.connectionId]: this.connection.id } });
+    if (tracingOn()) this.span = startSpan('node session', { kind: SpanKind.SERVER, attributes: { [MUSTER.connectionId]: this.connection.id } });
     this.actor.start();
     this.connection.start({
       frame: (codecByte, body) => this.onFrame(codecByte, body),

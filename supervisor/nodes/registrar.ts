@@ -117,10 +117,10 @@ export class Registrar {
     this.o.sessionTokens.forget(session);
     const { nodeId, reason } = output;
     if (nodeId === undefined) return;
-    const view = viewOf(nodeId, session, this.o.controlPlaneId, []);
+    // A session replaced here was unbound by the newer one's bind: nothing else is its to undo.
     if (!this.o.registry.unbind(nodeId, session)) return;
     // Replaced (on another replica of a cluster) or shut down (shed to another): it lives on, not dead.
-    if (reason !== 'replaced' && reason !== 'shutdown') this.o.registry.buryNode(view);
+    if (reason !== 'replaced' && reason !== 'shutdown') this.o.registry.buryNode(viewOf(nodeId, session, this.o.controlPlaneId, []));
     this.o.heartbeats.fleetChanged();
     if (session.logs('info')) session.logger.info({ node_id: nodeId, reason }, 'node gone');
     // Replaced or shut down: the node lives on elsewhere, or comes back to resume its jobs.
