@@ -59,6 +59,7 @@ import { isStreamNotFound, isWrongLast } from './jetstream-errors.js';
 import { JetStreamJobLogs } from './jetstream-job-logs.js';
 import { processing } from './nats-trace.js';
 import { JobBatches, type BatchJob } from './job-batches.js';
+import { JetStreamAcks } from './jetstream-acks.js';
 import { toClusterError } from './nats-unavailable.js';
 import type { KvWatchEntry } from '@nats-io/kv';
 
@@ -184,6 +185,8 @@ export class JetStreamJobStore implements JobStore {
     private readonly kv: KV,
     private readonly logsStream: JetStreamJobLogs,
     private readonly batches: JobBatches,
+    /** The KV writes of jobs (creates and compare-and-sets): jetstream-acks.ts. */
+    private readonly acks: JetStreamAcks,
     private readonly box: SecretBox,
     private readonly s: Settings,
   ) {}
@@ -212,7 +215,7 @@ export class JetStreamJobStore implements JobStore {
       recoveryMs: s.batchRecoveryMs,
       maxPayload: options.nc.info?.max_payload ?? 1024 * 1024,
     });
-    const store = new JetStreamJobStore(options.nc, jsm, kv, logs, batches, options.box, s);
+    const store = new JetStreamJobStore(options.nc, jsm, kv, logs, batches, new JetStreamAcks(options.nc, s.timeoutMs), options.box, s);
     await store.#watch();
     store.#followReconnects();
     await store.#recoverBatches();
@@ -251,7 +254,7 @@ export class JetStreamJobStore implements JobStore {
     return this.#guard(async () => {
       const id = randomUUID();
       const doc = newDoc(id, job, now(), this.box, NO_OWNER);
-      const revision = await this.#ownWrite(id, doc, () => this.kv.create(id, encodeDoc(doc)));
+      const revision = await this.#ownWrite(id, doc, () => this.#put(id, doc, 0));
       return docToRecord(doc, revision);
     });
   }
@@ -293,7 +296,7 @@ export class JetStreamJobStore implements JobStore {
 
   async #materialiseOne({ id, doc }: BatchJob): Promise<number> {
     try {
-      return await this.#ownWrite(id, doc, () => this.kv.create(id, encodeDoc(doc)));
+      return await this.#ownWrite(id, doc, () => this.#put(id, doc, 0));
     } catch (err) {
       if (!isWrongLast(err)) throw err;
       // Another store finished this batch first: the job is there, at its own revision.
@@ -448,6 +451,7 @@ export class JetStreamJobStore implements JobStore {
     this.#closed = true;
     clearInterval(this.#recoveryTimer);
     this.#watcher?.stop();
+    this.acks.close();
     (this.#statuses as { stop?: () => void } | undefined)?.stop?.();
   }
 
@@ -560,7 +564,7 @@ export class JetStreamJobStore implements JobStore {
       if (changed) {
         const write = withWriter(doc!, writer);
         try {
-          await this.#ownWrite(jobId, write, () => this.kv.update(jobId, encodeDoc(write), read!.revision));
+          await this.#ownWrite(jobId, write, () => this.#put(jobId, write, read!.revision));
         } catch (err) {
           if (!isWrongLast(toCause(err))) throw err;
           // Lost the race: the next round reads the entry the winner wrote.
@@ -576,6 +580,15 @@ export class JetStreamJobStore implements JobStore {
       return;
     }
     throw new MusterError('internal', `job ${jobId}: ${MAX_RACES} compare-and-sets lost in a row`);
+  }
+
+  /**
+   * A KV write of the job's doc, a compare-and-set on `revision` (0: a create): what
+   * `kv.create` / `kv.update` send, through jetstream-acks.ts. The bucket is this store's own
+   * (no mirror, domain or key codec), so the key's subject is `$KV.<bucket>.<key>`.
+   */
+  #put(jobId: string, doc: JobDoc, revision: number): Promise<number> {
+    return this.acks.publish(`$KV.${this.s.bucket}.${jobId}`, encodeDoc(doc), revision);
   }
 
   async #read(jobId: string): Promise<{ doc: JobDoc; revision: number } | undefined> {
