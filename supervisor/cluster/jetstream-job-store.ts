@@ -141,6 +141,8 @@ interface PendingMove {
   owner: OwnerToken;
   decide: (doc: JobDoc | undefined) => Decision<unknown>;
   fenceOnly: boolean;
+  /** When a no-change answer decided on any stored revision (the index's guess too) is final. */
+  final: ((doc: JobDoc) => boolean) | undefined;
   resolve: (answer: unknown) => void;
   reject: (err: unknown) => void;
   settled?: boolean;
@@ -368,10 +370,20 @@ export class JetStreamJobStore implements JobStore {
 
   assign(jobId: string, attempt: number, nodeId: string, owner: OwnerToken): Promise<boolean> {
     // Not fenced: a new attempt takes its writer's token (owner-fence.ts).
-    return this.#transition(jobId, undefined, owner, (doc) => {
-      const write = doc === undefined ? undefined : assignMove(doc, attempt, nodeId, owner, now());
-      return write === undefined ? { answer: false } : { write, answer: true };
-    });
+    return this.#transition(
+      jobId,
+      undefined,
+      owner,
+      (doc) => {
+        const write = doc === undefined ? undefined : assignMove(doc, attempt, nodeId, owner, now());
+        return write === undefined ? { answer: false } : { write, answer: true };
+      },
+      false,
+      // A job never returns to Queued at an attempt it left (a withdrawal or retry is the next
+      // attempt): any stored revision past it answers `false` for good, with no read. This is
+      // what a replica that lost the race for a queued job to another replica's assign sees.
+      (doc) => doc.record.attempt > attempt || (doc.record.attempt === attempt && doc.record.state !== 'Queued'),
+    );
   }
 
   takeOver(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean> {
@@ -469,11 +481,12 @@ export class JetStreamJobStore implements JobStore {
     owner: OwnerToken,
     decide: (doc: JobDoc | undefined) => Decision<T>,
     fenceOnly = false,
+    final?: (doc: JobDoc) => boolean,
   ): Promise<T> {
     return this.#guard(
       () =>
         new Promise<T>((resolve, reject) => {
-          const op: PendingMove = { attempt, owner, decide, fenceOnly, resolve: resolve as (answer: unknown) => void, reject };
+          const op: PendingMove = { attempt, owner, decide, fenceOnly, final, resolve: resolve as (answer: unknown) => void, reject };
           let group = this.#groups.get(jobId);
           if (group === undefined) this.#groups.set(jobId, (group = { ops: [], running: false }));
           group.ops.push(op);
@@ -522,7 +535,8 @@ export class JetStreamJobStore implements JobStore {
    * guess is refused or unknown), applies each move in order (fencing it when it names an
    * attempt, asking its `decide`) and writes the result at the revision read. A lost
    * compare-and-set reads again and decides every move again. A refusal or a no-change answer
-   * from the index's guess is checked again on a fresh read, so a lagging index never answers.
+   * from the index's guess is checked again on a fresh read, so a lagging index never answers
+   * (unless the move says that answer is final on any revision past it: `final`).
    * `fenceOnly`: the move is only the fence's (appendLog, takeOver).
    */
   async #writeGroup(jobId: string, ops: PendingMove[]): Promise<void> {
@@ -551,7 +565,7 @@ export class JetStreamJobStore implements JobStore {
         if (write !== undefined && fence === 'take') write = { ...write, owner: op.owner };
         if (write === undefined && fence === 'take') write = taken;
         if (write === undefined || read === undefined) {
-          if (!fresh) continue race;
+          if (!fresh && !(doc !== undefined && op.final?.(doc) === true)) continue race;
           outcomes.push({ answer: decision.answer });
           continue;
         }
@@ -567,7 +581,10 @@ export class JetStreamJobStore implements JobStore {
           await this.#ownWrite(jobId, write, () => this.#put(jobId, write, read!.revision));
         } catch (err) {
           if (!isWrongLast(toCause(err))) throw err;
-          // Lost the race: the next round reads the entry the winner wrote.
+          // Lost the race: the next round decides on the winner's revision, from the index when
+          // the watch already brought it (it is applied as this write settles), else read.
+          const known = this.#index.cached(jobId);
+          if (known !== undefined && known.revision > read!.revision) guess = known;
           continue;
         }
       }
