@@ -245,7 +245,7 @@ export class JetStreamJobStore implements JobStore {
   }
 
   peek(jobId: string): JobRecord | undefined {
-    const cached = this.#index.cached(jobId);
+    const cached = this.#index.recent(jobId);
     return cached === undefined ? undefined : docToRecord(cached.doc, cached.revision);
   }
 

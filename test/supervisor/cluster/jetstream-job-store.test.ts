@@ -187,6 +187,8 @@ describe('JetStreamJobStore history', () => {
       expect(docs[2]!.written).toEqual({ attempt: 1, owner: OWNER });
       expect(docs[2]!.attempts[0]).toMatchObject({ accepted_at: expect.any(String), outcome: 'Completed' });
       expect(await store.get(job_id)).toMatchObject({ state: 'Completed', started_at: expect.any(String), result: outcome() });
+      // Ended a moment ago: still known without a read (a scheduler that lost the job asks so).
+      expect(store.peek(job_id)).toMatchObject({ state: 'Completed', attempt: 1 });
     } finally {
       await store.close();
     }
