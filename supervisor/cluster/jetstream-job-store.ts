@@ -59,6 +59,7 @@ import { isStreamNotFound, isWrongLast } from './jetstream-errors.js';
 import { JetStreamJobLogs } from './jetstream-job-logs.js';
 import { processing } from './nats-trace.js';
 import { JobBatches, type BatchJob } from './job-batches.js';
+import { JetStreamAcks } from './jetstream-acks.js';
 import { toClusterError } from './nats-unavailable.js';
 import type { KvWatchEntry } from '@nats-io/kv';
 
@@ -134,6 +135,25 @@ interface WriteSlot {
   settle: () => void;
 }
 
+/** A move waiting for its job's next write (#transition). */
+interface PendingMove {
+  attempt: number | undefined;
+  owner: OwnerToken;
+  decide: (doc: JobDoc | undefined) => Decision<unknown>;
+  fenceOnly: boolean;
+  /** When a no-change answer decided on any stored revision (the index's guess too) is final. */
+  final: ((doc: JobDoc) => boolean) | undefined;
+  resolve: (answer: unknown) => void;
+  reject: (err: unknown) => void;
+  settled?: boolean;
+}
+
+/** A job's moves not yet written, and whether a write of them is under way. */
+interface MoveGroup {
+  ops: PendingMove[];
+  running: boolean;
+}
+
 /** A job's change as the bus tells it. */
 export type JobChange = Extract<BusEvent, { kind: 'job' }>;
 
@@ -145,6 +165,11 @@ export class JetStreamJobStore implements JobStore {
   readonly #changeHandlers = new Set<(change: JobChange) => void>();
   /** Keys with a write of this store in flight, and the watch entries held back meanwhile (#ownWrite). */
   readonly #writing = new Map<string, WriteSlot>();
+  /** Moves of each job waiting for its next write (#transition). */
+  readonly #groups = new Map<string, MoveGroup>();
+  /** Jobs whose first waiting move came this event-loop turn: written at its end. */
+  readonly #dueKeys = new Set<string>();
+  #dueScheduled = false;
   #failure: string | undefined;
   #watcher: QueuedIterator<KvWatchEntry> | undefined;
   /** The last revision the watch delivered: where it resumes. */
@@ -162,6 +187,8 @@ export class JetStreamJobStore implements JobStore {
     private readonly kv: KV,
     private readonly logsStream: JetStreamJobLogs,
     private readonly batches: JobBatches,
+    /** The KV writes of jobs (creates and compare-and-sets): jetstream-acks.ts. */
+    private readonly acks: JetStreamAcks,
     private readonly box: SecretBox,
     private readonly s: Settings,
   ) {}
@@ -190,7 +217,7 @@ export class JetStreamJobStore implements JobStore {
       recoveryMs: s.batchRecoveryMs,
       maxPayload: options.nc.info?.max_payload ?? 1024 * 1024,
     });
-    const store = new JetStreamJobStore(options.nc, jsm, kv, logs, batches, options.box, s);
+    const store = new JetStreamJobStore(options.nc, jsm, kv, logs, batches, new JetStreamAcks(options.nc, s.timeoutMs), options.box, s);
     await store.#watch();
     store.#followReconnects();
     await store.#recoverBatches();
@@ -218,7 +245,7 @@ export class JetStreamJobStore implements JobStore {
   }
 
   peek(jobId: string): JobRecord | undefined {
-    const cached = this.#index.cached(jobId);
+    const cached = this.#index.recent(jobId);
     return cached === undefined ? undefined : docToRecord(cached.doc, cached.revision);
   }
 
@@ -229,7 +256,7 @@ export class JetStreamJobStore implements JobStore {
     return this.#guard(async () => {
       const id = randomUUID();
       const doc = newDoc(id, job, now(), this.box, NO_OWNER);
-      const revision = await this.#ownWrite(id, doc, () => this.kv.create(id, encodeDoc(doc)));
+      const revision = await this.#ownWrite(id, doc, () => this.#put(id, doc, 0));
       return docToRecord(doc, revision);
     });
   }
@@ -271,7 +298,7 @@ export class JetStreamJobStore implements JobStore {
 
   async #materialiseOne({ id, doc }: BatchJob): Promise<number> {
     try {
-      return await this.#ownWrite(id, doc, () => this.kv.create(id, encodeDoc(doc)));
+      return await this.#ownWrite(id, doc, () => this.#put(id, doc, 0));
     } catch (err) {
       if (!isWrongLast(err)) throw err;
       // Another store finished this batch first: the job is there, at its own revision.
@@ -343,10 +370,20 @@ export class JetStreamJobStore implements JobStore {
 
   assign(jobId: string, attempt: number, nodeId: string, owner: OwnerToken): Promise<boolean> {
     // Not fenced: a new attempt takes its writer's token (owner-fence.ts).
-    return this.#transition(jobId, undefined, owner, (doc) => {
-      const write = doc === undefined ? undefined : assignMove(doc, attempt, nodeId, owner, now());
-      return write === undefined ? { answer: false } : { write, answer: true };
-    });
+    return this.#transition(
+      jobId,
+      undefined,
+      owner,
+      (doc) => {
+        const write = doc === undefined ? undefined : assignMove(doc, attempt, nodeId, owner, now());
+        return write === undefined ? { answer: false } : { write, answer: true };
+      },
+      false,
+      // A job never returns to Queued at an attempt it left (a withdrawal or retry is the next
+      // attempt): any stored revision past it answers `false` for good, with no read. This is
+      // what a replica that lost the race for a queued job to another replica's assign sees.
+      (doc) => doc.record.attempt > attempt || (doc.record.attempt === attempt && doc.record.state !== 'Queued'),
+    );
   }
 
   takeOver(jobId: string, attempt: number, owner: OwnerToken): Promise<boolean> {
@@ -426,17 +463,17 @@ export class JetStreamJobStore implements JobStore {
     this.#closed = true;
     clearInterval(this.#recoveryTimer);
     this.#watcher?.stop();
+    this.acks.close();
     (this.#statuses as { stop?: () => void } | undefined)?.stop?.();
   }
 
   // ---- the write path ----
 
   /**
-   * One job write as a compare-and-set: reads the job (the index's doc first, the entry when the
-   * guess is refused or unknown), fences it when `attempt` is given, asks `decide`, and writes its
-   * doc at the revision read. A lost compare-and-set reads again and decides again. A refusal or a
-   * no-change answer from the index's guess is checked again on a fresh read, so a lagging index
-   * never answers. `fenceOnly`: the write is only the fence's (appendLog).
+   * One job write as a compare-and-set, grouped with the other writes of the same job issued in
+   * the same event-loop turn (or while the job's last write was in flight): a node's JobResult
+   * right behind its JobAccepted becomes one write, as the SQLite store's group commit makes it
+   * one transaction. Each write's promise settles once the group's write is acknowledged.
    */
   #transition<T>(
     jobId: string,
@@ -444,44 +481,131 @@ export class JetStreamJobStore implements JobStore {
     owner: OwnerToken,
     decide: (doc: JobDoc | undefined) => Decision<T>,
     fenceOnly = false,
+    final?: (doc: JobDoc) => boolean,
   ): Promise<T> {
-    return this.#guard(async () => {
-      // One write of a key at a time from this store: a second (a node's JobResult right behind
-      // its JobAccepted) would guess the revision the first is replacing, lose its
-      // compare-and-set to it and read again; after it, it guesses the revision it wrote.
-      for (let slot = this.#writing.get(jobId); slot !== undefined; slot = this.#writing.get(jobId)) await slot.settled;
-      let guess = this.#index.cached(jobId);
-      for (let race = 0; race < MAX_RACES; race++) {
-        const read = guess ?? (await this.#read(jobId));
-        const fresh = guess === undefined;
-        guess = undefined;
-        // Every doc a move sees carries its seq, so its answer can be the record as written.
-        const doc = read === undefined ? undefined : { ...read.doc, seq: read.doc.seq ?? read.revision };
-        const fence = doc === undefined || attempt === undefined ? 'pass' : fenceOf({ ...doc.record, owner: doc.owner }, attempt, owner);
-        if (fence === 'refuse') {
-          if (!fresh) continue;
-          throw new MusterError('internal', `job ${jobId} attempt ${attempt} is owned by a newer writer (owner token ${doc!.owner}, this write ${owner})`);
-        }
-        const taken = fence === 'take' && doc !== undefined ? takeOver(doc, owner) : doc;
-        const decision = fenceOnly ? { answer: decide(taken).answer, write: fence === 'take' ? taken : undefined } : decide(taken);
-        let write = decision.write;
-        if (write !== undefined && fence === 'take') write = { ...write, owner };
-        if (write === undefined && fence === 'take') write = taken;
-        if (write === undefined || read === undefined) {
-          if (!fresh) continue;
-          return decision.answer;
-        }
-        write = withWriter(write, attempt, owner);
+    return this.#guard(
+      () =>
+        new Promise<T>((resolve, reject) => {
+          const op: PendingMove = { attempt, owner, decide, fenceOnly, final, resolve: resolve as (answer: unknown) => void, reject };
+          let group = this.#groups.get(jobId);
+          if (group === undefined) this.#groups.set(jobId, (group = { ops: [], running: false }));
+          group.ops.push(op);
+          if (!group.running && group.ops.length === 1) this.#due(jobId);
+        }),
+    );
+  }
+
+  /** Writes the due jobs' groups at the end of this event-loop turn. */
+  #due(jobId: string): void {
+    this.#dueKeys.add(jobId);
+    if (this.#dueScheduled) return;
+    this.#dueScheduled = true;
+    setImmediate(() => {
+      this.#dueScheduled = false;
+      const keys = [...this.#dueKeys];
+      this.#dueKeys.clear();
+      for (const key of keys) void this.#runGroups(key);
+    });
+  }
+
+  /** Writes `jobId`'s pending moves, group after group, until none is left. */
+  async #runGroups(jobId: string): Promise<void> {
+    const group = this.#groups.get(jobId);
+    if (group === undefined || group.running) return;
+    group.running = true;
+    try {
+      while (group.ops.length > 0) {
+        const ops = group.ops;
+        group.ops = [];
         try {
-          await this.#ownWrite(jobId, write, () => this.kv.update(jobId, encodeDoc(write), read.revision));
-          return decision.answer;
+          if (this.#closed) throw new MusterError('internal', 'the job store is closed');
+          await this.#writeGroup(jobId, ops);
         } catch (err) {
-          if (!isWrongLast(toCause(err))) throw err;
-          // Lost the race: the next round reads the entry the winner wrote.
+          for (const op of ops) if (!op.settled) op.reject(err);
         }
       }
-      throw new MusterError('internal', `job ${jobId}: ${MAX_RACES} compare-and-sets lost in a row`);
-    });
+    } finally {
+      group.running = false;
+      this.#groups.delete(jobId);
+    }
+  }
+
+  /**
+   * One write of a group of moves: reads the job (the index's doc first, the entry when the
+   * guess is refused or unknown), applies each move in order (fencing it when it names an
+   * attempt, asking its `decide`) and writes the result at the revision read. A lost
+   * compare-and-set reads again and decides every move again. A refusal or a no-change answer
+   * from the index's guess is checked again on a fresh read, so a lagging index never answers
+   * (unless the move says that answer is final on any revision past it: `final`).
+   * `fenceOnly`: the move is only the fence's (appendLog, takeOver).
+   */
+  async #writeGroup(jobId: string, ops: PendingMove[]): Promise<void> {
+    // A create of the key in flight (a batch's): write after it, at the revision it made.
+    for (let slot = this.#writing.get(jobId); slot !== undefined; slot = this.#writing.get(jobId)) await slot.settled;
+    let guess = this.#index.cached(jobId);
+    race: for (let race = 0; race < MAX_RACES; race++) {
+      const read = guess ?? (await this.#read(jobId));
+      const fresh = guess === undefined;
+      guess = undefined;
+      // Every doc a move sees carries its seq, so its answer can be the record as written.
+      let doc: JobDoc | undefined = read === undefined ? undefined : { ...read.doc, seq: read.doc.seq ?? read.revision };
+      const outcomes: Array<{ answer: unknown } | { error: MusterError }> = [];
+      let changed = false;
+      let writer: { attempt: number; owner: OwnerToken } | undefined;
+      for (const op of ops) {
+        const fence = doc === undefined || op.attempt === undefined ? 'pass' : fenceOf({ ...doc.record, owner: doc.owner }, op.attempt, op.owner);
+        if (fence === 'refuse') {
+          if (!fresh) continue race;
+          outcomes.push({ error: new MusterError('internal', `job ${jobId} attempt ${op.attempt} is owned by a newer writer (owner token ${doc!.owner}, this write ${op.owner})`) });
+          continue;
+        }
+        const taken = fence === 'take' && doc !== undefined ? takeOver(doc, op.owner) : doc;
+        const decision = op.fenceOnly ? { answer: op.decide(taken).answer, write: fence === 'take' ? taken : undefined } : op.decide(taken);
+        let write = decision.write;
+        if (write !== undefined && fence === 'take') write = { ...write, owner: op.owner };
+        if (write === undefined && fence === 'take') write = taken;
+        if (write === undefined || read === undefined) {
+          if (!fresh && !(doc !== undefined && op.final?.(doc) === true)) continue race;
+          outcomes.push({ answer: decision.answer });
+          continue;
+        }
+        doc = write;
+        changed = true;
+        // The value names the last fenced write in it (job-doc.ts `written`); an unfenced last move, none.
+        writer = op.attempt === undefined ? undefined : { attempt: op.attempt, owner: op.owner };
+        outcomes.push({ answer: decision.answer });
+      }
+      if (changed) {
+        const write = withWriter(doc!, writer);
+        try {
+          await this.#ownWrite(jobId, write, () => this.#put(jobId, write, read!.revision));
+        } catch (err) {
+          if (!isWrongLast(toCause(err))) throw err;
+          // Lost the race: the next round decides on the winner's revision, from the index when
+          // the watch already brought it (it is applied as this write settles), else read.
+          const known = this.#index.cached(jobId);
+          if (known !== undefined && known.revision > read!.revision) guess = known;
+          continue;
+        }
+      }
+      ops.forEach((op, i) => {
+        const outcome = outcomes[i]!;
+        op.settled = true;
+        if ('error' in outcome) op.reject(outcome.error);
+        else op.resolve(outcome.answer);
+      });
+      return;
+    }
+    throw new MusterError('internal', `job ${jobId}: ${MAX_RACES} compare-and-sets lost in a row`);
+  }
+
+  /**
+   * A KV write of the job's doc, a compare-and-set on `revision` (0: a create): what
+   * `kv.create` / `kv.update` send, through jetstream-acks.ts. The bucket is this store's own
+   * (no mirror, domain or key codec), so the key's subject is `$KV.<bucket>.<key>`.
+   */
+  #put(jobId: string, doc: JobDoc, revision: number): Promise<number> {
+    return this.acks.publish(`$KV.${this.s.bucket}.${jobId}`, encodeDoc(doc), revision);
   }
 
   async #read(jobId: string): Promise<{ doc: JobDoc; revision: number } | undefined> {
@@ -636,9 +760,9 @@ export class JetStreamJobStore implements JobStore {
 }
 
 /** The doc as written: naming the fenced write's attempt and token (job-doc.ts `written`), or nothing. */
-function withWriter(doc: JobDoc, attempt: number | undefined, owner: OwnerToken): JobDoc {
+function withWriter(doc: JobDoc, writer: { attempt: number; owner: OwnerToken } | undefined): JobDoc {
   const { written: _, ...rest } = doc;
-  return attempt === undefined ? rest : { ...rest, written: { attempt, owner } };
+  return writer === undefined ? rest : { ...rest, written: writer };
 }
 
 /** The record of a doc a move saw or made (its seq is set: #transition sees to it). */

@@ -66,15 +66,14 @@ export function docToRecord(doc: JobDoc, revision: number): JobRecord {
   return record;
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
+// Buffer's UTF-8 rather than TextEncoder/TextDecoder: faster in V8 (bus-event-codec.ts), and a
+// replica encodes a doc per job write and decodes every other replica's.
 export function encodeDoc(doc: JobDoc): Uint8Array {
-  return encoder.encode(JSON.stringify(doc));
+  return Buffer.from(JSON.stringify(doc), 'utf8');
 }
 
 export function decodeDoc(bytes: Uint8Array): JobDoc {
-  return JSON.parse(decoder.decode(bytes)) as JobDoc;
+  return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8')) as JobDoc;
 }
 
 /** Optional fields are removed rather than set to undefined, so records compare and serialise cleanly. */

@@ -11,6 +11,8 @@ import { TERMINAL_STATES } from '../store/job-store.js';
 import { docToRecord, seqOf, type JobDoc } from './job-doc.js';
 
 const PRIORITY_RANK: Readonly<Record<Priority, number>> = { Critical: 3, High: 2, Normal: 1, Low: 0 };
+/** Ended jobs whose docs the index keeps for `recent` (a few KB each). */
+const RECENT_ENDED = 1_024;
 export const ALL_STATES: readonly JobState[] = ['Queued', 'Assigned', 'Running', 'Completed', 'Failed', 'Cancelled', 'TimedOut', 'DeadLettered'];
 
 interface Entry {
@@ -36,6 +38,12 @@ export class JobIndex {
   /** Job ids in `seq` order, for listJobs' newest-first paging. */
   readonly #bySeq: Array<{ seq: number; id: string }> = [];
   #revision = 0;
+  /**
+   * The docs of the jobs that ended last (at most RECENT_ENDED, oldest dropped first): a
+   * scheduler whose assign another replica's write refused asks right after, and the job has
+   * often ended by then (`recent`); the index keeps no doc of ended jobs otherwise.
+   */
+  readonly #recentEnded = new Map<string, { doc: JobDoc; revision: number }>();
 
   /** The highest revision applied: where a watch resumes after a reconnect. */
   get revision(): number {
@@ -68,6 +76,11 @@ export class JobIndex {
     this.#byState.get(entry.state)?.add(jobId);
     this.#placed(entry, jobId, true);
     this.#entries.set(jobId, entry);
+    this.#recentEnded.delete(jobId);
+    if (entry.doc === undefined) {
+      this.#recentEnded.set(jobId, { doc, revision });
+      if (this.#recentEnded.size > RECENT_ENDED) this.#recentEnded.delete(this.#recentEnded.keys().next().value!);
+    }
     return old === undefined || old.state !== entry.state || old.attempt !== entry.attempt;
   }
 
@@ -92,6 +105,11 @@ export class JobIndex {
   cached(jobId: string): { doc: JobDoc; revision: number } | undefined {
     const entry = this.#entries.get(jobId);
     return entry?.doc === undefined ? undefined : { doc: entry.doc, revision: entry.revision };
+  }
+
+  /** The newest doc known for `jobId` if it is in play or ended lately (a hint, for `peek`). */
+  recent(jobId: string): { doc: JobDoc; revision: number } | undefined {
+    return this.cached(jobId) ?? this.#recentEnded.get(jobId);
   }
 
   counts(): Record<JobState, number> {

@@ -10,6 +10,8 @@ const DEAD_KEPT_MS = 5 * 60_000;
 
 export class RemoteNodeViews {
   private readonly views = new Map<string, NodeView>();
+  /** The last node event heard of each node since its view was last brought up to date. */
+  private readonly heard = new Map<string, { state: NodeView['state']; owner: string; at: number }>();
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -18,14 +20,17 @@ export class RemoteNodeViews {
     private readonly listCluster: () => Promise<NodeView[]>,
     private readonly logger: Logger,
   ) {
-    this.unsubscribe = bus.subscribe((event) => this.heard(event));
+    this.unsubscribe = bus.subscribe((event) => this.onEvent(event));
   }
 
   /** Reads every peer's nodes (the feed's first client, and after NATS comes back). */
   async refresh(): Promise<void> {
     try {
       for (const view of await this.listCluster()) {
-        if (view.owner !== this.selfId) this.views.set(view.node_id, view);
+        if (view.owner !== this.selfId) {
+          this.views.set(view.node_id, view);
+          this.heard.delete(view.node_id);
+        }
       }
     } catch (err) {
       this.logger.warn({ err }, "could not list the other replicas' nodes for the live feed");
@@ -36,38 +41,54 @@ export class RemoteNodeViews {
   list(): NodeView[] {
     const cutoff = Date.now() - DEAD_KEPT_MS;
     for (const [id, view] of this.views) {
-      if (view.state === 'dead' && Date.parse(view.last_heartbeat) < cutoff) this.views.delete(id);
+      if (view.state === 'dead' && this.#heardAt(id, view) < cutoff) this.views.delete(id);
     }
-    return [...this.views.values()];
+    return [...this.views.keys()].map((id) => this.get(id)!);
   }
 
   get(nodeId: string): NodeView | undefined {
-    return this.views.get(nodeId);
+    const view = this.views.get(nodeId);
+    if (view === undefined) return undefined;
+    const heard = this.heard.get(nodeId);
+    if (heard === undefined) return view;
+    // Made once per node event heard since the last look, not once per event.
+    const current = { ...view, state: heard.state, owner: heard.owner, connected: heard.state !== 'dead', last_heartbeat: new Date(heard.at).toISOString() };
+    this.views.set(nodeId, current);
+    this.heard.delete(nodeId);
+    return current;
+  }
+
+  #heardAt(nodeId: string, view: NodeView): number {
+    return this.heard.get(nodeId)?.at ?? Date.parse(view.last_heartbeat);
   }
 
   close(): void {
     this.unsubscribe();
   }
 
-  private heard(event: BusEvent): void {
+  private onEvent(event: BusEvent): void {
     if (event.kind !== 'node') return;
     if (event.owner === this.selfId) {
       this.views.delete(event.node_id);
+      this.heard.delete(event.node_id);
       return;
     }
-    const known = this.views.get(event.node_id);
-    const view: NodeView = known ?? {
-      node_id: event.node_id,
-      hostname: '',
-      state: event.state,
-      connected: true,
-      owner: event.owner,
-      running_jobs: [],
-      last_heartbeat: new Date().toISOString(),
-      tags: {},
-      transport: '',
-      protocol_version: 1,
-    };
-    this.views.set(event.node_id, { ...view, state: event.state, owner: event.owner, connected: event.state !== 'dead', last_heartbeat: new Date().toISOString() });
+    if (!this.views.has(event.node_id)) {
+      this.views.set(event.node_id, {
+        node_id: event.node_id,
+        hostname: '',
+        state: event.state,
+        connected: true,
+        owner: event.owner,
+        running_jobs: [],
+        last_heartbeat: '',
+        tags: {},
+        transport: '',
+        protocol_version: 1,
+      });
+    }
+    // Every job moves its node twice (busy, ready) and each replica hears every other's: only
+    // noted here, the view is brought up to date when it is read (`get`).
+    this.heard.set(event.node_id, { state: event.state, owner: event.owner, at: Date.now() });
   }
 }

@@ -263,8 +263,10 @@ export class Scheduler {
     }
     const hasRoom = this.fleet.release(nodeId, job.job_id);
     if (assigned) return;
-    // Lost a race: the job may have left the queue (cancelled), or the node gone.
-    const fresh = await this.o.store.get(job.job_id).catch(() => undefined);
+    // Lost a race: the job may have left the queue (cancelled, or placed by another replica), or
+    // the node gone. The store's own view when it holds one (a cluster replica's index, which the
+    // refused assign was just decided on: a read would cost a NATS round trip), else a read.
+    const fresh = this.o.store.peek?.(job.job_id) ?? (await this.o.store.get(job.job_id).catch(() => undefined));
     if (fresh?.state === 'Queued') {
       this.fleet.suspend(nodeId);
       this.admit(fresh, 0);

@@ -166,6 +166,34 @@ describe('JetStreamJobStore history', () => {
     }
   });
 
+  it("writes a node's acceptance and its result, issued together, as one revision that answers both", async () => {
+    const names = freshNames();
+    const nc = await connection();
+    const store = await JetStreamJobStore.open({ nc, box, history: 8, ...names });
+    try {
+      const { job_id } = await store.submit(newJob(), OWNER);
+      await store.assign(job_id, 1, NODE_A, OWNER);
+      // As a node's JobAccepted and JobResult arrive in one read: neither awaited before the other.
+      const [running, stored, stale] = await Promise.all([
+        store.markRunning(job_id, 1, OWNER),
+        store.storeResult(job_id, 1, outcome(), METRICS, OWNER),
+        store.markRunning(job_id, 1, OWNER),
+      ]);
+      expect([running, stored, stale]).toEqual([true, 'stored', false]);
+      const kv = await new Kvm(nc).open(names.bucket!);
+      const docs = [];
+      for await (const e of await kv.history({ key: job_id })) docs.push(decodeDoc(e.value));
+      expect(docs.map((d) => d.record.state)).toEqual(['Queued', 'Assigned', 'Completed']);
+      expect(docs[2]!.written).toEqual({ attempt: 1, owner: OWNER });
+      expect(docs[2]!.attempts[0]).toMatchObject({ accepted_at: expect.any(String), outcome: 'Completed' });
+      expect(await store.get(job_id)).toMatchObject({ state: 'Completed', started_at: expect.any(String), result: outcome() });
+      // Ended a moment ago: still known without a read (a scheduler that lost the job asks so).
+      expect(store.peek(job_id)).toMatchObject({ state: 'Completed', attempt: 1 });
+    } finally {
+      await store.close();
+    }
+  });
+
   it('refuses a history JetStream cannot keep', async () => {
     const nc = await connection();
     for (const history of [0, 65, 1.5]) {
