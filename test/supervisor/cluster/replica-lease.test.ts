@@ -205,12 +205,15 @@ describe('ReplicaLease', () => {
     const proxy = await TcpProxy.start(nats.server.port);
     closers.push(() => proxy.close());
     const bucket = bucketName();
-    // A longer TTL: the thaw below must come before the lease ages out (fenced at 2 s, gone at 3 s).
+    // A longer TTL and a wide margin: the thaw below must come before the lease ages out, and the
+    // fence timer and this test's turn after it may run late on a loaded machine (fenced 1 s
+    // after the last acknowledged renewal was sent, gone 3 s after it at the earliest).
     const ttl = 3_000;
-    const margin = 1_000;
+    const margin = 2_000;
     const a = await lease(await natsConnection(proxy.url), 'replica-a', bucket, { ttlMs: ttl, marginMs: margin });
     if (!a.mayJudge()) await nextEvent(a, (e) => e.kind === 'judging' && e.may, ttl + 1_000, 'judging');
-    await nextEvent(a, is('renewed'), 2_000);
+    const last = await nextEvent(a, is('renewed'), 2_000, 'renewal');
+    const sentAt = performance.now() - last.tookMs;
     const judging = nextEvent(a, (e) => e.kind === 'judging' && !e.may, ttl * 2, 'judging stops');
     proxy.freeze();
     await nextEvent(a, is('fenced'), ttl * 2, 'fenced');
@@ -221,13 +224,19 @@ describe('ReplicaLease', () => {
     const epoch = a.epoch;
     const unfenced = nextEvent(a, is('unfenced'), 5_000, 'unfenced');
     proxy.thaw();
-    expect((await unfenced).epoch).toBe(epoch);
+    const thawedAfter = Math.round(performance.now() - sentAt);
+    expect((await unfenced).epoch, `thawed ${thawedAfter} ms after the last acknowledged renewal was sent (the lease lives ${ttl} ms from then)`).toBe(epoch);
   });
 
   it('is fenced when asked after the event loop was blocked past the deadline, before its timer runs', async () => {
     const bucket = bucketName();
-    const a = await lease(await natsConnection(), 'replica-a', bucket, { ttlMs: 600, renewMs: 100, marginMs: 200 });
-    await nextEvent(a, is('renewed'), 2_000);
+    // Fenced 700 ms after a renewal is sent unless one is acknowledged: short, since the stall
+    // below is a busy loop that long, and long enough that a loaded machine's acks come in time.
+    const ttl = 1_000;
+    const margin = 300;
+    const a = await lease(await natsConnection(), 'replica-a', bucket, { ttlMs: ttl, renewMs: 100, marginMs: margin });
+    // A renewal acknowledged before its own fence deadline (a slower one leaves the lease fenced).
+    await nextEvent(a, (e) => e.kind === 'renewed' && !a.isFenced(), 5_000, 'a renewal acknowledged in time');
     const ackAt = performance.now();
     // Heard from the renewal on: on a loaded machine a late renewal before it may fence and unfence it once already.
     const fenced: LeaseEvent[] = [];
@@ -236,14 +245,14 @@ describe('ReplicaLease', () => {
     });
     expect(a.isFenced()).toBe(false);
     // A stall (a long GC pause, a blocking call): no timer and no renewal ack can run.
-    while (performance.now() < ackAt + 600 - 200 + 20) {
+    while (performance.now() < ackAt + ttl - margin + 20) {
       // busy
     }
     expect(a.isFenced()).toBe(true);
     expect(fenced).toEqual([{ kind: 'fenced', reason: 'renewal-overdue' }]);
     expect(a.mayJudge()).toBe(false);
     // Renewals resume after the stall: unfenced again (under a new epoch if the lease aged out meanwhile).
-    await nextEvent(a, is('unfenced'), 3_000, 'unfenced');
+    await nextEvent(a, is('unfenced'), 5_000, 'unfenced');
   });
 
   it('a peer that went while this replica was cut off is reported only once it may judge again', async () => {
