@@ -1,6 +1,10 @@
-// The view a replica has of its peers' leases in `muster-leases`: polled (`keys()` + `get()`),
-// since nats-server 2.9 sends no watch event when `max_age` removes a lease. A lease that is gone
-// never comes back (a new lease of the same id has a new epoch), so "gone" is remembered for good.
+// The view a replica has of its peers' leases in `muster-leases`: polled (the bucket's keys, then
+// `get()` of each), since nats-server 2.9 sends no watch event when `max_age` removes a lease.
+// A poll is a few requests, each with a timeout: the keys come from kv-key-list.ts, not from
+// `kv.keys()`, which on a loaded server need not end while leases are being renewed, and one
+// poll that does not end freezes the view (no new peer listed, no peer reported gone by a poll).
+// A lease that is gone never comes back (a new lease of the same id has a new epoch), so "gone"
+// is remembered for good.
 // Peers missing from a poll are reported gone only while the replica may judge (lease-guard.ts):
 // until then they stay "known", to be judged at the first poll when it may.
 import type { KV, KvEntry } from '@nats-io/kv';
@@ -61,6 +65,8 @@ const AFTER_AGE_OUT_WINDOW_MS = 2_000;
 export interface LeasePeersOptions {
   /** This replica's id (its own lease is never reported gone here). */
   selfId: string;
+  /** The keys of the lease bucket, one bounded read (kv-key-list.ts). */
+  listKeys: () => Promise<string[]>;
   /** How often all leases are read. */
   peerPollMs: number;
   /** How often a lease that `whenGone` waits on is read, at most (see `agesOutAt`). */
@@ -208,8 +214,7 @@ export class LeasePeers {
   }
 
   private async poll(): Promise<void> {
-    const ids: string[] = [];
-    for await (const id of await this.kv.keys()) ids.push(id);
+    const ids = await this.o.listKeys();
     const entries = await Promise.all(ids.map((id) => this.kv.get(id)));
     const view = new Map<string, PeerLease>();
     for (const entry of entries) {

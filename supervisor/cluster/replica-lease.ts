@@ -6,7 +6,7 @@
 //   is refused: two processes with one replica id.
 // - Renewed with `update` at the last revision every `renewMs`; aged out by the bucket's
 //   `max_age` (= `ttlMs`) when not renewed. 2.9 has no per-message TTL and sends no watch event
-//   for an age-out, so peers are polled (`keys()` + `get()`).
+//   for an age-out, so peers are polled (the stream's subjects + `get()`: lease-peers.ts).
 // - Self-fencing and the judging of peers follow lease-guard.ts: `fenced` before
 //   `ttlMs - marginMs` without an acknowledged renewal; `mayJudge()` only after a full TTL
 //   connected and unfenced.
@@ -15,10 +15,12 @@
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection, Status } from '@nats-io/nats-core';
 import type { KV } from '@nats-io/kv';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { MusterError } from '../../protocol/errors.js';
 import { DEFAULTS } from '../config.js';
 import { isKvKey, KV_KEY, openCasBucket } from './kv-cas.js';
 import { isWrongLast } from './jetstream-errors.js';
+import { listKvKeys } from './kv-key-list.js';
 import { LeaseGuard } from './lease-guard.js';
 import { LeasePeers, toPeer, type LeaseValue, type PeerLease } from './lease-peers.js';
 import { TimerSet } from './timer-set.js';
@@ -138,12 +140,14 @@ export class ReplicaLease {
 
   private constructor(
     private readonly kv: KV,
+    jsm: JetStreamManager,
     private readonly o: Resolved,
   ) {
     this.replicaId = o.replicaId;
     this.guard = new LeaseGuard({ ttlMs: o.ttlMs, marginMs: o.marginMs });
     this.view = new LeasePeers(kv, {
       selfId: o.replicaId,
+      listKeys: () => listKvKeys(jsm, o.bucket),
       peerPollMs: o.peerPollMs,
       gonePollMs: o.gonePollMs,
       ttlMs: o.ttlMs,
@@ -158,7 +162,9 @@ export class ReplicaLease {
   static async acquire(options: ReplicaLeaseOptions): Promise<ReplicaLease> {
     const o = resolve(options);
     const kv = await openCasBucket(o.nc, { bucket: o.bucket, replicas: o.replicas, ttlMs: o.ttlMs });
-    const lease = new ReplicaLease(kv, o);
+    // No account check: opening the bucket just used JetStream.
+    const jsm = await jetstreamManager(o.nc, { checkAPI: false });
+    const lease = new ReplicaLease(kv, jsm, o);
     lease.acknowledged(await lease.take());
     lease.start();
     return lease;

@@ -25,3 +25,25 @@ export function nextEvent<E>(source: Subscribable<E>, match: (event: E) => boole
     });
   });
 }
+
+/**
+ * Resolves once `check()` holds, checked at once and after every event of `source` (a lease
+ * renews every few hundred ms, so its events pace the checks); fails the test after `timeoutMs`
+ * with `what` and, when given, `seen()` (what held instead). For state that changes without an
+ * event of its own, such as the peers a replica's last poll listed.
+ */
+export function until<E>(source: Subscribable<E>, check: () => boolean, timeoutMs: number, what: string, seen?: () => string): Promise<void> {
+  if (check()) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      unsubscribe();
+      reject(new Error(`not ${what} within ${timeoutMs} ms${seen ? `: ${seen()}` : ''}`));
+    }, timeoutMs);
+    const unsubscribe = source.subscribe(() => {
+      if (!check()) return;
+      clearTimeout(timer);
+      unsubscribe();
+      resolve();
+    });
+  });
+}

@@ -1,6 +1,7 @@
 // Node ownership entries against a real nats-server: claims by compare-and-set only when a node
 // changes hands, release on request, takeover after the owner's lease is gone, `lost` from the
 // watch (also across a reconnect), exactly one winner of concurrent claims, and no writes at rest.
+import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -135,11 +136,15 @@ describe('NodeOwnership', () => {
     const c = await replica('replica-c', b, replicas);
     const first = await a.ownership.claim('node-1');
     const aEpoch = a.lease.epoch ?? -1;
+    // The server stored A's last renewal no earlier than A sent it, so its lease lives at least a
+    // TTL from then (a renewal still in flight at the close only moves that later). Timed from the
+    // close instead, the bound assumed A renewed on schedule, which a loaded machine does not.
+    const last = await nextEvent(a.lease, (e: LeaseEvent): e is Extract<LeaseEvent, { kind: 'renewed' }> => e.kind === 'renewed', 2_000, 'renewal of A');
+    const sentAt = performance.now() - last.tookMs;
     await a.ownership.close();
     await a.lease.close({ release: false }); // killed: the lease stays until it ages out
-    const started = Date.now();
     const taken = await c.ownership.claim('node-1');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(TTL - 2 * RENEW);
+    expect(performance.now() - sentAt).toBeGreaterThanOrEqual(TTL - 20);
     expect(taken.previous).toEqual({ owner: 'replica-a', epoch: aEpoch, token: first.token });
     expect(taken.token).toBeGreaterThan(first.token);
   });
@@ -171,6 +176,12 @@ describe('NodeOwnership', () => {
     await Promise.all(nodes.map((n) => a.ownership.claim(n)));
     await a.ownership.close();
     await a.lease.close({ release: false });
+    // The storm starts after a renewal of c acknowledged in time. A's 500 claims above ran in this
+    // process too, and beside CPU hogs (load average 18) they took 4.6 s, during which no renewal
+    // of c was acknowledged or failed and neither its fence timer nor its judging timer ran: the
+    // storm's first claim found c fenced. (A fenced c unfences with its next renewal in time,
+    // under a new epoch if the old one aged out.)
+    await nextEvent(c.lease, (e: LeaseEvent) => e.kind === 'renewed' && !c.lease.isFenced(), 10_000, 'a renewal of c acknowledged in time');
     const leaseReads = c.lease.leaseReads;
     const claims = await Promise.all(nodes.map((n) => c.ownership.claim(n)));
     expect(claims.every((claim) => claim.written && claim.previous?.owner === 'replica-a')).toBe(true);
@@ -331,16 +342,30 @@ describe('NodeOwnership', () => {
       ownership: { reconcileMs: 60_000 },
     });
     const observer = await natsConnection();
-    const measure = async (renewals: number): Promise<{ leaseWrites: number; ownerWrites: number; outMsgs: number; inMsgs: number }> => {
+    const isRenewed = (e: LeaseEvent): e is Extract<LeaseEvent, { kind: 'renewed' }> => e.kind === 'renewed';
+    const measure = async (renewals: number): Promise<{ leaseWrites: number; late: number; ownerWrites: number; outMsgs: number; inMsgs: number }> => {
       // Settle first: the watch's flow-control replies for the claims may still be on their way.
-      for (let i = 0; i < 3; i++) await nextEvent(a.lease, (e: LeaseEvent) => e.kind === 'renewed', 2_000);
-      const leases0 = await lastSeq(observer, b.leases);
+      for (let i = 0; i < 3; i++) await nextEvent(a.lease, isRenewed, 2_000);
       const owners0 = await lastSeq(observer, b.owners);
+      // The window runs from one renewal to the N-th after it, and the lease writes are told by
+      // their revisions (A alone writes the lease bucket), not by reads of the stream's last
+      // sequence before and after, which a renewal landing during the read puts in or out.
+      // A renewal that timed out (an error event, 200 ms on this lease) may still land: a write
+      // with no `renewed` of its own, counted so that a loaded machine's slow acks do not read as
+      // extra writes.
+      const first = await nextEvent(a.lease, isRenewed, 2_000);
       const stats0 = a.nc.stats();
-      for (let i = 0; i < renewals; i++) await nextEvent(a.lease, (e: LeaseEvent) => e.kind === 'renewed', 2_000);
+      let late = 0;
+      const stop = a.lease.subscribe((e) => {
+        if (e.kind === 'error') late += 1;
+      });
+      let last = first;
+      for (let i = 0; i < renewals; i++) last = await nextEvent(a.lease, isRenewed, 2_000);
       const stats1 = a.nc.stats();
+      stop();
       return {
-        leaseWrites: (await lastSeq(observer, b.leases)) - leases0,
+        late,
+        leaseWrites: last.revision - first.revision,
         ownerWrites: (await lastSeq(observer, b.owners)) - owners0,
         outMsgs: stats1.outMsgs - stats0.outMsgs,
         inMsgs: stats1.inMsgs - stats0.inMsgs,
@@ -353,11 +378,14 @@ describe('NodeOwnership', () => {
     }
     expect(a.ownership.ownedCount()).toBe(1_000);
     const full = await measure(N);
-    expect(full.leaseWrites).toBe(N);
+    for (const m of [empty, full]) {
+      expect(m.leaseWrites).toBeGreaterThanOrEqual(N);
+      expect(m.leaseWrites).toBeLessThanOrEqual(N + m.late);
+    }
     expect(full.ownerWrites).toBe(0);
-    expect(empty.leaseWrites).toBe(N);
-    // The client's own traffic does not grow with the nodes it owns (a watch heartbeat may fall in).
-    expect(full.outMsgs).toBeLessThanOrEqual(empty.outMsgs + 2);
+    // The client's own traffic does not grow with the nodes it owns (a watch heartbeat may fall in,
+    // and a late renewal costs a refused one and a read of its own lease).
+    expect(full.outMsgs).toBeLessThanOrEqual(empty.outMsgs + 2 + 2 * full.late);
     // All 1,000 nodes registering again on the same replica: reads only.
     const owners0 = await lastSeq(observer, b.owners);
     const again = await Promise.all(Array.from({ length: 1_000 }, (_, i) => a.ownership.claim(`node-${i}`)));
