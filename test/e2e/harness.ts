@@ -15,6 +15,10 @@ import { encodeFrame } from '../../protocol/frame-encoder.js';
 import type { EnvelopeOf, MessageData, NodeMessageType, PlaneMessage, PlaneMessageType } from '../../protocol/messages.js';
 import { validatePlaneMessage } from '../../protocol/validator.js';
 import type { JobAnswer } from '../../supervisor/admin/wire-types.js';
+import { loadConfig } from '../../supervisor/config.js';
+import { openTokenStore } from '../../supervisor/store/open-stores.js';
+import { loadSecret } from '../../supervisor/tokens/secret.js';
+import { TokenAuthority } from '../../supervisor/tokens/tokens.js';
 import type { LogRecord } from '../../supervisor/store/job-store.js';
 import type { NodeView } from '../../supervisor/admin/wire-types.js';
 import { MUSTER_BIN } from '../muster-process.js';
@@ -284,11 +288,22 @@ export class Harness {
     return new PlaneProcess(this, proc, { ...kept, tcpUrl, unixUrl, httpUrl: ready.http, adminToken });
   }
 
-  /** `muster token create --role ROLE` against the plane's secret. */
+  /**
+   * What `muster token create --role ROLE --data-dir DIR` does offline (cli/token-command.ts),
+   * in this process: minted with the data dir's secret (an hour, the command's default) and
+   * recorded in its store. A process start saved per plane and agent; the command itself is
+   * tested in test/cli/cli.test.ts and test/supervisor/tokens/revocation.test.ts.
+   */
   async mintToken(dataDir: string, role: 'node' | 'viewer' | 'operator' | 'admin'): Promise<string> {
-    const run = await runMuster(['token', 'create', '--role', role, '--data-dir', dataDir]);
-    if (run.code !== 0) throw new Error(`token create failed: ${run.stderr}`);
-    return run.stdout.trim();
+    const config = loadConfig({ env: {}, overrides: { dataDir } });
+    const minted = await new TokenAuthority(loadSecret(config)).mint({ role, ttlSeconds: 3600 });
+    const store = openTokenStore(config, true);
+    try {
+      await store.recordToken(minted.info);
+    } finally {
+      await store.close();
+    }
+    return minted.token;
   }
 
   /** Starts `muster agent` and waits for it to register; `nodeId` is what the plane gave it. */
