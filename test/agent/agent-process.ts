@@ -6,6 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MessageData } from '../../protocol/messages.js';
 import type { PlaneConn } from './fake-plane.js';
+import { nodeArgs } from '../muster-process.js';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'run-agent.ts');
 
@@ -16,7 +17,7 @@ export interface AgentProcess {
 
 /** `muster agent` in a process of its own, dialling `planeUrl`, jobs under `workDir`. */
 export function startAgentProcess(planeUrl: string, workDir: string, env: Record<string, string> = {}): AgentProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], {
+  const child = spawn(process.execPath, nodeArgs(FIXTURE), {
     env: { ...process.env, PLANE_URL: planeUrl, WORK_DIR: workDir, ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

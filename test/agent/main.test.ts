@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { jobAssignment, register } from './agent-process.js';
 import { FakePlane } from './fake-plane.js';
+import { nodeArgs } from '../muster-process.js';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'run-agent.ts');
 
@@ -36,7 +37,7 @@ interface Exit {
 function startAgentProcess(
   options: { stdout?: 'ignore' | 'pipe'; stderr?: 'inherit' | 'pipe'; env?: Record<string, string> } = {},
 ): { exited: Promise<Exit> } {
-  child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], {
+  child = spawn(process.execPath, nodeArgs(FIXTURE), {
     env: { ...process.env, PLANE_URL: plane.url, WORK_DIR: workDir, ...options.env },
     stdio: ['ignore', options.stdout ?? 'ignore', options.stderr ?? 'inherit'],
   });

@@ -5,12 +5,11 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeView } from '../../supervisor/admin/wire-types.js';
 import { startSecurityPlane, type SecurityPlane } from '../supervisor/security-plane.js';
+import { MUSTER_BIN } from '../muster-process.js';
 
-const BIN = fileURLToPath(new URL('../../bin/muster', import.meta.url));
 
 let plane: SecurityPlane;
 let dir: string;
@@ -39,7 +38,7 @@ function cleanEnv(env: Record<string, string>): Record<string, string> {
 
 function muster(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(BIN, args, { cwd: dir, env: cleanEnv(env), timeout: 25_000 }, (err, stdout, stderr) => {
+    execFile(MUSTER_BIN, args, { cwd: dir, env: cleanEnv(env), timeout: 25_000 }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr });
     });
   });
@@ -47,7 +46,7 @@ function muster(args: string[], env: Record<string, string> = {}): Promise<{ cod
 
 /** Starts `muster agent`; resolves with its node id once it has registered (its own log line says so). */
 function startAgent(args: string[], env: Record<string, string>): Promise<string> {
-  const child = spawn(BIN, ['agent', '--log-level', 'info', ...args], { cwd: dir, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(MUSTER_BIN, ['agent', '--log-level', 'info', ...args], { cwd: dir, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'inherit'] });
   agent = child;
   return new Promise((resolve, reject) => {
     let out = '';
@@ -101,7 +100,7 @@ describe('muster agent settings', () => {
 
 describe('muster agent --metrics', () => {
   it('serves the agent\'s Prometheus metrics at the address given (port 0: the one it logs)', async () => {
-    const child = spawn(BIN, ['agent', '--log-level', 'info', '--metrics', '127.0.0.1:0', '--work-dir', join(dir, 'm')], {
+    const child = spawn(MUSTER_BIN, ['agent', '--log-level', 'info', '--metrics', '127.0.0.1:0', '--work-dir', join(dir, 'm')], {
       cwd: dir,
       env: cleanEnv({ MUSTER_AGENT_URL: plane.tcpUrl, MUSTER_AGENT_TOKEN: await plane.registrationToken() }),
       stdio: ['ignore', 'pipe', 'inherit'],

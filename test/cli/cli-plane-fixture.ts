@@ -4,7 +4,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { afterAll, beforeAll } from 'vitest';
-import { BIN, Harness, runMuster, waitFor, type PlaneProcess } from '../e2e/harness.js';
+import { Harness, runMuster, waitFor, type PlaneProcess } from '../e2e/harness.js';
+import { MUSTER_BIN } from '../muster-process.js';
 
 export const WAIT_MS = 30_000;
 
@@ -67,7 +68,7 @@ export function cliPlane(): CliPlane {
     },
     cli(args) {
       const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MUSTER_')));
-      const c = new Cli(spawn(BIN, args, { cwd: tmpdir(), env: { ...clean, ...where() }, stdio: ['ignore', 'pipe', 'pipe'] }));
+      const c = new Cli(spawn(MUSTER_BIN, args, { cwd: tmpdir(), env: { ...clean, ...where() }, stdio: ['ignore', 'pipe', 'pipe'] }));
       clis.push(c);
       return c;
     },

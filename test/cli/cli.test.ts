@@ -4,7 +4,6 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../observability/logger.js';
 import { startAdminApi, type AdminApi } from '../../supervisor/admin/api-server.js';
@@ -12,8 +11,8 @@ import { loadConfig } from '../../supervisor/config.js';
 import { loadSecret, secretFromDataDir } from '../../supervisor/tokens/secret.js';
 import { TokenAuthority } from '../../supervisor/tokens/tokens.js';
 import { FakePlaneApi } from '../supervisor/admin/fake-plane-api.js';
+import { MUSTER_BIN } from '../muster-process.js';
 
-const BIN = fileURLToPath(new URL('../../bin/muster', import.meta.url));
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 interface Run {
@@ -26,7 +25,7 @@ interface Run {
 function muster(args: string[], env: Record<string, string> = {}): Promise<Run> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MUSTER_')));
   return new Promise((resolve) => {
-    execFile(BIN, args, { cwd: tmpdir(), env: { ...clean, ...env }, timeout: 25_000 }, (err, stdout, stderr) => {
+    execFile(MUSTER_BIN, args, { cwd: tmpdir(), env: { ...clean, ...env }, timeout: 25_000 }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
       resolve({ code, stdout, stderr });
     });

@@ -1,13 +1,12 @@
-// `muster completion`: the scripts come from the real binary and are run by a real bash; every
+// `muster completion`: the scripts come from the `muster` command and are run by a real bash; every
 // command's every option (as `--help` knows them, from the command tree) is offered.
 import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../cli/main.js';
+import { MUSTER_BIN } from '../muster-process.js';
 
-const BIN = fileURLToPath(new URL('../../bin/muster', import.meta.url));
 
 function run(file: string, args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -36,7 +35,7 @@ describe('muster completion', () => {
   let bash: string;
 
   beforeAll(async () => {
-    const printed = await run(BIN, ['completion', 'bash']);
+    const printed = await run(MUSTER_BIN, ['completion', 'bash']);
     expect(printed.code).toBe(0);
     bash = printed.stdout;
   });
@@ -72,16 +71,16 @@ describe('muster completion', () => {
   });
 
   it('prints zsh (through bashcompinit) and fish scripts with every option', async () => {
-    const zsh = await run(BIN, ['completion', 'zsh']);
+    const zsh = await run(MUSTER_BIN, ['completion', 'zsh']);
     expect(zsh.stdout).toMatch(/^# muster completion for zsh[^\n]*\nautoload -U \+X bashcompinit && bashcompinit\n/);
     expect(zsh.stdout).toContain('complete -o default -F _muster muster');
-    const fish = (await run(BIN, ['completion', 'fish'])).stdout;
+    const fish = (await run(MUSTER_BIN, ['completion', 'fish'])).stdout;
     for (const { longs } of commandsWithOptions()) for (const long of longs) expect(fish).toContain(`-l ${long.slice(2)}`);
     expect(fish).toContain("complete -c muster -n '__fish_seen_subcommand_from token; and not __fish_seen_subcommand_from create list revoke' -a create");
   });
 
   it('refuses a shell it does not know', async () => {
-    const out = await run(BIN, ['completion', 'tcsh']);
+    const out = await run(MUSTER_BIN, ['completion', 'tcsh']);
     expect(out.code).toBe(1);
     expect(out.stderr).toMatch(/^muster: .*tcsh/);
   });

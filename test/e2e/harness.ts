@@ -1,24 +1,28 @@
-// End-to-end harness: the real `muster` binary as child processes (a control plane, runner
-// agents, CLI commands), a small admin API client, a fake node that speaks the wire protocol
-// over raw TCP for what a real agent never does, and a TCP proxy whose connections a test can
-// cut. Everything started through a Harness is stopped by `close()`: processes get a polite
-// signal, then SIGKILL; temp dirs are removed.
+// End-to-end harness: the `muster` command as child processes (a control plane, runner agents,
+// CLI commands; the run's compiled copy of bin/muster, see test/muster-process.ts), a small
+// admin API client, a fake node that speaks the wire protocol over raw TCP for what a real agent
+// never does, and a TCP proxy whose connections a test can cut. Everything started through a
+// Harness is stopped by `close()`: processes get a polite signal, then SIGKILL; temp dirs are
+// removed.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { CODEC_JSON, decodeBody, encodeBody, type Codec } from '../../protocol/codec.js';
 import { FrameDecoder } from '../../protocol/frame-decoder.js';
 import { encodeFrame } from '../../protocol/frame-encoder.js';
 import type { EnvelopeOf, MessageData, NodeMessageType, PlaneMessage, PlaneMessageType } from '../../protocol/messages.js';
 import { validatePlaneMessage } from '../../protocol/validator.js';
 import type { JobAnswer } from '../../supervisor/admin/wire-types.js';
+import { loadConfig } from '../../supervisor/config.js';
+import { openTokenStore } from '../../supervisor/store/open-stores.js';
+import { loadSecret } from '../../supervisor/tokens/secret.js';
+import { TokenAuthority } from '../../supervisor/tokens/tokens.js';
 import type { LogRecord } from '../../supervisor/store/job-store.js';
 import type { NodeView } from '../../supervisor/admin/wire-types.js';
+import { MUSTER_BIN } from '../muster-process.js';
 
-export const BIN = fileURLToPath(new URL('../../bin/muster', import.meta.url));
 /** What a real agent reports as `max_resources.cpu_cores`: a job asking this much fills it. */
 export const AGENT_CPUS = Math.max(1, cpus().length);
 
@@ -198,7 +202,7 @@ export interface RunResult {
 /** Runs `muster ARGS...` to completion. */
 export function runMuster(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<RunResult> {
   return new Promise((resolve) => {
-    execFile(BIN, args, { cwd: tmpdir(), env: childEnv(env), timeout: timeoutMs }, (err, stdout, stderr) => {
+    execFile(MUSTER_BIN, args, { cwd: tmpdir(), env: childEnv(env), timeout: timeoutMs }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
       resolve({ code, stdout, stderr });
     });
@@ -284,11 +288,22 @@ export class Harness {
     return new PlaneProcess(this, proc, { ...kept, tcpUrl, unixUrl, httpUrl: ready.http, adminToken });
   }
 
-  /** `muster token create --role ROLE` against the plane's secret. */
+  /**
+   * What `muster token create --role ROLE --data-dir DIR` does offline (cli/token-command.ts),
+   * in this process: minted with the data dir's secret (an hour, the command's default) and
+   * recorded in its store. A process start saved per plane and agent; the command itself is
+   * tested in test/cli/cli.test.ts and test/supervisor/tokens/revocation.test.ts.
+   */
   async mintToken(dataDir: string, role: 'node' | 'viewer' | 'operator' | 'admin'): Promise<string> {
-    const run = await runMuster(['token', 'create', '--role', role, '--data-dir', dataDir]);
-    if (run.code !== 0) throw new Error(`token create failed: ${run.stderr}`);
-    return run.stdout.trim();
+    const config = loadConfig({ env: {}, overrides: { dataDir } });
+    const minted = await new TokenAuthority(loadSecret(config)).mint({ role, ttlSeconds: 3600 });
+    const store = openTokenStore(config, true);
+    try {
+      await store.recordToken(minted.info);
+    } finally {
+      await store.close();
+    }
+    return minted.token;
   }
 
   /** Starts `muster agent` and waits for it to register; `nodeId` is what the plane gave it. */
@@ -319,7 +334,7 @@ export class Harness {
 
   /** Runs `muster ARGS...` in the background; `close()` stops it. */
   spawn(name: string, args: string[], cwd: string, env: Record<string, string>): ManagedProcess {
-    const proc = new ManagedProcess(name, spawn(BIN, args, { cwd, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
+    const proc = new ManagedProcess(name, spawn(MUSTER_BIN, args, { cwd, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
     this.processes.add(proc);
     return proc;
   }

@@ -15,6 +15,7 @@ import { ConfigError, DEFAULTS, envName, loadConfig as readConfig, type ConfigSo
 import { tcpAddress } from '../../transports/tcp.js';
 import { startTlsPlane } from './bad-input-links.js';
 import { SECRET } from './security-plane.js';
+import { MUSTER_BIN } from '../muster-process.js';
 
 /** Reads and checks, as the control plane does before it starts. */
 function loadConfig(sources: ConfigSources): Config {
@@ -136,10 +137,9 @@ describe('loadConfig', () => {
 
   it('stops `muster serve` with a bad setting before anything starts (no data directory made)', async () => {
     const dataDir = join(mkdtempSync(join(tmpdir(), 'muster-config-')), 'data');
-    const bin = fileURLToPath(new URL('../../bin/muster', import.meta.url));
     const env = { PATH: process.env.PATH ?? '', MUSTER_HEARTBEAT_INTERVAL_MS: '0' };
     const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = execFile(bin, ['serve', '--data-dir', dataDir, '--tcp', '127.0.0.1:0', '--http', '127.0.0.1:0'], { env }, (_err, _out, err) =>
+      const child = execFile(MUSTER_BIN, ['serve', '--data-dir', dataDir, '--tcp', '127.0.0.1:0', '--http', '127.0.0.1:0'], { env }, (_err, _out, err) =>
         resolve({ code: child.exitCode, stderr: err }),
       );
     });
@@ -214,13 +214,12 @@ describe('cluster-mode settings (issue 10)', () => {
 
   it('takes every cluster flag of `muster serve`, naming it in its errors', async () => {
     const dataDir = join(mkdtempSync(join(tmpdir(), 'muster-config-')), 'data');
-    const bin = fileURLToPath(new URL('../../bin/muster', import.meta.url));
     const args = ['serve', '--data-dir', dataDir, '--tcp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--control-plane-id', 'replica-a'];
     args.push('--nats', 'nats://127.0.0.1:4222', '--nats-creds', 'a.creds', '--nats-token', 't', '--nats-nkey-seed', 'seed');
     args.push('--nats-tls-ca', 'ca.pem', '--nats-tls-cert', 'c.pem', '--nats-tls-key', 'k.pem', '--nats-replicas', '9');
     args.push('--lease-ttl-ms', '10000', '--lease-renew-ms', '2000', '--nats-request-timeout-ms', '5');
     const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = execFile(bin, args, { env: { PATH: process.env.PATH ?? '' } }, (_err, _out, err) => resolve({ code: child.exitCode, stderr: err }));
+      const child = execFile(MUSTER_BIN, args, { env: { PATH: process.env.PATH ?? '' } }, (_err, _out, err) => resolve({ code: child.exitCode, stderr: err }));
     });
     expect(code).toBe(1);
     // Range errors come first and alone: the two out of range, each named by its flag.

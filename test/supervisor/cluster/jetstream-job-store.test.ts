@@ -14,6 +14,7 @@ import { MusterError } from '../../../protocol/errors.js';
 import { SecretBox } from '../../../supervisor/store/secret-box.js';
 import { NatsServer } from '../../cluster/nats-server.js';
 import { METRICS, OWNER, jobStoreContract, newJob, outcome } from '../store/job-store-contract.js';
+import { nodeArgs } from '../../muster-process.js';
 
 let server: NatsServer;
 const connections: NatsConnection[] = [];
@@ -294,7 +295,7 @@ describe('JetStreamJobStore submitMany through a replica killed in the middle', 
       });
     });
     await nc.flush();
-    const child = spawn(process.execPath, ['--import', 'tsx', SUBMITTER], {
+    const child = spawn(process.execPath, nodeArgs(SUBMITTER), {
       env: { ...process.env, NATS_URL: server.url, STORE_NAMES: JSON.stringify(names), SECRET_KEY: KEY.toString('hex'), BATCH_SIZE: String(size) },
       stdio: ['ignore', 'pipe', 'inherit'],
     });

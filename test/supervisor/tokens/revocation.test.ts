@@ -6,7 +6,6 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../observability/logger.js';
@@ -18,8 +17,8 @@ import { storePath } from '../../../supervisor/store/sqlite-database.js';
 import { SqliteTokenStore } from '../../../supervisor/store/sqlite-token-store.js';
 import { NodeClient, registerNodeMessage, type Received } from '../node-client.js';
 import { TCP_ONLY } from '../tcp-only.js';
+import { MUSTER_BIN } from '../../muster-process.js';
 
-const BIN = fileURLToPath(new URL('../../../bin/muster', import.meta.url));
 const SECRET = 'revocation-test-secret-0123456789abcdefghij';
 const HEARTBEAT_INTERVAL_MS = 1_000;
 const REVOCATION_POLL_MS = 200;
@@ -151,7 +150,7 @@ interface Run {
 function muster(args: string[], env: Record<string, string> = {}): Promise<Run> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MUSTER_')));
   return new Promise((resolve) => {
-    execFile(BIN, args, { cwd: os.tmpdir(), env: { ...clean, ...env }, timeout: 25_000 }, (err, stdout, stderr) => {
+    execFile(MUSTER_BIN, args, { cwd: os.tmpdir(), env: { ...clean, ...env }, timeout: 25_000 }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
       resolve({ code, stdout, stderr });
     });
