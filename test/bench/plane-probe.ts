@@ -2,9 +2,9 @@
 // --import this-file`): where the plane's time went, each moment stamped on the wall clock
 // (epoch ms, as the bench client stamps its round trips), written as JSON to $MUSTER_PROBE_OUT
 // when the plane exits. Nothing in the plane knows of it: the store's commits and the WAL's
-// fsyncs are timed by wrapping better-sqlite3's `exec` and FileHandle's `datasync`.
+// fsyncs are timed by wrapping better-sqlite3's `Statement.run` and FileHandle's `datasync`.
 //   gc      every collection (PerformanceObserver), with its kind
-//   commit  BEGIN IMMEDIATE → COMMIT of a group commit, on the event loop
+//   commit  BEGIN IMMEDIATE → COMMIT of a group commit, on the event loop (its prepared statements)
 //   fsync   the WAL's fdatasync, from its call to its answer (thread pool and disk)
 //   stall   the event loop late by over STALL_MS for a 1 ms timer (anything that kept it busy)
 // The 1 ms timer itself costs the plane a little CPU: figures taken so are for finding causes.
@@ -49,17 +49,24 @@ if (out !== undefined && out !== '') {
   });
 }
 
-/** A group commit runs `BEGIN IMMEDIATE` … `COMMIT` on its connection (store/group-commit.ts). */
+/**
+ * A group commit runs `BEGIN IMMEDIATE` … `COMMIT` on its connection (store/group-commit.ts), as
+ * statements it prepared once; every statement shares one prototype, reached through a throwaway
+ * in-memory database.
+ */
 function timeCommits(): void {
   const Sqlite = createRequire(import.meta.url)('better-sqlite3') as typeof Database;
-  const exec = Sqlite.prototype.exec;
+  const scratch = new Sqlite(':memory:');
+  const prototype = Object.getPrototypeOf(scratch.prepare('SELECT 1')) as Database.Statement;
+  scratch.close();
+  const run = prototype.run;
   let began = 0;
-  Sqlite.prototype.exec = function (this: Database.Database, sql: string) {
-    if (sql === 'BEGIN IMMEDIATE') began = wall();
-    const result = exec.call(this, sql);
-    if (sql === 'COMMIT') events.push(['commit', began, wall() - began]);
+  prototype.run = function (this: Database.Statement, ...params: unknown[]) {
+    if (this.source === 'BEGIN IMMEDIATE') began = wall();
+    const result = run.apply(this, params as []);
+    if (this.source === 'COMMIT') events.push(['commit', began, wall() - began]);
     return result;
-  } as typeof exec;
+  } as typeof run;
 }
 
 /** The store fsyncs the WAL through a FileHandle; every FileHandle shares one prototype. */
