@@ -147,14 +147,25 @@ describe('JetStreamJobStore across replicas', () => {
   });
 });
 
+/** A store that keeps eight revisions per job, on buckets of its own. */
+async function historyStore(): Promise<{ names: ReturnType<typeof freshNames>; nc: Awaited<ReturnType<typeof connection>>; store: JetStreamJobStore }> {
+  const names = freshNames();
+  const nc = await connection();
+  return { names, nc, store: await JetStreamJobStore.open({ nc, box, history: 8, ...names }) };
+}
+
+/** A job submitted and assigned to NODE_A's first attempt. */
+async function assignedJob(store: JetStreamJobStore): Promise<string> {
+  const { job_id } = await store.submit(newJob(), OWNER);
+  await store.assign(job_id, 1, NODE_A, OWNER);
+  return job_id;
+}
+
 describe('JetStreamJobStore history', () => {
   it('keeps the revisions asked for, each fenced one naming the attempt and token it was written with', async () => {
-    const names = freshNames();
-    const nc = await connection();
-    const store = await JetStreamJobStore.open({ nc, box, history: 8, ...names });
+    const { names, nc, store } = await historyStore();
     try {
-      const { job_id } = await store.submit(newJob(), OWNER);
-      await store.assign(job_id, 1, NODE_A, OWNER);
+      const job_id = await assignedJob(store);
       await store.markRunning(job_id, 1, OWNER + 1);
       await store.requestCancel(job_id, OWNER);
       const kv = await new Kvm(nc).open(names.bucket!);
@@ -168,12 +179,9 @@ describe('JetStreamJobStore history', () => {
   });
 
   it("writes a node's acceptance and its result, issued together, as one revision that answers both", async () => {
-    const names = freshNames();
-    const nc = await connection();
-    const store = await JetStreamJobStore.open({ nc, box, history: 8, ...names });
+    const { names, nc, store } = await historyStore();
     try {
-      const { job_id } = await store.submit(newJob(), OWNER);
-      await store.assign(job_id, 1, NODE_A, OWNER);
+      const job_id = await assignedJob(store);
       // As a node's JobAccepted and JobResult arrive in one read: neither awaited before the other.
       const [running, stored, stale] = await Promise.all([
         store.markRunning(job_id, 1, OWNER),
