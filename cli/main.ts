@@ -1,6 +1,6 @@
 // The `muster` command: builds the commander program from one file per command group and runs
 // it. Every failure ends as one line on stderr (`muster: <message>`) and exit status 1, or the
-// error's own `exitStatus` (65: `muster serve` found its store damaged or read-only).
+// error's own `exitStatus` (65: `muster serve` found its store damaged or read-only); a client command whose reader stops reading (`| head`) ends quietly with 0.
 import { packageVersion } from '../supervisor/package-version.js';
 import { Command } from 'commander';
 import { agentCommand } from './agent-command.js';
@@ -34,6 +34,7 @@ export function buildProgram(): Command {
 
 /** Runs the program on `argv` (as `process.argv`); sets the exit status instead of throwing. */
 export async function main(argv: readonly string[]): Promise<void> {
+  endQuietlyWhenOutputCloses(argv[2]);
   try {
     await buildProgram().parseAsync([...argv]);
   } catch (err) {
@@ -42,6 +43,20 @@ export async function main(argv: readonly string[]): Promise<void> {
     const status = (err as { exitStatus?: unknown } | undefined)?.exitStatus;
     process.exitCode = typeof status === 'number' ? status : 1;
   }
+}
+
+/**
+ * A reader that stops reading (`muster job logs ID | head`) ends a client command quietly with
+ * status 0, as it ends `cat`: Node ignores SIGPIPE, so the write fails with EPIPE, which unheard
+ * crashed the command with a stack trace. Not `serve` or `agent`: their output is their log
+ * (pino writes it, not process.stdout), and a closed log must not stop a plane or a runner.
+ */
+function endQuietlyWhenOutputCloses(command: string | undefined): void {
+  if (command === 'serve' || command === 'agent') return;
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
 }
 
 function forEachCommand(command: Command, fn: (command: Command) => void): void {

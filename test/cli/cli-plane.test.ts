@@ -1,13 +1,15 @@
 // `bin/muster` against a real plane (`muster serve`) and real agents, all child processes:
 // what `job submit --wait` says while it waits, Ctrl-C, a job that runs again while waited for,
-// `job logs --follow` from the start, and `job get`'s summary (the rest: cli-plane-fleet.test.ts).
-import { hostname } from 'node:os';
+// `job logs --follow` from the start, `job logs` into a reader that stops reading, and `job get`'s summary (the rest: cli-plane-fleet.test.ts).
+import { spawn } from 'node:child_process';
+import { hostname, tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { uniqueTag, waitFor } from '../e2e/harness.js';
+import { MUSTER_BIN } from '../muster-process.js';
 import { cliPlane, WAIT_MS } from './cli-plane-fixture.js';
 
 const f = cliPlane();
-const { harness, cli, muster } = f;
+const { harness, cli, muster, where } = f;
 
 describe('muster job submit --wait against a real plane', () => {
   it('prints the job id at once, then what the job waits for as it changes, then its output and exit code', async () => {
@@ -108,6 +110,26 @@ describe('muster job logs --follow against a real plane', () => {
     expect(await follow.exited).toBe(0);
     expect(follow.stdout).toBe('early\nlater\n');
     expect((await f.plane.api.job(jobId)).state).toBe('Cancelled');
+  }, 60_000);
+});
+
+describe('muster job logs into a reader that stops reading (| head)', () => {
+  it('ends quietly with status 0, as cat does, not with a stack trace', async () => {
+    const pool = uniqueTag('head');
+    await harness.startAgent(f.plane, { tags: { pool } });
+    // About 1.3 MB of output: many chunks, so the command still writes after the reader has gone.
+    const submitted = await muster(['job', 'submit', '--selector', `pool=${pool}`, '--', 'seq', '1', '200000']);
+    const jobId = submitted.stdout.trim();
+    await f.plane.api.waitForJob(jobId, WAIT_MS);
+    const child = spawn(MUSTER_BIN, ['job', 'logs', jobId], { cwd: tmpdir(), env: { ...process.env, ...where() }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    // The first bytes arrive, then the reader goes away, as head does after its lines.
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    child.stdout.destroy();
+    expect(await exited).toBe(0);
+    expect(stderr).toBe('');
   }, 60_000);
 });
 
