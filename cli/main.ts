@@ -1,6 +1,7 @@
 // The `muster` command: builds the commander program from one file per command group and runs
 // it. Every failure ends as one line on stderr (`muster: <message>`) and exit status 1, or the
-// error's own `exitStatus` (65: `muster serve` found its store damaged or read-only); a client command whose reader stops reading (`| head`) ends quietly with 0.
+// error's own `exitStatus` (65: `muster serve` found its store damaged or read-only). A client
+// command whose reader stops reading (`| head`) ends quietly with 0.
 import { packageVersion } from '../supervisor/package-version.js';
 import { Command } from 'commander';
 import { agentCommand } from './agent-command.js';

@@ -1,6 +1,7 @@
 // `bin/muster` against a real plane (`muster serve`) and real agents, all child processes:
 // what `job submit --wait` says while it waits, Ctrl-C, a job that runs again while waited for,
-// `job logs --follow` from the start, `job logs` into a reader that stops reading, and `job get`'s summary (the rest: cli-plane-fleet.test.ts).
+// `job logs --follow` from the start, `job logs` into a reader that stops reading, and `job get`'s
+// summary (the rest: cli-plane-fleet.test.ts).
 import { spawn } from 'node:child_process';
 import { hostname, tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
