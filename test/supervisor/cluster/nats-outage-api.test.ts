@@ -36,15 +36,18 @@ const submission = (): unknown => {
   return { job, execution_context: context, selector: { tags: { lane: 'outage' } } };
 };
 
-/** The three routes of the issue: a store read, a store write, a question to the cluster. */
+const ROUTES = ['GET /v1/jobs/{id}', 'POST /v1/jobs', 'GET /v1/nodes'];
+
+/** The three routes of the issue (ROUTES): a store read, a store write, a question to the cluster. */
 async function answers(jobId: string): Promise<Response[]> {
   return [await call('GET', `/v1/jobs/${jobId}`), await call('POST', '/v1/jobs', submission()), await call('GET', '/v1/nodes')];
 }
 
 async function expectUnavailable(responses: Response[]): Promise<void> {
-  for (const response of responses) {
+  for (const [i, response] of responses.entries()) {
     const body = (await response.json()) as { error?: { code?: string; message?: string } };
-    expect({ status: response.status, retryAfter: response.headers.get('retry-after'), code: body.error?.code }).toEqual({
+    expect({ route: ROUTES[i], status: response.status, retryAfter: response.headers.get('retry-after'), code: body.error?.code }).toEqual({
+      route: ROUTES[i],
       status: 503,
       retryAfter: '2',
       code: 'internal',
@@ -67,7 +70,7 @@ async function submitted(): Promise<string> {
 describe('the admin API while NATS does not answer', () => {
   it('answers 503 with Retry-After while the server is stopped (SIGSTOP), and normally once it runs again', async () => {
     const jobId = await submitted();
-    nats.pause();
+    await nats.pause();
     try {
       await expectUnavailable(await answers(jobId));
     } finally {
