@@ -4,7 +4,7 @@
 // own buffers (bounded by the kernel), not in ours.
 import type { Socket } from 'node:net';
 import { FrameDecoder, type FrameHandler } from '../protocol/frame-decoder.js';
-import { encodeFrame } from '../protocol/frame-encoder.js';
+import { encodePooledFrame } from '../protocol/frame-encoder.js';
 import { toMusterError } from '../protocol/errors.js';
 import { CloseLatch } from './close-latch.js';
 import { httpRefusal, HttpPeerError, looksLikeHttpRequest, looksLikeHttpResponse } from './http-sniff.js';
@@ -93,7 +93,7 @@ export class StreamConnection implements Connection {
 
   send(codecByte: number, body: Uint8Array): void {
     if (this.isClosed) return;
-    this.socket.write(pooledFrame(codecByte, body));
+    this.socket.write(encodePooledFrame(codecByte, body));
     if (this.socket.writableLength > this.maxSendBufferBytes) {
       this.abort(new Error(`${this.label}: send buffer passed ${this.maxSendBufferBytes} bytes; the peer is not reading`));
     }
@@ -238,17 +238,4 @@ export function connectStream(socket: Socket, options: DialStreamOptions): Promi
     socket.once(readyEvent, onReady);
     socket.once('error', onError);
   });
-}
-
-/**
- * `encodeFrame`, in a slice of Node's shared buffer pool: a frame of a few hundred bytes (every
- * JobAssignment and ack) then costs no allocation of its own, as a `new Uint8Array` would.
- */
-function pooledFrame(codecByte: number, body: Uint8Array): Uint8Array {
-  if (body.length >= 4096) return encodeFrame(codecByte, body);
-  const frame = Buffer.allocUnsafe(5 + body.length);
-  frame.writeUInt32BE(body.length + 1, 0);
-  frame[4] = codecByte;
-  frame.set(body, 5);
-  return frame;
 }
