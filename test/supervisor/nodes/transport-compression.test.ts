@@ -39,7 +39,9 @@ const MEMORY_BOUND = 32 * 1024 * 1024;
 let p: SecurityPlane;
 let dir: string;
 beforeAll(async () => {
-  p = await startSecurityPlane({ ws: '127.0.0.1:0', grpc: '127.0.0.1:0', heartbeatIntervalMs: 200 });
+  // Heartbeats every 200 ms, so the bystander's are seen soon; a silent node lives 10 s, so the
+  // attacker, which never beats, is not expired (closed 1000) while a loaded plane inflates its bomb.
+  p = await startSecurityPlane({ ws: '127.0.0.1:0', grpc: '127.0.0.1:0', heartbeatIntervalMs: 200, missedHeartbeats: 49 });
   dir = mkdtempSync(join(tmpdir(), 'muster-transport-compression-'));
 });
 afterAll(async () => {
@@ -233,7 +235,7 @@ describe.each(['ws', 'grpc'] as const)('compressed messages against a whole plan
     const before = process.memoryUsage().rss;
     a.send();
     const outcome = await a.ended;
-    expect(outcome.code).toBe(attack.tooBig);
+    expect(outcome.code, `closed after ${JSON.stringify(outcome.messages.slice(1))}`).toBe(attack.tooBig);
     // The plane runs in this process: it held at most the transport's limit, never the 64 MiB.
     expect(process.memoryUsage().rss - before).toBeLessThan(MEMORY_BOUND);
     await bystanderBeating();
