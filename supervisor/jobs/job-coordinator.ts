@@ -328,10 +328,12 @@ export class JobCoordinator implements JobHoldings {
   }
 
   private async handleNow(session: NodeSession, nodeId: string, message: JobMessage): Promise<void> {
-    // The common case, the node's current attempt, is known without waiting on a promise.
+    // The one check every job message passes: does the sending node hold the attempt it names?
+    // Its placement answers for the current attempt (the common case, without waiting on a
+    // promise); the attempt history for an earlier one.
     const placement = this.current(message.data.job_id, message.data.attempt, nodeId);
     const standing: Standing =
-      placement !== undefined ? { kind: 'current', placement } : await this.standing(nodeId, message.data.job_id, message.data.attempt);
+      placement !== undefined ? { kind: 'current', placement } : await this.earlierStanding(nodeId, message.data.job_id, message.data.attempt);
     if (standing.kind === 'foreign') return this.refuseForeign(session, nodeId, message);
     switch (message.type) {
       case 'JobAccepted':
@@ -345,14 +347,8 @@ export class JobCoordinator implements JobHoldings {
     }
   }
 
-  /**
-   * The one check every job message passes: does the sending node hold the attempt it names?
-   * Its placement answers for the current attempt; the attempt history for an earlier one.
-   * (The cluster will also compare the fencing token here.)
-   */
-  private async standing(nodeId: string, jobId: string, attempt: number): Promise<Standing> {
-    const placement = this.current(jobId, attempt, nodeId);
-    if (placement !== undefined) return { kind: 'current', placement };
+  /** The standing of a job message for an attempt the node does not hold now: one it held once, or never. */
+  private async earlierStanding(nodeId: string, jobId: string, attempt: number): Promise<Standing> {
     const attempts = await this.o.store.attempts(jobId);
     return attempts.some((a) => a.attempt === attempt && a.node_id === nodeId) ? { kind: 'stale' } : { kind: 'foreign' };
   }
