@@ -4,13 +4,18 @@
 // ever tried: a bucket no node can take costs one look however long it is, and never hides a
 // job of another bucket. The store stays the truth; this is the scheduler's view of it.
 //
+// Each bucket is filed under one term of its selector (its anchor: a tag, else the job type,
+// else the runner type; none for a selector without any): a node with new room looks only at
+// the buckets filed under the terms it offers, so a thousand jobs pinned to other nodes cost it
+// nothing, while a bucket it can take is always among them (it offers every term of it).
+//
 // Beside the buckets: jobs held back after a withdrawn attempt (retry backoff), and the
 // deadlines of queued jobs, each a heap by time, so the scheduler's timer finds what is due
 // without reading the queue.
 import { reservedFor, type Resources } from '../../actors/node-capacity.js';
 import type { Priority } from '../../protocol/messages.js';
 import type { JobRecord } from '../store/job-store.js';
-import { placementSelector, type PlacementSelector } from './job-matcher.js';
+import { placementSelector, type NodeCapacity, type PlacementSelector } from './job-matcher.js';
 import { MinHeap } from './min-heap.js';
 
 const RANK: Record<Priority, number> = { Critical: 0, High: 1, Normal: 2, Low: 3 };
@@ -48,17 +53,40 @@ export function needKey(selector: PlacementSelector, need: Resources): string {
   return JSON.stringify([selector.runner_type ?? null, selector.job_type ?? null, tags, need.cpu_cores, need.memory_mb, need.disk_gb, features]);
 }
 
+/** What a node offers, as the anchors of the buckets it may take from (see `anchorOf`). */
+export type Offer = Pick<NodeCapacity, 'runnerTypes' | 'supportedJobTypes' | 'tags'>;
+
+/** The term a selector's bucket is filed under; '' when it names none. Tags first: they narrow most. */
+function anchorOf(selector: PlacementSelector): string {
+  const tags = Object.entries(selector.tags ?? {});
+  if (tags.length > 0) {
+    const [key, value] = tags.reduce((a, b) => (b[0] < a[0] ? b : a));
+    return tagAnchor(key, value);
+  }
+  if (selector.job_type !== undefined) return `j\u0000${selector.job_type}`;
+  if (selector.runner_type !== undefined) return `r\u0000${selector.runner_type}`;
+  return '';
+}
+
+function tagAnchor(key: string, value: string): string {
+  return `t\u0000${key}\u0000${value}`;
+}
+
 /** The queued jobs that need the same thing. */
 export class Bucket {
   private readonly heap = new MinHeap<QueuedJob>((a, b) => ahead(a.record, b.record));
   /** Jobs in the bucket that are still queued. */
   live = 0;
+  /** The selector term it is filed under in its index (`anchorOf`). */
+  readonly anchor: string;
 
   constructor(
     readonly key: string,
     readonly selector: PlacementSelector,
     readonly need: Resources,
-  ) {}
+  ) {
+    this.anchor = anchorOf(selector);
+  }
 
   /** The job placed next from this bucket. */
   head(): QueuedJob | undefined {
@@ -78,6 +106,8 @@ export class Bucket {
 
 export class QueueIndex {
   private readonly buckets = new Map<string, Bucket>();
+  /** Non-empty buckets by anchor. */
+  private readonly byAnchor = new Map<string, Set<Bucket>>();
   private readonly jobs = new Map<string, QueuedJob>();
   private readonly delayed = new Map<string, Delayed>();
   private readonly retryHeap = new MinHeap<Delayed>((a, b) => a.until < b.until);
@@ -96,9 +126,15 @@ export class QueueIndex {
     return depth;
   }
 
-  /** Buckets with at least one job; empty ones are dropped. */
-  nonEmpty(): IterableIterator<Bucket> {
-    return this.buckets.values();
+  /**
+   * The non-empty buckets a node with this offer might take from: those filed under a term it
+   * offers, and those whose selector names no term. Every bucket it matches is among them.
+   */
+  *bucketsOffered(offer: Offer): Generator<Bucket> {
+    yield* this.byAnchor.get('') ?? [];
+    for (const [key, value] of Object.entries(offer.tags)) yield* this.byAnchor.get(tagAnchor(key, value)) ?? [];
+    for (const jobType of offer.supportedJobTypes) yield* this.byAnchor.get(`j\u0000${jobType}`) ?? [];
+    for (const runnerType of offer.runnerTypes) yield* this.byAnchor.get(`r\u0000${runnerType}`) ?? [];
   }
 
   /** True when this attempt of the job is already indexed. */
@@ -145,7 +181,7 @@ export class QueueIndex {
       this.jobs.delete(jobId);
       queued.live = false;
       queued.bucket.live--;
-      if (queued.bucket.live === 0) this.buckets.delete(queued.bucket.key);
+      if (queued.bucket.live === 0) this.dropBucket(queued.bucket);
     }
     const delayed = this.delayed.get(jobId);
     if (delayed !== undefined) {
@@ -196,10 +232,20 @@ export class QueueIndex {
     if (bucket === undefined) {
       bucket = new Bucket(key, selector, need);
       this.buckets.set(key, bucket);
+      let filed = this.byAnchor.get(bucket.anchor);
+      if (filed === undefined) this.byAnchor.set(bucket.anchor, (filed = new Set()));
+      filed.add(bucket);
     }
     const entry: QueuedJob = { record, bucket, live: true };
     this.jobs.set(record.job_id, entry);
     bucket.add(entry);
     return bucket;
+  }
+
+  private dropBucket(bucket: Bucket): void {
+    this.buckets.delete(bucket.key);
+    const filed = this.byAnchor.get(bucket.anchor);
+    filed?.delete(bucket);
+    if (filed?.size === 0) this.byAnchor.delete(bucket.anchor);
   }
 }

@@ -223,7 +223,7 @@ export class Scheduler {
   private openBucketsFor(nodeId: string): void {
     const entry = this.fleet.get(nodeId);
     if (entry?.free !== true) return;
-    for (const bucket of this.queue.nonEmpty()) {
+    for (const bucket of this.queue.bucketsOffered(entry.cap)) {
       if (!this.dirtyBuckets.has(bucket) && this.fleet.canTake(entry, bucket.selector, bucket.need)) this.dirtyBuckets.add(bucket);
     }
   }

@@ -1,5 +1,6 @@
 // The scheduler's cost does not grow with the fleet: with 10,000 nodes registered and jobs
-// waiting that no node can take, a registration, a heartbeat and a job end each touch a
+// waiting that no node can take (of one shape, and of a thousand shapes pinned to absent
+// hosts, as a failover's jobs meant each for one node are), a registration, a heartbeat and a job end each touch a
 // handful of node records (FleetIndex.ops, every node record read or written), and nothing
 // reads the queue from the store.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -39,6 +40,7 @@ beforeAll(async () => {
   // One job per node, 50 more waiting, and 100 that no node can take.
   for (let i = 0; i < FLEET + 50; i++) await harness.submit(newJob({}));
   for (let i = 0; i < 100; i++) await harness.submit(newJob({ priority: 'Critical', selector: { runner_type: 'macos' } }));
+  for (let i = 0; i < 1_000; i++) await harness.submit(newJob({ priority: 'Critical', selector: { runner_type: 'docker', tags: { host: `absent-${i}` } } }));
   await harness.settle();
   expect(harness.placements).toHaveLength(FLEET);
 }, 120_000);
