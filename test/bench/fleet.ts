@@ -121,6 +121,7 @@ async function measure(fleet: Fleet): Promise<void> {
   rampCpu.start();
   const rampStarted = performance.now();
   const rampFromUs = monotonicUs();
+  const rampSide = new SideCpu(fleet.workers);
   for (const w of fleet.workers) w.tell({ type: 'start' });
   const ramps = await Promise.all(fleet.workers.map((w) => w.next('registered')));
   const rampMs = performance.now() - rampStarted;
@@ -128,7 +129,7 @@ async function measure(fleet: Fleet): Promise<void> {
   const ramp = rampCpu.percent();
   const registered = sum(ramps.map((r) => r.registered));
   printRamp(ramps, rampMs, ramp.percent, statusKiB(plane.pid, 'VmRSS'));
-  console.log(`  ${perNodeCpu(ramp.cpuSeconds, registered, 'registration')}`);
+  console.log(`  ${perNodeCpu(ramp.cpuSeconds, registered, 'registration')}; ${rampSide.describe(ramp.cpuSeconds, rampMs)}`);
   if (registered === 0) throw new Error('no node registered');
 
   // Hold: everyone connected and heartbeating; memory sampled, CPU and lag measured over it.
@@ -183,6 +184,7 @@ async function resumeStorm(workers: Worker[], plane: RunningPlane): Promise<{ fr
   cpu.start();
   const started = performance.now();
   const fromUs = monotonicUs();
+  const side = new SideCpu(workers);
   const reports: ResumeReport[] = await Promise.all(
     workers.map((w) => {
       const report = w.next('resumed');
@@ -198,10 +200,28 @@ async function resumeStorm(workers: Worker[], plane: RunningPlane): Promise<{ fr
       `(${Math.round((resumed * 1000) / ms)}/s), ${sum(reports.map((r) => r.failed))} failed; plane CPU ${cpu.percent().percent.toFixed(0)}% of a core; ` +
       `target: all within 5 s ${ms < 5_000 && resumed === NODES ? 'met' : 'NOT met'}`,
   );
-  console.log(`  ${perNodeCpu(cpu.percent().cpuSeconds, resumed, 'resume')}`);
+  console.log(`  ${perNodeCpu(cpu.percent().cpuSeconds, resumed, 'resume')}; ${side.describe(cpu.percent().cpuSeconds, ms)}`);
   const firstError = reports.find((r) => r.firstError !== undefined)?.firstError;
   if (firstError !== undefined) console.log(`  first failure: ${firstError}`);
   return { fromUs, toUs };
+}
+
+/** The client workers' and the rest of the machine's CPU over a phase: is the plane alone on its core? */
+class SideCpu {
+  private readonly workers0: number;
+  private readonly machine0: number;
+
+  constructor(private readonly workers: Worker[]) {
+    this.workers0 = sum(workers.map((w) => cpuSeconds(w.pid)));
+    this.machine0 = machineCpuSeconds().busy;
+  }
+
+  describe(planeCpuSeconds: number, ms: number): string {
+    const workers = sum(this.workers.map((w) => cpuSeconds(w.pid))) - this.workers0;
+    const others = machineCpuSeconds().busy - this.machine0 - workers - planeCpuSeconds;
+    const percent = (seconds: number): string => `${((100 * seconds * 1000) / ms).toFixed(0)}%`;
+    return `client workers ${percent(workers)}, other processes ${percent(others)} (of ${cpus().length * 100}%)`;
+  }
 }
 
 /** The plane's own CPU time (user + system) per node, and what one whole core would do at that cost. */
