@@ -449,11 +449,14 @@ export class JobCoordinator implements JobHoldings {
   private async accepted(session: NodeSession, standing: Standing, data: { job_id: string; attempt: number }): Promise<void> {
     const placement = standing.kind === 'current' ? standing.placement : undefined;
     const running = placement === undefined ? undefined : this.allowed(placement, { type: 'accept' });
-    if (placement === undefined || running === undefined || !(await this.o.store.markRunning(data.job_id, data.attempt, this.tokenFor(placement.nodeId)))) {
+    const refused = (why: string): void => {
       // A late acceptance: the attempt is no longer this node's to run (PROTOCOL.md 4.5).
       session.send('CancelJob', { ...data, reason: 'attempt is no longer current' });
-      return;
-    }
+      session.logger.warn({ ...data, why }, 'acceptance refused: the node is told to cancel the attempt');
+    };
+    if (placement === undefined) return refused(`the attempt is ${standing.kind}`);
+    if (running === undefined) return refused(`the job is ${placement.lifecycle.state}`);
+    if (!(await this.o.store.markRunning(data.job_id, data.attempt, this.tokenFor(placement.nodeId)))) return refused('the store refused the move to Running');
     placement.lifecycle = running;
     clearTimeout(placement.acceptTimer);
     placement.acceptTimer = undefined;

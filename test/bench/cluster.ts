@@ -29,6 +29,7 @@
 //   BENCH_CLUSTER_FAILOVER_NODES  nodes on the replica killed (default 3000)
 //   BENCH_CLUSTER_REST_NODES      nodes at rest (default 10000)
 //   BENCH_CLUSTER_REST_S          seconds of each at-rest window (default 20)
+//   BENCH_CLUSTER_LOG_LEVEL       the replicas' --log-level (default warn), logged to BENCH_CLUSTER_LOG_DIR
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -45,7 +46,7 @@ import { backlog, epochMs, intFromEnv, jobSubmitters, loadAverage, startWorkers,
 import type { DispatchReport, ResumeStamp } from './dispatch-worker.js';
 import { startFleetWorkers, type Worker } from './fleet.js';
 import { cpuSeconds } from './proc-stats.js';
-import { startPlane, stop, type RunningPlane } from './processes.js';
+import { planeNodeArgs, startPlane, stop, type RunningPlane } from './processes.js';
 import { summarize, type Summary } from './quantiles.js';
 
 const PARTS = (process.env.BENCH_CLUSTER_PARTS ?? 'throughput,failover,rest').split(',').map((p) => p.trim());
@@ -312,6 +313,7 @@ async function failover(secret: Secret, run: number): Promise<void> {
     );
 
     const killedAt = epochMs();
+    const killedAtUs = Number(process.hrtime.bigint() / 1000n);
     process.kill(victim.pid, 'SIGKILL');
     // One job per node, meant for it alone: its assignment says the node is dispatchable again.
     const jobOf = new Map<string, string>();
@@ -337,6 +339,8 @@ async function failover(secret: Secret, run: number): Promise<void> {
     console.log(`  kill -9 of r0 at t = 0; ${hostnames.length} jobs (one per node) submitted to r1 and r2 by ${sec(submittedMs)}`);
     console.log(`  kill → RegisterAck of the resumed session on r1/r2: ${spread(summarize(registeredMs), hostnames.length)}`);
     console.log(`  kill → the node's job assigned (dispatchable):     ${spread(summarize(assignedMs), hostnames.length)}`);
+    console.log(`  RegisterAcks by second after the kill: ${perSecond(registeredMs)}`);
+    if (planeNodeArgs().length > 0) console.log(`  kill at CLOCK_MONOTONIC ${killedAtUs} µs (for profile-summary.ts --from-us)`);
     const tries = summarize(back.map((s) => s[2]));
     console.log(`  connections tried per node: p50 ${tries.p50}, max ${tries.max}; resumptions given up: ${resumeFailures.length}`);
     if (resumeFailures.length > 0) console.log(`  first given up: ${resumeFailures[0]}`);
@@ -353,6 +357,13 @@ async function failover(secret: Secret, run: number): Promise<void> {
     await stopWorkers(workers);
     await stopCluster(cluster);
   }
+}
+
+/** How many of the times (ms) fall in each whole second, from the first non-empty one: "8 s: 12, 9 s: 840, ...". */
+function perSecond(ms: number[]): string {
+  const counts = new Map<number, number>();
+  for (const t of ms) counts.set(Math.floor(t / 1000), (counts.get(Math.floor(t / 1000)) ?? 0) + 1);
+  return [...counts].sort(([a], [b]) => a - b).map(([second, n]) => `${second} s: ${n}`).join(', ');
 }
 
 // ---- at rest ----------------------------------------------------------------------------------
@@ -516,7 +527,7 @@ function planeLogDir(): string {
 
 function planeOptions(args: string[] = []): Parameters<typeof startPlane>[1] {
   const logFile = join(planeLogDir(), `plane-${++planesStarted}${args.length > 0 ? `-${args.at(-1)}` : ''}.log`);
-  return { logLevel: 'warn', fdLimit: 65_536, stopTimeoutMs: 30_000, args, logFile };
+  return { logLevel: process.env.BENCH_CLUSTER_LOG_LEVEL ?? 'warn', fdLimit: 65_536, stopTimeoutMs: 30_000, args, logFile };
 }
 
 async function startCluster(secret: Secret, replicas: number, env: Record<string, string>): Promise<Cluster> {

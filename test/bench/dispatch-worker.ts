@@ -102,7 +102,7 @@ function serve(node: BenchNode, hostname: string, urlIndex: number, k: number): 
       const key =
         e.type === 'Error'
           ? `Error ${String(e.data.code)}: ${String(e.data.message).slice(0, 300)}`
-          : `${e.type}${e.type === 'Shutdown' ? ` ${String(e.data.reason)}` : ''}`;
+          : `${e.type}${e.type === 'Shutdown' || e.type === 'CancelJob' ? ` ${String(e.data.reason)}` : ''}`;
       planeErrors[key] = (planeErrors[key] ?? 0) + 1;
     }
   };
