@@ -79,7 +79,7 @@ export async function openCluster(config: Config, replicaId: string, version: st
     opened.push(() => lease.close({ release: true }));
     // Before any job or node: a refusal here gives the lease up (undo) and has written nothing else.
     const self = { replicaId, version, format: lease.format };
-    checkPeerFormats(await lease.readLeases(), self);
+    checkPeerFormats(await lease.readLeases(), self, lease.ttlMs);
     if ((await checkStoredFormat(nc, self, { replicas })) === 'stamped') log.info({ cluster_format: self.format }, 'cluster format stored on NATS (first replica of this format)');
     const jobs = await JetStreamJobStore.open({ nc, box: SecretBox.fromKey(jobSecretsKey(config)), replicas, timeoutMs: config.natsRequestTimeoutMs });
     opened.push(() => jobs.close());

@@ -44,8 +44,11 @@ export interface FormatSelf {
 const formatOf = (format: number | undefined): string => (format === undefined ? 'none (a build from before cluster formats)' : String(format));
 const muster = (version: string): string => (version === '' ? 'muster of unknown version' : `muster ${version}`);
 
-/** Refuses (internal) when a live peer's lease announces another cluster format than `self`'s. */
-export function checkPeerFormats(leases: readonly PeerLease[], self: FormatSelf): void {
+/**
+ * Refuses (internal) when a live peer's lease announces another cluster format than `self`'s;
+ * `ttlMs`, the leases' TTL, says how long the lease of a peer killed rather than stopped stays.
+ */
+export function checkPeerFormats(leases: readonly PeerLease[], self: FormatSelf, ttlMs: number): void {
   const peer = leases.find((p) => p.id !== self.replicaId && p.format !== self.format);
   if (peer === undefined) return;
   const older = peer.format === undefined || peer.format < self.format;
@@ -56,7 +59,8 @@ export function checkPeerFormats(leases: readonly PeerLease[], self: FormatSelf)
     'internal',
     `replica ${peer.id} (${muster(peer.version)}) is live with cluster format ${formatOf(peer.format)}, ` +
       `this replica ${self.replicaId} (${muster(self.version)}) has cluster format ${self.format}: ` +
-      `replicas of different formats misread each other's jobs, leases and events, so this one does not start; ${todo}`,
+      `replicas of different formats misread each other's jobs, leases and events, so this one does not start; ${todo} ` +
+      `(the lease of a replica killed rather than stopped stays up to ${ttlMs} ms)`,
   );
 }
 
