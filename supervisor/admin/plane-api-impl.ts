@@ -21,6 +21,7 @@ import { onePerNode, type ClusterPeers } from '../cluster/cluster-peers.js';
 import type { RemoteNodeViews } from '../cluster/remote-node-views.js';
 import type { PlaneApi, UndrainOutcome } from './plane-api.js';
 import type { ClusterView, NodeDetail, NodeView, WaitingFor } from './wire-types.js';
+import { packageVersion } from '../package-version.js';
 
 export interface PlaneApiParts {
   config: Pick<Config, 'maxAttempts' | 'defaultJobTimeoutMs' | 'maxFrameBytes'>;
@@ -58,6 +59,7 @@ export class PlaneApiImpl implements PlaneApi {
   readonly retryJob: PlaneApi['retryJob'];
 
   private readonly startedAt = new Date().toISOString();
+  private readonly version = packageVersion();
 
   constructor(private readonly p: PlaneApiParts) {
     this.defaults = { maxAttempts: p.config.maxAttempts, jobTimeoutMs: p.config.defaultJobTimeoutMs, maxFrameBytes: p.config.maxFrameBytes };
@@ -165,7 +167,7 @@ export class PlaneApiImpl implements PlaneApi {
 
   cluster(): ClusterView {
     if (this.p.peers !== undefined) return this.p.peers.view();
-    const self = { control_plane_id: this.p.controlPlaneId, nodes: this.p.registry.size, started_at: this.startedAt, last_renewal: null };
+    const self = { control_plane_id: this.p.controlPlaneId, nodes: this.p.registry.size, started_at: this.startedAt, last_renewal: null, version: this.version, cluster_format: null };
     return { mode: 'embedded', replicas: [self], nats: null };
   }
 

@@ -46,6 +46,14 @@ export interface ReplicaView {
   started_at: string;
   /** RFC 3339: its last lease renewal; null for the embedded plane, which holds no lease. */
   last_renewal: string | null;
+  /** Muster's version it runs ('' when its lease does not say). */
+  version: string;
+  /**
+   * The cluster format it reads and writes (supervisor/cluster/cluster-format.ts): replicas of
+   * different formats misread each other. Null for the embedded plane, and for a replica of a
+   * build from before cluster formats.
+   */
+  cluster_format: number | null;
 }
 
 /** `GET /v1/cluster`: the replicas and how they reach each other. */

@@ -73,6 +73,8 @@ export class ClusterPeers {
       nodes: p.id === this.cluster.replicaId ? this.own.list().length : p.nodeCount,
       started_at: p.startedAt,
       last_renewal: p.renewedAt,
+      version: p.version,
+      cluster_format: p.format ?? null,
     }));
     return { mode: 'cluster', replicas, nats: { state: status.state, server: status.server, reconnects: status.reconnects } };
   }

@@ -1,5 +1,6 @@
 // A replica's parts on NATS, opened in the order each needs: the connection, the server check for
-// replicated buckets (server-version.ts), the replica's lease, the job and token stores, the bus
+// replicated buckets (server-version.ts), the replica's lease, the cluster format guard
+// (format-guard.ts: no start beside replicas or on data of another release), the job and token stores, the bus
 // (replica-bus.ts: job events from the job store's watch, node and log events over NATS),
 // ownership of nodes, the command channel, the node directory and the artifacts (object store).
 // `muster serve --nats` builds the plane on these instead of SQLite and the in-process bus
@@ -22,6 +23,7 @@ import { LEASE_BUCKET, ReplicaLease } from './replica-lease.js';
 import { ReplicaClaims } from './replica-claims.js';
 import { ARTIFACTS_BUCKET, ObjectArtifactStore } from './object-artifact-store.js';
 import { checkConnectionReplicas } from './server-version.js';
+import { CLUSTER_BUCKET, checkPeerFormats, checkStoredFormat } from './format-guard.js';
 
 const JOBS_BUCKET = 'muster-jobs';
 
@@ -68,13 +70,17 @@ export async function openCluster(config: Config, replicaId: string, version: st
   try {
     const { nc, status } = connection;
     const replicas = config.natsReplicas;
-    checkConnectionReplicas(nc, replicas, [LEASE_BUCKET, OWNERS_BUCKET, JOBS_BUCKET, ARTIFACTS_BUCKET]);
+    checkConnectionReplicas(nc, replicas, [LEASE_BUCKET, OWNERS_BUCKET, JOBS_BUCKET, ARTIFACTS_BUCKET, CLUSTER_BUCKET]);
     // The lease renews on a connection of its own: a storm of claims and job writes queued on the
     // main one must not hold a renewal back until the replica fences itself.
     const leaseConnection = await openNatsConnection(natsSettingsOf(config, `${replicaId}-lease`));
     opened.push(() => leaseConnection.close());
     const lease = await ReplicaLease.acquire({ nc: leaseConnection.nc, replicaId, version, replicas, ttlMs: config.leaseTtlMs, renewMs: config.leaseRenewMs, nodeCount });
     opened.push(() => lease.close({ release: true }));
+    // Before any job or node: a refusal here gives the lease up (undo) and has written nothing else.
+    const self = { replicaId, version, format: lease.format };
+    checkPeerFormats(await lease.readLeases(), self, lease.ttlMs);
+    if ((await checkStoredFormat(nc, self, { replicas })) === 'stamped') log.info({ cluster_format: self.format }, 'cluster format stored on NATS (first replica of this format)');
     const jobs = await JetStreamJobStore.open({ nc, box: SecretBox.fromKey(jobSecretsKey(config)), replicas, timeoutMs: config.natsRequestTimeoutMs });
     opened.push(() => jobs.close());
     const tokens = await KvTokenStore.open({ nc, replicas, timeoutMs: config.natsRequestTimeoutMs });

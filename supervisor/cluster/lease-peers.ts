@@ -6,7 +6,8 @@
 // A lease that is gone never comes back (a new lease of the same id has a new epoch), so "gone"
 // is remembered for good.
 // Peers missing from a poll are reported gone only while the replica may judge (lease-guard.ts):
-// until then they stay "known", to be judged at the first poll when it may.
+// until then they stay "known", to be judged at the first poll when it may. A peer's lease a poll
+// reads for the first time is told too (`onSeen`: the replica checks its cluster format).
 import type { KV, KvEntry } from '@nats-io/kv';
 import { liveValue } from './kv-cas.js';
 import { TimerSet } from './timer-set.js';
@@ -20,6 +21,8 @@ export interface LeaseValue {
   renewed_at: string;
   node_count: number;
   version: string;
+  /** The cluster format the replica reads and writes (cluster-format.ts); absent from builds before it. */
+  format?: number;
 }
 
 /** A live lease, as the last poll read it. */
@@ -32,6 +35,8 @@ export interface PeerLease {
   renewedAt: string;
   nodeCount: number;
   version: string;
+  /** Its cluster format; undefined for a build from before cluster formats. */
+  format: number | undefined;
 }
 
 /** The lease in a KV entry, or undefined when the entry is not a live lease. */
@@ -47,6 +52,7 @@ export function toPeer(entry: KvEntry | null | undefined): PeerLease | undefined
     renewedAt: String(value.renewed_at ?? ''),
     nodeCount: typeof value.node_count === 'number' ? value.node_count : 0,
     version: String(value.version ?? ''),
+    format: typeof value.format === 'number' ? value.format : undefined,
   };
 }
 
@@ -79,6 +85,8 @@ export interface LeasePeersOptions {
   mayJudge: () => boolean;
   /** A peer's lease seen before is gone. */
   onGone: (id: string, epoch: number) => void;
+  /** A peer's lease read by a poll for the first time (each id#epoch once). */
+  onSeen?: (peer: PeerLease) => void;
   /** A poll failed; the next one tries again. */
   onError: (err: unknown) => void;
 }
@@ -95,6 +103,8 @@ export class LeasePeers {
   private known = new Map<string, PeerLease>();
   /** Leases known gone for good, by id#epoch. */
   private readonly gone = new Set<string>();
+  /** Peers' leases the last poll read, by id#epoch: `onSeen` is told of the others. */
+  private seen = new Set<string>();
   private readonly goneWaits = new Map<string, GoneWait>();
   /** Lease reads in flight, by id#epoch. */
   private readonly reads = new Map<string, Promise<boolean>>();
@@ -213,17 +223,31 @@ export class LeasePeers {
     this.pollTimer = this.after(this.o.peerPollMs, () => void this.pollTick());
   }
 
-  private async poll(): Promise<void> {
+  /** Every live lease now, this replica's own included: one bounded read of the keys, then each. */
+  async readAll(): Promise<PeerLease[]> {
     const ids = await this.o.listKeys();
     const entries = await Promise.all(ids.map((id) => this.kv.get(id)));
+    return entries.map((entry) => toPeer(entry)).filter((peer): peer is PeerLease => peer !== undefined);
+  }
+
+  private async poll(): Promise<void> {
     const view = new Map<string, PeerLease>();
-    for (const entry of entries) {
-      const peer = toPeer(entry);
-      if (peer) view.set(peer.id, peer);
-    }
+    for (const peer of await this.readAll()) view.set(peer.id, peer);
     if (this.closed) return;
     this.view = view;
+    this.tellSeen(view);
     this.judge(view);
+  }
+
+  private tellSeen(view: Map<string, PeerLease>): void {
+    const seen = new Set<string>();
+    for (const peer of view.values()) {
+      if (peer.id === this.o.selfId) continue;
+      const key = leaseKey(peer.id, peer.epoch);
+      seen.add(key);
+      if (!this.seen.has(key)) this.o.onSeen?.(peer);
+    }
+    this.seen = seen;
   }
 
   /** Peers seen before and missing now are gone; judged only while the replica may judge. */

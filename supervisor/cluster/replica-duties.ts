@@ -144,6 +144,18 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
       case 'conflict':
         logger.error({ err: event.error }, 'another process holds this replica id');
         return;
+      case 'peer-format':
+        // Reported, not acted on: this replica passed the start-up guard (format-guard.ts), so it
+        // matches the cluster's stored format and its live peers; the newcomer is the one out of
+        // place. Stepping aside would hand the fleet to the replica that misreads it, and this
+        // one can neither stop another process nor undo what it writes: the operator can, told
+        // here and by GET /v1/cluster (each replica's version and format).
+        logger.error(
+          { replica: event.peer.id, version: event.peer.version, cluster_format: event.peer.format ?? null, ours: cluster.lease.format },
+          `replica ${event.peer.id} (muster ${event.peer.version || 'of unknown version'}) joined with cluster format ${event.peer.format ?? 'none'}, ` +
+            `this replica has format ${cluster.lease.format}: they misread each other's records; stop it, or upgrade all replicas at once`,
+        );
+        return;
       case 'error':
         logger.warn({ err: event.error }, 'lease operation failed');
         return;

@@ -12,6 +12,9 @@
 //   connected and unfenced.
 // - A lease found gone (aged out while the replica was cut off) is taken again with a new,
 //   higher epoch: everything owned under the old one is lost (node-ownership.ts listens).
+// - The value says which build holds it: Muster's version and the cluster format
+//   (cluster-format.ts); a peer first read with another format is told (`peer-format`), and
+//   format-guard.ts reads every lease once at start.
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection, Status } from '@nats-io/nats-core';
 import type { KV } from '@nats-io/kv';
@@ -24,6 +27,7 @@ import { listKvKeys } from './kv-key-list.js';
 import { LeaseGuard } from './lease-guard.js';
 import { LeasePeers, toPeer, type LeaseValue, type PeerLease } from './lease-peers.js';
 import { TimerSet } from './timer-set.js';
+import { CLUSTER_FORMAT } from './cluster-format.js';
 
 export const LEASE_BUCKET = 'muster-leases';
 
@@ -40,6 +44,8 @@ export type LeaseEvent =
   | { kind: 'lease-taken'; epoch: number }
   /** Another process holds a live lease under this replica's id. */
   | { kind: 'conflict'; error: MusterError }
+  /** A peer's lease, first read, announces another cluster format than this replica's (or none: an older build). */
+  | { kind: 'peer-format'; peer: PeerLease }
   /** A peer's lease of `epoch` aged out (or was given up); sent only while `mayJudge()`. */
   | { kind: 'peer-gone'; id: string; epoch: number }
   /** `mayJudge()` changed. */
@@ -54,6 +60,8 @@ export interface ReplicaLeaseOptions {
   replicaId: string;
   /** Muster's version, stored in the lease. */
   version: string;
+  /** The cluster format stored in the lease (default cluster-format.ts's; tests write others). */
+  format?: number;
   /** Default `muster-leases`. */
   bucket?: string;
   /** Copies of the bucket (1; more only on nats-server 2.9.21 or later). */
@@ -85,6 +93,7 @@ function resolve(options: ReplicaLeaseOptions): Resolved {
   const resolved: Resolved = {
     bucket: LEASE_BUCKET,
     replicas: 1,
+    format: CLUSTER_FORMAT,
     peerPollMs: renewMs,
     gonePollMs: Math.max(50, Math.round(renewMs / 4)),
     requestTimeoutMs: Math.min(renewMs, 2_000),
@@ -154,6 +163,9 @@ export class ReplicaLease {
       selfEpoch: () => this.epochValue,
       mayJudge: () => this.mayJudge(),
       onGone: (id, epoch) => this.emit({ kind: 'peer-gone', id, epoch }),
+      onSeen: (peer) => {
+        if (peer.format !== o.format) this.emit({ kind: 'peer-format', peer });
+      },
       onError: (error) => this.emit({ kind: 'error', error }),
     });
   }
@@ -177,6 +189,16 @@ export class ReplicaLease {
 
   get ttlMs(): number {
     return this.o.ttlMs;
+  }
+
+  /** The cluster format this replica announces. */
+  get format(): number {
+    return this.o.format;
+  }
+
+  /** Muster's version this replica announces. */
+  get version(): string {
+    return this.o.version;
   }
 
   /**
@@ -206,9 +228,15 @@ export class ReplicaLease {
         renewedAt: view.get(this.replicaId)?.renewedAt ?? this.startedAt,
         nodeCount: this.o.nodeCount(),
         version: this.o.version,
+        format: this.o.format,
       });
     }
     return peers.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** Every live lease now, read from the server (not the last poll's): format-guard.ts at start. */
+  readLeases(): Promise<PeerLease[]> {
+    return this.view.readAll();
   }
 
   subscribe(handler: (event: LeaseEvent) => void): () => void {
@@ -263,6 +291,7 @@ export class ReplicaLease {
       renewed_at: new Date().toISOString(),
       node_count: this.o.nodeCount(),
       version: this.o.version,
+      format: this.o.format,
     };
     if (epoch !== undefined) value.epoch = epoch;
     return JSON.stringify(value);

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { NodeDetail } from '../../supervisor/admin/wire-types.js';
+import { packageVersion } from '../../supervisor/package-version.js';
 import { uniqueTag, waitFor } from '../e2e/harness.js';
 import { cliPlane, WAIT_MS } from './cli-plane-fixture.js';
 
@@ -132,8 +133,9 @@ describe('muster cluster against a real plane', () => {
     const text = await muster(['cluster']);
     expect(text.code).toBe(0);
     const [header, row, mode] = text.stdout.trimEnd().split('\n');
-    expect(header).toMatch(/^REPLICA +NODES +STARTED +LAST RENEWAL$/);
-    expect(row?.split(/\s{2,}/)).toEqual([expect.any(String), expect.stringMatching(/^\d+$/), expect.stringMatching(/Z$/), '-']);
+    expect(header).toMatch(/^REPLICA +NODES +VERSION +FORMAT +STARTED +LAST RENEWAL$/);
+    // The embedded plane has Muster's version and no cluster format.
+    expect(row?.split(/\s{2,}/)).toEqual([expect.any(String), expect.stringMatching(/^\d+$/), packageVersion(), '-', expect.stringMatching(/Z$/), '-']);
     expect(mode).toBe('embedded: no NATS (embedded plane)');
     const json = JSON.parse((await muster(['cluster', '--json'])).stdout) as { mode: string; replicas: unknown[]; nats: unknown };
     expect(json).toMatchObject({ mode: 'embedded', nats: null });

@@ -3,7 +3,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { loadConfig, type Config } from '../../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../../supervisor/control-plane.js';
 import type { NewJob } from '../../../supervisor/store/job-store.js';
@@ -18,7 +18,7 @@ export class Replicas {
 
   constructor(private readonly natsUrl: () => string) {}
 
-  async start(id: string, overrides: Partial<Config> = {}): Promise<ControlPlane> {
+  async start(id: string, overrides: Partial<Config> = {}, logger: Logger = pino({ level: 'silent' })): Promise<ControlPlane> {
     const dataDir = mkdtempSync(join(tmpdir(), `muster-cluster-${id}-`));
     this.dirs.push(dataDir);
     const config = loadConfig({
@@ -38,7 +38,7 @@ export class Replicas {
         ...overrides,
       },
     });
-    const plane = await startControlPlane(config, pino({ level: 'silent' }));
+    const plane = await startControlPlane(config, logger);
     this.planes.push(plane);
     return plane;
   }

@@ -8,6 +8,7 @@ import { Kvm } from '@nats-io/kv';
 import { natsFixture } from './nats-fixture.js';
 import { MusterError } from '../../../protocol/errors.js';
 import { LEASE_BUCKET, ReplicaLease, type LeaseEvent, type ReplicaLeaseOptions } from '../../../supervisor/cluster/replica-lease.js';
+import { CLUSTER_FORMAT } from '../../../supervisor/cluster/cluster-format.js';
 import { TcpProxy } from './tcp-proxy.js';
 import { nextEvent, until } from './await-event.js';
 
@@ -42,7 +43,7 @@ describe('ReplicaLease', () => {
     const entry = await kv.get('replica-a');
     expect(entry?.revision).toBe(a.epoch);
     const value = entry?.json<Record<string, unknown>>();
-    expect(value).toMatchObject({ replica_id: 'replica-a', node_count: 7, version: '0.1.0' });
+    expect(value).toMatchObject({ replica_id: 'replica-a', node_count: 7, version: '0.1.0', format: CLUSTER_FORMAT });
     expect(typeof value?.started_at).toBe('string');
     const status = await kv.status();
     expect(status.ttl).toBe(TTL);
