@@ -76,7 +76,8 @@ export interface ArtifactStore {
   /**
    * Removes abandoned uploads (`rule`): their bytes and their state, so that a later Start of the
    * same artifact begins afresh. Completed artifacts are never touched. Safe to run in several
-   * processes on the same store at once. Resolves with how many uploads it removed.
+   * processes on the same store at once. Resolves with how many uploads it found abandoned and
+   * removed (finishing a removal another sweep began and left half-way is not counted).
    */
   sweep(rule: SweepRule): Promise<number>;
   /** The job's completed artifacts, every attempt, oldest first. */
