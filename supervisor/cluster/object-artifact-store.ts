@@ -25,11 +25,14 @@
 // under way in memory, so a sweep costs the KV messages written since the last one plus a get
 // of the last chunk of each upload whose entry is idle, not a read of every stored record (the
 // first sweep after the replica starts reads the bucket once). Removal is safe with any number
-// of sweepers and against a Start, a chunk or an End elsewhere: the sweeper first turns the entry
+// of sweepers and against a Start or an End elsewhere: the sweeper first turns the entry
 // `abandoned` by compare-and-set on the revision it read (whoever wrote the entry since wins, and
-// the sweeper leaves it), and only then purges the chunks, then the entry itself,
-// again by compare-and-set. A sweeper that dies between leaves an `abandoned` entry, which the
-// next sweep anywhere finishes without waiting, and which a Start replaces with a fresh upload.
+// the sweeper leaves it), and only then purges the chunks, then the entry itself, again by
+// compare-and-set. A sweeper that dies between leaves an `abandoned` entry, which the next sweep
+// anywhere finishes without waiting, and which a Start replaces with a fresh upload. A chunk does
+// not change the entry: one stored between the sweeper's look and its purge goes with the rest
+// (its End is then refused as short), which can only be a chunk of an attempt the job store says
+// cannot resume, one the intake refuses anyway.
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { StorageType, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
