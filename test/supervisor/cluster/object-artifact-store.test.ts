@@ -2,7 +2,8 @@
 // only it promises: an upload begun through one replica's store is resumed and completed through
 // another's (its state is in NATS), a completed artifact is an object any object store client
 // reads, an upload one replica began and left is swept by another (its chunks purged from the
-// stream), sweepers racing remove it once, and memory stays flat while a large artifact streams
+// stream; idle counted from its last chunk), sweepers racing remove it once, one left half-way is
+// finished, and memory stays flat while a large artifact streams
 // in and out.
 import { createHash, randomBytes } from 'node:crypto';
 import { buffer } from 'node:stream/consumers';
@@ -120,6 +121,28 @@ describe('ObjectArtifactStore across replicas', () => {
     expect(await upload(a, resumable, bytes, 200_000)).toBe(bytes.length);
     expect((await a.end(resumable.artifact_id)).size).toBe(bytes.length);
     expect(Buffer.compare(await buffer((await b.read(done.job_id, done.name))!.body), bytes.subarray(0, 100_000))).toBe(0);
+  });
+
+  it('counts an upload idle from its last chunk, not from its Start', async () => {
+    const bucket = `${ARTIFACTS_BUCKET}-${++opened}`;
+    const [a, b] = [await openStore(bucket), await openStore(bucket)];
+    const bytes = randomBytes(20_000);
+    const start = artifactOf(bytes);
+    await a.start(start);
+    const kv = await new Kvm(await nats.connection()).open(bucket);
+    const entry = (await kv.get(`${start.job_id}.1.${start.artifact_id}`))!;
+    const started = entry.created.getTime();
+    const chunks = `$O.${bucket}.C.${entry.json<{ nuid: string }>().nuid}`;
+    const jsm = await jetstreamManager(await nats.connection());
+    // Chunks of 100 bytes until one is stored in a later millisecond than the Start (a few round trips).
+    let lastChunk = started;
+    for (let offset = 0; lastChunk <= started; offset += 100) {
+      await a.write(start.artifact_id, offset, bytes.subarray(offset, offset + 100));
+      lastChunk = (await jsm.streams.getMessage(`OBJ_${bucket}`, { last_by_subj: chunks }))!.time.getTime();
+    }
+    // Idle by its Start, not by its last chunk: kept.
+    expect(await b.sweep(sweepRule(lastChunk))).toBe(0);
+    expect(await b.sweep(sweepRule(lastChunk + 1))).toBe(1);
   });
 
   it('removes an upload once when replicas sweep at the same time', async () => {
