@@ -129,9 +129,10 @@ export interface Config {
   /** `max_artifact_bytes`: the largest artifact a node may upload (PROTOCOL.md section 8); larger is `artifact_rejected`. */
   maxArtifactBytes: number;
   /**
-   * An artifact upload not advanced (no Start, no chunk stored) for this long, whose attempt can no
-   * longer resume (its job ended or went on to a later attempt), is removed with what it stored;
-   * one of the job's current attempt is kept however long (PROTOCOL.md section 8). 0: never.
+   * An artifact upload whose last stored chunk (its first Start when it has none) is this old,
+   * and whose attempt can no longer resume (its job ended or went on to a later attempt), is
+   * removed with what it stored; one of the job's current attempt is kept however long
+   * (PROTOCOL.md section 8). 0: never.
    */
   artifactAbandonAfterMs: number;
   /** Connections the kernel queues per node listener before the plane accepts them (capped by net.core.somaxconn). */
