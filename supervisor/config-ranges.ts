@@ -80,6 +80,9 @@ export const CONFIG_RANGES = {
   maxSendBufferBytes: Count(1_024, 2 ** 32),
   // Up to 1 TiB: the store streams to disk, so the limit is the disk's, not memory's.
   maxArtifactBytes: Count(0, 2 ** 40),
+  // Only uploads that can no longer resume are removed, so a short time loses nothing a node may
+  // still send; 0 turns the sweep off.
+  artifactAbandonAfterMs: Ms(0),
   registerTimeoutMs: Ms(),
   heartbeatIntervalMs: Ms(),
   maxHeartbeatsPerSecond: Type.Number({ minimum: 0, maximum: 1e9 }),

@@ -128,6 +128,13 @@ export interface Config {
   maxSendBufferBytes: number;
   /** `max_artifact_bytes`: the largest artifact a node may upload (PROTOCOL.md section 8); larger is `artifact_rejected`. */
   maxArtifactBytes: number;
+  /**
+   * An artifact upload whose last stored chunk (its first Start when it has none) is this old,
+   * and whose attempt can no longer resume (its job ended or went on to a later attempt), is
+   * removed with what it stored; one of the job's current attempt is kept however long
+   * (PROTOCOL.md section 8). 0: never.
+   */
+  artifactAbandonAfterMs: number;
   /** Connections the kernel queues per node listener before the plane accepts them (capped by net.core.somaxconn). */
   listenBacklog: number;
   registerTimeoutMs: number;
@@ -285,6 +292,7 @@ export const DEFAULTS: Config = {
   maxFrameBytes: 1_048_576,
   maxSendBufferBytes: 8 * 1024 * 1024,
   maxArtifactBytes: 2 * 1024 * 1024 * 1024,
+  artifactAbandonAfterMs: 3_600_000,
   listenBacklog: 4096,
   registerTimeoutMs: 10_000,
   heartbeatIntervalMs: 5_000,

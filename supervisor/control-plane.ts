@@ -37,6 +37,7 @@ import { Registrar } from './nodes/registrar.js';
 import { PlaneShutdown } from './plane-shutdown.js';
 import { Relay } from './relay.js';
 import { ArtifactIntake } from './artifacts/artifact-intake.js';
+import { ArtifactSweeper } from './artifacts/artifact-sweeper.js';
 import { ARTIFACT_WINDOW_BYTES } from './nodes/protocol-versions.js';
 import { schedulerSource } from './scheduler-source.js';
 import { createPlaneSecurity } from './security/plane-security.js';
@@ -156,6 +157,9 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     logger: log,
     bus,
   });
+  // Abandoned uploads are swept: here in the embedded plane, by every replica's duties in a cluster.
+  const artifactSweeper =
+    cluster === undefined ? new ArtifactSweeper({ store: artifactStore, jobs: store, abandonAfterMs: config.artifactAbandonAfterMs, logger: log }) : undefined;
   const registrar = new Registrar({
     controlPlaneId: id,
     config,
@@ -223,6 +227,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
           logger: log,
           rebalanceIntervalMs: config.rebalanceIntervalMs,
           shutdownGraceMs: config.shutdownGraceMs,
+          artifacts: artifactStore,
+          artifactAbandonAfterMs: config.artifactAbandonAfterMs,
           reloadQueue: () => scheduler.load(),
           metrics: new ClusterMetrics(metrics.registry),
           remoteViews: clusterView.remoteViews,
@@ -239,7 +245,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     stores,
     bus,
     security,
-    artifacts: { intake: artifactIntake, store: artifactStore },
+    artifacts: { intake: artifactIntake, store: artifactStore, ...(artifactSweeper === undefined ? {} : { sweeper: artifactSweeper }) },
     ...(cluster === undefined
       ? {}
       : {

@@ -18,6 +18,7 @@ import type { SessionTokens } from './tokens/session-tokens.js';
 import type { TokenRegistry } from './tokens/token-registry.js';
 import type { ArtifactIntake } from './artifacts/artifact-intake.js';
 import type { ArtifactStore } from './artifacts/artifact-store.js';
+import type { ArtifactSweeper } from './artifacts/artifact-sweeper.js';
 
 export interface PlaneParts {
   logger: Logger;
@@ -33,8 +34,8 @@ export interface PlaneParts {
   stores: Stores;
   bus: Bus;
   security: PlaneSecurity;
-  /** Uploads under way finish their step, then the store closes its files. */
-  artifacts?: { intake: ArtifactIntake; store: ArtifactStore };
+  /** The sweep of abandoned uploads stops, uploads under way finish their step, then the store closes its files. */
+  artifacts?: { intake: ArtifactIntake; store: ArtifactStore; sweeper?: Pick<ArtifactSweeper, 'close'> };
   /**
    * A cluster replica's NATS parts: its duties for peers stop with the coordinator (before the
    * stores close), the rest closes last, its lease given up, so its nodes may be claimed at once.
@@ -73,6 +74,7 @@ export class PlaneShutdown {
     this.p.sessionTokens.close();
     this.p.tokenRegistry.close();
     await this.admin?.close();
+    await this.p.artifacts?.sweeper?.close();
     await this.p.artifacts?.intake.close();
     await this.p.artifacts?.store.close();
     await this.p.stores.close();

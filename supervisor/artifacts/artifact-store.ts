@@ -37,6 +37,21 @@ export interface ByteRange {
   end: number;
 }
 
+/** What `sweep` removes: uploads idle since before `idleBefore` whose attempt may no longer resume. */
+export interface SweepRule {
+  /**
+   * Milliseconds since the epoch: an upload last advanced (started, or a chunk stored) before it
+   * is idle. The plane passes now minus `artifactAbandonAfterMs`.
+   */
+  idleBefore: number;
+  /**
+   * Whether the job's attempt may still resume its uploads (PROTOCOL.md section 8: the plane keeps
+   * an upload of the current attempt across a dropped connection). An idle upload of such an
+   * attempt is kept however long it has been idle; any other is abandoned.
+   */
+  resumable(jobId: string, attempt: number): Promise<boolean>;
+}
+
 /**
  * Uploads are keyed by `artifact_id`. Every refusal is a MusterError `artifact_rejected` whose
  * `field` names what is wrong (`data.size`, `data.name`, `data.sha256`, `data.artifact_id`), and
@@ -58,6 +73,13 @@ export interface ArtifactStore {
   end(artifactId: string): Promise<ArtifactRecord>;
   /** Drops an upload that will not be completed (its attempt ended); nothing when unknown. */
   drop(artifactId: string): Promise<void>;
+  /**
+   * Removes abandoned uploads (`rule`): their bytes and their state, so that a later Start of the
+   * same artifact begins afresh. Completed artifacts are never touched. Safe to run in several
+   * processes on the same store at once. Resolves with how many uploads it found abandoned and
+   * removed (finishing a removal another sweep began and left half-way is not counted).
+   */
+  sweep(rule: SweepRule): Promise<number>;
   /** The job's completed artifacts, every attempt, oldest first. */
   list(jobId: string): Promise<ArtifactRecord[]>;
   /**

@@ -4,7 +4,9 @@
 //   artifacts/jobs/<job_id>/<attempt>/<artifact_id>(.json)   completed artifacts and their records
 // Bytes go straight from each chunk to the file and are hashed as they come, so memory stays
 // flat whatever the size. An upload resumed after a restart re-reads its part file once to
-// rebuild the digest. Only ids the store checked (UUIDs) ever name a file: a node's `name` is
+// rebuild the digest. An upload's last advance is its part file's mtime (each chunk writes it;
+// created by the Start); `sweep` reads `uploads/` only, so it costs a readdir and a stat per
+// upload under way, never anything per completed artifact. Only ids the store checked (UUIDs) ever name a file: a node's `name` is
 // kept in the record, never used as a path. A completed artifact is fsynced before `end` answers.
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -13,7 +15,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { checkStart, recordOf, reject, sameUpload, UUID } from './artifact-checks.js';
-import type { ArtifactRecord, ArtifactStart, ArtifactStore, ByteRange } from './artifact-store.js';
+import type { ArtifactRecord, ArtifactStart, ArtifactStore, ByteRange, SweepRule } from './artifact-store.js';
 
 export interface FileArtifactStoreOptions {
   /** The plane's data directory; artifacts live in its `artifacts/`. */
@@ -119,6 +121,25 @@ export class FileArtifactStore implements ArtifactStore {
     await rm(this.#metaPath(artifactId), { force: true });
   }
 
+  async sweep(rule: SweepRule): Promise<number> {
+    const files = await readdir(this.#uploads).catch(() => [] as string[]);
+    const ids = new Set(files.map((f) => f.replace(/\.(json|part)$/, '')).filter((id) => UUID.test(id)));
+    let removed = 0;
+    for (const id of ids) {
+      const advanced = await this.#lastAdvance(id);
+      if (advanced === undefined || advanced >= rule.idleBefore) continue;
+      const start = await this.#readMeta(id);
+      // A part file without its Start (one cannot resume without it) is abandoned whatever its job.
+      if (start !== undefined && (await rule.resumable(start.job_id, start.attempt))) continue;
+      // Taken up again while the job was looked up (a Start or a chunk): not idle any more.
+      const now = await this.#lastAdvance(id);
+      if (now === undefined || now >= rule.idleBefore) continue;
+      await this.drop(id);
+      removed++;
+    }
+    return removed;
+  }
+
   async list(jobId: string): Promise<ArtifactRecord[]> {
     if (!UUID.test(jobId)) return [];
     const jobDir = join(this.#root, 'jobs', jobId);
@@ -184,6 +205,15 @@ export class FileArtifactStore implements ArtifactStore {
       (u) => u.start.job_id === start.job_id && u.start.attempt === start.attempt && u.start.name === start.name && u.start.artifact_id !== start.artifact_id,
     );
     if (completed || uploading) throw reject('data.name', `attempt ${start.attempt} of job ${start.job_id} already has an artifact named ${start.name}`);
+  }
+
+  /** When the upload last advanced (its part file's mtime, else its Start's); undefined when it is gone. */
+  async #lastAdvance(artifactId: string): Promise<number | undefined> {
+    for (const path of [this.#partPath(artifactId), this.#metaPath(artifactId)]) {
+      const found = await stat(path).catch(() => undefined);
+      if (found !== undefined) return found.mtimeMs;
+    }
+    return undefined;
   }
 
   async #readMeta(artifactId: string): Promise<ArtifactStart | undefined> {

@@ -47,6 +47,12 @@ export class ArtifactChunks {
     return last === null ? NO_CHUNKS : { received: offsetOf(last.header) + last.data.length, chunks: Number(last.header.get(COUNT_HEADER)), seq: last.seq };
   }
 
+  /** When the upload's last chunk was stored (the server's clock, ms since the epoch); undefined when it has none. */
+  async lastWritten(subject: string): Promise<number | undefined> {
+    const last = await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject });
+    return last === null ? undefined : last.time.getTime();
+  }
+
   /**
    * Appends `data` after `tail`: the new tail, or undefined when the subject moved on since `tail`
    * (another writer, or an earlier try of this one that was stored though its answer was lost).
@@ -85,7 +91,7 @@ export class ArtifactChunks {
     throw new Error(`artifact chunks on ${subject} end before byte ${range.end}`);
   }
 
-  /** Removes the upload's chunks. */
+  /** Removes the upload's chunks (idempotent: a second purge finds none). */
   async purge(subject: string): Promise<void> {
     await this.jsm.streams.purge(this.stream, { filter: subject });
   }

@@ -6,7 +6,8 @@
 //                             named `<job_id>/<attempt>/<artifact_id>`, readable with any object
 //                             store client (`nats object get`, @nats-io/obj's `get`)
 //   KV bucket `muster-artifacts`, key `<job_id>.<attempt>.<artifact_id>`: the upload
-//     (`uploading`: what ArtifactStart said, and its chunk subject) and then its record (`stored`)
+//     (`uploading`: what ArtifactStart said, and its chunk subject) and then its record (`stored`),
+//     or `abandoned` for the moment a sweep removes it (below)
 // Why chunks straight into the object store's stream rather than a stream of uploads copied into
 // the object store at the end: @nats-io/obj's `put` writes an object from one stream in one go
 // (a cut connection purges what it wrote), so it cannot be resumed, and copying at the end would
@@ -18,6 +19,20 @@
 // The digest so far lives in the replica that takes the chunks; a replica that resumes an upload
 // it did not see reads the chunks once to rebuild it. Downloads read chunk by chunk, so memory
 // stays flat whatever the size, and a Range starts at its chunk (artifact-chunks.ts).
+// Abandoned uploads (`sweep`, run by every replica): an upload is idle when neither its entry nor
+// its last chunk was written since the rule's moment (the server's timestamps). Each replica
+// follows the bucket from the last stream sequence it read (kv-changes.ts), keeping the uploads
+// under way in memory, so a sweep costs the KV messages written since the last one plus a get
+// of the last chunk of each upload whose entry is idle, not a read of every stored record (the
+// first sweep after the replica starts reads the bucket once). Removal is safe with any number
+// of sweepers and against a Start or an End elsewhere: the sweeper first turns the entry
+// `abandoned` by compare-and-set on the revision it read (whoever wrote the entry since wins, and
+// the sweeper leaves it), and only then purges the chunks, then the entry itself, again by
+// compare-and-set. A sweeper that dies between leaves an `abandoned` entry, which the next sweep
+// anywhere finishes without waiting, and which a Start replaces with a fresh upload. A chunk does
+// not change the entry: one stored between the sweeper's look and its purge goes with the rest
+// (its End is then refused as short), which can only be a chunk of an attempt the job store says
+// cannot resume, one the intake refuses anyway.
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { StorageType, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
@@ -26,8 +41,9 @@ import { headers, type NatsConnection } from '@nats-io/nats-core';
 import { Base64UrlPaddedCodec, Objm, type ObjectStore } from '@nats-io/obj';
 import { ARTIFACT_CHUNK_MAX } from '../../protocol/messages.js';
 import { checkStart, recordOf, reject, sameUpload, UUID } from '../artifacts/artifact-checks.js';
-import type { ArtifactRecord, ArtifactStart, ArtifactStore, ByteRange } from '../artifacts/artifact-store.js';
+import type { ArtifactRecord, ArtifactStart, ArtifactStore, ByteRange, SweepRule } from '../artifacts/artifact-store.js';
 import { ArtifactChunks, NO_CHUNKS, type ChunkTail } from './artifact-chunks.js';
+import { kvChanges } from './kv-changes.js';
 import { isWrongLast } from './jetstream-errors.js';
 import { createOnce, liveValue } from './kv-cas.js';
 import { readKvEntries } from './stream-read.js';
@@ -46,8 +62,21 @@ export interface ObjectArtifactStoreOptions {
   timeoutMs?: number;
 }
 
-/** A KV entry: an upload under way, or a completed artifact. `nuid` names its chunk subject. */
-type Entry = { state: 'uploading'; start: ArtifactStart; nuid: string } | { state: 'stored'; record: ArtifactRecord; nuid: string };
+/**
+ * A KV entry: an upload under way, a completed artifact, or an upload a sweep is removing (its
+ * chunks may still be there). `nuid` names its chunk subject.
+ */
+type Entry =
+  | { state: 'uploading'; start: ArtifactStart; nuid: string }
+  | { state: 'stored'; record: ArtifactRecord; nuid: string }
+  | { state: 'abandoned'; start: ArtifactStart; nuid: string };
+
+/** An entry that is not (yet) a completed artifact, as a sweep follows it: `at` is when it was written. */
+interface Unfinished {
+  entry: Exclude<Entry, { state: 'stored' }>;
+  revision: number;
+  at: number;
+}
 
 /** An upload this replica takes chunks of now. */
 interface LiveUpload {
@@ -67,6 +96,11 @@ const MAX_ENTRY_BYTES = 64 * 1024;
 
 export class ObjectArtifactStore implements ArtifactStore {
   readonly #live = new Map<string, LiveUpload>();
+  /** Uploads under way (or being removed) by key, as of KV stream sequence `#followedTo` (`sweep`). */
+  readonly #unfinished = new Map<string, Unfinished>();
+  #followedTo = 0;
+  /** One sweep at a time in this process: a second call waits for it and sweeps after. */
+  #sweeping: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly js: JetStreamClient,
@@ -99,17 +133,21 @@ export class ObjectArtifactStore implements ArtifactStore {
       const found = await this.kv.get(key);
       const entry = liveValue(found) as Entry | undefined;
       if (entry?.state === 'stored') throw reject('data.artifact_id', `artifact ${start.artifact_id} is stored already`);
+      if (entry?.state === 'abandoned' && found !== null) {
+        // Swept as abandoned: it begins afresh, on a new subject, in place of the sweep's entry.
+        const fresh = await this.#begin(start, key, found.revision);
+        if (fresh === undefined) continue;
+        await this.chunks.purge(this.#chunkSubject(entry.nuid));
+        return fresh;
+      }
       if (entry !== undefined && found !== null) {
         if (!sameUpload(entry.start, start)) throw startedOtherwise(start);
         return { received: (await this.#resume(key, found.revision, entry.nuid, start, live)).tail.received };
       }
-      await this.#checkNameFree(start);
-      const nuid = randomUUID().replaceAll('-', '');
-      const revision = await createOnce(this.kv, key, JSON.stringify({ state: 'uploading', start, nuid } satisfies Entry));
+      const fresh = await this.#begin(start, key);
       // Another replica created it meanwhile: take it up as a resume.
-      if (revision === undefined) continue;
-      this.#live.set(start.artifact_id, { start, key, revision, nuid, subject: this.#chunkSubject(nuid), tail: NO_CHUNKS, hash: createHash('sha256') });
-      return { received: 0 };
+      if (fresh === undefined) continue;
+      return fresh;
     }
     throw new Error(`the upload entry of artifact ${start.artifact_id} kept changing while it was started`);
   }
@@ -172,10 +210,16 @@ export class ObjectArtifactStore implements ArtifactStore {
     this.#live.delete(artifactId);
     // Whichever replica began it: the entry is found by its artifact id.
     for (const { key, value } of await readKvEntries<Entry>(this.js, this.jsm, this.bucket, `*.*.${artifactId}`)) {
-      if (value.state !== 'uploading') continue;
+      if (value.state === 'stored') continue;
       await this.chunks.purge(this.#chunkSubject(value.nuid));
       await this.kv.purge(key);
     }
+  }
+
+  sweep(rule: SweepRule): Promise<number> {
+    const run = this.#sweeping.then(() => this.#sweep(rule));
+    this.#sweeping = run.catch(() => undefined);
+    return run;
   }
 
   async list(jobId: string): Promise<ArtifactRecord[]> {
@@ -195,6 +239,79 @@ export class ObjectArtifactStore implements ArtifactStore {
   close(): Promise<void> {
     this.#live.clear();
     return Promise.resolve();
+  }
+
+  /**
+   * A new upload's entry, created (or put in place of the abandoned entry at `replacing`) by
+   * compare-and-set: undefined when another writer was first.
+   */
+  async #begin(start: ArtifactStart, key: string, replacing?: number): Promise<{ received: number } | undefined> {
+    await this.#checkNameFree(start);
+    const nuid = randomUUID().replaceAll('-', '');
+    const value = JSON.stringify({ state: 'uploading', start, nuid } satisfies Entry);
+    const revision = replacing === undefined ? await createOnce(this.kv, key, value) : await this.#update(key, value, replacing);
+    if (revision === undefined) return undefined;
+    this.#live.set(start.artifact_id, { start, key, revision, nuid, subject: this.#chunkSubject(nuid), tail: NO_CHUNKS, hash: createHash('sha256') });
+    return { received: 0 };
+  }
+
+  /** `kv.update`: the new revision, or undefined when the entry is not at `revision` any more. */
+  async #update(key: string, value: string, revision: number): Promise<number | undefined> {
+    try {
+      return await this.kv.update(key, value, revision);
+    } catch (err) {
+      if (isWrongLast(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async #sweep(rule: SweepRule): Promise<number> {
+    await this.#follow();
+    let removed = 0;
+    for (const [key, { entry, revision, at }] of [...this.#unfinished]) {
+      if (entry.state === 'abandoned') {
+        // A sweep (here or elsewhere) won it and may have stopped half-way: finished now.
+        await this.#remove(key, entry, revision);
+        continue;
+      }
+      // The entry is written at the Start; the chunks after it say when it last advanced.
+      if (at >= rule.idleBefore) continue;
+      const last = await this.chunks.lastWritten(this.#chunkSubject(entry.nuid));
+      if (last !== undefined && last >= rule.idleBefore) continue;
+      if (await rule.resumable(entry.start.job_id, entry.start.attempt)) continue;
+      const abandoned: Entry = { state: 'abandoned', start: entry.start, nuid: entry.nuid };
+      const won = await this.#update(key, JSON.stringify(abandoned), revision);
+      // Written since it was read (another sweeper, a Start, its End): that writer's, not this sweep's.
+      if (won === undefined) continue;
+      await this.#remove(key, abandoned, won);
+      removed++;
+    }
+    return removed;
+  }
+
+  /** Brings `#unfinished` up to what the bucket holds now: only what was written since the last look is read. */
+  async #follow(): Promise<void> {
+    for await (const change of kvChanges(this.js, this.jsm, this.bucket, this.#followedTo)) {
+      this.#followedTo = Math.max(this.#followedTo, change.seq);
+      const entry = change.op === 'PUT' ? parseEntry(change.value) : undefined;
+      if (entry === undefined || entry.state === 'stored') this.#unfinished.delete(change.key);
+      else this.#unfinished.set(change.key, { entry, revision: change.seq, at: change.at });
+    }
+  }
+
+  /**
+   * Removes an upload whose entry this sweep (or an earlier one) turned `abandoned` at `revision`:
+   * its chunks, then the entry, unless a Start replaced it meanwhile (that Start purges them too).
+   */
+  async #remove(key: string, entry: Extract<Entry, { state: 'abandoned' }>, revision: number): Promise<void> {
+    this.#live.delete(entry.start.artifact_id);
+    await this.chunks.purge(this.#chunkSubject(entry.nuid));
+    try {
+      await this.kv.purge(key, { previousSeq: revision });
+    } catch (err) {
+      if (!isWrongLast(err)) throw err;
+    }
+    this.#unfinished.delete(key);
   }
 
   /** A known upload, taken up here: from this replica's digest when NATS still agrees with it, else read again. */
@@ -256,6 +373,7 @@ export class ObjectArtifactStore implements ArtifactStore {
   async #checkNameFree(start: ArtifactStart): Promise<void> {
     const entries = await readKvEntries<Entry>(this.js, this.jsm, this.bucket, `${start.job_id}.${start.attempt}.*`);
     const taken = entries.some(({ value }) => {
+      if (value.state === 'abandoned') return false;
       const other = value.state === 'stored' ? value.record : value.start;
       return other.name === start.name && other.artifact_id !== start.artifact_id;
     });
@@ -273,6 +391,16 @@ function keyOf(start: ArtifactStart): string {
 
 function objectName(record: ArtifactRecord): string {
   return `${record.job_id}/${record.attempt}/${record.artifact_id}`;
+}
+
+/** A KV value as an Entry; undefined when it is none (not JSON, or no state this store knows). */
+function parseEntry(value: Uint8Array): Entry | undefined {
+  try {
+    const parsed = JSON.parse(Buffer.from(value).toString('utf8')) as Partial<Entry> | null;
+    return parsed?.state === 'uploading' || parsed?.state === 'stored' || parsed?.state === 'abandoned' ? (parsed as Entry) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function startedOtherwise(start: ArtifactStart): Error {

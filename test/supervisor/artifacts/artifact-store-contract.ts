@@ -1,11 +1,12 @@
 // The ArtifactStore contract: every store of artifacts (the data directory's now, JetStream's
 // object store in a cluster) runs this suite: uploads in chunks, resumed from what the store
-// has, verified at the end; every refusal `artifact_rejected` with its field, dropping the upload.
+// has, verified at the end; every refusal `artifact_rejected` with its field, dropping the upload;
+// abandoned uploads swept (an explicit `sweep` with its moment, no waiting).
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { buffer } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MusterError } from '../../../protocol/errors.js';
-import type { ArtifactStart, ArtifactStore } from '../../../supervisor/artifacts/artifact-store.js';
+import type { ArtifactStart, ArtifactStore, SweepRule } from '../../../supervisor/artifacts/artifact-store.js';
 
 export const MAX_ARTIFACT_BYTES = 1024 * 1024;
 
@@ -29,6 +30,23 @@ export async function upload(store: ArtifactStore, start: ArtifactStart, bytes: 
   }
   return received;
 }
+
+/**
+ * A sweep's rule: idle means last advanced before `idleBefore`; only `resumableJobs`' attempts
+ * may resume. The attempts it was asked about are pushed to `asked`.
+ */
+export function sweepRule(idleBefore: number, resumableJobs: readonly string[] = [], asked: string[] = []): SweepRule {
+  return {
+    idleBefore,
+    resumable: (jobId, attempt) => {
+      asked.push(`${jobId}/${attempt}`);
+      return Promise.resolve(resumableJobs.includes(jobId));
+    },
+  };
+}
+
+/** Well before (or after) every write of a test: file and server clocks are coarser than Date.now(). */
+const A_MINUTE = 60_000;
 
 async function rejected(work: Promise<unknown>, field: string): Promise<void> {
   const err = await work.then(() => undefined, (e: unknown) => e);
@@ -82,6 +100,51 @@ export function artifactStoreContract(name: string, open: () => Promise<Artifact
         expect(await store.start(start)).toEqual({ received: 70_000 });
         await upload(store, start, bytes, 70_000);
         expect((await store.end(start.artifact_id)).sha256).toBe(start.sha256);
+      });
+    }
+
+    it('sweeps an idle upload of an attempt that may not resume, and a later Start of it begins afresh', async () => {
+      const bytes = randomBytes(120_000);
+      const done = artifactOf(bytes.subarray(0, 5_000));
+      await store.start(done);
+      await upload(store, done, bytes.subarray(0, 5_000));
+      const record = await store.end(done.artifact_id);
+      const gone = artifactOf(bytes, { attempt: 2 });
+      await store.start(gone);
+      expect(await upload(store, gone, bytes.subarray(0, 70_000))).toBe(70_000);
+      // Its job's current attempt: kept however idle (PROTOCOL.md section 8 lets it resume).
+      const kept = artifactOf(bytes);
+      await store.start(kept);
+      expect(await upload(store, kept, bytes.subarray(0, 30_000))).toBe(30_000);
+
+      // Advanced since the rule's moment: not idle, nothing removed whatever its attempt.
+      expect(await store.sweep(sweepRule(Date.now() - A_MINUTE))).toBe(0);
+      expect(await store.start(gone)).toEqual({ received: 70_000 });
+
+      const asked: string[] = [];
+      expect(await store.sweep(sweepRule(Date.now() + A_MINUTE, [kept.job_id], asked))).toBe(1);
+      expect(asked.sort()).toEqual([`${gone.job_id}/2`, `${kept.job_id}/1`].sort());
+      // Nothing left to remove; a completed artifact is never looked at.
+      expect(await store.sweep(sweepRule(Date.now() + A_MINUTE, [kept.job_id]))).toBe(0);
+      expect(await store.list(done.job_id)).toEqual([record]);
+      expect(Buffer.compare(await buffer((await store.read(done.job_id, done.name))!.body), bytes.subarray(0, 5_000))).toBe(0);
+      expect(await store.write(gone.artifact_id, 70_000, bytes.subarray(70_000, 80_000)).catch((e: unknown) => e)).toMatchObject({ code: 'artifact_rejected' });
+
+      expect(await store.start(kept)).toEqual({ received: 30_000 });
+      expect(await store.start(gone)).toEqual({ received: 0 });
+      expect(await upload(store, gone, bytes)).toBe(bytes.length);
+      expect((await store.end(gone.artifact_id)).sha256).toBe(gone.sha256);
+    });
+
+    if (reopen !== undefined) {
+      it('sweeps an upload an earlier process began and left (its Start not repeated since)', async () => {
+        const bytes = randomBytes(90_000);
+        const left = artifactOf(bytes);
+        await store.start(left);
+        await upload(store, left, bytes.subarray(0, 40_000));
+        store = await reopen(store);
+        expect(await store.sweep(sweepRule(Date.now() + A_MINUTE))).toBe(1);
+        expect(await store.start(left)).toEqual({ received: 0 });
       });
     }
 

@@ -3,7 +3,8 @@
 // reaches it), any replica lists every node with its owner, a node that reaches B while A still
 // serves it is released by A (`session_replaced`) and resumed on B with its running job, and a
 // revocation on A disconnects a node on B, and an artifact upload begun on A and cut off is
-// resumed on B and downloaded through A. Nodes are raw protocol clients (test/supervisor/node-client.ts).
+// resumed on B and downloaded through A; a replica's duties sweep an upload left in NATS by a
+// process that is gone. Nodes are raw protocol clients (test/supervisor/node-client.ts).
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { pino } from 'pino';
@@ -11,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BusEvent } from '../../../supervisor/bus/bus.js';
 import { ConfigError, loadConfig } from '../../../supervisor/config.js';
 import { startControlPlane, type ControlPlane } from '../../../supervisor/control-plane.js';
+import { connect } from '@nats-io/transport-node';
+import { ARTIFACTS_BUCKET, ObjectArtifactStore } from '../../../supervisor/cluster/object-artifact-store.js';
 import { NatsServer } from '../../cluster/nats-server.js';
 import { jobResultMessage, NodeClient } from '../node-client.js';
 import { nextEvent } from './await-event.js';
@@ -195,5 +198,39 @@ describe('cluster mode', () => {
 
     moved.send(jobResultMessage(first.nodeId!, record.job_id, 1));
     await moved.next('JobResultAck', 10_000);
+  });
+
+  it("sweeps, in a replica's duties, an upload a process that is gone left in NATS", async () => {
+    // A second a sweep: the upload is idle two seconds after its last chunk.
+    await replicas.start('replica-c', { artifactAbandonAfterMs: 2_000 });
+    const nc = await connect({ servers: nats.url });
+    try {
+      const store = await ObjectArtifactStore.open({ nc, maxArtifactBytes: 1 << 20 });
+      const bytes = randomBytes(100_000);
+      // Of a job no replica knows (an attempt that can never resume).
+      const start = { job_id: randomUUID(), attempt: 1, artifact_id: randomUUID(), name: 'left.bin', size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+      const key = `${start.job_id}.1.${start.artifact_id}`;
+      // The purge that ends its removal, heard on the KV bucket's subject.
+      const purged = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the upload was not swept within 15 s')), 15_000);
+        nc.subscribe(`$KV.${ARTIFACTS_BUCKET}.${key}`, {
+          callback: (_err, m) => {
+            if (m.headers?.get('KV-Operation') !== 'PURGE') return;
+            clearTimeout(timer);
+            resolve();
+          },
+        });
+      });
+      await store.start(start);
+      await store.write(start.artifact_id, 0, bytes.subarray(0, 60_000));
+      await store.close();
+      await purged;
+      // Gone from NATS: a Start of it begins afresh.
+      const again = await ObjectArtifactStore.open({ nc, maxArtifactBytes: 1 << 20 });
+      expect(await again.start(start)).toEqual({ received: 0 });
+      await again.drop(start.artifact_id);
+    } finally {
+      await nc.close();
+    }
   });
 });
