@@ -285,7 +285,7 @@ export const DEFAULTS: Config = {
   natsTlsCertFile: '',
   natsTlsKeyFile: '',
   natsReplicas: 1,
-  leaseTtlMs: 8_000,
+  leaseTtlMs: 5_000,
   leaseRenewMs: 1_000,
   rebalanceIntervalMs: 5_000,
   natsRequestTimeoutMs: 2_000,

@@ -181,7 +181,7 @@ describe('cluster-mode settings (issue 10)', () => {
   it('default to the embedded plane, with the lease renewed eight times a TTL', () => {
     const config = loadConfig({ env: {} });
     expect(config.nats).toBe('');
-    expect([config.natsReplicas, config.leaseTtlMs, config.leaseRenewMs, config.natsRequestTimeoutMs]).toEqual([1, 8_000, 1_000, 2_000]);
+    expect([config.natsReplicas, config.leaseTtlMs, config.leaseRenewMs, config.natsRequestTimeoutMs]).toEqual([1, 5_000, 1_000, 2_000]);
   });
 
   it('reads the NATS servers from MUSTER_NATS_URL, and refuses a list that is not one of URLs', () => {
@@ -196,7 +196,7 @@ describe('cluster-mode settings (issue 10)', () => {
 
   it('refuses a renewal interval over a third of the lease TTL, blaming the renewal', () => {
     expect(() => loadConfig({ env: {}, overrides: { leaseRenewMs: 4_000 } })).toThrow(
-      /--lease-renew-ms: leaseRenewMs must be at most a third of leaseTtlMs \(8000\)/,
+      /--lease-renew-ms: leaseRenewMs must be at most a third of leaseTtlMs \(5000\)/,
     );
     expect(() => loadConfig({ env: { MUSTER_LEASE_TTL_MS: '2000' } })).toThrow(/the default: leaseRenewMs must be at most a third of leaseTtlMs \(2000\)/);
     expect(loadConfig({ env: {}, overrides: { leaseTtlMs: 3_000, leaseRenewMs: 1_000 } }).leaseRenewMs).toBe(1_000);

@@ -94,8 +94,8 @@ afterAll(async () => {
 
 describe('a replica that joins', () => {
   it('gets an even share of the nodes within a minute, a few at a time, and no running job is interrupted', async () => {
-    // Rounds every 300 ms; the default lease (8 s, renewed each second) rather than the fixture's
-    // 3 s: three replicas and 300 nodes share this one process, and on a loaded machine a stall of
+    // Rounds every 300 ms; a lease of 8 s (renewed each second) rather than the fixture's 3 s or
+    // the default 5 s: three replicas and 300 nodes share this one process, and on a loaded machine a stall of
     // a couple of seconds would fence a replica, whose nodes would then all move at once.
     const fast = { rebalanceIntervalMs: 300, leaseTtlMs: 8_000, leaseRenewMs: 1_000 };
     const a = await replicas.start('balance-a', fast);
