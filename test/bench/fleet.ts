@@ -10,7 +10,10 @@
 //   BENCH_FLEET_PROBE_EVERY   every Nth heartbeat of a node is a lag probe (default 10)
 //   BENCH_FLEET_LOG_LEVEL     the plane's --log-level (default warn)
 //   BENCH_FLEET_RESUME        1 (default): after the hold, every connection drops and every node
-//                             resumes at once with its session token, as after a replica failover; 0: skip
+//                             resumes at once with its session token on the same plane (a network
+//                             blip: the plane also ends every old session); then the plane is killed
+//                             (kill -9) and started again on its store and port, and every node resumes
+//                             at once on the new process (a failover: nothing to end, all to take up); 0: skip
 //   BENCH_PLANE_NODE_ARGS     Node flags for the plane, e.g. --cpu-prof --cpu-prof-dir=DIR, or
 //                             --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=DIR (a snapshot is
 //                             then taken at the end of the hold, after the figures are read)
@@ -167,19 +170,52 @@ async function measure(fleet: Fleet): Promise<void> {
     statsAfter,
     reports,
   });
-  const resume = RESUME ? await resumeStorm(fleet.workers, plane) : undefined;
+  const resume = RESUME ? await resumeStorm(fleet.workers, plane, 'every connection dropped, then') : undefined;
+  const restarted = RESUME ? await restartPlane(fleet, plane) : undefined;
+  const failover = restarted === undefined ? undefined : await resumeStorm(fleet.workers, restarted, 'the plane killed (kill -9) and started again on its store, then');
   // For profiles of the plane (--cpu-prof, or perf with -k CLOCK_MONOTONIC): its phases on the same clock.
   if (planeNodeArgs().length > 0) {
     console.log('  windows (CLOCK_MONOTONIC µs), e.g. for profile-summary.ts:');
     console.log(`    ramp   --from-us ${rampFromUs} --to-us ${rampToUs}`);
     console.log(`    hold   --from-us ${holdFromUs} --to-us ${holdToUs}`);
     if (resume !== undefined) console.log(`    resume --from-us ${resume.fromUs} --to-us ${resume.toUs}`);
+    if (failover !== undefined) console.log(`    after the restart (a new profile file) --from-us ${failover.fromUs} --to-us ${failover.toUs}`);
   }
-  await heapSnapshotIfAsked(plane);
+  await heapSnapshotIfAsked(restarted ?? plane);
 }
 
-/** Every connection drops, every node resumes at once: how long until all are back (and its window, in profile µs). */
-async function resumeStorm(workers: Worker[], plane: RunningPlane): Promise<{ fromUs: number; toUs: number }> {
+/**
+ * The plane dies and comes back on its store and its port, as an embedded plane restarted by its
+ * supervisor (or a replica's nodes arriving at another): its nodes' connections drop with it.
+ * Resolves once the new process listens; the fleet's plane is then the new one.
+ */
+async function restartPlane(fleet: Fleet, plane: RunningPlane): Promise<RunningPlane> {
+  process.kill(plane.pid, 'SIGKILL');
+  await waitForExit(plane.pid);
+  const started = performance.now();
+  const restarted = await startPlane(
+    { MUSTER_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS) },
+    { logLevel: LOG_LEVEL, fdLimit: FD_LIMIT, stopTimeoutMs: 60_000, dataDir: plane.dataDir, args: ['--tcp', plane.tcpUrl.host] },
+  );
+  fleet.plane = restarted;
+  console.log(`\nplane killed (kill -9) and started again on its store and port: listening after ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  return restarted;
+}
+
+/** Resolves once the process is gone (it is not our child: the plane runs under `sh -c ulimit; exec`). */
+async function waitForExit(pid: number): Promise<void> {
+  for (;;) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await sleep(20);
+  }
+}
+
+/** Every node resumes at once (after `what`): how long until all are back (and its window, in profile µs). */
+async function resumeStorm(workers: Worker[], plane: RunningPlane, what: string): Promise<{ fromUs: number; toUs: number }> {
   const cpu = new CpuWindow(plane.pid);
   cpu.start();
   const started = performance.now();
@@ -196,7 +232,7 @@ async function resumeStorm(workers: Worker[], plane: RunningPlane): Promise<{ fr
   const toUs = monotonicUs();
   const resumed = sum(reports.map((r) => r.resumed));
   console.log(
-    `\nresume storm: every connection dropped, then ${resumed} nodes resumed at once with their session tokens in ${(ms / 1000).toFixed(1)} s ` +
+    `\nresume storm: ${what} ${resumed} nodes resumed at once with their session tokens in ${(ms / 1000).toFixed(1)} s ` +
       `(${Math.round((resumed * 1000) / ms)}/s), ${sum(reports.map((r) => r.failed))} failed; plane CPU ${cpu.percent().percent.toFixed(0)}% of a core; ` +
       `target: all within 5 s ${ms < 5_000 && resumed === NODES ? 'met' : 'NOT met'}`,
   );

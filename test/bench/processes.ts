@@ -34,6 +34,8 @@ export interface PlaneOptions {
   nodeArgs?: string[];
   /** Append the plane's log (its stdout after the listener lines) to this file; default: read and dropped. */
   logFile?: string;
+  /** Start on this data directory (a plane restarted on its predecessor's store); default a new one. */
+  dataDir?: string;
 }
 
 /**
@@ -59,7 +61,7 @@ export function planeNodeArgs(): string[] {
 }
 
 export async function startPlane(env: Record<string, string> = {}, options: PlaneOptions = {}): Promise<RunningPlane> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'muster-bench-'));
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'muster-bench-'));
   const args = [
     ...planeNodeArgs(),
     ...(options.nodeArgs ?? []),
