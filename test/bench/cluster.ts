@@ -400,7 +400,12 @@ async function atRest(secret: Secret, run: number): Promise<void> {
         `(${window.inBytesPerS.toFixed(0)} / ${window.outBytesPerS.toFixed(0)} bytes/s); replicas' CPU ${window.replicaCpuPercent.toFixed(0)}% of a core together ` +
         `(${pids.length} processes, nodes heartbeating every 5 s), nats-server ${window.natsCpuPercent.toFixed(1)}%`,
     );
-    console.log(`  expected at rest: lease renewals 3 replicas / 2 s = 1.5/s, revocation polls 3 × 1/s = 3/s, each a request and its reply`);
+    const renewals = (3 * 1000) / DEFAULTS.leaseRenewMs;
+    const polls = (3 * 1000) / DEFAULTS.revocationPollMs;
+    console.log(
+      `  expected at rest: lease renewals 3 replicas / ${DEFAULTS.leaseRenewMs / 1000} s = ${renewals}/s, ` +
+        `revocation polls 3 / ${DEFAULTS.revocationPollMs / 1000} s = ${polls}/s, each a request and its reply`,
+    );
     const tapped = await tapWindow(cluster, REST_S * 1000);
     console.log(`  the same window again, with a tap on '>' (the tap's own deliveries are out msgs too): ${tapped.total} messages, by subject:`);
     for (const [subject, count] of tapped.bySubject.slice(0, 16)) console.log(`    ${(count / tapped.seconds).toFixed(2).padStart(8)}/s  ${subject}`);
