@@ -14,6 +14,8 @@
 //                             blip: the plane also ends every old session); then the plane is killed
 //                             (kill -9) and started again on its store and port, and every node resumes
 //                             at once on the new process (a failover: nothing to end, all to take up); 0: skip
+//   BENCH_FLEET_RESTART       1 (default): the restart and its storm after the first; 0: skip them (a
+//                             profile of the first plane is written only if it is not killed)
 //   BENCH_PLANE_NODE_ARGS     Node flags for the plane, e.g. --cpu-prof --cpu-prof-dir=DIR, or
 //                             --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=DIR (a snapshot is
 //                             then taken at the end of the hold, after the figures are read)
@@ -35,6 +37,7 @@ const HEARTBEAT_MS = intFromEnv('BENCH_FLEET_HEARTBEAT_MS', 5_000);
 const PROBE_EVERY = Math.max(1, intFromEnv('BENCH_FLEET_PROBE_EVERY', 10));
 const LOG_LEVEL = process.env.BENCH_FLEET_LOG_LEVEL ?? 'warn';
 const RESUME = process.env.BENCH_FLEET_RESUME !== '0';
+const RESTART = RESUME && process.env.BENCH_FLEET_RESTART !== '0';
 /** Asked for; each process gets at most its hard limit. */
 const FD_LIMIT = 65_536;
 const RSS_SAMPLE_MS = 5_000;
@@ -171,7 +174,7 @@ async function measure(fleet: Fleet): Promise<void> {
     reports,
   });
   const resume = RESUME ? await resumeStorm(fleet.workers, plane, 'every connection dropped, then') : undefined;
-  const restarted = RESUME ? await restartPlane(fleet, plane) : undefined;
+  const restarted = RESTART ? await restartPlane(fleet, plane) : undefined;
   const failover = restarted === undefined ? undefined : await resumeStorm(fleet.workers, restarted, 'the plane killed (kill -9) and started again on its store, then');
   // For profiles of the plane (--cpu-prof, or perf with -k CLOCK_MONOTONIC): its phases on the same clock.
   if (planeNodeArgs().length > 0) {
