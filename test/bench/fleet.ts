@@ -194,7 +194,7 @@ async function measure(fleet: Fleet): Promise<void> {
  */
 async function restartPlane(fleet: Fleet, plane: RunningPlane): Promise<RunningPlane> {
   process.kill(plane.pid, 'SIGKILL');
-  await waitForExit(plane.pid);
+  await plane.exited;
   const started = performance.now();
   const restarted = await startPlane(
     { MUSTER_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS) },
@@ -203,18 +203,6 @@ async function restartPlane(fleet: Fleet, plane: RunningPlane): Promise<RunningP
   fleet.plane = restarted;
   console.log(`\nplane killed (kill -9) and started again on its store and port: listening after ${((performance.now() - started) / 1000).toFixed(1)} s`);
   return restarted;
-}
-
-/** Resolves once the process is gone (it is not our child: the plane runs under `sh -c ulimit; exec`). */
-async function waitForExit(pid: number): Promise<void> {
-  for (;;) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
-    await sleep(20);
-  }
 }
 
 /** Every node resumes at once (after `what`): how long until all are back (and its window, in profile µs). */

@@ -18,6 +18,8 @@ export interface RunningPlane {
   dataDir: string;
   /** The plane's own process id (the Node process, also when started through `sh`), for /proc. */
   pid: number;
+  /** Resolves when the process has exited (stopped, or killed by the bench). */
+  exited: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -86,6 +88,7 @@ export async function startPlane(env: Record<string, string> = {}, options: Plan
   ];
   const [command, commandArgs] = withFdLimit(options.fdLimit, process.execPath, args);
   const child = spawn(command, commandArgs, { env: { ...BENCH_LIMITS, ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   // `muster serve` prints its listeners as plain lines after startup, whatever the log level.
   const lines = await linesUntil(child, (line) => line.startsWith(ADMIN_LINE), options.logFile);
   const nodeUrls = lines.filter((l) => l.startsWith(NODES_LINE)).map((l) => new URL(l.slice(NODES_LINE.length)));
@@ -97,6 +100,7 @@ export async function startPlane(env: Record<string, string> = {}, options: Plan
     httpUrl: lines.find((l) => l.startsWith(ADMIN_LINE))!.slice(ADMIN_LINE.length),
     dataDir,
     pid: child.pid!,
+    exited,
     stop: async () => {
       await stop(child, options.stopTimeoutMs);
       rmSync(dataDir, { recursive: true, force: true });
