@@ -101,7 +101,7 @@ export async function openCluster(config: Config, replicaId: string, version: st
       },
     });
     opened.push(() => ownership.close());
-    const directory = new NodeDirectory(nc, replicaId, config.natsRequestTimeoutMs, log);
+    const directory = new NodeDirectory(nc, replicaId, config.natsRequestTimeoutMs, log, status);
     const artifacts = await ObjectArtifactStore.open({ nc, replicas, maxArtifactBytes: config.maxArtifactBytes, timeoutMs: config.natsRequestTimeoutMs });
     const stores: Stores = {
       jobs,

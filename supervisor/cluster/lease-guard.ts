@@ -65,6 +65,11 @@ export class LeaseGuard {
     return true;
   }
 
+  /** False from a disconnect of the lease's connection until it reconnects. */
+  isConnected(): boolean {
+    return this.connected;
+  }
+
   isFenced(): boolean {
     return this.fencedFlag;
   }

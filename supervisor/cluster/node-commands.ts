@@ -57,6 +57,8 @@ export interface NodeCommandServerOptions {
   replicaId: string;
   handler: NodeCommandHandler;
   logger: Logger;
+  /** The connection's state: while NATS is away a subscription needs no round trip (nats-waits.ts). */
+  status?: Pick<NatsStatusTracker, 'state'>;
 }
 
 /** Serves this replica's commands on `muster.cmd.<replica_id>`. */
@@ -64,6 +66,7 @@ export class NodeCommandServer {
   private constructor(
     private readonly nc: NatsConnection,
     private readonly sub: Subscription,
+    private readonly status: Pick<NatsStatusTracker, 'state'> | undefined,
   ) {}
 
   /** Resolves once the server has the subscription: from then on, senders reach this replica. */
@@ -74,8 +77,8 @@ export class NodeCommandServer {
         else void answer(o, msg);
       },
     });
-    await serverHas(o.nc);
-    return new NodeCommandServer(o.nc, sub);
+    await serverHas(o.nc, o.status?.state);
+    return new NodeCommandServer(o.nc, sub, o.status);
   }
 
   /**
@@ -84,7 +87,7 @@ export class NodeCommandServer {
    */
   async close(): Promise<void> {
     this.sub.unsubscribe();
-    await serverHas(this.nc);
+    await serverHas(this.nc, this.status?.state);
   }
 }
 

@@ -7,6 +7,7 @@ import { MusterError } from '../../protocol/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import type { NodeDetail, NodeView } from '../admin/wire-types.js';
 import { serverHas } from './nats-waits.js';
+import type { NatsStatusTracker } from './nats-status.js';
 import type { NatsState } from './nats-status.js';
 import { natsTrouble, unavailable } from './nats-unavailable.js';
 import { subjectToken } from './subjects.js';
@@ -44,6 +45,8 @@ export class NodeDirectory {
     /** How long a peer has to answer, and the connection check (`reachable`) to pass. */
     readonly timeoutMs: number,
     private readonly logger: Logger,
+    /** The connection's state: while NATS is away a subscription needs no round trip (nats-waits.ts). */
+    private readonly status?: Pick<NatsStatusTracker, 'state'>,
   ) {}
 
   /** Answers peers' requests for this replica's nodes. */
@@ -54,7 +57,7 @@ export class NodeDirectory {
         else this.answer(own, msg);
       },
     });
-    await serverHas(this.nc);
+    await serverHas(this.nc, this.status?.state);
   }
 
   /** Every node of replica `replicaId`, page by page. */
@@ -93,7 +96,7 @@ export class NodeDirectory {
 
   async close(): Promise<void> {
     this.sub?.unsubscribe();
-    await serverHas(this.nc);
+    await serverHas(this.nc, this.status?.state);
   }
 
   private async ask(replicaId: string, request: DirectoryRequest): Promise<DirectoryReply> {

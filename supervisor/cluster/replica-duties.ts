@@ -90,7 +90,7 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
       return { status: 'ok' };
     },
   };
-  const server = await NodeCommandServer.start({ nc: cluster.connection.nc, replicaId: cluster.replicaId, handler, logger });
+  const server = await NodeCommandServer.start({ nc: cluster.connection.nc, replicaId: cluster.replicaId, handler, logger, status: cluster.connection.status });
   await cluster.directory.serve(o.own);
 
   const stopOwnership = cluster.ownership.subscribe((event) => {

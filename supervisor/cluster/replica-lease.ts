@@ -260,18 +260,30 @@ export class ReplicaLease {
   }
 
   /** Stops renewing; with `release` (the default) gives the lease up so that peers take over at once. */
-  async close(options: { release?: boolean } = {}): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Stops renewing; with `release` (the default) gives the lease up, so that the replica's nodes
+   * may be claimed at once: 'released' when the delete landed. 'aging-out' when the lease is left
+   * to age out after its TTL: not released, the delete failed, or the connection is away (then
+   * nothing is sent: a delete, and the renewal in flight, would only wait for NATS to come back
+   * or for their timeouts, holding a replica's shutdown for seconds while a dead one's nodes
+   * wait for the age-out either way).
+   */
+  async close(options: { release?: boolean } = {}): Promise<'released' | 'aging-out'> {
+    if (this.closed) return 'aging-out';
     this.closed = true;
     this.timers.clear();
     const iterator = this.statusIterator as { stop?: () => void } | undefined;
     iterator?.stop?.();
     this.view.close();
-    await this.renewing; // a renewal in flight would otherwise move the revision under the delete
-    if ((options.release ?? true) && this.epochValue !== undefined) {
-      await this.kv.delete(this.replicaId, { previousSeq: this.revision }).catch(() => {});
-    }
     this.handlers.clear();
+    if (!(options.release ?? true) || this.epochValue === undefined || !this.guard.isConnected()) return 'aging-out';
+    await this.renewing; // a renewal in flight would otherwise move the revision under the delete
+    try {
+      await this.kv.delete(this.replicaId, { previousSeq: this.revision });
+      return 'released';
+    } catch {
+      return 'aging-out';
+    }
   }
 
   private emit(event: LeaseEvent): void {

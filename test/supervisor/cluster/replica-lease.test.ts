@@ -82,6 +82,29 @@ describe('ReplicaLease', () => {
     expect((err as Error).message).toMatch(/same lease TTL/);
   });
 
+  it('gives the lease up on close; with its connection away it leaves the lease to age out and sends nothing', async () => {
+    const nc = await natsConnection();
+    const bucket = bucketName();
+    const kv = await new Kvm(nc).open(bucket);
+    const a = await lease(nc, 'replica-a', bucket);
+    expect(await a.close()).toBe('released');
+    expect((await kv.get('replica-a'))?.operation).toBe('DEL'); // its nodes may be claimed at once
+
+    const proxy = await TcpProxy.start(nats.server.port);
+    closers.push(() => proxy.close());
+    const b = await lease(await natsConnection(proxy.url), 'replica-b', bucket);
+    // Judging starts a full TTL after connecting; its end is how the lease tells of the disconnect.
+    if (!b.mayJudge()) await nextEvent(b, (e) => e.kind === 'judging' && e.may, TTL * 2, 'B judging');
+    const away = nextEvent(b, (e) => e.kind === 'judging' && !e.may, 5_000, 'B hearing the disconnect');
+    proxy.cut();
+    await away;
+    // A delete now would wait for NATS or its timeout, holding the replica's shutdown for seconds.
+    expect(await b.close()).toBe('aging-out');
+    proxy.heal();
+    const entry = await kv.get('replica-b');
+    expect(entry?.operation).toBe('PUT'); // still there: it goes when the bucket ages it out
+  });
+
   it('renews at the last revision, keeping its epoch; peers see each other', async () => {
     const nc = await natsConnection();
     const bucket = bucketName();
