@@ -30,14 +30,21 @@ export async function openCasBucket(nc: NatsConnection, options: CasBucketOption
   });
   const status = await kv.status();
   checkConnectionReplicas(nc, status.replicas, [options.bucket]);
-  if (status.ttl !== options.ttlMs) {
-    throw new MusterError(
-      'internal',
-      `KV bucket ${options.bucket} ages entries out after ${status.ttl} ms, this replica expects ` +
-        `${options.ttlMs} ms: every replica must use the same lease TTL (or remove the bucket)`,
-    );
-  }
+  if (status.ttl !== options.ttlMs) throw ttlMismatch(options.bucket, status.ttl, options.ttlMs);
   return kv;
+}
+
+/** What to do about a bucket whose `max_age` is not this replica's: the lease TTL differs, or someone changed a bucket that keeps its entries. */
+function ttlMismatch(bucket: string, actualMs: number, expectedMs: number): MusterError {
+  if (expectedMs === 0) {
+    return new MusterError('internal', `KV bucket ${bucket} ages entries out after ${actualMs} ms, where Muster keeps them: its max_age was changed outside Muster; set it back to 0`);
+  }
+  return new MusterError(
+    'internal',
+    `KV bucket ${bucket} ages entries out after ${actualMs} ms, this replica expects ${expectedMs} ms: every replica must use ` +
+      `the same lease TTL. Start this one with --lease-ttl-ms ${actualMs} (MUSTER_LEASE_TTL_MS) to join the replicas of that TTL, ` +
+      `or, to change it, stop every replica and remove the bucket (nats kv rm ${bucket}; it holds only the live leases)`,
+  );
 }
 
 /** The characters a KV key may have (nats.js validates keys against this, dots as separators). */

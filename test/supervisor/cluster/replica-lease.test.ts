@@ -79,7 +79,7 @@ describe('ReplicaLease', () => {
     await lease(nc, 'replica-a', bucket);
     const err = await ReplicaLease.acquire({ nc, replicaId: 'replica-b', bucket, version: '0.1.0', ttlMs: 3_000, renewMs: RENEW }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(MusterError);
-    expect((err as Error).message).toMatch(/same lease TTL/);
+    expect((err as Error).message).toMatch(/same lease TTL\. Start this one with --lease-ttl-ms 1500 .*nats kv rm muster-leases-t\d+/);
   });
 
   it('gives the lease up on close; with its connection away it leaves the lease to age out and sends nothing', async () => {
