@@ -103,14 +103,15 @@ async function serve(options: ServeOptions): Promise<void> {
   const { createLogger } = await import('../observability/logger.js');
   const { startControlPlane } = await import('../supervisor/control-plane.js');
   const logger = createLogger({ level: config.logLevel, name: 'muster' });
-  const { EXIT_STORE_UNUSABLE, isStoreUnusable } = await import('../supervisor/store/sqlite-database.js');
+  const { EXIT_STORE_UNUSABLE, isStoreUnusable } = await import('../supervisor/store/store-unusable.js');
   // Before the plane, so that its admin API registers the fastify plugin; nothing without an OTLP endpoint.
   const { startTracing } = await import('../observability/tracing.js');
   const tracing = await startTracing('muster');
   if (tracing !== undefined) logger.info({ endpoint: tracing.endpoint, service_name: tracing.serviceName }, 'exporting traces');
   const plane = await startControlPlane(config, logger).catch(async (err: unknown) => {
     await tracing?.shutdown();
-    // A damaged or read-only store: its own exit status, so that a supervisor does not restart in a loop.
+    // A store no restart makes usable (damaged, read-only, or cluster data of another format): its
+    // own exit status, so that a supervisor does not restart in a loop.
     if (isStoreUnusable(err)) throw Object.assign(new Error((err as Error).message), { exitStatus: EXIT_STORE_UNUSABLE });
     throw err;
   });

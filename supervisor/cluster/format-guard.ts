@@ -19,6 +19,7 @@
 //   cluster's streams, which is also how data of a format this build cannot read goes.
 import type { NatsConnection } from '@nats-io/nats-core';
 import { MusterError } from '../../protocol/errors.js';
+import { StoreUnusable } from '../store/store-unusable.js';
 import { createOnce, liveValue, openCasBucket } from './kv-cas.js';
 import type { PeerLease } from './lease-peers.js';
 
@@ -83,5 +84,7 @@ export async function checkStoredFormat(nc: NatsConnection, self: FormatSelf, op
       `this replica ${self.replicaId} (${muster(self.version)}) has cluster format ${self.format} and would misread it, so it does not start: ` +
       `run replicas of the build that wrote it, or, to start afresh and lose its jobs, tokens and artifacts, ` +
       `remove every Muster stream (nats stream ls: KV_muster-*, OBJ_muster-*, MUSTER_*) before starting this build`,
+    // No restart of this build will read it: `muster serve` exits with the status a supervisor does not restart on.
+    { cause: new StoreUnusable(`cluster data of format ${format ?? 'unreadable'}`) },
   );
 }

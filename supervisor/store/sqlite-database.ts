@@ -2,7 +2,7 @@
 // schema migrations, and the check that the file is usable at all. The job store and the token
 // store each open their own connection to it. A file that is damaged, not a database, or on a
 // read-only disk is refused with what is wrong and where ("file is not a database: <path>"),
-// marked so that `muster serve` exits with its own status (EXIT_STORE_UNUSABLE).
+// marked so that `muster serve` exits with its own status (store-unusable.ts).
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -10,6 +10,7 @@ import { MusterError, toMusterError } from '../../protocol/errors.js';
 import type { GroupCommitOptions } from './group-commit.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './job-row.js';
 import { SecretBox } from './secret-box.js';
+import { StoreUnusable } from './store-unusable.js';
 
 export interface SqliteOptions extends Omit<GroupCommitOptions, 'onHealth' | 'walPath'> {
   /** The longest the event loop may wait inside SQLite for another process's lock (a read, one try to begin a write). */
@@ -23,19 +24,6 @@ export interface SqliteOptions extends Omit<GroupCommitOptions, 'onHealth' | 'wa
   integrityCheck?: boolean;
 }
 
-/** The exit status of `muster serve` when its store cannot be used: a restart cannot help (deploy/muster.service). */
-export const EXIT_STORE_UNUSABLE = 65;
-
-/** The cause of a MusterError whose store cannot be used as it is (damaged, not a database, read-only). */
-export class StoreUnusable extends Error {
-  override readonly name = 'StoreUnusable';
-}
-
-/** True when `err` (or an error it was caused by) says the store cannot be used as it is. */
-export function isStoreUnusable(err: unknown): boolean {
-  for (let e = err; e instanceof Error; e = e.cause) if (e instanceof StoreUnusable) return true;
-  return false;
-}
 
 // SQLite's answers for a file that no retry will fix.
 const UNUSABLE = ['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CANTOPEN', 'SQLITE_READONLY', 'SQLITE_PERM', 'SQLITE_IOERR'];

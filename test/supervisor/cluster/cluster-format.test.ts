@@ -4,6 +4,7 @@
 // format (or none) and on data of another format, starts beside a peer of its own, shows each
 // replica's version and format in GET /v1/cluster, and reports a peer of another format that
 // joins later. `muster serve` ends non-zero with the refusal.
+import { readFileSync } from 'node:fs';
 import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -11,6 +12,7 @@ import { pino, type Logger } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ClusterView } from '../../../supervisor/admin/wire-types.js';
 import { CLUSTER_FORMAT } from '../../../supervisor/cluster/cluster-format.js';
+import { EXIT_STORE_UNUSABLE } from '../../../supervisor/store/store-unusable.js';
 import type { ControlPlane } from '../../../supervisor/control-plane.js';
 import { packageVersion } from '../../../supervisor/package-version.js';
 import { NatsServer } from '../../cluster/nats-server.js';
@@ -150,6 +152,17 @@ describe('cluster format guard', () => {
       expect.objectContaining({ control_plane_id: 'running-a', version: OURS, cluster_format: CLUSTER_FORMAT }),
     ]);
     expect(a.api.isReady()).toBe(true);
+  }, 30_000);
+
+  it('muster serve on data of another format ends with status 65, which the systemd units do not restart on', async () => {
+    const kv = await bucket(STORED, 0);
+    await kv.put('format', JSON.stringify({ format: CLUSTER_FORMAT + 1, version: '9.0.0', replica_id: 'gone-2', written_at: '2026-11-30T10:00:00.000Z' }));
+    const dataDir = replicas.dataDir('cli-stored');
+    const args = ['serve', '--nats', nats.url, '--control-plane-id', 'new-stored', '--data-dir', dataDir, '--tcp', '127.0.0.1:0', '--http', '127.0.0.1:0'];
+    const run = await runMuster([...args, '--ws', 'off', '--grpc', 'off', '--unix', 'off', '--lease-ttl-ms', String(TTL_MS), '--lease-renew-ms', '2000'], { MUSTER_JWT_SECRET: CLUSTER_SECRET }, 20_000);
+    expect(run.code, run.stderr).toBe(EXIT_STORE_UNUSABLE);
+    expect(run.stderr).toMatch(/^muster: the cluster data on this NATS is of cluster format \d+ .*this replica new-stored .*would misread it/m);
+    expect(readFileSync(new URL('../../../deploy/muster-replica.service', import.meta.url), 'utf8')).toMatch(new RegExp(`^RestartPreventExitStatus=${EXIT_STORE_UNUSABLE}$`, 'm'));
   }, 30_000);
 
   it('muster serve ends with status 1 and the refusal on stderr', async () => {
