@@ -13,16 +13,16 @@
 // gets: with replicas one may be answered by a follower that lags, which would end an artifact
 // early or miss an upload's last chunks; the stream's leader answers gets and serves consumers.
 import { createHash, type Hash } from 'node:crypto';
-import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type MsgRequest, type StoredMsg } from '@nats-io/jetstream';
-import { headers, nanos, type MsgHdrs } from '@nats-io/nats-core';
+import type { JetStreamClient, JetStreamManager, MsgRequest, StoredMsg } from '@nats-io/jetstream';
+import { headers, type MsgHdrs } from '@nats-io/nats-core';
 import type { ByteRange } from '../artifacts/artifact-store.js';
 import { isWrongLast } from './jetstream-errors.js';
+import { streamMessages } from './stream-read.js';
 
 const OFFSET_HEADER = 'Muster-Artifact-Offset';
 const COUNT_HEADER = 'Muster-Artifact-Chunks';
 /** Chunks a read fetches at once: what it holds at most (256 KiB each), and round trips saved. */
 const FETCH_CHUNKS = 4;
-const FETCH_EXPIRES_MS = 5_000;
 
 /** Where an upload stands in NATS: bytes stored, chunks, and the stream sequence of its last chunk (0: none). */
 export interface ChunkTail {
@@ -98,32 +98,14 @@ export class ArtifactChunks {
 
   /** The subject's chunks in order from stream sequence `fromSeq`, up to `untilSeq` (which must be there) when given. */
   private async *chunks(subject: string, fromSeq: number, untilSeq?: number): AsyncGenerator<{ offset: number; data: Uint8Array; seq: number }> {
-    const info = await this.jsm.consumers.add(this.stream, {
-      filter_subject: subject,
-      ack_policy: AckPolicy.None,
-      inactive_threshold: nanos(60_000),
-      mem_storage: true,
-      ...(fromSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq } : { deliver_policy: DeliverPolicy.All }),
-    });
-    try {
-      const consumer = await this.js.consumers.get(this.stream, info.name);
-      for (let left = info.num_pending; left > 0; ) {
-        let got = 0;
-        for await (const m of await consumer.fetch({ max_messages: Math.min(FETCH_CHUNKS, left), expires: FETCH_EXPIRES_MS })) {
-          got++;
-          if (untilSeq !== undefined && m.seq > untilSeq) throw new Error(`artifact chunks on ${subject} have no sequence ${untilSeq}`);
-          yield { offset: offsetOf(m.headers), data: m.data, seq: m.seq };
-          if (m.seq === untilSeq) return;
-        }
-        // Nothing in a whole fetch: what the info counted was removed meanwhile (a drop).
-        if (got === 0) break;
-        left -= got;
-      }
-      if (untilSeq !== undefined) throw new Error(`artifact chunks on ${subject} end before sequence ${untilSeq}`);
-    } finally {
-      await this.jsm.consumers.delete(this.stream, info.name).catch(() => undefined);
+    for await (const m of streamMessages(this.js, this.jsm, this.stream, subject, { afterSeq: Math.max(0, fromSeq - 1), batch: FETCH_CHUNKS })) {
+      if (untilSeq !== undefined && m.seq > untilSeq) throw new Error(`artifact chunks on ${subject} have no sequence ${untilSeq}`);
+      yield { offset: offsetOf(m.headers), data: m.data, seq: m.seq };
+      if (m.seq === untilSeq) return;
     }
+    if (untilSeq !== undefined) throw new Error(`artifact chunks on ${subject} end before sequence ${untilSeq}`);
   }
+
 
   /**
    * The stream sequence of the chunk that holds byte `offset`: a binary search over the subject's
