@@ -77,3 +77,13 @@ export async function createOnce(kv: KV, key: string, value: Uint8Array | string
     throw err;
   }
 }
+
+/** Writes `key` only while it is at `revision`: the new revision, or undefined when another writer changed it first. */
+export async function updateAt(kv: KV, key: string, value: Uint8Array | string, revision: number): Promise<number | undefined> {
+  try {
+    return await kv.update(key, value, revision);
+  } catch (err) {
+    if (isWrongLast(err)) return undefined;
+    throw err;
+  }
+}

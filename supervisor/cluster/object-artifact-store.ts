@@ -45,7 +45,7 @@ import type { ArtifactRecord, ArtifactStart, ArtifactStore, ByteRange, SweepRule
 import { ArtifactChunks, NO_CHUNKS, type ChunkTail } from './artifact-chunks.js';
 import { kvChanges } from './kv-changes.js';
 import { isWrongLast } from './jetstream-errors.js';
-import { createOnce, liveValue } from './kv-cas.js';
+import { createOnce, liveValue, updateAt } from './kv-cas.js';
 import { readKvEntries } from './stream-read.js';
 
 export const ARTIFACTS_BUCKET = 'muster-artifacts';
@@ -249,20 +249,10 @@ export class ObjectArtifactStore implements ArtifactStore {
     await this.#checkNameFree(start);
     const nuid = randomUUID().replaceAll('-', '');
     const value = JSON.stringify({ state: 'uploading', start, nuid } satisfies Entry);
-    const revision = replacing === undefined ? await createOnce(this.kv, key, value) : await this.#update(key, value, replacing);
+    const revision = replacing === undefined ? await createOnce(this.kv, key, value) : await updateAt(this.kv, key, value, replacing);
     if (revision === undefined) return undefined;
     this.#live.set(start.artifact_id, { start, key, revision, nuid, subject: this.#chunkSubject(nuid), tail: NO_CHUNKS, hash: createHash('sha256') });
     return { received: 0 };
-  }
-
-  /** `kv.update`: the new revision, or undefined when the entry is not at `revision` any more. */
-  async #update(key: string, value: string, revision: number): Promise<number | undefined> {
-    try {
-      return await this.kv.update(key, value, revision);
-    } catch (err) {
-      if (isWrongLast(err)) return undefined;
-      throw err;
-    }
   }
 
   async #sweep(rule: SweepRule): Promise<number> {
@@ -280,7 +270,7 @@ export class ObjectArtifactStore implements ArtifactStore {
       if (last !== undefined && last >= rule.idleBefore) continue;
       if (await rule.resumable(entry.start.job_id, entry.start.attempt)) continue;
       const abandoned: Entry = { state: 'abandoned', start: entry.start, nuid: entry.nuid };
-      const won = await this.#update(key, JSON.stringify(abandoned), revision);
+      const won = await updateAt(this.kv, key, JSON.stringify(abandoned), revision);
       // Written since it was read (another sweeper, a Start, its End): that writer's, not this sweep's.
       if (won === undefined) continue;
       await this.#remove(key, abandoned, won);
