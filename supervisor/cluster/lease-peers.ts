@@ -103,8 +103,6 @@ export class LeasePeers {
   private known = new Map<string, PeerLease>();
   /** Leases known gone for good, by id#epoch. */
   private readonly gone = new Set<string>();
-  /** Peers' leases the last poll read, by id#epoch: `onSeen` is told of the others. */
-  private seen = new Set<string>();
   private readonly goneWaits = new Map<string, GoneWait>();
   /** Lease reads in flight, by id#epoch. */
   private readonly reads = new Map<string, Promise<boolean>>();
@@ -234,20 +232,17 @@ export class LeasePeers {
     const view = new Map<string, PeerLease>();
     for (const peer of await this.readAll()) view.set(peer.id, peer);
     if (this.closed) return;
+    const previous = this.view;
     this.view = view;
-    this.tellSeen(view);
+    this.tellSeen(previous, view);
     this.judge(view);
   }
 
-  private tellSeen(view: Map<string, PeerLease>): void {
-    const seen = new Set<string>();
+  /** `onSeen` for each peer's lease this poll read and the one before did not (a new id, or a new epoch). */
+  private tellSeen(previous: Map<string, PeerLease>, view: Map<string, PeerLease>): void {
     for (const peer of view.values()) {
-      if (peer.id === this.o.selfId) continue;
-      const key = leaseKey(peer.id, peer.epoch);
-      seen.add(key);
-      if (!this.seen.has(key)) this.o.onSeen?.(peer);
+      if (peer.id !== this.o.selfId && previous.get(peer.id)?.epoch !== peer.epoch) this.o.onSeen?.(peer);
     }
-    this.seen = seen;
   }
 
   /** Peers seen before and missing now are gone; judged only while the replica may judge. */

@@ -196,11 +196,6 @@ export class ReplicaLease {
     return this.o.format;
   }
 
-  /** Muster's version this replica announces. */
-  get version(): string {
-    return this.o.version;
-  }
-
   /**
    * Fenced: no dispatch, no write. Checks the deadline itself rather than trusting the fence
    * timer, which a blocked event loop runs late: a caller that asks after a stall gets the truth.
