@@ -61,16 +61,19 @@ function anchorOf(selector: PlacementSelector): string {
   const tags = Object.entries(selector.tags ?? {});
   if (tags.length > 0) {
     const [key, value] = tags.reduce((a, b) => (b[0] < a[0] ? b : a));
-    return tagAnchor(key, value);
+    return ANCHOR.tag(key, value);
   }
-  if (selector.job_type !== undefined) return `j\u0000${selector.job_type}`;
-  if (selector.runner_type !== undefined) return `r\u0000${selector.runner_type}`;
+  if (selector.job_type !== undefined) return ANCHOR.jobType(selector.job_type);
+  if (selector.runner_type !== undefined) return ANCHOR.runnerType(selector.runner_type);
   return '';
 }
 
-function tagAnchor(key: string, value: string): string {
-  return `t\u0000${key}\u0000${value}`;
-}
+/** The anchor of each kind of term, one place for both sides: a selector's bucket and a node's offer. */
+const ANCHOR = {
+  tag: (key: string, value: string): string => `t\u0000${key}\u0000${value}`,
+  jobType: (jobType: string): string => `j\u0000${jobType}`,
+  runnerType: (runnerType: string): string => `r\u0000${runnerType}`,
+};
 
 /** The queued jobs that need the same thing. */
 export class Bucket {
@@ -132,9 +135,9 @@ export class QueueIndex {
    */
   *bucketsOffered(offer: Offer): Generator<Bucket> {
     yield* this.byAnchor.get('') ?? [];
-    for (const [key, value] of Object.entries(offer.tags)) yield* this.byAnchor.get(tagAnchor(key, value)) ?? [];
-    for (const jobType of offer.supportedJobTypes) yield* this.byAnchor.get(`j\u0000${jobType}`) ?? [];
-    for (const runnerType of offer.runnerTypes) yield* this.byAnchor.get(`r\u0000${runnerType}`) ?? [];
+    for (const [key, value] of Object.entries(offer.tags)) yield* this.byAnchor.get(ANCHOR.tag(key, value)) ?? [];
+    for (const jobType of offer.supportedJobTypes) yield* this.byAnchor.get(ANCHOR.jobType(jobType)) ?? [];
+    for (const runnerType of offer.runnerTypes) yield* this.byAnchor.get(ANCHOR.runnerType(runnerType)) ?? [];
   }
 
   /** True when this attempt of the job is already indexed. */
