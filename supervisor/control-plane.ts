@@ -157,9 +157,8 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     logger: log,
     bus,
   });
-  // Abandoned uploads are swept: here in the embedded plane, by every replica's duties in a cluster.
-  const artifactSweeper =
-    cluster === undefined ? new ArtifactSweeper({ store: artifactStore, jobs: store, abandonAfterMs: config.artifactAbandonAfterMs, logger: log }) : undefined;
+  // Every plane sweeps its store's abandoned uploads, a cluster's replicas each (the object store's removal is a compare-and-set).
+  const artifactSweeper = new ArtifactSweeper({ store: artifactStore, jobs: store, abandonAfterMs: config.artifactAbandonAfterMs, logger: log });
   const registrar = new Registrar({
     controlPlaneId: id,
     config,
@@ -227,8 +226,6 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
           logger: log,
           rebalanceIntervalMs: config.rebalanceIntervalMs,
           shutdownGraceMs: config.shutdownGraceMs,
-          artifacts: artifactStore,
-          artifactAbandonAfterMs: config.artifactAbandonAfterMs,
           reloadQueue: () => scheduler.load(),
           metrics: new ClusterMetrics(metrics.registry),
           remoteViews: clusterView.remoteViews,
@@ -245,7 +242,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
     stores,
     bus,
     security,
-    artifacts: { intake: artifactIntake, store: artifactStore, ...(artifactSweeper === undefined ? {} : { sweeper: artifactSweeper }) },
+    artifacts: { intake: artifactIntake, store: artifactStore, sweeper: artifactSweeper },
     ...(cluster === undefined
       ? {}
       : {

@@ -35,7 +35,7 @@ export interface PlaneParts {
   bus: Bus;
   security: PlaneSecurity;
   /** The sweep of abandoned uploads stops, uploads under way finish their step, then the store closes its files. */
-  artifacts?: { intake: ArtifactIntake; store: ArtifactStore; sweeper?: Pick<ArtifactSweeper, 'close'> };
+  artifacts?: { intake: ArtifactIntake; store: ArtifactStore; sweeper: Pick<ArtifactSweeper, 'close'> };
   /**
    * A cluster replica's NATS parts: its duties for peers stop with the coordinator (before the
    * stores close), the rest closes last, its lease given up, so its nodes may be claimed at once.
@@ -74,7 +74,7 @@ export class PlaneShutdown {
     this.p.sessionTokens.close();
     this.p.tokenRegistry.close();
     await this.admin?.close();
-    await this.p.artifacts?.sweeper?.close();
+    await this.p.artifacts?.sweeper.close();
     await this.p.artifacts?.intake.close();
     await this.p.artifacts?.store.close();
     await this.p.stores.close();

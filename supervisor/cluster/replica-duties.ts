@@ -3,12 +3,8 @@
 // attempt, drain, undrain), lets go of a node another replica took (closing its session with
 // `session_replaced`), closes every node with `shutting_down` when it cannot renew its lease (so
 // that they go to a replica that can serve them), and takes over the jobs of nodes whose replica
-// died and that came back to none (orphans), once it may judge (lease-guard.ts). It also sweeps
-// abandoned artifact uploads (artifact-sweeper.ts), as every replica does: the object store's
-// removal is a compare-and-set, so sweeps racing on two replicas remove an upload once.
+// died and that came back to none (orphans), once it may judge (lease-guard.ts).
 import type { Logger } from 'pino';
-import type { ArtifactStore } from '../artifacts/artifact-store.js';
-import { ArtifactSweeper } from '../artifacts/artifact-sweeper.js';
 import type { ClusterMetrics } from '../../observability/plane-metrics.js';
 import { MusterError } from '../../protocol/errors.js';
 import type { JobCoordinator } from '../jobs/job-coordinator.js';
@@ -43,10 +39,6 @@ export interface ReplicaDutiesOptions {
   metrics: ClusterMetrics;
   /** Read again once the replica knows its peers, and after NATS comes back. */
   remoteViews: Pick<RemoteNodeViews, 'refresh'>;
-  /** The cluster's artifacts, swept of abandoned uploads. */
-  artifacts: Pick<ArtifactStore, 'sweep'>;
-  /** `artifactAbandonAfterMs` (artifact-sweeper.ts); 0: no sweep. */
-  artifactAbandonAfterMs: number;
 }
 
 export interface ReplicaDuties {
@@ -181,12 +173,10 @@ export async function startReplicaDuties(o: ReplicaDutiesOptions): Promise<Repli
     if (status.state === 'connected' && previous !== 'connected') reload();
   });
   const rebalancer = new Rebalancer({ lease: cluster.lease, registry, coordinator, intervalMs: o.rebalanceIntervalMs, shutdownGraceMs: o.shutdownGraceMs, logger });
-  const artifactSweeper = new ArtifactSweeper({ store: o.artifacts, jobs: o.store, abandonAfterMs: o.artifactAbandonAfterMs, logger });
 
   return {
     close: async () => {
       rebalancer.stop();
-      await artifactSweeper.close();
       stopStatus();
       stopLease();
       stopOwnership();
