@@ -144,13 +144,11 @@ async function measure(fleet: Fleet): Promise<void> {
   const holdCpu = new CpuWindow(plane.pid);
   holdCpu.start();
   const holdFromUs = monotonicUs();
-  const workersCpu0 = sum(fleet.workers.map((w) => cpuSeconds(w.pid)));
-  const machine0 = machineCpuSeconds();
+  const holdSide = new SideCpu(fleet.workers);
   const rss = await sampleRss(plane.pid, HOLD_S * 1000);
   const cpu = holdCpu.percent();
   const holdToUs = monotonicUs();
-  const workersCpu = sum(fleet.workers.map((w) => cpuSeconds(w.pid))) - workersCpu0;
-  const machineBusy = machineCpuSeconds().busy - machine0.busy;
+  const side = holdSide.percents(cpu.cpuSeconds, cpu.seconds * 1000);
   const statsAfter = await stats(plane, apiToken);
   const reports = await Promise.all(
     fleet.workers.map((w) => {
@@ -167,8 +165,8 @@ async function measure(fleet: Fleet): Promise<void> {
     rss,
     peakKiB,
     cpu,
-    workersCpuPercent: (100 * workersCpu) / cpu.seconds,
-    othersCpuPercent: (100 * (machineBusy - workersCpu - cpu.cpuSeconds)) / cpu.seconds,
+    workersCpuPercent: side.workers,
+    othersCpuPercent: side.others,
     statsBefore,
     statsAfter,
     reports,
@@ -243,11 +241,16 @@ class SideCpu {
     this.machine0 = machineCpuSeconds().busy;
   }
 
-  describe(planeCpuSeconds: number, ms: number): string {
+  /** Since it was made: the workers' CPU and everything else's but the plane's, each in % of one core over `ms`. */
+  percents(planeCpuSeconds: number, ms: number): { workers: number; others: number } {
     const workers = sum(this.workers.map((w) => cpuSeconds(w.pid))) - this.workers0;
     const others = machineCpuSeconds().busy - this.machine0 - workers - planeCpuSeconds;
-    const percent = (seconds: number): string => `${((100 * seconds * 1000) / ms).toFixed(0)}%`;
-    return `client workers ${percent(workers)}, other processes ${percent(others)} (of ${cpus().length * 100}%)`;
+    return { workers: (100 * workers * 1000) / ms, others: (100 * others * 1000) / ms };
+  }
+
+  describe(planeCpuSeconds: number, ms: number): string {
+    const { workers, others } = this.percents(planeCpuSeconds, ms);
+    return `client workers ${workers.toFixed(0)}%, other processes ${Math.max(0, others).toFixed(0)}% (of ${cpus().length * 100}%)`;
   }
 }
 
