@@ -4,10 +4,13 @@
 //   node --import tsx test/bench/echo-servers.ts [--tls-cert FILE --tls-key FILE] [--unix PATH] SCHEME...
 //
 // SCHEME is tcp, unix, tls (`net`/`tls` sockets piped back to themselves), ws, wss (a `ws`
-// server that sends every message back as it came) or grpc, grpcs (a grpc-js bidi
-// `muster.v1.NodeLink/Connect` that writes every Frame back). Prints one URL a line, in the
-// order asked, as the transports' clients dial them, then `ready`.
-import { readFileSync, rmSync } from 'node:fs';
+// server that sends every message back as it came), grpc, grpcs (a grpc-js bidi
+// `muster.v1.NodeLink/Connect` that writes every Frame back) or durable (a TCP echo that first
+// writes what it read to a file and fdatasyncs it on the thread pool, as the plane's group commit
+// does before it acknowledges: the least a durable acknowledgement costs on this machine).
+// Prints one URL a line, in the order asked, as the transports' clients dial them, then `ready`.
+import { mkdtempSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
@@ -37,6 +40,12 @@ const starters: Record<string, Starter> = {
     process.once('exit', () => rmSync(path, { force: true }));
     return `unix://${path}`;
   },
+  durable: async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'muster-durable-echo-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    const file = await open(join(dir, 'log'), 'w');
+    return `tcp://${HOST}:${await listen(createNetServer((socket) => durableEcho(socket, file)), HOST)}`;
+  },
   tls: async (pem) => `tls://${HOST}:${await listen(createTlsServer(needPem(pem, 'tls'), pipeBack), HOST)}`,
   ws: async () => `ws://${HOST}:${await listenWebSocket(createHttpServer())}/v1/connect`,
   wss: async (pem) => `wss://${HOST}:${await listenWebSocket(createHttpsServer(needPem(pem, 'wss')))}/v1/connect`,
@@ -52,6 +61,27 @@ function pipeBack(socket: Socket): void {
   socket.setNoDelay(true);
   socket.on('error', () => {}); // a client that goes away mid-write is not our concern
   socket.pipe(socket);
+}
+
+/** The file's size is bounded, as a WAL that checkpoints is: writes wrap around to its start. */
+const DURABLE_FILE_BYTES = 4 * 1024 * 1024;
+let durableOffset = 0;
+
+/** Each chunk read is written (on the event loop, as SQLite writes), synced on the thread pool, then echoed, in order. */
+function durableEcho(socket: Socket, file: FileHandle): void {
+  socket.setNoDelay(true);
+  socket.on('error', () => {});
+  let previous = Promise.resolve();
+  socket.on('data', (chunk: Buffer) => {
+    if (durableOffset + chunk.length > DURABLE_FILE_BYTES) durableOffset = 0;
+    writeSync(file.fd, chunk, 0, chunk.length, durableOffset);
+    durableOffset += chunk.length;
+    const synced = file.datasync();
+    previous = previous.then(async () => {
+      await synced;
+      socket.write(chunk);
+    });
+  });
 }
 
 /** Listens on `where` (a host, port 0, or a socket path); the bound port (0 for a path). */

@@ -121,11 +121,6 @@ export function withFdLimit(limit: number | undefined, command: string, args: st
   return ['sh', ['-c', script, command, ...args]];
 }
 
-export async function startEchoServer(): Promise<{ port: number; stop(): Promise<void> }> {
-  const echo = await startEchoServers(['tcp']);
-  return { port: Number(echo.urls[0]!.port), stop: echo.stop };
-}
-
 /** The raw echo baselines of test/bench/echo-servers.ts in one process; `args` as its command line. */
 export async function startEchoServers(args: string[]): Promise<{ urls: URL[]; pid: number; stop(): Promise<void> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'test/bench/echo-servers.ts'), ...args], {

@@ -8,7 +8,10 @@
 //                  - alternating Ready/Busy: every heartbeat is an event that the node's actor
 //                    handles with a state change (ready ⇄ busy), the worst case
 //   round trip     JobAssignment received → JobAccepted + JobResult sent → JobResultAck
-//                  received, one job at a time (light load), results stored in SQLite
+//                  received, one job at a time (light load), results stored in SQLite; beside
+//                  the raw echo of the same bytes and a durable echo (echo-servers.ts), which
+//                  writes and fdatasyncs them before it answers: the floor of any acknowledgement
+//                  that waits for the disk, as a JobResultAck must
 //   masking        the plane's masking of a job's secrets per 4 KiB log chunk (masking.ts; alone: `npm run bench masking`)
 //
 // BENCH_ROUND_TRIP_TRACE=1 also traces the plane (plane-probe.ts) and prints where the round
@@ -30,7 +33,7 @@ import { runFleet } from './fleet.js';
 import { runTransports } from './transports.js';
 import { runVisualizer } from './visualizer.js';
 import { FrameSocket, type Envelope } from './frame-socket.js';
-import { startEchoServer, startPlane, type RunningPlane } from './processes.js';
+import { startEchoServers, startPlane, type RunningPlane } from './processes.js';
 import type { ProbeFile } from './plane-probe.js';
 import { summarize, type Summary } from './quantiles.js';
 import { explainRoundTrips, watchClientGc, type Stamped } from './round-trip-trace.js';
@@ -60,7 +63,8 @@ async function main(): Promise<void> {
     { MUSTER_HEARTBEAT_INTERVAL_MS: '60000', ...(TRACE ? { MUSTER_PROBE_OUT: probeOut } : {}) },
     TRACE ? { nodeArgs: ['--import', 'tsx', '--import', fileURLToPath(new URL('./plane-probe.ts', import.meta.url))] } : {},
   );
-  const echo = await startEchoServer();
+  const echo = await startEchoServers(['tcp', 'durable']);
+  const [rawPort, durablePort] = echo.urls.map((url) => Number(url.port)) as [number, number];
   const clientGc = TRACE ? watchClientGc() : undefined;
   const stamps: Stamped[] = [];
   try {
@@ -74,7 +78,7 @@ async function main(): Promise<void> {
         const rawRates: number[] = [];
         for (let run = 0; run < RUNS; run++) {
           planeRates.push(await heartbeatRate(node.socket, frames, codec));
-          rawRates.push(await echoRate(echo.port, frames[0]!));
+          rawRates.push(await echoRate(rawPort, frames[0]!));
         }
         node.socket.close();
         const p = median(planeRates);
@@ -84,10 +88,13 @@ async function main(): Promise<void> {
         );
       }
     }
-    const rtt = await roundTrips(plane, echo.port, stamps);
+    const rtt = await roundTrips(plane, stamps);
+    const raw = await echoRoundTrips(rawPort, rtt.bytes);
+    const durable = await echoRoundTrips(durablePort, rtt.bytes);
     console.log(
       `\nround trip (MessagePack)  plane p50 ${us(rtt.plane.p50)} p99 ${us(rtt.plane.p99)}   ` +
-        `raw net echo p50 ${us(rtt.raw.p50)} p99 ${us(rtt.raw.p99)}   p50 ratio ${(rtt.plane.p50 / rtt.raw.p50).toFixed(1)}`,
+        `durable echo p50 ${us(durable.p50)} p99 ${us(durable.p99)}   raw net echo p50 ${us(raw.p50)} p99 ${us(raw.p99)}   ` +
+        `plane/durable p50 ${(rtt.plane.p50 / durable.p50).toFixed(1)} p99 ${(rtt.plane.p99 / durable.p99).toFixed(1)}`,
     );
     console.log('');
     printMasking();
@@ -160,7 +167,7 @@ async function echoRate(port: number, frame: Uint8Array): Promise<number> {
 type Percentiles = Pick<Summary, 'p50' | 'p99'>;
 
 /** One job at a time; each round trip's wall-clock span goes into `stamps` (for the trace). */
-async function roundTrips(plane: RunningPlane, echoPort: number, stamps: Stamped[]): Promise<{ plane: Percentiles; raw: Percentiles }> {
+async function roundTrips(plane: RunningPlane, stamps: Stamped[]): Promise<{ plane: Percentiles; bytes: Uint8Array }> {
   const codec = CODEC_MSGPACK;
   const node = await registerOn(plane, codec, 1);
   const apiToken = await mintApiToken(plane.dataDir, 'operator', 600);
@@ -185,23 +192,27 @@ async function roundTrips(plane: RunningPlane, echoPort: number, stamps: Stamped
     stamps.push({ startMs: performance.timeOrigin + started, endMs: performance.timeOrigin + ended });
   }
   node.socket.close();
+  return { plane: percentiles(samples), bytes: lastBytes };
+}
 
-  const echo = await FrameSocket.open('127.0.0.1', echoPort, false);
-  const raw: number[] = [];
+/** The same bytes through an echo server, one round trip at a time, as many as the plane's. */
+async function echoRoundTrips(port: number, bytes: Uint8Array): Promise<Percentiles> {
+  const echo = await FrameSocket.open('127.0.0.1', port, false);
+  const samples: number[] = [];
   for (let i = 0; i < ROUND_TRIPS * RUNS; i++) {
     let received = 0;
     const started = performance.now();
     await new Promise<void>((resolve) => {
       echo.onBytes = (n) => {
         received += n;
-        if (received >= lastBytes.length) resolve();
+        if (received >= bytes.length) resolve();
       };
-      void echo.write(lastBytes);
+      void echo.write(bytes);
     });
-    raw.push(performance.now() - started);
+    samples.push(performance.now() - started);
   }
   echo.close();
-  return { plane: percentiles(samples), raw: percentiles(raw) };
+  return percentiles(samples);
 }
 
 function resultOf(jobId: string, attempt: number, nodeId: string): Envelope {
