@@ -24,8 +24,8 @@ export function registerJobRoutes(app: FastifyInstance, deps: AdminRouteDeps): v
       const answer: BatchSubmitAnswer = { job_ids: records.map((r) => r.job_id) };
       return reply.code(201).send(answer);
     }
+    // submitJob writes the one line of a new job ("job submitted", with its priority).
     const record = await api.submitJob(toNewJob(request.body, api.defaults));
-    deps.logger.info({ job_id: record.job_id }, 'job submitted over the admin API');
     return reply.code(201).header('location', `/v1/jobs/${record.job_id}`).send({ job_id: record.job_id });
   });
 
