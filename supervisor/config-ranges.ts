@@ -75,6 +75,7 @@ export const CONFIG_RANGES = {
   leaseRenewMs: Ms(100, 1_200_000),
   rebalanceIntervalMs: Ms(0),
   natsRequestTimeoutMs: Ms(10, 600_000),
+  natsStartupWaitMs: Ms(0, 3_600_000),
   // A frame must hold a RegisterNode; the length field is 32 bits, and 256 MiB is far beyond any use.
   maxFrameBytes: Count(256, 256 * 1024 * 1024),
   maxSendBufferBytes: Count(1_024, 2 ** 32),

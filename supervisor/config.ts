@@ -124,6 +124,8 @@ export interface Config {
   rebalanceIntervalMs: number;
   /** How long a request over NATS (a command to the replica that owns a node) waits for its answer. */
   natsRequestTimeoutMs: number;
+  /** How long a replica at start waits for NATS and JetStream to answer (not up yet, still starting) before it gives up; 0: not at all. */
+  natsStartupWaitMs: number;
   maxFrameBytes: number;
   maxSendBufferBytes: number;
   /** `max_artifact_bytes`: the largest artifact a node may upload (PROTOCOL.md section 8); larger is `artifact_rejected`. */
@@ -289,6 +291,7 @@ export const DEFAULTS: Config = {
   leaseRenewMs: 1_000,
   rebalanceIntervalMs: 5_000,
   natsRequestTimeoutMs: 2_000,
+  natsStartupWaitMs: 60_000,
   maxFrameBytes: 1_048_576,
   maxSendBufferBytes: 8 * 1024 * 1024,
   maxArtifactBytes: 2 * 1024 * 1024 * 1024,

@@ -1,4 +1,5 @@
-// A replica's parts on NATS, opened in the order each needs: the connection, the server check for
+// A replica's parts on NATS, opened in the order each needs (and opened again, while NATS or
+// JetStream does not answer yet at start: startup-wait.ts): the connection, the server check for
 // replicated buckets (server-version.ts), the replica's lease, the cluster format guard
 // (format-guard.ts: no start beside replicas or on data of another release), the job and token stores, the bus
 // (replica-bus.ts: job events from the job store's watch, node and log events over NATS),
@@ -24,6 +25,7 @@ import { ReplicaClaims } from './replica-claims.js';
 import { ARTIFACTS_BUCKET, ObjectArtifactStore } from './object-artifact-store.js';
 import { checkConnectionReplicas } from './server-version.js';
 import { CLUSTER_BUCKET, checkPeerFormats, checkStoredFormat } from './format-guard.js';
+import { whenNatsAnswers } from './startup-wait.js';
 
 const JOBS_BUCKET = 'muster-jobs';
 
@@ -62,6 +64,12 @@ export function jobSecretsKey(config: Config): Uint8Array {
 
 export async function openCluster(config: Config, replicaId: string, version: string, log: Logger, nodeCount: () => number): Promise<ClusterServices> {
   checkClusterConfig(config);
+  // Each try that fails has closed what it opened (undo below), so the next starts clean.
+  const wait = { waitMs: config.natsStartupWaitMs, nats: config.nats, log };
+  return whenNatsAnswers(() => openParts(config, replicaId, version, log, nodeCount), wait);
+}
+
+async function openParts(config: Config, replicaId: string, version: string, log: Logger, nodeCount: () => number): Promise<ClusterServices> {
   const connection = await openNatsConnection(natsSettingsOf(config, replicaId));
   const opened: Array<() => Promise<unknown>> = [() => connection.close()];
   const undo = async (): Promise<void> => {

@@ -19,6 +19,8 @@ export interface NatsServerOptions {
   args?: string[];
   /** Serve the monitoring endpoints (`/varz`, `/connz`) on a free port of loopback: `monitorUrl`. */
   monitor?: boolean;
+  /** false: a server without JetStream (no `-js`), as a misconfigured one; default true. */
+  jetstream?: boolean;
 }
 
 export class NatsServer {
@@ -32,6 +34,7 @@ export class NatsServer {
     private readonly args: string[],
     /** `http://127.0.0.1:<port>` of `/varz` and `/connz` when started with `monitor`. */
     readonly monitorUrl: string | undefined,
+    private readonly jetstream: boolean,
   ) {
     this.exitedWith = new Promise((resolve) => child.once('exit', () => resolve()));
   }
@@ -41,14 +44,15 @@ export class NatsServer {
     const ownsStore = options.storeDir === undefined;
     const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), 'muster-nats-'));
     const args = [...(options.args ?? []), ...(options.monitor === true ? ['-m', '-1'] : [])];
+    const jetstream = options.jetstream === false ? [] : ['-js', '-sd', storeDir];
     const child = spawn(
       NATS_SERVER_BIN,
-      ['-a', '127.0.0.1', '-p', String(options.port ?? -1), '-js', '-sd', storeDir, ...args],
+      ['-a', '127.0.0.1', '-p', String(options.port ?? -1), ...jetstream, ...args],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     const { port, monitorPort } = await readyPorts(child);
     const monitorUrl = monitorPort === undefined ? undefined : `http://127.0.0.1:${monitorPort}`;
-    return new NatsServer(child, port, storeDir, ownsStore, args, monitorUrl);
+    return new NatsServer(child, port, storeDir, ownsStore, args, monitorUrl, options.jetstream !== false);
   }
 
   get url(): string {
@@ -77,7 +81,7 @@ export class NatsServer {
   /** A new server on the same port and store (after `kill9` or `stop`). */
   restart(): Promise<NatsServer> {
     // `args` already holds the monitoring flag, if any (on a new free port).
-    return NatsServer.start({ port: this.port, storeDir: this.storeDir, args: this.args });
+    return NatsServer.start({ port: this.port, storeDir: this.storeDir, args: this.args, jetstream: this.jetstream });
   }
 
   /** Stops the server (SIGTERM, then SIGKILL) and removes its store unless it was given one. */
