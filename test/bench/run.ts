@@ -235,7 +235,9 @@ async function submitJob(httpUrl: string, token: string): Promise<void> {
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
     body: JSON.stringify({ job: { command: ['true'] } }),
   });
-  if (response.status !== 201) throw new Error(`submit failed: ${response.status} ${await response.text()}`);
+  // Read to the end, so that the connection goes back to the pool for the next submit.
+  const text = await response.text();
+  if (response.status !== 201) throw new Error(`submit failed: ${response.status} ${text}`);
 }
 
 function percentiles(samples: number[]): Percentiles {
