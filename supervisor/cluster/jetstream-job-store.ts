@@ -29,6 +29,11 @@
 //   all will be; without the commit's acknowledgement none was created. Readers may see a batch's
 //   first jobs some milliseconds before its last.
 // - Logs: jetstream-job-logs.ts (`Nats-Msg-Id` de-duplication and a compare-and-set per subject).
+//   A chunk goes to another stream than its job's record, and its append may first read its
+//   subject's tail: a result asked for right after it would be written first, and a reader on
+//   any replica (`job submit --wait`, a log follow) would see the job ended before its last
+//   output. So a result waits for the appends of its job already in flight, as the SQLite
+//   store's one queue of writes orders them.
 // - Secrets: sealed with the SecretBox given (a key every replica shares), as the SQLite store does.
 import { randomUUID } from 'node:crypto';
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
@@ -180,6 +185,8 @@ export class JetStreamJobStore implements JobStore {
   #statuses: AsyncIterable<Status> | undefined;
   #closed = false;
   #recoveryTimer: NodeJS.Timeout | undefined;
+  /** Log appends in flight, by job: a result of the job is written after them (storeResult). */
+  readonly #appending = new Map<string, Set<Promise<unknown>>>();
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -411,7 +418,8 @@ export class JetStreamJobStore implements JobStore {
     });
   }
 
-  storeResult(jobId: string, attempt: number, result: JobOutcome, metrics: JobMetrics, owner: OwnerToken): Promise<StoreResultOutcome> {
+  async storeResult(jobId: string, attempt: number, result: JobOutcome, metrics: JobMetrics, owner: OwnerToken): Promise<StoreResultOutcome> {
+    await this.#appendsSettled(jobId);
     return this.#transition(jobId, attempt, owner, (doc): Decision<StoreResultOutcome> => {
       if (doc === undefined) return { answer: 'stale' };
       if (doc.results[String(attempt)] !== undefined) return { answer: 'duplicate' };
@@ -450,13 +458,33 @@ export class JetStreamJobStore implements JobStore {
   }
 
   appendLog(jobId: string, attempt: number, stream: LogStream, seq: number, data: string, owner: OwnerToken): Promise<AppendLogOutcome> {
-    return this.#guard(async () => {
+    const append = this.#guard(async () => {
       // The fence first (a takeover is written before the chunk); the chunk then goes to the log
       // stream. Not one atomic step: a chunk may land beside a takeover that raced it, never after
       // a refusal this store saw.
       await this.#transition(jobId, attempt, owner, () => ({ answer: undefined }), true);
       return this.#written(() => this.logsStream.append(jobId, attempt, stream, seq, data));
     });
+    this.#inFlight(jobId, append);
+    return append;
+  }
+
+  /** Notes an append of `jobId` until it settles. */
+  #inFlight(jobId: string, append: Promise<unknown>): void {
+    let appends = this.#appending.get(jobId);
+    if (appends === undefined) this.#appending.set(jobId, (appends = new Set()));
+    appends.add(append);
+    const settled = (): void => {
+      appends.delete(append);
+      if (appends.size === 0 && this.#appending.get(jobId) === appends) this.#appending.delete(jobId);
+    };
+    append.then(settled, settled);
+  }
+
+  /** Once every append of `jobId` asked for so far has settled (stored or failed: its caller hears which). */
+  async #appendsSettled(jobId: string): Promise<void> {
+    const appends = this.#appending.get(jobId);
+    if (appends !== undefined) await Promise.allSettled([...appends]);
   }
 
   async close(): Promise<void> {

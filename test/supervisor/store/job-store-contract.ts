@@ -374,6 +374,16 @@ export function jobStoreContract(name: string, open: () => Promise<JobStore> | J
         ]);
       });
 
+      it('stores a result only after the chunks asked for before it: whoever sees the job ended can read its output', async () => {
+        const id = await assigned({}, true);
+        // A node's last chunk and its result come in one read, and the plane asks for both at once.
+        const chunk = store.appendLog(id, 1, 'stdout', 0, 'last words', OWNER);
+        expect(await store.storeResult(id, 1, outcome(), METRICS, OWNER)).toBe('stored');
+        // `chunk` not awaited: the result's answer alone must mean the chunk is stored.
+        expect((await store.logs(id)).map((l) => l.data)).toEqual(['last words']);
+        expect(await chunk).toEqual({ status: 'stored' });
+      });
+
       it('returns chunks by cursor, after a given cursor, for that job only', async () => {
         const a = await assigned({}, true);
         const b = await assigned({}, true);
