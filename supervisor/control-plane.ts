@@ -18,6 +18,7 @@ import type { OwnNodes } from './cluster/node-directory.js';
 import { startReplicaDuties } from './cluster/replica-duties.js';
 import { LISTENER_OFF, type Config } from './config.js';
 import { openBackbone } from './plane-backbone.js';
+import { DataDirLock } from './store/data-dir-lock.js';
 import { checkConfig } from './config-ranges.js';
 import { JobCoordinator } from './jobs/job-coordinator.js';
 import { followNode } from './jobs/fleet-feed.js';
@@ -69,6 +70,17 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
   // Every setting in its range, or nothing starts (the error names each bad setting's source).
   checkConfig(config);
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  // One plane per data directory (store/data-dir-lock.ts), given up once the plane has stopped.
+  const lock = DataDirLock.acquire(config.dataDir);
+  try {
+    return await startOn(config, logger, lock);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function startOn(config: Config, logger: Logger, dataDirLock: DataDirLock): Promise<ControlPlane> {
   const id = config.controlPlaneId || `${hostname()}-${randomUUID().slice(0, 8)}`;
   const log = logger.child({ control_plane_id: id });
   // Every part counts into the plane's own metrics registry (`/metrics`).
@@ -232,6 +244,7 @@ export async function startControlPlane(config: Config, logger: Logger): Promise
         });
   const stopping = new PlaneShutdown({
     logger: log,
+    dataDirLock,
     shutdownGraceMs: config.shutdownGraceMs,
     intake,
     scheduler,

@@ -1,7 +1,8 @@
 // Stopping the control plane, in the order that loses nothing: no new connection or job
 // placement, the listeners closed, every node told `Shutdown` (it reconnects elsewhere or
 // later, with `resume`) and its actor ended, then the job coordinator's timers, token
-// refreshes and revocation polling, the admin API, the store, the bus, the security parts.
+// refreshes and revocation polling, the admin API, the store, the bus, the security parts, and
+// last the data directory's lock.
 // Also undoes a start that failed part-way: each part closes whether or not it was reached.
 import type { Logger } from 'pino';
 import type { TransportServer } from '../transports/transport.js';
@@ -13,6 +14,7 @@ import type { Scheduler } from './jobs/scheduler.js';
 import type { NodeIntake } from './nodes/node-intake.js';
 import type { NodeSession } from './nodes/node-session.js';
 import type { PlaneSecurity } from './security/plane-security.js';
+import type { DataDirLock } from './store/data-dir-lock.js';
 import type { Stores } from './store/open-stores.js';
 import type { SessionTokens } from './tokens/session-tokens.js';
 import type { TokenRegistry } from './tokens/token-registry.js';
@@ -22,6 +24,8 @@ import type { ArtifactSweeper } from './artifacts/artifact-sweeper.js';
 
 export interface PlaneParts {
   logger: Logger;
+  /** Given up last, once nothing of the plane touches the data directory any more. */
+  dataDirLock: Pick<DataDirLock, 'release'>;
   /** Told to nodes in `Shutdown`. */
   shutdownGraceMs: number;
   intake: NodeIntake;
@@ -81,6 +85,7 @@ export class PlaneShutdown {
     await this.p.bus.close();
     await this.p.cluster?.close();
     this.p.security.close();
+    this.p.dataDirLock.release();
     this.p.logger.info({ reason }, 'control plane stopped');
   }
 }

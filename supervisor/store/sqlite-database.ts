@@ -98,7 +98,7 @@ function quickCheck(db: Database.Database, path: string): void {
 }
 
 /** "file is not a database: /var/lib/muster/muster.db", marked unusable when no retry can fix it. */
-function unusable(err: unknown, path: string): MusterError {
+export function unusable(err: unknown, path: string): MusterError {
   if (err instanceof MusterError) return err;
   const code = (err as { code?: unknown }).code;
   if (typeof code !== 'string' || !UNUSABLE.some((c) => code === c || code.startsWith(`${c}_`))) return toMusterError(err);
