@@ -25,20 +25,18 @@ export interface StartupWait {
   /** The servers, for the log lines and the final error. */
   nats: string;
   log: Pick<Logger, 'warn'>;
-  now?: () => number;
 }
 
 /** `start()`, tried again with growing pauses while NATS or JetStream is not answering yet, until `waitMs` has passed. */
 export async function whenNatsAnswers<T>(start: () => Promise<T>, o: StartupWait): Promise<T> {
-  const now = o.now ?? Date.now;
-  const since = now();
+  const since = Date.now();
   for (let attempt = 1; ; attempt++) {
     try {
       return await start();
     } catch (err) {
       const why = notAnsweringYet(err);
       if (why === undefined) throw err;
-      const waited = now() - since;
+      const waited = Date.now() - since;
       if (waited >= o.waitMs) {
         const after = o.waitMs > 0 ? ` within ${Math.round(waited / 1000)} s of start (natsStartupWaitMs)` : '';
         throw new MusterError('internal', `NATS at ${o.nats} did not answer${after}: ${why}`, { cause: err });

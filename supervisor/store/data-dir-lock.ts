@@ -42,7 +42,11 @@ export class DataDirLock {
         `the data directory ${dataDir} is in use by another muster serve${holderOf(dataDir)}: stop it first, or give this plane a --data-dir of its own`,
       );
     }
-    writeFileSync(join(dataDir, HOLDER_FILE), `${process.pid}\n`, { mode: 0o600 });
+    try {
+      writeFileSync(join(dataDir, HOLDER_FILE), `${process.pid}\n`, { mode: 0o600 });
+    } catch {
+      // Only the refusal's message reads it: the lock is held either way.
+    }
     return new DataDirLock(db);
   }
 
