@@ -7,9 +7,9 @@
 // The CLI's commands open `muster.db`, never this file, and work beside a running plane.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { MusterError } from '../../protocol/errors.js';
-import { unusable } from './sqlite-database.js';
+import { openFile, unusable } from './sqlite-database.js';
 
 const LOCK_FILE = 'plane.lock';
 /** Who holds the lock, for the refusal's message: a plain file, since the held lock lets no one read the other. */
@@ -21,12 +21,7 @@ export class DataDirLock {
   /** Takes the data directory's lock, or refuses with who holds it and what to do. */
   static acquire(dataDir: string): DataDirLock {
     const path = join(dataDir, LOCK_FILE);
-    let db: Database.Database;
-    try {
-      db = new Database(path);
-    } catch (err) {
-      throw unusable(err, path);
-    }
+    const db = openFile(path);
     try {
       // Never wait: the other plane holds it for as long as it runs.
       db.pragma('busy_timeout = 0');

@@ -44,12 +44,7 @@ export function storePath(dataDir: string): string {
 /** Opens (creating if missing) the file at `path`, migrated to this build's schema; `:memory:` gives a throwaway one. */
 export function openDatabase(path: string, options: SqliteOptions): Database.Database {
   if (path !== ':memory:' && path !== '') keepPrivate(path);
-  let db: Database.Database;
-  try {
-    db = new Database(path);
-  } catch (err) {
-    throw unusable(err, path);
-  }
+  const db = openFile(path);
   try {
     // WAL + NORMAL, and the group commit (group-commit.ts) fsyncs the WAL on the thread pool
     // before it answers any write: what FULL would do, without the event loop waiting for
@@ -64,6 +59,15 @@ export function openDatabase(path: string, options: SqliteOptions): Database.Dat
     return db;
   } catch (err) {
     db.close();
+    throw unusable(err, path);
+  }
+}
+
+/** The file at `path` opened, or why not, marked when no retry can fix it ("unable to open database file: <path>"). */
+export function openFile(path: string): Database.Database {
+  try {
+    return new Database(path);
+  } catch (err) {
     throw unusable(err, path);
   }
 }

@@ -8,7 +8,6 @@ import { readFileSync } from 'node:fs';
 import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { pino, type Logger } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ClusterView } from '../../../supervisor/admin/wire-types.js';
 import { CLUSTER_FORMAT } from '../../../supervisor/cluster/cluster-format.js';
@@ -17,7 +16,8 @@ import type { ControlPlane } from '../../../supervisor/control-plane.js';
 import { packageVersion } from '../../../supervisor/package-version.js';
 import { NatsServer } from '../../cluster/nats-server.js';
 import { runMuster } from '../../e2e/harness.js';
-import { nextEvent, type Subscribable } from './await-event.js';
+import { nextEvent } from './await-event.js';
+import { capturedLogger } from './captured-logger.js';
 import { CLUSTER_SECRET, Replicas } from './replica-fixture.js';
 
 // The names are stored formats themselves: written here as an older build would find them.
@@ -77,13 +77,6 @@ async function clusterView(plane: ControlPlane): Promise<ClusterView> {
   const response = await fetch(`${plane.httpUrl}/v1/cluster`, { headers: { authorization: `Bearer ${token}` } });
   expect(response.status).toBe(200);
   return (await response.json()) as ClusterView;
-}
-
-/** A pino logger whose lines tests wait on. */
-function capturedLogger(): { logger: Logger; lines: Subscribable<Record<string, unknown>> } {
-  const handlers = new Set<(line: Record<string, unknown>) => void>();
-  const logger = pino({ level: 'info' }, { write: (text: string) => handlers.forEach((h) => h(JSON.parse(text) as Record<string, unknown>)) });
-  return { logger, lines: { subscribe: (h) => (handlers.add(h), () => handlers.delete(h)) } };
 }
 
 describe('cluster format guard', () => {

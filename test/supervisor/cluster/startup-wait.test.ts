@@ -3,10 +3,10 @@
 // natsStartupWaitMs on one that never offers JetStream, saying so; it does not wait on a server
 // that refuses its credentials.
 import { createServer } from 'node:net';
-import { pino, type Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NatsServer } from '../../cluster/nats-server.js';
-import { nextEvent, type Subscribable } from './await-event.js';
+import { nextEvent } from './await-event.js';
+import { capturedLogger } from './captured-logger.js';
 import { Replicas } from './replica-fixture.js';
 
 const WAITING = 'waiting for NATS and JetStream to answer';
@@ -28,20 +28,6 @@ async function freePort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
-}
-
-/** A logger whose lines the test waits on, and every line it wrote. */
-function capturedLogger(): { logger: Logger; lines: Subscribable<Record<string, unknown>>; all: Record<string, unknown>[] } {
-  const all: Record<string, unknown>[] = [];
-  const handlers = new Set<(line: Record<string, unknown>) => void>();
-  const logger = pino({ level: 'info' }, {
-    write: (text: string) => {
-      const line = JSON.parse(text) as Record<string, unknown>;
-      all.push(line);
-      handlers.forEach((h) => h(line));
-    },
-  });
-  return { logger, all, lines: { subscribe: (h) => (handlers.add(h), () => handlers.delete(h)) } };
 }
 
 describe('a replica starting before NATS answers', () => {
