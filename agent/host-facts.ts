@@ -6,6 +6,9 @@ import os from 'node:os';
 import type { Capabilities, MessageData, NodeInfo } from '../protocol/messages.js';
 
 export const AGENT_VERSION = '0.1.0';
+/** What a node offers when not told: a shell that runs commands (`muster agent --runner-type`, `--job-type`). */
+export const DEFAULT_RUNNER_TYPE = 'shell';
+export const DEFAULT_JOB_TYPE = 'command';
 const MB = 1024 * 1024;
 const GB = 1024 * MB;
 
@@ -14,9 +17,9 @@ export interface HostFactsOptions {
   workDir: string;
   /** From `--tag k=v`. */
   tags?: Record<string, string>;
-  /** Default `["shell"]`. */
+  /** Default `[DEFAULT_RUNNER_TYPE]`. */
   runnerTypes?: string[];
-  /** Default `["command"]`. */
+  /** Default `[DEFAULT_JOB_TYPE]`. */
   supportedJobTypes?: string[];
   /** Default `"runner"`. */
   nodeType?: string;
@@ -45,14 +48,14 @@ export function collectHostFacts(options: HostFactsOptions): HostFacts {
       tags: { ...(options.tags ?? {}) },
     },
     capabilities: {
-      runner_types: options.runnerTypes ?? ['shell'],
+      runner_types: options.runnerTypes ?? [DEFAULT_RUNNER_TYPE],
       max_resources: {
         cpu_cores: cpuCount(),
         memory_mb: totalMemoryMb(),
         disk_gb: diskGb(options.workDir),
         network_mbps: linkSpeedMbps(address.iface),
       },
-      supported_job_types: options.supportedJobTypes ?? ['command'],
+      supported_job_types: options.supportedJobTypes ?? [DEFAULT_JOB_TYPE],
       features: ['resume', 'log_resync', 'secret_masking', 'undrain'],
       protocols: options.protocols ?? ['tcp', 'unix'],
     },

@@ -4,6 +4,7 @@
 // its own variable, MUSTER_AGENT_TOKEN: an operator's MUSTER_TOKEN is for the admin API.
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import { DEFAULT_JOB_TYPE, DEFAULT_RUNNER_TYPE } from '../agent/host-facts.js';
 import { readJsonFile } from '../supervisor/json-file.js';
 import type { ClientTlsOptions } from '../transports/transport.js';
 import { collect, collectKeyValue, parseHostPort } from './options.js';
@@ -17,6 +18,8 @@ interface AgentSettings {
   workDir?: string;
   codec?: 'json' | 'msgpack';
   tag?: Record<string, string>;
+  runnerType?: string[];
+  jobType?: string[];
   logLevel?: string;
   tlsCa?: string;
   tlsCert?: string;
@@ -31,10 +34,12 @@ interface AgentFlags extends AgentSettings {
 }
 
 const DEFAULT_WORK_DIR = './.muster-agent';
+/** Selector keys that match a node's capabilities, not its tags (supervisor/jobs/job-matcher.ts), and the flag that sets each. */
+const CAPABILITY_KEYS: Record<string, string> = { runner_type: '--runner-type', job_type: '--job-type' };
 /** The node tag that `--name` sets; the plane shows it as the node's `name`. */
 export const NAME_TAG = 'name';
 
-/** Config file keys: the flags' names in camelCase; `url` may be one string, `tag` is `tags`. */
+/** Config file keys: the flags' names in camelCase; `url` may be one string, `tag` is `tags`, `runnerType` and `jobType` are `runnerTypes` and `jobTypes`. */
 const FILE_KEYS: Record<string, 'string' | 'strings' | 'map'> = {
   url: 'strings',
   token: 'string',
@@ -42,6 +47,8 @@ const FILE_KEYS: Record<string, 'string' | 'strings' | 'map'> = {
   workDir: 'string',
   codec: 'string',
   tags: 'map',
+  runnerTypes: 'strings',
+  jobTypes: 'strings',
   logLevel: 'string',
   tlsCa: 'string',
   tlsCert: 'string',
@@ -65,6 +72,8 @@ export function agentCommand(): Command {
     .addOption(new Option('--work-dir <dir>', `where job workspaces and unacked results are kept (default ${DEFAULT_WORK_DIR})`).env('MUSTER_AGENT_WORK_DIR'))
     .addOption(new Option('--codec <codec>', 'wire codec (default msgpack)').choices(['json', 'msgpack']))
     .option('--tag <key=value>', 'node tag for job selectors (repeatable)', collectKeyValue)
+    .option('--runner-type <type>', `a runner type this node offers, what a job's selector runner_type= matches (repeatable; default ${DEFAULT_RUNNER_TYPE})`, collect)
+    .option('--job-type <type>', `a job type this node supports, what a job's selector job_type= matches (repeatable; default ${DEFAULT_JOB_TYPE})`, collect)
     .addOption(new Option('--log-level <level>', 'trace, debug, info, warn, error or silent (default info)').env('MUSTER_LOG_LEVEL'))
     .option('--tls-ca <file>', 'CA bundle (PEM) the plane\'s certificate must chain to (tls://, wss://, grpcs://)')
     .option('--tls-cert <file>', 'client certificate (PEM) for mutual TLS')
@@ -103,8 +112,11 @@ function readAgentFile(path: string): AgentSettings {
           ? typeof value === 'string' || (Array.isArray(value) && value.every((v) => typeof v === 'string'))
           : typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string');
     if (!ok) throw new Error(`config file ${path}: ${key} must be ${kind === 'map' ? 'an object of strings' : kind === 'strings' ? 'a string or a list of strings' : 'a string'}`);
-    if (key === 'url') settings.url = typeof value === 'string' ? [value] : value;
+    const list = typeof value === 'string' ? [value] : value;
+    if (key === 'url') settings.url = list;
     else if (key === 'tags') settings.tag = value;
+    else if (key === 'runnerTypes') settings.runnerType = list;
+    else if (key === 'jobTypes') settings.jobType = list;
     else settings[key] = value;
   }
   if (settings.codec !== undefined && settings.codec !== 'json' && settings.codec !== 'msgpack') {
@@ -122,9 +134,19 @@ function clientTls(options: AgentSettings): ClientTlsOptions {
   return tls;
 }
 
-/** The node tags: `--tag`s plus `--name` as the `name` tag. */
+/**
+ * The node tags: `--tag`s plus `--name` as the `name` tag. A tag named as a capability would
+ * never be matched by `--selector runner_type=...`, which asks for a runner type: refused, with
+ * the flag that sets it.
+ */
 function tagsOf(options: AgentSettings): Record<string, string> {
   const tags = { ...options.tag };
+  for (const [key, flag] of Object.entries(CAPABILITY_KEYS)) {
+    const value = tags[key];
+    if (value !== undefined) {
+      throw new Error(`--tag ${key}=${value}: a job's selector ${key}= matches what the node offers, not its tags: use ${flag} ${value}`);
+    }
+  }
   if (options.name === undefined || options.name === '') return tags;
   const tagged = tags[NAME_TAG];
   if (tagged !== undefined && tagged !== options.name) {
@@ -153,6 +175,11 @@ async function runAgent(options: AgentSettings): Promise<void> {
     tags,
     logLevel: options.logLevel,
     ...(options.metrics === undefined || options.metrics === '' ? {} : { metrics: parseHostPort(options.metrics) }),
-    agent: { tls: clientTls(options), ...encryption },
+    agent: {
+      tls: clientTls(options),
+      ...encryption,
+      ...(options.runnerType === undefined ? {} : { runnerTypes: options.runnerType }),
+      ...(options.jobType === undefined ? {} : { supportedJobTypes: options.jobType }),
+    },
   });
 }

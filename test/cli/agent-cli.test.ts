@@ -91,6 +91,28 @@ describe('muster agent settings', () => {
     expect(run.stderr).toBe(`muster: config file ${file}, line 3 column 3: not valid JSON (Expected ',' or '}' after property value)\n`);
   });
 
+  it('offers the runner types of --runner-type (and runnerTypes in its file): a job selecting one runs on it', async () => {
+    const file = join(dir, 'types.json');
+    writeFileSync(file, JSON.stringify({ runnerTypes: ['linux'], jobTypes: ['command', 'script'] }));
+    const nodeId = await startAgent(['--config', file, '--runner-type', 'macos', '--work-dir', join(dir, 'c')], {
+      MUSTER_AGENT_URL: plane.tcpUrl,
+      MUSTER_AGENT_TOKEN: await plane.registrationToken(),
+    });
+    const api = ['--api', plane.plane.httpUrl, '--token', await plane.apiToken('operator')];
+    // The flag over the file: macos, not linux; the file's job types stand.
+    const ran = await muster(['job', 'submit', ...api, '--wait', '--selector', 'runner_type=macos', '--selector', 'job_type=script', '--', 'true']);
+    expect(ran.code, ran.stderr).toBe(0);
+    const jobId = /^job (\S+)$/m.exec(ran.stderr)?.[1] ?? '';
+    const job = await plane.http('GET', `/v1/jobs/${jobId}`, await plane.apiToken('viewer'));
+    expect(job.json).toMatchObject({ state: 'Completed', node_id: nodeId });
+  });
+
+  it('refuses --tag runner_type=... (a selector\'s runner_type= asks for a runner type, never a tag) and names the flag', async () => {
+    const run = await muster(['agent', '--url', plane.tcpUrl, '--token', await plane.registrationToken(), '--tag', 'runner_type=linux']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe("muster: --tag runner_type=linux: a job's selector runner_type= matches what the node offers, not its tags: use --runner-type linux\n");
+  });
+
   it('says there is no token when only MUSTER_TOKEN is set', async () => {
     const run = await muster(['agent', '--url', plane.tcpUrl], { MUSTER_TOKEN: await plane.apiToken('admin') });
     expect(run.code).toBe(1);
