@@ -52,10 +52,17 @@ artifactStoreContract(
   },
 );
 
+/** `count` stores on one new bucket, as that many replicas open it. */
+async function replicasSharing(count: number): Promise<{ bucket: string; stores: ObjectArtifactStore[] }> {
+  const bucket = `${ARTIFACTS_BUCKET}-${++opened}`;
+  const stores: ObjectArtifactStore[] = [];
+  for (let i = 0; i < count; i++) stores.push(await openStore(bucket));
+  return { bucket, stores };
+}
+
 describe('ObjectArtifactStore across replicas', () => {
   it('resumes on another replica an upload begun on one, from what NATS holds, and completes it there', async () => {
-    const bucket = `${ARTIFACTS_BUCKET}-${++opened}`;
-    const [a, b] = [await openStore(bucket), await openStore(bucket)];
+    const { bucket, stores: [a, b] } = await replicasSharing(2);
     const bytes = randomBytes(300_000);
     const start = artifactOf(bytes);
     await a.start(start);
@@ -75,8 +82,7 @@ describe('ObjectArtifactStore across replicas', () => {
   });
 
   it('drops an upload another replica began', async () => {
-    const bucket = `${ARTIFACTS_BUCKET}-${++opened}`;
-    const [a, b] = [await openStore(bucket), await openStore(bucket)];
+    const { stores: [a, b] } = await replicasSharing(2);
     const bytes = randomBytes(50_000);
     const start = artifactOf(bytes);
     await a.start(start);
@@ -93,8 +99,7 @@ describe('ObjectArtifactStore across replicas', () => {
   }
 
   it('sweeps on another replica an upload one began and left: its chunks are purged, a resumable one stays', async () => {
-    const bucket = `${ARTIFACTS_BUCKET}-${++opened}`;
-    const [a, b] = [await openStore(bucket), await openStore(bucket)];
+    const { bucket, stores: [a, b] } = await replicasSharing(2);
     const bytes = randomBytes(600_000);
     const left = artifactOf(bytes);
     await a.start(left);
@@ -124,8 +129,7 @@ describe('ObjectArtifactStore across replicas', () => {
   });
 
   it('counts an upload idle from its last chunk, not from its Start', async () => {
-    const bucket = `${ARTIFACTS_BUCKET}-${++opened}`;
-    const [a, b] = [await openStore(bucket), await openStore(bucket)];
+    const { bucket, stores: [a, b] } = await replicasSharing(2);
     const bytes = randomBytes(20_000);
     const start = artifactOf(bytes);
     await a.start(start);
@@ -146,8 +150,7 @@ describe('ObjectArtifactStore across replicas', () => {
   });
 
   it('removes an upload once when replicas sweep at the same time', async () => {
-    const bucket = `${ARTIFACTS_BUCKET}-${++opened}`;
-    const stores = [await openStore(bucket), await openStore(bucket), await openStore(bucket)];
+    const { bucket, stores } = await replicasSharing(3);
     const bytes = randomBytes(300_000);
     const starts = [artifactOf(bytes), artifactOf(bytes)];
     for (const start of starts) {
@@ -162,8 +165,7 @@ describe('ObjectArtifactStore across replicas', () => {
   });
 
   it('finishes a removal a sweeper left half-way (entry marked abandoned, chunks still there), and a Start there begins afresh', async () => {
-    const bucket = `${ARTIFACTS_BUCKET}-${++opened}`;
-    const [a, b] = [await openStore(bucket), await openStore(bucket)];
+    const { bucket, stores: [a, b] } = await replicasSharing(2);
     const bytes = randomBytes(200_000);
     const [one, two] = [artifactOf(bytes), artifactOf(bytes)];
     const kv = await new Kvm(await nats.connection()).open(bucket);
