@@ -26,9 +26,8 @@ export class DataDirLock {
       // Never wait: the other plane holds it for as long as it runs.
       db.pragma('busy_timeout = 0');
       db.pragma('locking_mode = EXCLUSIVE');
-      // In exclusive mode the first write transaction's lock is kept until the connection closes.
-      db.exec('CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL)');
-      db.exec(`BEGIN EXCLUSIVE; DELETE FROM holder; INSERT INTO holder VALUES (${process.pid}); COMMIT`);
+      // In exclusive mode the lock an exclusive transaction takes is kept until the connection closes.
+      db.exec('BEGIN EXCLUSIVE; COMMIT');
     } catch (err) {
       db.close();
       if (!isBusy(err)) throw unusable(err, path);
