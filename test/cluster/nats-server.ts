@@ -2,13 +2,14 @@
 // in its own temporary directory, so that a test can kill (-9), stop (SIGSTOP), restart
 // (same port, same store) or remove a server as a fault would.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server';
 
 const READY_TIMEOUT_MS = 15_000;
+const PAUSE_TIMEOUT_MS = 5_000;
 
 export interface NatsServerOptions {
   /** Reuse a port (a restart); 0 or absent: a free one, chosen by the server (`-p -1`). */
@@ -69,9 +70,19 @@ export class NatsServer {
     await this.exitedWith;
   }
 
-  /** A stopped process keeps its sockets open but answers nothing: a hung server. */
-  pause(): void {
+  /**
+   * A stopped process keeps its sockets open but answers nothing: a hung server. Resolves once
+   * every thread of it is stopped: the signal is delivered on the kernel's time, and a request
+   * sent at once could otherwise still be answered (seen once, under load).
+   */
+  async pause(): Promise<void> {
     this.child.kill('SIGSTOP');
+    const pid = this.pid;
+    const until = Date.now() + PAUSE_TIMEOUT_MS;
+    while (!allThreadsStopped(pid)) {
+      if (Date.now() > until) throw new Error(`nats-server ${pid} not stopped ${PAUSE_TIMEOUT_MS} ms after SIGSTOP`);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   resume(): void {
@@ -95,6 +106,16 @@ export class NatsServer {
     }
     if (this.ownsStore) rmSync(this.storeDir, { recursive: true, force: true });
   }
+}
+
+/** Whether every thread of `pid` is in the stopped state (`T` in /proc/<pid>/task/<tid>/stat). */
+function allThreadsStopped(pid: number): boolean {
+  const tasks = readdirSync(`/proc/${pid}/task`);
+  return tasks.every((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    // The state follows the command name, which may hold spaces and parentheses: after its last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T';
+  });
 }
 
 /** Reads the server's log until it says it listens for clients (and monitors, if asked) and is ready. */

@@ -160,7 +160,7 @@ describe('against nats-server', () => {
     const s = await server();
     const c = await open({ servers: s.url, name: 'replica-a', pingIntervalMs: 200 });
     const stale = entered(c.status, 'reconnecting');
-    s.pause();
+    await s.pause();
     try {
       expect(await stale).toMatchObject({ state: 'reconnecting', last_error: expect.stringMatching(/^stale connection/) });
     } finally {

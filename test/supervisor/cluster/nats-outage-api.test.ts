@@ -70,7 +70,7 @@ async function submitted(): Promise<string> {
 describe('the admin API while NATS does not answer', () => {
   it('answers 503 with Retry-After while the server is stopped (SIGSTOP), and normally once it runs again', async () => {
     const jobId = await submitted();
-    nats.pause();
+    await nats.pause();
     try {
       await expectUnavailable(await answers(jobId));
     } finally {
